@@ -1,0 +1,118 @@
+// The inventory's domain interface. Every caller goes through these async operations; SQLite is one backend,
+// PostgreSQL must be able to slot in behind the same interface.
+import type {
+  ApiToken, Bmc, BmcInput, HardwareFacts, Lease, LeaseState, Machine, MachineClass, MachineInput, MachineState,
+  Profile, Reservation, StoredEvent, TokenScope,
+} from './types.js'
+
+export interface MachineFilter {
+  state?: MachineState | MachineState[]
+  /** Every label given must match exactly. */
+  labels?: Record<string, string>
+  /** Free text over name, serial, uuid and MACs. */
+  text?: string
+  rack?: string
+  /** Opaque cursor from a previous page. */
+  after?: string
+  limit?: number
+}
+
+export interface MachinePage {
+  items: Machine[]
+  /** Cursor for the next page, or null at the end. */
+  next: string | null
+}
+
+export interface MachineRepository {
+  get(id: string): Promise<Machine | null>
+  byName(name: string): Promise<Machine | null>
+  byMac(mac: string): Promise<Machine | null>
+  byUuid(uuid: string): Promise<Machine | null>
+  bySerial(serial: string): Promise<Machine | null>
+  list(filter?: MachineFilter): Promise<MachinePage>
+  count(filter?: Omit<MachineFilter, 'after' | 'limit'>): Promise<number>
+  create(input: MachineInput & { state?: MachineState }, now: number): Promise<Machine>
+  update(id: string, input: MachineInput, now: number): Promise<Machine>
+  /** Only lifecycle calls this. Returns false when the machine was not in `from` (a lost race). */
+  setState(id: string, from: MachineState, to: MachineState, now: number): Promise<boolean>
+  setHardware(id: string, facts: HardwareFacts, now: number): Promise<void>
+  delete(id: string): Promise<boolean>
+}
+
+export interface BmcRepository {
+  get(machineId: string): Promise<Bmc | null>
+  put(machineId: string, input: BmcInput): Promise<Bmc>
+  remove(machineId: string): Promise<boolean>
+  /** The decrypted credentials, for the power drivers only. */
+  credentials(machineId: string): Promise<{ username: string | null; password: string | null } | null>
+}
+
+export interface ClassRepository {
+  get(name: string): Promise<MachineClass | null>
+  list(): Promise<MachineClass[]>
+  put(cls: Omit<MachineClass, 'createdAt' | 'updatedAt'>, now: number): Promise<MachineClass>
+  delete(name: string): Promise<boolean>
+}
+
+export interface ProfileRepository {
+  get(name: string): Promise<Profile | null>
+  list(): Promise<Profile[]>
+  put(profile: Omit<Profile, 'createdAt' | 'updatedAt'>, now: number): Promise<Profile>
+  delete(name: string): Promise<boolean>
+}
+
+export interface LeaseRepository {
+  byIp(ip: string): Promise<Lease | null>
+  /** The newest lease of a client: by client id when given, else by MAC. */
+  byClient(mac: string, clientId: string | null): Promise<Lease | null>
+  /** Every lease in a subnet that still holds its address at `now` (offered or bound, not expired). */
+  activeIn(subnet: string, now: number): Promise<Lease[]>
+  list(filter?: { subnet?: string; state?: LeaseState; mac?: string }): Promise<Lease[]>
+  /** Insert or replace the lease of `lease.ip`. */
+  put(lease: Lease): Promise<void>
+  remove(ip: string): Promise<boolean>
+  /** Marks offered/bound leases past their expiry as expired; returns how many. */
+  expire(now: number): Promise<number>
+}
+
+export interface ReservationRepository {
+  list(): Promise<Reservation[]>
+  byMac(mac: string): Promise<Reservation | null>
+  byClientId(clientId: string): Promise<Reservation | null>
+  byIp(ip: string): Promise<Reservation | null>
+  /** Replaces the reservations of a machine (inventory import). */
+  setForMachine(machineId: string, reservations: Omit<Reservation, 'machineId'>[]): Promise<void>
+  put(reservation: Reservation): Promise<void>
+  remove(ip: string): Promise<boolean>
+}
+
+export interface EventRepository {
+  append(event: Omit<StoredEvent, 'seq'>): Promise<StoredEvent>
+  /** Events after `since` (exclusive), oldest first. */
+  list(filter?: { machineId?: string; since?: number; limit?: number; types?: string[] }): Promise<StoredEvent[]>
+  /** Keeps at most `keep` events per machine; returns how many were removed. */
+  trim(machineId: string, keep: number): Promise<number>
+}
+
+export interface TokenRepository {
+  /** Creates a token and returns its secret once; only a hash is stored. */
+  create(input: { name: string; scopes: TokenScope[]; expiresAt?: number | null }, now: number): Promise<{ token: ApiToken; secret: string }>
+  list(): Promise<ApiToken[]>
+  /** The token a presented secret belongs to, when valid (not revoked, not expired); records last use. */
+  verify(secret: string, now: number): Promise<ApiToken | null>
+  revoke(idOrName: string, now: number): Promise<boolean>
+}
+
+export interface Inventory {
+  machines: MachineRepository
+  bmcs: BmcRepository
+  classes: ClassRepository
+  profiles: ProfileRepository
+  leases: LeaseRepository
+  reservations: ReservationRepository
+  events: EventRepository
+  tokens: TokenRepository
+  /** Runs `fn` atomically: everything it does through the given inventory commits together or not at all. */
+  transaction<T>(fn: (inventory: Inventory) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}

@@ -1,0 +1,196 @@
+// Domain shapes of the inventory: what callers see. No SQL, no driver types.
+
+export const MACHINE_STATES = [
+  'new', 'discovered', 'ready', 'provisioning', 'installed', 'released', 'maintenance',
+] as const
+export type MachineState = (typeof MACHINE_STATES)[number]
+
+export type Firmware = 'bios' | 'uefi'
+export type Arch = 'amd64' | 'arm64'
+
+export interface Nic {
+  /** Lower-case, colon separated: 3c:ec:ef:12:34:56. */
+  mac: string
+  name: string | null
+  /** The NIC this machine network-boots from. */
+  boot: boolean
+}
+
+export interface DiskFacts {
+  name: string
+  model?: string
+  serial?: string
+  sizeBytes: number
+  rotational?: boolean
+  type?: 'hdd' | 'ssd' | 'nvme' | 'virtual' | 'other'
+  wwn?: string
+}
+
+export interface NicFacts {
+  mac: string
+  name?: string
+  driver?: string
+  link?: boolean
+  speedMbps?: number
+}
+
+/** What the discovery agent (or a tech) reported about the machine's hardware. */
+export interface HardwareFacts {
+  cpu?: { model?: string; sockets?: number; cores?: number; threads?: number }
+  memory?: { totalBytes: number }
+  disks?: DiskFacts[]
+  nics?: NicFacts[]
+  bmc?: { address?: string; mac?: string }
+  smbios?: Record<string, string>
+  [key: string]: unknown
+}
+
+export interface Machine {
+  id: string
+  /** Hostname-like name, unique when set (declarative inventory's key). */
+  name: string | null
+  /** SMBIOS system UUID, lower case. */
+  uuid: string | null
+  serial: string | null
+  manufacturer: string | null
+  product: string | null
+  arch: Arch | null
+  firmware: Firmware | null
+  state: MachineState
+  labels: Record<string, string>
+  rack: string | null
+  rackUnit: number | null
+  /** Boot from the network even once installed. */
+  alwaysPxe: boolean
+  /** Profile named by the inventory for this machine (classes may choose one otherwise). */
+  profile: string | null
+  nics: Nic[]
+  hardware: HardwareFacts | null
+  hardwareReportedAt: number | null
+  createdAt: number
+  updatedAt: number
+  stateChangedAt: number
+}
+
+/** Fields a caller may set when creating or updating a machine; state changes go through lifecycle. */
+export interface MachineInput {
+  name?: string | null
+  uuid?: string | null
+  serial?: string | null
+  manufacturer?: string | null
+  product?: string | null
+  arch?: Arch | null
+  firmware?: Firmware | null
+  labels?: Record<string, string>
+  rack?: string | null
+  rackUnit?: number | null
+  alwaysPxe?: boolean
+  profile?: string | null
+  nics?: Nic[]
+}
+
+export type BmcType = 'ipmi' | 'redfish'
+
+export interface Bmc {
+  machineId: string
+  type: BmcType
+  address: string
+  port: number | null
+  username: string | null
+  /** True when a password is stored (the password itself never leaves the repository except through `credentials`). */
+  hasPassword: boolean
+  /** Name of the inventory credentials entry this came from, kept for export. */
+  credentialsRef: string | null
+  /** Redfish TLS: skip verification (explicit, per BMC). */
+  insecure: boolean
+  /** Redfish TLS: sha256 fingerprint of the pinned certificate. */
+  fingerprint: string | null
+}
+
+export interface BmcInput {
+  type: BmcType
+  address: string
+  port?: number | null
+  username?: string | null
+  /** Plain text in, encrypted before it reaches storage; undefined keeps the stored one. */
+  password?: string | null
+  credentialsRef?: string | null
+  insecure?: boolean
+  fingerprint?: string | null
+}
+
+export interface MachineClass {
+  name: string
+  description: string | null
+  /** Selector expressions, all of which must hold (see matching/). */
+  selectors: string[]
+  /** Profile given to machines of this class. */
+  profile: string | null
+  /** Config patches (Talos strategic merge) applied for this class. */
+  patches: unknown[]
+  createdAt: number
+  updatedAt: number
+}
+
+export interface Profile {
+  name: string
+  description: string | null
+  talosVersion: string | null
+  arch: Arch | null
+  /** Image Factory schematic ID, when not the plain release. */
+  schematic: string | null
+  kernelArgs: string[]
+  /** Base machine config (YAML text), or null to generate one. */
+  baseConfig: string | null
+  patches: unknown[]
+  createdAt: number
+  updatedAt: number
+}
+
+export type LeaseState = 'offered' | 'bound' | 'released' | 'declined' | 'expired'
+
+export interface Lease {
+  ip: string
+  mac: string
+  /** Option 61 as lower-case hex, when the client sent one. */
+  clientId: string | null
+  /** The subnet (CIDR) this address belongs to. */
+  subnet: string
+  state: LeaseState
+  hostname: string | null
+  /** Milliseconds since the epoch. */
+  expiresAt: number
+  updatedAt: number
+}
+
+/** A fixed address for a client, from the inventory. */
+export interface Reservation {
+  ip: string
+  mac: string | null
+  clientId: string | null
+  hostname: string | null
+  machineId: string | null
+}
+
+/** One entry on a machine's boot timeline (or the global stream when machineId is null). */
+export interface StoredEvent {
+  seq: number
+  machineId: string | null
+  type: string
+  at: number
+  message: string
+  data: Record<string, unknown>
+}
+
+export const TOKEN_SCOPES = ['read', 'provision', 'admin'] as const
+export type TokenScope = (typeof TOKEN_SCOPES)[number]
+
+export interface ApiToken {
+  id: string
+  name: string
+  scopes: TokenScope[]
+  createdAt: number
+  lastUsedAt: number | null
+  expiresAt: number | null
+  revokedAt: number | null
+}

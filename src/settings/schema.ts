@@ -1,0 +1,117 @@
+import Type, { type Static } from 'typebox'
+
+// rackboot's own settings. Every key has a default that lets `rackboot serve` start on a plain machine;
+// DHCP stays off until a mode and subnets are given.
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535 })
+const IPv4 = Type.String({ format: 'ipv4' })
+
+export const DhcpSubnetSchema = Type.Object(
+  {
+    /** CIDR of the subnet, e.g. 10.20.0.0/24. */
+    subnet: Type.String({ pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' }),
+    /** First and last address handed out from the pool (inclusive). */
+    rangeStart: IPv4,
+    rangeEnd: IPv4,
+    /** DHCP option 3. */
+    routers: Type.Array(IPv4, { default: [] }),
+    /** DHCP option 6. */
+    dnsServers: Type.Array(IPv4, { default: [] }),
+    /** DHCP option 15. */
+    domainName: Type.Optional(Type.String()),
+    /** DHCP option 51, seconds. */
+    leaseSeconds: Type.Integer({ minimum: 60, default: 3600 }),
+  },
+  { additionalProperties: false },
+)
+
+export const SettingsSchema = Type.Object(
+  {
+    /** Where the SQLite database, the secrets key and other state live. */
+    dataDir: Type.String({ minLength: 1, default: './data' }),
+    /** Boot assets: iPXE binaries, kernels, initramfs images. */
+    assetsDir: Type.String({ minLength: 1, default: './assets' }),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          { default: 'info' },
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    http: Type.Object(
+      {
+        listen: Type.String({ default: '0.0.0.0' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        /** The base URL machines use to reach this server (iPXE scripts, config URLs). Derived when empty. */
+        publicUrl: Type.String({ default: '' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    tftp: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        listen: Type.String({ default: '0.0.0.0' }),
+        /** 69 when running as root, else 6969 (chosen at load time). */
+        port: Type.Optional(Port),
+        /** Largest blksize granted; also capped by the path MTU below. */
+        maxBlockSize: Type.Integer({ minimum: 8, maximum: 65464, default: 1468 }),
+        /** MTU of the provisioning path: blksize never exceeds MTU - 32 (IP + UDP + TFTP headers). */
+        mtu: Type.Integer({ minimum: 68, maximum: 65535, default: 1500 }),
+        maxWindowSize: Type.Integer({ minimum: 1, maximum: 65535, default: 64 }),
+        maxTransfers: Type.Integer({ minimum: 1, default: 500 }),
+        /** First retransmission timeout; doubles per retry. */
+        retransmitMs: Type.Integer({ minimum: 50, default: 1000 }),
+        maxRetries: Type.Integer({ minimum: 1, default: 5 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    dhcp: Type.Object(
+      {
+        mode: Type.Union([Type.Literal('off'), Type.Literal('full'), Type.Literal('proxy')], { default: 'off' }),
+        /** The directly attached provisioning interface (informational where the OS cannot bind to it). */
+        interface: Type.Optional(Type.String()),
+        /** This server's address on the provisioning network: option 54 and next-server. */
+        serverAddress: Type.Optional(IPv4),
+        listen: Type.String({ default: '0.0.0.0' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 67 }),
+        /** ProxyDHCP boot-server port (PXE). */
+        proxyPort: Type.Integer({ minimum: 0, maximum: 65535, default: 4011 }),
+        subnets: Type.Array(DhcpSubnetSchema, { default: [] }),
+        /** Send iPXE option 175.176 = 1 so iPXE does not wait ~3 s for ProxyDHCP offers. */
+        ipxeNoPxedhcp: Type.Boolean({ default: true }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    boot: Type.Object(
+      {
+        /** What a discovered or ready machine does while it waits: an iPXE retry loop, or boot its own disk. */
+        holdMode: Type.Union([Type.Literal('retry'), Type.Literal('exit')], { default: 'retry' }),
+        /** Accept newly discovered machines into the pool without a tech. */
+        autoAccept: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    inventory: Type.Object(
+      {
+        /** A declarative inventory directory imported at start-up (create and update only, never prune). */
+        importOnStart: Type.Optional(Type.String()),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+)
+
+export type SettingsInput = Static<typeof SettingsSchema>
+export type DhcpSubnetSettings = Static<typeof DhcpSubnetSchema>
+
+/** Settings after loading: every default applied, paths absolute, the TFTP port chosen. */
+export type Settings = Readonly<
+  Omit<SettingsInput, 'tftp'> & {
+    tftp: Omit<SettingsInput['tftp'], 'port'> & { port: number }
+    /** Absolute path of the settings file read, or null when running on defaults. */
+    source: string | null
+  }
+>
