@@ -221,7 +221,7 @@ export async function createNetLab(t?: AfterContext): Promise<NetLab> {
         await run(['ip', '-n', name, 'addr', 'add', cidr, 'dev', dev])
       },
       async up(dev) {
-        await run(['ip', '-n', name, 'link', 'set', dev, 'up'])
+        await run(['ip', '-n', name, 'link', 'set', 'dev', dev, 'up'])
       },
       async addRoute(dest, via) {
         await run(['ip', '-n', name, 'route', 'add', dest, 'via', via])
@@ -256,7 +256,7 @@ export async function createNetLab(t?: AfterContext): Promise<NetLab> {
     async veth(a, b) {
       if (destroyed) throw new Error('lab already destroyed')
       const place = (end: VethEnd) => (end.ns ? ['netns', end.ns.name] : [])
-      const args = ['link', 'add', a.name, ...place(a)]
+      const args = ['link', 'add', 'name', a.name, ...place(a)]
       if (a.mac) args.push('address', a.mac)
       args.push('type', 'veth', 'peer', 'name', b.name, ...place(b))
       if (b.mac) args.push('address', b.mac)
@@ -266,14 +266,14 @@ export async function createNetLab(t?: AfterContext): Promise<NetLab> {
       for (const end of [a, b]) {
         const ipArgs = end.ns ? ['-n', end.ns.name] : []
         if (end.cidr) await run(['ip', ...ipArgs, 'addr', 'add', end.cidr, 'dev', end.name])
-        if (end.up !== false) await run(['ip', ...ipArgs, 'link', 'set', end.name, 'up'])
+        if (end.up !== false) await run(['ip', ...ipArgs, 'link', 'set', 'dev', end.name, 'up'])
       }
     },
     async bridge(ns, name, members, cidr) {
-      await ns.ip(['link', 'add', name, 'type', 'bridge'])
+      await ns.ip(['link', 'add', 'name', name, 'type', 'bridge'])
       // No STP forwarding delay: ports forward at once.
-      await ns.ip(['link', 'set', name, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0'])
-      for (const m of members) await ns.ip(['link', 'set', m, 'master', name])
+      await ns.ip(['link', 'set', 'dev', name, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0'])
+      for (const m of members) await ns.ip(['link', 'set', 'dev', m, 'master', name])
       if (cidr) await ns.addAddress(name, cidr)
       await ns.up(name)
     },
@@ -302,7 +302,7 @@ export async function createNetLab(t?: AfterContext): Promise<NetLab> {
         await run(['ip', 'netns', 'del', name], { check: false, timeoutMs: 10_000 }).catch(() => undefined)
       }
       for (const link of rootLinks) {
-        await run(['ip', 'link', 'del', link], { check: false, timeoutMs: 10_000 }).catch(() => undefined)
+        await run(['ip', 'link', 'del', 'dev', link], { check: false, timeoutMs: 10_000 }).catch(() => undefined)
       }
     },
   }
