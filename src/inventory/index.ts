@@ -1,0 +1,7 @@
+export type * from './types.js'
+export { MACHINE_STATES, TOKEN_SCOPES } from './types.js'
+export type * from './repositories.js'
+export { openSqliteInventory, migrate, type SqliteInventory, type SqliteInventoryOptions } from './sqlite/open.js'
+export { MIGRATIONS } from './sqlite/migrations/index.js'
+export { normalizeMac, normalizeUuid, isMac, isUuid } from './identifiers.js'
+export { createSecretBox, loadOrCreateKey, type SecretBox } from './secret-box.js'

@@ -1,0 +1,49 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { RackbootError } from '../errors.js'
+
+// Secrets at rest (BMC passwords, cluster secrets) are sealed with AES-256-GCM under a key kept in a file in the
+// data directory, readable by its owner only. Sealed form: "v1:" + base64(iv | tag | ciphertext).
+
+export interface SecretBox {
+  seal(plain: string): string
+  open(sealed: string): string
+}
+
+export function createSecretBox(key: Buffer): SecretBox {
+  if (key.length !== 32) throw new RackbootError('RB_ERR_CRYPTO', 'secret key must be 32 bytes')
+  return {
+    seal(plain) {
+      const iv = randomBytes(12)
+      const cipher = createCipheriv('aes-256-gcm', key, iv)
+      const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()])
+      return `v1:${Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64')}`
+    },
+    open(sealed) {
+      if (!sealed.startsWith('v1:')) throw new RackbootError('RB_ERR_CRYPTO', 'unknown sealed secret format')
+      const raw = Buffer.from(sealed.slice(3), 'base64')
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12))
+        decipher.setAuthTag(raw.subarray(12, 28))
+        return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8')
+      } catch (cause) {
+        throw new RackbootError('RB_ERR_CRYPTO', 'cannot open sealed secret (wrong key file?)', { cause })
+      }
+    },
+  }
+}
+
+/** Reads the key file, creating it (mode 0600) with a fresh random key the first time. */
+export function loadOrCreateKey(file: string): Buffer {
+  if (existsSync(file)) {
+    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64')
+    if (key.length !== 32) throw new RackbootError('RB_ERR_CRYPTO', `secret key file ${file} is not a 32-byte base64 key`)
+    return key
+  }
+  mkdirSync(dirname(file), { recursive: true })
+  const key = randomBytes(32)
+  writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' })
+  chmodSync(file, 0o600)
+  return key
+}

@@ -1,0 +1,126 @@
+import type { Kysely, Selectable } from 'kysely'
+import { RackbootError } from '../../errors.js'
+import type { LeaseRepository, ReservationRepository } from '../repositories.js'
+import type { Lease, LeaseState, Reservation } from '../types.js'
+import type { Database, LeasesTable, ReservationsTable } from './schema.js'
+
+function toLease(r: Selectable<LeasesTable>): Lease {
+  return {
+    ip: r.ip,
+    mac: r.mac,
+    clientId: r.client_id,
+    subnet: r.subnet,
+    state: r.state as LeaseState,
+    hostname: r.hostname,
+    expiresAt: Number(r.expires_at),
+    updatedAt: Number(r.updated_at),
+  }
+}
+
+export function createSqliteLeases(db: Kysely<Database>): LeaseRepository {
+  return {
+    async byIp(ip) {
+      const r = await db.selectFrom('leases').selectAll().where('ip', '=', ip).executeTakeFirst()
+      return r ? toLease(r) : null
+    },
+    async byClient(mac, clientId) {
+      let q = db.selectFrom('leases').selectAll()
+      q = clientId ? q.where('client_id', '=', clientId) : q.where('mac', '=', mac)
+      const r = await q.orderBy('updated_at', 'desc').limit(1).executeTakeFirst()
+      return r ? toLease(r) : null
+    },
+    async activeIn(subnet, now) {
+      const rows = await db
+        .selectFrom('leases')
+        .selectAll()
+        .where('subnet', '=', subnet)
+        .where('state', 'in', ['offered', 'bound'])
+        .where('expires_at', '>', now)
+        .execute()
+      return rows.map(toLease)
+    },
+    async list(filter = {}) {
+      let q = db.selectFrom('leases').selectAll()
+      if (filter.subnet) q = q.where('subnet', '=', filter.subnet)
+      if (filter.state) q = q.where('state', '=', filter.state)
+      if (filter.mac) q = q.where('mac', '=', filter.mac)
+      return (await q.orderBy('ip').execute()).map(toLease)
+    },
+    async put(lease) {
+      const row = {
+        mac: lease.mac,
+        client_id: lease.clientId,
+        subnet: lease.subnet,
+        state: lease.state,
+        hostname: lease.hostname,
+        expires_at: lease.expiresAt,
+        updated_at: lease.updatedAt,
+      }
+      await db
+        .insertInto('leases')
+        .values({ ip: lease.ip, ...row })
+        .onConflict((oc) => oc.column('ip').doUpdateSet(row))
+        .execute()
+    },
+    async remove(ip) {
+      const res = await db.deleteFrom('leases').where('ip', '=', ip).executeTakeFirst()
+      return Number(res.numDeletedRows) === 1
+    },
+    async expire(now) {
+      const res = await db
+        .updateTable('leases')
+        .set({ state: 'expired', updated_at: now })
+        .where('state', 'in', ['offered', 'bound'])
+        .where('expires_at', '<=', now)
+        .executeTakeFirst()
+      return Number(res.numUpdatedRows)
+    },
+  }
+}
+
+function toReservation(r: Selectable<ReservationsTable>): Reservation {
+  return { ip: r.ip, mac: r.mac, clientId: r.client_id, hostname: r.hostname, machineId: r.machine_id }
+}
+
+export function createSqliteReservations(db: Kysely<Database>): ReservationRepository {
+  async function insert(rows: Reservation[]): Promise<void> {
+    if (rows.length === 0) return
+    try {
+      await db
+        .insertInto('reservations')
+        .values(rows.map((r) => ({ ip: r.ip, mac: r.mac, client_id: r.clientId, hostname: r.hostname, machine_id: r.machineId })))
+        .execute()
+    } catch (cause) {
+      throw new RackbootError('RB_ERR_CONFLICT', `a reserved address, MAC or client id is already reserved elsewhere (${rows.map((r) => r.ip).join(', ')})`, { cause })
+    }
+  }
+  return {
+    async list() {
+      return (await db.selectFrom('reservations').selectAll().orderBy('ip').execute()).map(toReservation)
+    },
+    async byMac(mac) {
+      const r = await db.selectFrom('reservations').selectAll().where('mac', '=', mac).executeTakeFirst()
+      return r ? toReservation(r) : null
+    },
+    async byClientId(clientId) {
+      const r = await db.selectFrom('reservations').selectAll().where('client_id', '=', clientId).executeTakeFirst()
+      return r ? toReservation(r) : null
+    },
+    async byIp(ip) {
+      const r = await db.selectFrom('reservations').selectAll().where('ip', '=', ip).executeTakeFirst()
+      return r ? toReservation(r) : null
+    },
+    async setForMachine(machineId, reservations) {
+      await db.deleteFrom('reservations').where('machine_id', '=', machineId).execute()
+      await insert(reservations.map((r) => ({ ...r, machineId })))
+    },
+    async put(reservation) {
+      await db.deleteFrom('reservations').where('ip', '=', reservation.ip).execute()
+      await insert([reservation])
+    },
+    async remove(ip) {
+      const res = await db.deleteFrom('reservations').where('ip', '=', ip).executeTakeFirst()
+      return Number(res.numDeletedRows) === 1
+    },
+  }
+}

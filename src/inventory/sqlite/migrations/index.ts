@@ -1,0 +1,15 @@
+import type { Migration, MigrationProvider } from 'kysely'
+import * as m0001 from './0001-initial.js'
+import * as m0002 from './0002-hardware-summary.js'
+
+// Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
+export const MIGRATIONS: Record<string, Migration> = {
+  '0001-initial': m0001,
+  '0002-hardware-summary': m0002,
+}
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return MIGRATIONS
+  },
+}

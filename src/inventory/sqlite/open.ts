@@ -1,0 +1,89 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import SQLite from 'better-sqlite3'
+import { Kysely, Migrator, SqliteDialect, type Transaction } from 'kysely'
+import { RackbootError } from '../../errors.js'
+import type { Inventory } from '../repositories.js'
+import { createSecretBox, loadOrCreateKey, type SecretBox } from '../secret-box.js'
+import { createSqliteBmcs } from './bmcs.js'
+import { createSqliteClasses, createSqliteProfiles } from './classes-profiles.js'
+import { createSqliteEvents } from './events.js'
+import { createSqliteLeases, createSqliteReservations } from './leases.js'
+import { createSqliteMachines } from './machines.js'
+import { migrationProvider } from './migrations/index.js'
+import type { Database } from './schema.js'
+import { createSqliteTokens } from './tokens.js'
+import { randomBytes } from 'node:crypto'
+
+export interface SqliteInventoryOptions {
+  /** Database file, or ':memory:'. */
+  file: string
+  /** Key file for secrets at rest; a throwaway in-memory key when absent (tests). */
+  secretKeyFile?: string
+  /** Apply migrations up to this one only (tests of upgrades). Default: all. */
+  migrateTo?: string
+}
+
+export interface SqliteInventory extends Inventory {
+  /** The Kysely handle, for migration tests and benchmarks only: callers use the repositories. */
+  readonly db: Kysely<Database>
+}
+
+function repositories(db: Kysely<Database>, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>): Inventory {
+  return {
+    machines: createSqliteMachines(db),
+    bmcs: createSqliteBmcs(db, box),
+    classes: createSqliteClasses(db),
+    profiles: createSqliteProfiles(db),
+    leases: createSqliteLeases(db),
+    reservations: createSqliteReservations(db),
+    events: createSqliteEvents(db),
+    tokens: createSqliteTokens(db),
+    transaction: tx,
+    close,
+  }
+}
+
+export async function migrate(db: Kysely<Database>, target?: string): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: migrationProvider })
+  const { error, results } = target ? await migrator.migrateTo(target) : await migrator.migrateToLatest()
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName
+    throw new RackbootError('RB_ERR_STORAGE', `database migration ${failed ?? ''} failed: ${(error as Error).message}`, { cause: error })
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+}
+
+export async function openSqliteInventory(options: SqliteInventoryOptions): Promise<SqliteInventory> {
+  if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true })
+  let sqlite: SQLite.Database
+  try {
+    sqlite = new SQLite(options.file)
+    sqlite.pragma('journal_mode = WAL')
+    sqlite.pragma('synchronous = NORMAL')
+    sqlite.pragma('foreign_keys = ON')
+    sqlite.pragma('busy_timeout = 5000')
+  } catch (cause) {
+    throw new RackbootError('RB_ERR_STORAGE', `cannot open database ${options.file}: ${(cause as Error).message}`, { cause })
+  }
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+  try {
+    await migrate(db, options.migrateTo)
+  } catch (err) {
+    await db.destroy()
+    throw err
+  }
+  const box = createSecretBox(options.secretKeyFile ? loadOrCreateKey(options.secretKeyFile) : randomBytes(32))
+  const close = () => db.destroy()
+
+  // Kysely's SQLite dialect runs on one connection behind a mutex: a transaction excludes every other query,
+  // which is what makes allocation and import atomic.
+  const transaction: Inventory['transaction'] = (fn) =>
+    db.transaction().execute((trx: Transaction<Database>) => {
+      const inner = repositories(trx, box, () => {
+        throw new RackbootError('RB_ERR_INTERNAL', 'nested inventory transactions are not supported')
+      }, close)
+      return fn(inner)
+    })
+  return Object.assign(repositories(db, box, transaction, close), { db })
+}

@@ -1,0 +1,127 @@
+// Kysely table types for the SQLite backend. Column names are snake_case, portable to PostgreSQL.
+import type { Generated } from 'kysely'
+
+export interface MachinesTable {
+  id: string
+  name: string | null
+  uuid: string | null
+  serial: string | null
+  manufacturer: string | null
+  product: string | null
+  arch: string | null
+  firmware: string | null
+  state: string
+  labels: string
+  rack: string | null
+  rack_unit: number | null
+  always_pxe: number
+  profile: string | null
+  created_at: number
+  updated_at: number
+  state_changed_at: number
+}
+
+export interface NicsTable {
+  mac: string
+  machine_id: string
+  name: string | null
+  boot: number
+}
+
+export interface HardwareTable {
+  machine_id: string
+  facts: string
+  reported_at: number
+  // Summary columns (migration 0002) so lists can filter without parsing JSON.
+  cpu_cores: number | null
+  memory_bytes: number | null
+  disk_count: number | null
+  nvme_count: number | null
+}
+
+export interface BmcsTable {
+  machine_id: string
+  type: string
+  address: string
+  port: number | null
+  username: string | null
+  password_sealed: string | null
+  credentials_ref: string | null
+  insecure: number
+  fingerprint: string | null
+}
+
+export interface ClassesTable {
+  name: string
+  description: string | null
+  selectors: string
+  profile: string | null
+  patches: string
+  created_at: number
+  updated_at: number
+}
+
+export interface ProfilesTable {
+  name: string
+  description: string | null
+  talos_version: string | null
+  arch: string | null
+  schematic: string | null
+  kernel_args: string
+  base_config: string | null
+  patches: string
+  created_at: number
+  updated_at: number
+}
+
+export interface LeasesTable {
+  ip: string
+  mac: string
+  client_id: string | null
+  subnet: string
+  state: string
+  hostname: string | null
+  expires_at: number
+  updated_at: number
+}
+
+export interface ReservationsTable {
+  ip: string
+  mac: string | null
+  client_id: string | null
+  hostname: string | null
+  machine_id: string | null
+}
+
+export interface EventsTable {
+  seq: Generated<number>
+  machine_id: string | null
+  type: string
+  at: number
+  message: string
+  data: string
+}
+
+export interface ApiTokensTable {
+  id: string
+  name: string
+  scopes: string
+  hash: string
+  created_at: number
+  last_used_at: number | null
+  expires_at: number | null
+  revoked_at: number | null
+}
+
+export interface Database {
+  machines: MachinesTable
+  nics: NicsTable
+  hardware: HardwareTable
+  bmcs: BmcsTable
+  classes: ClassesTable
+  profiles: ProfilesTable
+  leases: LeasesTable
+  reservations: ReservationsTable
+  events: EventsTable
+  api_tokens: ApiTokensTable
+}

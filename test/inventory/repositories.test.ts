@@ -1,0 +1,172 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openSqliteInventory, isRackbootErrorCode } from './helpers.js'
+
+const NOW = 1_700_000_000_000
+
+test('machines: create, look up by MAC, uuid, serial and name', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const m = await inv.machines.create(
+    { name: 'r12-u07', serial: 'CZ2D1R0A7', uuid: '8C3F5A7E-1B2D-4C6E-9F01-23456789ABCD', nics: [{ mac: '3C-EC-EF-12-34-56', name: 'eno1', boot: true }], labels: { zone: 'a' } },
+    NOW,
+  )
+  assert.equal(m.state, 'new')
+  assert.equal(m.uuid, '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd')
+  assert.deepEqual(m.nics, [{ mac: '3c:ec:ef:12:34:56', name: 'eno1', boot: true }])
+  assert.equal((await inv.machines.byMac('3cecef123456'))?.id, m.id)
+  assert.equal((await inv.machines.byUuid('8c3f5a7e-1b2d-4c6e-9f01-23456789abcd'))?.id, m.id)
+  assert.equal((await inv.machines.bySerial('CZ2D1R0A7'))?.id, m.id)
+  assert.equal((await inv.machines.byName('r12-u07'))?.id, m.id)
+  assert.equal(await inv.machines.byMac('00:00:00:00:00:01'), null)
+})
+
+test('machines: a duplicate serial matches nobody; a duplicate name or MAC is a conflict', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  await inv.machines.create({ serial: 'To Be Filled By O.E.M.', nics: [{ mac: '02:00:00:00:00:01', name: null, boot: true }], name: 'a' }, NOW)
+  await inv.machines.create({ serial: 'To Be Filled By O.E.M.' }, NOW)
+  assert.equal(await inv.machines.bySerial('To Be Filled By O.E.M.'), null)
+  await assert.rejects(inv.machines.create({ name: 'a' }, NOW), (e) => isRackbootErrorCode(e, 'RB_ERR_CONFLICT'))
+  await assert.rejects(
+    inv.machines.create({ nics: [{ mac: '02:00:00:00:00:01', name: null, boot: true }] }, NOW),
+    (e) => isRackbootErrorCode(e, 'RB_ERR_CONFLICT'),
+  )
+  assert.equal(await inv.machines.count(), 2, 'a failed create leaves nothing behind')
+})
+
+test('machines: list filters by state, labels, text and pages with a cursor', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  for (let i = 0; i < 25; i++) {
+    const mac = `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`
+    await inv.machines.create({ name: `node-${i}`, serial: `SER${i}`, labels: { rack: i % 2 ? 'r1' : 'r2' }, nics: [{ mac, name: null, boot: true }], state: i < 5 ? 'ready' : 'new' }, NOW)
+  }
+  assert.equal((await inv.machines.list({ state: 'ready' })).items.length, 5)
+  assert.equal(await inv.machines.count({ labels: { rack: 'r1' } }), 12)
+  assert.deepEqual((await inv.machines.list({ text: 'ser17' })).items.map((m) => m.name), ['node-17'])
+  assert.deepEqual((await inv.machines.list({ text: '02:00:00:00:01:0a' })).items.map((m) => m.name), ['node-10'])
+  const seen = new Set<string>()
+  let after: string | undefined
+  let pages = 0
+  do {
+    const page = await inv.machines.list({ limit: 10, ...(after ? { after } : {}) })
+    page.items.forEach((m) => seen.add(m.id))
+    after = page.next ?? undefined
+    pages++
+  } while (after)
+  assert.equal(seen.size, 25)
+  assert.equal(pages, 3)
+})
+
+test('machines: setState only moves from the expected state', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const m = await inv.machines.create({ name: 'x' }, NOW)
+  assert.equal(await inv.machines.setState(m.id, 'ready', 'provisioning', NOW + 1), false)
+  assert.equal(await inv.machines.setState(m.id, 'new', 'discovered', NOW + 1), true)
+  const after = await inv.machines.get(m.id)
+  assert.equal(after?.state, 'discovered')
+  assert.equal(after?.stateChangedAt, NOW + 1)
+})
+
+test('hardware facts are stored and deleting a machine removes its NICs, hardware and BMC', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const m = await inv.machines.create({ nics: [{ mac: '02:00:00:00:00:09', name: null, boot: true }] }, NOW)
+  await inv.machines.setHardware(m.id, { cpu: { cores: 32 }, memory: { totalBytes: 2 ** 38 }, disks: [{ name: 'nvme0n1', sizeBytes: 1e12, type: 'nvme' }] }, NOW)
+  await inv.bmcs.put(m.id, { type: 'ipmi', address: '198.18.5.5', username: 'ADMIN', password: 'hunter2' })
+  assert.equal((await inv.machines.get(m.id))?.hardware?.cpu?.cores, 32)
+  assert.equal(await inv.machines.delete(m.id), true)
+  assert.equal(await inv.machines.byMac('02:00:00:00:00:09'), null)
+  assert.equal(await inv.bmcs.get(m.id), null)
+})
+
+test('BMC passwords are sealed at rest with the key file and readable only through credentials()', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-inv-'))
+  const file = join(dir, 'rackboot.db')
+  const keyFile = join(dir, 'secret.key')
+  const inv = await openSqliteInventory({ file, secretKeyFile: keyFile })
+  const m = await inv.machines.create({ name: 'b' }, NOW)
+  const bmc = await inv.bmcs.put(m.id, { type: 'redfish', address: '198.18.5.6', username: 'root', password: 'S3cr3t-pa55' })
+  assert.equal(bmc.hasPassword, true)
+  assert.equal(JSON.stringify(bmc).includes('S3cr3t'), false)
+  assert.deepEqual(await inv.bmcs.credentials(m.id), { username: 'root', password: 'S3cr3t-pa55' })
+  await inv.bmcs.put(m.id, { type: 'redfish', address: '198.18.5.7', username: 'root' })
+  assert.equal((await inv.bmcs.credentials(m.id))?.password, 'S3cr3t-pa55', 'an update without a password keeps it')
+  await inv.close()
+  assert.equal(statSync(keyFile).mode & 0o777, 0o600)
+  const raw = readFileSync(file)
+  assert.equal(raw.includes(Buffer.from('S3cr3t-pa55')), false, 'the password is not in the database file')
+  const again = await openSqliteInventory({ file, secretKeyFile: keyFile })
+  t.after(() => again.close())
+  assert.equal((await again.bmcs.credentials(m.id))?.password, 'S3cr3t-pa55')
+})
+
+test('leases and reservations', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  await inv.leases.put({ ip: '198.18.0.10', mac: '02:00:00:00:00:01', clientId: null, subnet: '198.18.0.0/24', state: 'bound', hostname: null, expiresAt: NOW + 1000, updatedAt: NOW })
+  await inv.leases.put({ ip: '198.18.0.11', mac: '02:00:00:00:00:02', clientId: '01020000000002', subnet: '198.18.0.0/24', state: 'offered', hostname: null, expiresAt: NOW + 10, updatedAt: NOW })
+  assert.equal((await inv.leases.byClient('02:00:00:00:00:01', null))?.ip, '198.18.0.10')
+  assert.equal((await inv.leases.byClient('ff:ff:ff:ff:ff:ff', '01020000000002'))?.ip, '198.18.0.11')
+  assert.equal((await inv.leases.activeIn('198.18.0.0/24', NOW + 100)).length, 1)
+  assert.equal(await inv.leases.expire(NOW + 100), 1)
+  assert.equal((await inv.leases.byIp('198.18.0.11'))?.state, 'expired')
+  const m = await inv.machines.create({ name: 'r' }, NOW)
+  await inv.reservations.setForMachine(m.id, [{ ip: '198.18.0.50', mac: '02:00:00:00:00:50', clientId: null, hostname: 'r' }])
+  assert.equal((await inv.reservations.byMac('02:00:00:00:00:50'))?.machineId, m.id)
+  await assert.rejects(
+    inv.reservations.put({ ip: '198.18.0.51', mac: '02:00:00:00:00:50', clientId: null, hostname: null, machineId: null }),
+    (e) => isRackbootErrorCode(e, 'RB_ERR_CONFLICT'),
+  )
+})
+
+test('events append in order and trim per machine', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  for (let i = 0; i < 10; i++) await inv.events.append({ machineId: 'm-1', type: 'boot.dhcp', at: NOW + i, message: `e${i}`, data: { i } })
+  await inv.events.append({ machineId: 'm-2', type: 'boot.dhcp', at: NOW, message: 'other', data: {} })
+  const all = await inv.events.list({ machineId: 'm-1' })
+  assert.deepEqual(all.map((e) => e.data.i), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  assert.deepEqual((await inv.events.list({ machineId: 'm-1', since: all[7]!.seq })).map((e) => e.message), ['e8', 'e9'])
+  assert.equal(await inv.events.trim('m-1', 3), 7)
+  assert.deepEqual((await inv.events.list({ machineId: 'm-1' })).map((e) => e.message), ['e7', 'e8', 'e9'])
+  assert.equal((await inv.events.list({ machineId: 'm-2' })).length, 1)
+})
+
+test('tokens: only a hash is stored; verify, expiry and revoke', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const { token, secret } = await inv.tokens.create({ name: 'capi', scopes: ['read', 'provision'] }, NOW)
+  assert.match(secret, /^rbk_/)
+  assert.equal((await inv.tokens.verify(secret, NOW + 1))?.id, token.id)
+  assert.equal(await inv.tokens.verify(secret + 'x', NOW + 1), null)
+  const rows = await inv.db.selectFrom('api_tokens').selectAll().execute()
+  assert.equal(JSON.stringify(rows).includes(secret), false)
+  const exp = await inv.tokens.create({ name: 'short', scopes: ['read'], expiresAt: NOW + 10 }, NOW)
+  assert.equal(await inv.tokens.verify(exp.secret, NOW + 10), null)
+  assert.equal(await inv.tokens.revoke('capi', NOW + 2), true)
+  assert.equal(await inv.tokens.verify(secret, NOW + 3), null)
+  await assert.rejects(inv.tokens.create({ name: 'short', scopes: ['read'] }, NOW), (e) => isRackbootErrorCode(e, 'RB_ERR_CONFLICT'))
+})
+
+test('transaction: all or nothing', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  await assert.rejects(
+    inv.transaction(async (tx) => {
+      await tx.machines.create({ name: 'one' }, NOW)
+      await tx.machines.create({ name: 'one' }, NOW)
+    }),
+    (e) => isRackbootErrorCode(e, 'RB_ERR_CONFLICT'),
+  )
+  assert.equal(await inv.machines.count(), 0)
+  await inv.transaction(async (tx) => {
+    await tx.machines.create({ name: 'two' }, NOW)
+  })
+  assert.equal(await inv.machines.count(), 1)
+})
