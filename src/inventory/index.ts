@@ -5,3 +5,4 @@ export { openSqliteInventory, migrate, type SqliteInventory, type SqliteInventor
 export { MIGRATIONS } from './sqlite/migrations/index.js'
 export { normalizeMac, normalizeUuid, isMac, isUuid } from './identifiers.js'
 export { createSecretBox, loadOrCreateKey, type SecretBox } from './secret-box.js'
+export * from './files/index.js'

@@ -64,6 +64,8 @@ export interface Machine {
   alwaysPxe: boolean
   /** Profile named by the inventory for this machine (classes may choose one otherwise). */
   profile: string | null
+  /** 'inventory' when the declarative inventory files own this machine; null for discovered or API-made ones. */
+  managedBy: string | null
   nics: Nic[]
   hardware: HardwareFacts | null
   hardwareReportedAt: number | null
@@ -86,6 +88,7 @@ export interface MachineInput {
   rackUnit?: number | null
   alwaysPxe?: boolean
   profile?: string | null
+  managedBy?: string | null
   nics?: Nic[]
 }
 
@@ -128,6 +131,7 @@ export interface MachineClass {
   profile: string | null
   /** Config patches (Talos strategic merge) applied for this class. */
   patches: unknown[]
+  managedBy: string | null
   createdAt: number
   updatedAt: number
 }
@@ -143,6 +147,7 @@ export interface Profile {
   /** Base machine config (YAML text), or null to generate one. */
   baseConfig: string | null
   patches: unknown[]
+  managedBy: string | null
   createdAt: number
   updatedAt: number
 }

@@ -11,6 +11,7 @@ export function createSqliteClasses(db: Kysely<Database>): ClassRepository {
     selectors: parseJson<string[]>(r.selectors, []),
     profile: r.profile as string | null,
     patches: parseJson<unknown[]>(r.patches, []),
+    managedBy: r.managed_by as string | null,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
   })
@@ -28,6 +29,7 @@ export function createSqliteClasses(db: Kysely<Database>): ClassRepository {
         selectors: JSON.stringify(cls.selectors),
         profile: cls.profile,
         patches: JSON.stringify(cls.patches),
+        managed_by: cls.managedBy,
         updated_at: now,
       }
       await db
@@ -54,6 +56,7 @@ export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
     kernelArgs: parseJson<string[]>(r.kernel_args, []),
     baseConfig: r.base_config as string | null,
     patches: parseJson<unknown[]>(r.patches, []),
+    managedBy: r.managed_by as string | null,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
   })
@@ -74,6 +77,7 @@ export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
         kernel_args: JSON.stringify(p.kernelArgs),
         base_config: p.baseConfig,
         patches: JSON.stringify(p.patches),
+        managed_by: p.managedBy,
         updated_at: now,
       }
       await db

@@ -68,6 +68,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
         rackUnit: r.rack_unit,
         alwaysPxe: r.always_pxe === 1,
         profile: r.profile,
+        managedBy: r.managed_by,
         nics: nicsBy.get(r.id) ?? [],
         hardware: hw ? parseJson<HardwareFacts | null>(hw.facts, null) : null,
         hardwareReportedAt: hw ? Number(hw.reported_at) : null,
@@ -106,6 +107,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
     if (input.rackUnit !== undefined) c.rack_unit = input.rackUnit
     if (input.alwaysPxe !== undefined) c.always_pxe = input.alwaysPxe ? 1 : 0
     if (input.profile !== undefined) c.profile = input.profile
+    if (input.managedBy !== undefined) c.managed_by = input.managedBy
     return c
   }
 
@@ -177,7 +179,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
             .values({
               id,
               name: null, uuid: null, serial: null, manufacturer: null, product: null, arch: null, firmware: null,
-              labels: '{}', rack: null, rack_unit: null, always_pxe: 0, profile: null,
+              labels: '{}', rack: null, rack_unit: null, always_pxe: 0, profile: null, managed_by: null,
               ...columns(input),
               state: input.state ?? 'new',
               created_at: now,

@@ -16,6 +16,8 @@ export interface MachinesTable {
   rack_unit: number | null
   always_pxe: number
   profile: string | null
+  /** 'inventory' when the declarative files own this row (only those are pruned). */
+  managed_by: string | null
   created_at: number
   updated_at: number
   state_changed_at: number
@@ -57,6 +59,7 @@ export interface ClassesTable {
   selectors: string
   profile: string | null
   patches: string
+  managed_by: string | null
   created_at: number
   updated_at: number
 }
@@ -70,6 +73,7 @@ export interface ProfilesTable {
   kernel_args: string
   base_config: string | null
   patches: string
+  managed_by: string | null
   created_at: number
   updated_at: number
 }

@@ -1,0 +1,94 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import type { Inventory } from '../repositories.js'
+import type { Machine } from '../types.js'
+import type { FileClass, FileMachine, FileProfile } from './schema.js'
+
+export interface ExportResult {
+  files: string[]
+  machines: number
+  classes: number
+  profiles: number
+}
+
+function clean<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null)) as T
+}
+
+async function allMachines(inventory: Inventory): Promise<Machine[]> {
+  const out: Machine[] = []
+  let after: string | undefined
+  do {
+    const page = await inventory.machines.list({ limit: 1000, ...(after ? { after } : {}) })
+    out.push(...page.items)
+    after = page.next ?? undefined
+  } while (after)
+  return out
+}
+
+/** Writes the database's machines, classes and profiles as inventory files that `import` reads back unchanged. */
+export async function exportInventory(inventory: Inventory, dir: string): Promise<ExportResult> {
+  mkdirSync(dir, { recursive: true })
+  const reservations = await inventory.reservations.list()
+  const machines = (await allMachines(inventory)).sort((a, b) => (a.name ?? a.id).localeCompare(b.name ?? b.id))
+  const fileMachines: FileMachine[] = []
+  for (const m of machines) {
+    const bmc = await inventory.bmcs.get(m.id)
+    const ipOf = (mac: string) => reservations.find((r) => r.machineId === m.id && r.mac === mac)?.ip
+    fileMachines.push(
+      clean({
+        name: m.name ?? m.id,
+        serial: m.serial ?? undefined,
+        uuid: m.uuid ?? undefined,
+        manufacturer: m.manufacturer ?? undefined,
+        product: m.product ?? undefined,
+        arch: m.arch ?? undefined,
+        firmware: m.firmware ?? undefined,
+        nics: m.nics.length > 0 ? m.nics.map((n) => clean({ mac: n.mac, name: n.name ?? undefined, boot: n.boot || undefined, ip: ipOf(n.mac) })) : undefined,
+        rack: m.rack ?? undefined,
+        unit: m.rackUnit ?? undefined,
+        labels: Object.keys(m.labels).length > 0 ? m.labels : undefined,
+        profile: m.profile ?? undefined,
+        alwaysPxe: m.alwaysPxe || undefined,
+        bmc: bmc
+          ? clean({
+              type: bmc.type,
+              address: bmc.address,
+              port: bmc.port ?? undefined,
+              username: bmc.username ?? undefined,
+              passwordFrom: bmc.credentialsRef ?? undefined,
+              insecure: bmc.insecure || undefined,
+              fingerprint: bmc.fingerprint ?? undefined,
+            })
+          : undefined,
+      }),
+    )
+  }
+  const classes: FileClass[] = (await inventory.classes.list()).map((c) =>
+    clean({ name: c.name, description: c.description ?? undefined, selectors: c.selectors, profile: c.profile ?? undefined, patches: c.patches.length > 0 ? c.patches : undefined }),
+  )
+  const profiles: FileProfile[] = (await inventory.profiles.list()).map((p) =>
+    clean({
+      name: p.name,
+      description: p.description ?? undefined,
+      talosVersion: p.talosVersion ?? undefined,
+      arch: p.arch ?? undefined,
+      schematic: p.schematic ?? undefined,
+      kernelArgs: p.kernelArgs.length > 0 ? p.kernelArgs : undefined,
+      baseConfig: p.baseConfig ?? undefined,
+      patches: p.patches.length > 0 ? p.patches : undefined,
+    }),
+  )
+  const header = '# Written by `rackboot inventory export`; `rackboot inventory import` reads it back.\n'
+  const files: string[] = []
+  const write = (name: string, body: object) => {
+    const file = join(dir, name)
+    writeFileSync(file, header + stringify(body, { lineWidth: 0 }))
+    files.push(file)
+  }
+  write('profiles.yaml', { profiles })
+  write('classes.yaml', { classes })
+  write('machines.yaml', { machines: fileMachines })
+  return { files, machines: fileMachines.length, classes: classes.length, profiles: profiles.length }
+}

@@ -1,0 +1,202 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
+import Value from 'typebox/value'
+import { RackbootError } from '../../errors.js'
+import { isMac, isUuid, normalizeMac, normalizeUuid } from '../identifiers.js'
+import { InventoryFileSchema, type FileClass, type FileMachine, type FileProfile, type InventoryFile } from './schema.js'
+
+export interface InventoryProblem {
+  file: string
+  line: number
+  column: number
+  /** Dotted path of the field, e.g. machines[2].nics[0].mac. */
+  field: string
+  message: string
+}
+
+export interface Located<T> {
+  value: T
+  file: string
+  /** JSON pointer of the entry inside its file. */
+  pointer: string[]
+}
+
+/** Everything the files declare, validated, with where each entry came from. */
+export interface DesiredInventory {
+  machines: Located<FileMachine>[]
+  classes: Located<FileClass>[]
+  profiles: Located<FileProfile & { baseConfigText: string | null }>[]
+  files: string[]
+}
+
+export class InventoryFileError extends RackbootError {
+  readonly problems: InventoryProblem[]
+  constructor(problems: InventoryProblem[]) {
+    const p = problems[0]!
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : ''
+    super('RB_ERR_INVENTORY_FILE', `${p.file}:${p.line}:${p.column}: ${p.field}: ${p.message}${more}`, { details: problems })
+    this.problems = problems
+  }
+}
+
+function fieldName(path: (string | number)[]): string {
+  return path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '') || '(file)'
+}
+
+function listYamlFiles(dir: string): string[] {
+  const out: string[] = []
+  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    if (entry.name.startsWith('.')) continue
+    const full = join(dir, entry.name)
+    if (entry.isDirectory()) out.push(...listYamlFiles(full))
+    else if (/\.ya?ml$/.test(entry.name)) out.push(full)
+  }
+  return out
+}
+
+interface ParsedFile {
+  file: string
+  doc: Document
+  lines: LineCounter
+  data: InventoryFile
+}
+
+/** Reads every *.yaml under `dir` (or one file) and validates it; throws InventoryFileError naming file, line and field. */
+export function loadInventoryFiles(target: string, options: { cwd?: string } = {}): DesiredInventory {
+  const root = resolve(options.cwd ?? process.cwd(), target)
+  let files: string[]
+  try {
+    files = statSync(root).isDirectory() ? listYamlFiles(root) : [root]
+  } catch (cause) {
+    throw new RackbootError('RB_ERR_INVENTORY_FILE', `cannot read inventory ${target}: ${(cause as Error).message}`, { cause })
+  }
+  const show = (f: string) => relative(process.cwd(), f) || f
+  const problems: InventoryProblem[] = []
+  const parsed: ParsedFile[] = []
+
+  for (const file of files) {
+    const lines = new LineCounter()
+    const text = readFileSync(file, 'utf8')
+    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, merge: true })
+    const at = (path: (string | number)[]): { line: number; col: number } => {
+      // Walk up to the nearest node that exists: a missing field is reported at its parent.
+      for (let n = path.length; n >= 0; n--) {
+        const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true)
+        if (isNode(node) && node.range) return lines.linePos(node.range[0])
+      }
+      return { line: 1, col: 1 }
+    }
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const pos = e.linePos?.[0] ?? { line: 1, col: 1 }
+        problems.push({ file: show(file), line: pos.line, column: pos.col, field: '(yaml)', message: e.message.split('\n')[0]! })
+      }
+      continue
+    }
+    const data = (doc.toJS({ maxAliasCount: 1000 }) ?? {}) as unknown
+    const errors = [...Value.Errors(InventoryFileSchema, data)].filter((e) => e.keyword !== 'boolean' && e.keyword !== 'anyOf')
+    if (errors.length > 0) {
+      const seen = new Set<string>()
+      for (const e of errors) {
+        const path = e.instancePath.split('/').filter(Boolean).map((p) => (/^\d+$/.test(p) ? Number(p) : p))
+        let message = e.message
+        const extra = (e.params as { additionalProperties?: string[] }).additionalProperties
+        if (e.keyword === 'additionalProperties' && extra) {
+          path.push(extra[0]!)
+          message = `unknown field '${extra[0]}'`
+        }
+        if (e.keyword === 'const') message = `must be ${JSON.stringify((e.params as { allowedValue?: unknown }).allowedValue)}${errors.filter((x) => x.instancePath === e.instancePath && x.keyword === 'const').length > 1 ? ' (or another allowed value)' : ''}`
+        if (e.keyword === 'pattern' && /name$/.test(e.instancePath)) message = 'must be a lower-case DNS label (a-z, 0-9, "-", ".")'
+        const key = `${e.instancePath}|${e.keyword}`
+        if (seen.has(key)) continue
+        seen.add(key)
+        const pos = at(path)
+        problems.push({ file: show(file), line: pos.line, column: pos.col, field: fieldName(path), message })
+      }
+      continue
+    }
+    parsed.push({ file, doc, lines, data: data as InventoryFile })
+  }
+  if (problems.length > 0) throw new InventoryFileError(problems)
+
+  const desired: DesiredInventory = { machines: [], classes: [], profiles: [], files }
+  const owners = new Map<string, string>()
+  for (const { file, doc, lines, data } of parsed) {
+    const report = (path: (string | number)[], message: string) => {
+      const node = doc.getIn(path, true)
+      const pos = isNode(node) && node.range ? lines.linePos(node.range[0]) : { line: 1, col: 1 }
+      problems.push({ file: show(file), line: pos.line, column: pos.col, field: fieldName(path), message })
+    }
+    // Names, MACs, serials, uuids and reserved addresses must be unique across all files.
+    const claim = (kind: string, key: string, path: (string | number)[]) => {
+      const k = `${kind}:${key}`
+      const prev = owners.get(k)
+      if (prev) report(path, `duplicate ${kind} '${key}' (already declared at ${prev})`)
+      else {
+        const node = doc.getIn(path, true)
+        const pos = isNode(node) && node.range ? lines.linePos(node.range[0]) : { line: 1 }
+        owners.set(k, `${show(file)}:${pos.line}`)
+      }
+    }
+    ;(data.machines ?? []).forEach((m, i) => {
+      claim('machine name', m.name, ['machines', i, 'name'])
+      if (m.serial) claim('serial', m.serial, ['machines', i, 'serial'])
+      if (m.uuid !== undefined) {
+        if (!isUuid(m.uuid)) report(['machines', i, 'uuid'], `not an SMBIOS UUID: '${m.uuid}'`)
+        else claim('uuid', normalizeUuid(m.uuid), ['machines', i, 'uuid'])
+      }
+      const nics = m.nics ?? []
+      nics.forEach((n, j) => {
+        if (!isMac(n.mac)) report(['machines', i, 'nics', j, 'mac'], `not a MAC address: '${n.mac}'`)
+        else claim('MAC', normalizeMac(n.mac), ['machines', i, 'nics', j, 'mac'])
+        if (n.ip) claim('reserved address', n.ip, ['machines', i, 'nics', j, 'ip'])
+      })
+      if (nics.filter((n) => n.boot).length > 1) report(['machines', i, 'nics'], 'more than one NIC is marked boot: true')
+      if (!m.serial && !m.uuid && nics.length === 0) {
+        report(['machines', i], 'a machine needs at least one of serial, uuid or nics[].mac to be recognised when it boots')
+      }
+      desired.machines.push({ value: m, file, pointer: ['machines', String(i)] })
+    })
+    ;(data.classes ?? []).forEach((c, i) => {
+      claim('class', c.name, ['classes', i, 'name'])
+      desired.classes.push({ value: c, file, pointer: ['classes', String(i)] })
+    })
+    ;(data.profiles ?? []).forEach((p, i) => {
+      claim('profile', p.name, ['profiles', i, 'name'])
+      let baseConfigText: string | null = p.baseConfig ?? null
+      if (p.baseConfig !== undefined && p.baseConfigFile !== undefined) {
+        report(['profiles', i, 'baseConfigFile'], 'give baseConfig or baseConfigFile, not both')
+      } else if (p.baseConfigFile !== undefined) {
+        try {
+          baseConfigText = readFileSync(resolve(dirname(file), p.baseConfigFile), 'utf8')
+        } catch (err) {
+          report(['profiles', i, 'baseConfigFile'], `cannot read ${p.baseConfigFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+        }
+      }
+      if (baseConfigText !== null) {
+        const base = parseDocument(baseConfigText)
+        if (base.errors.length > 0) report(['profiles', i, p.baseConfigFile ? 'baseConfigFile' : 'baseConfig'], `base config is not valid YAML: ${base.errors[0]!.message.split('\n')[0]}`)
+      }
+      desired.profiles.push({ value: { ...p, baseConfigText }, file, pointer: ['profiles', String(i)] })
+    })
+  }
+  // References: profiles named by machines and classes must exist (in the files or the database: checked at import).
+  if (problems.length > 0) throw new InventoryFileError(problems)
+  return desired
+}
+
+/** Where an entry lives, for messages about it after loading (e.g. a reference to an unknown profile). */
+export function locate(parsedFile: string, pointer: string[], field: string): InventoryProblem {
+  const lines = new LineCounter()
+  const doc = parseDocument(readFileSync(parsedFile, 'utf8'), { lineCounter: lines, merge: true })
+  const path = [...pointer.map((p) => (/^\d+$/.test(p) ? Number(p) : p)), field]
+  for (let n = path.length; n > 0; n--) {
+    const node = doc.getIn(path.slice(0, n), true)
+    if (isNode(node) && node.range) {
+      const pos = lines.linePos(node.range[0])
+      return { file: relative(process.cwd(), parsedFile) || parsedFile, line: pos.line, column: pos.col, field: fieldName(path), message: '' }
+    }
+  }
+  return { file: parsedFile, line: 1, column: 1, field: fieldName(path), message: '' }
+}

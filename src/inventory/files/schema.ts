@@ -1,0 +1,95 @@
+import Type, { type Static } from 'typebox'
+
+// The declarative inventory format: what a tech knows before racking. Files under inventory/ hold any of the
+// top-level lists `machines`, `classes`, `profiles`.
+
+const Name = Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$' })
+const Label = Type.Record(Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,252})$' }), Type.String({ maxLength: 253 }))
+
+export const FileNicSchema = Type.Object(
+  {
+    mac: Type.String(),
+    name: Type.Optional(Type.String()),
+    boot: Type.Optional(Type.Boolean()),
+    /** A DHCP reservation for this NIC. */
+    ip: Type.Optional(Type.String({ format: 'ipv4' })),
+  },
+  { additionalProperties: false },
+)
+
+export const FileBmcSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('ipmi'), Type.Literal('redfish')]),
+    address: Type.String({ minLength: 1 }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    username: Type.Optional(Type.String()),
+    /** Where the password comes from at import: `env:VARIABLE` or `file:/path`. Never the password itself. */
+    passwordFrom: Type.Optional(Type.String({ pattern: '^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$' })),
+    insecure: Type.Optional(Type.Boolean()),
+    fingerprint: Type.Optional(Type.String({ pattern: '^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$' })),
+  },
+  { additionalProperties: false },
+)
+
+export const FileMachineSchema = Type.Object(
+  {
+    name: Name,
+    serial: Type.Optional(Type.String({ minLength: 1 })),
+    uuid: Type.Optional(Type.String()),
+    manufacturer: Type.Optional(Type.String()),
+    product: Type.Optional(Type.String()),
+    arch: Type.Optional(Type.Union([Type.Literal('amd64'), Type.Literal('arm64')])),
+    firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
+    nics: Type.Optional(Type.Array(FileNicSchema)),
+    rack: Type.Optional(Type.String()),
+    unit: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 })),
+    labels: Type.Optional(Label),
+    profile: Type.Optional(Name),
+    alwaysPxe: Type.Optional(Type.Boolean()),
+    bmc: Type.Optional(FileBmcSchema),
+  },
+  { additionalProperties: false },
+)
+
+export const FileClassSchema = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Type.String()),
+    /** Selector expressions that must all hold, e.g. `cpu.cores >= 32`. */
+    selectors: Type.Array(Type.String({ minLength: 1 })),
+    profile: Type.Optional(Name),
+    patches: Type.Optional(Type.Array(Type.Unknown())),
+  },
+  { additionalProperties: false },
+)
+
+export const FileProfileSchema = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Type.String()),
+    talosVersion: Type.Optional(Type.String({ pattern: '^v\\d+\\.\\d+\\.\\d+(-[0-9A-Za-z.-]+)?$' })),
+    arch: Type.Optional(Type.Union([Type.Literal('amd64'), Type.Literal('arm64')])),
+    schematic: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+    kernelArgs: Type.Optional(Type.Array(Type.String())),
+    /** The base machine config inline (YAML text)... */
+    baseConfig: Type.Optional(Type.String()),
+    /** ...or in a file beside this one. */
+    baseConfigFile: Type.Optional(Type.String()),
+    patches: Type.Optional(Type.Array(Type.Unknown())),
+  },
+  { additionalProperties: false },
+)
+
+export const InventoryFileSchema = Type.Object(
+  {
+    machines: Type.Optional(Type.Array(FileMachineSchema)),
+    classes: Type.Optional(Type.Array(FileClassSchema)),
+    profiles: Type.Optional(Type.Array(FileProfileSchema)),
+  },
+  { additionalProperties: false },
+)
+
+export type FileMachine = Static<typeof FileMachineSchema>
+export type FileClass = Static<typeof FileClassSchema>
+export type FileProfile = Static<typeof FileProfileSchema>
+export type InventoryFile = Static<typeof InventoryFileSchema>

@@ -1,0 +1,133 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { cpSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  exportInventory, importInventory, InventoryFileError, loadInventoryFiles, openSqliteInventory,
+} from '../../src/inventory/index.js'
+
+const EXAMPLE = join(import.meta.dirname, '..', '..', 'inventory')
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'rb-files-'))
+}
+
+function loadError(dir: string): InventoryFileError {
+  try {
+    loadInventoryFiles(dir)
+  } catch (err) {
+    if (err instanceof InventoryFileError) return err
+    throw err
+  }
+  assert.fail('expected an InventoryFileError')
+}
+
+test('the example inventory imports, and a second import changes nothing', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const env = { RACKBOOT_BMC_PASSWORD_R12: 'pw-r12', RACKBOOT_BMC_PASSWORD_R12_DELL: 'pw-dell' }
+  const first = await importInventory(inv, loadInventoryFiles(EXAMPLE), { now: 1, env })
+  assert.ok(first.changes.length >= 4)
+  assert.ok(first.changes.every((c) => c.action === 'created'))
+  assert.deepEqual(first.warnings, [])
+  const second = await importInventory(inv, loadInventoryFiles(EXAMPLE), { now: 2, env })
+  assert.deepEqual(second.changes, [])
+  assert.equal(second.unchanged, first.changes.length)
+  const m = await inv.machines.byName('r12-u03')
+  assert.equal(m?.rack, 'r12')
+  assert.deepEqual(m?.nics.map((n) => n.mac), ['3c:ec:ef:12:30:03'])
+  const bmc = await inv.bmcs.get(m!.id)
+  assert.equal(bmc?.address, '10.30.12.3', 'the YAML merge key overrides the shared anchor')
+  assert.equal((await inv.bmcs.credentials(m!.id))?.password, 'pw-r12')
+  assert.equal((await inv.reservations.byMac('3c:ec:ef:12:30:03'))?.ip, '10.20.12.3')
+  assert.equal((await inv.machines.byUuid('4c4c4544-0058-4b10-8034-b7c04f513933'))?.name, 'r12-u09')
+})
+
+test('export writes files that import back with no change', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  await importInventory(inv, loadInventoryFiles(EXAMPLE), { now: 1, env: {} })
+  const out = tempDir()
+  const res = await exportInventory(inv, out)
+  assert.equal(res.machines, 4)
+  const again = await importInventory(inv, loadInventoryFiles(out), { now: 2, env: {} })
+  assert.deepEqual(again.changes, [])
+  // A fresh database fed the export holds the same machines.
+  const other = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => other.close())
+  await importInventory(other, loadInventoryFiles(out), { now: 3, env: {} })
+  assert.equal(await other.machines.count(), 4)
+  assert.match(readFileSync(join(out, 'machines.yaml'), 'utf8'), /passwordFrom: env:RACKBOOT_BMC_PASSWORD_R12/)
+})
+
+test('a change in a file updates only that machine; --prune deletes only what the files owned', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const dir = tempDir()
+  cpSync(EXAMPLE, dir, { recursive: true })
+  await importInventory(inv, loadInventoryFiles(dir), { now: 1, env: {} })
+  const discovered = await inv.machines.create({ serial: 'FOUND-ON-BOOT' }, 1)
+  const rack = join(dir, 'racks', 'r12.yaml')
+  const text = readFileSync(rack, 'utf8').replace('unit: 9', 'unit: 10')
+  writeFileSync(rack, text.slice(0, text.indexOf('  - name: r12-u07')))
+  const res = await importInventory(inv, loadInventoryFiles(dir), { now: 2, env: {} })
+  assert.deepEqual(res.changes, [], 'without --prune nothing is deleted and u09 is no longer declared')
+  const pruned = await importInventory(inv, loadInventoryFiles(dir), { now: 3, env: {}, prune: true })
+  assert.deepEqual(pruned.changes.map((c) => `${c.action} ${c.name}`).sort(), ['deleted r12-u07', 'deleted r12-u09'])
+  assert.ok(await inv.machines.get(discovered.id), 'a discovered machine is never pruned')
+})
+
+test('a machine that booted before it was declared is adopted by MAC, not duplicated', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const booted = await inv.machines.create({ nics: [{ mac: 'b0:7b:25:de:07:10', name: null, boot: true }], serial: '7XK4Q93' }, 1)
+  const res = await importInventory(inv, loadInventoryFiles(EXAMPLE), { now: 2, env: {} })
+  assert.equal(res.changes.find((c) => c.name === 'r12-u07')?.action, 'updated')
+  assert.equal((await inv.machines.byName('r12-u07'))?.id, booted.id)
+  assert.equal(await inv.machines.count(), 4)
+})
+
+test('a malformed file is rejected whole, naming file, line and field, and nothing is imported', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const dir = tempDir()
+  cpSync(EXAMPLE, dir, { recursive: true })
+  writeFileSync(
+    join(dir, 'racks', 'r13.yaml'),
+    ['machines:', '  - name: r13-u01', '    rack: r13', '    nics:', '      - mac: 3c:ec:ef:12:31:01', '  - name: r13-u02', '    nics:', '      - mac: not-a-mac', ''].join('\n'),
+  )
+  const err = loadError(dir)
+  assert.match(err.message, /racks\/r13\.yaml:8:\d+: machines\[1\]\.nics\[0\]\.mac: not a MAC address: 'not-a-mac'/)
+  assert.equal(await inv.machines.count(), 0)
+})
+
+test('schema errors name the field and line: unknown field, wrong type, bad enum, YAML syntax, duplicates across files', () => {
+  const cases: [string, RegExp][] = [
+    ['machines:\n  - name: a1\n    serial: S1\n    colour: red\n', /x\.yaml:4:\d+: machines\[0\]\.colour: unknown field 'colour'/],
+    ['machines:\n  - name: a1\n    serial: S1\n    unit: twelve\n', /x\.yaml:4:\d+: machines\[0\]\.unit: must be integer/],
+    ['machines:\n  - name: a1\n    serial: S1\n    bmc: { type: amt, address: 1.2.3.4 }\n', /x\.yaml:4:\d+: machines\[0\]\.bmc\.type: must be "ipmi"/],
+    ['machines:\n  - name: a1\n    serial: [S1\n', /x\.yaml:\d+:\d+: \(yaml\)/],
+    ['machines:\n  - name: Bad_Name\n    serial: S1\n', /x\.yaml:2:\d+: machines\[0\]\.name: must be a lower-case DNS label/],
+    ['machines:\n  - name: a1\n', /x\.yaml:2:\d+: machines\[0\]: a machine needs at least one of serial, uuid or nics/],
+    ['machines:\n  - name: a1\n    serial: S1\n  - name: a2\n    serial: S1\n', /x\.yaml:5:\d+: machines\[1\]\.serial: duplicate serial 'S1' \(already declared at .*x\.yaml:3\)/],
+    ['machines:\n  - name: a1\n    serial: S1\n    bmc: { type: ipmi, address: 1.2.3.4, passwordFrom: hunter2 }\n', /machines\[0\]\.bmc\.passwordFrom: must match pattern/],
+  ]
+  for (const [text, pattern] of cases) {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'x.yaml'), text)
+    assert.match(loadError(dir).message, pattern, text)
+  }
+})
+
+test('a reference to an unknown profile is an error at its line, and the import writes nothing', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const dir = tempDir()
+  writeFileSync(join(dir, 'm.yaml'), 'machines:\n  - name: a1\n    serial: S1\n  - name: a2\n    serial: S2\n    profile: nope\n')
+  await assert.rejects(importInventory(inv, loadInventoryFiles(dir), { now: 1, env: {} }), (err: Error) => {
+    assert.match(err.message, /m\.yaml:6:\d+: machines\[1\]\.profile: unknown profile 'nope'/)
+    return true
+  })
+  assert.equal(await inv.machines.count(), 0)
+})
