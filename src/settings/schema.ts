@@ -70,7 +70,10 @@ export const SettingsSchema = Type.Object(
     dhcp: Type.Object(
       {
         mode: Type.Union([Type.Literal('off'), Type.Literal('full'), Type.Literal('proxy')], { default: 'off' }),
-        /** The directly attached provisioning interface (informational where the OS cannot bind to it). */
+        /**
+         * The directly attached provisioning interface. Node cannot bind a socket to one interface, so this names
+         * where serverAddress comes from when it is not given; broadcasts from any interface reach the server.
+         */
         interface: Type.Optional(Type.String()),
         /** This server's address on the provisioning network: option 54 and next-server. */
         serverAddress: Type.Optional(IPv4),
@@ -81,6 +84,35 @@ export const SettingsSchema = Type.Object(
         subnets: Type.Array(DhcpSubnetSchema, { default: [] }),
         /** Send iPXE option 175.176 = 1 so iPXE does not wait ~3 s for ProxyDHCP offers. */
         ipxeNoPxedhcp: Type.Boolean({ default: true }),
+        /** siaddr (the TFTP server) in boot replies; serverAddress when unset. */
+        nextServer: Type.Optional(IPv4),
+        /** TFTP loaders by firmware family (option 93). A family without a name is not network-booted. */
+        bootFiles: Type.Object(
+          {
+            bios: Type.String({ minLength: 1, default: 'undionly.kpxe' }),
+            /** ipxe.efi, or snponly.efi to use the firmware's own NIC driver. */
+            uefiX64: Type.String({ minLength: 1, default: 'ipxe.efi' }),
+            uefiArm64: Type.String({ minLength: 1, default: 'ipxe-arm64.efi' }),
+            uefiIa32: Type.Optional(Type.String({ minLength: 1 })),
+            uefiArm32: Type.Optional(Type.String({ minLength: 1 })),
+            uefiRiscv32: Type.Optional(Type.String({ minLength: 1 })),
+            uefiRiscv64: Type.Optional(Type.String({ minLength: 1 })),
+            uefiLoongarch64: Type.Optional(Type.String({ minLength: 1 })),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        /** Boot file by exact option 93 value, before the families above, e.g. { "7": "snponly.efi" }. */
+        archBootFiles: Type.Record(Type.String({ pattern: '^\\d{1,5}$' }), Type.String({ minLength: 1 }), { default: {} }),
+        /** How long an offered address stays held for the client that was offered it. */
+        offerSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30 }),
+        /** How long an address a client declined (found in use) stays out of the pool. */
+        declineSeconds: Type.Integer({ minimum: 0, default: 3600 }),
+        /** NAK requests for addresses this server does not know (RFC 2131 authoritative server). */
+        authoritative: Type.Boolean({ default: true }),
+        /** How often reservations are reloaded from the inventory. */
+        reservationRefreshSeconds: Type.Integer({ minimum: 1, default: 30 }),
+        /** How long a reply waits for the lifecycle's per-machine advice before going out without it. */
+        bootPortTimeoutMs: Type.Integer({ minimum: 1, default: 500 }),
       },
       { additionalProperties: false, default: {} },
     ),
