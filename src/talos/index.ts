@@ -1,0 +1,38 @@
+// rackboot's Talos library: kernel args by version, secrets and certificates, config generation, patches,
+// per-machine rendering, install-disk choice and schema lint. Pure functions, except the linter which caches
+// compiled schemas. (The events/log receivers live in ./receivers/ and have their own door.)
+
+export { parseTalosVersion, formatTalosVersion, versionAtLeast, contractGreater, type TalosVersion } from './version.js'
+export { kernelArgs, defaultKernelArgs, MAX_CMDLINE_BYTES, type KernelArgsOptions } from './kernel-args.js'
+
+export {
+  parseConfigDocuments,
+  stringifyConfigDocuments,
+  documentIdentity,
+  documentKey,
+  documentLabel,
+  isV1Alpha1Document,
+  type ConfigDocument,
+  type DocumentIdentity,
+} from './documents.js'
+export { loadPatch, applyPatch, applyPatches, JSON6902_MULTIDOC_MESSAGE, type ConfigPatch, type PatchInput } from './patches.js'
+export { applyJsonPatch, parsePointer, type JsonPatchOperation } from './json-patch.js'
+export { mergeDocument, loadStrategicPatch, applyStrategicPatch, type StrategicPatch, type DeleteSelector } from './strategic-merge.js'
+
+export {
+  generateSecretsBundle,
+  parseSecretsBundle,
+  validateSecretsBundle,
+  secretsBundleToYaml,
+  generateToken,
+  decodePem,
+  encodePem,
+  CA_VALIDITY_MS,
+  TOKEN_RE,
+  type SecretsBundle,
+  type CertAndKey,
+  type GenerateSecretsOptions,
+} from './secrets.js'
+export { talosconfigFor, TALOS_API_CLIENT_CERT_VALIDITY_MS, type Talosconfig, type TalosconfigContext, type TalosconfigOptions } from './talosconfig.js'
+export { createCertificate, parseCertificate, type CertificateTemplate, type NameSpec } from './x509.js'
+export { generateKey, loadPrivateKey, privateKeyToPem, type KeyAlgorithm } from './keys.js'
