@@ -21,10 +21,18 @@ export interface DhcpIgnore {
   detail?: string
 }
 
-export type DhcpResult = DhcpReply | DhcpIgnore
+/** Handled, and the protocol wants no reply (RELEASE, DECLINE). Not counted as dropped. */
+export interface DhcpSilent {
+  kind: 'silent'
+  reason: string
+}
+
+export type DhcpResult = DhcpReply | DhcpIgnore | DhcpSilent
 
 export const ignore = (reason: string, detail?: string): DhcpIgnore =>
   detail === undefined ? { kind: 'ignore', reason } : { kind: 'ignore', reason, detail }
+
+export const silent = (reason: string): DhcpSilent => ({ kind: 'silent', reason })
 
 export interface DhcpHandler {
   readonly mode: 'full' | 'proxy'

@@ -1,0 +1,400 @@
+// Full DHCP (RFC 2131 §4.3): pools per subnet, directly attached or behind relays (chosen by giaddr), reservations
+// from the inventory, leases written through to the inventory's LeaseRepository, NAKs for requests that cannot be
+// honoured, silence for requests meant for another server. PXE boot options come from boot-file.ts.
+import type { Logger } from '../../log.js'
+import type { LeaseRepository, ReservationRepository } from '../../inventory/repositories.js'
+import type { Reservation } from '../../inventory/types.js'
+import { chooseBoot, type BootChoice, type BootFileConfig } from '../boot-file.js'
+import { bootModifiers, choiceTarget, consultBootPort, notifyBootPort, type AdviceDeps } from '../boot-options.js'
+import type { DhcpPacket } from '../codec.js'
+import { requestFacts, type RequestFacts, type RequestMeta } from '../facts.js'
+import { ignore, silent, type DhcpHandler, type DhcpReply, type DhcpResult } from '../handler.js'
+import {
+  replyTo, withBroadcastFlag, withCiaddr, withEchoes, withHostName, withLeaseTime, withMessage, withMessageType,
+  withNetwork, withServerId, withYiaddr, type Modifier,
+} from '../modifiers.js'
+import { MessageType, intToIp, ipToInt } from '../options.js'
+import { LeasePool, isActive, sameClient, toLease, type ClientKey, type PoolEntry } from '../pool.js'
+import { indexReservations, loadReservations, type ReservationIndex } from '../reservations.js'
+import { findSubnet, subnetContains, type Subnet } from '../subnet.js'
+import type { DhcpBootAdvice } from '../ports.js'
+
+export interface FullHandlerSettings {
+  offerSeconds: number
+  declineSeconds: number
+  authoritative: boolean
+  reservationRefreshSeconds: number
+  ipxeNoPxedhcp: boolean
+}
+
+export interface FullHandlerDeps {
+  /** Option 54: this server's address. */
+  serverId: string
+  subnets: Subnet[]
+  settings: FullHandlerSettings
+  leases: LeaseRepository
+  reservations: ReservationRepository
+  boot: BootFileConfig
+  advice: AdviceDeps
+  log: Logger
+  now?: () => number
+  /** Ask the boot port about every client, not only network-boot ones (PXE, HTTP boot, iPXE). */
+  inspectAllClients?: boolean
+}
+
+export interface FullHandler extends DhcpHandler {
+  readonly mode: 'full'
+  /** Reloads reservations from the inventory now (also done every reservationRefreshSeconds). */
+  reloadReservations(): Promise<void>
+  poolUsage(): { subnet: string; used: number; total: number }[]
+  /** The pool of a subnet (tests and diagnostics). */
+  pool(cidr: string): LeasePool | undefined
+}
+
+const ZERO = '0.0.0.0'
+
+export function createFullHandler(deps: FullHandlerDeps): FullHandler {
+  const now = deps.now ?? Date.now
+  const { serverId, settings } = deps
+  const serverInt = ipToInt(serverId)
+  const directSubnet = findSubnet(deps.subnets, serverInt) ?? null
+  const pools = new Map<string, LeasePool>()
+  for (const s of deps.subnets) {
+    // Never hand out this server's address or a router's.
+    pools.set(s.cidr, new LeasePool(s, [serverId, ...s.routers]))
+  }
+  let reservations: ReservationIndex = indexReservations([])
+  let timers: NodeJS.Timeout[] = []
+
+  const applyReservations = (index: ReservationIndex): void => {
+    reservations = index
+    for (const pool of pools.values()) {
+      const mine = new Map<number, ClientKey>()
+      for (const [ip, owner] of index.byIp) if (subnetContains(pool.subnet, ip)) mine.set(ip, owner)
+      pool.setReservations(mine)
+    }
+  }
+
+  const reloadReservations = async (): Promise<void> => {
+    applyReservations(await loadReservations(deps.reservations))
+  }
+
+  const clientOf = (f: RequestFacts): ClientKey => ({ mac: f.mac, clientId: f.clientId })
+
+  /** The subnet a request belongs to: link selection, then giaddr, then ciaddr (unicast renewals), then ours. */
+  const subnetFor = (f: RequestFacts): Subnet | undefined => {
+    if (f.linkSelection) return findSubnet(deps.subnets, f.linkSelection)
+    if (f.giaddr) return findSubnet(deps.subnets, f.giaddr)
+    if (f.ciaddr && f.message !== 'discover') return findSubnet(deps.subnets, f.ciaddr) ?? directSubnet ?? undefined
+    return directSubnet ?? undefined
+  }
+
+  const ourId = (f: RequestFacts): string => f.relayAgent?.serverIdOverride ?? serverId
+  const isOurs = (f: RequestFacts, id: string): boolean => id === serverId || id === f.relayAgent?.serverIdOverride
+
+  const reservationIn = (c: ClientKey, subnet: Subnet): { r: Reservation; ip: number } | undefined => {
+    const r = reservations.forClient(c)
+    if (!r) return undefined
+    const ip = ipToInt(r.ip)
+    return subnetContains(subnet, ip) ? { r, ip } : undefined
+  }
+
+  const shouldInspect = (f: RequestFacts): boolean => deps.inspectAllClients === true || f.isNetboot
+
+  /** Boot choice and the lifecycle's advice for a reply that is going to be sent. */
+  const bootFor = async (
+    f: RequestFacts,
+    event: { reply: 'offer' | 'ack'; ip?: string; subnet?: string },
+  ): Promise<{ choice: BootChoice; advice: DhcpBootAdvice }> => {
+    const planned = chooseBoot(f, deps.boot)
+    if (!shouldInspect(f) || f.message === 'unknown') return { choice: planned, advice: {} }
+    const bootFile = choiceTarget(planned)
+    const advice = await consultBootPort(deps.advice, f, {
+      message: f.message,
+      mode: 'full',
+      reply: event.reply,
+      ...(event.ip ? { ip: event.ip } : {}),
+      ...(event.subnet ? { subnet: event.subnet } : {}),
+      ...(bootFile ? { bootFile } : {}),
+    })
+    if (advice.ignore) return { choice: { kind: 'none', reason: advice.reason ?? 'lifecycle: ignore' }, advice }
+    if (advice.bootFile === undefined && advice.nextServer === undefined) return { choice: planned, advice }
+    const override: { bootFile?: string; nextServer?: string } = {}
+    if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
+    if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
+    return { choice: chooseBoot(f, deps.boot, override), advice }
+  }
+
+  const leaseReply = (
+    req: DhcpPacket,
+    f: RequestFacts,
+    type: typeof MessageType.Offer | typeof MessageType.Ack,
+    subnet: Subnet,
+    ip: number,
+    choice: BootChoice,
+    hostname: string | null,
+  ): DhcpReply => {
+    const mods: Modifier[] = [
+      withMessageType(type),
+      withServerId(ourId(f)),
+      withYiaddr(intToIp(ip)),
+      withLeaseTime(subnet.leaseSeconds),
+      withNetwork({
+        subnetMask: subnet.maskIp,
+        routers: subnet.routers,
+        dnsServers: subnet.dnsServers,
+        ...(subnet.domainName ? { domainName: subnet.domainName } : {}),
+        broadcastAddress: subnet.broadcastIp,
+      }),
+    ]
+    if (type === MessageType.Ack && req.ciaddr !== ZERO) mods.push(withCiaddr(req.ciaddr))
+    if (hostname) mods.push(withHostName(hostname))
+    mods.push(...bootModifiers(f, choice, { mode: 'full', ipxeNoPxedhcp: settings.ipxeNoPxedhcp }), withEchoes(req))
+    const reply: DhcpReply = { kind: 'reply', type: type === MessageType.Offer ? 'offer' : 'ack', packet: replyTo(req, ...mods) }
+    if (f.maxMessageSize) reply.maxSize = f.maxMessageSize - 28
+    return reply
+  }
+
+  const nak = (req: DhcpPacket, f: RequestFacts, text: string, subnet?: Subnet): DhcpReply => {
+    const mods: Modifier[] = [withMessageType(MessageType.Nak), withServerId(ourId(f)), withMessage(text)]
+    // A relay cannot unicast to a client without an address: ask it to broadcast (RFC 2131 §4.3.2).
+    if (f.giaddr) mods.push(withBroadcastFlag())
+    mods.push(withEchoes(req))
+    if (shouldInspect(f) && f.message !== 'unknown') {
+      notifyBootPort(deps.advice, f, {
+        message: f.message,
+        mode: 'full',
+        reply: 'nak',
+        ...(f.requestedIp || f.ciaddr ? { ip: (f.requestedIp ?? f.ciaddr)! } : {}),
+        ...(subnet ? { subnet: subnet.cidr } : {}),
+      })
+    }
+    return { kind: 'reply', type: 'nak', packet: replyTo(req, ...mods) }
+  }
+
+  const persist = async (entries: PoolEntry[], subnet: Subnet): Promise<boolean> => {
+    try {
+      for (const e of entries) await deps.leases.put(toLease(e, subnet))
+      return true
+    } catch (err) {
+      deps.advice.metrics.storageFailure()
+      deps.log.error({ err, subnet: subnet.cidr }, 'dhcp lease write failed')
+      return false
+    }
+  }
+
+  const discover = async (req: DhcpPacket, f: RequestFacts): Promise<DhcpResult> => {
+    const subnet = subnetFor(f)
+    if (!subnet) return ignore('no-subnet', f.giaddr ? `no subnet for giaddr ${f.giaddr}` : 'no directly attached subnet')
+    const pool = pools.get(subnet.cidr)!
+    const client = clientOf(f)
+    const t = now()
+    const reserved = reservationIn(client, subnet)
+    const existing = pool.clientEntry(client)
+    let ip: number | undefined
+    if (reserved && pool.available(reserved.ip, client, t)) ip = reserved.ip
+    else if (!reserved) {
+      // The client's previous address, then the one it asks for, then a free one.
+      if (existing && pool.available(existing.ip, client, t)) ip = existing.ip
+      else if (f.requestedIp) {
+        const want = ipToInt(f.requestedIp)
+        if (!Number.isNaN(want) && pool.available(want, client, t)) ip = want
+      }
+    }
+    ip ??= pool.allocate(t)
+    if (ip === undefined) {
+      deps.log.warn({ subnet: subnet.cidr }, 'dhcp pool exhausted')
+      return ignore('pool-exhausted', subnet.cidr)
+    }
+    // Hold it for this client (in memory only: an offer is not a lease), unless the client is already bound to it.
+    const current = pool.entry(ip)
+    if (!(current && current.state === 'bound' && isActive(current, t) && sameClient(current, client))) {
+      pool.put({
+        ip, mac: f.mac, clientId: f.clientId, state: 'offered', expiresAt: t + settings.offerSeconds * 1000,
+        hostname: f.hostname, updatedAt: t,
+      })
+    }
+    const { choice } = await bootFor(f, { reply: 'offer', ip: intToIp(ip), subnet: subnet.cidr })
+    return leaseReply(req, f, MessageType.Offer, subnet, ip, choice, reserved?.r.hostname ?? null)
+  }
+
+  /** Binds `ip` to the requesting client, or says why not (RFC 2131 §4.3.2). */
+  const bind = async (req: DhcpPacket, f: RequestFacts, subnet: Subnet, ip: number, initReboot: boolean): Promise<DhcpResult> => {
+    const pool = pools.get(subnet.cidr)!
+    const client = clientOf(f)
+    const t = now()
+    const reserved = reservationIn(client, subnet)
+    if (reserved && reserved.ip !== ip) return nak(req, f, 'address reserved elsewhere for this client', subnet)
+    const holder = pool.holder(ip, t)
+    if (holder && !sameClient(holder, client)) return nak(req, f, 'address in use', subnet)
+    if (!pool.available(ip, client, t)) return nak(req, f, 'address not available', subnet)
+    const prev = pool.clientEntry(client)
+    if (initReboot && !deps.settings.authoritative && !holder && prev?.ip !== ip) {
+      return ignore('unknown-client', 'non-authoritative: no record of this client')
+    }
+    const hostname = reserved?.r.hostname ?? f.hostname ?? null
+    const entry: PoolEntry = {
+      ip, mac: f.mac, clientId: f.clientId, state: 'bound', expiresAt: t + subnet.leaseSeconds * 1000, hostname, updatedAt: t,
+    }
+    const writes: PoolEntry[] = []
+    if (prev && prev.ip !== ip) {
+      // The client moved: its old address goes back to the pool.
+      if (prev.state === 'bound' && isActive(prev, t)) {
+        const released: PoolEntry = { ...prev, state: 'released', expiresAt: t, updatedAt: t }
+        pool.put(released)
+        writes.push(released)
+      } else if (prev.state === 'offered') pool.drop(prev)
+    }
+    pool.put(entry)
+    writes.push(entry)
+    if (!(await persist(writes, subnet))) return ignore('storage-error')
+    const { choice } = await bootFor(f, { reply: 'ack', ip: intToIp(ip), subnet: subnet.cidr })
+    return leaseReply(req, f, MessageType.Ack, subnet, ip, choice, reserved?.r.hostname ?? null)
+  }
+
+  const request = async (req: DhcpPacket, f: RequestFacts): Promise<DhcpResult> => {
+    const subnet = subnetFor(f)
+    if (f.serverId) {
+      // SELECTING: the client names the server it chose.
+      if (!isOurs(f, f.serverId)) {
+        if (subnet) {
+          const pool = pools.get(subnet.cidr)!
+          const e = pool.clientEntry(clientOf(f))
+          if (e && e.state === 'offered') pool.drop(e)
+        }
+        return ignore('other-server', `client chose ${f.serverId}`)
+      }
+      if (!subnet) return ignore('no-subnet')
+      const want = f.requestedIp ?? f.ciaddr
+      if (!want) return nak(req, f, 'no requested address', subnet)
+      const ip = ipToInt(want)
+      if (!subnetContains(subnet, ip)) return nak(req, f, 'wrong network', subnet)
+      return bind(req, f, subnet, ip, false)
+    }
+    if (!subnet) return ignore('no-subnet')
+    if (f.requestedIp && !f.ciaddr) {
+      // INIT-REBOOT: the client checks the address it remembers.
+      const ip = ipToInt(f.requestedIp)
+      if (!subnetContains(subnet, ip)) {
+        return settings.authoritative ? nak(req, f, 'wrong network', subnet) : ignore('unknown-client', 'wrong network')
+      }
+      return bind(req, f, subnet, ip, true)
+    }
+    if (f.ciaddr) {
+      // RENEWING (unicast) or REBINDING (broadcast).
+      const ip = ipToInt(f.ciaddr)
+      if (!subnetContains(subnet, ip)) return nak(req, f, 'wrong network', subnet)
+      return bind(req, f, subnet, ip, false)
+    }
+    return ignore('bad-request', 'REQUEST without server id, requested address or ciaddr')
+  }
+
+  const decline = async (f: RequestFacts): Promise<DhcpResult> => {
+    if (f.serverId && !isOurs(f, f.serverId)) return ignore('other-server')
+    const subnet = subnetFor(f)
+    if (!subnet || !f.requestedIp) return ignore('bad-decline')
+    const pool = pools.get(subnet.cidr)!
+    const ip = ipToInt(f.requestedIp)
+    const e = pool.entry(ip)
+    if (!e || !sameClient(e, clientOf(f))) return ignore('bad-decline', 'address not leased to this client')
+    const t = now()
+    const declined: PoolEntry = {
+      ...e,
+      state: settings.declineSeconds > 0 ? 'declined' : 'released',
+      expiresAt: t + settings.declineSeconds * 1000,
+      updatedAt: t,
+    }
+    pool.put(declined)
+    deps.log.warn({ ip: f.requestedIp, mac: f.mac }, 'dhcp address declined by client (in use on the network?)')
+    return (await persist([declined], subnet)) ? silent('declined') : ignore('storage-error')
+  }
+
+  const release = async (f: RequestFacts): Promise<DhcpResult> => {
+    if (f.serverId && !isOurs(f, f.serverId)) return ignore('other-server')
+    const subnet = subnetFor(f)
+    if (!subnet || !f.ciaddr) return ignore('bad-release')
+    const pool = pools.get(subnet.cidr)!
+    const e = pool.entry(ipToInt(f.ciaddr))
+    if (!e || !sameClient(e, clientOf(f)) || e.state !== 'bound') return ignore('bad-release', 'address not bound to this client')
+    const t = now()
+    const released: PoolEntry = { ...e, state: 'released', expiresAt: t, updatedAt: t }
+    pool.put(released)
+    return (await persist([released], subnet)) ? silent('released') : ignore('storage-error')
+  }
+
+  const inform = async (req: DhcpPacket, f: RequestFacts): Promise<DhcpResult> => {
+    const subnet = subnetFor(f)
+    if (!subnet) return ignore('no-subnet')
+    const { choice } = await bootFor(f, { reply: 'ack', subnet: subnet.cidr })
+    const mods: Modifier[] = [
+      withMessageType(MessageType.Ack),
+      withServerId(ourId(f)),
+      withCiaddr(req.ciaddr),
+      withNetwork({
+        subnetMask: subnet.maskIp,
+        routers: subnet.routers,
+        dnsServers: subnet.dnsServers,
+        ...(subnet.domainName ? { domainName: subnet.domainName } : {}),
+        broadcastAddress: subnet.broadcastIp,
+      }),
+      ...bootModifiers(f, choice, { mode: 'full', ipxeNoPxedhcp: settings.ipxeNoPxedhcp }),
+      withEchoes(req),
+    ]
+    const reply: DhcpReply = { kind: 'reply', type: 'ack', packet: replyTo(req, ...mods) }
+    if (f.maxMessageSize) reply.maxSize = f.maxMessageSize - 28
+    return reply
+  }
+
+  return {
+    mode: 'full',
+    async start() {
+      const t = now()
+      for (const [cidr, pool] of pools) pool.load(await deps.leases.list({ subnet: cidr }))
+      await reloadReservations()
+      deps.log.info(
+        { subnets: [...pools.keys()], reservations: reservations.size, usage: [...pools.values()].map((p) => p.usage(t)) },
+        'dhcp leases loaded',
+      )
+      const refresh = setInterval(() => {
+        reloadReservations().catch((err: unknown) => deps.log.warn({ err }, 'dhcp reservation reload failed'))
+      }, settings.reservationRefreshSeconds * 1000)
+      // Marks stored leases past their expiry; the in-memory pools judge expiry by time already.
+      const expire = setInterval(() => {
+        deps.leases.expire(now()).catch((err: unknown) => deps.log.warn({ err }, 'dhcp lease expiry sweep failed'))
+      }, 60_000)
+      refresh.unref()
+      expire.unref()
+      timers = [refresh, expire]
+    },
+    async stop() {
+      for (const t of timers) clearInterval(t)
+      timers = []
+    },
+    async handle(req: DhcpPacket, meta: RequestMeta): Promise<DhcpResult> {
+      if (req.op !== 1) return ignore('not-a-request')
+      const f = requestFacts(req, meta)
+      switch (f.message) {
+        case 'discover':
+          return discover(req, f)
+        case 'request':
+          return request(req, f)
+        case 'decline':
+          return decline(f)
+        case 'release':
+          return release(f)
+        case 'inform':
+          return inform(req, f)
+        case 'unknown':
+          return ignore('no-message-type')
+        default:
+          return ignore('unexpected-message-type', f.message)
+      }
+    },
+    reloadReservations,
+    poolUsage() {
+      const t = now()
+      return [...pools.values()].map((p) => ({ subnet: p.subnet.cidr, ...p.usage(t) }))
+    },
+    pool: (cidr) => pools.get(cidr),
+  }
+}

@@ -1,0 +1,144 @@
+// rackboot's DHCPv4 server: full mode (pools, leases, reservations, relays) or ProxyDHCP (67 + 4011), with the PXE
+// boot-file choice. The public door of src/dhcp.
+import { networkInterfaces } from 'node:os'
+import type { Registry } from 'prom-client'
+import { RackbootError } from '../errors.js'
+import type { LeaseRepository, ReservationRepository } from '../inventory/repositories.js'
+import type { Logger } from '../log.js'
+import type { Settings } from '../settings/schema.js'
+import type { BootFileConfig } from './boot-file.js'
+import type { DhcpHandler } from './handler.js'
+import { createFullHandler, type FullHandler } from './handlers/full.js'
+import { createProxyHandler } from './handlers/proxy.js'
+import { createDhcpMetrics } from './metrics.js'
+import { noopBootPort, type DhcpBootPort, type DhcpUrls } from './ports.js'
+import { createDhcpSockets, type DhcpSockets } from './server.js'
+import { parseSubnet } from './subnet.js'
+
+export type DhcpSettings = Settings['dhcp']
+
+export interface DhcpServerDeps {
+  settings: DhcpSettings
+  /** Lease storage (full mode); this server is the only writer for its subnets. */
+  leases: LeaseRepository
+  /** Fixed addresses from the inventory (full mode). */
+  reservations: ReservationRepository
+  /** The lifecycle: timeline events and per-machine advice. Defaults to a port that does nothing. */
+  bootPort?: DhcpBootPort
+  urls: DhcpUrls
+  log: Logger
+  /** The registry rackboot_dhcp_* metrics are registered on. */
+  metrics: Registry
+  now?: () => number
+  /** Ask the boot port about every DHCP client, not only network-boot ones. */
+  inspectAllClients?: boolean
+}
+
+export interface DhcpServerInfo {
+  mode: 'full' | 'proxy'
+  serverAddress: string
+  port: number
+  /** The PXE boot-server port (proxy mode), else null. */
+  bootServerPort: number | null
+}
+
+export interface DhcpServer {
+  /** Loads leases and reservations, then binds. Resolves null when settings.mode is 'off'. */
+  start(): Promise<DhcpServerInfo | null>
+  stop(): Promise<void>
+  /** Reloads reservations now (call after an inventory import); full mode only, a no-op otherwise. */
+  reloadReservations(): Promise<void>
+}
+
+/** The IPv4 address of a named interface, from the OS. */
+function interfaceAddress(name: string): string | undefined {
+  return networkInterfaces()[name]?.find((a) => a.family === 'IPv4' && !a.internal)?.address
+}
+
+export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
+  const s = deps.settings
+  const log = deps.log.child({ svc: 'dhcp' })
+  let sockets: DhcpSockets | null = null
+  let handler: DhcpHandler | null = null
+  let full: FullHandler | null = null
+
+  return {
+    async start() {
+      if (s.mode === 'off') {
+        log.info('dhcp off')
+        return null
+      }
+      const serverAddress = s.serverAddress ?? (s.interface ? interfaceAddress(s.interface) : undefined)
+      if (!serverAddress) {
+        throw new RackbootError('RB_ERR_SETTINGS', `dhcp.serverAddress is not set and interface ${s.interface ?? '(none)'} has no IPv4 address`)
+      }
+      const subnets = s.subnets.map(parseSubnet)
+      let usage: () => { subnet: string; used: number; total: number }[] = () => []
+      const metrics = createDhcpMetrics(deps.metrics, () => usage())
+      const boot: BootFileConfig = {
+        bootFiles: s.bootFiles,
+        archBootFiles: s.archBootFiles,
+        scriptUrl: deps.urls.scriptUrl,
+        httpBootUrl: (arch) => deps.urls.httpBootUrl(arch),
+        nextServer: s.nextServer ?? serverAddress,
+      }
+      const advice = { bootPort: deps.bootPort ?? noopBootPort, timeoutMs: s.bootPortTimeoutMs, metrics, log }
+      if (s.mode === 'full') {
+        full = createFullHandler({
+          serverId: serverAddress,
+          subnets,
+          settings: s,
+          leases: deps.leases,
+          reservations: deps.reservations,
+          boot,
+          advice,
+          log,
+          ...(deps.now ? { now: deps.now } : {}),
+          ...(deps.inspectAllClients ? { inspectAllClients: true } : {}),
+        })
+        const h = full
+        usage = () => h.poolUsage()
+        handler = full
+      } else {
+        handler = createProxyHandler({ serverId: serverAddress, bootServerPort: s.proxyPort, boot, advice, log })
+      }
+      await handler.start?.()
+      sockets = createDhcpSockets({
+        handler,
+        listen: s.listen,
+        port: s.port,
+        serverAddress,
+        bootServerPort: s.mode === 'proxy' ? s.proxyPort : null,
+        metrics,
+        log,
+        ...(deps.now ? { now: deps.now } : {}),
+      })
+      try {
+        const bound = await sockets.start()
+        return { mode: s.mode, serverAddress, port: bound.port, bootServerPort: bound.bootServerPort }
+      } catch (err) {
+        await handler.stop?.()
+        await sockets.stop()
+        throw new RackbootError('RB_ERR_INTERNAL', `dhcp cannot bind ${s.listen}:${s.port}: ${(err as Error).message}`, { cause: err })
+      }
+    },
+    async stop() {
+      await sockets?.stop()
+      await handler?.stop?.()
+      sockets = null
+      handler = null
+    },
+    async reloadReservations() {
+      await full?.reloadReservations()
+    },
+  }
+}
+
+export { chooseBoot, type BootChoice, type BootFileConfig, type BootOverride } from './boot-file.js'
+export { CLIENT_ARCHS, clientArch, archCpuName, type ClientArch, type BootFamily } from './client-arch.js'
+export { decode, encode, tryDecode, hardwareAddress, type DhcpPacket, type DecodeResult } from './codec.js'
+export { requestFacts, type RequestFacts, type RequestMeta, type ClientType } from './facts.js'
+export type { DhcpHandler, DhcpResult, DhcpReply } from './handler.js'
+export { OptionCode, MessageType, type DhcpOptions, type MessageName } from './options.js'
+export { noopBootPort, type DhcpBootPort, type DhcpBootAdvice, type DhcpBootEvent, type DhcpUrls } from './ports.js'
+export { replyDestination } from './server.js'

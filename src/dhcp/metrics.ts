@@ -1,0 +1,84 @@
+// rackboot_dhcp_* metrics on the registry the server is given.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+
+export interface DhcpMetrics {
+  received(type: string): void
+  replied(type: string): void
+  dropped(reason: string): void
+  /** Seconds from datagram to reply sent (or decision not to reply). */
+  handled(type: string, seconds: number): void
+  portFailure(reason: 'error' | 'timeout'): void
+  storageFailure(): void
+}
+
+export type PoolUsageSource = () => { subnet: string; used: number; total: number }[]
+
+export function createDhcpMetrics(registry: Registry, poolUsage: PoolUsageSource): DhcpMetrics {
+  const received = new Counter({
+    name: 'rackboot_dhcp_packets_received_total',
+    help: 'DHCP requests received, by message type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  })
+  const replies = new Counter({
+    name: 'rackboot_dhcp_replies_sent_total',
+    help: 'DHCP replies sent, by message type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  })
+  const dropped = new Counter({
+    name: 'rackboot_dhcp_dropped_total',
+    help: 'DHCP datagrams not answered, by reason (malformed, not for us, no subnet, pool exhausted, errors)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const duration = new Histogram({
+    name: 'rackboot_dhcp_handle_seconds',
+    help: 'Time from receiving a DHCP request to sending the reply (or deciding not to), by request type',
+    labelNames: ['type'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  })
+  const portFailures = new Counter({
+    name: 'rackboot_dhcp_boot_port_failures_total',
+    help: 'Lifecycle (boot policy/timeline) calls that failed or timed out; the reply went out without advice',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const storageFailures = new Counter({
+    name: 'rackboot_dhcp_lease_store_failures_total',
+    help: 'Lease writes that failed (the request was not acknowledged)',
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'rackboot_dhcp_pool_utilisation',
+    help: 'Share of each pool range in use (offered, bound or declined), 0 to 1',
+    labelNames: ['subnet'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const p of poolUsage()) this.set({ subnet: p.subnet }, p.total > 0 ? p.used / p.total : 0)
+    },
+  })
+  new Gauge({
+    name: 'rackboot_dhcp_pool_addresses',
+    help: 'Addresses in each pool range, by state (used or total)',
+    labelNames: ['subnet', 'state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const p of poolUsage()) {
+        this.set({ subnet: p.subnet, state: 'used' }, p.used)
+        this.set({ subnet: p.subnet, state: 'total' }, p.total)
+      }
+    },
+  })
+  return {
+    received: (type) => received.inc({ type }),
+    replied: (type) => replies.inc({ type }),
+    dropped: (reason) => dropped.inc({ reason }),
+    handled: (type, seconds) => duration.observe({ type }, seconds),
+    portFailure: (reason) => portFailures.inc({ reason }),
+    storageFailure: () => storageFailures.inc(),
+  }
+}
