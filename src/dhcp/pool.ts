@@ -19,6 +19,8 @@ export interface PoolEntry {
   expiresAt: number
   hostname: string | null
   updatedAt: number
+  /** On an offer: the address the client still holds bound elsewhere, released when the offer is acknowledged. */
+  replaces?: number
 }
 
 /** Holds the address at `now`: offered or bound and not expired, or declined and still on probation. */

@@ -209,10 +209,14 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     // Hold it for this client (in memory only: an offer is not a lease), unless the client is already bound to it.
     const current = pool.entry(ip)
     if (!(current && current.state === 'bound' && isActive(current, t) && sameClient(current, client))) {
-      pool.put({
+      const offered: PoolEntry = {
         ip, mac: f.mac, clientId: f.clientId, state: 'offered', expiresAt: t + settings.offerSeconds * 1000,
         hostname: f.hostname, updatedAt: t,
-      })
+      }
+      // The client moves (e.g. to a new reservation): remember its old binding so the ACK can release it.
+      if (existing && existing.ip !== ip && existing.state === 'bound' && isActive(existing, t)) offered.replaces = existing.ip
+      else if (existing?.replaces !== undefined && existing.replaces !== ip) offered.replaces = existing.replaces
+      pool.put(offered)
     }
     const { choice } = await bootFor(f, { reply: 'offer', ip: intToIp(ip), subnet: subnet.cidr })
     return leaseReply(req, f, MessageType.Offer, subnet, ip, choice, reserved?.r.hostname ?? null)
@@ -237,13 +241,20 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
       ip, mac: f.mac, clientId: f.clientId, state: 'bound', expiresAt: t + subnet.leaseSeconds * 1000, hostname, updatedAt: t,
     }
     const writes: PoolEntry[] = []
-    if (prev && prev.ip !== ip) {
-      // The client moved: its old address goes back to the pool.
-      if (prev.state === 'bound' && isActive(prev, t)) {
-        const released: PoolEntry = { ...prev, state: 'released', expiresAt: t, updatedAt: t }
+    // The client moved: its old binding goes back to the pool, and an offer it did not take is forgotten.
+    const olds: PoolEntry[] = []
+    if (prev && prev.ip !== ip) olds.push(prev)
+    if (prev?.replaces !== undefined && prev.replaces !== ip) {
+      const e = pool.entry(prev.replaces)
+      if (e && sameClient(e, client)) olds.push(e)
+    }
+    for (const old of olds) {
+      if (old.state === 'bound' && isActive(old, t)) {
+        const { replaces: _, ...rest } = old
+        const released: PoolEntry = { ...rest, state: 'released', expiresAt: t, updatedAt: t }
         pool.put(released)
         writes.push(released)
-      } else if (prev.state === 'offered') pool.drop(prev)
+      } else if (old.state === 'offered') pool.drop(old)
     }
     pool.put(entry)
     writes.push(entry)
