@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages the tests drive as real peers (DHCP and TFTP clients and servers, BMC simulators, QEMU and
+# firmware). Run as root; the tests that need one of these skip, saying why, when it is missing.
+set -euo pipefail
+packages=(
+  iproute2 nftables procps psmisc curl openssl
+  isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
+  tftp-hpa atftp tftpd-hpa
+  openipmi ipmitool python3-pyghmi redfishtool
+)
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# The Debian packages start their daemons; the tests run their own on private ports.
+for svc in tftpd-hpa kea-dhcp4-server isc-kea-dhcp4-server; do
+  (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || (service "$svc" stop 2>/dev/null) || true
+done
+pkill -x in.tftpd 2>/dev/null || true
+pkill -x kea-dhcp4 2>/dev/null || true
+echo "test dependencies installed: ${packages[*]}"

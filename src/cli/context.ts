@@ -1,0 +1,78 @@
+import { join } from 'node:path'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { RackbootError } from '../errors.js'
+import { createEventBus, type EventBus } from '../events/bus.js'
+import { openSqliteInventory, type Inventory } from '../inventory/index.js'
+import { attachTimeline, createLifecycle, type Lifecycle } from '../lifecycle/index.js'
+import { createLogger, silentLogger, type Logger } from '../log.js'
+import { loadSettings, type Settings } from '../settings/index.js'
+
+/** Flags every command takes. */
+export const COMMON_OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  set: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+export class UsageError extends RackbootError {
+  constructor(message: string) {
+    super('RB_ERR_VALIDATION', message)
+  }
+}
+
+export function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+}
+
+export interface CommandContext {
+  settings: Settings
+  inventory: Inventory
+  lifecycle: Lifecycle
+  bus: EventBus
+  log: Logger
+  close(): Promise<void>
+}
+
+export function databaseFile(settings: Settings): string {
+  return join(settings.dataDir, 'rackboot.db')
+}
+
+export function secretKeyFile(settings: Settings): string {
+  return join(settings.dataDir, 'secret.key')
+}
+
+/** Settings, inventory and lifecycle for a one-shot command; events still reach the timeline. */
+export async function openContext(values: { config?: string | undefined; set?: string[] | undefined }, options: { log?: Logger } = {}): Promise<CommandContext> {
+  const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
+  const log = options.log ?? (process.env.RACKBOOT_CLI_LOG ? createLogger({ level: settings.log.level }) : silentLogger())
+  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings) })
+  const bus = createEventBus((err) => log.error({ err }, 'event listener failed'))
+  const timeline = attachTimeline({ inventory, bus, log })
+  const lifecycle = createLifecycle({ inventory, bus, log })
+  return {
+    settings, inventory, lifecycle, bus, log,
+    async close() {
+      await timeline.flush()
+      timeline.detach()
+      await inventory.close()
+    },
+  }
+}
+
+export async function withContext<T>(values: { config?: string | undefined; set?: string[] | undefined }, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
+  const ctx = await openContext(values)
+  try {
+    return await fn(ctx)
+  } finally {
+    await ctx.close()
+  }
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+}

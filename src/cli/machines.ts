@@ -1,0 +1,162 @@
+import { MACHINE_STATES, type Machine, type MachineState } from '../inventory/index.js'
+import { formatAge, formatBytes, renderTable } from './table.js'
+import { parse, printJson, UsageError, withContext } from './context.js'
+import { resolveMachine } from './resolve.js'
+
+export const MACHINES_USAGE = `rackboot machines <command>
+
+  list [--state S] [--label k=v]... [--search TEXT] [--limit N] [--json]
+  show MACHINE [--json]                 MACHINE: id, name, MAC, SMBIOS uuid or serial
+  accept MACHINE...                     discovered -> ready
+  label MACHINE k=v... [k-]...          set (k=v) or remove (k-) labels
+  delete MACHINE... --yes`
+
+function summary(m: Machine): string {
+  const hw = m.hardware
+  const parts: string[] = []
+  if (hw?.cpu?.cores) parts.push(`${hw.cpu.cores}c`)
+  if (hw?.memory?.totalBytes) parts.push(formatBytes(hw.memory.totalBytes))
+  if (hw?.disks?.length) parts.push(`${hw.disks.length} disk${hw.disks.length > 1 ? 's' : ''}`)
+  return parts.join(' ')
+}
+
+export async function machinesCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args
+  const { values, positionals } = parse(rest, {
+    state: { type: 'string', multiple: true },
+    label: { type: 'string', multiple: true },
+    search: { type: 'string' },
+    limit: { type: 'string' },
+    yes: { type: 'boolean' },
+  })
+  if (!sub || values.help) {
+    console.log(MACHINES_USAGE)
+    return sub ? 0 : 2
+  }
+  return withContext(values, async ({ inventory, lifecycle }) => {
+    switch (sub) {
+      case 'list': {
+        const states = (values.state ?? []).flatMap((s) => s.split(','))
+        for (const s of states) {
+          if (!MACHINE_STATES.includes(s as MachineState)) throw new UsageError(`unknown state '${s}'; one of: ${MACHINE_STATES.join(', ')}`)
+        }
+        const labels = Object.fromEntries((values.label ?? []).map((l) => {
+          const eq = l.indexOf('=')
+          if (eq <= 0) throw new UsageError(`--label expects key=value, got '${l}'`)
+          return [l.slice(0, eq), l.slice(eq + 1)]
+        }))
+        const limit = values.limit ? Number(values.limit) : 200
+        if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit expects a positive whole number')
+        const filter = { ...(states.length ? { state: states as MachineState[] } : {}), labels, ...(values.search ? { text: values.search } : {}) }
+        const page = await inventory.machines.list({ ...filter, limit })
+        if (values.json) {
+          printJson(page)
+          return 0
+        }
+        const total = await inventory.machines.count(filter)
+        const now = Date.now()
+        console.log(renderTable(page.items, [
+          { header: 'id', value: (m) => m.id },
+          { header: 'name', value: (m) => m.name },
+          { header: 'state', value: (m) => m.state },
+          { header: 'serial', value: (m) => m.serial },
+          { header: 'boot mac', value: (m) => (m.nics.find((n) => n.boot) ?? m.nics[0])?.mac },
+          { header: 'rack', value: (m) => (m.rack ? `${m.rack}${m.rackUnit ? `/u${m.rackUnit}` : ''}` : null) },
+          { header: 'hardware', value: summary },
+          { header: 'labels', value: (m) => Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(',') },
+          { header: 'changed', value: (m) => formatAge(m.stateChangedAt, now), align: 'right' },
+        ]))
+        console.log(`\n${page.items.length} of ${total} machine${total === 1 ? '' : 's'}${page.next ? ' (use --limit or filters to see more)' : ''}`)
+        return 0
+      }
+      case 'show': {
+        const [ref] = positionals
+        if (!ref) throw new UsageError('machines show needs a MACHINE')
+        const m = await resolveMachine(inventory, ref)
+        const bmc = await inventory.bmcs.get(m.id)
+        const events = await inventory.events.list({ machineId: m.id, limit: 10000 })
+        const recent = events.slice(-20)
+        if (values.json) {
+          printJson({ ...m, bmc, timeline: recent })
+          return 0
+        }
+        const rows: [string, string | null | undefined][] = [
+          ['id', m.id], ['name', m.name], ['state', m.state], ['serial', m.serial], ['uuid', m.uuid],
+          ['manufacturer', m.manufacturer], ['product', m.product], ['arch', m.arch], ['firmware', m.firmware],
+          ['rack', m.rack ? `${m.rack}${m.rackUnit ? ` u${m.rackUnit}` : ''}` : null], ['profile', m.profile],
+          ['labels', Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(', ')],
+          ['always pxe', m.alwaysPxe ? 'yes' : 'no'],
+          ['bmc', bmc ? `${bmc.type} ${bmc.address}${bmc.port ? `:${bmc.port}` : ''} user ${bmc.username ?? '-'}${bmc.hasPassword ? '' : ' (no password)'}` : null],
+          ['hardware', m.hardware ? summary(m) : 'not reported yet'],
+          ['created', new Date(m.createdAt).toISOString()],
+        ]
+        const width = Math.max(...rows.map(([k]) => k.length))
+        for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v || '-'}`)
+        if (m.nics.length) {
+          console.log('\nNICs')
+          console.log(renderTable(m.nics, [
+            { header: 'mac', value: (n) => n.mac },
+            { header: 'name', value: (n) => n.name },
+            { header: 'boot', value: (n) => (n.boot ? 'yes' : '') },
+          ]))
+        }
+        if (m.hardware?.disks?.length) {
+          console.log('\nDisks')
+          console.log(renderTable(m.hardware.disks, [
+            { header: 'name', value: (d) => d.name },
+            { header: 'type', value: (d) => d.type },
+            { header: 'size', value: (d) => formatBytes(d.sizeBytes), align: 'right' },
+            { header: 'model', value: (d) => d.model },
+            { header: 'serial', value: (d) => d.serial },
+          ]))
+        }
+        console.log(`\nTimeline (last ${recent.length} of ${events.length})`)
+        if (recent.length === 0) console.log('  (nothing yet)')
+        else console.log(renderTable(recent, [
+          { header: 'time', value: (e) => new Date(e.at).toISOString().replace('T', ' ').replace('Z', '') },
+          { header: 'event', value: (e) => e.type },
+          { header: 'what', value: (e) => e.message },
+        ]))
+        return 0
+      }
+      case 'accept': {
+        if (positionals.length === 0) throw new UsageError('machines accept needs at least one MACHINE')
+        for (const ref of positionals) {
+          const m = await resolveMachine(inventory, ref)
+          const after = await lifecycle.accept(m.id, 'accepted by a tech (CLI)')
+          console.log(`${after.name ?? after.id}: ${after.state}`)
+        }
+        return 0
+      }
+      case 'label': {
+        const [ref, ...changes] = positionals
+        if (!ref || changes.length === 0) throw new UsageError('machines label needs a MACHINE and k=v or k- items')
+        const m = await resolveMachine(inventory, ref)
+        const labels = { ...m.labels }
+        for (const c of changes) {
+          if (c.endsWith('-') && !c.includes('=')) delete labels[c.slice(0, -1)]
+          else {
+            const eq = c.indexOf('=')
+            if (eq <= 0) throw new UsageError(`label change must be key=value or key-, got '${c}'`)
+            labels[c.slice(0, eq)] = c.slice(eq + 1)
+          }
+        }
+        const after = await lifecycle.update(m.id, { labels }, 'labels changed (CLI)')
+        console.log(`${after.name ?? after.id}: ${Object.entries(after.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(no labels)'}`)
+        return 0
+      }
+      case 'delete': {
+        if (positionals.length === 0) throw new UsageError('machines delete needs at least one MACHINE')
+        if (!values.yes) throw new UsageError('machines delete removes the machine, its NICs, hardware and BMC: add --yes to confirm')
+        for (const ref of positionals) {
+          const m = await resolveMachine(inventory, ref)
+          await lifecycle.remove(m.id, 'deleted by a tech (CLI)')
+          console.log(`deleted ${m.name ?? m.id}`)
+        }
+        return 0
+      }
+      default:
+        throw new UsageError(`unknown machines command '${sub}'\n\n${MACHINES_USAGE}`)
+    }
+  })
+}
