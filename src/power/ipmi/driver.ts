@@ -4,7 +4,7 @@ import type { Logger } from '../../log.js'
 import { PowerError } from '../errors.js'
 import type { BmcDriver, BootOverride, BootReadback, CallOptions, Capability, PowerAction, PowerState } from '../types.js'
 import { bootMatches, decodeBootFlags, encodeBootFlags } from './boot-flags.js'
-import { BootParam, ChassisControl, Cmd, NetFn } from './constants.js'
+import { BootParam, ChassisControl, Cmd, NetFn, Privilege } from './constants.js'
 import { commandName, describeCompletionCode, openSession, type IpmiSession, type SuiteId } from './session.js'
 import type { IpmiResponse } from './packet.js'
 
@@ -22,6 +22,8 @@ export interface IpmiDriverOptions {
   timeoutMs?: number
   /** First UDP retransmission interval. */
   retransmitMs?: number
+  /** Session privilege to ask for; ADMINISTRATOR by default (OPERATOR suffices for chassis control on most BMCs). */
+  privilege?: 'user' | 'operator' | 'administrator'
   /** How strictly a boot override is checked on readback (see bootMatches). */
   bootVerify?: 'strict' | 'device'
   log?: Logger
@@ -46,12 +48,14 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
   const retransmitMs = options.retransmitMs ?? 1000
   const verify = options.bootVerify ?? 'strict'
   const label = `${options.host}:${port}`
+  const privilege = options.privilege === 'user' ? Privilege.USER : options.privilege === 'operator' ? Privilege.OPERATOR
+    : Privilege.ADMINISTRATOR
   let suites: SuiteId[] = options.suites ?? [17, 3]
 
   async function withSession<T>(call: CallOptions | undefined, fn: (s: IpmiSession) => Promise<T>): Promise<T> {
     const session = await openSession({
       host: options.host, port, username: options.username, password: options.password, kg: options.kg ?? null,
-      suites, deadline: Date.now() + timeoutMs, retransmitMs, signal: call?.signal,
+      suites, deadline: Date.now() + timeoutMs, retransmitMs, signal: call?.signal, privilege,
     })
     if (session.suite.id !== suites[0]) {
       options.log?.debug({ bmc: label, suite: session.suite.id }, 'ipmi cipher suite fallback')
