@@ -2,7 +2,7 @@
 // PostgreSQL must be able to slot in behind the same interface.
 import type {
   ApiToken, Bmc, BmcInput, HardwareFacts, Lease, LeaseState, Machine, MachineClass, MachineInput, MachineState,
-  Profile, Reservation, StoredEvent, TokenScope,
+  Profile, Reservation, StoredEvent, TokenScope, BootToken, BootTokenPurpose,
 } from './types.js'
 
 export interface MachineFilter {
@@ -103,6 +103,15 @@ export interface TokenRepository {
   revoke(idOrName: string, now: number): Promise<boolean>
 }
 
+export interface BootTokenRepository {
+  /** Issues a token for one machine and purpose; returns the secret once. Older tokens of that pair stay valid until they expire. */
+  issue(input: { machineId: string; purpose: BootTokenPurpose; clientIp: string | null; ttlMs: number }, now: number): Promise<string>
+  /** The token a secret belongs to when it is for `purpose` and not expired; records first use. */
+  verify(secret: string, purpose: BootTokenPurpose, now: number): Promise<BootToken | null>
+  /** Removes expired tokens; returns how many. */
+  purge(now: number): Promise<number>
+}
+
 export interface Inventory {
   machines: MachineRepository
   bmcs: BmcRepository
@@ -112,6 +121,7 @@ export interface Inventory {
   reservations: ReservationRepository
   events: EventRepository
   tokens: TokenRepository
+  bootTokens: BootTokenRepository
   /** Runs `fn` atomically: everything it does through the given inventory commits together or not at all. */
   transaction<T>(fn: (inventory: Inventory) => Promise<T>): Promise<T>
   close(): Promise<void>

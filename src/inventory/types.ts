@@ -199,3 +199,16 @@ export interface ApiToken {
   expiresAt: number | null
   revokedAt: number | null
 }
+
+export type BootTokenPurpose = 'agent' | 'config'
+
+/** A per-boot credential a machine presents back (agent report, Talos config fetch). */
+export interface BootToken {
+  machineId: string
+  purpose: BootTokenPurpose
+  /** The address the boot script was served to; the token is checked against it where known. */
+  clientIp: string | null
+  issuedAt: number
+  expiresAt: number
+  usedAt: number | null
+}

@@ -13,6 +13,7 @@ import { createSqliteMachines } from './machines.js'
 import { migrationProvider } from './migrations/index.js'
 import type { Database } from './schema.js'
 import { createSqliteTokens } from './tokens.js'
+import { createSqliteBootTokens } from './boot-tokens.js'
 import { randomBytes } from 'node:crypto'
 
 export interface SqliteInventoryOptions {
@@ -39,6 +40,7 @@ function repositories(db: Kysely<Database>, box: SecretBox, tx: Inventory['trans
     reservations: createSqliteReservations(db),
     events: createSqliteEvents(db),
     tokens: createSqliteTokens(db),
+    bootTokens: createSqliteBootTokens(db),
     transaction: tx,
     close,
   }

@@ -117,6 +117,16 @@ export interface ApiTokensTable {
   revoked_at: number | null
 }
 
+export interface BootTokensTable {
+  hash: string
+  machine_id: string
+  purpose: string
+  client_ip: string | null
+  issued_at: number
+  expires_at: number
+  used_at: number | null
+}
+
 export interface Database {
   machines: MachinesTable
   nics: NicsTable
@@ -128,4 +138,5 @@ export interface Database {
   reservations: ReservationsTable
   events: EventsTable
   api_tokens: ApiTokensTable
+  boot_tokens: BootTokensTable
 }
