@@ -1,0 +1,414 @@
+// TFTP sockets: the server port (RRQs), one ephemeral socket per transfer (RFC 1350 transfer IDs), the limit on
+// concurrent transfers, counters. Handlers never throw: each datagram is handled, counted or dropped, and the loop
+// carries on.
+import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
+import { networkInterfaces } from 'node:os'
+import type { Logger } from '../log.js'
+import type { Registry } from '../metrics.js'
+import { RackbootError } from '../errors.js'
+import { Opcode, ErrorCode, ackBlock, decode, encodeError, encodeOack, type DropReason, type RequestPacket } from './packet.js'
+import { negotiate, type NegotiationLimits } from './options.js'
+import { isDenied, type TftpClient, type TftpContent, type TftpSource } from './source.js'
+import { Transfer, netasciiContent, systemClock, type TransferClock, type TransferResult } from './transfer.js'
+import { createTftpMetrics, type TftpMetrics } from './metrics.js'
+
+/** The slice of settings.tftp the server reads. */
+export interface TftpServerSettings extends NegotiationLimits {
+  listen: string
+  port: number
+  maxTransfers: number
+  maxRetries: number
+}
+
+export interface TftpTransferInfo {
+  client: TftpClient
+  file: string
+  /** Payload bytes the client acknowledged. */
+  bytes: number
+  ms: number
+  ok: boolean
+  error?: string
+  /** 0 when the request was refused before any transfer started. */
+  blksize: number
+  windowsize: number
+  /** The client ended it (an ERROR from the client); a normal event, e.g. OVMF's tsize probe. */
+  aborted?: boolean
+}
+
+/** The boot-timeline port: the lead wires it to the lifecycle (client address → lease → machine). */
+export interface TftpObserver {
+  transferFinished(info: TftpTransferInfo): void
+}
+
+export interface TftpServerDeps {
+  settings: TftpServerSettings
+  source: TftpSource
+  log: Logger
+  metrics: Registry
+  observer?: TftpObserver
+  clock?: TransferClock
+}
+
+export interface TftpStats {
+  activeTransfers: number
+  started: number
+  completed: number
+  aborted: number
+  failed: number
+  rejected: number
+  bytesSent: number
+  retransmissions: number
+  dropped: Record<string, number>
+}
+
+export interface TftpServer {
+  start(): Promise<{ address: string; port: number }>
+  stop(): Promise<void>
+  stats(): TftpStats
+}
+
+type ServerDropReason = DropReason | 'unexpected_opcode' | 'unknown_tid' | 'duplicate_request' | 'internal'
+
+interface ActiveTransfer {
+  key: string
+  client: TftpClient
+  file: string
+  /** Set once the transfer runs; while null the request is still being opened. */
+  transfer: Transfer | null
+  sockets: { data: Socket; guard: Socket } | null
+}
+
+// dgram resolves every destination through dns.lookup (a tick per datagram); transfer peers are always IP
+// literals, so answer at once.
+function literalLookup(address: string, _family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+  callback(null, address, 4)
+}
+
+function bindSocket(address: string, port: number, reuseAddr: boolean): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket({ type: 'udp4', reuseAddr, lookup: literalLookup as never })
+    const onError = (err: Error) => {
+      socket.close()
+      reject(err)
+    }
+    socket.once('error', onError)
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError)
+      resolve(socket)
+    })
+  })
+}
+
+function connectSocket(socket: Socket, client: TftpClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject)
+    socket.connect(client.port, client.address, () => {
+      socket.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+/**
+ * The two sockets of one transfer, sharing one local port (the server's TID). `data` is connected to the client,
+ * so the kernel hands it only the client's datagrams and sends without a route lookup per block; `guard` gets
+ * every datagram from anyone else (the kernel prefers the connected socket for the client's own), and answers
+ * them with ERROR 5 as RFC 1350 asks.
+ */
+async function openTransferSockets(localAddress: string, client: TftpClient): Promise<{ data: Socket; guard: Socket }> {
+  const guard = await bindSocket(localAddress, 0, true)
+  let data: Socket | null = null
+  try {
+    data = await bindSocket(localAddress, guard.address().port, true)
+    await connectSocket(data, client)
+    return { data, guard }
+  } catch (err) {
+    await Promise.all([closeSocket(guard), data ? closeSocket(data) : Promise.resolve()])
+    throw err
+  }
+}
+
+function closeSocket(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      socket.close(() => resolve())
+    } catch {
+      resolve() // already closed
+    }
+  })
+}
+
+function localIPv4Addresses(): string[] {
+  const out: string[] = []
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4') out.push(a.address)
+  }
+  return out
+}
+
+export function createTftpServer(deps: TftpServerDeps): TftpServer {
+  const { settings, source } = deps
+  const log = deps.log.child({ svc: 'tftp' })
+  const m: TftpMetrics = createTftpMetrics(deps.metrics)
+  const clock = deps.clock ?? systemClock
+  const transfers = new Map<string, ActiveTransfer>()
+  const mainSockets: Socket[] = []
+  let running = false
+  let bound: { address: string; port: number } | null = null
+  const counts = { started: 0, completed: 0, aborted: 0, failed: 0, rejected: 0, bytesSent: 0, retransmissions: 0 }
+  const dropped: Record<string, number> = {}
+
+  function drop(reason: ServerDropReason): void {
+    dropped[reason] = (dropped[reason] ?? 0) + 1
+    m.dropped.inc({ reason })
+  }
+
+  function notify(info: TftpTransferInfo): void {
+    if (!deps.observer) return
+    try {
+      deps.observer.transferFinished(info)
+    } catch (err) {
+      log.error({ err }, 'tftp observer failed')
+    }
+  }
+
+  function reject(socket: Socket, client: TftpClient, file: string, code: number, message: string, result: string, started: number): void {
+    counts.rejected++
+    m.requests.inc({ result })
+    socket.send(encodeError(code, message), client.port, client.address)
+    notify({ client, file, bytes: 0, ms: clock.now() - started, ok: false, error: message, blksize: 0, windowsize: 0 })
+  }
+
+  function onMainMessage(socket: Socket, localAddress: string, msg: Buffer, rinfo: RemoteInfo): void {
+    try {
+      if (msg.length < 4) return drop('short')
+      const decoded = decode(msg)
+      if (!decoded.ok) return drop(decoded.reason)
+      const p = decoded.packet
+      const client = { address: rinfo.address, port: rinfo.port }
+      if (p.op === Opcode.RRQ) {
+        handleRequest(socket, localAddress, p, client).catch((err: unknown) => {
+          log.error({ err, peer: `${client.address}:${client.port}` }, 'tftp request failed')
+        })
+      } else if (p.op === Opcode.WRQ) {
+        reject(socket, client, p.filename, ErrorCode.ACCESS_VIOLATION, 'write requests are not accepted', 'write_refused', clock.now())
+      } else {
+        drop('unexpected_opcode')
+      }
+    } catch (err) {
+      drop('internal')
+      log.error({ err }, 'tftp datagram handling failed')
+    }
+  }
+
+  async function handleRequest(mainSocket: Socket, localAddress: string, req: RequestPacket, client: TftpClient): Promise<void> {
+    const started = clock.now()
+    const key = `${client.address}:${client.port}`
+    const file = req.filename
+    const existing = transfers.get(key)
+    if (existing) {
+      // A retransmitted RRQ while its transfer still waits for the first ACK: that transfer retransmits on its
+      // own, and a second one from another port would race it.
+      if (existing.file === file && (existing.transfer === null || existing.transfer.awaitingFirstAck)) {
+        m.requests.inc({ result: 'duplicate' })
+        return drop('duplicate_request')
+      }
+      // The client has moved on from its earlier transfer; end it quietly (an ERROR from that port could reach
+      // the client before the new transfer's first packet and look like an answer to the new request).
+      existing.transfer?.cancel('superseded by a new request from the same port', false)
+    }
+    if (req.mode !== 'octet' && req.mode !== 'netascii') {
+      return reject(mainSocket, client, file, ErrorCode.ILLEGAL_OPERATION, `unsupported transfer mode '${req.mode}'`, 'bad_mode', started)
+    }
+    if (transfers.size >= settings.maxTransfers) {
+      log.warn({ peer: key, file, limit: settings.maxTransfers }, 'tftp transfer limit reached')
+      return reject(mainSocket, client, file, ErrorCode.NOT_DEFINED, `server busy: ${settings.maxTransfers} transfers in progress, retry later`, 'busy', started)
+    }
+    const entry: ActiveTransfer = { key, client, file, transfer: null, sockets: null }
+    transfers.set(key, entry)
+    const tlog = log.child({ peer: key, file })
+    let content: TftpContent | null = null
+    try {
+      const opened = await source.open(file, client)
+      if (opened === null) {
+        tlog.debug('tftp file not found')
+        return reject(mainSocket, client, file, ErrorCode.FILE_NOT_FOUND, 'File not found', 'not_found', started)
+      }
+      if (isDenied(opened)) {
+        tlog.info({ reason: opened.denied }, 'tftp request denied')
+        return reject(mainSocket, client, file, ErrorCode.ACCESS_VIOLATION, opened.denied, 'denied', started)
+      }
+      content = opened
+      if (req.mode === 'netascii') {
+        const converted = await netasciiContent(content)
+        if ('tooLarge' in converted) {
+          return reject(mainSocket, client, file, ErrorCode.NOT_DEFINED, 'file too large for netascii mode', 'error', started)
+        }
+        content = converted
+      }
+      if (!running || transfers.get(key) !== entry) return // stopped, or superseded while opening
+      const neg = negotiate(req.options, settings, content.size)
+      const sockets = await openTransferSockets(localAddress, client)
+      entry.sockets = sockets
+      if (!running || transfers.get(key) !== entry) return // the finally block closes the sockets
+      const { data, guard } = sockets
+      const own = content
+      const transfer = new Transfer({
+        content: own,
+        blksize: neg.blksize,
+        windowsize: neg.windowsize,
+        timeoutMs: neg.timeoutMs,
+        backoff: !neg.clientTimeout,
+        maxRetries: settings.maxRetries,
+        oack: neg.oack.size > 0 ? encodeOack(neg.oack) : null,
+        clock,
+        // No callback: a failed send is a lost datagram, which the retransmission timer already covers.
+        send: (packet) => data.send(packet),
+        onFinish: (result) => finished(entry, own, result, neg.blksize, neg.windowsize, started, tlog),
+      })
+      entry.transfer = transfer
+      content = null // owned by the transfer now
+      data.on('message', (msg) => onTransferMessage(transfer, msg))
+      data.on('error', (err: NodeJS.ErrnoException) => {
+        // On a connected socket an ICMP port unreachable surfaces here: the client has gone away.
+        if (err.code === 'ECONNREFUSED') transfer.cancel('client port unreachable', false)
+        else tlog.debug({ err }, 'tftp transfer socket error')
+      })
+      guard.on('message', (msg, rinfo) => onForeignDatagram(guard, rinfo))
+      guard.on('error', (err) => tlog.debug({ err }, 'tftp transfer socket error'))
+      counts.started++
+      m.started.inc()
+      m.requests.inc({ result: 'accepted' })
+      m.active.set(countActive())
+      tlog.debug({ blksize: neg.blksize, windowsize: neg.windowsize, timeoutMs: neg.timeoutMs, size: own.size }, 'tftp transfer started')
+      transfer.start()
+    } catch (err) {
+      tlog.error({ err }, 'tftp request failed')
+      if (running) reject(mainSocket, client, file, ErrorCode.NOT_DEFINED, 'internal server error', 'error', started)
+    } finally {
+      if (entry.transfer === null) {
+        if (transfers.get(key) === entry) transfers.delete(key)
+        if (entry.sockets) await Promise.all([closeSocket(entry.sockets.data), closeSocket(entry.sockets.guard)])
+      }
+      if (content !== null) await content.close().catch((err: unknown) => tlog.warn({ err }, 'tftp content close failed'))
+    }
+  }
+
+  function countActive(): number {
+    let n = 0
+    for (const t of transfers.values()) if (t.transfer !== null && !t.transfer.finished) n++
+    return n
+  }
+
+  function onForeignDatagram(guard: Socket, rinfo: RemoteInfo): void {
+    // RFC 1350: a datagram from another TID gets an ERROR and leaves the transfer alone.
+    drop('unknown_tid')
+    try {
+      guard.send(encodeError(ErrorCode.UNKNOWN_TID, 'Unknown transfer ID'), rinfo.port, rinfo.address)
+    } catch (err) {
+      log.debug({ err }, 'tftp cannot answer a foreign TID')
+    }
+  }
+
+  function onTransferMessage(transfer: Transfer, msg: Buffer): void {
+    try {
+      const block = ackBlock(msg)
+      if (block >= 0) return transfer.handleAck(block)
+      if (msg.length < 4) return drop('short')
+      const decoded = decode(msg)
+      if (!decoded.ok) return drop(decoded.reason)
+      if (decoded.packet.op === Opcode.ERROR) return transfer.handleError(decoded.packet.code, decoded.packet.message)
+      drop('unexpected_opcode')
+    } catch (err) {
+      drop('internal')
+      log.error({ err }, 'tftp transfer datagram handling failed')
+    }
+  }
+
+  function finished(entry: ActiveTransfer, content: TftpContent, r: TransferResult, blksize: number, windowsize: number, started: number, tlog: Logger): void {
+    if (transfers.get(entry.key) === entry) transfers.delete(entry.key)
+    if (entry.sockets) {
+      void closeSocket(entry.sockets.data)
+      void closeSocket(entry.sockets.guard)
+    }
+    content.close().catch((err: unknown) => tlog.warn({ err }, 'tftp content close failed'))
+    const ms = clock.now() - started
+    const result = r.ok ? 'ok' : r.aborted ? 'aborted' : r.outcome.replace('-', '_')
+    if (r.ok) counts.completed++
+    else if (r.aborted) counts.aborted++
+    else counts.failed++
+    counts.bytesSent += r.bytesSent
+    counts.retransmissions += r.retransmissions
+    m.finished.inc({ result })
+    m.bytesSent.inc(r.bytesSent)
+    if (r.retransmissions > 0) m.retransmissions.inc(r.retransmissions)
+    m.duration.observe({ result }, ms / 1000)
+    m.active.set(countActive())
+    const fields = { bytes: r.bytes, ms: Math.round(ms), blksize, windowsize, retransmissions: r.retransmissions, error: r.error }
+    if (r.ok) tlog.info(fields, 'tftp transfer complete')
+    else if (r.aborted) tlog.info(fields, 'tftp transfer aborted by client')
+    else if (r.outcome === 'cancelled') tlog.info(fields, 'tftp transfer cancelled')
+    else tlog.warn(fields, 'tftp transfer failed')
+    const info: TftpTransferInfo = { client: entry.client, file: entry.file, bytes: r.bytes, ms, ok: r.ok, blksize, windowsize }
+    if (r.error !== undefined) info.error = r.error
+    if (r.aborted) info.aborted = true
+    notify(info)
+  }
+
+  async function start(): Promise<{ address: string; port: number }> {
+    if (running) throw new RackbootError('RB_ERR_INTERNAL', 'TFTP server already started')
+    const listen = settings.listen
+    try {
+      if (listen === '0.0.0.0') {
+        // Node cannot tell which address a datagram on a wildcard socket was sent to, yet the transfer socket
+        // should answer from that address (PXE ROMs check it). So each local address gets a socket of its own
+        // on the same port (the kernel delivers to the most specific one) and the wildcard catches the rest.
+        const wildcard = await bindSocket('0.0.0.0', settings.port, true)
+        mainSockets.push(wildcard)
+        const port = wildcard.address().port
+        wildcard.on('message', (msg, rinfo) => onMainMessage(wildcard, '0.0.0.0', msg, rinfo))
+        for (const address of localIPv4Addresses()) {
+          try {
+            const s = await bindSocket(address, port, true)
+            mainSockets.push(s)
+            s.on('message', (msg, rinfo) => onMainMessage(s, address, msg, rinfo))
+          } catch (err) {
+            log.debug({ err, address }, 'tftp cannot bind a per-address socket; the wildcard socket serves it')
+          }
+        }
+        bound = { address: '0.0.0.0', port }
+      } else {
+        const s = await bindSocket(listen, settings.port, false)
+        mainSockets.push(s)
+        s.on('message', (msg, rinfo) => onMainMessage(s, listen, msg, rinfo))
+        bound = { address: listen, port: s.address().port }
+      }
+    } catch (err) {
+      await Promise.all(mainSockets.splice(0).map(closeSocket))
+      throw new RackbootError('RB_ERR_INTERNAL', `cannot listen for TFTP on ${listen}:${settings.port}`, { cause: err })
+    }
+    for (const s of mainSockets) s.on('error', (err) => log.error({ err }, 'tftp server socket error'))
+    running = true
+    log.info({ ...bound, sockets: mainSockets.length }, 'tftp server listening')
+    return bound
+  }
+
+  async function stop(): Promise<void> {
+    if (!running) return
+    running = false
+    await Promise.all(mainSockets.splice(0).map(closeSocket))
+    const closing: Promise<void>[] = []
+    for (const entry of [...transfers.values()]) {
+      if (entry.transfer) entry.transfer.cancel('server shutting down')
+      if (entry.sockets) closing.push(closeSocket(entry.sockets.data), closeSocket(entry.sockets.guard))
+    }
+    await Promise.all(closing)
+    log.info('tftp server stopped')
+  }
+
+  function stats(): TftpStats {
+    return { activeTransfers: countActive(), ...counts, dropped: { ...dropped } }
+  }
+
+  return { start, stop, stats }
+}

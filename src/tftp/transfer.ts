@@ -1,0 +1,397 @@
+// One read transfer: the sender's state machine (RFC 1350 lock-step, RFC 7440 windows), with the clock and the
+// socket injected so it runs in unit tests without timers or sockets. No I/O of its own besides content reads.
+import { encodeError, ErrorCode, writeDataHeader } from './packet.js'
+import { bufferContent, type TftpContent } from './source.js'
+
+export interface TransferClock {
+  now(): number
+  setTimer(fn: () => void, ms: number): unknown
+  clearTimer(handle: unknown): void
+}
+
+export const systemClock: TransferClock = {
+  now: () => performance.now(),
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+}
+
+export type TransferOutcome = 'complete' | 'client-error' | 'timeout' | 'read-error' | 'cancelled'
+
+export interface TransferResult {
+  ok: boolean
+  /** The client ended the transfer with an ERROR packet (e.g. OVMF's tsize probe, "User aborted the transfer"). */
+  aborted: boolean
+  outcome: TransferOutcome
+  error?: string
+  /** Payload bytes the client acknowledged: the whole content when ok. */
+  bytes: number
+  /** Payload bytes put on the wire, retransmissions included. */
+  bytesSent: number
+  blocksSent: number
+  /** DATA (or OACK) packets sent again, after a timeout or a partial window ACK. */
+  retransmissions: number
+  duplicateAcks: number
+  staleAcks: number
+}
+
+export interface TransferConfig {
+  content: TftpContent
+  blksize: number
+  windowsize: number
+  /** First retransmission timeout. */
+  timeoutMs: number
+  /** Double the timeout after each retransmission (not when the client fixed it with RFC 2349 timeout). */
+  backoff: boolean
+  /** Upper bound for the backed-off timeout. */
+  maxTimeoutMs?: number
+  maxRetries: number
+  /** The OACK to send first, or null to start with DATA 1. */
+  oack: Buffer | null
+  send(packet: Buffer): void
+  onFinish(result: TransferResult): void
+  clock?: TransferClock
+  /** Bytes read from the content at once (rounded to whole blocks). */
+  chunkBytes?: number
+}
+
+const DEFAULT_CHUNK_BYTES = 128 * 1024
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * Content cut into ready-to-send DATA packets, one chunk (many blocks) per read. Each chunk is one allocation and
+ * its packets are views into it, so sending a block allocates nothing and retransmitting it costs no read.
+ */
+export class BlockStore {
+  /** Number of the final block; Infinity until a short read finds the end of content of unknown size. */
+  last: number
+  /** Total payload bytes, once known. */
+  total: number | null
+  readonly chunkBlocks: number
+  private readonly chunks = new Map<number, Buffer[]>()
+  private readonly loads = new Map<number, Promise<void>>()
+  private curIndex = -1
+  private cur: Buffer[] | undefined
+
+  constructor(
+    private readonly content: TftpContent,
+    private readonly blksize: number,
+    chunkBytes: number,
+  ) {
+    this.chunkBlocks = Math.max(1, Math.min(4096, Math.floor(chunkBytes / blksize)))
+    this.total = content.size
+    this.last = content.size === null ? Infinity : Math.floor(content.size / blksize) + 1
+  }
+
+  chunkOf(block: number): number {
+    return Math.floor((block - 1) / this.chunkBlocks)
+  }
+
+  get(block: number): Buffer | undefined {
+    const k = Math.floor((block - 1) / this.chunkBlocks)
+    if (k !== this.curIndex) {
+      const c = this.chunks.get(k)
+      if (c === undefined) return undefined
+      this.curIndex = k
+      this.cur = c
+    }
+    return this.cur![(block - 1) % this.chunkBlocks]
+  }
+
+  /** Loads chunk `k`; concurrent calls share one read, and a failed read stays failed. */
+  load(k: number): Promise<void> {
+    let p = this.loads.get(k)
+    if (p === undefined) {
+      p = this.read(k)
+      this.loads.set(k, p)
+      p.catch(() => {}) // surfaced by whoever awaits it; a prefetch alone must not raise an unhandled rejection
+    }
+    return p
+  }
+
+  /** Starts loading the chunk holding `block` if it is not there yet. */
+  prefetch(block: number): void {
+    if (block > this.last) return
+    const k = this.chunkOf(block)
+    if (!this.chunks.has(k) && !this.loads.has(k)) void this.load(k)
+  }
+
+  /** Forgets every chunk whose blocks are all acknowledged. */
+  release(acked: number): void {
+    const below = Math.floor(acked / this.chunkBlocks) // chunks 0..below-1 end at or before `acked`
+    for (const k of this.chunks.keys()) {
+      if (k < below) {
+        this.chunks.delete(k)
+        this.loads.delete(k)
+        if (k === this.curIndex) {
+          this.curIndex = -1
+          this.cur = undefined
+        }
+      }
+    }
+  }
+
+  private async read(k: number): Promise<void> {
+    const C = this.chunkBlocks
+    const bs = this.blksize
+    const first = k * C + 1
+    if (first > this.last) return
+    const offset = (first - 1) * bs
+    const full = C * bs
+    const size = this.content.size
+    const want = size === null ? full : Math.max(0, Math.min(full, size - offset))
+    let data = want > 0 ? await this.content.read(offset, want) : EMPTY
+    if (data.length > want) data = data.subarray(0, want)
+    if (size !== null && data.length !== want) {
+      throw new Error(`short read at offset ${offset}: ${data.length} of ${want} bytes (content changed?)`)
+    }
+    if (size === null && data.length < full) {
+      this.last = first + Math.floor(data.length / bs)
+      this.total = offset + data.length
+    }
+    const count = Math.min(C, this.last - first + 1)
+    const slab = Buffer.allocUnsafe(count * 4 + data.length)
+    const packets = new Array<Buffer>(count)
+    let pos = 0
+    for (let i = 0; i < count; i++) {
+      const s = i * bs
+      const e = Math.min(s + bs, data.length)
+      const len = Math.max(0, e - s)
+      writeDataHeader(slab, pos, first + i)
+      if (len > 0) data.copy(slab, pos + 4, s, e)
+      packets[i] = slab.subarray(pos, pos + 4 + len)
+      pos += 4 + len
+    }
+    this.chunks.set(k, packets)
+  }
+}
+
+export class Transfer {
+  private phase: 'idle' | 'oack' | 'data' | 'done' = 'idle'
+  private acked = 0
+  private sentMax = 0
+  private gen = 0
+  private retries = 0
+  private timeout: number
+  private deadline = 0
+  private timer: unknown = null
+  private readonly store: BlockStore
+  private readonly clock: TransferClock
+  private readonly maxTimeout: number
+  private stats = { bytesSent: 0, blocksSent: 0, retransmissions: 0, duplicateAcks: 0, staleAcks: 0 }
+
+  constructor(private readonly cfg: TransferConfig) {
+    this.clock = cfg.clock ?? systemClock
+    this.timeout = cfg.timeoutMs
+    this.maxTimeout = Math.max(cfg.timeoutMs, cfg.maxTimeoutMs ?? 8000)
+    this.store = new BlockStore(cfg.content, cfg.blksize, cfg.chunkBytes ?? DEFAULT_CHUNK_BYTES)
+  }
+
+  get finished(): boolean {
+    return this.phase === 'done'
+  }
+
+  /** True until the client acknowledges anything: a repeated RRQ from the same port then is a retransmission. */
+  get awaitingFirstAck(): boolean {
+    return this.phase === 'idle' || this.phase === 'oack' || (this.phase === 'data' && this.acked === 0)
+  }
+
+  start(): void {
+    if (this.phase !== 'idle') return
+    this.store.prefetch(1)
+    if (this.cfg.oack !== null) {
+      this.phase = 'oack'
+      this.cfg.send(this.cfg.oack)
+      this.arm()
+    } else {
+      this.phase = 'data'
+      this.pump(1)
+    }
+  }
+
+  /** An ACK from the client's TID, block number as on the wire (16 bits). */
+  handleAck(wireBlock: number): void {
+    if (this.phase === 'oack') {
+      if (wireBlock !== 0) {
+        this.stats.staleAcks++
+        return
+      }
+      this.phase = 'data'
+      this.progress()
+      this.pump(1)
+      return
+    }
+    if (this.phase !== 'data') return
+    // Map the 16-bit number onto the one block in (acked, acked + 65535] it can mean; the window is far smaller
+    // than half that space, so anything past what was sent is an old ACK from before a rollover.
+    const delta = (wireBlock - this.acked) & 0xffff
+    if (delta === 0) {
+      // A repeated ACK: the timer, not the duplicate, decides on retransmission (no sorcerer's apprentice).
+      this.stats.duplicateAcks++
+      return
+    }
+    const block = this.acked + delta
+    if (block > this.sentMax) {
+      this.stats.staleAcks++
+      return
+    }
+    this.acked = block
+    this.progress()
+    if (block >= this.store.last) {
+      this.finish({ ok: true, aborted: false, outcome: 'complete' })
+      return
+    }
+    this.store.release(block)
+    // The end of a window and a partial ACK are handled alike: send the window after the acknowledged block.
+    // After a partial ACK that resends what was lost (RFC 7440 section 4).
+    this.pump(block + 1)
+  }
+
+  /** An ERROR from the client: the transfer ends (a normal event for a tsize probe). */
+  handleError(code: number, message: string): void {
+    if (this.phase === 'done') return
+    this.finish({
+      ok: false,
+      aborted: true,
+      outcome: 'client-error',
+      error: `client sent error ${code}${message ? `: ${message}` : ''}`,
+    })
+  }
+
+  /** Ends the transfer from this side, telling the client why unless `notify` is false. */
+  cancel(message: string, notify = true): void {
+    if (this.phase === 'done') return
+    if (notify) this.cfg.send(encodeError(ErrorCode.NOT_DEFINED, message))
+    this.finish({ ok: false, aborted: false, outcome: 'cancelled', error: message })
+  }
+
+  private progress(): void {
+    this.retries = 0
+    this.timeout = this.cfg.timeoutMs
+  }
+
+  private pump(from: number): void {
+    const gen = ++this.gen
+    this.sendRange(from, from + this.cfg.windowsize - 1, gen)
+  }
+
+  private sendRange(from: number, end: number, gen: number): void {
+    const store = this.store
+    let n = from
+    while (n <= end && n <= store.last) {
+      const packet = store.get(n)
+      if (packet === undefined) {
+        this.arm()
+        store.load(store.chunkOf(n)).then(
+          () => {
+            if (gen === this.gen && this.phase === 'data') this.sendRange(n, end, gen)
+          },
+          (err: unknown) => this.failRead(err),
+        )
+        return
+      }
+      if (n <= this.sentMax) this.stats.retransmissions++
+      else this.sentMax = n
+      this.stats.blocksSent++
+      this.stats.bytesSent += packet.length - 4
+      this.cfg.send(packet)
+      n++
+    }
+    // Keep about half a chunk of read-ahead so the next window never waits for the disk.
+    store.prefetch(end + 1 + (store.chunkBlocks >> 1))
+    this.arm()
+  }
+
+  private arm(): void {
+    this.deadline = this.clock.now() + this.timeout
+    // One lazily re-armed timer per transfer instead of a clear/set per block.
+    if (this.timer === null) this.timer = this.clock.setTimer(this.onTimer, this.timeout)
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null
+    if (this.phase === 'done' || this.phase === 'idle') return
+    const now = this.clock.now()
+    if (now < this.deadline) {
+      this.timer = this.clock.setTimer(this.onTimer, this.deadline - now)
+      return
+    }
+    this.retries++
+    if (this.retries > this.cfg.maxRetries) {
+      const message = `timed out after ${this.cfg.maxRetries} retransmissions`
+      this.cfg.send(encodeError(ErrorCode.NOT_DEFINED, message))
+      this.finish({ ok: false, aborted: false, outcome: 'timeout', error: message })
+      return
+    }
+    if (this.cfg.backoff) this.timeout = Math.min(this.timeout * 2, this.maxTimeout)
+    if (this.phase === 'oack') {
+      this.stats.retransmissions++
+      this.cfg.send(this.cfg.oack!)
+      this.arm()
+    } else {
+      this.pump(this.acked + 1)
+    }
+  }
+
+  private failRead(err: unknown): void {
+    if (this.phase === 'done') return
+    const message = err instanceof Error ? err.message : String(err)
+    this.cfg.send(encodeError(ErrorCode.NOT_DEFINED, 'read error'))
+    this.finish({ ok: false, aborted: false, outcome: 'read-error', error: `read error: ${message}` })
+  }
+
+  private finish(r: Pick<TransferResult, 'ok' | 'aborted' | 'outcome' | 'error'>): void {
+    if (this.phase === 'done') return
+    this.phase = 'done'
+    this.gen++
+    if (this.timer !== null) {
+      this.clock.clearTimer(this.timer)
+      this.timer = null
+    }
+    const total = this.store.total
+    const bytes = Math.min(this.acked * this.cfg.blksize, total ?? Infinity)
+    const result: TransferResult = { ...r, bytes, ...this.stats }
+    if (result.error === undefined) delete result.error
+    this.cfg.onFinish(result)
+  }
+}
+
+/** RFC 1350 netascii, from local (LF) text: LF becomes CR LF, a bare CR becomes CR NUL. */
+export function toNetascii(input: Buffer): Buffer {
+  let extra = 0
+  for (let i = 0; i < input.length; i++) if (input[i] === 0x0a || input[i] === 0x0d) extra++
+  if (extra === 0) return input
+  const out = Buffer.allocUnsafe(input.length + extra)
+  let o = 0
+  for (let i = 0; i < input.length; i++) {
+    const c = input[i]!
+    if (c === 0x0a) {
+      out[o++] = 0x0d
+      out[o++] = 0x0a
+    } else if (c === 0x0d) {
+      out[o++] = 0x0d
+      out[o++] = 0x00
+    } else out[o++] = c
+  }
+  return out
+}
+
+/** Netascii content is converted whole in memory (its size changes), so it is limited in size. */
+export const MAX_NETASCII_BYTES = 16 * 1024 * 1024
+
+export async function netasciiContent(content: TftpContent, maxBytes = MAX_NETASCII_BYTES): Promise<TftpContent | { tooLarge: true }> {
+  if (content.size !== null && content.size > maxBytes) return { tooLarge: true }
+  const parts: Buffer[] = []
+  let total = 0
+  for (;;) {
+    const want = content.size !== null ? content.size - total : 64 * 1024
+    if (want <= 0) break
+    const part = await content.read(total, want)
+    parts.push(part)
+    total += part.length
+    if (total > maxBytes) return { tooLarge: true }
+    if (part.length < want) break
+  }
+  const converted = bufferContent(toNetascii(Buffer.concat(parts)))
+  return { ...converted, close: () => content.close() }
+}
+
