@@ -36,3 +36,35 @@ export {
 export { talosconfigFor, TALOS_API_CLIENT_CERT_VALIDITY_MS, type Talosconfig, type TalosconfigContext, type TalosconfigOptions } from './talosconfig.js'
 export { createCertificate, parseCertificate, type CertificateTemplate, type NameSpec } from './x509.js'
 export { generateKey, loadPrivateKey, privateKeyToPem, type KeyAlgorithm } from './keys.js'
+
+export {
+  generateConfig,
+  defaultInstallerImage,
+  DEFAULT_KUBERNETES_VERSIONS,
+  MIN_GENERATE_VERSION,
+  VANILLA_SCHEMATIC,
+  type GenerateConfigOptions,
+  type MachineRole,
+  type RenderedConfig,
+} from './generate.js'
+export {
+  createConfigLinter,
+  chooseSchema,
+  listSchemas,
+  DEFAULT_SCHEMAS_DIR,
+  type ConfigLinter,
+  type ConfigLinterDeps,
+  type LintIssue,
+  type LintOptions,
+  type LintResult,
+  type SchemaInfo,
+} from './lint.js'
+export {
+  renderMachineConfig,
+  applyMachineValues,
+  type RenderMachineConfigInput,
+  type MachineValues,
+  type StaticAddress,
+  type InstallDiskValue,
+} from './render.js'
+export { chooseInstallDisk, parseSize, parseSizeCondition, diskKind, diskPath, type DiskSelector, type DiskChoice, type DiskKind } from './disks.js'

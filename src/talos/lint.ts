@@ -1,0 +1,433 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js'
+import { Counter, type Registry } from 'prom-client'
+import { RackbootError } from '../errors.js'
+import {
+  cloneValue,
+  documentIdentity,
+  documentKey,
+  isRecord,
+  isV1Alpha1Document,
+  parseConfigDocuments,
+  type ConfigDocument,
+} from './documents.js'
+import { formatTalosVersion, parseTalosVersion, versionAtLeast, type TalosVersion } from './version.js'
+
+// Lint of a rendered machine config against Talos's official JSON schema (draft 2020-12) for the target
+// version. Each YAML document is validated on its own against the schema definition of its kind. The schema is
+// stricter than Talos (shared/reference/talos.md §3.5): it drops deprecated fields that Talos still decodes.
+// Those are allowances here, reported as warnings instead of errors:
+//   - `persist` (deprecated, still written by talosctl gen config) is never checked;
+//   - legacy `machine.network.*` (deprecated since 1.12) is not checked;
+//   - v1alpha1 fields a newer schema dropped (1.14 moved machine.install, cluster.network, ... to separate
+//     documents) are checked against the newest older schema that still has them.
+//   - the schema spells two kinds differently from Talos (UnattendedInstall for UnattendedInstallConfig,
+//     KubeSpanEndpoints for KubeSpanEndpointsConfig: Talos's schemaMeta tags) and lacks ImageVerificationConfig;
+//   - without a schema of the target's own minor, unknown fields and kinds are warnings: older Talos versions
+//     had fields a newer schema hides, newer ones have kinds an older schema lacks.
+// Beyond the schema: duplicate documents, unknown kinds, install disk required on metal up to 1.13,
+// HostnameConfig's hostname/auto exclusivity, and a warning when the config has no v1alpha1 document.
+
+export interface LintIssue {
+  /** Position of the document in the YAML stream (0-based). */
+  documentIndex: number
+  /** 'v1alpha1' for the main document, else the document kind ('' when missing). */
+  kind: string
+  /** Document name, for named documents. */
+  name?: string
+  /** JSON Pointer inside the document ('' for the document itself). */
+  path: string
+  message: string
+  /** JSON-schema keyword, or rackboot's own check name. */
+  keyword: string
+}
+
+export interface LintResult {
+  ok: boolean
+  talosVersion: string
+  /** Version of the schema file used, e.g. v1.13.9. */
+  schemaVersion: string
+  errors: LintIssue[]
+  warnings: LintIssue[]
+}
+
+export interface LintOptions {
+  talosVersion: string | TalosVersion
+  /** Talos runtime mode; metal (the default) requires an install disk up to 1.13. */
+  mode?: 'metal' | 'container'
+}
+
+export interface ConfigLinterDeps {
+  /** Directory holding talos-config.<version>.schema.json files. Defaults to DEFAULT_SCHEMAS_DIR. */
+  schemasDir?: string
+  /** Counts lint runs by result (rackboot_talos_config_lint_total). */
+  registry?: Registry
+}
+
+export interface SchemaInfo {
+  file: string
+  version: TalosVersion
+  /** Version label, e.g. v1.13.9 (or v1.15-main for an unversioned file). */
+  label: string
+}
+
+export interface ConfigLinter {
+  lint(config: string | readonly ConfigDocument[], options: LintOptions): LintResult
+  /** The schema that would be used for a Talos version. */
+  schemaFor(talosVersion: string | TalosVersion): SchemaInfo
+  schemas(): SchemaInfo[]
+}
+
+/** The repository root (two levels above this file: src/talos/). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+/** shared/talos-schemas beside the repository, where the project keeps the official schemas. */
+export const DEFAULT_SCHEMAS_DIR = resolve(REPO_ROOT, '../shared/talos-schemas')
+
+/** Talos kind -> the kind its JSON schema lists (the schemaMeta tags disagree with the registered kinds). */
+const SCHEMA_KIND_ALIASES: Readonly<Record<string, string>> = {
+  UnattendedInstallConfig: 'UnattendedInstall',
+  KubeSpanEndpointsConfig: 'KubeSpanEndpoints',
+}
+
+/** Kinds Talos decodes (from 1.13) that the schemas leave out. */
+const KINDS_MISSING_FROM_SCHEMA: ReadonlySet<string> = new Set(['ImageVerificationConfig'])
+
+const SCHEMA_FILE_RE = /^talos-config(?:\.(v?\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?))?\.schema\.json$/
+
+interface LoadedSchema {
+  info: SchemaInfo
+  ajv: Ajv2020
+  id: string
+  /** `${apiVersion}/${kind}` (or 'v1alpha1') to $defs name. */
+  defs: Map<string, string>
+  validators: Map<string, ValidateFunction>
+  raw: { $defs: Record<string, { properties?: Record<string, unknown> }> }
+}
+
+function compareVersions(a: TalosVersion, b: TalosVersion): number {
+  if (a.major !== b.major) return a.major - b.major
+  if (a.minor !== b.minor) return a.minor - b.minor
+  if (a.patch !== b.patch) return a.patch - b.patch
+  if (a.prerelease === b.prerelease) return 0
+  if (a.prerelease === null) return 1
+  if (b.prerelease === null) return -1
+  return a.prerelease < b.prerelease ? -1 : 1
+}
+
+function schemaError(message: string, cause?: unknown): RackbootError {
+  return new RackbootError('RB_ERR_SETTINGS', message, cause === undefined ? {} : { cause })
+}
+
+function pointer(segments: readonly string[]): string {
+  return segments.map((s) => `/${s.replace(/~/g, '~0').replace(/\//g, '~1')}`).join('')
+}
+
+function readableMessage(e: ErrorObject): string {
+  const at = e.instancePath || '(document)'
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `unknown field '${String(e.params.additionalProperty)}' at ${at}`
+    case 'enum':
+      return `${at} must be one of: ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`
+    case 'required':
+      return `missing required field '${String(e.params.missingProperty)}' at ${at}`
+    default:
+      return `${at} ${e.message ?? 'is invalid'}`
+  }
+}
+
+/** Lists the schema files in a directory, newest first. */
+export function listSchemas(dir: string): SchemaInfo[] {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch (cause) {
+    throw schemaError(`cannot read the Talos schemas directory ${dir}`, cause)
+  }
+  const out: SchemaInfo[] = []
+  for (const name of names) {
+    const m = SCHEMA_FILE_RE.exec(name)
+    if (!m) continue
+    const file = join(dir, name)
+    if (m[1]) {
+      const version = parseTalosVersion(m[1])
+      out.push({ file, version, label: formatTalosVersion(version) })
+      continue
+    }
+    // An unversioned file (Talos main): its $id names the minor, https://talos.dev/v1.15/schemas/...
+    try {
+      const id = String((JSON.parse(readFileSync(file, 'utf8')) as { $id?: unknown }).$id ?? '')
+      const mm = /\/v(\d+)\.(\d+)\//.exec(id)
+      if (!mm) continue
+      const version: TalosVersion = { major: Number(mm[1]), minor: Number(mm[2]), patch: 0, prerelease: 'main' }
+      out.push({ file, version, label: `v${mm[1]}.${mm[2]}-main` })
+    } catch {
+      continue
+    }
+  }
+  return out.sort((a, b) => compareVersions(b.version, a.version))
+}
+
+/**
+ * The schema for a Talos version: the newest file of the same minor, else the nearest minor (the older one on a
+ * tie), so a version older than every schema gets the oldest and a newer one the newest.
+ */
+export function chooseSchema(schemas: readonly SchemaInfo[], talosVersion: string | TalosVersion): SchemaInfo {
+  if (schemas.length === 0) throw schemaError('no Talos config schemas found (talos-config.<version>.schema.json)')
+  const v = parseTalosVersion(talosVersion)
+  const rank = (s: SchemaInfo): number => (s.version.major - v.major) * 1000 + (s.version.minor - v.minor)
+  const sameMinor = schemas.filter((s) => rank(s) === 0)
+  if (sameMinor.length > 0) {
+    // Prefer a release over a pre-release of the same minor, then the newest.
+    return [...sameMinor].sort((a, b) => Number(a.version.prerelease !== null) - Number(b.version.prerelease !== null) || compareVersions(b.version, a.version))[0]!
+  }
+  return [...schemas].sort((a, b) => Math.abs(rank(a)) - Math.abs(rank(b)) || rank(a) - rank(b) || compareVersions(b.version, a.version))[0]!
+}
+
+function loadSchema(info: SchemaInfo): LoadedSchema {
+  let raw: { $id?: string; oneOf?: Array<{ $ref?: string }>; $defs?: Record<string, { properties?: Record<string, unknown> }> }
+  try {
+    raw = JSON.parse(readFileSync(info.file, 'utf8'))
+  } catch (cause) {
+    throw schemaError(`cannot read Talos schema ${info.file}`, cause)
+  }
+  if (!raw.$id || !raw.$defs || !Array.isArray(raw.oneOf)) throw schemaError(`${info.file} is not a Talos config schema`)
+  // strict: false because the schema carries markdownDescription / x-intellij-html-description keywords.
+  const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true })
+  ajv.addFormat('uri', (s: string) => URL.canParse(s))
+  ajv.addSchema(raw)
+  const defs = new Map<string, string>()
+  for (const ref of raw.oneOf) {
+    const name = ref.$ref?.replace('#/$defs/', '')
+    const def = name ? raw.$defs[name] : undefined
+    if (!name || !def?.properties) continue
+    if (name === 'v1alpha1.Config') {
+      defs.set('v1alpha1', name)
+      continue
+    }
+    const kinds = (def.properties.kind as { enum?: unknown[] } | undefined)?.enum ?? []
+    const apiVersions = (def.properties.apiVersion as { enum?: unknown[] } | undefined)?.enum ?? []
+    for (const k of kinds) for (const a of apiVersions) defs.set(`${String(a)}/${String(k)}`, name)
+  }
+  return { info, ajv, id: raw.$id, defs, validators: new Map(), raw: raw as LoadedSchema['raw'] }
+}
+
+function validatorFor(schema: LoadedSchema, defName: string): ValidateFunction {
+  let fn = schema.validators.get(defName)
+  if (!fn) {
+    try {
+      fn = schema.ajv.compile({ $ref: `${schema.id}#/$defs/${defName}` })
+    } catch (cause) {
+      throw schemaError(`cannot compile ${defName} from ${schema.info.file}`, cause)
+    }
+    schema.validators.set(defName, fn)
+  }
+  return fn
+}
+
+function propertiesOf(schema: LoadedSchema, defName: string): Set<string> {
+  return new Set(Object.keys(schema.raw.$defs[defName]?.properties ?? {}))
+}
+
+export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
+  const dir = deps.schemasDir ? resolve(deps.schemasDir) : DEFAULT_SCHEMAS_DIR
+  const loaded = new Map<string, LoadedSchema>()
+  let listed: SchemaInfo[] | null = null
+  const runs = deps.registry
+    ? new Counter({
+        name: 'rackboot_talos_config_lint_total',
+        help: 'Talos machine configs linted against the JSON schema, by result (ok, failed).',
+        labelNames: ['result'],
+        registers: [deps.registry],
+      })
+    : null
+
+  const schemas = (): SchemaInfo[] => {
+    if (!listed) {
+      try {
+        if (!statSync(dir).isDirectory()) throw new Error('not a directory')
+      } catch (cause) {
+        throw schemaError(`Talos schemas directory not found: ${dir}`, cause)
+      }
+      listed = listSchemas(dir)
+    }
+    return listed
+  }
+  const load = (info: SchemaInfo): LoadedSchema => {
+    let s = loaded.get(info.file)
+    if (!s) {
+      s = loadSchema(info)
+      loaded.set(info.file, s)
+    }
+    return s
+  }
+
+  function lintV1Alpha1(
+    doc: ConfigDocument,
+    issue: (path: string, message: string, keyword: string, warning?: boolean) => void,
+    schema: LoadedSchema,
+    legacy: LoadedSchema | null,
+    lenient: (e: ErrorObject) => boolean,
+  ): void {
+    const subject = cloneValue(doc)
+    if ('persist' in subject) {
+      issue('/persist', "'persist' is deprecated and ignored by Talos; the schema does not list it (not checked)", 'allowance', true)
+      delete subject.persist
+    }
+    const machine = isRecord(subject.machine) ? subject.machine : null
+    const cluster = isRecord(subject.cluster) ? subject.cluster : null
+    if (machine?.type === 'init') {
+      issue('/machine/type', "machine type 'init' is a legacy alias of controlplane", 'allowance', true)
+      machine.type = 'controlplane'
+    }
+    // Legacy machine.network.*: still decoded by Talos, absent from the schema since 1.12.
+    const netDef = schema.raw.$defs['v1alpha1.NetworkConfig'] ? 'v1alpha1.NetworkConfig' : null
+    if (machine && isRecord(machine.network)) {
+      const known = netDef && propertiesOf(schema, 'v1alpha1.MachineConfig').has('network') ? propertiesOf(schema, netDef) : new Set<string>()
+      for (const key of Object.keys(machine.network)) {
+        if (known.has(key)) continue
+        issue(pointer(['machine', 'network', key]), `machine.network.${key} is deprecated (multi-document network config since Talos 1.12); Talos still accepts it (not checked)`, 'allowance', true)
+        delete machine.network[key]
+      }
+      if (!propertiesOf(schema, 'v1alpha1.MachineConfig').has('network') && Object.keys(machine.network).length === 0) delete machine.network
+    }
+    // Fields the target schema dropped but an older schema still has: check those against the older schema.
+    const moved: Array<[string, string]> = []
+    if (legacy) {
+      for (const [section, def] of [['machine', 'v1alpha1.MachineConfig'], ['cluster', 'v1alpha1.ClusterConfig']] as const) {
+        const obj = section === 'machine' ? machine : cluster
+        if (!obj) continue
+        const now = propertiesOf(schema, def)
+        const before = propertiesOf(legacy, def)
+        for (const key of Object.keys(obj)) {
+          if (now.has(key) || !before.has(key)) continue
+          moved.push([section, key])
+          issue(pointer([section, key]), `${section}.${key} is deprecated in Talos ${schema.info.label} (moved to multi-document config); checked against the ${legacy.info.label} schema`, 'allowance', true)
+        }
+      }
+      if (moved.length > 0) {
+        const legacyCheck = validatorFor(legacy, 'v1alpha1.Config')
+        if (!legacyCheck(subject)) {
+          for (const e of legacyCheck.errors ?? []) {
+            if (moved.some((p) => e.instancePath === pointer(p) || e.instancePath.startsWith(`${pointer(p)}/`))) {
+              issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
+            }
+          }
+        }
+        for (const [section, key] of moved) delete (section === 'machine' ? machine : cluster)![key]
+      }
+    }
+    const check = validatorFor(schema, 'v1alpha1.Config')
+    if (!check(subject)) for (const e of check.errors ?? []) issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
+  }
+
+  function lint(config: string | readonly ConfigDocument[], options: LintOptions): LintResult {
+    const v = parseTalosVersion(options.talosVersion)
+    const mode = options.mode ?? 'metal'
+    const info = chooseSchema(schemas(), v)
+    const schema = load(info)
+    const olderInfo = schemas().find((s) => compareVersions(s.version, info.version) < 0 && (s.version.minor !== info.version.minor || s.version.major !== info.version.major))
+    const legacy = olderInfo ? load(olderInfo) : null
+    const errors: LintIssue[] = []
+    const warnings: LintIssue[] = []
+
+    let docs: readonly ConfigDocument[]
+    if (typeof config === 'string') {
+      try {
+        docs = parseConfigDocuments(config)
+      } catch (err) {
+        errors.push({ documentIndex: -1, kind: '', path: '', keyword: 'yaml', message: (err as Error).message })
+        runs?.inc({ result: 'failed' })
+        return { ok: false, talosVersion: formatTalosVersion(v), schemaVersion: info.label, errors, warnings }
+      }
+    } else docs = config
+
+    const exactMinor = info.version.major === v.major && info.version.minor === v.minor
+    // Without the target's own schema, unknown fields may just be from another version.
+    const lenient = (e: ErrorObject): boolean => !exactMinor && e.keyword === 'additionalProperties'
+    if (!exactMinor) {
+      warnings.push({ documentIndex: -1, kind: '', path: '', keyword: 'schema', message: `no schema for Talos ${v.major}.${v.minor}; using the nearest, ${info.label} (unknown fields and kinds are warnings)` })
+    }
+
+    const seen = new Map<string, number>()
+    let v1alpha1: ConfigDocument | null = null
+    let unattended = false
+    docs.forEach((doc, index) => {
+      const id = documentIdentity(doc)
+      const base = { documentIndex: index, kind: id.kind, ...(id.name ? { name: id.name } : {}) }
+      const issue = (path: string, message: string, keyword: string, warning = false): void => {
+        ;(warning ? warnings : errors).push({ ...base, path, message, keyword })
+      }
+      if (!isRecord(doc)) {
+        issue('', 'document is not a mapping', 'type')
+        return
+      }
+      if (!isV1Alpha1Document(doc) && (doc.kind === undefined || doc.apiVersion === undefined)) {
+        issue('', doc.kind === undefined ? 'document has no kind (and is not the v1alpha1 document)' : 'document has no apiVersion', 'required')
+        return
+      }
+      const key = documentKey(doc)
+      const first = seen.get(key)
+      if (first !== undefined) issue('', `duplicate document (also document ${first}); Talos rejects duplicates`, 'duplicate')
+      else seen.set(key, index)
+
+      if (isV1Alpha1Document(doc)) {
+        v1alpha1 = doc
+        lintV1Alpha1(doc, issue, schema, legacy, lenient)
+        return
+      }
+      const schemaKind = SCHEMA_KIND_ALIASES[id.kind] ?? id.kind
+      const defName = schema.defs.get(`${id.apiVersion}/${schemaKind}`)
+      const talosSpelling = Object.entries(SCHEMA_KIND_ALIASES).find(([, alias]) => alias === id.kind)?.[0]
+      if (talosSpelling) {
+        issue('/kind', `Talos registers this kind as ${talosSpelling}; '${id.kind}' is only the schema's spelling`, 'kind')
+        return
+      }
+      if (!defName) {
+        if (KINDS_MISSING_FROM_SCHEMA.has(id.kind) && versionAtLeast(v, 1, 13)) {
+          issue('', `${id.kind} is not in the Talos ${info.label} schema (not checked)`, 'allowance', true)
+        } else {
+          issue('/kind', `unknown document kind ${id.apiVersion}/${id.kind} for Talos ${info.label}`, 'kind', !exactMinor)
+        }
+        return
+      }
+      if (id.kind === 'UnattendedInstallConfig') unattended = true
+      const check = validatorFor(schema, defName)
+      if (!check(schemaKind === id.kind ? doc : { ...doc, kind: schemaKind })) {
+        for (const e of check.errors ?? []) issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
+      }
+      if (id.kind === 'HostnameConfig') {
+        const hostname = typeof doc.hostname === 'string' ? doc.hostname : ''
+        if (hostname && doc.auto !== undefined && doc.auto !== 'off') issue('/auto', "'auto' and 'hostname' cannot be set at the same time (use auto: off)", 'hostname')
+        if (!hostname && doc.auto === undefined) issue('', "either 'auto' or 'hostname' must be set", 'hostname')
+      }
+    })
+
+    const main = v1alpha1 as ConfigDocument | null
+    if (!main) {
+      warnings.push({ documentIndex: -1, kind: 'v1alpha1', path: '', keyword: 'incomplete', message: 'no v1alpha1 document: Talos applies this config and waits in maintenance mode for a complete one' })
+    } else if (mode === 'metal') {
+      const install = isRecord(main.machine) && isRecord(main.machine.install) ? main.machine.install : null
+      const hasDisk = !!install && ((typeof install.disk === 'string' && install.disk !== '') || isRecord(install.diskSelector))
+      const index = docs.indexOf(main)
+      if (!hasDisk && !versionAtLeast(v, 1, 14)) {
+        errors.push({ documentIndex: index, kind: 'v1alpha1', path: '/machine/install', keyword: 'install', message: 'either install disk or diskSelector should be defined (required on metal)' })
+      } else if (!hasDisk && !unattended) {
+        warnings.push({ documentIndex: index, kind: 'v1alpha1', path: '/machine/install', keyword: 'install', message: 'no install disk and no UnattendedInstallConfig: the machine will not install itself' })
+      }
+    }
+
+    const ok = errors.length === 0
+    runs?.inc({ result: ok ? 'ok' : 'failed' })
+    return { ok, talosVersion: formatTalosVersion(v), schemaVersion: info.label, errors, warnings }
+  }
+
+  return {
+    lint,
+    schemaFor: (talosVersion) => chooseSchema(schemas(), talosVersion),
+    schemas,
+  }
+}
