@@ -37,7 +37,8 @@ export function createBmcAgent(policy: TlsPolicy): Agent {
   const common = { keepAliveTimeout: 4_000, keepAliveMaxTimeout: 10_000, connections: 2 }
   if (policy.fingerprint) {
     const pin = normalizeFingerprint(policy.fingerprint)
-    const base = buildConnector({ rejectUnauthorized: false, timeout })
+    // No TLS session resumption: a resumed session shows no peer certificate, so every connection is checked anew.
+    const base = buildConnector({ rejectUnauthorized: false, timeout, maxCachedSessions: 0 })
     const connect: buildConnector.connector = (opts, callback) =>
       base(opts, (err, socket) => {
         if (err || !socket) return callback(err ?? new Error('no socket'), null)
