@@ -174,6 +174,7 @@ export class Transfer {
   private timeout: number
   private deadline = 0
   private timer: unknown = null
+  private timerAt = 0
   private readonly store: BlockStore
   private readonly clock: TransferClock
   private readonly maxTimeout: number
@@ -303,8 +304,16 @@ export class Transfer {
 
   private arm(): void {
     this.deadline = this.clock.now() + this.timeout
-    // One lazily re-armed timer per transfer instead of a clear/set per block.
-    if (this.timer === null) this.timer = this.clock.setTimer(this.onTimer, this.timeout)
+    // One lazily re-armed timer per transfer instead of a clear/set per block: it only moves when the deadline
+    // comes earlier than it would fire (after a backed-off timeout resets).
+    if (this.timer !== null && this.deadline < this.timerAt) {
+      this.clock.clearTimer(this.timer)
+      this.timer = null
+    }
+    if (this.timer === null) {
+      this.timerAt = this.deadline
+      this.timer = this.clock.setTimer(this.onTimer, this.timeout)
+    }
   }
 
   private readonly onTimer = (): void => {
@@ -312,6 +321,7 @@ export class Transfer {
     if (this.phase === 'done' || this.phase === 'idle') return
     const now = this.clock.now()
     if (now < this.deadline) {
+      this.timerAt = this.deadline
       this.timer = this.clock.setTimer(this.onTimer, this.deadline - now)
       return
     }
