@@ -6,6 +6,11 @@ import type { Logger } from '../log.js'
 import { errorHandler } from './error-handler.js'
 import { healthRoutes } from './plugins/health.js'
 import { metricsRoutes } from './plugins/metrics.js'
+import { bootRoutes, type BootRoutesDeps } from './plugins/boot.js'
+import { assetRoutes } from './plugins/assets.js'
+import { agentRoutes } from './plugins/agent.js'
+import type { BootService } from '../lifecycle/index.js'
+import type { DownloadGate } from './download-gate.js'
 
 export interface AppDeps {
   inventory: Inventory
@@ -15,6 +20,15 @@ export interface AppDeps {
   version: string
   startedAt?: number
   checks?: Record<string, () => boolean>
+  /** The boot flow (scripts, assets, agent reports); absent in tests of other routes. */
+  boot?: {
+    service: BootService
+    gate: DownloadGate
+    assetsDir: string
+    publicUrl: string
+    hold: BootRoutesDeps['hold']
+    agent: BootRoutesDeps['agent']
+  }
 }
 
 /** The HTTP application: a route table only. It never listens; `serve` does (tests use inject). */
@@ -38,5 +52,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     startedAt: deps.startedAt ?? Date.now(),
     ...(deps.checks ? { checks: deps.checks } : {}),
   })
+  if (deps.boot) {
+    const b = deps.boot
+    await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent })
+    await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate })
+    await app.register(agentRoutes, { boot: b.service })
+  }
   return app
 }

@@ -46,6 +46,8 @@ export const SettingsSchema = Type.Object(
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
         /** The base URL machines use to reach this server (iPXE scripts, config URLs). Derived when empty. */
         publicUrl: Type.String({ default: '' }),
+        /** Machines downloading kernels/initramfs at once; the rest are told to wait and retry. */
+        maxConcurrentDownloads: Type.Integer({ minimum: 1, default: 100 }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -122,6 +124,13 @@ export const SettingsSchema = Type.Object(
         holdMode: Type.Union([Type.Literal('retry'), Type.Literal('exit')], { default: 'retry' }),
         /** Accept newly discovered machines into the pool without a tech. */
         autoAccept: Type.Boolean({ default: false }),
+        /** Seconds a waiting machine sleeps before asking again (doubles up to holdMaxSeconds). */
+        holdSeconds: Type.Integer({ minimum: 1, default: 30 }),
+        holdMaxSeconds: Type.Integer({ minimum: 1, default: 300 }),
+        /** What the discovery agent does after reporting: reboot (back into the hold loop), poweroff, or wait. */
+        agentAfter: Type.Union([Type.Literal('reboot'), Type.Literal('poweroff'), Type.Literal('wait')], { default: 'reboot' }),
+        /** Extra kernel args for the discovery agent (e.g. its console). */
+        agentKernelArgs: Type.Array(Type.String(), { default: ['console=tty0', 'console=ttyS0,115200n8'] }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,0 +1,194 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createEventBus } from '../../src/events/bus.js'
+import { buildApp } from '../../src/http/index.js'
+import { createDownloadGate } from '../../src/http/download-gate.js'
+import { openSqliteInventory } from '../../src/inventory/index.js'
+import { attachTimeline, createBootService, createLifecycle } from '../../src/lifecycle/index.js'
+import { silentLogger } from '../../src/log.js'
+import { createMetricsRegistry } from '../../src/metrics.js'
+
+const UUID = '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd'
+const QUERY = `mac=52-54-00-1a-b0-01&uuid=${UUID}&serial=LAB-SERIAL-1&manufacturer=LAB&product=test&arch=x86_64&platform=pcbios`
+
+async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean } = {}) {
+  const inventory = await openSqliteInventory({ file: ':memory:' })
+  const log = silentLogger()
+  const bus = createEventBus()
+  const timeline = attachTimeline({ inventory, bus, log })
+  const clock = { now: () => Date.now() }
+  const lifecycle = createLifecycle({ inventory, bus, log, clock })
+  const service = createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: options.holdMode ?? 'retry', autoAccept: options.autoAccept ?? false } })
+  const assetsDir = mkdtempSync(join(tmpdir(), 'rb-assets-'))
+  mkdirSync(join(assetsDir, 'agent'))
+  writeFileSync(join(assetsDir, 'agent', 'vmlinuz'), Buffer.alloc(100_000, 7))
+  writeFileSync(join(assetsDir, 'agent', 'agent.img'), Buffer.alloc(50_000, 9))
+  mkdirSync(join(assetsDir, 'talos', 'v1.13.9', 'amd64'), { recursive: true })
+  writeFileSync(join(assetsDir, 'talos', 'v1.13.9', 'amd64', 'vmlinuz'), 'kernel')
+  const gate = createDownloadGate({ limit: options.limit ?? 10, holdMs: 60_000 })
+  const app = await buildApp({
+    inventory, lifecycle, log, registry: createMetricsRegistry(), version: 'test',
+    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: ['console=ttyS0,115200n8'] } },
+  })
+  return { inventory, lifecycle, app, timeline, gate, async close() { await app.close(); await timeline.flush(); await inventory.close() } }
+}
+
+function tokenOf(script: string): string {
+  const m = /rackboot\.token=([A-Za-z0-9]+)/.exec(script)
+  assert.ok(m, `no agent token in:\n${script}`)
+  return m[1]!
+}
+
+const REPORT = {
+  agentVersion: '1',
+  smbios: { uuid: UUID, serial: 'LAB-SERIAL-1', manufacturer: 'LAB', product: 'test' },
+  cpu: { model: 'QEMU Virtual CPU', sockets: 1, cores: 2, threads: 2 },
+  memory: { totalBytes: 512 * 2 ** 20 },
+  disks: [{ name: 'vda', sizeBytes: 2 ** 30, rotational: true, type: 'virtual', serial: 'DISK-1' }],
+  nics: [{ name: 'eth0', mac: '52:54:00:1a:b0:01', driver: 'virtio_net', link: true }, { name: 'eth1', mac: '52:54:00:1a:b0:02', driver: 'e1000', link: false }],
+}
+
+test('an unknown machine gets the discovery agent; its report makes it discovered with its hardware', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const res = await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: '198.18.0.1:8080' } })
+  assert.equal(res.statusCode, 200)
+  const script = res.body
+  assert.match(script, /^#!ipxe\n/)
+  assert.match(script, /kernel http:\/\/198\.18\.0\.1:8080\/assets\/agent\/vmlinuz\?m=m-[0-9a-f]{12} initrd=agent\.img console=ttyS0,115200n8 rackboot\.report=http:\/\/198\.18\.0\.1:8080\/api\/v1\/agent\/report rackboot\.token=\w+ rackboot\.machine=m-[0-9a-f]{12} rackboot\.after=reboot/)
+  assert.match(script, /initrd --name agent\.img http:\/\/198\.18\.0\.1:8080\/assets\/agent\/agent\.img/)
+  const machine = (await s.inventory.machines.byMac('52:54:00:1a:b0:01'))!
+  assert.equal(machine.state, 'new')
+  assert.equal(machine.uuid, UUID)
+  assert.equal(machine.serial, 'LAB-SERIAL-1')
+  assert.equal(machine.firmware, 'bios')
+  assert.equal(machine.arch, 'amd64')
+
+  const denied = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', payload: REPORT })
+  assert.equal(denied.statusCode, 401)
+  const forged = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', payload: REPORT, headers: { authorization: 'Bearer AAAAAAAAAAAAAAAAAAAAAAAA' } })
+  assert.equal(forged.statusCode, 403)
+  assert.equal(forged.json().error, 'RB_ERR_FORBIDDEN')
+  const bad = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', payload: { disks: 'lots' }, headers: { authorization: `Bearer ${tokenOf(script)}` } })
+  assert.equal(bad.statusCode, 400)
+
+  const ok = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', payload: REPORT, headers: { authorization: `Bearer ${tokenOf(script)}` } })
+  assert.equal(ok.statusCode, 200, ok.body)
+  assert.deepEqual(ok.json(), { machineId: machine.id, state: 'discovered' })
+  const after = (await s.inventory.machines.get(machine.id))!
+  assert.equal(after.hardware?.cpu?.cores, 2)
+  assert.equal(after.hardware?.disks?.[0]?.serial, 'DISK-1')
+  assert.deepEqual(after.nics.map((n) => `${n.mac}:${n.name}:${n.boot}`), ['52:54:00:1a:b0:01:eth0:true', '52:54:00:1a:b0:02:eth1:false'])
+  await s.timeline.flush()
+  const types = (await s.inventory.events.list({ machineId: machine.id })).map((e) => e.type)
+  assert.deepEqual(types, ['machine.created', 'boot.script', 'boot.agent', 'machine.state'])
+})
+
+test('discovered and ready machines hold in a retry loop with backoff (or exit to disk by setting)', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const m = await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'discovered' }, 1)
+  const first = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body
+  assert.match(first, /discovered: waiting to be accepted/)
+  const sleep1 = Number(/sleep (\d+)/.exec(first)![1])
+  assert.ok(sleep1 >= 24 && sleep1 <= 36, `first wait ${sleep1}`)
+  assert.match(first, /chain --replace --autofree http:\/\/rb:8080\/boot\.ipxe\?mac=\$\{net0\/mac:hexhyp\}&uuid=\$\{uuid\}.*&attempt=1/)
+  const later = (await s.app.inject({ url: `/boot.ipxe?${QUERY}&attempt=6`, headers: { host: 'rb:8080' } })).body
+  const sleep6 = Number(/sleep (\d+)/.exec(later)![1])
+  assert.ok(sleep6 >= 240 && sleep6 <= 360, `capped wait ${sleep6}`)
+  await s.lifecycle.accept(m.id, 'test')
+  assert.match((await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body, /ready: waiting to be allocated/)
+  const e = await setup({ holdMode: 'exit' })
+  t.after(() => e.close())
+  await e.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'ready' }, 1)
+  assert.match((await e.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body, /^#!ipxe\necho rackboot: .*ready.*\nexit\n$/)
+})
+
+test('provisioning boots Talos with the version\'s kernel args and a per-boot config URL; installed exits; always-PXE does not', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: ['console=ttyS0,115200n8'], baseConfig: null, patches: [], managedBy: null }, 1)
+  const m = await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'provisioning', profile: 'w' }, 1)
+  const script = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body
+  assert.match(script, /kernel http:\/\/rb:8080\/assets\/talos\/v1\.13\.9\/amd64\/vmlinuz\?m=m-\w+ initrd=initramfs\.xz talos\.platform=metal /)
+  assert.match(script, / slab_nomerge pti=on /)
+  assert.match(script, / proc_mem\.force_override=never/)
+  assert.match(script, / talos\.config=http:\/\/rb:8080\/talos\/config\?t=[A-Za-z0-9]{32}/)
+  assert.match(script, / console=ttyS0,115200n8/)
+  assert.match(script, /initrd --name initramfs\.xz http:\/\/rb:8080\/assets\/talos\/v1\.13\.9\/amd64\/initramfs\.xz/)
+  const token = /talos\.config=\S+\?t=(\w+)/.exec(script)![1]!
+  assert.equal((await s.inventory.bootTokens.verify(token, 'config', Date.now()))?.machineId, m.id)
+
+  await s.lifecycle.transition(m.id, 'installed', 'test')
+  assert.match((await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body, /installed: boot from disk\nexit\n$/)
+  await s.inventory.machines.update(m.id, { alwaysPxe: true }, 2)
+  assert.match((await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body, /talos\.platform=metal/)
+  await s.lifecycle.transition(m.id, 'maintenance', 'test')
+  assert.match((await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body, /maintenance\nexit\n$/)
+})
+
+test('allocated without a usable profile: the console says why and the machine waits', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'provisioning' }, 1)
+  const script = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body
+  assert.match(script, /cannot boot: allocated, but no profile applies/)
+  assert.match(script, /sleep \d+/)
+})
+
+test('past the download limit a machine is told to wait and retry, and gets its slot once one frees up', async (t) => {
+  const s = await setup({ limit: 1 })
+  t.after(() => s.close())
+  const a = (await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-01&arch=x86_64`, headers: { host: 'rb' } })).body
+  assert.match(a, /kernel /)
+  const b = (await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-02&arch=x86_64`, headers: { host: 'rb' } })).body
+  assert.match(b, /1 machines are downloading, waiting for a slot/)
+  assert.match(b, /sleep (\d+)\nchain --replace --autofree http:\/\/rb\/boot\.ipxe\?.*&attempt=0/)
+  // Machine a finishes its initrd download: the slot frees.
+  const mA = (await s.inventory.machines.byMac('02:00:00:00:00:01'))!
+  const dl = await s.app.inject({ url: `/assets/agent/agent.img?m=${mA.id}` })
+  assert.equal(dl.statusCode, 200)
+  assert.match((await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-02&arch=x86_64`, headers: { host: 'rb' } })).body, /kernel /)
+})
+
+test('assets: Range, HEAD, ETag, no way out of the root, downloads on the timeline', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const m = await s.inventory.machines.create({ name: 'dl' }, 1)
+  const range = await s.app.inject({ url: `/assets/agent/vmlinuz?m=${m.id}`, headers: { range: 'bytes=100-199' } })
+  assert.equal(range.statusCode, 206)
+  assert.equal(range.headers['content-range'], 'bytes 100-199/100000')
+  assert.equal(range.rawPayload.length, 100)
+  const head = await s.app.inject({ method: 'HEAD', url: '/assets/agent/vmlinuz' })
+  assert.equal(head.statusCode, 200)
+  assert.equal(head.headers['content-length'], '100000')
+  const etag = head.headers.etag as string
+  assert.ok(etag)
+  assert.equal((await s.app.inject({ url: '/assets/agent/vmlinuz', headers: { 'if-none-match': etag } })).statusCode, 304)
+  for (const url of ['/assets/../package.json', '/assets/%2e%2e/%2e%2e/etc/passwd', '/assets/agent/../../x', '/assets/.secret', '/assets/agent/missing']) {
+    const res = await s.app.inject({ url })
+    assert.ok([403, 404].includes(res.statusCode), `${url} -> ${res.statusCode}`)
+  }
+  await s.app.inject({ url: `/assets/agent/agent.img?m=${m.id}` })
+  await s.timeline.flush()
+  const events = await s.inventory.events.list({ machineId: m.id, types: ['boot.asset'] })
+  assert.equal(events.length, 2)
+  assert.equal(events[1]!.data.path, 'agent/agent.img')
+  assert.equal(events[1]!.data.bytes, 50_000)
+  assert.match(events[1]!.message, /downloaded agent\/agent\.img: 0\.0 MiB in/)
+})
+
+test('bad boot requests get a 400 with a message', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const none = await s.app.inject({ url: '/boot.ipxe?arch=x86_64' })
+  assert.equal(none.statusCode, 400)
+  assert.match(none.json().message, /needs at least one of mac, uuid or serial/)
+  const attempt = await s.app.inject({ url: `/boot.ipxe?${QUERY}&attempt=lots` })
+  assert.equal(attempt.statusCode, 400)
+  assert.equal(attempt.json().error, 'RB_ERR_VALIDATION')
+  assert.match((await s.app.inject({ url: '/ipxe/bootstrap.ipxe', headers: { host: 'rb:8080' } })).body, /chain --replace --autofree http:\/\/rb:8080\/boot\.ipxe\?mac=\$\{net0\/mac:hexhyp\}/)
+})
