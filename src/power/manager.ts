@@ -83,7 +83,8 @@ export interface PowerManagerDeps {
   clock?: Clock
   /** [0, 1) like Math.random: backoff jitter and poll phases. */
   random?: () => number
-  settings?: Partial<PowerManagerSettings>
+  /** Usually `settings.power`; its ipmiCipherSuites apply when driverOptions names no suites. */
+  settings?: Partial<PowerManagerSettings> & { ipmiCipherSuites?: (3 | 17)[] }
 }
 
 export interface RebootOptions {
@@ -141,6 +142,10 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   const clock = deps.clock ?? systemClock
   const random = deps.random ?? Math.random
   const makeDriver = deps.createDriver ?? createBmcDriver
+  const suites = deps.driverOptions?.ipmi?.suites ?? deps.settings?.ipmiCipherSuites
+  const driverOptions: DriverOptions = suites
+    ? { ...deps.driverOptions, ipmi: { ...deps.driverOptions?.ipmi, suites } }
+    : { ...deps.driverOptions }
   const log = deps.log.child({ svc: 'power' })
   const observer = deps.observer
 
@@ -238,7 +243,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         try {
           const credentials = await deps.bmcs.credentials(machineId)
           if (!credentials) throw new PowerError('no-bmc', `machine ${machineId} has no BMC credentials in the inventory`)
-          driver = makeDriver(bmc, credentials, { ...deps.driverOptions, timeoutMs: settings.timeoutMs, log })
+          driver = makeDriver(bmc, credentials, { ...driverOptions, timeoutMs: settings.timeoutMs, log })
           work = fn(driver, controller.signal)
           const value = await raceAbort(work, controller.signal, settings.timeoutMs, machineId, operation)
           const ms = clock.now() - started

@@ -141,6 +141,27 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    power: Type.Object(
+      {
+        /** Budget of one BMC operation attempt, session set-up included. */
+        timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        /** Attempts per operation (first included); reboots are retried only when they surely did not run. */
+        attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
+        /** Retry backoff: base doubles per attempt up to the max, with jitter (half to all of it). */
+        backoffBaseMs: Type.Integer({ minimum: 0, default: 1_000 }),
+        backoffMaxMs: Type.Integer({ minimum: 0, default: 30_000 }),
+        /** Minimum time between two reboots (cycle, reset, PXE boot now) of one machine. */
+        minRebootIntervalMs: Type.Integer({ minimum: 0, default: 120_000 }),
+        /** Power state polling: each machine once per interval at its own phase, ± jitter (a fraction). */
+        pollIntervalMs: Type.Integer({ minimum: 1_000, default: 60_000 }),
+        pollJitter: Type.Number({ minimum: 0, maximum: 0.5, default: 0.1 }),
+        /** Polls in flight at once across all BMCs. */
+        pollConcurrency: Type.Integer({ minimum: 1, default: 32 }),
+        /** IPMI cipher suites in the order tried (17 = HMAC-SHA256, 3 = HMAC-SHA1). */
+        ipmiCipherSuites: Type.Array(Type.Union([Type.Literal(17), Type.Literal(3)]), { minItems: 1, default: [17, 3] }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 )
