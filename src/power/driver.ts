@@ -10,7 +10,7 @@ export interface DriverOptions {
   timeoutMs?: number
   log?: Logger
   /** IPMI tuning (cipher suites, retransmit interval, boot readback strictness). */
-  ipmi?: Pick<IpmiDriverOptions, 'suites' | 'retransmitMs' | 'bootVerify' | 'kg' | 'privilege'>
+  ipmi?: Pick<IpmiDriverOptions, 'suites' | 'retransmitMs' | 'bootVerify' | 'kg' | 'privilege' | 'onStats'>
   /** Redfish tuning (system to drive, task polling, readback, an extra CA). */
   redfish?: Pick<RedfishDriverOptions, 'systemId' | 'taskPollMs' | 'verifyReads' | 'verifyIntervalMs' | 'ca' | 'agent'>
 }

@@ -142,10 +142,23 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   const clock = deps.clock ?? systemClock
   const random = deps.random ?? Math.random
   const makeDriver = deps.createDriver ?? createBmcDriver
+  const datagrams = deps.metrics ? new Counter({
+    name: 'rackboot_ipmi_datagrams_total', help: 'IPMI datagrams: sent, retransmitted, and received but dropped',
+    labelNames: ['kind'] as const, registers: [deps.metrics],
+  }) : null
   const suites = deps.driverOptions?.ipmi?.suites ?? deps.settings?.ipmiCipherSuites
-  const driverOptions: DriverOptions = suites
-    ? { ...deps.driverOptions, ipmi: { ...deps.driverOptions?.ipmi, suites } }
-    : { ...deps.driverOptions }
+  const driverOptions: DriverOptions = {
+    ...deps.driverOptions,
+    ipmi: {
+      ...deps.driverOptions?.ipmi,
+      ...(suites ? { suites } : {}),
+      onStats: deps.driverOptions?.ipmi?.onStats ?? ((s) => {
+        datagrams?.inc({ kind: 'sent' }, s.sent)
+        datagrams?.inc({ kind: 'retransmitted' }, s.retransmitted)
+        datagrams?.inc({ kind: 'dropped' }, s.dropped)
+      }),
+    },
+  }
   const log = deps.log.child({ svc: 'power' })
   const observer = deps.observer
 

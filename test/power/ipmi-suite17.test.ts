@@ -32,9 +32,13 @@ test('cipher suite 17 end to end against a suite-17-only BMC', async (t) => {
 test('lost datagrams are retransmitted with fresh session sequence numbers; a command runs once', async (t) => {
   const bmc = await startFakeBmc({ dropFirstCopy: true })
   t.after(() => bmc.close())
+  const stats: { sent: number; retransmitted: number; dropped: number }[] = []
   const driver = createIpmiDriver({ host: '127.0.0.1', port: bmc.port, username: 'admin', password: 'password',
-    timeoutMs: 5000, retransmitMs: 100 })
+    timeoutMs: 5000, retransmitMs: 100, onStats: (s) => stats.push(s) })
   await driver.power('cycle')
+  assert.equal(stats.length, 1)
+  assert.equal(stats[0]!.retransmitted, 3) // privilege, control, close: each sent twice
+  assert.equal(stats[0]!.sent, 4 + 6) // caps, open session, RAKP1, RAKP3, and the six in-session copies
   assert.deepEqual(bmc.controls, [2]) // executed once although the request arrived twice
   // Each in-session command (privilege, control, close) arrived twice, each copy with its own sequence number.
   assert.equal(bmc.sequences.length, 6)

@@ -5,7 +5,7 @@ import { PowerError } from '../errors.js'
 import type { BmcDriver, BootOverride, BootReadback, CallOptions, Capability, PowerAction, PowerState } from '../types.js'
 import { bootMatches, decodeBootFlags, encodeBootFlags } from './boot-flags.js'
 import { BootParam, ChassisControl, Cmd, NetFn, Privilege } from './constants.js'
-import { commandName, describeCompletionCode, openSession, type IpmiSession, type SuiteId } from './session.js'
+import { commandName, describeCompletionCode, openSession, type IpmiSession, type IpmiStats, type SuiteId } from './session.js'
 import type { IpmiResponse } from './packet.js'
 
 export interface IpmiDriverOptions {
@@ -27,6 +27,8 @@ export interface IpmiDriverOptions {
   /** How strictly a boot override is checked on readback (see bootMatches). */
   bootVerify?: 'strict' | 'device'
   log?: Logger
+  /** Called after each session with its datagram counts (the manager turns them into counters). */
+  onStats?: (stats: IpmiStats) => void
 }
 
 const ACTION_CONTROL: Record<PowerAction, number> = {
@@ -65,6 +67,7 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
       return await fn(session)
     } finally {
       await session.close()
+      options.onStats?.(session.stats)
     }
   }
 

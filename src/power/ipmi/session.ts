@@ -37,7 +37,14 @@ export interface IpmiSession {
   command(netFn: number, cmd: number, data?: Buffer | number[]): Promise<IpmiResponse>
   /** Close Session, best effort within a short budget; always releases the socket. */
   close(): Promise<void>
-  readonly stats: { sent: number; dropped: number }
+  readonly stats: IpmiStats
+}
+
+export interface IpmiStats {
+  sent: number
+  retransmitted: number
+  /** Datagrams received and dropped: not for this session, failed integrity, replayed, undecodable. */
+  dropped: number
 }
 
 export function describeCompletionCode(cc: number): string {
@@ -239,8 +246,8 @@ class ActiveSession implements IpmiSession {
     return this.channel.label
   }
 
-  get stats(): { sent: number; dropped: number } {
-    return { sent: this.channel.sent, dropped: this.channel.dropped }
+  get stats(): IpmiStats {
+    return { sent: this.channel.sent, retransmitted: this.channel.retransmitted, dropped: this.channel.dropped }
   }
 
   async command(netFn: number, cmd: number, data: Buffer | number[] = [], deadline?: number): Promise<IpmiResponse> {

@@ -36,6 +36,8 @@ export class UdpChannel {
   dropped = 0
   /** Datagrams sent, first tries and retransmissions. */
   sent = 0
+  /** Of those, retransmissions (an answer did not come in time). */
+  retransmitted = 0
 
   constructor(private readonly opts: UdpChannelOptions) {
     this.label = `${opts.host}:${opts.port}`
@@ -102,6 +104,7 @@ export class UdpChannel {
         timer = setTimeout(() => finish(null), wait)
         signal?.addEventListener('abort', onAbort, { once: true })
         this.sent++
+        if (attempt > 0) this.retransmitted++
         this.socket.send(datagram, (err) => {
           if (err) this.lastError = err
         })
