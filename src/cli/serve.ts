@@ -2,7 +2,9 @@ import { mkdirSync } from 'node:fs'
 import { createEventBus } from '../events/bus.js'
 import { buildApp } from '../http/index.js'
 import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
-import { attachTimeline, createLifecycle } from '../lifecycle/index.js'
+import { attachTimeline, createBootService, createConfigService, createLifecycle, systemClock } from '../lifecycle/index.js'
+import { createConfigLinter } from '../talos/index.js'
+import { createDownloadGate } from '../http/download-gate.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
 import { loadSettings } from '../settings/index.js'
@@ -37,7 +39,24 @@ export async function serveCommand(args: string[]): Promise<number> {
     log.info({ dir: settings.inventory.importOnStart, changes: report.changes.length, unchanged: report.unchanged }, 'inventory imported')
   }
 
-  const app = await buildApp({ inventory, lifecycle, registry, log, version: VERSION })
+  const bootService = createBootService({
+    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock,
+    policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept },
+  })
+  const configs = createConfigService({
+    inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock,
+    linter: createConfigLinter({ registry }),
+  })
+  const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
+  const app = await buildApp({
+    inventory, lifecycle, registry, log, version: VERSION,
+    boot: {
+      service: bootService, gate, assetsDir: settings.assetsDir, publicUrl: settings.http.publicUrl,
+      hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
+      agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
+      configs,
+    },
+  })
   const address = await app.listen({ host: settings.http.listen, port: settings.http.port })
   log.info({ address, dataDir: settings.dataDir, settings: settings.source ?? '(defaults)', version: VERSION }, 'rackboot is serving')
 

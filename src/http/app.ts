@@ -9,7 +9,8 @@ import { metricsRoutes } from './plugins/metrics.js'
 import { bootRoutes, type BootRoutesDeps } from './plugins/boot.js'
 import { assetRoutes } from './plugins/assets.js'
 import { agentRoutes } from './plugins/agent.js'
-import type { BootService } from '../lifecycle/index.js'
+import type { BootService, ConfigService } from '../lifecycle/index.js'
+import { talosConfigRoutes } from './plugins/talos-config.js'
 import type { DownloadGate } from './download-gate.js'
 
 export interface AppDeps {
@@ -28,6 +29,7 @@ export interface AppDeps {
     publicUrl: string
     hold: BootRoutesDeps['hold']
     agent: BootRoutesDeps['agent']
+    configs?: ConfigService
   }
 }
 
@@ -57,6 +59,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent })
     await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate })
     await app.register(agentRoutes, { boot: b.service })
+    if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })
   }
   return app
 }

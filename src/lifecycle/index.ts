@@ -2,3 +2,4 @@ export { createLifecycle, attachTimeline, systemClock, type Lifecycle, type Life
 export { TRANSITIONS, canTransition } from './transitions.js'
 export { decideBoot, type BootDecision, type BootPolicy } from './decide.js'
 export { createBootService, archFromIpxe, firmwareFromIpxe, type BootService, type BootPlan, type IpxeFacts, type AgentReport } from './boot.js'
+export { createConfigService, type ConfigService, type ServedConfig } from './config.js'

@@ -7,7 +7,8 @@ import { createEventBus } from '../../src/events/bus.js'
 import { buildApp } from '../../src/http/index.js'
 import { createDownloadGate } from '../../src/http/download-gate.js'
 import { openSqliteInventory } from '../../src/inventory/index.js'
-import { attachTimeline, createBootService, createLifecycle } from '../../src/lifecycle/index.js'
+import { attachTimeline, createBootService, createConfigService, createLifecycle } from '../../src/lifecycle/index.js'
+import { createConfigLinter, generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { silentLogger } from '../../src/log.js'
 import { createMetricsRegistry } from '../../src/metrics.js'
 
@@ -29,9 +30,10 @@ async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; aut
   mkdirSync(join(assetsDir, 'talos', 'v1.13.9', 'amd64'), { recursive: true })
   writeFileSync(join(assetsDir, 'talos', 'v1.13.9', 'amd64', 'vmlinuz'), 'kernel')
   const gate = createDownloadGate({ limit: options.limit ?? 10, holdMs: 60_000 })
+  const configs = createConfigService({ inventory, lifecycle, log, clock, linter: createConfigLinter() })
   const app = await buildApp({
     inventory, lifecycle, log, registry: createMetricsRegistry(), version: 'test',
-    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: ['console=ttyS0,115200n8'] } },
+    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: ['console=ttyS0,115200n8'] }, configs },
   })
   return { inventory, lifecycle, app, timeline, gate, async close() { await app.close(); await timeline.flush(); await inventory.close() } }
 }
@@ -191,4 +193,39 @@ test('bad boot requests get a 400 with a message', async (t) => {
   assert.equal(attempt.statusCode, 400)
   assert.equal(attempt.json().error, 'RB_ERR_VALIDATION')
   assert.match((await s.app.inject({ url: '/ipxe/bootstrap.ipxe', headers: { host: 'rb:8080' } })).body, /chain --replace --autofree http:\/\/rb:8080\/boot\.ipxe\?mac=\$\{net0\/mac:hexhyp\}/)
+})
+
+test('the Talos config goes only to its machine: per-boot token and address; rendered, linted, never empty', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const secrets = await generateSecretsBundle({ talosVersion: 'v1.13.9', rsaBits: 2048 })
+  const base = generateConfig({ secrets, clusterName: 'lab', endpoint: 'https://198.18.0.10:6443', talosVersion: 'v1.13.9', role: 'worker' }).yaml
+  await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: base, patches: [{ machine: { kubelet: { extraArgs: { 'rotate-server-certificates': 'true' } } } }], managedBy: null }, 1)
+  const m = await s.inventory.machines.create({ name: 'r12-u07', nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'provisioning', profile: 'w' }, 1)
+  await s.inventory.machines.setHardware(m.id, { disks: [{ name: 'sda', sizeBytes: 4e12, type: 'hdd', rotational: true }, { name: 'nvme0n1', sizeBytes: 1e12, type: 'nvme', serial: 'NV1' }] }, 1)
+  const script = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' }, remoteAddress: '198.18.0.50' })).body
+  const url = /talos\.config=http:\/\/rb:8080(\S+)/.exec(script)![1]!
+  const ok = await s.app.inject({ url, remoteAddress: '198.18.0.50' })
+  assert.equal(ok.statusCode, 200, ok.body)
+  assert.match(String(ok.headers['content-type']), /yaml/)
+  assert.ok(ok.body.length > 1000)
+  assert.match(ok.body, /hostname: r12-u07/)
+  assert.match(ok.body, /rotate-server-certificates: "true"/)
+  assert.match(ok.body, /disk: \/dev\/nvme0n1|nvme0n1/)
+  const elsewhere = await s.app.inject({ url, remoteAddress: '198.18.0.99' })
+  assert.equal(elsewhere.statusCode, 403)
+  const forged = await s.app.inject({ url: '/talos/config?t=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', remoteAddress: '198.18.0.50' })
+  assert.equal(forged.statusCode, 403)
+  assert.equal((await s.app.inject({ url: '/talos/config', remoteAddress: '198.18.0.50' })).statusCode, 400)
+  // A lease of one of the machine's NICs also counts as its address (Talos may get a new lease).
+  await s.inventory.leases.put({ ip: '198.18.0.77', mac: '52:54:00:1a:b0:01', clientId: null, subnet: '198.18.0.0/24', state: 'bound', hostname: null, expiresAt: Date.now() + 60_000, updatedAt: Date.now() })
+  assert.equal((await s.app.inject({ url, remoteAddress: '198.18.0.77' })).statusCode, 200)
+  // A config that fails the schema is not served, and the timeline says why.
+  await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: base, patches: [{ machine: { kubelet: { extraArgs: 'not-a-map' } } }], managedBy: null }, 2)
+  const broken = await s.app.inject({ url, remoteAddress: '198.18.0.50' })
+  assert.equal(broken.statusCode, 503)
+  await s.timeline.flush()
+  const events = await s.inventory.events.list({ machineId: m.id, types: ['boot.config'] })
+  assert.deepEqual(events.map((e) => e.data.status), [200, 403, 200, 503])
+  assert.match(events.at(-1)!.message, /config not served: config fails the Talos v1\.13\.9 schema/)
 })

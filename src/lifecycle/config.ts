@@ -1,0 +1,84 @@
+import { RackbootError } from '../errors.js'
+import type { Inventory, Machine } from '../inventory/index.js'
+import type { Logger } from '../log.js'
+import { chooseInstallDisk, renderMachineConfig, type ConfigLinter } from '../talos/index.js'
+import type { Clock, Lifecycle } from './service.js'
+
+export interface ConfigServiceDeps {
+  inventory: Inventory
+  lifecycle: Lifecycle
+  linter: ConfigLinter
+  log: Logger
+  clock: Clock
+}
+
+export interface ServedConfig {
+  machine: Machine
+  yaml: string
+}
+
+export interface ConfigService {
+  /**
+   * The rendered, linted Talos config for the machine a config token belongs to, asked from `clientIp`.
+   * Throws RB_ERR_FORBIDDEN for a wrong token or address, and a 5xx-class error when the config cannot be served.
+   */
+  configFor(token: string, clientIp: string): Promise<ServedConfig>
+}
+
+export function createConfigService(deps: ConfigServiceDeps): ConfigService {
+  const { inventory, lifecycle, clock } = deps
+
+  async function addressBelongs(machine: Machine, tokenIp: string | null, clientIp: string): Promise<boolean> {
+    if (tokenIp === clientIp) return true
+    // Talos may get another lease than iPXE had: accept an address leased to one of the machine's NICs.
+    const lease = await inventory.leases.byIp(clientIp)
+    return !!lease && machine.nics.some((n) => n.mac === lease.mac) && lease.expiresAt > clock.now()
+  }
+
+  return {
+    async configFor(token, clientIp) {
+      const bt = await inventory.bootTokens.verify(token, 'config', clock.now())
+      if (!bt) {
+        lifecycle.record(null, 'boot.config', `config refused: unknown or expired token from ${clientIp}`, { clientIp, status: 403 })
+        throw new RackbootError('RB_ERR_FORBIDDEN', 'invalid or expired config token')
+      }
+      const machine = await inventory.machines.get(bt.machineId)
+      if (!machine) throw new RackbootError('RB_ERR_FORBIDDEN', 'invalid config token')
+      if (!(await addressBelongs(machine, bt.clientIp, clientIp))) {
+        lifecycle.record(machine.id, 'boot.config', `config refused: token used from ${clientIp}, issued to ${bt.clientIp ?? 'unknown'}`, { clientIp, status: 403 })
+        throw new RackbootError('RB_ERR_FORBIDDEN', 'this config token was issued to another address')
+      }
+      const fail = (message: string, details?: unknown): never => {
+        lifecycle.record(machine.id, 'boot.config', `config not served: ${message}`, { clientIp, status: 503, details: details ?? null })
+        throw new RackbootError('RB_ERR_INTERNAL', message, { statusCode: 503, details })
+      }
+      const profile = machine.profile ? await inventory.profiles.get(machine.profile) : null
+      if (!profile) return fail('no profile applies to this machine')
+      if (!profile.talosVersion) return fail(`profile ${profile.name} names no Talos version`)
+      if (!profile.baseConfig) return fail(`profile ${profile.name} has no base config (give it one, or create a cluster for it)`)
+      const disk = machine.hardware?.disks?.length ? chooseInstallDisk(machine.hardware.disks, {}) : null
+      if (disk && !disk.ok) return fail(`no install disk: ${disk.reason}`, disk.rejected)
+      let yaml: string
+      try {
+        const rendered = renderMachineConfig({
+          base: profile.baseConfig,
+          talosVersion: profile.talosVersion,
+          profilePatches: profile.patches as never,
+          values: {
+            ...(machine.name ? { hostname: machine.name } : {}),
+            ...(disk?.ok ? { installDisk: disk.path } : {}),
+          },
+        })
+        yaml = rendered.yaml
+      } catch (err) {
+        return fail(`rendering failed: ${(err as Error).message}`)
+      }
+      const lint = deps.linter.lint(yaml, { talosVersion: profile.talosVersion })
+      if (!lint.ok) {
+        return fail(`config fails the Talos ${lint.schemaVersion} schema: ${lint.errors.slice(0, 3).map((e) => `${e.kind || 'document'} ${e.path}: ${e.message}`).join('; ')}`, lint.errors)
+      }
+      lifecycle.record(machine.id, 'boot.config', `config served (${yaml.length} bytes, Talos ${profile.talosVersion}, profile ${profile.name})`, { clientIp, bytes: yaml.length, status: 200 })
+      return { machine, yaml }
+    },
+  }
+}
