@@ -19,10 +19,10 @@ import { formatTalosVersion, parseTalosVersion, versionAtLeast, type TalosVersio
 // version. Each YAML document is validated on its own against the schema definition of its kind. The schema is
 // stricter than Talos (shared/reference/talos.md §3.5): it drops deprecated fields that Talos still decodes.
 // Those are allowances here, reported as warnings instead of errors:
-//   - `persist` (deprecated, still written by talosctl gen config) is never checked;
-//   - legacy `machine.network.*` (deprecated since 1.12) is not checked;
+//   - v1alpha1 fields Talos still decodes that no schema lists (`persist`, which talosctl gen config still
+//     writes; legacy `machine.network.*`; machine.install.extraKernelArgs; ...) are skipped;
 //   - v1alpha1 fields a newer schema dropped (1.14 moved machine.install, cluster.network, ... to separate
-//     documents) are checked against the newest older schema that still has them.
+//     documents) are checked against the newest older schema that still has them;
 //   - the schema spells two kinds differently from Talos (UnattendedInstall for UnattendedInstallConfig,
 //     KubeSpanEndpoints for KubeSpanEndpointsConfig: Talos's schemaMeta tags) and lacks ImageVerificationConfig;
 //   - without a schema of the target's own minor, unknown fields and kinds are warnings: older Talos versions
@@ -105,6 +105,45 @@ interface LoadedSchema {
   defs: Map<string, string>
   validators: Map<string, ValidateFunction>
   raw: { $defs: Record<string, { properties?: Record<string, unknown> }> }
+}
+
+/** v1alpha1 sections whose fields are compared with the schema, parents first, with their $defs names. */
+const V1ALPHA1_CONTAINERS: ReadonlyArray<[string[], string]> = [
+  [[], 'v1alpha1.Config'],
+  [['machine'], 'v1alpha1.MachineConfig'],
+  [['cluster'], 'v1alpha1.ClusterConfig'],
+  [['machine', 'features'], 'v1alpha1.FeaturesConfig'],
+  [['machine', 'install'], 'v1alpha1.InstallConfig'],
+  [['machine', 'network'], 'v1alpha1.NetworkConfig'],
+  [['cluster', 'apiServer'], 'v1alpha1.APIServerConfig'],
+  [['cluster', 'etcd'], 'v1alpha1.EtcdConfig'],
+]
+
+/**
+ * v1alpha1 fields Talos's Go types still decode but none of the schemas (1.12-1.14) lists: computed by comparing
+ * the yaml tags of types/v1alpha1/v1alpha1_types.go with the schema definitions at v1.12.11, v1.13.9, v1.14.0-rc.1.
+ */
+const DECODED_NOT_IN_SCHEMA: Readonly<Record<string, readonly string[]>> = {
+  '': ['persist'],
+  machine: ['network', 'disks', 'env', 'time', 'registries', 'systemDiskEncryption'],
+  cluster: ['allowSchedulingOnMasters'],
+  'machine.install': ['extraKernelArgs', 'extensions', 'bootloader'],
+  'machine.network': ['hostname', 'interfaces', 'nameservers', 'searchDomains', 'extraHostEntries', 'disableSearchDomain', 'kubespan'],
+  'cluster.apiServer': ['disablePodSecurityPolicy'],
+  'cluster.etcd': ['subnet'],
+  'machine.features': ['rbac', 'stableHostname', 'apidCheckExtKeyUsage'],
+}
+
+const DEPRECATION_NOTES: Readonly<Record<string, string>> = {
+  persist: ' (talosctl gen config still writes it)',
+  'machine.network': ' (multi-document network config since Talos 1.12)',
+  'machine.install.extraKernelArgs': ' (not supported when booting with systemd-boot)',
+}
+
+function getPath(root: unknown, path: readonly string[]): unknown {
+  let node = root
+  for (const key of path) node = isRecord(node) ? node[key] : undefined
+  return node
 }
 
 function compareVersions(a: TalosVersion, b: TalosVersion): number {
@@ -273,51 +312,45 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     lenient: (e: ErrorObject) => boolean,
   ): void {
     const subject = cloneValue(doc)
-    if ('persist' in subject) {
-      issue('/persist', "'persist' is deprecated and ignored by Talos; the schema does not list it (not checked)", 'allowance', true)
-      delete subject.persist
-    }
     const machine = isRecord(subject.machine) ? subject.machine : null
-    const cluster = isRecord(subject.cluster) ? subject.cluster : null
     if (machine?.type === 'init') {
       issue('/machine/type', "machine type 'init' is a legacy alias of controlplane", 'allowance', true)
       machine.type = 'controlplane'
     }
-    // Legacy machine.network.*: still decoded by Talos, absent from the schema since 1.12.
-    const netDef = schema.raw.$defs['v1alpha1.NetworkConfig'] ? 'v1alpha1.NetworkConfig' : null
-    if (machine && isRecord(machine.network)) {
-      const known = netDef && propertiesOf(schema, 'v1alpha1.MachineConfig').has('network') ? propertiesOf(schema, netDef) : new Set<string>()
-      for (const key of Object.keys(machine.network)) {
-        if (known.has(key)) continue
-        issue(pointer(['machine', 'network', key]), `machine.network.${key} is deprecated (multi-document network config since Talos 1.12); Talos still accepts it (not checked)`, 'allowance', true)
-        delete machine.network[key]
-      }
-      if (!propertiesOf(schema, 'v1alpha1.MachineConfig').has('network') && Object.keys(machine.network).length === 0) delete machine.network
-    }
-    // Fields the target schema dropped but an older schema still has: check those against the older schema.
-    const moved: Array<[string, string]> = []
-    if (legacy) {
-      for (const [section, def] of [['machine', 'v1alpha1.MachineConfig'], ['cluster', 'v1alpha1.ClusterConfig']] as const) {
-        const obj = section === 'machine' ? machine : cluster
-        if (!obj) continue
-        const now = propertiesOf(schema, def)
-        const before = propertiesOf(legacy, def)
-        for (const key of Object.keys(obj)) {
-          if (now.has(key) || !before.has(key)) continue
-          moved.push([section, key])
-          issue(pointer([section, key]), `${section}.${key} is deprecated in Talos ${schema.info.label} (moved to multi-document config); checked against the ${legacy.info.label} schema`, 'allowance', true)
+    // Fields the target schema lacks: moved ones are checked against an older schema that has them; fields Talos
+    // still decodes but no schema lists are skipped with a warning; anything else is left for the schema to report.
+    const moved: string[][] = []
+    for (const [path, def] of V1ALPHA1_CONTAINERS) {
+      const obj = getPath(subject, path)
+      // A moved section is checked as a whole against the older schema.
+      if (!isRecord(obj) || moved.some((m) => m.every((seg, i) => path[i] === seg))) continue
+      const now = propertiesOf(schema, def)
+      const before = legacy ? propertiesOf(legacy, def) : new Set<string>()
+      const decoded = DECODED_NOT_IN_SCHEMA[path.join('.')] ?? []
+      for (const key of Object.keys(obj)) {
+        if (now.has(key)) continue
+        const at = pointer([...path, key])
+        if (decoded.includes(key)) {
+          issue(at, `${[...path, key].join('.')} is deprecated${DEPRECATION_NOTES[[...path, key].join('.')] ?? ''}; Talos still accepts it but the schema does not list it (not checked)`, 'allowance', true)
+          delete obj[key]
+        } else if (before.has(key)) {
+          moved.push([...path, key])
+          issue(at, `${[...path, key].join('.')} is deprecated in Talos ${schema.info.label} (moved to multi-document config); checked against the ${legacy!.info.label} schema`, 'allowance', true)
         }
       }
-      if (moved.length > 0) {
-        const legacyCheck = validatorFor(legacy, 'v1alpha1.Config')
-        if (!legacyCheck(subject)) {
-          for (const e of legacyCheck.errors ?? []) {
-            if (moved.some((p) => e.instancePath === pointer(p) || e.instancePath.startsWith(`${pointer(p)}/`))) {
-              issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
-            }
+    }
+    if (legacy && moved.length > 0) {
+      const legacyCheck = validatorFor(legacy, 'v1alpha1.Config')
+      if (!legacyCheck(subject)) {
+        for (const e of legacyCheck.errors ?? []) {
+          if (moved.some((p) => e.instancePath === pointer(p) || e.instancePath.startsWith(`${pointer(p)}/`))) {
+            issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
           }
         }
-        for (const [section, key] of moved) delete (section === 'machine' ? machine : cluster)![key]
+      }
+      for (const p of moved) {
+        const parent = getPath(subject, p.slice(0, -1))
+        if (isRecord(parent)) delete parent[p[p.length - 1]!]
       }
     }
     const check = validatorFor(schema, 'v1alpha1.Config')
