@@ -134,6 +134,16 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    talos: Type.Object(
+      {
+        /**
+         * Directory of Talos's config JSON schemas (talos-config.<version>.schema.json) used to lint every config
+         * before it is served. Empty: ../shared/talos-schemas beside the repository (talos/lint DEFAULT_SCHEMAS_DIR).
+         */
+        schemasDir: Type.String({ default: '' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     inventory: Type.Object(
       {
         /** A declarative inventory directory imported at start-up (create and update only, never prune). */
