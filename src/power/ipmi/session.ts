@@ -138,14 +138,18 @@ export async function openSession(opts: IpmiSessionOptions): Promise<IpmiSession
     const role = privilege | NAME_ONLY_LOOKUP
     const consoleRandom = randomBytes(16)
     const rakp1Tag = randomInt(0, 256)
+    let rakp1Copies = 0
     const hashLength = suite.hash === 'sha1' ? 20 : 32
     const rakp2 = await channel.exchange({
       what: 'RAKP message 1 (no answer: the BMC may not know this user)',
-      build: () => encodeV20({ payloadType: PayloadType.RAKP1, sessionId: 0, sequence: 0, encrypted: false,
-        payload: Buffer.concat([
-          Buffer.from([rakp1Tag, 0, 0, 0]), u32le(bmcSessionId), consoleRandom,
-          Buffer.from([role, 0, 0, username.length]), username,
-        ]) }),
+      build: (attempt) => {
+        rakp1Copies = attempt + 1
+        return encodeV20({ payloadType: PayloadType.RAKP1, sessionId: 0, sequence: 0, encrypted: false,
+          payload: Buffer.concat([
+            Buffer.from([rakp1Tag, 0, 0, 0]), u32le(bmcSessionId), consoleRandom,
+            Buffer.from([role, 0, 0, username.length]), username,
+          ]) })
+      },
       accept: (dgram) => {
         const p = decodePacket(dgram)
         if (p?.format !== 'v20' || p.payloadType !== PayloadType.RAKP2 || p.payload.length < 2) return undefined
@@ -188,8 +192,10 @@ export async function openSession(opts: IpmiSessionOptions): Promise<IpmiSession
     })
     const rakp4Status = rakp4[1] ?? 0xff
     if (rakp4Status !== 0) {
-      throw new PowerError(rakp4Status === 0x01 ? 'session-limit' : 'auth',
-        `BMC ${bmc} refused the login at RAKP4: ${status(rakp4Status)}`)
+      // After a retransmitted RAKP1 the BMC may have answered twice with different randoms and we used the stale
+      // one: that is a loss to retry, not a credentials problem (RAKP2 already proved the password).
+      const kind = rakp4Status === 0x01 ? 'session-limit' : rakp1Copies > 1 ? 'protocol' : 'auth'
+      throw new PowerError(kind, `BMC ${bmc} refused the login at RAKP4: ${status(rakp4Status)}`)
     }
     if (rakp4.length < 8 + suite.rakp4IcvLength ||
       !equalCodes(Buffer.from(rakp4.subarray(8, 8 + suite.rakp4IcvLength)), rakp4Icv(suite, keys.sik, ctx))) {
