@@ -160,6 +160,18 @@ test('quirks tolerated with the readback deciding', async (t) => {
   })
 })
 
+test('Boot read-only on the system (iDRAC10): the override goes to @Redfish.Settings and is read back there', async (t) => {
+  const s = await server(t, { quirks: { bootInSettings: true } })
+  const d = driverFor(s)
+  const r = await d.setBootDevice({ device: 'pxe', mode: 'uefi' })
+  assert.equal(r.raw, 'Pxe/Once/UEFI')
+  assert.equal(s.state.boot.BootSourceOverrideTarget, 'None') // pending until the next reset
+  assert.ok(calls(s).includes('PATCH /redfish/v1/Systems/1/Settings 202'))
+  await d.power('on')
+  assert.equal(s.state.boot.BootSourceOverrideTarget, 'Pxe')
+  await d.close()
+})
+
 test('few sessions (max 2): a third client gets a clear session-limit error; closing frees one', async (t) => {
   const s = await server(t, { maxSessions: 2 })
   const a = driverFor(s)

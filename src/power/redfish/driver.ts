@@ -40,6 +40,12 @@ export function baseUrlOf(address: string, port: number | null | undefined): URL
   return new URL(`https://${host}${port ? `:${port}` : ''}`)
 }
 
+function settingsObjectOf(resource: Json): string | null {
+  const settings = resource['@Redfish.Settings'] as Json | undefined
+  const ref = (settings?.SettingsObject as Json | undefined)?.['@odata.id']
+  return typeof ref === 'string' ? ref : null
+}
+
 interface SystemDoc {
   body: Json
   etag: string | null
@@ -176,13 +182,17 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
     throw new PowerError('unsupported', `BMC ${label} refused every reset type for ${action} (${refused.join('; ')})`)
   }
 
-  /** PATCH the system; on 412/428 (the BMC wants If-Match, or the ETag moved) read it again and retry once. */
-  async function patchSystem(body: Json, etag: string | null, signal: AbortSignal, what: string): Promise<RedfishResponse> {
-    const path = await findSystem(signal)
+  async function getResource(path: string, signal: AbortSignal): Promise<SystemDoc> {
+    const res = await client.request('GET', path, { signal })
+    if (!res.body) throw new PowerError('protocol', `BMC ${label} sent an empty document for ${path}`)
+    return { body: res.body, etag: res.etag }
+  }
+
+  /** PATCH a resource; on 412/428 (the BMC wants If-Match, or the ETag moved) read it again and retry once. */
+  async function patchResource(path: string, body: Json, signal: AbortSignal, what: string): Promise<RedfishResponse> {
     let res = await client.send('PATCH', path, { signal, body })
     if (res.status === 412 || res.status === 428) {
-      const fresh = await getSystem(signal)
-      const tag = fresh.etag ?? etag
+      const tag = (await getResource(path, signal)).etag
       if (!tag) throw new PowerError('rejected', `BMC ${label} wants If-Match for ${what} but sends no ETag`)
       res = await client.send('PATCH', path, { signal, body, headers: { 'If-Match': tag } })
     }
@@ -192,6 +202,10 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
     }
     if (res.status >= 200 && res.status < 300) return res
     throw client.httpError(res, what)
+  }
+
+  async function patchSystem(body: Json, signal: AbortSignal, what: string): Promise<RedfishResponse> {
+    return patchResource(await findSystem(signal), body, signal, what)
   }
 
   async function setBoot(o: BootOverride, signal: AbortSignal): Promise<BootReadback> {
@@ -207,21 +221,35 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
     const patch: Json = o.device === 'none'
       ? { BootSourceOverrideEnabled: 'Disabled' }
       : { BootSourceOverrideTarget: target, BootSourceOverrideEnabled: o.persistent ? 'Continuous' : 'Once' }
+    if (o.mode && o.device !== 'none') patch.BootSourceOverrideMode = o.mode === 'uefi' ? 'UEFI' : 'Legacy'
     // Mode goes in the same PATCH (some BMCs reset it otherwise); a BMC that refuses the whole payload gets one
     // more try without it, and the readback then decides.
-    if (o.mode && o.device !== 'none') patch.BootSourceOverrideMode = o.mode === 'uefi' ? 'UEFI' : 'Legacy'
+    const patchBoot = async (path: string): Promise<void> => {
+      try {
+        await patchResource(path, { Boot: patch }, signal, what)
+      } catch (err) {
+        if (!(isPowerError(err, 'rejected') && patch.BootSourceOverrideMode)) throw err
+        options.log?.debug({ bmc: label }, 'redfish boot override refused with mode; retrying without it')
+        const { BootSourceOverrideMode: _mode, ...rest } = patch
+        await patchResource(path, { Boot: rest }, signal, what)
+      }
+    }
+    // Where Boot is read-only on the system (iDRAC10), the change goes to its @Redfish.Settings object and applies
+    // at the next reset; it is then read back from there.
+    let where = await findSystem(signal)
     try {
-      await patchSystem({ Boot: patch }, system.etag, signal, what)
+      await patchBoot(where)
     } catch (err) {
-      if (!(isPowerError(err, 'rejected') && patch.BootSourceOverrideMode)) throw err
-      options.log?.debug({ bmc: label }, 'redfish boot override refused with mode; retrying without it')
-      delete patch.BootSourceOverrideMode
-      await patchSystem({ Boot: patch }, null, signal, what)
+      const settings = settingsObjectOf(system.body)
+      if (!settings || !(isPowerError(err, 'rejected') || isPowerError(err, 'unsupported'))) throw err
+      options.log?.debug({ bmc: label }, 'redfish boot override goes to the settings object')
+      where = client.url(settings).pathname
+      await patchBoot(where)
     }
     let last: BootReadback | null = null
     for (let read = 0; read < verifyReads; read++) {
       if (read > 0) await sleep(verifyIntervalMs, undefined, { signal }).catch(() => undefined)
-      last = readBoot((await getSystem(signal)).body)
+      last = readBoot((await getResource(where, signal)).body)
       const check = checkBoot(o, last)
       if (!check.mismatch) {
         if (check.warnings.length) options.log?.warn({ bmc: label, warnings: check.warnings }, 'redfish boot override readback differs')
@@ -310,9 +338,9 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
       return run(call, 'identify', async (signal) => {
         const system = await getSystem(signal)
         if (system.body.LocationIndicatorActive !== undefined) {
-          await patchSystem({ LocationIndicatorActive: on }, system.etag, signal, 'identify')
+          await patchSystem({ LocationIndicatorActive: on }, signal, 'identify')
         } else if (system.body.IndicatorLED !== undefined) {
-          await patchSystem({ IndicatorLED: on ? 'Blinking' : 'Off' }, system.etag, signal, 'identify')
+          await patchSystem({ IndicatorLED: on ? 'Blinking' : 'Off' }, signal, 'identify')
         } else {
           throw new PowerError('unsupported', `BMC ${label} has no indicator LED`)
         }
