@@ -14,8 +14,10 @@ import { decodeUserClass } from './user-class.js'
 export interface RequestMeta {
   /** Sender address and port. */
   source: { address: string; port: number }
-  /** Local port it arrived on: the DHCP port, or the PXE boot-server port (4011). */
+  /** Local port it arrived on. */
   localPort: number
+  /** It arrived on the PXE boot-server socket (4011), not the DHCP one. */
+  bootServer?: boolean
   /** Milliseconds since the epoch. */
   receivedAt: number
   /** The provisioning interface, when known (Node cannot tell which interface a broadcast came in on). */
@@ -77,7 +79,7 @@ function archFromVendorClass(vc: string): number | undefined {
   return m ? Number(m[1]) : undefined
 }
 
-export function requestFacts(pkt: DhcpPacket, meta: RequestMeta, options: { bootServerPort?: number } = {}): RequestFacts {
+export function requestFacts(pkt: DhcpPacket, meta: RequestMeta): RequestFacts {
   const o = pkt.options
   const vendorClass = getVendorClass(o) ?? null
   const clientType: ClientType | null = vendorClass?.startsWith('PXEClient')
@@ -117,7 +119,7 @@ export function requestFacts(pkt: DhcpPacket, meta: RequestMeta, options: { boot
     linkSelection: subnetSelection ?? relayAgent?.linkSelection ?? null,
     maxMessageSize: getMaxMessageSize(o) ?? null,
     isNetboot: clientType !== null || isIpxe,
-    bootServerRequest: options.bootServerPort !== undefined && meta.localPort === options.bootServerPort,
+    bootServerRequest: meta.bootServer === true,
     receivedAt: meta.receivedAt,
   }
 }

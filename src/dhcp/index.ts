@@ -100,7 +100,7 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
         usage = () => h.poolUsage()
         handler = full
       } else {
-        handler = createProxyHandler({ serverId: serverAddress, bootServerPort: s.proxyPort, boot, advice, log })
+        handler = createProxyHandler({ serverId: serverAddress, boot, advice, log })
       }
       await handler.start?.()
       sockets = createDhcpSockets({

@@ -126,7 +126,7 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
     const type = messageName(getMessageType(req.options))
     metrics.received(type)
     const bootServerRequest = bootPort !== null && localPort === bootPort
-    const meta: RequestMeta = { source: { address: rinfo.address, port: rinfo.port }, localPort, receivedAt: now() }
+    const meta: RequestMeta = { source: { address: rinfo.address, port: rinfo.port }, localPort, receivedAt: now(), bootServer: bootServerRequest }
     let result
     try {
       result = await handler.handle(req, meta)

@@ -17,8 +17,6 @@ import { decodePxeVendor } from '../pxe-vendor.js'
 export interface ProxyHandlerDeps {
   /** Option 54: this server's address. */
   serverId: string
-  /** The PXE boot-server port the server listens on (4011). */
-  bootServerPort: number
   boot: BootFileConfig
   advice: AdviceDeps
   log: Logger
@@ -96,7 +94,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): DhcpHandler & { read
     mode: 'proxy',
     async handle(req: DhcpPacket, meta: RequestMeta): Promise<DhcpResult> {
       if (req.op !== 1) return ignore('not-a-request')
-      const f = requestFacts(req, meta, { bootServerPort: deps.bootServerPort })
+      const f = requestFacts(req, meta)
       if (!f.isNetboot) return ignore('not-netboot')
       if (f.bootServerRequest) {
         if (f.message === 'request' || f.message === 'inform') return onBootServerPort(req, f)
