@@ -234,7 +234,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   }
 
   interface RunOptions {
-    single?: boolean // one attempt only (polls)
+    /** Polls: one attempt, and no per-attempt results (status changes are reported instead). */
+    poll?: boolean
     reboot?: RebootOptions
   }
 
@@ -246,7 +247,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     return serial(bmcKey(bmc), async () => {
       // Checked again in the queue: another reboot may have run while this one waited.
       if (isReboot) await checkRebootInterval(machineId, runOptions.reboot)
-      const attempts = runOptions.single ? 1 : Math.max(1, settings.attempts)
+      const attempts = runOptions.poll ? 1 : Math.max(1, settings.attempts)
       for (let attempt = 1; ; attempt++) {
         const started = clock.now()
         const controller = new AbortController()
@@ -261,15 +262,16 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
           const value = await raceAbort(work, controller.signal, settings.timeoutMs, machineId, operation)
           const ms = clock.now() - started
           record(bmc, operation, 'ok', ms)
-          notify({ machineId, action: operation, ok: true, ms, attempt, final: true })
+          if (!runOptions.poll) notify({ machineId, action: operation, ok: true, ms, attempt, final: true })
           return value
         } catch (thrown) {
           const err = toPowerError(thrown, `${operation} on machine ${machineId}`)
           const ms = clock.now() - started
           const retry = attempt < attempts && err.retryable && (!ambiguous.has(err) || SAFE_TO_RETRY_REBOOT.has(err.kind))
           record(bmc, operation, err.kind, ms)
-          notify({ machineId, action: operation, ok: false, error: err.message, errorKind: err.kind, ms, attempt, final: !retry })
-          log.warn({ machineId, operation, attempt, kind: err.kind, err: err.message, retry }, 'bmc operation failed')
+          if (!runOptions.poll) notify({ machineId, action: operation, ok: false, error: err.message, errorKind: err.kind, ms, attempt, final: !retry })
+          if (runOptions.poll) log.debug({ machineId, kind: err.kind, err: err.message }, 'bmc poll failed')
+          else log.warn({ machineId, operation, attempt, kind: err.kind, err: err.message, retry }, 'bmc operation failed')
           if (!retry) throw err
         } finally {
           clock.clearTimeout(timer)
@@ -356,7 +358,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       await acquire()
       try {
         if (stopped) return
-        const state = await execute(machineId, 'status', (d, signal) => d.powerStatus({ signal }), { single: true })
+        const state = await execute(machineId, 'status', (d, signal) => d.powerStatus({ signal }), { poll: true })
         remember(machineId, state)
       } catch (err) {
         remember(machineId, null, (err as Error).message)

@@ -340,8 +340,9 @@ test('polling: thousands of BMCs spread over the interval, bounded concurrency, 
   const m5 = world.calls.filter((c) => c.machineId === 'm5' && c.op === 'status').map((c) => c.at)
   assert.ok(m5.length >= 2)
   assert.ok(Math.abs(m5[1]! - m5[0]! - 60_000) <= 12_000 + 1_000, `m5 polled at ${m5.join(', ')}`)
-  // Status changes go to the observer once each, not on every poll.
+  // Status changes go to the observer once each, not on every poll; polls add no per-attempt results.
   assert.equal(world.changes.length, 2000)
+  assert.equal(world.results.length, 0)
   assert.ok(world.changes.every((c) => c.state === 'off' && c.previous === null))
   const stopping = manager.stop() // waits for polls in flight, which need the clock to move
   await clock.advance(1_000)
