@@ -18,6 +18,8 @@ test('cipher suite 17 end to end against a suite-17-only BMC', async (t) => {
 
   const wrong = createIpmiDriver({ host: '127.0.0.1', port: bmc.port, username: 'admin', password: 'nope', timeoutMs: 3000 })
   await assert.rejects(wrong.powerStatus(), (err) => isPowerError(err, 'auth') && /RAKP2/.test(err.message))
+  await new Promise((r) => setTimeout(r, 50))
+  assert.equal(bmc.rakp3Errors, 1) // the BMC is told (status 0x0F), so it can drop the half-open session
 
   // A client limited to suite 3 is refused by this BMC, clearly.
   const sha1Only = createIpmiDriver({ host: '127.0.0.1', port: bmc.port, username: 'admin', password: 'password',
@@ -44,4 +46,15 @@ test('lost datagrams are retransmitted with fresh session sequence numbers; a co
   assert.equal(bmc.sequences.length, 6)
   assert.equal(new Set(bmc.sequences).size, 6)
   assert.deepEqual([...bmc.sequences].sort((a, b) => a - b), bmc.sequences)
+})
+
+test('a call aborted mid-session still closes its session on the BMC', async (t) => {
+  const bmc = await startFakeBmc({ silentChassisCommands: [0x01] }) // Get Chassis Status never answered
+  t.after(() => bmc.close())
+  const driver = createIpmiDriver({ host: '127.0.0.1', port: bmc.port, username: 'admin', password: 'password', timeoutMs: 5000 })
+  const started = Date.now()
+  await assert.rejects(driver.powerStatus({ signal: AbortSignal.timeout(400) }), (err) => isPowerError(err, 'timeout'))
+  assert.ok(Date.now() - started < 1500)
+  await new Promise((r) => setTimeout(r, 100))
+  assert.equal(bmc.closedSessions, 1)
 })

@@ -277,8 +277,14 @@ class ActiveSession implements IpmiSession {
   async close(): Promise<void> {
     if (this.closed) return
     try {
-      await this.command(NetFn.APP, Cmd.CLOSE_SESSION, u32le(this.bmcSessionId),
-        Date.now() + 1000)
+      if (this.channel.aborted) {
+        // The caller gave up: still tell the BMC, without waiting, so the session does not linger there.
+        this.rqSeq = (this.rqSeq % 63) + 1
+        this.channel.sendOnly(this.seal(encodeRequest({ netFn: NetFn.APP, cmd: Cmd.CLOSE_SESSION, rqSeq: this.rqSeq,
+          data: u32le(this.bmcSessionId) })))
+      } else {
+        await this.command(NetFn.APP, Cmd.CLOSE_SESSION, u32le(this.bmcSessionId), Date.now() + 1000)
+      }
     } catch {
       // Best effort: an unclosed session times out on the BMC.
     } finally {

@@ -30,6 +30,7 @@ export class UdpChannel {
   private lastError: Error | null = null
   private closed = false
   private pending = 0
+  private connected = false
   private readonly ready: Promise<void>
   readonly label: string
   /** Datagrams that arrived with nobody waiting for them or that `accept` refused. */
@@ -51,7 +52,10 @@ export class UdpChannel {
       this.lastError = err
     })
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', () => resolve())
+      this.socket.once('connect', () => {
+        this.connected = true
+        resolve()
+      })
       this.socket.once('error', (err) => reject(err))
       try {
         this.socket.connect(opts.port, opts.host)
@@ -64,6 +68,10 @@ export class UdpChannel {
 
   get deadline(): number {
     return this.opts.deadline
+  }
+
+  get aborted(): boolean {
+    return this.opts.signal?.aborted ?? false
   }
 
   async exchange<T>(x: ExchangeOptions<T>): Promise<T> {
@@ -116,14 +124,16 @@ export class UdpChannel {
   /** Sends without waiting for an answer (a RAKP3 that reports an error to the BMC). */
   sendOnly(datagram: Buffer): void {
     if (this.closed) return
-    this.ready.then(() => {
-      if (this.closed) return
+    const send = (): void => {
       this.pending++
       this.socket.send(datagram, () => {
         this.pending--
         if (this.closed && this.pending === 0) this.release()
       })
-    }, () => {})
+    }
+    // Synchronously when connected: callers close the channel right after, and close waits for `pending`.
+    if (this.connected) send()
+    else this.ready.then(() => { if (!this.closed) send() }, () => {})
   }
 
   /** Closes the socket once a sendOnly datagram still in flight has left (closing would cancel it). */
