@@ -1,0 +1,169 @@
+// `npm run bench -- tftp [--size=MiB] [--runs=N] [--blksize=N] [--window=N]`
+// rackboot's TFTP server against tftpd-hpa (in.tftpd -L -s DIR -a 127.0.0.1:PORT) on loopback, same file, same
+// client (atftp), same blksize; then rackboot with a window (RFC 7440). tftp-hpa's own client (512-byte lock-step)
+// is a second pairing. Runs are interleaved and the median is reported, because the machines are shared and noisy.
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { createHash, randomBytes, randomInt } from 'node:crypto'
+import { accessSync, constants } from 'node:fs'
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createTftpServer, createFileSource } from '../src/tftp/index.js'
+import { createMetricsRegistry } from '../src/metrics.js'
+import { silentLogger } from '../src/log.js'
+
+function flag(args: string[], name: string, fallback: number): number {
+  const hit = args.find((a) => a.startsWith(`--${name}=`))
+  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
+  return v
+}
+
+function findProgram(name: string): string | null {
+  for (const dir of ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/bin', '/usr/local/sbin']) {
+    try {
+      accessSync(join(dir, name), constants.X_OK)
+      return join(dir, name)
+    } catch {
+      // next
+    }
+  }
+  return null
+}
+
+function runClient(file: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint()
+    execFile(file, args, { timeout: 300_000 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${file} ${args.join(' ')}: ${err.message} ${stderr}${stdout}`))
+      resolve(Number(process.hrtime.bigint() - start) / 1e9)
+    })
+  })
+}
+
+async function startTftpdHpa(program: string, dir: string): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const port = randomInt(20000, 60000)
+    const child = spawn(program, ['-L', '-s', dir, '-a', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 300)
+      child.once('exit', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+    if (!exited) return { port, child }
+    if (!/in use/i.test(stderr)) throw new Error(`in.tftpd failed: ${stderr}`)
+  }
+  throw new Error('in.tftpd: no free port found')
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+export async function run(args: string[]): Promise<void> {
+  const sizeMiB = flag(args, 'size', 32)
+  const runs = flag(args, 'runs', 5)
+  const blksize = flag(args, 'blksize', 1468)
+  const window = flag(args, 'window', 16)
+  const tftpd = findProgram('in.tftpd')
+  const atftp = findProgram('atftp')
+  const tftpHpa = findProgram('tftp')
+  if (!tftpd || !atftp) {
+    console.log(`skipped: needs in.tftpd (tftpd-hpa) and atftp; found in.tftpd=${tftpd ?? 'no'} atftp=${atftp ?? 'no'}`)
+    return
+  }
+
+  const dir = await mkdtemp(join(tmpdir(), 'rb-tftp-bench-'))
+  // Downloads go to memory where possible, so the disk does not blur the comparison.
+  const outBase = await mkdtemp(join(process.platform === 'linux' ? '/dev/shm' : tmpdir(), 'rb-tftp-bench-out-')).catch(() => mkdtemp(join(tmpdir(), 'rb-tftp-bench-out-')))
+  const data = randomBytes(sizeMiB * 1024 * 1024)
+  await writeFile(join(dir, 'bench.bin'), data)
+  // in.tftpd drops root for its own user, which must be able to read the file (mkdtemp makes 0700 directories).
+  await chmod(dir, 0o755)
+  await chmod(join(dir, 'bench.bin'), 0o644)
+  const sum = createHash('sha256').update(data).digest('hex')
+
+  const server = createTftpServer({
+    settings: {
+      listen: '127.0.0.1',
+      port: 0,
+      maxBlockSize: 65464,
+      mtu: Math.max(1500, blksize + 32),
+      maxWindowSize: Math.max(64, window),
+      maxTransfers: 100,
+      retransmitMs: 1000,
+      maxRetries: 5,
+    },
+    source: createFileSource({ root: dir }),
+    log: silentLogger(),
+    metrics: createMetricsRegistry(),
+  })
+  const rb = await server.start()
+  const hpa = await startTftpdHpa(tftpd, dir)
+
+  const out = join(outBase, 'out.bin')
+  const atftpArgs = (port: number, options: string[]) => [...options.flatMap((o) => ['--option', o]), '-g', '-r', 'bench.bin', '-l', out, '127.0.0.1', String(port)]
+  interface Scenario {
+    key: string
+    label: string
+    program: string
+    args: string[]
+    times: number[]
+  }
+  const scenarios: Scenario[] = [
+    { key: 'hpa', label: `tftpd-hpa  atftp blksize ${blksize}`, program: atftp, args: atftpArgs(hpa.port, [`blksize ${blksize}`]), times: [] },
+    { key: 'rb', label: `rackboot   atftp blksize ${blksize}`, program: atftp, args: atftpArgs(rb.port, [`blksize ${blksize}`]), times: [] },
+    { key: 'rbw', label: `rackboot   atftp blksize ${blksize} windowsize ${window}`, program: atftp, args: atftpArgs(rb.port, [`blksize ${blksize}`, `windowsize ${window}`]), times: [] },
+  ]
+  if (tftpHpa) {
+    const hpaArgs = (port: number) => ['127.0.0.1', String(port), '-m', 'binary', '-c', 'get', 'bench.bin', out]
+    scenarios.push(
+      { key: 'hpa512', label: 'tftpd-hpa  tftp-hpa (512, no options)', program: tftpHpa, args: hpaArgs(hpa.port), times: [] },
+      { key: 'rb512', label: 'rackboot   tftp-hpa (512, no options)', program: tftpHpa, args: hpaArgs(rb.port), times: [] },
+    )
+  }
+
+  const load = async () => (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ')
+  console.log(`file ${sizeMiB} MiB, ${runs} runs per row (median), loopback, load average ${await load()}`)
+  try {
+    // Warm-up: one unmeasured run each (JIT, page cache), with the checksum checked.
+    for (const s of scenarios) {
+      await runClient(s.program, s.args)
+      const got = createHash('sha256').update(await readFile(out)).digest('hex')
+      if (got !== sum) throw new Error(`${s.label}: checksum mismatch`)
+      await rm(out, { force: true })
+    }
+    for (let r = 0; r < runs; r++) {
+      // Rotate the order each round so no row always runs first after a pause.
+      for (let i = 0; i < scenarios.length; i++) {
+        const s = scenarios[(i + r) % scenarios.length]!
+        s.times.push(await runClient(s.program, s.args))
+        await rm(out, { force: true })
+      }
+    }
+  } finally {
+    hpa.child.kill('SIGTERM')
+    await server.stop()
+    await rm(dir, { recursive: true, force: true })
+    await rm(outBase, { recursive: true, force: true })
+  }
+
+  const mibps = (s: Scenario) => sizeMiB / median(s.times)
+  const by = Object.fromEntries(scenarios.map((s) => [s.key, s]))
+  for (const s of scenarios) {
+    const lo = sizeMiB / Math.max(...s.times)
+    const hi = sizeMiB / Math.min(...s.times)
+    console.log(`${s.label.padEnd(52)} ${mibps(s).toFixed(1).padStart(7)} MiB/s   (range ${lo.toFixed(1)}-${hi.toFixed(1)})`)
+  }
+  const ratio = (a: string, b: string) => (by[a] && by[b] ? (mibps(by[a]!) / mibps(by[b]!)).toFixed(2) + 'x' : 'n/a')
+  console.log(`ratio rackboot/tftpd-hpa, blksize ${blksize} lock-step:        ${ratio('rb', 'hpa')}   (goal >= 1.0x)`)
+  console.log(`ratio rackboot windowsize ${window}/tftpd-hpa, blksize ${blksize}: ${ratio('rbw', 'hpa')}   (goal >= 3x)`)
+  if (by.hpa512) console.log(`ratio rackboot/tftpd-hpa, 512 lock-step (tftp-hpa client): ${ratio('rb512', 'hpa512')}`)
+  console.log(`load average after: ${await load()}`)
+}
