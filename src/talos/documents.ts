@@ -96,9 +96,30 @@ const STRINGIFY_OPTIONS = {
   aliasDuplicateObjects: false,
 } as const
 
+// yaml 2.9 writes a wrong indentation indicator (|2 under indent 4) for block scalars whose first line starts with
+// whitespace, which reads back with extra spaces; such strings are written double-quoted instead.
+function needsQuoting(value: string): boolean {
+  if (!value.includes('\n')) return false
+  const lines = value.split('\n')
+  const first = lines.findIndex((l) => l.trim() !== '')
+  // Leading whitespace on any line up to the first one with content (or anywhere, when no line has content).
+  return (first < 0 ? lines : lines.slice(0, first + 1)).some((l) => /^[ \t]/.test(l))
+}
+
+/** One document as YAML text, round-trip safe. */
+export function stringifyConfigDocument(doc: ConfigDocument): string {
+  const node = new YAML.Document(doc, STRINGIFY_OPTIONS)
+  YAML.visit(node, {
+    Scalar(_key, scalar) {
+      if (typeof scalar.value === 'string' && needsQuoting(scalar.value)) scalar.type = 'QUOTE_DOUBLE'
+    },
+  })
+  return node.toString(STRINGIFY_OPTIONS)
+}
+
 /** Writes documents as one YAML stream, `---` between documents (as Talos's encoder does). */
 export function stringifyConfigDocuments(docs: readonly ConfigDocument[]): string {
-  return docs.map((d) => YAML.stringify(d, STRINGIFY_OPTIONS)).join('---\n')
+  return docs.map(stringifyConfigDocument).join('---\n')
 }
 
 /** Deep copy of JSON-like data (plain objects, arrays, scalars). */

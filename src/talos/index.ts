@@ -17,7 +17,7 @@ export {
 } from './documents.js'
 export { loadPatch, applyPatch, applyPatches, JSON6902_MULTIDOC_MESSAGE, type ConfigPatch, type PatchInput } from './patches.js'
 export { applyJsonPatch, parsePointer, type JsonPatchOperation } from './json-patch.js'
-export { mergeDocument, loadStrategicPatch, applyStrategicPatch, type StrategicPatch, type DeleteSelector } from './strategic-merge.js'
+export { mergeDocument, loadStrategicPatch, applyStrategicPatch, type StrategicPatch, type StrategicStep, type DeleteSelector } from './strategic-merge.js'
 
 export {
   generateSecretsBundle,

@@ -389,14 +389,14 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     let v1alpha1: ConfigDocument | null = null
     let unattended = false
     docs.forEach((doc, index) => {
+      if (!isRecord(doc)) {
+        errors.push({ documentIndex: index, kind: '', path: '', message: 'document is not a mapping', keyword: 'type' })
+        return
+      }
       const id = documentIdentity(doc)
       const base = { documentIndex: index, kind: id.kind, ...(id.name ? { name: id.name } : {}) }
       const issue = (path: string, message: string, keyword: string, warning = false): void => {
         ;(warning ? warnings : errors).push({ ...base, path, message, keyword })
-      }
-      if (!isRecord(doc)) {
-        issue('', 'document is not a mapping', 'type')
-        return
       }
       if (!isV1Alpha1Document(doc) && (doc.kind === undefined || doc.apiVersion === undefined)) {
         issue('', doc.kind === undefined ? 'document has no kind (and is not the v1alpha1 document)' : 'document has no apiVersion', 'required')

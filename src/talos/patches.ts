@@ -15,7 +15,7 @@ export type ConfigPatch =
 export type PatchInput = string | Record<string, unknown> | readonly unknown[] | ConfigPatch
 
 function isLoaded(input: unknown): input is ConfigPatch {
-  return isRecord(input) && ((input.type === 'strategic' && Array.isArray(input.documents) && Array.isArray(input.deletes))
+  return isRecord(input) && ((input.type === 'strategic' && Array.isArray(input.steps))
     || (input.type === 'json6902' && Array.isArray(input.operations)))
 }
 

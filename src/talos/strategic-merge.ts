@@ -3,7 +3,6 @@ import {
   cloneValue,
   documentIdentity,
   documentKey,
-  documentLabel,
   identityKey,
   isRecord,
   isV1Alpha1Document,
@@ -180,11 +179,16 @@ export interface DeleteSelector {
   match?: { key: string; value: string }
 }
 
-/** A loaded strategic merge patch: deletes first, then documents to merge, as Talos orders them. */
+/**
+ * A loaded strategic merge patch: ordered steps, as Talos's decoder lists them — each document's deletes, then
+ * the rest of that document to merge, document after document. Several documents may target the same config
+ * document (the patch loader allows duplicates); they apply one after the other.
+ */
 export interface StrategicPatch {
-  deletes: DeleteSelector[]
-  documents: ConfigDocument[]
+  steps: StrategicStep[]
 }
+
+export type StrategicStep = { delete: DeleteSelector } | { merge: ConfigDocument }
 
 function isPatchDelete(v: Record<string, unknown>): boolean {
   return v.$patch === 'delete'
@@ -258,10 +262,9 @@ function extractDeletes(root: ConfigDocument): { deletes: DeleteSelector[]; rema
   return { deletes, remaining: doc }
 }
 
-/** Prepares patch documents: identifies each, separates deletes, rejects duplicates (one patch, one change per document). */
+/** Prepares patch documents: identifies each and separates its deletes from what it merges. */
 export function loadStrategicPatch(documents: readonly ConfigDocument[]): StrategicPatch {
-  const patch: StrategicPatch = { deletes: [], documents: [] }
-  const seen = new Set<string>()
+  const patch: StrategicPatch = { steps: [] }
   documents.forEach((raw, i) => {
     if (!isRecord(raw)) throw loadError(`document ${i} is not a mapping`, { documentIndex: i })
     if (!isV1Alpha1Document(raw)) {
@@ -272,12 +275,8 @@ export function loadStrategicPatch(documents: readonly ConfigDocument[]): Strate
       if (raw.apiVersion === undefined) throw loadError(`document ${i} (${str(raw.kind)}): missing apiVersion`, { documentIndex: i })
     }
     const { deletes, remaining } = extractDeletes(raw)
-    patch.deletes.push(...deletes)
-    if (!remaining) return
-    const key = documentKey(remaining)
-    if (seen.has(key)) throw loadError(`duplicate document ${documentLabel(remaining)} in one patch`, { documentIndex: i })
-    seen.add(key)
-    patch.documents.push(remaining)
+    for (const d of deletes) patch.steps.push({ delete: d })
+    if (remaining) patch.steps.push({ merge: remaining })
   })
   return patch
 }
@@ -290,9 +289,17 @@ function lookupFailed(sel: DeleteSelector): RackbootError {
   })
 }
 
+/** Removes a list or mapping that a delete left empty, as Go's omitempty would leave it out. */
+function pruneEmpty(parent: unknown, key: string | undefined): void {
+  if (!isRecord(parent) || key === undefined) return
+  const v = parent[key]
+  if ((Array.isArray(v) && v.length === 0) || (isRecord(v) && Object.keys(v).length === 0)) delete parent[key]
+}
+
 function applyDelete(target: ConfigDocument, sel: DeleteSelector): void {
   const { path } = sel
   let node: unknown = target
+  let parent: unknown
   // Walk to the container of the last segment: the list (for an item) or the mapping (for a key).
   for (let i = 0; i < path.length - 1; i++) {
     const seg = path[i]!
@@ -300,19 +307,22 @@ function applyDelete(target: ConfigDocument, sel: DeleteSelector): void {
       throw mergeError(sel.document.kind, path, 'searching for complex paths in lists is not supported')
     }
     if (!isRecord(node) || node[seg] === undefined || node[seg] === null) throw lookupFailed(sel)
+    parent = node
     node = node[seg]
   }
+  const containerKey = path.length >= 2 ? path[path.length - 2] : undefined
   if (sel.match) {
     if (!Array.isArray(node)) throw lookupFailed(sel)
     const { key, value } = sel.match
     const idx = node.findIndex((item) => isRecord(item) && key in item && str(item[key]) === value)
     if (idx < 0) throw lookupFailed(sel)
     node.splice(idx, 1)
-    return
+  } else {
+    if (!isRecord(node)) throw lookupFailed(sel)
+    // A missing last key is a no-op: for a Go struct field Talos just zeroes it.
+    delete node[path[path.length - 1]!]
   }
-  if (!isRecord(node)) throw lookupFailed(sel)
-  // A missing last key is a no-op: for a Go struct field Talos just zeroes it.
-  delete node[path[path.length - 1]!]
+  pruneEmpty(parent, containerKey)
 }
 
 /**
@@ -324,18 +334,20 @@ export function applyStrategicPatch(config: readonly ConfigDocument[], patch: St
   const index = new Map<string, ConfigDocument>()
   for (const d of docs) index.set(documentKey(d), d)
 
-  for (const sel of patch.deletes) {
-    const key = identityKey(sel.document)
-    const target = index.get(key)
-    if (!target) continue
-    if (sel.path.length === 0) {
-      index.delete(key)
-      docs.splice(docs.indexOf(target), 1)
+  for (const step of patch.steps) {
+    if ('delete' in step) {
+      const sel = step.delete
+      const key = identityKey(sel.document)
+      const target = index.get(key)
+      // A delete for a document the config does not have is skipped, as in Talos.
+      if (!target) continue
+      if (sel.path.length === 0) {
+        index.delete(key)
+        docs.splice(docs.indexOf(target), 1)
+      } else applyDelete(target, sel)
       continue
     }
-    applyDelete(target, sel)
-  }
-  for (const p of patch.documents) {
+    const p = step.merge
     const key = documentKey(p)
     const target = index.get(key)
     if (target) {
