@@ -9,6 +9,7 @@ usage: rackboot <command> [options]
   machines list|show|accept|label|delete
   inventory import|export             declarative inventory files <-> database
   tokens create|list|revoke           API tokens
+  assets list|fetch|import            boot assets: iPXE, Talos kernels and initramfs images
   version
 
 Every command takes --config FILE, --set key=value and --help; lists take --json.`
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   machines: async () => (await import('./cli/machines.js')).machinesCommand,
   inventory: async () => (await import('./cli/inventory.js')).inventoryCommand,
   tokens: async () => (await import('./cli/tokens.js')).tokensCommand,
+  assets: async () => (await import('./cli/assets.js')).assetsCommand,
 }
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage or bad settings. */

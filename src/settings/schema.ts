@@ -31,6 +31,16 @@ export const SettingsSchema = Type.Object(
     dataDir: Type.String({ minLength: 1, default: './data' }),
     /** Boot assets: iPXE binaries, kernels, initramfs images. */
     assetsDir: Type.String({ minLength: 1, default: './assets' }),
+    /** Where `rackboot assets fetch` downloads from; point these at a local mirror for sites without internet. */
+    assetSources: Type.Object(
+      {
+        talosReleases: Type.String({ default: 'https://github.com/siderolabs/talos/releases/download' }),
+        imageFactory: Type.String({ default: 'https://factory.talos.dev' }),
+        /** Where Debian's ipxe package puts its binaries. */
+        ipxeDir: Type.String({ default: '/usr/lib/ipxe' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     log: Type.Object(
       {
         level: Type.Union(
