@@ -31,7 +31,7 @@ import { formatTalosVersion, parseTalosVersion, versionAtLeast, type TalosVersio
 // HostnameConfig's hostname/auto exclusivity, and a warning when the config has no v1alpha1 document.
 
 export interface LintIssue {
-  /** Position of the document in the YAML stream (0-based). */
+  /** Position of the document in the YAML stream (0-based); -1 for the config as a whole (YAML syntax, schema choice). */
   documentIndex: number
   /** 'v1alpha1' for the main document, else the document kind ('' when missing). */
   kind: string
