@@ -400,3 +400,37 @@ test('with the real IPMI driver: a wrong password fails once, and never reaches 
   assert.ok(lines.every((l) => !l.includes(secret)))
   await settle()
 })
+
+test('PXE boot now with the real Redfish driver: verified override then a cycle; a dropped override never reboots', async (t) => {
+  const { startRedfishServer } = await import('./fixtures/redfish-server.js')
+  const good = await startRedfishServer()
+  const dropping = await startRedfishServer({ quirks: { dropsBootOverride: true } })
+  t.after(async () => {
+    await good.close()
+    await dropping.close()
+  })
+  good.state.power = 'On'
+  dropping.state.power = 'On'
+  const urls: Record<string, string> = { good: good.url, dropping: dropping.url }
+  const results: PowerResult[] = []
+  const manager = createPowerManager({
+    bmcs: {
+      get: async (id) => ({ ...bmcOf(id, urls[id]!, 'redfish'), port: null }),
+      credentials: async () => ({ username: 'admin', password: 'password' }),
+    },
+    log: silentLogger(),
+    observer: { result: (r) => results.push(r) },
+    driverOptions: { redfish: { verifyIntervalMs: 5 } },
+    settings: { timeoutMs: 5_000, attempts: 2, backoffBaseMs: 10, backoffMaxMs: 20 },
+  })
+  const done = await manager.pxeBootNow('good', { mode: 'uefi' })
+  assert.equal(done.action, 'cycle')
+  assert.equal(done.readback.raw, 'Pxe/Once/UEFI')
+  assert.deepEqual(good.state.resets, ['PowerCycle'])
+  assert.equal(good.state.sessions.size, 0)
+
+  await assert.rejects(manager.pxeBootNow('dropping', { mode: 'uefi' }), (err) => isPowerError(err, 'not-applied'))
+  assert.deepEqual(dropping.state.resets, [])
+  assert.equal(dropping.state.sessions.size, 0) // each attempt logged out
+  assert.deepEqual(results.filter((r) => r.machineId === 'dropping').map((r) => [r.attempt, r.ok, r.final]), [[1, false, false], [2, false, true]])
+})
