@@ -67,7 +67,7 @@ export interface TftpServer {
   stats(): TftpStats
 }
 
-type ServerDropReason = DropReason | 'unexpected_opcode' | 'unknown_tid' | 'duplicate_request' | 'internal'
+type ServerDropReason = DropReason | 'unexpected_opcode' | 'unknown_tid' | 'duplicate_request' | 'bad_port' | 'internal'
 
 interface ActiveTransfer {
   key: string
@@ -175,13 +175,18 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   function reject(socket: Socket, client: TftpClient, file: string, code: number, message: string, result: string, started: number): void {
     counts.rejected++
     m.requests.inc({ result })
-    socket.send(encodeError(code, message), client.port, client.address)
+    try {
+      socket.send(encodeError(code, message), client.port, client.address)
+    } catch (err) {
+      log.debug({ err }, 'tftp cannot send an error reply')
+    }
     notify({ client, file, bytes: 0, ms: clock.now() - started, ok: false, error: message, blksize: 0, windowsize: 0 })
   }
 
   function onMainMessage(socket: Socket, localAddress: string, msg: Buffer, rinfo: RemoteInfo): void {
     try {
       if (msg.length < 4) return drop('short')
+      if (rinfo.port === 0) return drop('bad_port') // nothing can be sent back to port 0
       const decoded = decode(msg)
       if (!decoded.ok) return drop(decoded.reason)
       const p = decoded.packet

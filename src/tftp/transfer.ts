@@ -71,6 +71,7 @@ export class BlockStore {
   private readonly loads = new Map<number, Promise<void>>()
   private curIndex = -1
   private cur: Buffer[] | undefined
+  private releasedBelow = 0
 
   constructor(
     private readonly content: TftpContent,
@@ -118,6 +119,8 @@ export class BlockStore {
   /** Forgets every chunk whose blocks are all acknowledged. */
   release(acked: number): void {
     const below = Math.floor(acked / this.chunkBlocks) // chunks 0..below-1 end at or before `acked`
+    if (below <= this.releasedBelow) return // the common case: nothing new to forget
+    this.releasedBelow = below
     for (const k of this.chunks.keys()) {
       if (k < below) {
         this.chunks.delete(k)
@@ -386,7 +389,7 @@ export function toNetascii(input: Buffer): Buffer {
 }
 
 /** Netascii content is converted whole in memory (its size changes), so it is limited in size. */
-export const MAX_NETASCII_BYTES = 16 * 1024 * 1024
+export const MAX_NETASCII_BYTES = 4 * 1024 * 1024
 
 export async function netasciiContent(content: TftpContent, maxBytes = MAX_NETASCII_BYTES): Promise<TftpContent | { tooLarge: true }> {
   if (content.size !== null && content.size > maxBytes) return { tooLarge: true }

@@ -12,10 +12,14 @@ const skip = netnsSkipReason(['atftp', 'nft'])
 test('5 % loss towards the client: windowed and lock-step transfers arrive intact', { skip: skip ?? false, timeout: 600_000 }, async (t) => {
   const lab = await createNetLab(t)
   const cli = await lab.ns('tftpc')
-  const net = `198.19.${randomInt(128, 256)}`
-  const serverIp = `${net}.1`
+  // A random /30 in 198.19.128.0/17: the server end lives in the root namespace, beside other tests' links.
+  const base = `198.19.${randomInt(128, 256)}.${randomInt(0, 64) * 4}`
+  const [a, b, c] = base.split('.')
+  const d = Number(base.split('.')[3])
+  const serverIp = `${a}.${b}.${c}.${d + 1}`
+  const clientIp = `${a}.${b}.${c}.${d + 2}`
   const hostIf = lab.ifname('rbtf')
-  await lab.veth({ name: hostIf, cidr: `${serverIp}/24` }, { ns: cli, name: 'eth0', cidr: `${net}.2/24` })
+  await lab.veth({ name: hostIf, cidr: `${serverIp}/30` }, { ns: cli, name: 'eth0', cidr: `${clientIp}/30` })
   const ruleset = `table netdev loss {
   chain in {
     type filter hook ingress device eth0 priority 0;

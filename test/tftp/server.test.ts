@@ -7,6 +7,12 @@ import { join } from 'node:path'
 import { Opcode, decode, encodeAck, encodeError, encodeRequest, type Packet } from '../../src/tftp/packet.js'
 import { bufferContent, createFileSource, createRoutingSource } from '../../src/tftp/index.js'
 import { metricValue, startServer, tempDir, waitFor } from './support.js'
+import type { Settings } from '../../src/settings/schema.js'
+import type { TftpServerSettings } from '../../src/tftp/index.js'
+
+// The server takes the settings slice as loaded, unchanged.
+const _settingsFit = (s: Settings): TftpServerSettings => s.tftp
+void _settingsFit
 
 interface Received {
   packet: Packet
