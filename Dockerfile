@@ -15,6 +15,7 @@ COPY --from=build /opt/rackboot/node_modules ./node_modules
 COPY package.json tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
+COPY talos-schemas ./talos-schemas
 COPY inventory ./inventory.example
 ENV NODE_ENV=production \
     RACKBOOT_DATA_DIR=/var/lib/rackboot \

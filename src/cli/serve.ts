@@ -45,7 +45,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   })
   const configs = createConfigService({
     inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock,
-    linter: createConfigLinter({ registry }),
+    linter: createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) }),
   })
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
   const app = await buildApp({

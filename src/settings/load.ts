@@ -135,6 +135,7 @@ export function loadSettings(options: LoadOptions = {}): Settings {
     dataDir: resolve(base, withDefaults.dataDir),
     assetsDir: resolve(base, withDefaults.assetsDir),
     tftp: { ...withDefaults.tftp, port: withDefaults.tftp.port ?? (isRoot ? 69 : 6969) },
+    talos: { ...withDefaults.talos, schemasDir: withDefaults.talos.schemasDir ? resolve(base, withDefaults.talos.schemasDir) : '' },
     inventory: {
       ...withDefaults.inventory,
       ...(withDefaults.inventory.importOnStart ? { importOnStart: resolve(base, withDefaults.inventory.importOnStart) } : {}),

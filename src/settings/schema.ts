@@ -148,7 +148,7 @@ export const SettingsSchema = Type.Object(
       {
         /**
          * Directory of Talos's config JSON schemas (talos-config.<version>.schema.json) used to lint every config
-         * before it is served. Empty: ../shared/talos-schemas beside the repository (talos/lint DEFAULT_SCHEMAS_DIR).
+         * before it is served. Empty: the schemas shipped in talos-schemas/ (talos/lint DEFAULT_SCHEMAS_DIR).
          */
         schemasDir: Type.String({ default: '' }),
       },

@@ -83,8 +83,8 @@ export interface ConfigLinter {
 /** The repository root (two levels above this file: src/talos/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
-/** shared/talos-schemas beside the repository, where the project keeps the official schemas. */
-export const DEFAULT_SCHEMAS_DIR = resolve(REPO_ROOT, '../shared/talos-schemas')
+/** The official Talos config schemas, shipped with rackboot (talos-schemas/ at the repository root) so an offline appliance can lint. */
+export const DEFAULT_SCHEMAS_DIR = resolve(REPO_ROOT, 'talos-schemas')
 
 /** Talos kind -> the kind its JSON schema lists (the schemaMeta tags disagree with the registered kinds). */
 const SCHEMA_KIND_ALIASES: Readonly<Record<string, string>> = {

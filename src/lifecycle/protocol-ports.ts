@@ -1,0 +1,56 @@
+// The lifecycle's side of the protocol servers' ports: what DHCP and TFTP saw goes onto the machine's timeline,
+// and DHCP learns what not to boot. The servers know nothing of machines; this maps packets to machines.
+import type { DhcpBootAdvice, DhcpBootEvent, DhcpBootPort } from '../dhcp/ports.js'
+import type { RequestFacts } from '../dhcp/facts.js'
+import type { Inventory } from '../inventory/index.js'
+import type { Logger } from '../log.js'
+import type { TftpObserver, TftpTransferInfo } from '../tftp/index.js'
+import type { Lifecycle } from './service.js'
+
+export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger }): DhcpBootPort {
+  return {
+    async inspect(facts: RequestFacts, event: DhcpBootEvent): Promise<DhcpBootAdvice | void> {
+      const family = facts.arch?.family
+      const arch = family === 'uefiArm64' ? 'arm64' : family === 'bios' || family === 'uefiX64' ? 'amd64' : null
+      const firmware = facts.arch?.firmware === 'bios' ? 'bios' : facts.arch?.firmware === 'uefi' ? 'uefi' : null
+      const { machine } = await deps.lifecycle.identify({ mac: facts.mac, uuid: facts.uuid, arch, firmware }, 'dhcp')
+      const what = `${facts.message.toUpperCase()}${facts.isIpxe ? ' (iPXE)' : facts.clientType ? ` (${facts.clientType}${facts.arch ? ` ${facts.arch.name}` : ''})` : ''}`
+      const answer = event.reply === 'none' ? 'no answer' : `${event.reply.toUpperCase()}${event.ip ? ` ${event.ip}` : ''}`
+      const advice: DhcpBootAdvice = machine.state === 'maintenance' ? { ignore: true, reason: 'machine is in maintenance' } : {}
+      deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCP ${what} → ${answer}${advice.ignore ? ' without boot options (maintenance)' : event.bootFile ? `, boot ${event.bootFile}` : ''}`, {
+        message: facts.message,
+        reply: event.reply,
+        mode: event.mode,
+        ip: event.ip ?? null,
+        subnet: event.subnet ?? null,
+        relay: facts.giaddr,
+        arch: facts.arch?.name ?? null,
+        ipxe: facts.isIpxe,
+        bootFile: advice.ignore ? null : (event.bootFile ?? null),
+      })
+      return advice
+    },
+  }
+}
+
+export function createTftpObserver(deps: { lifecycle: Lifecycle; inventory: Inventory; log: Logger }): TftpObserver {
+  return {
+    transferFinished(info: TftpTransferInfo) {
+      // Fire and forget: the TFTP server never waits on the database.
+      void (async () => {
+        const lease = await deps.inventory.leases.byIp(info.client.address)
+        const machine = lease ? await deps.inventory.machines.byMac(lease.mac) : null
+        const secs = info.ms / 1000
+        const message = info.ok
+          ? `TFTP ${info.file}: ${info.bytes} bytes in ${secs.toFixed(2)} s (blksize ${info.blksize}, window ${info.windowsize})`
+          : info.aborted
+            ? `TFTP ${info.file}: client ended the transfer (${info.error ?? 'aborted'})`
+            : `TFTP ${info.file} failed: ${info.error ?? 'unknown error'}`
+        deps.lifecycle.record(machine?.id ?? null, 'boot.tftp', machine ? message : `${message} (from ${info.client.address})`, {
+          file: info.file, bytes: info.bytes, ms: info.ms, ok: info.ok, aborted: info.aborted ?? false, error: info.error ?? null,
+          client: info.client.address, blksize: info.blksize, windowsize: info.windowsize,
+        })
+      })().catch((err) => deps.log.warn({ err }, 'cannot record TFTP transfer'))
+    },
+  }
+}
