@@ -267,8 +267,15 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
         maxRetries: settings.maxRetries,
         oack: neg.oack.size > 0 ? encodeOack(neg.oack) : null,
         clock,
-        // No callback: a failed send is a lost datagram, which the retransmission timer already covers.
-        send: (packet) => data.send(packet),
+        // No callback: a failed send is a lost datagram, which the retransmission timer already covers. The
+        // try keeps a send on a socket closed under us (stop) from throwing out of a timer.
+        send: (packet) => {
+          try {
+            data.send(packet)
+          } catch {
+            // closed
+          }
+        },
         onFinish: (result) => finished(entry, own, result, neg.blksize, neg.windowsize, started, tlog),
       })
       entry.transfer = transfer
