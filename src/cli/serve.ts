@@ -1,13 +1,20 @@
 import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { createDhcpServer } from '../dhcp/index.js'
 import { createEventBus } from '../events/bus.js'
 import { buildApp } from '../http/index.js'
-import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
-import { attachTimeline, createBootService, createConfigService, createLifecycle, systemClock } from '../lifecycle/index.js'
-import { createConfigLinter } from '../talos/index.js'
 import { createDownloadGate } from '../http/download-gate.js'
+import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
+import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
+import {
+  attachTimeline, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createTftpObserver, systemClock,
+} from '../lifecycle/index.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
-import { loadSettings } from '../settings/index.js'
+import { createPowerManager } from '../power/index.js'
+import { loadSettings, type Settings } from '../settings/index.js'
+import { createConfigLinter } from '../talos/index.js'
+import { createFileSource, createRoutingSource, createTftpServer } from '../tftp/index.js'
 import { VERSION } from '../version.js'
 import { databaseFile, parse, secretKeyFile } from './context.js'
 
@@ -15,6 +22,13 @@ export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
 
 Starts the HTTP server (boot scripts, assets, API, /healthz, /metrics), TFTP and, when configured, DHCP.
 Settings: rackboot.yaml (or --config / RACKBOOT_CONFIG), RACKBOOT_* environment variables, --set flags.`
+
+/** The URL machines reach us at, for answers given before any HTTP request (DHCP boot file URLs). */
+export function publicBaseUrl(settings: Settings): string {
+  if (settings.http.publicUrl) return settings.http.publicUrl.replace(/\/+$/, '')
+  const host = settings.dhcp.serverAddress ?? (settings.http.listen !== '0.0.0.0' ? settings.http.listen : '127.0.0.1')
+  return `http://${host}:${settings.http.port}`
+}
 
 /** Builds every concrete piece (the only place that does) and runs until SIGINT/SIGTERM. */
 export async function serveCommand(args: string[]): Promise<number> {
@@ -26,18 +40,30 @@ export async function serveCommand(args: string[]): Promise<number> {
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
   const log = createLogger({ level: settings.log.level })
   mkdirSync(settings.dataDir, { recursive: true })
-  mkdirSync(settings.assetsDir, { recursive: true })
+  mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
   const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings) })
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
   const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }) })
+  const base = publicBaseUrl(settings)
 
   if (settings.inventory.importOnStart) {
     const report = await importInventory(inventory, loadInventoryFiles(settings.inventory.importOnStart), { now: Date.now() })
     for (const w of report.warnings) log.warn({ warning: w }, 'inventory import warning')
     log.info({ dir: settings.inventory.importOnStart, changes: report.changes.length, unchanged: report.unchanged }, 'inventory imported')
   }
+
+  const power = createPowerManager({
+    bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power,
+    observer: {
+      result: (r) => {
+        if (!r.final) return
+        lifecycle.record(r.machineId, 'power', r.ok ? `power ${r.action}: done in ${r.ms} ms` : `power ${r.action} failed: ${r.error}`, { ...r })
+      },
+      status: (s) => lifecycle.record(s.machineId, 'power', `power is ${s.state}${s.previous ? ` (was ${s.previous})` : ''}`, { state: s.state, previous: s.previous ?? null, error: s.error ?? null }),
+    },
+  })
 
   const bootService = createBootService({
     inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock,
@@ -48,8 +74,33 @@ export async function serveCommand(args: string[]): Promise<number> {
     linter: createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) }),
   })
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
+
+  // TFTP serves the iPXE loaders (assets/ipxe) that firmware PXE fetches before it can speak HTTP.
+  const tftp = settings.tftp.enabled
+    ? createTftpServer({
+        settings: settings.tftp,
+        source: createRoutingSource({ fallback: createFileSource({ root: join(settings.assetsDir, 'ipxe') }) }),
+        log, metrics: registry,
+        observer: createTftpObserver({ lifecycle, inventory, log }),
+      })
+    : null
+  const dhcp = settings.dhcp.mode !== 'off'
+    ? createDhcpServer({
+        settings: settings.dhcp, leases: inventory.leases, reservations: inventory.reservations,
+        bootPort: createDhcpBootPort({ lifecycle, log }),
+        urls: {
+          scriptUrl: `${base}/boot.ipxe?${IPXE_IDENTITY_QUERY}`,
+          httpBootUrl: (arch) => `${base}/assets/ipxe/${arch.family === 'uefiArm64' ? settings.dhcp.bootFiles.uefiArm64 : settings.dhcp.bootFiles.uefiX64}`,
+        },
+        log, metrics: registry,
+      })
+    : null
+
+  let tftpUp = false
+  let dhcpUp = false
   const app = await buildApp({
     inventory, lifecycle, registry, log, version: VERSION,
+    checks: { ...(tftp ? { tftp: () => tftpUp } : {}), ...(dhcp ? { dhcp: () => dhcpUp } : {}) },
     boot: {
       service: bootService, gate, assetsDir: settings.assetsDir, publicUrl: settings.http.publicUrl,
       hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
@@ -58,7 +109,14 @@ export async function serveCommand(args: string[]): Promise<number> {
     },
   })
   const address = await app.listen({ host: settings.http.listen, port: settings.http.port })
-  log.info({ address, dataDir: settings.dataDir, settings: settings.source ?? '(defaults)', version: VERSION }, 'rackboot is serving')
+  const tftpAt = tftp ? await tftp.start() : null
+  tftpUp = !!tftpAt
+  const dhcpAt = dhcp ? await dhcp.start() : null
+  dhcpUp = !!dhcpAt
+  log.info({
+    address, publicUrl: base, tftp: tftpAt, dhcp: dhcpAt, dataDir: settings.dataDir, assetsDir: settings.assetsDir,
+    settings: settings.source ?? '(defaults)', version: VERSION,
+  }, 'rackboot is serving')
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -68,6 +126,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
+  await dhcp?.stop()
+  await tftp?.stop()
+  power.stop()
   await app.close()
   await timeline.flush()
   timeline.detach()
