@@ -10,6 +10,7 @@ usage: rackboot <command> [options]
   inventory import|export             declarative inventory files <-> database
   tokens create|list|revoke           API tokens
   assets list|fetch|import            boot assets: iPXE, Talos kernels and initramfs images
+  power status|on|off|cycle|pxe       drive machines' BMCs (IPMI, Redfish)
   version
 
 Every command takes --config FILE, --set key=value and --help; lists take --json.`
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   inventory: async () => (await import('./cli/inventory.js')).inventoryCommand,
   tokens: async () => (await import('./cli/tokens.js')).tokensCommand,
   assets: async () => (await import('./cli/assets.js')).assetsCommand,
+  power: async () => (await import('./cli/power.js')).powerCommand,
 }
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage or bad settings. */

@@ -56,6 +56,7 @@ export async function serveCommand(args: string[]): Promise<number> {
 
   const power = createPowerManager({
     bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power,
+    driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
     observer: {
       result: (r) => {
         if (!r.final) return
@@ -128,7 +129,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   })
   await dhcp?.stop()
   await tftp?.stop()
-  power.stop()
+  await power.stop()
   await app.close()
   await timeline.flush()
   timeline.detach()

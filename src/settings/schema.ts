@@ -179,6 +179,11 @@ export const SettingsSchema = Type.Object(
         pollConcurrency: Type.Integer({ minimum: 1, default: 32 }),
         /** IPMI cipher suites in the order tried (17 = HMAC-SHA256, 3 = HMAC-SHA1). */
         ipmiCipherSuites: Type.Array(Type.Union([Type.Literal(17), Type.Literal(3)]), { minItems: 1, default: [17, 3] }),
+        /**
+         * How a boot override set over IPMI is checked on read-back: 'strict' (valid flag, device, mode and
+         * persistence) or 'device' (the device only, for BMCs that drop the other bits, like ipmi_sim).
+         */
+        ipmiBootVerify: Type.Union([Type.Literal('strict'), Type.Literal('device')], { default: 'strict' }),
       },
       { additionalProperties: false, default: {} },
     ),
