@@ -1,7 +1,7 @@
 // DHCPv4 wire format (RFC 2131 §2, RFC 2132, RFC 3396). decode never trusts a length; encode splits long options,
 // uses option overload (52) when the options do not fit the client's maximum size, and pads to BOOTP's 300 bytes.
 import { RackbootError } from '../errors.js'
-import { OptionCode, ipBytes, readIp, type DhcpOptions } from './options.js'
+import { OptionCode, readIp, writeIp, type DhcpOptions } from './options.js'
 
 export const BOOTREQUEST = 1
 export const BOOTREPLY = 2
@@ -66,8 +66,8 @@ function readOptions(buf: Buffer, start: number, end: number, out: DhcpOptions):
     const from = i + 2
     const to = from + len
     if (to > end) return 'truncated-option'
-    // Copy: the datagram buffer may be reused, and callers keep options.
-    const value = Buffer.from(buf.subarray(from, to))
+    // A view, not a copy: Node hands every datagram its own buffer, and decode copies what it was given.
+    const value = buf.subarray(from, to)
     const prev = out.get(code)
     out.set(code, prev ? Buffer.concat([prev, value]) : value)
     i = to
@@ -84,7 +84,9 @@ function cString(buf: Buffer, offset: number, size: number): string {
 }
 
 /** Decodes a datagram; malformed input is a value, never an exception. */
-export function tryDecode(buf: Buffer): DecodeResult {
+export function tryDecode(input: Buffer): DecodeResult {
+  // One copy of the whole datagram; options are views into it.
+  const buf = Buffer.from(input)
   if (buf.length < HEADER_SIZE) return { ok: false, reason: 'too-short' }
   if (buf.readUInt32BE(236) !== MAGIC_COOKIE) return { ok: false, reason: 'bad-magic-cookie' }
   const op = buf[0]!
@@ -130,7 +132,7 @@ export function tryDecode(buf: Buffer): DecodeResult {
       yiaddr: readIp(buf, 16),
       siaddr: readIp(buf, 20),
       giaddr: readIp(buf, 24),
-      chaddr: Buffer.from(buf.subarray(28, 44)),
+      chaddr: buf.subarray(28, 44),
       sname,
       file,
       options,
@@ -250,10 +252,10 @@ export function encode(p: DhcpPacket, options: EncodeOptions = {}): Buffer {
   out.writeUInt32BE(p.xid >>> 0, 4)
   out.writeUInt16BE(p.secs & 0xffff, 8)
   out.writeUInt16BE(p.flags & 0xffff, 10)
-  ipBytes(p.ciaddr).copy(out, 12)
-  ipBytes(p.yiaddr).copy(out, 16)
-  ipBytes(p.siaddr).copy(out, 20)
-  ipBytes(p.giaddr).copy(out, 24)
+  writeIp(out, 12, p.ciaddr)
+  writeIp(out, 16, p.yiaddr)
+  writeIp(out, 20, p.siaddr)
+  writeIp(out, 24, p.giaddr)
   p.chaddr.copy(out, 28, 0, Math.min(16, p.chaddr.length))
   if (!(overload & 2)) writeField(out, SNAME_OFFSET, SNAME_SIZE, p.sname, 'sname')
   if (!(overload & 1)) writeField(out, FILE_OFFSET, FILE_SIZE, p.file, 'file')
@@ -279,10 +281,10 @@ export function encode(p: DhcpPacket, options: EncodeOptions = {}): Buffer {
 
 /** The client's hardware address as lower-case colon-separated hex (Ethernet: 6 bytes). */
 export function hardwareAddress(p: DhcpPacket): string {
-  const n = Math.min(p.hlen, 16)
-  const parts: string[] = []
-  for (let i = 0; i < n; i++) parts.push(p.chaddr[i]!.toString(16).padStart(2, '0'))
-  return parts.join(':')
+  const hex = p.chaddr.toString('hex', 0, Math.min(p.hlen, 16))
+  let out = ''
+  for (let i = 0; i < hex.length; i += 2) out += i === 0 ? hex.slice(0, 2) : `:${hex.slice(i, i + 2)}`
+  return out
 }
 
 /** A blank packet with every address zero, for building requests in tests and tools. */

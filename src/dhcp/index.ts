@@ -3,10 +3,11 @@
 import { networkInterfaces } from 'node:os'
 import type { Registry } from 'prom-client'
 import { RackbootError } from '../errors.js'
-import type { LeaseRepository, ReservationRepository } from '../inventory/repositories.js'
+import type { ReservationRepository } from '../inventory/repositories.js'
 import type { Logger } from '../log.js'
 import type { Settings } from '../settings/schema.js'
 import type { BootFileConfig } from './boot-file.js'
+import type { BatchLeaseRepository, LeaseTransaction } from './lease-writer.js'
 import type { DhcpHandler } from './handler.js'
 import { createFullHandler, type FullHandler } from './handlers/full.js'
 import { createProxyHandler } from './handlers/proxy.js'
@@ -19,8 +20,16 @@ export type DhcpSettings = Settings['dhcp']
 
 export interface DhcpServerDeps {
   settings: DhcpSettings
-  /** Lease storage (full mode); this server is the only writer for its subnets. */
-  leases: LeaseRepository
+  /**
+   * Lease storage (full mode); this server is the only writer for its subnets. An optional `putMany(leases)` on it
+   * is used for batches of writes (group commit).
+   */
+  leases: BatchLeaseRepository
+  /**
+   * Runs lease writes in one transaction so concurrent ACKs share a commit, e.g.
+   * `(fn) => inventory.transaction((inv) => fn(inv.leases))`. Optional; strongly advised for SQLite.
+   */
+  leaseTransaction?: LeaseTransaction
   /** Fixed addresses from the inventory (full mode). */
   reservations: ReservationRepository
   /** The lifecycle: timeline events and per-machine advice. Defaults to a port that does nothing. */
@@ -89,6 +98,7 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
           subnets,
           settings: s,
           leases: deps.leases,
+          ...(deps.leaseTransaction ? { leaseTransaction: deps.leaseTransaction } : {}),
           reservations: deps.reservations,
           boot,
           advice,
@@ -142,3 +152,4 @@ export type { DhcpHandler, DhcpResult, DhcpReply } from './handler.js'
 export { OptionCode, MessageType, type DhcpOptions, type MessageName } from './options.js'
 export { noopBootPort, type DhcpBootPort, type DhcpBootAdvice, type DhcpBootEvent, type DhcpUrls } from './ports.js'
 export { replyDestination } from './server.js'
+export type { BatchLeaseRepository, LeaseTransaction } from './lease-writer.js'

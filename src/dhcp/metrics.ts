@@ -73,11 +73,24 @@ export function createDhcpMetrics(registry: Registry, poolUsage: PoolUsageSource
       }
     },
   })
+  // Label children looked up once per value: the hot path then skips prom-client's label hashing.
+  const child = <T>(make: (v: string) => T) => {
+    const cache = new Map<string, T>()
+    return (v: string): T => {
+      let c = cache.get(v)
+      if (!c) cache.set(v, (c = make(v)))
+      return c
+    }
+  }
+  const receivedBy = child((type) => received.labels({ type }))
+  const repliedBy = child((type) => replies.labels({ type }))
+  const droppedBy = child((reason) => dropped.labels({ reason }))
+  const durationBy = child((type) => duration.labels({ type }))
   return {
-    received: (type) => received.inc({ type }),
-    replied: (type) => replies.inc({ type }),
-    dropped: (reason) => dropped.inc({ reason }),
-    handled: (type, seconds) => duration.observe({ type }, seconds),
+    received: (type) => receivedBy(type).inc(),
+    replied: (type) => repliedBy(type).inc(),
+    dropped: (reason) => droppedBy(reason).inc(),
+    handled: (type, seconds) => durationBy(type).observe(seconds),
     portFailure: (reason) => portFailures.inc({ reason }),
     storageFailure: () => storageFailures.inc(),
   }

@@ -31,6 +31,7 @@ export function replyTo(req: DhcpPacket, ...mods: Modifier[]): DhcpPacket {
 
 /** Option 53; set first so it is encoded first. */
 export const withMessageType = (type: number): Modifier => (p) => {
+  if (p.options.size === 0) return setU8(p.options, OptionCode.MessageType, type)
   const rest = [...p.options]
   p.options.clear()
   setU8(p.options, OptionCode.MessageType, type)

@@ -18,6 +18,7 @@ import { LeasePool, isActive, sameClient, toLease, type ClientKey, type PoolEntr
 import { indexReservations, loadReservations, type ReservationIndex } from '../reservations.js'
 import { findSubnet, subnetContains, type Subnet } from '../subnet.js'
 import type { DhcpBootAdvice } from '../ports.js'
+import { createLeaseWriter, type BatchLeaseRepository, type LeaseTransaction } from '../lease-writer.js'
 
 export interface FullHandlerSettings {
   offerSeconds: number
@@ -32,7 +33,10 @@ export interface FullHandlerDeps {
   serverId: string
   subnets: Subnet[]
   settings: FullHandlerSettings
-  leases: LeaseRepository
+  /** Lease storage; `putMany`, when the store has it, takes a whole batch of writes in one call. */
+  leases: BatchLeaseRepository
+  /** Lets concurrent lease writes share one commit (group commit); without it each write commits alone. */
+  leaseTransaction?: LeaseTransaction
   reservations: ReservationRepository
   boot: BootFileConfig
   advice: AdviceDeps
@@ -64,6 +68,7 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     pools.set(s.cidr, new LeasePool(s, [serverId, ...s.routers]))
   }
   let reservations: ReservationIndex = indexReservations([])
+  const writer = createLeaseWriter({ leases: deps.leases, ...(deps.leaseTransaction ? { transaction: deps.leaseTransaction } : {}) })
   let timers: NodeJS.Timeout[] = []
 
   const applyReservations = (index: ReservationIndex): void => {
@@ -174,7 +179,7 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
 
   const persist = async (entries: PoolEntry[], subnet: Subnet): Promise<boolean> => {
     try {
-      for (const e of entries) await deps.leases.put(toLease(e, subnet))
+      await Promise.all(entries.map((e) => writer.write(toLease(e, subnet))))
       return true
     } catch (err) {
       deps.advice.metrics.storageFailure()
@@ -380,6 +385,7 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     async stop() {
       for (const t of timers) clearInterval(t)
       timers = []
+      await writer.flush()
     },
     async handle(req: DhcpPacket, meta: RequestMeta): Promise<DhcpResult> {
       if (req.op !== 1) return ignore('not-a-request')

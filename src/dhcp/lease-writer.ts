@@ -1,0 +1,95 @@
+// Group commit for lease writes. A reply that depends on a lease waits until its lease is stored (durability before
+// ACK), but writes arriving together share one commit: everything queued while the previous batch was being written
+// goes out as the next batch, in one transaction when the store offers one. Under load a commit costs once per batch
+// instead of once per ACK; at low load a batch is a single lease and adds no delay.
+import type { LeaseRepository } from '../inventory/repositories.js'
+import type { Lease } from '../inventory/types.js'
+
+/** Runs `fn` atomically against the lease store (e.g. `(fn) => inventory.transaction((inv) => fn(inv.leases))`). */
+export type LeaseTransaction = <T>(fn: (leases: LeaseRepository) => Promise<T>) => Promise<T>
+
+/**
+ * A lease store that may also write many leases in one call (one statement or one prepared loop in one
+ * transaction). Used when present: per-statement overhead, not the commit, dominates a batch otherwise.
+ */
+export type BatchLeaseRepository = LeaseRepository & { putMany?(leases: Lease[]): Promise<void> }
+
+export interface LeaseWriterDeps {
+  leases: BatchLeaseRepository
+  transaction?: LeaseTransaction
+  /** Largest batch per commit. */
+  maxBatch?: number
+}
+
+export interface LeaseWriter {
+  /** Resolves once the lease is stored; rejects when its batch failed. */
+  write(lease: Lease): Promise<void>
+  /** Resolves when everything queued so far is stored (or failed). */
+  flush(): Promise<void>
+}
+
+interface Pending {
+  lease: Lease
+  waiters: { resolve: () => void; reject: (err: unknown) => void }[]
+}
+
+export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
+  const maxBatch = deps.maxBatch ?? 1000
+  // Latest state per address: a later write of the same address replaces an earlier one not yet committed.
+  let queue = new Map<string, Pending>()
+  let running: Promise<void> | null = null
+
+  const commit = async (batch: Pending[]): Promise<void> => {
+    if (deps.leases.putMany && batch.length > 1) return deps.leases.putMany(batch.map((p) => p.lease))
+    const putAll = async (repo: LeaseRepository) => {
+      for (const p of batch) await repo.put(p.lease)
+    }
+    if (deps.transaction && batch.length > 1) await deps.transaction(putAll)
+    else await putAll(deps.leases)
+  }
+
+  const drain = async (): Promise<void> => {
+    // Let every datagram already read in this turn of the event loop join the first batch.
+    await new Promise<void>((r) => setImmediate(r))
+    while (queue.size > 0) {
+      const all = [...queue.values()]
+      const batch = all.slice(0, maxBatch)
+      if (all.length > maxBatch) {
+        queue = new Map(all.slice(maxBatch).map((p) => [p.lease.ip, p]))
+      } else queue = new Map()
+      try {
+        await commit(batch)
+        for (const p of batch) for (const w of p.waiters) w.resolve()
+      } catch (err) {
+        for (const p of batch) for (const w of p.waiters) w.reject(err)
+      }
+    }
+  }
+
+  const kick = (): void => {
+    if (running) return
+    running = drain().finally(() => {
+      running = null
+      if (queue.size > 0) kick()
+    })
+  }
+
+  return {
+    write(lease) {
+      return new Promise<void>((resolve, reject) => {
+        const prev = queue.get(lease.ip)
+        if (prev) {
+          prev.lease = lease
+          prev.waiters.push({ resolve, reject })
+        } else queue.set(lease.ip, { lease, waiters: [{ resolve, reject }] })
+        kick()
+      })
+    },
+    async flush() {
+      while (running || queue.size > 0) {
+        kick()
+        await running
+      }
+    },
+  }
+}
