@@ -81,6 +81,13 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
       if (!serverAddress) {
         throw new RackbootError('RB_ERR_SETTINGS', `dhcp.serverAddress is not set and interface ${s.interface ?? '(none)'} has no IPv4 address`)
       }
+      if (s.interface) {
+        const addrs = networkInterfaces()[s.interface]
+        if (!addrs) log.warn({ interface: s.interface }, 'dhcp interface not found on this host')
+        else if (!addrs.some((a) => a.address === serverAddress)) {
+          log.warn({ interface: s.interface, serverAddress }, 'dhcp serverAddress is not an address of the named interface')
+        }
+      }
       const subnets = s.subnets.map(parseSubnet)
       let usage: () => { subnet: string; used: number; total: number }[] = () => []
       const metrics = createDhcpMetrics(deps.metrics, () => usage())

@@ -444,3 +444,21 @@ test('messages a server never receives, and replies, are ignored with a reason',
   p.options.delete(OptionCode.MessageType)
   assert.equal((await x.h.handle(p, meta())).kind, 'ignore')
 })
+
+test('a reserved address held by someone else does not loop its owner through NAKs', async () => {
+  const leases = memoryLeases()
+  const x = await harness({ leases })
+  // Another client is bound to .105 before the reservation exists.
+  const squatter = await x.reply({ type: MessageType.Discover, mac: '52:54:00:aa:00:77', requestedIp: '198.18.1.105' })
+  assert.equal(squatter.yiaddr, '198.18.1.105')
+  await x.reply({ type: MessageType.Request, mac: '52:54:00:aa:00:77', requestedIp: '198.18.1.105', serverId: SERVER })
+  await x.reservations.put({ ip: '198.18.1.105', mac: MAC, clientId: null, hostname: null, machineId: 'm1' })
+  await x.h.reloadReservations()
+  const { ack } = await dora(x, { mac: MAC })
+  assert.notEqual(ack.yiaddr, '198.18.1.105')
+  // Once the squatter is gone the owner moves onto its reservation.
+  await x.send({ type: MessageType.Release, mac: '52:54:00:aa:00:77', ciaddr: '198.18.1.105', serverId: SERVER })
+  const renew = await x.reply({ type: MessageType.Request, mac: MAC, ciaddr: ack.yiaddr })
+  assert.equal(type(renew), MessageType.Nak)
+  assert.equal((await dora(x, { mac: MAC })).ack.yiaddr, '198.18.1.105')
+})

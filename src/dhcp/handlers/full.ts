@@ -233,7 +233,10 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     const client = clientOf(f)
     const t = now()
     const reserved = reservationIn(client, subnet)
-    if (reserved && reserved.ip !== ip) return nak(req, f, 'address reserved elsewhere for this client', subnet)
+    // A client with a reservation is moved onto it, unless someone else still holds the reserved address.
+    if (reserved && reserved.ip !== ip && pool.available(reserved.ip, client, t)) {
+      return nak(req, f, 'address reserved elsewhere for this client', subnet)
+    }
     const holder = pool.holder(ip, t)
     if (holder && !sameClient(holder, client)) return nak(req, f, 'address in use', subnet)
     if (!pool.available(ip, client, t)) return nak(req, f, 'address not available', subnet)
