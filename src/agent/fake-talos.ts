@@ -1,0 +1,45 @@
+// A stand-in for Talos for the end-to-end tests, which cannot download Talos: the same Debian kernel with a busybox
+// initramfs whose /init does what Talos does with talos.config= (sh/fake-talos-init.sh): KSPP check, DHCP,
+// variable substitution in the URL, the fetch with Talos's retry schedule and status handling, and console markers
+// ("fake-talos: config fetched <bytes> bytes sha256=<hex>" or "fake-talos: config failed <reason>").
+import { readFileSync } from 'node:fs'
+import { silentLogger, type Logger } from '../log.js'
+import type { ProgressFn } from './debian.js'
+import { buildImage, type BuiltAssets } from './image.js'
+import { AGENT_MODULES } from './initramfs.js'
+import { fakeTalosInitScript, udhcpcScript } from './scripts.js'
+
+export interface FakeTalosOptions {
+  /** Written: outDir/vmlinuz and outDir/fake-talos.img. */
+  outDir: string
+  cacheDir: string
+  log?: Logger
+  onProgress?: ProgressFn
+  kernelPackage?: string
+  force?: boolean
+}
+
+/** The awk program that rewrites talos.config= URLs as Talos does (also used by tests directly). */
+export function talosUrlAwk(): string {
+  return readFileSync(new URL('./sh/talos-url.awk', import.meta.url), 'utf8')
+}
+
+export const talosUrlAwkPath = (): string => new URL('./sh/talos-url.awk', import.meta.url).pathname
+
+export function buildFakeTalosAssets(options: FakeTalosOptions): Promise<BuiltAssets> {
+  return buildImage({
+    imageName: 'fake-talos.img',
+    outDir: options.outDir,
+    cacheDir: options.cacheDir,
+    log: options.log ?? silentLogger(),
+    onProgress: options.onProgress,
+    kernelPackage: options.kernelPackage,
+    modules: AGENT_MODULES,
+    init: fakeTalosInitScript(),
+    files: [
+      { path: 'etc/rackboot/udhcpc.script', data: udhcpcScript(), mode: 0o755 },
+      { path: 'etc/fake-talos/url.awk', data: talosUrlAwk() },
+    ],
+    force: options.force,
+  })
+}
