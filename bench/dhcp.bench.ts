@@ -3,7 +3,8 @@
 //   npm run bench -- dhcp [--seconds=15] [--clients=10000] [--rate=N] [--rounds=1] [--mode=relay|direct]
 // perfdhcp always acts as a relay (giaddr = its address). "relay" mode puts it on another subnet (rackboot picks the
 // subnet by giaddr and unicasts back); "direct" mode broadcasts from the server's own subnet.
-// rackboot runs with the SQLite inventory on disk (the real path) and, for reference, with in-memory leases.
+// rackboot runs with the SQLite inventory on disk (the real path), with that inventory plus a one-statement batch
+// upsert (putMany, a prototype in the test runner for src/inventory), and with in-memory leases.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -103,17 +104,22 @@ export async function run(args: string[]): Promise<void> {
     const subnets = o.mode === 'relay' ? [{ ...DIRECT, subnet: '198.18.0.0/24', rangeStart: '198.18.0.100', rangeEnd: '198.18.0.200' }, RELAYED] : [DIRECT]
     console.log(`perfdhcp -4 -g single -R ${o.clients} -r ${o.rate} -p ${o.seconds} (${o.mode}), ${o.rounds} round(s)`)
 
-    const results: Record<string, number[]> = { 'rackboot (sqlite)': [], 'rackboot (memory)': [], 'kea-dhcp4 (memfile)': [] }
+    const results: Record<string, number[]> = {
+      'rackboot (sqlite)': [],
+      'rackboot (sqlite+putMany)': [],
+      'rackboot (memory)': [],
+      'kea-dhcp4 (memfile)': [],
+    }
     const show = (name: string, s: PerfdhcpStats) =>
       console.log(
-        `  ${name.padEnd(22)} ${s.rate.toFixed(0).padStart(6)} DORA/s   offers ${s.offers}/${s.discovers}   acks ${s.acks}/${s.requests}`,
+        `  ${name.padEnd(26)} ${s.rate.toFixed(0).padStart(6)} DORA/s   offers ${s.offers}/${s.discovers}   acks ${s.acks}/${s.requests}`,
       )
     for (let round = 0; round < o.rounds; round++) {
-      for (const store of ['sqlite', 'memory'] as const) {
+      for (const store of ['sqlite', 'sqlite+putMany', 'memory'] as const) {
         const name = `rackboot (${store})`
         const db = join(dir, `round${round}.db`)
         const server = await startServerIn(srv, {
-          store: store === 'sqlite' ? { kind: 'sqlite', file: db } : { kind: 'memory' },
+          store: store === 'memory' ? { kind: 'memory' } : { kind: 'sqlite', file: db, putMany: store === 'sqlite+putMany' },
           settings: { mode: 'full', serverAddress: SERVER, subnets },
         })
         const s = await perfdhcp(cli, o)
@@ -137,7 +143,7 @@ export async function run(args: string[]): Promise<void> {
     console.log('\nmedian DORA/s:')
     for (const [name, rates] of Object.entries(results)) {
       const m = median(rates)
-      console.log(`  ${name.padEnd(22)} ${m.toFixed(0).padStart(6)}   ratio to kea ${kea > 0 ? (m / kea).toFixed(2) : 'n/a'}`)
+      console.log(`  ${name.padEnd(26)} ${m.toFixed(0).padStart(6)}   ratio to kea ${kea > 0 ? (m / kea).toFixed(2) : 'n/a'}`)
     }
   } finally {
     await lab.destroy()

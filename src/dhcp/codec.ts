@@ -184,22 +184,79 @@ function writeField(out: Buffer, offset: number, size: number, text: string, nam
   bytes.copy(out, offset)
 }
 
+const skipOnEncode = (code: number): boolean =>
+  code === OptionCode.Pad || code === OptionCode.End || code === OptionCode.OptionOverload // 52 is decided here
+
+/** Writes one option at `at`, split into 255-byte instances (RFC 3396); returns the next offset. */
+function writeTlvs(out: Buffer, at: number, code: number, value: Buffer): number {
+  if (value.length === 0) {
+    out[at] = code
+    out[at + 1] = 0
+    return at + 2
+  }
+  for (let i = 0; i < value.length; i += 255) {
+    const n = Math.min(255, value.length - i)
+    out[at] = code
+    out[at + 1] = n
+    value.copy(out, at + 2, i, i + n)
+    at += n + 2
+  }
+  return at
+}
+
+function writeHeader(out: Buffer, p: DhcpPacket, overload: number): void {
+  out[0] = p.op
+  out[1] = p.htype
+  out[2] = p.hlen
+  out[3] = p.hops
+  out.writeUInt32BE(p.xid >>> 0, 4)
+  out.writeUInt16BE(p.secs & 0xffff, 8)
+  out.writeUInt16BE(p.flags & 0xffff, 10)
+  writeIp(out, 12, p.ciaddr)
+  writeIp(out, 16, p.yiaddr)
+  writeIp(out, 20, p.siaddr)
+  writeIp(out, 24, p.giaddr)
+  p.chaddr.copy(out, 28, 0, Math.min(16, p.chaddr.length))
+  if (!(overload & 2)) writeField(out, SNAME_OFFSET, SNAME_SIZE, p.sname, 'sname')
+  if (!(overload & 1)) writeField(out, FILE_OFFSET, FILE_SIZE, p.file, 'file')
+  out.writeUInt32BE(MAGIC_COOKIE, 236)
+}
+
 /** Serialises a packet. Message type (53) goes first; options keep their order otherwise. */
 export function encode(p: DhcpPacket, options: EncodeOptions = {}): Buffer {
   const limit = Math.max(options.maxSize ?? DEFAULT_MAX_DHCP_SIZE, MIN_PACKET_SIZE)
+  const plainRoom = limit - HEADER_SIZE - 1 // END
+  // Fast path (nearly every reply): everything fits the options area; write it in place, no intermediate buffers.
+  let plainTotal = 0
+  for (const [code, value] of p.options) {
+    if (skipOnEncode(code)) continue
+    plainTotal += value.length === 0 ? 2 : value.length + 2 * Math.ceil(value.length / 255)
+  }
+  if (plainTotal <= plainRoom) {
+    const out = Buffer.alloc(Math.max(MIN_PACKET_SIZE, HEADER_SIZE + plainTotal + 1))
+    writeHeader(out, p, 0)
+    let at = HEADER_SIZE
+    const mt = p.options.get(OptionCode.MessageType)
+    if (mt) at = writeTlvs(out, at, OptionCode.MessageType, mt)
+    for (const [code, value] of p.options) {
+      if (code === OptionCode.MessageType || skipOnEncode(code)) continue
+      at = writeTlvs(out, at, code, value)
+    }
+    out[at] = OptionCode.End
+    return out
+  }
+
   const tlvs: Buffer[] = []
   const mt = p.options.get(OptionCode.MessageType)
   if (mt) tlvs.push(...optionChunks(OptionCode.MessageType, mt))
   for (const [code, value] of p.options) {
-    if (code === OptionCode.MessageType || code === OptionCode.Pad || code === OptionCode.End) continue
-    if (code === OptionCode.OptionOverload) continue // decided here, never by callers
+    if (code === OptionCode.MessageType || skipOnEncode(code)) continue
     tlvs.push(...optionChunks(code, value))
   }
   const total = tlvs.reduce((n, b) => n + b.length, 0)
 
   // Fields that can carry options: the options area (up to the limit), then file, then sname when they are empty.
   // When even those cannot hold everything, send one larger datagram instead (most clients take 1500 bytes).
-  const plainRoom = limit - HEADER_SIZE - 1 // END
   let overload = 0
   const areas: { offset: number; size: number; bit: number }[] = []
   if (total > plainRoom) {
@@ -245,21 +302,7 @@ export function encode(p: DhcpPacket, options: EncodeOptions = {}): Buffer {
   const mainLen = mainTlvs.reduce((n, b) => n + b.length, 0)
   const size = Math.max(MIN_PACKET_SIZE, HEADER_SIZE + mainLen + 1)
   const out = Buffer.alloc(size)
-  out[0] = p.op
-  out[1] = p.htype
-  out[2] = p.hlen
-  out[3] = p.hops
-  out.writeUInt32BE(p.xid >>> 0, 4)
-  out.writeUInt16BE(p.secs & 0xffff, 8)
-  out.writeUInt16BE(p.flags & 0xffff, 10)
-  writeIp(out, 12, p.ciaddr)
-  writeIp(out, 16, p.yiaddr)
-  writeIp(out, 20, p.siaddr)
-  writeIp(out, 24, p.giaddr)
-  p.chaddr.copy(out, 28, 0, Math.min(16, p.chaddr.length))
-  if (!(overload & 2)) writeField(out, SNAME_OFFSET, SNAME_SIZE, p.sname, 'sname')
-  if (!(overload & 1)) writeField(out, FILE_OFFSET, FILE_SIZE, p.file, 'file')
-  out.writeUInt32BE(MAGIC_COOKIE, 236)
+  writeHeader(out, p, overload)
   let at = HEADER_SIZE
   for (const b of mainTlvs) {
     b.copy(out, at)

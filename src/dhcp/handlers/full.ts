@@ -6,14 +6,14 @@ import type { LeaseRepository, ReservationRepository } from '../../inventory/rep
 import type { Reservation } from '../../inventory/types.js'
 import { chooseBoot, type BootChoice, type BootFileConfig } from '../boot-file.js'
 import { bootModifiers, choiceTarget, consultBootPort, notifyBootPort, type AdviceDeps } from '../boot-options.js'
-import type { DhcpPacket } from '../codec.js'
+import { emptyPacket, type DhcpPacket } from '../codec.js'
 import { requestFacts, type RequestFacts, type RequestMeta } from '../facts.js'
 import { ignore, silent, type DhcpHandler, type DhcpReply, type DhcpResult } from '../handler.js'
 import {
   replyTo, withBroadcastFlag, withCiaddr, withEchoes, withHostName, withLeaseTime, withMessage, withMessageType,
-  withNetwork, withServerId, withYiaddr, type Modifier,
+  withNetwork, withOption, withServerId, withYiaddr, type Modifier,
 } from '../modifiers.js'
-import { MessageType, intToIp, ipToInt } from '../options.js'
+import { MessageType, OptionCode, intToIp, ipBytes, ipToInt, type DhcpOptions } from '../options.js'
 import { LeasePool, isActive, sameClient, toLease, type ClientKey, type PoolEntry } from '../pool.js'
 import { indexReservations, loadReservations, type ReservationIndex } from '../reservations.js'
 import { findSubnet, subnetContains, type Subnet } from '../subnet.js'
@@ -94,7 +94,6 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     return directSubnet ?? undefined
   }
 
-  const ourId = (f: RequestFacts): string => f.relayAgent?.serverIdOverride ?? serverId
   const isOurs = (f: RequestFacts, id: string): boolean => id === serverId || id === f.relayAgent?.serverIdOverride
 
   const reservationIn = (c: ClientKey, subnet: Subnet): { r: Reservation; ip: number } | undefined => {
@@ -130,6 +129,27 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     return { choice: chooseBoot(f, deps.boot, override), advice }
   }
 
+  // Per-subnet options are the same in every reply: encode them once.
+  const networkOptions = new Map<string, DhcpOptions>()
+  const leaseOptions = new Map<string, DhcpOptions>()
+  for (const sub of deps.subnets) {
+    const probe = replyTo(emptyPacket(), withNetwork({
+      subnetMask: sub.maskIp,
+      routers: sub.routers,
+      dnsServers: sub.dnsServers,
+      ...(sub.domainName ? { domainName: sub.domainName } : {}),
+      broadcastAddress: sub.broadcastIp,
+    }))
+    networkOptions.set(sub.cidr, probe.options)
+    leaseOptions.set(sub.cidr, replyTo(emptyPacket(), withLeaseTime(sub.leaseSeconds)).options)
+  }
+  const withOptions = (o: DhcpOptions): Modifier => (p) => {
+    for (const [k, v] of o) p.options.set(k, v)
+  }
+  const serverIdBytes = ipBytes(serverId)
+  const withOurId = (f: RequestFacts): Modifier =>
+    f.relayAgent?.serverIdOverride ? withServerId(f.relayAgent.serverIdOverride) : withOption(OptionCode.ServerIdentifier, serverIdBytes)
+
   const leaseReply = (
     req: DhcpPacket,
     f: RequestFacts,
@@ -141,16 +161,10 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
   ): DhcpReply => {
     const mods: Modifier[] = [
       withMessageType(type),
-      withServerId(ourId(f)),
+      withOurId(f),
       withYiaddr(intToIp(ip)),
-      withLeaseTime(subnet.leaseSeconds),
-      withNetwork({
-        subnetMask: subnet.maskIp,
-        routers: subnet.routers,
-        dnsServers: subnet.dnsServers,
-        ...(subnet.domainName ? { domainName: subnet.domainName } : {}),
-        broadcastAddress: subnet.broadcastIp,
-      }),
+      withOptions(leaseOptions.get(subnet.cidr)!),
+      withOptions(networkOptions.get(subnet.cidr)!),
     ]
     if (type === MessageType.Ack && req.ciaddr !== ZERO) mods.push(withCiaddr(req.ciaddr))
     if (hostname) mods.push(withHostName(hostname))
@@ -161,7 +175,7 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
   }
 
   const nak = (req: DhcpPacket, f: RequestFacts, text: string, subnet?: Subnet): DhcpReply => {
-    const mods: Modifier[] = [withMessageType(MessageType.Nak), withServerId(ourId(f)), withMessage(text)]
+    const mods: Modifier[] = [withMessageType(MessageType.Nak), withOurId(f), withMessage(text)]
     // A relay cannot unicast to a client without an address: ask it to broadcast (RFC 2131 §4.3.2).
     if (f.giaddr) mods.push(withBroadcastFlag())
     mods.push(withEchoes(req))
@@ -347,15 +361,9 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     const { choice } = await bootFor(f, { reply: 'ack', subnet: subnet.cidr })
     const mods: Modifier[] = [
       withMessageType(MessageType.Ack),
-      withServerId(ourId(f)),
+      withOurId(f),
       withCiaddr(req.ciaddr),
-      withNetwork({
-        subnetMask: subnet.maskIp,
-        routers: subnet.routers,
-        dnsServers: subnet.dnsServers,
-        ...(subnet.domainName ? { domainName: subnet.domainName } : {}),
-        broadcastAddress: subnet.broadcastIp,
-      }),
+      withOptions(networkOptions.get(subnet.cidr)!),
       ...bootModifiers(f, choice, { mode: 'full', ipxeNoPxedhcp: settings.ipxeNoPxedhcp }),
       withEchoes(req),
     ]
