@@ -356,7 +356,7 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
     if (r.retransmissions > 0) m.retransmissions.inc(r.retransmissions)
     m.duration.observe({ result }, ms / 1000)
     m.active.set(countActive())
-    const fields = { bytes: r.bytes, ms: Math.round(ms), blksize, windowsize, retransmissions: r.retransmissions, error: r.error }
+    const fields = { bytes: r.bytes, ms: Math.round(ms), blksize, windowsize, retransmissions: r.retransmissions, readWaits: r.readWaits, error: r.error }
     if (r.ok) tlog.info(fields, 'tftp transfer complete')
     else if (r.aborted) tlog.info(fields, 'tftp transfer aborted by client')
     else if (r.outcome === 'cancelled') tlog.info(fields, 'tftp transfer cancelled')

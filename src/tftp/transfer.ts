@@ -32,6 +32,8 @@ export interface TransferResult {
   retransmissions: number
   duplicateAcks: number
   staleAcks: number
+  /** Times sending had to wait for a content read (read-ahead fell behind). */
+  readWaits: number
 }
 
 export interface TransferConfig {
@@ -54,7 +56,8 @@ export interface TransferConfig {
   chunkBytes?: number
 }
 
-// Two or three chunks live per transfer: 64 KiB keeps 500 concurrent transfers near 100 MiB at worst.
+// Up to four chunks live per transfer (one being sent, read-ahead, one kept for a rewind): 64 KiB keeps 500
+// concurrent transfers near 128 MiB at worst.
 const DEFAULT_CHUNK_BYTES = 64 * 1024
 const EMPTY = Buffer.alloc(0)
 
@@ -182,7 +185,7 @@ export class Transfer {
   private readonly store: BlockStore
   private readonly clock: TransferClock
   private readonly maxTimeout: number
-  private stats = { bytesSent: 0, blocksSent: 0, retransmissions: 0, duplicateAcks: 0, staleAcks: 0 }
+  private stats = { bytesSent: 0, blocksSent: 0, retransmissions: 0, duplicateAcks: 0, staleAcks: 0, readWaits: 0 }
 
   constructor(private readonly cfg: TransferConfig) {
     this.clock = cfg.clock ?? systemClock
@@ -285,6 +288,7 @@ export class Transfer {
     while (n <= end && n <= store.last) {
       const packet = store.get(n)
       if (packet === undefined) {
+        this.stats.readWaits++
         this.arm()
         store.load(store.chunkOf(n)).then(
           () => {
@@ -301,8 +305,10 @@ export class Transfer {
       this.cfg.send(packet)
       n++
     }
-    // Keep about half a chunk of read-ahead so the next window never waits for the disk.
-    store.prefetch(end + 1 + (store.chunkBlocks >> 1))
+    // Keep one to two chunks of read-ahead, so the next window rarely waits for the disk or a busy thread pool.
+    store.prefetch(end + 1)
+    store.prefetch(end + store.chunkBlocks)
+    store.prefetch(end + 2 * store.chunkBlocks)
     this.arm()
   }
 
