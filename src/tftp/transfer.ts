@@ -151,10 +151,12 @@ export class BlockStore {
     if (size !== null && data.length !== want) {
       throw new Error(`short read at offset ${offset}: ${data.length} of ${want} bytes (content changed?)`)
     }
-    if (size === null && data.length < full) {
+    // Read-ahead can run past the end of content of unknown size: only the earliest end found counts.
+    if (size === null && data.length < full && first + Math.floor(data.length / bs) < this.last) {
       this.last = first + Math.floor(data.length / bs)
       this.total = offset + data.length
     }
+    if (first > this.last) return
     const count = Math.min(C, this.last - first + 1)
     const slab = Buffer.allocUnsafe(count * 4 + data.length)
     const packets = new Array<Buffer>(count)
@@ -292,7 +294,10 @@ export class Transfer {
         this.arm()
         store.load(store.chunkOf(n)).then(
           () => {
-            if (gen === this.gen && this.phase === 'data') this.sendRange(n, end, gen)
+            if (gen !== this.gen || this.phase !== 'data') return
+            // A loaded chunk that still lacks the block would loop here forever: fail instead.
+            if (n <= store.last && store.get(n) === undefined) return this.failRead(new Error(`block ${n} missing after its read`))
+            this.sendRange(n, end, gen)
           },
           (err: unknown) => this.failRead(err),
         )
