@@ -88,6 +88,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const dhcp = settings.dhcp.mode !== 'off'
     ? createDhcpServer({
         settings: settings.dhcp, leases: inventory.leases, reservations: inventory.reservations,
+        leaseTransaction: (fn) => inventory.transaction((tx) => fn(tx.leases)),
         bootPort: createDhcpBootPort({ lifecycle, log }),
         urls: {
           scriptUrl: `${base}/boot.ipxe?${IPXE_IDENTITY_QUERY}`,

@@ -17,8 +17,38 @@ function toLease(r: Selectable<LeasesTable>): Lease {
   }
 }
 
-export function createSqliteLeases(db: Kysely<Database>): LeaseRepository {
+/** Leases plus a batch write: DHCP commits the leases of a burst of ACKs in one statement (the boot-storm path). */
+export type SqliteLeaseRepository = LeaseRepository & { putMany(leases: Lease[]): Promise<void> }
+
+const BATCH = 500
+
+function leaseRow(l: Lease) {
+  return { ip: l.ip, mac: l.mac, client_id: l.clientId, subnet: l.subnet, state: l.state, hostname: l.hostname, expires_at: l.expiresAt, updated_at: l.updatedAt }
+}
+
+export function createSqliteLeases(db: Kysely<Database>): SqliteLeaseRepository {
+  async function upsert(list: Lease[]): Promise<void> {
+    // One multi-row upsert per batch: per-statement overhead, not the commit, is what lease writes pay.
+    for (let i = 0; i < list.length; i += BATCH) {
+      await db
+        .insertInto('leases')
+        .values(list.slice(i, i + BATCH).map(leaseRow))
+        .onConflict((oc) =>
+          oc.column('ip').doUpdateSet((eb) => ({
+            mac: eb.ref('excluded.mac'),
+            client_id: eb.ref('excluded.client_id'),
+            subnet: eb.ref('excluded.subnet'),
+            state: eb.ref('excluded.state'),
+            hostname: eb.ref('excluded.hostname'),
+            expires_at: eb.ref('excluded.expires_at'),
+            updated_at: eb.ref('excluded.updated_at'),
+          })),
+        )
+        .execute()
+    }
+  }
   return {
+    putMany: upsert,
     async byIp(ip) {
       const r = await db.selectFrom('leases').selectAll().where('ip', '=', ip).executeTakeFirst()
       return r ? toLease(r) : null
@@ -47,20 +77,7 @@ export function createSqliteLeases(db: Kysely<Database>): LeaseRepository {
       return (await q.orderBy('ip').execute()).map(toLease)
     },
     async put(lease) {
-      const row = {
-        mac: lease.mac,
-        client_id: lease.clientId,
-        subnet: lease.subnet,
-        state: lease.state,
-        hostname: lease.hostname,
-        expires_at: lease.expiresAt,
-        updated_at: lease.updatedAt,
-      }
-      await db
-        .insertInto('leases')
-        .values({ ip: lease.ip, ...row })
-        .onConflict((oc) => oc.column('ip').doUpdateSet(row))
-        .execute()
+      await upsert([lease])
     },
     async remove(ip) {
       const res = await db.deleteFrom('leases').where('ip', '=', ip).executeTakeFirst()
