@@ -126,3 +126,57 @@ export interface Inventory {
   transaction<T>(fn: (inventory: Inventory) => Promise<T>): Promise<T>
   close(): Promise<void>
 }
+
+// ---- API additions (issue 8) ----
+import type { Allocation, AllocatedMachine, Cluster, HardwareBounds, MachineAllocation } from './types.js'
+
+/** A machine list query: the filters of `MachineFilter` plus hardware bounds (SQL pre-filter of selectors). */
+export interface MachineScan extends MachineFilter {
+  hardware?: HardwareBounds
+}
+
+export interface MachineScanPage {
+  items: Machine[]
+  /** Cursor after the last row examined (not just returned), or null at the end. */
+  next: string | null
+}
+
+/** Read-side queries the API needs beyond the per-table repositories. */
+export interface QueryRepository {
+  /** Machines matching `scan`, in id order, one keyset page. */
+  scanMachines(scan: MachineScan): Promise<MachineScanPage>
+  /** The newest event's seq (0 when there is none): where a live event stream starts. */
+  latestEventSeq(): Promise<number>
+}
+
+export interface AllocationRepository {
+  byId(id: string): Promise<Allocation | null>
+  byKey(idempotencyKey: string): Promise<Allocation | null>
+  list(filter?: { cluster?: string; after?: string; limit?: number }): Promise<{ items: Allocation[]; next: string | null }>
+  /** Records an allocation and each machine's current allocation (supersedes any stale one). */
+  create(allocation: Allocation, machines: Omit<MachineAllocation, 'allocationId' | 'allocatedAt'>[]): Promise<void>
+  /** Replaces the per-machine results (power outcomes) of an allocation. */
+  setMachines(id: string, machines: AllocatedMachine[]): Promise<void>
+  /** The machine's current allocation, or null. */
+  current(machineId: string): Promise<MachineAllocation | null>
+  /** Ends the machine's current allocation; returns it, or null when it had none. */
+  release(machineId: string, now: number): Promise<MachineAllocation | null>
+  /** How many machines a cluster currently holds. */
+  countByCluster(cluster: string): Promise<number>
+}
+
+export interface ClusterRepository {
+  get(name: string): Promise<Cluster | null>
+  list(): Promise<Cluster[]>
+  /** Creates a cluster; its secrets bundle (text) is sealed at rest. RB_ERR_CONFLICT when the name is taken. */
+  create(cluster: Omit<Cluster, 'createdAt' | 'updatedAt'>, secrets: string, now: number): Promise<Cluster>
+  /** The decrypted secrets bundle text, for config generation only. */
+  secrets(name: string): Promise<string | null>
+  delete(name: string): Promise<boolean>
+}
+
+export interface Inventory {
+  queries: QueryRepository
+  allocations: AllocationRepository
+  clusters: ClusterRepository
+}

@@ -212,3 +212,79 @@ export interface BootToken {
   expiresAt: number
   usedAt: number | null
 }
+
+// ---- API additions (issue 8): allocations and clusters ----
+
+export type MachineRole = 'controlplane' | 'worker'
+
+/** Inclusive bounds on a hardware summary column, for pre-filtering selectors in SQL. */
+export interface NumberRange {
+  min?: number
+  max?: number
+}
+
+/** Bounds on the hardware summary columns (migration 0002); a machine outside them cannot match. */
+export interface HardwareBounds {
+  cpuCores?: NumberRange
+  memoryBytes?: NumberRange
+  /** Machines that never reported disks count as 0. */
+  diskCount?: NumberRange
+  nvmeCount?: NumberRange
+}
+
+/** What became of powering one allocated or released machine on. */
+export interface PowerOutcome {
+  status: 'requested' | 'done' | 'failed' | 'skipped'
+  message: string
+}
+
+/** One machine of an allocation, as it was handed out. */
+export interface AllocatedMachine {
+  id: string
+  name: string | null
+  uuid: string | null
+  serial: string | null
+  macs: string[]
+  role: MachineRole | null
+  power: PowerOutcome | null
+}
+
+export interface Allocation {
+  id: string
+  idempotencyKey: string | null
+  /** sha256 of the request (idempotency key left out): a replay with another body is refused. */
+  requestHash: string
+  class: string | null
+  selector: string | null
+  count: number
+  cluster: string | null
+  role: MachineRole | null
+  profile: string | null
+  patches: unknown[]
+  machines: AllocatedMachine[]
+  createdAt: number
+}
+
+/** A machine's current allocation (until it is released). */
+export interface MachineAllocation {
+  machineId: string
+  allocationId: string
+  class: string | null
+  cluster: string | null
+  role: MachineRole | null
+  profile: string | null
+  /** The profile the machine had before, given back on release. */
+  previousProfile: string | null
+  patches: unknown[]
+  allocatedAt: number
+}
+
+export interface Cluster {
+  name: string
+  /** Kubernetes API endpoint, https://host:port. */
+  endpoint: string
+  talosVersion: string
+  kubernetesVersion: string | null
+  createdAt: number
+  updatedAt: number
+}

@@ -15,6 +15,7 @@ import type { Database } from './schema.js'
 import { createSqliteTokens } from './tokens.js'
 import { createSqliteBootTokens } from './boot-tokens.js'
 import { randomBytes } from 'node:crypto'
+import { createSqliteAllocations, createSqliteClusters, createSqliteQueries } from './allocations.js'
 
 export interface SqliteInventoryOptions {
   /** Database file, or ':memory:'. */
@@ -41,6 +42,9 @@ function repositories(db: Kysely<Database>, box: SecretBox, tx: Inventory['trans
     events: createSqliteEvents(db),
     tokens: createSqliteTokens(db),
     bootTokens: createSqliteBootTokens(db),
+    queries: createSqliteQueries(db),
+    allocations: createSqliteAllocations(db),
+    clusters: createSqliteClusters(db, box),
     transaction: tx,
     close,
   }

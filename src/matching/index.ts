@@ -1,0 +1,7 @@
+// Selectors and classes: which machines a class or an allocation request means. Parse once (errors carry the
+// position), evaluate against Machines in JS, and hand SQL the bounds it can check on the summary columns.
+export { compileSelector, andSelectors, type Selector } from './selector.js'
+export { parseSelector, compileNode, type Node, type CompiledPath, type ColumnHint, type Literal } from './parser.js'
+export { boundsOf, mergeBounds } from './hints.js'
+export { tokenize, SIZE_UNITS, type Token, type CompareOp } from './lexer.js'
+export { MACHINE_FIELDS } from './fields.js'
