@@ -53,9 +53,10 @@ export type KernelLogHint =
   | { kind: 'boot-source'; source: 'network' | 'disk' }
 
 // The UnattendedInstallController logs through machined's console logger, which writes to /dev/kmsg with the
-// "[talos] " prefix (internal/app/machined/pkg/controllers/runtime/unattended_install.go).
-const INSTALLING = /^\[talos\] installing Talos\b/
-const INSTALLED = /^\[talos\] install successful\b/
+// "[talos] " prefix (internal/app/machined/pkg/controllers/runtime/unattended_install.go); the install sequence's
+// task logs the same words as "[talos] task install (1/1): ..." (v1alpha1_sequencer_tasks.go, Install).
+const INSTALLING = /^\[talos\] (?:task install \(\d+\/\d+\): )?installing Talos\b/
+const INSTALLED = /^\[talos\] (?:task install \(\d+\/\d+\): )?install successful\b/
 const INSTALL_FAILED = /^\[talos\] .*failed to run installer/
 // Linux prints the command line as "Command line: ..." (x86 setup) and "Kernel command line: ..." (init/main.c).
 const CMDLINE = /^(?:Kernel )?[Cc]ommand line: (.*)$/
