@@ -4,10 +4,11 @@ import { createDhcpServer } from '../dhcp/index.js'
 import { createEventBus } from '../events/bus.js'
 import { buildApp } from '../http/index.js'
 import { createDownloadGate } from '../http/download-gate.js'
+import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
 import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
 import {
-  attachTimeline, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createTftpObserver, systemClock,
+  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createTftpObserver, systemClock,
 } from '../lifecycle/index.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
@@ -66,12 +67,13 @@ export async function serveCommand(args: string[]): Promise<number> {
     },
   })
 
+  const peers = createPeerDirectory({ inventory })
   const bootService = createBootService({
-    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock,
+    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers,
     policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept },
   })
   const configs = createConfigService({
-    inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock,
+    inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock, peers,
     linter: createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) }),
   })
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
@@ -98,6 +100,18 @@ export async function serveCommand(args: string[]): Promise<number> {
       })
     : null
 
+  // Talos's back channel: install stages and kernel logs, mapped to machines by address.
+  const feedback = createTalosFeedback({ inventory, lifecycle, peers, log })
+  const kernelLogs = createKernelLogStore({ perMachineLines: settings.talos.kernelLogLines })
+  kernelLogs.subscribe((peer, line) => feedback.kernelLine(peer, line))
+  const sink = settings.talos.eventsSinkPort
+    ? createEventSinkServer({ listen: settings.http.listen, port: settings.talos.eventsSinkPort, log, metrics: registry, observer: feedback.observer })
+    : null
+  const kmsg = settings.talos.kernelLogPort
+    ? createKernelLogReceiver({ listen: settings.http.listen, tcpPort: settings.talos.kernelLogPort, udpPort: settings.talos.kernelLogPort, log, metrics: registry, store: kernelLogs })
+    : null
+  const channels = { eventsSinkPort: null as number | null, kernelLogPort: null as number | null }
+
   let tftpUp = false
   let dhcpUp = false
   const app = await buildApp({
@@ -109,14 +123,21 @@ export async function serveCommand(args: string[]): Promise<number> {
       agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
       configs,
     },
+    api: {
+      bus, flushTimeline: timeline.flush,
+      auth: createApiAuth({ tokens: inventory.tokens, registry }),
+      allocator: createAllocator({ inventory, lifecycle, log: log.child({ svc: 'allocation' }), power, registry }),
+    },
   })
   const address = await app.listen({ host: settings.http.listen, port: settings.http.port })
   const tftpAt = tftp ? await tftp.start() : null
   tftpUp = !!tftpAt
   const dhcpAt = dhcp ? await dhcp.start() : null
   dhcpUp = !!dhcpAt
+  if (sink) channels.eventsSinkPort = (await sink.start()).port
+  if (kmsg) channels.kernelLogPort = (await kmsg.start()).tcpPort
   log.info({
-    address, publicUrl: base, tftp: tftpAt, dhcp: dhcpAt, dataDir: settings.dataDir, assetsDir: settings.assetsDir,
+    address, publicUrl: base, tftp: tftpAt, dhcp: dhcpAt, talosEvents: channels.eventsSinkPort, talosKernelLog: channels.kernelLogPort, dataDir: settings.dataDir, assetsDir: settings.assetsDir,
     settings: settings.source ?? '(defaults)', version: VERSION,
   }, 'rackboot is serving')
 
@@ -130,6 +151,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   })
   await dhcp?.stop()
   await tftp?.stop()
+  await sink?.stop()
+  await kmsg?.stop()
   await power.stop()
   await app.close()
   await timeline.flush()

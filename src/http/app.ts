@@ -12,6 +12,7 @@ import { agentRoutes } from './plugins/agent.js'
 import type { BootService, ConfigService } from '../lifecycle/index.js'
 import { talosConfigRoutes } from './plugins/talos-config.js'
 import type { DownloadGate } from './download-gate.js'
+import { apiRoutes, type ApiDeps } from './plugins/api/index.js'
 
 export interface AppDeps {
   inventory: Inventory
@@ -30,7 +31,10 @@ export interface AppDeps {
     hold: BootRoutesDeps['hold']
     agent: BootRoutesDeps['agent']
     configs?: ConfigService
+    talosChannels?: BootRoutesDeps['talosChannels']
   }
+  /** The cluster API under /api/v1 (machines, allocations, events, classes, profiles, clusters); absent in tests of other routes. */
+  api?: Omit<ApiDeps, 'inventory' | 'lifecycle' | 'registry' | 'version'>
 }
 
 /** The HTTP application: a route table only. It never listens; `serve` does (tests use inject). */
@@ -56,10 +60,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   if (deps.boot) {
     const b = deps.boot
-    await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent })
+    await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
     await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate })
     await app.register(agentRoutes, { boot: b.service })
     if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })
+  }
+  if (deps.api) {
+    await app.register(apiRoutes, { ...deps.api, inventory: deps.inventory, lifecycle: deps.lifecycle, registry: deps.registry, version: deps.version, prefix: '/api/v1' })
   }
   return app
 }

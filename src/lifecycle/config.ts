@@ -3,6 +3,8 @@ import type { Inventory, Machine } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import { chooseInstallDisk, renderMachineConfig, type ConfigLinter } from '../talos/index.js'
 import type { Clock, Lifecycle } from './service.js'
+import type { PeerDirectory } from './peers.js'
+import { baseConfigFor } from './allocation.js'
 
 export interface ConfigServiceDeps {
   inventory: Inventory
@@ -10,6 +12,7 @@ export interface ConfigServiceDeps {
   linter: ConfigLinter
   log: Logger
   clock: Clock
+  peers?: PeerDirectory
 }
 
 export interface ServedConfig {
@@ -52,18 +55,37 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
         lifecycle.record(machine.id, 'boot.config', `config not served: ${message}`, { clientIp, status: 503, details: details ?? null })
         throw new RackbootError('RB_ERR_INTERNAL', message, { statusCode: 503, details })
       }
+      // Only a machine that is meant to install gets a config: a released machine's old token is worth nothing.
+      if (machine.state !== 'provisioning' && machine.state !== 'installed') {
+        lifecycle.record(machine.id, 'boot.config', `config refused: machine is ${machine.state}`, { clientIp, status: 403 })
+        throw new RackbootError('RB_ERR_FORBIDDEN', `machine is ${machine.state}: no config to serve`)
+      }
       const profile = machine.profile ? await inventory.profiles.get(machine.profile) : null
       if (!profile) return fail('no profile applies to this machine')
       if (!profile.talosVersion) return fail(`profile ${profile.name} names no Talos version`)
-      if (!profile.baseConfig) return fail(`profile ${profile.name} has no base config (give it one, or create a cluster for it)`)
+      // Allocated through the API: the class the machine was chosen by and the allocation's own patches apply too,
+      // and a cluster made through the API supplies the base config when the profile has none.
+      const allocation = await inventory.allocations.current(machine.id)
+      const cls = allocation?.class ? await inventory.classes.get(allocation.class) : null
+      let base: string | Awaited<ReturnType<typeof baseConfigFor>> = profile.baseConfig
+      if (!base) {
+        try {
+          base = await baseConfigFor(inventory, machine, profile)
+        } catch (err) {
+          return fail(`cannot generate the cluster's base config: ${(err as Error).message}`)
+        }
+      }
+      if (!base) return fail(`profile ${profile.name} has no base config (give it one, or allocate the machine to a cluster)`)
       const disk = machine.hardware?.disks?.length ? chooseInstallDisk(machine.hardware.disks, {}) : null
       if (disk && !disk.ok) return fail(`no install disk: ${disk.reason}`, disk.rejected)
       let yaml: string
       try {
         const rendered = renderMachineConfig({
-          base: profile.baseConfig,
+          base: typeof base === 'string' ? base : base.config,
           talosVersion: profile.talosVersion,
+          ...(cls?.patches.length ? { classPatches: cls.patches as never } : {}),
           profilePatches: profile.patches as never,
+          ...(allocation?.patches.length ? { machinePatches: allocation.patches as never } : {}),
           values: {
             ...(machine.name ? { hostname: machine.name } : {}),
             ...(disk?.ok ? { installDisk: disk.path } : {}),
@@ -77,6 +99,7 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
       if (!lint.ok) {
         return fail(`config fails the Talos ${lint.schemaVersion} schema: ${lint.errors.slice(0, 3).map((e) => `${e.kind || 'document'} ${e.path}: ${e.message}`).join('; ')}`, lint.errors)
       }
+      deps.peers?.remember(clientIp, machine.id)
       lifecycle.record(machine.id, 'boot.config', `config served (${yaml.length} bytes, Talos ${profile.talosVersion}, profile ${profile.name})`, { clientIp, bytes: yaml.length, status: 200 })
       return { machine, yaml }
     },

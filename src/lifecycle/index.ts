@@ -4,3 +4,9 @@ export { decideBoot, type BootDecision, type BootPolicy } from './decide.js'
 export { createBootService, archFromIpxe, firmwareFromIpxe, type BootService, type BootPlan, type IpxeFacts, type AgentReport } from './boot.js'
 export { createConfigService, type ConfigService, type ServedConfig } from './config.js'
 export { createDhcpBootPort, createTftpObserver } from './protocol-ports.js'
+export {
+  createAllocator, baseConfigFor, MAX_ALLOCATION_COUNT,
+  type Allocator, type AllocatorDeps, type AllocationRequest, type AllocationResult, type ReleaseResult, type PowerPort,
+} from './allocation.js'
+export { createPeerDirectory, type PeerDirectory } from './peers.js'
+export { createTalosFeedback, type TalosFeedback } from './talos-feedback.js'

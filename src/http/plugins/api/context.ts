@@ -1,0 +1,37 @@
+import type { Registry } from 'prom-client'
+import { NotFoundError } from '../../../errors.js'
+import type { EventBus } from '../../../events/bus.js'
+import { isMac, isUuid, type Inventory, type Machine } from '../../../inventory/index.js'
+import type { Allocator, Clock, Lifecycle } from '../../../lifecycle/index.js'
+import type { ApiAuth } from '../../auth.js'
+import type { EventStreamOptions } from './event-hub.js'
+
+/** What the /api/v1 route groups need; buildApp passes it through. */
+export interface ApiDeps {
+  inventory: Inventory
+  lifecycle: Lifecycle
+  allocator: Allocator
+  bus: EventBus
+  auth: ApiAuth
+  registry: Registry
+  version: string
+  clock?: Clock
+  /** Waits until bus events are in the events table (attachTimeline's flush), so the stream sees them at once. */
+  flushTimeline?: () => Promise<void>
+  events?: EventStreamOptions
+}
+
+/** A machine by id, or by its name, a MAC or its SMBIOS UUID (what a tech has at hand). */
+export async function findMachine(inventory: Inventory, ref: string): Promise<Machine> {
+  const m = (await inventory.machines.get(ref))
+    ?? (isMac(ref) ? await inventory.machines.byMac(ref) : null)
+    ?? (isUuid(ref) ? await inventory.machines.byUuid(ref) : null)
+    ?? (await inventory.machines.byName(ref))
+  if (!m) throw new NotFoundError('machine', ref)
+  return m
+}
+
+/** Who did it, for the timeline: the token's name. */
+export function actor(request: { apiToken?: { name: string } }): string {
+  return request.apiToken ? `token ${request.apiToken.name}` : 'the API'
+}

@@ -1,0 +1,55 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Ajv } from 'ajv'
+import Type from 'typebox'
+import { openApiRoutes, registerOpenApi } from '../../openapi.js'
+import { allocationRoutes } from './allocations.js'
+import { classRoutes } from './classes.js'
+import { clusterRoutes } from './clusters.js'
+import type { ApiDeps } from './context.js'
+import { eventRoutes } from './events.js'
+import { machineRoutes } from './machines.js'
+import { profileRoutes } from './profiles.js'
+import { errors } from './schemas.js'
+
+export type { ApiDeps } from './context.js'
+export type { EventStreamOptions } from './event-hub.js'
+
+/**
+ * The versioned API, registered under /api/v1: every route validated against its TypeBox schema, authenticated
+ * by a bearer token with the scope the route names (the machines' own endpoints, such as the agent report, live
+ * elsewhere and are not affected), and described in the generated OpenAPI document.
+ */
+export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
+  // The route groups get the dependencies only: passing the register options on would prefix them twice.
+  const { prefix: _prefix, ...deps } = options as ApiDeps & { prefix?: string }
+  // Strict bodies: unknown fields and wrong types are errors, not silently dropped or coerced. Query strings and
+  // path parameters are text, so those coerce (and a single value becomes a one-element list).
+  const strict = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: true, removeAdditional: false, strict: false, validateFormats: false })
+  const coercing = new Ajv({ allErrors: false, coerceTypes: 'array', useDefaults: true, removeAdditional: false, strict: false, validateFormats: false })
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema))
+  app.addHook('onRequest', deps.auth.hook)
+
+  await registerOpenApi(app, { version: deps.version })
+  await app.register(openApiRoutes)
+  await app.register(machineRoutes, deps)
+  await app.register(allocationRoutes, deps)
+  await app.register(eventRoutes, deps)
+  await app.register(classRoutes, deps)
+  await app.register(profileRoutes, deps)
+  await app.register(clusterRoutes, deps)
+
+  app.withTypeProvider<TypeBoxTypeProvider>().get('/whoami', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['meta'], operationId: 'whoami', summary: 'The token this request was made with',
+      response: {
+        200: Type.Object({ id: Type.String(), name: Type.String(), scopes: Type.Array(Type.String()), expiresAt: Type.Union([Type.String(), Type.Null()]) }),
+        ...errors(),
+      },
+    },
+  }, async (request) => {
+    const t = request.apiToken!
+    return { id: t.id, name: t.name, scopes: t.scopes, expiresAt: t.expiresAt === null ? null : new Date(t.expiresAt).toISOString() }
+  })
+}

@@ -1,0 +1,229 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Type from 'typebox'
+import { RackbootError } from '../../../errors.js'
+import type { Inventory, Machine, MachineScan, MachineState } from '../../../inventory/index.js'
+import { andSelectors, compileSelector, type Selector } from '../../../matching/index.js'
+import { actor, findMachine, type ApiDeps } from './context.js'
+import {
+  bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
+  machineView, Nullable, PowerOutcomeSchema, StateSchema,
+} from './schemas.js'
+
+const LABEL_KEY = '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$'
+/** Rows a list request examines at most when a selector filters in JS; the page then ends early with a cursor. */
+const SCAN_BUDGET = 5000
+
+const ListQuery = Type.Object({
+  state: Type.Optional(Type.Array(StateSchema, { description: 'Repeat or comma-separate: state=ready&state=discovered' })),
+  class: Type.Optional(Type.String({ minLength: 1, maxLength: 63, description: "Machines matching this class's selectors" })),
+  selector: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'A selector expression, e.g. cpu.cores >= 32 and labels.rack in [r12, r13]' })),
+  label: Type.Optional(Type.Array(Type.String({ pattern: '^[^=]+=.*$' }), { description: 'key=value, repeatable; all must match' })),
+  rack: Type.Optional(Type.String({ maxLength: 128 })),
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Free text over id, name, serial, UUID and MACs' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  cursor: Type.Optional(Type.String({ maxLength: 512, description: 'The `next` of the previous page' })),
+}, { additionalProperties: false })
+
+const ListResponse = Type.Object({
+  items: Type.Array(MachineSchema),
+  next: Nullable(Type.String({ description: 'Cursor of the next page; null at the end. A page may hold fewer than `limit` items.' })),
+})
+
+const PatchBody = Type.Object({
+  labels: Type.Optional(Type.Record(Type.String({ pattern: LABEL_KEY }), Nullable(Type.String({ maxLength: 256 })), {
+    additionalProperties: false, maxProperties: 128,
+    description: 'Merged into the labels (JSON merge patch): a null value removes the label',
+  })),
+  rack: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 128 }))),
+  rackUnit: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 1000 }))),
+}, { additionalProperties: false, minProperties: 1 })
+
+const MaintenanceBody = Type.Object({
+  on: Type.Boolean({ description: 'true: into maintenance (nothing boots); false: back to new or discovered' }),
+  reason: Type.Optional(Type.String({ maxLength: 256 })),
+}, { additionalProperties: false })
+
+const ReleaseBody = Type.Object({
+  pxeBoot: Type.Optional(Type.Boolean({ default: true, description: 'PXE-boot the machine now through its BMC so the wipe starts' })),
+}, { additionalProperties: false })
+
+const ReleaseResponse = Type.Object({
+  machine: MachineSchema,
+  released: Type.Boolean({ description: 'false when the machine was already released' }),
+  allocationId: Nullable(Type.String()),
+  power: Nullable(PowerOutcomeSchema),
+})
+
+const DetailQuery = Type.Object({
+  timeline: Type.Optional(Type.Integer({ minimum: 0, maximum: 500, default: 50, description: 'Newest timeline events to include' })),
+}, { additionalProperties: false })
+
+const DeleteQuery = Type.Object({
+  force: Type.Optional(Type.Boolean({ default: false, description: 'Also delete a machine that is provisioning or installed' })),
+}, { additionalProperties: false })
+
+/** One page of machines matching SQL filters plus a selector evaluated in JS (pre-filtered by its bounds). */
+export async function listMachines(inventory: Inventory, scan: MachineScan, selector: Selector | null): Promise<{ items: Machine[]; next: string | null }> {
+  const limit = scan.limit ?? 100
+  if (!selector) return inventory.queries.scanMachines(scan)
+  const items: Machine[] = []
+  let after = scan.after
+  let examined = 0
+  for (;;) {
+    const page = await inventory.queries.scanMachines({ ...scan, hardware: selector.bounds, limit: Math.max(limit, 200), ...(after ? { after } : {}) })
+    for (const m of page.items) {
+      examined++
+      if (selector.matches(m)) {
+        items.push(m)
+        if (items.length === limit) return { items, next: Buffer.from(m.id, 'utf8').toString('base64url') }
+      }
+    }
+    if (!page.next) return { items, next: null }
+    after = page.next
+    if (examined >= SCAN_BUDGET) return { items, next: page.next }
+  }
+}
+
+export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>()
+  const { inventory, lifecycle } = deps
+
+  app.get('/machines', {
+    config: { scope: 'read' },
+    // state=ready,discovered as well as state=ready&state=discovered.
+    preValidation: async (request) => {
+      const q = request.query as Record<string, unknown>
+      if (typeof q.state === 'string') q.state = q.state.split(',')
+      else if (Array.isArray(q.state)) q.state = q.state.flatMap((s) => String(s).split(','))
+    },
+    schema: {
+      tags: ['machines'], operationId: 'listMachines', summary: 'List machines',
+      description: 'Filters combine (and). Pages follow the machine id order; pass `next` back as `cursor`.',
+      querystring: ListQuery, response: { 200: ListResponse, ...errors(400, 422) },
+    },
+  }, async (request) => {
+    const q = request.query
+    let selector: Selector | null = q.selector ? compileSelector(q.selector) : null
+    if (q.class) {
+      const cls = await inventory.classes.get(q.class)
+      if (!cls) throw new RackbootError('RB_ERR_VALIDATION', `no class named '${q.class}'`, { statusCode: 422, details: { class: q.class } })
+      const classSelector = compileSelector(cls.selectors)
+      selector = selector ? andSelectors(classSelector, selector) : classSelector
+    }
+    const labels = Object.fromEntries((q.label ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+    const page = await listMachines(inventory, {
+      ...(q.state ? { state: q.state as MachineState[] } : {}),
+      ...(q.label ? { labels } : {}),
+      ...(q.rack ? { rack: q.rack } : {}),
+      ...(q.q ? { text: q.q } : {}),
+      ...(q.cursor ? { after: q.cursor } : {}),
+      limit: q.limit ?? 100,
+    }, selector)
+    return { items: page.items.map(machineView), next: page.next }
+  })
+
+  app.get('/machines/:id', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['machines'], operationId: 'getMachine', summary: 'One machine with hardware, BMC (no secrets), leases, allocation and timeline',
+      params: MachineParams, querystring: DetailQuery, response: { 200: MachineDetailSchema, ...errors(400, 404) },
+    },
+  }, async (request) => {
+    const m = await findMachine(inventory, request.params.id)
+    const n = request.query.timeline ?? 50
+    const [bmc, allocation, events, leases] = await Promise.all([
+      inventory.bmcs.get(m.id),
+      inventory.allocations.current(m.id),
+      n > 0 ? inventory.events.list({ machineId: m.id, limit: 10_000 }) : Promise.resolve([]),
+      Promise.all(m.nics.map((nic) => inventory.leases.list({ mac: nic.mac }))),
+    ])
+    const now = Date.now()
+    return {
+      ...machineView(m),
+      facts: m.hardware,
+      bmc: bmc ? bmcView(bmc) : null,
+      leases: leases.flat().filter((l) => (l.state === 'bound' || l.state === 'offered') && l.expiresAt > now).map(leaseView),
+      allocation: allocation ? machineAllocationView(allocation) : null,
+      timeline: events.slice(-n).map(eventView),
+    }
+  })
+
+  app.patch('/machines/:id', {
+    config: { scope: 'provision' },
+    schema: {
+      tags: ['machines'], operationId: 'updateMachine', summary: 'Change labels (merge) and rack location',
+      params: MachineParams, body: PatchBody, response: { 200: MachineSchema, ...errors(400, 404, 409) },
+    },
+  }, async (request) => {
+    const m = await findMachine(inventory, request.params.id)
+    const b = request.body
+    const input: { labels?: Record<string, string>; rack?: string | null; rackUnit?: number | null } = {}
+    if (b.labels) {
+      const labels = { ...m.labels }
+      for (const [k, v] of Object.entries(b.labels)) {
+        if (v === null) delete labels[k]
+        else labels[k] = v
+      }
+      input.labels = labels
+    }
+    if (b.rack !== undefined) input.rack = b.rack
+    if (b.rackUnit !== undefined) input.rackUnit = b.rackUnit
+    return machineView(await lifecycle.update(m.id, input, `${Object.keys(input).join(', ')} changed by ${actor(request)}`))
+  })
+
+  app.post('/machines/:id/accept', {
+    config: { scope: 'provision' },
+    schema: {
+      tags: ['machines'], operationId: 'acceptMachine', summary: 'Accept a discovered machine into the pool (ready)',
+      params: MachineParams, response: { 200: MachineSchema, ...errors(400, 404, 409) },
+    },
+  }, async (request) => {
+    const m = await findMachine(inventory, request.params.id)
+    if (m.state === 'ready') return machineView(m)
+    return machineView(await lifecycle.accept(m.id, `accepted by ${actor(request)}`))
+  })
+
+  app.post('/machines/:id/maintenance', {
+    config: { scope: 'provision' },
+    schema: {
+      tags: ['machines'], operationId: 'setMaintenance', summary: 'Maintenance on or off',
+      params: MachineParams, body: MaintenanceBody, response: { 200: MachineSchema, ...errors(400, 404, 409) },
+    },
+  }, async (request) => {
+    const m = await findMachine(inventory, request.params.id)
+    const { on, reason } = request.body
+    if (on && m.state === 'maintenance') return machineView(m)
+    const cause = `maintenance ${on ? 'on' : 'off'} by ${actor(request)}${reason ? `: ${reason}` : ''}`
+    return machineView(await lifecycle.setMaintenance(m.id, on, cause))
+  })
+
+  app.post('/machines/:id/release', {
+    config: { scope: 'provision' },
+    schema: {
+      tags: ['allocations'], operationId: 'releaseMachine',
+      summary: 'Release an allocated machine: the discovery agent wipes its disks, then it is ready again',
+      params: MachineParams, body: Type.Optional(ReleaseBody), response: { 200: ReleaseResponse, ...errors(400, 404, 409) },
+    },
+  }, async (request) => {
+    const m = await findMachine(inventory, request.params.id)
+    const r = await deps.allocator.release(m.id, { cause: `released by ${actor(request)}`, pxeBoot: request.body?.pxeBoot ?? true })
+    return { machine: machineView(r.machine), released: r.released, allocationId: r.allocation?.allocationId ?? null, power: r.power }
+  })
+
+  app.delete('/machines/:id', {
+    config: { scope: 'admin' },
+    schema: {
+      tags: ['machines'], operationId: 'deleteMachine', summary: 'Delete a machine from the inventory',
+      params: MachineParams, querystring: DeleteQuery,
+      response: { 204: Type.Null({ description: 'Deleted' }), ...errors(400, 404, 409) },
+    },
+  }, async (request, reply) => {
+    const m = await findMachine(inventory, request.params.id)
+    if ((m.state === 'provisioning' || m.state === 'installed') && !request.query.force) {
+      throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} is ${m.state}: release it first, or pass force=true`, { details: { id: m.id, state: m.state } })
+    }
+    await lifecycle.remove(m.id, `deleted by ${actor(request)}`)
+    return reply.status(204).send(null)
+  })
+}

@@ -1,0 +1,236 @@
+import Type, { type TSchema } from 'typebox'
+import { MACHINE_STATES } from '../../../inventory/index.js'
+import type {
+  Allocation, Bmc, Cluster, Lease, Machine, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
+} from '../../../inventory/index.js'
+
+// The API's shapes (TypeBox → JSON Schema): request validation, response serialization and the OpenAPI document
+// all come from these. Times are RFC 3339 strings; ids are opaque strings.
+
+export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()])
+const Time = Type.String({ format: 'date-time', description: 'RFC 3339 time' })
+const iso = (ms: number) => new Date(ms).toISOString()
+const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms))
+
+export const ErrorSchema = Type.Object({
+  error: Type.String({ description: 'Error code (RB_ERR_...): branch on this, not on the message' }),
+  message: Type.String(),
+  details: Type.Unknown({ description: 'Code-specific details, or null' }),
+}, { description: 'Error' })
+
+/** The error answers a route can give, each with the common shape. */
+export function errors(...codes: number[]): Record<number, TSchema> {
+  const text: Record<number, string> = {
+    400: 'Malformed request (validation failed)',
+    401: 'Missing, unknown, revoked or expired API token',
+    403: 'The token lacks the scope this route needs',
+    404: 'Not found',
+    409: 'Conflict with the current state',
+    422: 'Well-formed but refers to something that cannot be used',
+    503: 'Unavailable',
+  }
+  return Object.fromEntries([401, 403, ...codes].map((c) => [c, { ...ErrorSchema, description: text[c] ?? 'Error' }]))
+}
+
+export const StateSchema = Type.Unsafe<MachineState>({ type: 'string', enum: [...MACHINE_STATES] })
+const Labels = Type.Record(Type.String(), Type.String())
+
+export const NicSchema = Type.Object({ mac: Type.String(), name: Nullable(Type.String()), boot: Type.Boolean() })
+
+export const HardwareSummarySchema = Type.Object({
+  cpuCores: Nullable(Type.Number()),
+  memoryBytes: Nullable(Type.Number()),
+  diskCount: Type.Integer(),
+  nvmeCount: Type.Integer(),
+})
+
+export const MachineSchema = Type.Object({
+  id: Type.String(),
+  name: Nullable(Type.String()),
+  uuid: Nullable(Type.String()),
+  serial: Nullable(Type.String()),
+  manufacturer: Nullable(Type.String()),
+  product: Nullable(Type.String()),
+  arch: Nullable(Type.String()),
+  firmware: Nullable(Type.String()),
+  state: StateSchema,
+  labels: Labels,
+  rack: Nullable(Type.String()),
+  rackUnit: Nullable(Type.Integer()),
+  alwaysPxe: Type.Boolean(),
+  profile: Nullable(Type.String()),
+  managedBy: Nullable(Type.String()),
+  nics: Type.Array(NicSchema),
+  hardware: Nullable(HardwareSummarySchema),
+  hardwareReportedAt: Nullable(Time),
+  createdAt: Time,
+  updatedAt: Time,
+  stateChangedAt: Time,
+}, { description: 'A machine (list view: hardware summarized)' })
+
+export function machineView(m: Machine) {
+  const disks = m.hardware?.disks ?? []
+  return {
+    id: m.id, name: m.name, uuid: m.uuid, serial: m.serial, manufacturer: m.manufacturer, product: m.product,
+    arch: m.arch, firmware: m.firmware, state: m.state, labels: m.labels, rack: m.rack, rackUnit: m.rackUnit,
+    alwaysPxe: m.alwaysPxe, profile: m.profile, managedBy: m.managedBy, nics: m.nics,
+    hardware: m.hardware
+      ? {
+          cpuCores: typeof m.hardware.cpu?.cores === 'number' ? m.hardware.cpu.cores : null,
+          memoryBytes: typeof m.hardware.memory?.totalBytes === 'number' ? m.hardware.memory.totalBytes : null,
+          diskCount: disks.length,
+          nvmeCount: disks.filter((d) => d.type === 'nvme').length,
+        }
+      : null,
+    hardwareReportedAt: isoOrNull(m.hardwareReportedAt),
+    createdAt: iso(m.createdAt),
+    updatedAt: iso(m.updatedAt),
+    stateChangedAt: iso(m.stateChangedAt),
+  }
+}
+
+export const BmcSchema = Type.Object({
+  type: Type.String(),
+  address: Type.String(),
+  port: Nullable(Type.Integer()),
+  username: Nullable(Type.String()),
+  hasPassword: Type.Boolean({ description: 'A password is stored (it is never returned)' }),
+  insecure: Type.Boolean(),
+  fingerprint: Nullable(Type.String()),
+}, { description: 'BMC access, without secrets' })
+
+export function bmcView(b: Bmc) {
+  return { type: b.type, address: b.address, port: b.port, username: b.username, hasPassword: b.hasPassword, insecure: b.insecure, fingerprint: b.fingerprint }
+}
+
+export const LeaseSchema = Type.Object({
+  ip: Type.String(), mac: Type.String(), subnet: Type.String(), state: Type.String(), hostname: Nullable(Type.String()), expiresAt: Time,
+})
+
+export function leaseView(l: Lease) {
+  return { ip: l.ip, mac: l.mac, subnet: l.subnet, state: l.state, hostname: l.hostname, expiresAt: iso(l.expiresAt) }
+}
+
+export const EventSchema = Type.Object({
+  seq: Type.Integer({ description: 'Position in the event log: the stream cursor' }),
+  machineId: Nullable(Type.String()),
+  type: Type.String({ description: 'machine.state, machine.created, machine.updated, machine.deleted, boot.*, power, ...' }),
+  at: Time,
+  message: Type.String(),
+  data: Type.Record(Type.String(), Type.Unknown()),
+})
+
+export function eventView(e: StoredEvent) {
+  return { seq: e.seq, machineId: e.machineId, type: e.type, at: iso(e.at), message: e.message, data: e.data }
+}
+
+const RoleSchema = Type.Union([Type.Literal('controlplane'), Type.Literal('worker')])
+
+export const MachineAllocationSchema = Type.Object({
+  allocationId: Type.String(),
+  class: Nullable(Type.String()),
+  cluster: Nullable(Type.String()),
+  role: Nullable(RoleSchema),
+  profile: Nullable(Type.String()),
+  patches: Type.Array(Type.Unknown()),
+  allocatedAt: Time,
+})
+
+export function machineAllocationView(a: MachineAllocation) {
+  return { allocationId: a.allocationId, class: a.class, cluster: a.cluster, role: a.role, profile: a.profile, patches: a.patches, allocatedAt: iso(a.allocatedAt) }
+}
+
+export const MachineDetailSchema = Type.Object({
+  ...MachineSchema.properties,
+  facts: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: 'Hardware facts as reported by the discovery agent' })),
+  bmc: Nullable(BmcSchema),
+  leases: Type.Array(LeaseSchema),
+  allocation: Nullable(MachineAllocationSchema),
+  timeline: Type.Array(EventSchema),
+}, { description: 'A machine with its hardware facts, BMC, leases, allocation and recent timeline' })
+
+export const PowerOutcomeSchema = Type.Object({
+  status: Type.Union([Type.Literal('requested'), Type.Literal('done'), Type.Literal('failed'), Type.Literal('skipped')]),
+  message: Type.String(),
+})
+
+export const AllocationSchema = Type.Object({
+  id: Type.String(),
+  idempotencyKey: Nullable(Type.String()),
+  class: Nullable(Type.String()),
+  selector: Nullable(Type.String()),
+  count: Type.Integer(),
+  cluster: Nullable(Type.String()),
+  role: Nullable(RoleSchema),
+  profile: Nullable(Type.String()),
+  patches: Type.Array(Type.Unknown()),
+  machines: Type.Array(Type.Object({
+    id: Type.String(),
+    name: Nullable(Type.String()),
+    uuid: Nullable(Type.String()),
+    serial: Nullable(Type.String()),
+    macs: Type.Array(Type.String()),
+    role: Nullable(RoleSchema),
+    power: Nullable(PowerOutcomeSchema),
+  })),
+  createdAt: Time,
+})
+
+export function allocationView(a: Allocation) {
+  return {
+    id: a.id, idempotencyKey: a.idempotencyKey, class: a.class, selector: a.selector, count: a.count, cluster: a.cluster,
+    role: a.role, profile: a.profile, patches: a.patches, machines: a.machines, createdAt: iso(a.createdAt),
+  }
+}
+
+export const ClassSchema = Type.Object({
+  name: Type.String(),
+  description: Nullable(Type.String()),
+  selectors: Type.Array(Type.String()),
+  profile: Nullable(Type.String()),
+  patches: Type.Array(Type.Unknown()),
+  managedBy: Nullable(Type.String()),
+  createdAt: Time,
+  updatedAt: Time,
+})
+
+export function classView(c: MachineClass) {
+  return { ...c, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt) }
+}
+
+export const ProfileSchema = Type.Object({
+  name: Type.String(),
+  description: Nullable(Type.String()),
+  talosVersion: Nullable(Type.String()),
+  arch: Nullable(Type.String()),
+  schematic: Nullable(Type.String()),
+  kernelArgs: Type.Array(Type.String()),
+  baseConfig: Nullable(Type.String()),
+  patches: Type.Array(Type.Unknown()),
+  managedBy: Nullable(Type.String()),
+  createdAt: Time,
+  updatedAt: Time,
+})
+
+export function profileView(p: Profile) {
+  return { ...p, createdAt: iso(p.createdAt), updatedAt: iso(p.updatedAt) }
+}
+
+export const ClusterSchema = Type.Object({
+  name: Type.String(),
+  endpoint: Type.String(),
+  talosVersion: Type.String(),
+  kubernetesVersion: Nullable(Type.String()),
+  machines: Type.Integer({ description: 'Machines currently allocated to the cluster' }),
+  createdAt: Time,
+  updatedAt: Time,
+}, { description: 'A cluster (its secrets are never returned)' })
+
+export function clusterView(c: Cluster, machines: number) {
+  return { name: c.name, endpoint: c.endpoint, talosVersion: c.talosVersion, kubernetesVersion: c.kubernetesVersion, machines, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt) }
+}
+
+/** Names of classes, profiles and clusters: DNS-label-like, so they read well in URLs and configs. */
+export const NameSchema = Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$', description: 'Letters, digits, . _ -; up to 63 characters' })
+export const NameParams = Type.Object({ name: NameSchema })
+export const MachineParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, description: 'Machine id, or its name, a MAC or the SMBIOS UUID' }) })
