@@ -4,6 +4,7 @@ import type { Logger } from '../log.js'
 import { decideBoot, type BootDecision, type BootPolicy } from './decide.js'
 import type { Clock, Lifecycle, MachineFacts } from './service.js'
 import { RackbootError } from '../errors.js'
+import type { PeerDirectory } from './peers.js'
 
 /** What iPXE told us about itself when it asked for its script. */
 export interface IpxeFacts extends MachineFacts {
@@ -44,6 +45,8 @@ export interface BootServiceDeps {
   policy: BootPolicy & { autoAccept: boolean }
   /** How long a boot token stays valid: a slow boot must still finish. */
   tokenTtlMs?: number
+  /** Remembers which machine asked from which address (for Talos's event sink and kernel log). */
+  peers?: PeerDirectory
 }
 
 export interface BootService {
@@ -115,6 +118,7 @@ export function createBootService(deps: BootServiceDeps): BootService {
           log.warn({ err, machineId: machine.id }, 'cannot record boot facts')
         }
       }
+      if (clientIp) deps.peers?.remember(clientIp, machine.id)
       const profile = await profileFor(machine)
       const decision = decideBoot(machine, profile, deps.policy)
       const plan: BootPlan = { machine, decision }

@@ -151,6 +151,12 @@ export const SettingsSchema = Type.Object(
          * before it is served. Empty: the schemas shipped in talos-schemas/ (talos/lint DEFAULT_SCHEMAS_DIR).
          */
         schemasDir: Type.String({ default: '' }),
+        /** Talos's event sink (plaintext gRPC): machines report install stages here (talos.events.sink=). 0 turns it off. */
+        eventsSinkPort: Type.Integer({ minimum: 0, maximum: 65535, default: 4002 }),
+        /** Talos's kernel log as JSON lines over TCP and UDP (talos.logging.kernel=). 0 turns it off. */
+        kernelLogPort: Type.Integer({ minimum: 0, maximum: 65535, default: 4001 }),
+        /** Kernel log lines kept per machine, in memory. */
+        kernelLogLines: Type.Integer({ minimum: 10, default: 2000 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -15,6 +15,8 @@ export interface BootRoutesDeps {
   publicUrl: string
   hold: { seconds: number; maxSeconds: number }
   agent: { after: 'reboot' | 'poweroff' | 'wait'; kernelArgs: string[] }
+  /** Where Talos sends its events and kernel log (ports, bound at start-up); the host is the one machines reach us at. */
+  talosChannels?: () => { eventsSinkPort: number | null; kernelLogPort: number | null }
   now?: () => number
   random?: () => number
 }
@@ -116,10 +118,15 @@ export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) 
         const profile = decision.profile
         const arch = profile.arch ?? machine.arch ?? 'amd64'
         const assets = talosAssetBase(base, profile, arch)
+        const host = new URL(base).hostname
+        const channels = deps.talosChannels?.() ?? { eventsSinkPort: null, kernelLogPort: null }
+        const hostPort = (port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
         const args = kernelArgs({
           talosVersion: profile.talosVersion!,
           arch,
           configUrl: `${base}/talos/config?t=${plan.configToken}`,
+          ...(channels.eventsSinkPort ? { eventsSink: hostPort(channels.eventsSinkPort) } : {}),
+          ...(channels.kernelLogPort ? { loggingKernel: `tcp://${hostPort(channels.kernelLogPort)}/` } : {}),
           extra: profile.kernelArgs,
         })
         return kernelScript({

@@ -1,0 +1,31 @@
+import type { Inventory } from '../inventory/index.js'
+
+// Which machine an IP address belongs to, for traffic that carries no identity of its own (Talos's event sink and
+// kernel log, TFTP). The address a boot script or config was served to is remembered; otherwise the DHCP lease says.
+
+export interface PeerDirectory {
+  remember(ip: string, machineId: string): void
+  resolve(ip: string): Promise<string | null>
+}
+
+export function createPeerDirectory(deps: { inventory: Inventory; max?: number }): PeerDirectory {
+  const max = deps.max ?? 100_000
+  const known = new Map<string, string>()
+  const clean = (ip: string) => ip.replace(/^::ffff:/, '')
+  return {
+    remember(ip, machineId) {
+      const key = clean(ip)
+      known.delete(key)
+      known.set(key, machineId)
+      if (known.size > max) known.delete(known.keys().next().value!)
+    },
+    async resolve(ip) {
+      const key = clean(ip)
+      const hit = known.get(key)
+      if (hit) return hit
+      const lease = await deps.inventory.leases.byIp(key)
+      if (!lease) return null
+      return (await deps.inventory.machines.byMac(lease.mac))?.id ?? null
+    },
+  }
+}
