@@ -8,8 +8,10 @@ import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
 import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
 import {
-  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createTftpObserver, systemClock,
+  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createPeerDirectory,
+  createTalosFeedback, createTftpObserver, systemClock,
 } from '../lifecycle/index.js'
+import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
 import { createPowerManager } from '../power/index.js'
