@@ -9,10 +9,10 @@ import type { AgentReport } from '../../src/agent/index.js'
 import { createVmLab, skipUnlessVm, testAgentAssets, testFakeTalosAssets } from '../e2e/support/index.js'
 
 const HARD_TIMEOUT = 180_000
-// Three guests, at most two at a time (the harness's machine-wide slots): a test may wait for a slot first.
-const TEST_TIMEOUT = 2 * HARD_TIMEOUT + 60_000
+// Several guests, at most two at a time (the harness's machine-wide slots): a test may wait for slots first.
+const TEST_TIMEOUT = 3 * HARD_TIMEOUT + 60_000
 
-describe('VM boots', { concurrency: 3 }, () => {
+describe('VM boots', { concurrency: 4 }, () => {
 
 test('the agent reports the VM hardware to rackboot.report= and powers off', { timeout: TEST_TIMEOUT }, async (t) => {
   if (await skipUnlessVm(t, { agent: true })) return
@@ -109,6 +109,40 @@ test('the Talos stand-in fetches talos.config= with Talos-style variables and re
   assert.equal(report.complete, true)
   assert.equal(report.attempts, 2)
   assert.equal(Buffer.from(String(report.configBase64), 'base64').toString(), config)
+})
+
+test('the Talos stand-in fails as Talos does on a 204 and on missing KSPP arguments', { timeout: TEST_TIMEOUT }, async (t) => {
+  if (await skipUnlessVm(t, { fakeTalos: true })) return
+  const assets = await testFakeTalosAssets()
+  const lab = await createVmLab(t)
+  const sink = await lab.startSink({ routes: [{ method: 'GET', path: '/cfg', responses: [{ status: 204 }] }] })
+  await lab.startDhcp()
+  const vm = await lab.startVm({
+    mode: 'direct',
+    direct: {
+      kernel: assets.kernel,
+      initrd: assets.initramfs,
+      append: `console=ttyS0,115200 talos.platform=metal slab_nomerge pti=on talos.config=${sink.url('/cfg')} fake-talos.report=${sink.url('/done')}`,
+    },
+    hardTimeoutMs: HARD_TIMEOUT,
+  })
+  const failed = await vm.waitFor(/fake-talos: config (failed|fetched).*/, HARD_TIMEOUT)
+  assert.match(failed.line, /config failed empty config \(HTTP 204\)/)
+  await vm.waitForExit(60_000)
+  const report = sink.requests.find((r) => r.path === '/done')!.json<Record<string, unknown>>()
+  assert.equal(report.status, 'failed')
+  assert.equal(report.httpStatus, 204)
+  assert.equal(sink.requests.filter((r) => r.path === '/cfg').length, 1, 'a 204 is not retried')
+  assert.equal(vm.timeOf(/fake-talos: config fetched/), null)
+
+  // Without pti=on Talos refuses to boot: the stand-in too, before any network.
+  const vm2 = await lab.startVm({
+    mode: 'direct',
+    direct: { kernel: assets.kernel, initrd: assets.initramfs, append: `console=ttyS0,115200 slab_nomerge talos.config=${sink.url('/cfg')}` },
+    hardTimeoutMs: HARD_TIMEOUT,
+  })
+  await vm2.waitFor(/fake-talos: config failed KSPP kernel parameter pti=on is required/, HARD_TIMEOUT)
+  await vm2.waitForExit(60_000)
 })
 
 const MiB = 1024 * 1024
