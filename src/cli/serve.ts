@@ -124,6 +124,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
       agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
       configs,
+      talosChannels: () => channels,
     },
     api: {
       bus, flushTimeline: timeline.flush,

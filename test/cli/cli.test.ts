@@ -9,7 +9,7 @@ const EXAMPLE = join(REPO, 'inventory')
 test('serve starts with no settings file and answers /healthz; SIGTERM stops it cleanly', async (t) => {
   const cwd = tempCwd()
   const port = 20000 + Math.floor(Math.random() * 20000)
-  const server = await startServe(['--set', `http.port=${port}`, '--set', 'http.listen=127.0.0.1', '--set', 'tftp.port=0', '--set', 'tftp.listen=127.0.0.1'], { cwd })
+  const server = await startServe(['--set', `http.port=${port}`, '--set', 'http.listen=127.0.0.1', '--set', 'tftp.port=0', '--set', 'tftp.listen=127.0.0.1', '--set', 'talos.eventsSinkPort=0', '--set', 'talos.kernelLogPort=0'], { cwd })
   t.after(() => server.stop())
   const res = await fetch(`http://127.0.0.1:${port}/healthz`)
   assert.equal(res.status, 200)
