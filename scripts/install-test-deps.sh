@@ -7,6 +7,7 @@ packages=(
   isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa
   openipmi ipmitool python3-pyghmi redfishtool
+  qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
