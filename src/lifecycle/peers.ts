@@ -6,6 +6,8 @@ import type { Inventory } from '../inventory/index.js'
 export interface PeerDirectory {
   remember(ip: string, machineId: string): void
   resolve(ip: string): Promise<string | null>
+  /** Every address a machine is known by: where its boots came from, and its NICs' leases. */
+  addressesOf(machineId: string): Promise<string[]>
 }
 
 export function createPeerDirectory(deps: { inventory: Inventory; max?: number }): PeerDirectory {
@@ -26,6 +28,13 @@ export function createPeerDirectory(deps: { inventory: Inventory; max?: number }
       const lease = await deps.inventory.leases.byIp(key)
       if (!lease) return null
       return (await deps.inventory.machines.byMac(lease.mac))?.id ?? null
+    },
+    async addressesOf(machineId) {
+      const out = new Set<string>()
+      for (const [ip, id] of known) if (id === machineId) out.add(ip)
+      const m = await deps.inventory.machines.get(machineId)
+      for (const nic of m?.nics ?? []) for (const l of await deps.inventory.leases.list({ mac: nic.mac })) out.add(l.ip)
+      return [...out]
     },
   }
 }

@@ -1,0 +1,46 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Type from 'typebox'
+import type { KernelLogStore } from '../../../talos/receivers/index.js'
+import { findMachine, type ApiDeps } from './context.js'
+import { errors, MachineParams } from './schemas.js'
+
+const Query = Type.Object({
+  since: Type.Optional(Type.Integer({ minimum: 0, description: 'Cursor: lines after this one (exclusive)' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2000, default: 200 })),
+}, { additionalProperties: false })
+
+const LineSchema = Type.Object({
+  cursor: Type.Integer(), peer: Type.String(), receivedAt: Type.String(), msg: Type.String(),
+  priority: Type.Union([Type.String(), Type.Null()]), facility: Type.Union([Type.String(), Type.Null()]), talosTime: Type.Union([Type.String(), Type.Null()]),
+})
+
+/**
+ * `GET /api/v1/machines/{id}/logs`: the kernel log Talos streamed to rackboot (talos.logging.kernel), newest lines
+ * (or those after `since`), from every address the machine used (its leases and the addresses its boots came from).
+ */
+export const logRoutes: FastifyPluginAsync<ApiDeps & { kernelLogs: KernelLogStore; peersOf: (machineId: string) => Promise<string[]> }> = async (base, deps) => {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>()
+  app.get('/machines/:id/logs', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['machines'], operationId: 'machineLogs', summary: 'Kernel log lines Talos sent for this machine (bounded, in memory)',
+      params: MachineParams, querystring: Query,
+      response: { 200: Type.Object({ machineId: Type.String(), peers: Type.Array(Type.String()), lines: Type.Array(LineSchema), next: Type.Union([Type.Integer(), Type.Null()]) }), ...errors(400, 404) },
+    },
+  }, async (request) => {
+    const m = await findMachine(deps.inventory, request.params.id)
+    const peers = await deps.peersOf(m.id)
+    const limit = request.query.limit ?? 200
+    const lines = peers
+      .flatMap((peer) => deps.kernelLogs.lines(peer, { ...(request.query.since !== undefined ? { since: request.query.since } : {}), limit }).map((l) => ({ ...l, peer })))
+      .sort((a, b) => a.cursor - b.cursor)
+    const page = request.query.since !== undefined ? lines.slice(0, limit) : lines.slice(-limit)
+    return {
+      machineId: m.id,
+      peers,
+      lines: page.map((l) => ({ cursor: l.cursor, peer: l.peer, receivedAt: new Date(l.receivedAt).toISOString(), msg: l.msg, priority: l.priority ?? null, facility: l.facility ?? null, talosTime: l.talosTime ?? null })),
+      next: page.length > 0 ? page[page.length - 1]!.cursor : null,
+    }
+  })
+}
