@@ -153,13 +153,13 @@ export interface AllocationRepository {
   byId(id: string): Promise<Allocation | null>
   byKey(idempotencyKey: string): Promise<Allocation | null>
   list(filter?: { cluster?: string; after?: string; limit?: number }): Promise<{ items: Allocation[]; next: string | null }>
-  /** Records an allocation and each machine's current allocation (supersedes any stale one). */
+  /** Records an allocation and each machine's current allocation (supersedes any stale one), and sets the machines' profile. */
   create(allocation: Allocation, machines: Omit<MachineAllocation, 'allocationId' | 'allocatedAt'>[]): Promise<void>
   /** Replaces the per-machine results (power outcomes) of an allocation. */
   setMachines(id: string, machines: AllocatedMachine[]): Promise<void>
   /** The machine's current allocation, or null. */
   current(machineId: string): Promise<MachineAllocation | null>
-  /** Ends the machine's current allocation; returns it, or null when it had none. */
+  /** Ends the machine's current allocation and gives back its previous profile; returns it, or null when it had none. */
   release(machineId: string, now: number): Promise<MachineAllocation | null>
   /** How many machines a cluster currently holds. */
   countByCluster(cluster: string): Promise<number>

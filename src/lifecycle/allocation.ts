@@ -102,7 +102,7 @@ interface Plan {
 export function createAllocator(deps: AllocatorDeps): Allocator {
   const { inventory, lifecycle, log } = deps
   const clock = deps.clock ?? systemClock
-  const batch = deps.scanBatch ?? 256
+  const batch = deps.scanBatch ?? 1024
   const powerWaitMs = deps.powerWaitMs ?? 20_000
   const metrics = deps.registry ? {
     allocations: new Counter({ name: 'rackboot_api_allocations_total', help: 'Allocation requests by result', labelNames: ['result'] as const, registers: [deps.registry] }),
@@ -216,8 +216,11 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
           }
           const chosen: Machine[] = []
           let after: string | undefined
+          // Small pages first (most selectors match most machines), growing when they do not.
+          let limit = Math.min(batch, Math.max(16, req.count * 2))
           while (chosen.length < req.count) {
-            const page = await tx.queries.scanMachines({ state: 'ready', hardware: p.selector.bounds, limit: batch, ...(after ? { after } : {}) })
+            const page = await tx.queries.scanMachines({ state: 'ready', hardware: p.selector.bounds, limit, ...(after ? { after } : {}) })
+            limit = Math.min(batch, limit * 4)
             for (const m of page.items) {
               if (p.selector.matches(m)) chosen.push(m)
               if (chosen.length === req.count) break
@@ -235,7 +238,6 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
             if (!(await tx.machines.setState(m.id, 'ready', 'provisioning', now))) {
               throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} was taken meanwhile; try again`, { details: { reason: 'lost-race', id: m.id } })
             }
-            if (m.profile !== p.profile.name) await tx.machines.update(m.id, { profile: p.profile.name }, now)
           }
           const allocation: Allocation = {
             id: newAllocationId(now),
@@ -309,9 +311,6 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
           throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} changed state meanwhile; try again`, { details: { id: m.id } })
         }
         const allocation = await tx.allocations.release(m.id, now)
-        if (allocation && m.profile === allocation.profile && allocation.previousProfile !== m.profile) {
-          await tx.machines.update(m.id, { profile: allocation.previousProfile }, now)
-        }
         return { machine: (await tx.machines.get(m.id))!, from: m.state, allocation }
       })
       if (!r.from) return { machine: r.machine, released: false, allocation: null, power: null }

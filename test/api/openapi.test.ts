@@ -33,12 +33,13 @@ test('the OpenAPI document validates against the OpenAPI 3.1 schema, and each of
   const res = await s.app.inject({ url: '/api/v1/openapi.json' })
   assert.equal(res.statusCode, 200)
   assert.match(String(res.headers['content-type']), /application\/json/)
-  const doc = res.json()
+  const doc = res.json() as any
   assert.equal(doc.openapi, '3.1.0')
 
   // Formats the OAS schema uses are documentation there; this checks structure.
   const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false })
-  const validate = ajv.compile(OAS_SCHEMA)
+  const compiledOas = ajv.compile(OAS_SCHEMA)
+  const validate = Object.assign((d: unknown): boolean => compiledOas(d), { get errors() { return compiledOas.errors } })
   assert.ok(validate(doc), JSON.stringify(validate.errors?.slice(0, 5), null, 2))
 
   // And a broken document does not pass (the oracle can fail).

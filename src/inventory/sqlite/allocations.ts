@@ -272,6 +272,12 @@ export function createSqliteAllocations(base: Kysely<Database>): AllocationRepos
           previous_profile: m.previousProfile, patches: JSON.stringify(m.patches), allocated_at: a.createdAt, released_at: null,
         })))
         .execute()
+      // The machines install the allocation's profile (one statement per profile, not a read-modify-write each).
+      const byProfile = new Map<string | null, string[]>()
+      for (const m of machines) byProfile.set(m.profile, [...(byProfile.get(m.profile) ?? []), m.machineId])
+      for (const [profile, ids] of byProfile) {
+        await db.updateTable('machines').set({ profile, updated_at: a.createdAt }).where('id', 'in', ids).execute()
+      }
     },
     async setMachines(id, machines) {
       await db.updateTable('allocations').set({ machines: JSON.stringify(machines) }).where('id', '=', id).execute()
@@ -288,6 +294,13 @@ export function createSqliteAllocations(base: Kysely<Database>): AllocationRepos
         .set({ released_at: now })
         .where('machine_id', '=', machineId)
         .where('released_at', 'is', null)
+        .execute()
+      // The profile the machine had before comes back, unless someone changed it meanwhile.
+      await db
+        .updateTable('machines')
+        .set({ profile: r.previous_profile, updated_at: now })
+        .where('id', '=', machineId)
+        .where('profile', 'is', r.profile)
         .execute()
       return toMachineAllocation(r)
     },

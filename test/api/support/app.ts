@@ -1,16 +1,21 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createEventBus } from '../../../src/events/bus.js'
+import { createDownloadGate } from '../../../src/http/download-gate.js'
+import { createConfigLinter } from '../../../src/talos/index.js'
 import { createApiAuth } from '../../../src/http/auth.js'
 import { buildApp } from '../../../src/http/index.js'
 import type { EventStreamOptions } from '../../../src/http/plugins/api/index.js'
 import { openSqliteInventory, type TokenScope } from '../../../src/inventory/index.js'
-import { attachTimeline, createAllocator, createLifecycle, type PowerPort } from '../../../src/lifecycle/index.js'
+import { attachTimeline, createAllocator, createBootService, createConfigService, createLifecycle, type PowerPort } from '../../../src/lifecycle/index.js'
 import { silentLogger } from '../../../src/log.js'
 import { createMetricsRegistry } from '../../../src/metrics.js'
 
 export type Scope = TokenScope | 'none'
 
-/** An app with the API on an in-memory inventory, and a token for each scope. */
-export async function apiSetup(options: { power?: PowerPort | null; events?: EventStreamOptions; file?: string; tokenCacheMs?: number } = {}) {
+/** An app with the API on an in-memory inventory, and a token for each scope; `boot` adds the machines' routes. */
+export async function apiSetup(options: { power?: PowerPort | null; events?: EventStreamOptions; file?: string; tokenCacheMs?: number; boot?: boolean } = {}) {
   const inventory = await openSqliteInventory({ file: options.file ?? ':memory:' })
   const log = silentLogger()
   const bus = createEventBus()
@@ -19,8 +24,24 @@ export async function apiSetup(options: { power?: PowerPort | null; events?: Eve
   const registry = createMetricsRegistry()
   const allocator = createAllocator({ inventory, lifecycle, log, registry, power: options.power ?? null, powerWaitMs: 2_000 })
   const auth = createApiAuth({ tokens: inventory.tokens, cacheMs: options.tokenCacheMs ?? 0, registry })
+  const clock = { now: () => Date.now() }
+  let assetsDir: string | null = null
+  let boot: Parameters<typeof buildApp>[0]['boot']
+  if (options.boot) {
+    assetsDir = mkdtempSync(join(tmpdir(), 'rb-api-assets-'))
+    mkdirSync(join(assetsDir, 'agent'))
+    writeFileSync(join(assetsDir, 'agent', 'vmlinuz'), 'agent kernel')
+    writeFileSync(join(assetsDir, 'agent', 'agent.img'), 'agent initramfs')
+    boot = {
+      service: createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } }),
+      gate: createDownloadGate({ limit: 10, holdMs: 60_000 }),
+      assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] },
+      configs: createConfigService({ inventory, lifecycle, log, clock, linter: createConfigLinter() }),
+    }
+  }
   const app = await buildApp({
     inventory, lifecycle, registry, log, version: 'test',
+    ...(boot ? { boot } : {}),
     api: { allocator, auth, bus, flushTimeline: timeline.flush, ...(options.events ? { events: options.events } : {}) },
   })
   const now = Date.now()
@@ -38,6 +59,7 @@ export async function apiSetup(options: { power?: PowerPort | null; events?: Eve
       await timeline.flush()
       timeline.detach()
       await inventory.close()
+      if (assetsDir) rmSync(assetsDir, { recursive: true, force: true })
     },
   }
 }

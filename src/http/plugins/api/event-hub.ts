@@ -68,6 +68,16 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   const pageSize = o.pageSize ?? 500
   const metrics = deps.registry ? {
     streams: new Gauge({ name: 'rackboot_api_event_streams', help: 'Open event streams', registers: [deps.registry] }),
+    buffered: new Gauge({
+      name: 'rackboot_api_event_stream_buffered_bytes',
+      help: 'Bytes written to event streams and not yet taken by the kernel (bounded by one page per stream)',
+      registers: [deps.registry],
+      collect() {
+        let sum = 0
+        for (const s of streams) sum += s.buffered()
+        this.set(sum)
+      },
+    }),
     sent: new Counter({ name: 'rackboot_api_event_stream_events_total', help: 'Events written to event streams', registers: [deps.registry] }),
     dropped: new Counter({ name: 'rackboot_api_event_stream_dropped_total', help: 'Event streams closed by the server', labelNames: ['reason'] as const, registers: [deps.registry] }),
   } : null
@@ -155,6 +165,10 @@ export function createEventHub(deps: EventHubDeps): EventHub {
       } finally {
         this.pulling = false
       }
+    }
+
+    buffered(): number {
+      return this.res.writableLength
     }
 
     /** Rows the hub just read: (previous head, head]. */

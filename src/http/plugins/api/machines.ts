@@ -200,10 +200,14 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
 
   app.post('/machines/:id/release', {
     config: { scope: 'provision' },
+    // A release needs no body: no body means the defaults.
+    preValidation: async (request) => {
+      if (request.body === undefined || request.body === null) request.body = {}
+    },
     schema: {
       tags: ['allocations'], operationId: 'releaseMachine',
       summary: 'Release an allocated machine: the discovery agent wipes its disks, then it is ready again',
-      params: MachineParams, body: Type.Optional(ReleaseBody), response: { 200: ReleaseResponse, ...errors(400, 404, 409) },
+      params: MachineParams, body: ReleaseBody, response: { 200: ReleaseResponse, ...errors(400, 404, 409) },
     },
   }, async (request) => {
     const m = await findMachine(inventory, request.params.id)

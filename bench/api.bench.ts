@@ -1,0 +1,135 @@
+// `npm run bench -- api [--machines=N] [--requests=N] [--allocations=N]`
+// The cluster API over real sockets with a 100,000-machine inventory (a temporary SQLite file, WAL, as served):
+// list/filter latency p50/p99 per kind of query (goal: p99 < 20 ms), then allocation throughput, sequential and
+// with concurrent callers. There is no reference peer for this one; the figures are compared with the goal.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Agent, request } from 'undici'
+import { createEventBus } from '../src/events/bus.js'
+import { createApiAuth } from '../src/http/auth.js'
+import { buildApp } from '../src/http/index.js'
+import { openSqliteInventory } from '../src/inventory/index.js'
+import { attachTimeline, createAllocator, createLifecycle } from '../src/lifecycle/index.js'
+import { silentLogger } from '../src/log.js'
+import { createMetricsRegistry } from '../src/metrics.js'
+import { macFor, seedMachines } from '../test/api/support/seed.js'
+
+const GOAL_P99_MS = 20
+
+function flag(args: string[], name: string, fallback: number): number {
+  const hit = args.find((a) => a.startsWith(`--${name}=`))
+  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
+  return v
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+}
+
+export async function run(args: string[]): Promise<void> {
+  const count = flag(args, 'machines', 100_000)
+  const requests = flag(args, 'requests', 200)
+  const allocations = flag(args, 'allocations', 400)
+  const dir = mkdtempSync(join(tmpdir(), 'rb-bench-api-'))
+  const inventory = await openSqliteInventory({ file: join(dir, 'rackboot.db'), secretKeyFile: join(dir, 'secret.key') })
+  const log = silentLogger()
+  const bus = createEventBus()
+  const timeline = attachTimeline({ inventory, bus, log })
+  const lifecycle = createLifecycle({ inventory, bus, log })
+  const registry = createMetricsRegistry()
+  const app = await buildApp({
+    inventory, lifecycle, registry, log, version: 'bench',
+    api: {
+      bus, flushTimeline: timeline.flush,
+      auth: createApiAuth({ tokens: inventory.tokens, registry }),
+      allocator: createAllocator({ inventory, lifecycle, log, registry }),
+    },
+  })
+  const agent = new Agent({ connections: 32, keepAliveTimeout: 10_000 })
+  try {
+    let t = performance.now()
+    const ids = await seedMachines(inventory, { count })
+    console.log(`seeded ${count} machines (NICs, hardware, labels, search index) in ${((performance.now() - t) / 1000).toFixed(1)} s`)
+    await inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
+    await inventory.classes.put({ name: 'big', description: null, selectors: ['cpu.cores >= 64', 'memory.gib >= 512'], profile: 'w', patches: [], managedBy: null }, 1)
+    const { secret } = await inventory.tokens.create({ name: 'bench', scopes: ['admin'] }, Date.now())
+    const base = await app.listen({ host: '127.0.0.1', port: 0 })
+    const headers = { authorization: `Bearer ${secret}` }
+
+    const get = async (path: string): Promise<number> => {
+      const start = performance.now()
+      const r = await request(`${base}${path}`, { headers, dispatcher: agent })
+      const body = await r.body.text()
+      if (r.statusCode !== 200) throw new Error(`${path}: ${r.statusCode} ${body.slice(0, 200)}`)
+      return performance.now() - start
+    }
+    const queries: [string, (i: number) => string][] = [
+      ['page of 100, no filter', (i) => `/api/v1/machines?limit=100${i % 2 ? `&cursor=${Buffer.from(ids[(i * 397) % count]!).toString('base64url')}` : ''}`],
+      ['state=ready, page of 100', () => '/api/v1/machines?state=ready&limit=100'],
+      ['label rack=<one rack> (40 machines)', (i) => `/api/v1/machines?label=rack%3Dr${1 + ((i * 37) % Math.ceil(count / 40))}`],
+      ['label zone=z1 (25%), page of 100', () => '/api/v1/machines?label=zone%3Dz1&limit=100'],
+      ['free text: a whole serial', (i) => `/api/v1/machines?q=SN${String((i * 7919) % count).padStart(8, '0')}`],
+      ['free text: a MAC, other spelling', (i) => `/api/v1/machines?q=${macFor((i * 7919) % count, 0).toUpperCase().replaceAll(':', '-')}`],
+      ['free text: a name fragment', (i) => `/api/v1/machines?q=r${1 + (i % 50)}-u7-`],
+      ['selector cpu.cores>=64 and memory.gib>=512', () => '/api/v1/machines?selector=cpu.cores%20%3E%3D%2064%20and%20memory.gib%20%3E%3D%20512&limit=100'],
+      ['class big (same selectors), ready', () => '/api/v1/machines?class=big&state=ready&limit=100'],
+      ['one machine with detail', (i) => `/api/v1/machines/${ids[(i * 7919) % count]}`],
+    ]
+    // Warm up the connection pool, the statement cache and the page cache.
+    for (let i = 0; i < 20; i++) await get(queries[i % queries.length]![1](i))
+    console.log(`\nlist/filter latency over HTTP (127.0.0.1, keep-alive, one request at a time), ${count} machines, ${requests} requests each:`)
+    const all: number[] = []
+    for (const [name, path] of queries) {
+      const times: number[] = []
+      for (let i = 0; i < requests; i++) times.push(await get(path(i)))
+      times.sort((a, b) => a - b)
+      all.push(...times)
+      const p99 = quantile(times, 0.99)
+      console.log(`  ${name.padEnd(44)} p50 ${quantile(times, 0.5).toFixed(2).padStart(7)} ms   p99 ${p99.toFixed(2).padStart(7)} ms ${p99 < GOAL_P99_MS ? '' : ' (over goal)'}`)
+    }
+    all.sort((a, b) => a - b)
+    const p99 = quantile(all, 0.99)
+    console.log(`  ${'all list/filter requests'.padEnd(44)} p50 ${quantile(all, 0.5).toFixed(2).padStart(7)} ms   p99 ${p99.toFixed(2).padStart(7)} ms`)
+    console.log(`  goal p99 < ${GOAL_P99_MS} ms: ${p99 < GOAL_P99_MS ? 'met' : 'NOT met'} (rackboot ${p99.toFixed(2)} ms / goal ${GOAL_P99_MS} ms = ${(p99 / GOAL_P99_MS).toFixed(2)})`)
+
+    console.log(`\nallocation throughput (each request one SQLite transaction), ${count} machines:`)
+    const allocate = async (body: object): Promise<number> => {
+      const r = await request(`${base}/api/v1/allocations`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body), dispatcher: agent })
+      const text = await r.body.text()
+      if (r.statusCode !== 201) throw new Error(`allocation: ${r.statusCode} ${text.slice(0, 200)}`)
+      return (JSON.parse(text) as { machines: unknown[] }).machines.length
+    }
+    const runAllocations = async (label: string, n: number, concurrency: number, body: object) => {
+      let next = 0
+      let machines = 0
+      const lat: number[] = []
+      t = performance.now()
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (next < n) {
+          next++
+          const s = performance.now()
+          const got = await allocate(body)
+          machines += got
+          lat.push(performance.now() - s)
+        }
+      }))
+      const secs = (performance.now() - t) / 1000
+      lat.sort((a, b) => a - b)
+      console.log(`  ${label.padEnd(44)} ${(n / secs).toFixed(0).padStart(6)} allocations/s  ${(machines / secs).toFixed(0).padStart(6)} machines/s  p50 ${quantile(lat, 0.5).toFixed(1)} ms  p99 ${quantile(lat, 0.99).toFixed(1)} ms`)
+    }
+    await runAllocations('count=1, selector cpu.cores>=8, 1 caller', allocations, 1, { selector: 'cpu.cores >= 8', profile: 'w', count: 1 })
+    await runAllocations('count=1, selector cpu.cores>=8, 16 callers', allocations, 16, { selector: 'cpu.cores >= 8', profile: 'w', count: 1 })
+    await runAllocations('count=10, class big (8% of machines), 16 callers', Math.max(1, Math.floor(allocations / 4)), 16, { class: 'big', count: 10 })
+    await timeline.flush()
+    console.log(`\n(load average on this machine during the run: ${loadavg().map((l) => l.toFixed(1)).join(' ')}; figures are noisy on shared machines)`)
+  } finally {
+    await app.close()
+    await agent.close()
+    await timeline.flush()
+    timeline.detach()
+    await inventory.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
