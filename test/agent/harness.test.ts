@@ -68,14 +68,24 @@ test('serial log: lines timed from their first byte, ANSI and CR removed, waiter
   log.push('\x1b[2J\x1b[01;01HBdsDxe: loading\r\n', 1_500)
   log.push('rackboot-agent: rep', 2_000)
   log.push('ort sent attempt=1\nnext', 2_600)
+  let early = false
+  const prompt = log.next(/^next/, { partial: true })
+  const whole = log.next(/^next/)
+  void whole.promise.then(() => (early = true))
   const m = await waiting.promise
   assert.equal(m.atMs, 1_000, 'time of the first byte of the line')
+  assert.equal((await prompt.promise).line, 'next', 'a prompt without newline')
+  await new Promise((r) => setImmediate(r))
+  assert.equal(early, false, 'a line still being written does not satisfy a normal waiter')
+  log.push(' line\n', 2_700)
+  assert.equal((await whole.promise).line, 'next line')
   assert.equal(m.line, 'rackboot-agent: report sent attempt=1')
   assert.equal(log.find(/BdsDxe/)?.line, 'BdsDxe: loading')
-  assert.equal(log.find(/^next$/)?.atMs, 1_600)
+  assert.equal(log.find(/^next line$/)?.atMs, 1_600)
   assert.equal(log.find(/nothing/), null)
   assert.equal(cleanSerial('\x1b[0m\x1b(Bok\r'), 'ok')
   assert.equal(log.findAll(/./).length, 3)
+  assert.equal(log.find(/^next/, { complete: true })?.line, 'next line')
   start = 0
 })
 

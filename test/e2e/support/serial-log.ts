@@ -24,6 +24,7 @@ export function cleanSerial(text: string): string {
 
 interface Waiter {
   re: RegExp
+  partial: boolean
   resolve(m: SerialMatch): void
 }
 
@@ -64,8 +65,11 @@ export class SerialLog {
       }
     })
     this.partial = !text.endsWith('\n')
+    const last = this.lines.at(-1)
     for (const w of [...this.waiters]) {
       for (const line of touched) {
+        // A line still being written may match too early ("config failed" before " empty config (HTTP 204)").
+        if (!w.partial && this.partial && line === last) continue
         const m = new RegExp(w.re.source, w.re.flags.replace('g', '')).exec(line.text)
         if (m) {
           this.waiters.delete(w)
@@ -76,10 +80,11 @@ export class SerialLog {
     }
   }
 
-  /** The first line matching `re`, or null. */
-  find(re: RegExp): SerialMatch | null {
+  /** The first line matching `re`, or null; `complete` leaves out a last line still being written. */
+  find(re: RegExp, options: { complete?: boolean } = {}): SerialMatch | null {
     const r = new RegExp(re.source, re.flags.replace('g', ''))
-    for (const line of this.lines) {
+    const lines = options.complete && this.partial ? this.lines.slice(0, -1) : this.lines
+    for (const line of lines) {
       const m = r.exec(line.text)
       if (m) return { atMs: line.atMs, line: line.text, match: m }
     }
@@ -97,13 +102,17 @@ export class SerialLog {
     return out
   }
 
-  /** Resolves at the first line (already seen or still to come) that matches; the caller handles timeouts. */
-  next(re: RegExp): { promise: Promise<SerialMatch>; cancel(): void } {
-    const seen = this.find(re)
+  /**
+   * Resolves at the first complete line (already seen or still to come) that matches; with `partial`, a line still
+   * being written counts too (prompts without a newline). The caller handles timeouts.
+   */
+  next(re: RegExp, options: { partial?: boolean } = {}): { promise: Promise<SerialMatch>; cancel(): void } {
+    const partial = options.partial ?? false
+    const seen = this.find(re, { complete: !partial })
     if (seen) return { promise: Promise.resolve(seen), cancel: () => undefined }
     let waiter!: Waiter
     const promise = new Promise<SerialMatch>((resolve) => {
-      waiter = { re, resolve }
+      waiter = { re, partial, resolve }
       this.waiters.add(waiter)
     })
     return { promise, cancel: () => this.waiters.delete(waiter) }

@@ -76,8 +76,11 @@ export interface Vm {
   readonly serial: SerialLog
   /** Resolves when QEMU is gone, whatever the reason. Never rejects. */
   readonly exited: Promise<VmExit>
-  /** The first serial line matching `re`; rejects on timeout or when QEMU exits first (message has the log tail). */
-  waitFor(re: RegExp, timeoutMs: number): Promise<SerialMatch>
+  /**
+   * The first complete serial line matching `re` (with `partial`, also a line still being written, for prompts);
+   * rejects on timeout or when QEMU exits first (the message has the log tail).
+   */
+  waitFor(re: RegExp, timeoutMs: number, options?: { partial?: boolean }): Promise<SerialMatch>
   /** Waits for QEMU to end by itself; rejects after `timeoutMs`. */
   waitForExit(timeoutMs: number): Promise<VmExit>
   /** ms after start when a line first matched `re`, or null. */
@@ -307,8 +310,8 @@ export async function launchVm(
     startedAt,
     serial,
     exited,
-    waitFor(re, timeoutMs) {
-      const pending = serial.next(re)
+    waitFor(re, timeoutMs, waitOptions = {}) {
+      const pending = serial.next(re, waitOptions)
       let timer: NodeJS.Timeout | undefined
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
