@@ -4,10 +4,11 @@
 set -euo pipefail
 packages=(
   iproute2 nftables procps psmisc curl openssl
-  isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
+  isc-dhcp-client kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa
   openipmi ipmitool python3-pyghmi redfishtool
-  qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils
+  qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils dash
+  # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -11,6 +11,7 @@ export const ASSETS_USAGE = `rackboot assets <command>
                                                  kernel + initramfs from the Talos release (sha512-verified)
                                                  or the Image Factory (with --schematic)
   fetch ipxe                                     iPXE binaries from Debian's ipxe package (offline)
+  build agent [--force] [--cache-dir DIR]          the discovery agent (Debian kernel + busybox initramfs)
   import FILE... [--talos VERSION [--arch A] [--schematic ID]] [--to DIR/]
                                                  add local files: Talos vmlinuz-<arch>/initramfs-<arch>.xz with
                                                  --talos, iPXE binaries by name, anything else with --to`
@@ -27,6 +28,11 @@ function printEntries(entries: ManifestEntry[], json: boolean | undefined): void
 
 export async function assetsCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args
+  if (sub === 'build') {
+    const [what, ...more] = rest
+    if (what !== 'agent') throw new UsageError(`assets build takes agent\n\n${ASSETS_USAGE}`)
+    return (await import('./assets-agent.js')).assetsBuildAgent(more)
+  }
   const { values, positionals } = parse(rest, {
     arch: { type: 'string' },
     schematic: { type: 'string' },

@@ -33,6 +33,8 @@ export interface KernelBoot {
   /** File name the initrd gets in iPXE (and `initrd=` on the command line, for the EFI stub). */
   initrdName: string
   args: string[]
+  /** Args that carry iPXE variables on purpose (e.g. BOOTIF=01-${net0/mac:hexhyp}): only whitespace is refused. */
+  templateArgs?: string[]
   banner: string
   /** Where to go when a download fails: a retry of the whole script after a pause. */
   retryUrl: string
@@ -40,7 +42,7 @@ export interface KernelBoot {
 
 /** Boot a kernel + initramfs (discovery agent, Talos). A failed download retries the script, never hangs. */
 export function kernelScript(k: KernelBoot): string {
-  const args = k.args.map((a) => safe(a, 'kernel argument'))
+  const args = [...k.args.map((a) => safe(a, 'kernel argument')), ...(k.templateArgs ?? []).map((a) => template(a, 'kernel argument'))]
   return [
     '#!ipxe',
     `echo ${say(k.banner)}`,

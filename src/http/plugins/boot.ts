@@ -112,6 +112,8 @@ export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) 
             initrdUrl: `${base}/assets/agent/agent.img${q}`,
             initrdName: 'agent.img',
             args,
+            // The agent takes its lease on the NIC it booted from.
+            templateArgs: ['BOOTIF=01-${net0/mac:hexhyp}'],
             retryUrl: retryUrl(base, attempt + 1),
           })
         }
