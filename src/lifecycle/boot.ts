@@ -33,8 +33,9 @@ export interface AgentReport {
   disks?: HardwareFacts['disks']
   nics?: HardwareFacts['nics']
   bmc?: { address?: string; mac?: string }
-  /** Set by a wipe run: which disks were erased. */
+  /** Set by a wipe run: which disks were erased, and which could not be. */
   wiped?: string[]
+  wipeFailed?: string[]
 }
 
 export interface BootServiceDeps {
@@ -185,7 +186,12 @@ export function createBootService(deps: BootServiceDeps): BootService {
         await lifecycle.transition(machine.id, 'discovered', 'discovery agent reported hardware', { from: 'new' })
         if (deps.policy.autoAccept) await lifecycle.transition(machine.id, 'ready', 'auto-accept rule', { from: 'discovered' })
       } else if (machine.state === 'released' && report.wiped) {
-        await lifecycle.transition(machine.id, 'ready', `disks wiped (${report.wiped.join(', ') || 'none'})`, { from: 'released' })
+        if (report.wipeFailed?.length) {
+          // A disk that kept its data must not go back to the pool: the machine stays released, and says why.
+          lifecycle.record(machine.id, 'boot.agent', `wipe failed on ${report.wipeFailed.join(', ')}: machine stays released`, { wipeFailed: report.wipeFailed })
+        } else {
+          await lifecycle.transition(machine.id, 'ready', `disks wiped (${report.wiped.join(', ') || 'none'})`, { from: 'released' })
+        }
       }
       return (await inventory.machines.get(machine.id))!
     },

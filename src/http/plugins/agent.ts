@@ -22,6 +22,7 @@ const ReportBody = Type.Object({
   }), { maxItems: 512 })),
   bmc: Type.Optional(Type.Object({ address: Str(64), mac: Str(64) })),
   wiped: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 512 })),
+  wipeFailed: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 512 })),
 })
 
 /** `POST /api/v1/agent/report`: the discovery agent's hardware report, authorised by its per-boot token. */
