@@ -229,3 +229,22 @@ test('the Talos config goes only to its machine: per-boot token and address; ren
   assert.deepEqual(events.map((e) => e.data.status), [200, 403, 200, 503])
   assert.match(events.at(-1)!.message, /config not served: config fails the Talos v1\.13\.9 schema/)
 })
+
+test('a released machine boots the agent to wipe its disks; it returns to ready only when every disk was wiped', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const m = await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'released' }, 1)
+  const first = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb' } })).body
+  assert.match(first, /rackboot\.wipe=1/)
+  assert.match(first, /BOOTIF=01-\$\{net0\/mac:hexhyp\}/)
+  const failed = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', payload: { ...REPORT, wiped: ['vda'], wipeFailed: ['vdb'] }, headers: { authorization: `Bearer ${tokenOf(first)}` } })
+  assert.equal(failed.statusCode, 200)
+  assert.equal(failed.json().state, 'released')
+  const again = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb' } })).body
+  const ok = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', payload: { ...REPORT, wiped: ['vda', 'vdb'] }, headers: { authorization: `Bearer ${tokenOf(again)}` } })
+  assert.equal(ok.json().state, 'ready')
+  await s.timeline.flush()
+  const msgs = (await s.inventory.events.list({ machineId: m.id })).map((e) => e.message)
+  assert.ok(msgs.some((x) => /wipe failed on vdb: machine stays released/.test(x)))
+  assert.ok(msgs.some((x) => /released → ready: disks wiped \(vda, vdb\)/.test(x)))
+})
