@@ -11,6 +11,7 @@ usage: rackboot <command> [options]
   tokens create|list|revoke           API tokens
   assets list|fetch|import            boot assets: iPXE, Talos kernels and initramfs images
   power status|on|off|cycle|pxe       drive machines' BMCs (IPMI, Redfish)
+  classes list|test                   which class (and profile) a machine gets, and why
   version
 
 Every command takes --config FILE, --set key=value and --help; lists take --json.`
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   tokens: async () => (await import('./cli/tokens.js')).tokensCommand,
   assets: async () => (await import('./cli/assets.js')).assetsCommand,
   power: async () => (await import('./cli/power.js')).powerCommand,
+  classes: async () => (await import('./cli/classes.js')).classesCommand,
 }
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage or bad settings. */

@@ -5,6 +5,7 @@ import { decideBoot, type BootDecision, type BootPolicy } from './decide.js'
 import type { Clock, Lifecycle, MachineFacts } from './service.js'
 import { RackbootError } from '../errors.js'
 import type { PeerDirectory } from './peers.js'
+import { resolveProfile } from './profiles.js'
 
 /** What iPXE told us about itself when it asked for its script. */
 export interface IpxeFacts extends MachineFacts {
@@ -85,7 +86,7 @@ export function createBootService(deps: BootServiceDeps): BootService {
   const ttl = deps.tokenTtlMs ?? 60 * 60 * 1000
 
   async function profileFor(machine: Machine): Promise<Profile | null> {
-    return machine.profile ? inventory.profiles.get(machine.profile) : null
+    return (await resolveProfile(inventory, machine)).profile
   }
 
   return {

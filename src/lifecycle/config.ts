@@ -4,6 +4,7 @@ import type { Logger } from '../log.js'
 import { chooseInstallDisk, renderMachineConfig, type ConfigLinter } from '../talos/index.js'
 import type { Clock, Lifecycle } from './service.js'
 import type { PeerDirectory } from './peers.js'
+import { resolveProfile } from './profiles.js'
 import { baseConfigFor } from './allocation.js'
 
 export interface ConfigServiceDeps {
@@ -60,13 +61,14 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
         lifecycle.record(machine.id, 'boot.config', `config refused: machine is ${machine.state}`, { clientIp, status: 403 })
         throw new RackbootError('RB_ERR_FORBIDDEN', `machine is ${machine.state}: no config to serve`)
       }
-      const profile = machine.profile ? await inventory.profiles.get(machine.profile) : null
-      if (!profile) return fail('no profile applies to this machine')
+      const resolved = await resolveProfile(inventory, machine)
+      const profile = resolved.profile
+      if (!profile) return fail(`no profile applies to this machine (${resolved.reason})`)
       if (!profile.talosVersion) return fail(`profile ${profile.name} names no Talos version`)
       // Allocated through the API: the class the machine was chosen by and the allocation's own patches apply too,
       // and a cluster made through the API supplies the base config when the profile has none.
       const allocation = await inventory.allocations.current(machine.id)
-      const cls = allocation?.class ? await inventory.classes.get(allocation.class) : null
+      const cls = allocation?.class ? await inventory.classes.get(allocation.class) : resolved.machineClass
       let base: string | Awaited<ReturnType<typeof baseConfigFor>> = profile.baseConfig
       if (!base) {
         try {

@@ -10,3 +10,4 @@ export {
 } from './allocation.js'
 export { createPeerDirectory, type PeerDirectory } from './peers.js'
 export { createTalosFeedback, type TalosFeedback } from './talos-feedback.js'
+export { resolveProfile, type ResolvedProfile } from './profiles.js'

@@ -5,3 +5,4 @@ export { parseSelector, compileNode, type Node, type CompiledPath, type ColumnHi
 export { boundsOf, mergeBounds } from './hints.js'
 export { tokenize, SIZE_UNITS, type Token, type CompareOp } from './lexer.js'
 export { MACHINE_FIELDS } from './fields.js'
+export { chooseClass, evaluateClass, type ClassChoice, type ClassMatch, type SelectorResult } from './classes.js'
