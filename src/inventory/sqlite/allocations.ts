@@ -305,11 +305,14 @@ export function createSqliteAllocations(base: Kysely<Database>): AllocationRepos
       return toMachineAllocation(r)
     },
     async countByCluster(cluster) {
+      // A machine that went back to the pool without a release (through maintenance) no longer counts.
       const r = await db
         .selectFrom('allocation_machines')
+        .innerJoin('machines', 'machines.id', 'allocation_machines.machine_id')
         .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('cluster', '=', cluster)
-        .where('released_at', 'is', null)
+        .where('allocation_machines.cluster', '=', cluster)
+        .where('allocation_machines.released_at', 'is', null)
+        .where('machines.state', 'in', ['provisioning', 'installed', 'maintenance'])
         .executeTakeFirstOrThrow()
       return Number(r.n)
     },

@@ -70,8 +70,11 @@ export async function listMachines(inventory: Inventory, scan: MachineScan, sele
   const items: Machine[] = []
   let after = scan.after
   let examined = 0
+  // The SQL bounds usually leave only matches: ask for a page's worth, more when the selector weeds rows out.
+  let size = limit
   for (;;) {
-    const page = await inventory.queries.scanMachines({ ...scan, hardware: selector.bounds, limit: Math.max(limit, 200), ...(after ? { after } : {}) })
+    const page = await inventory.queries.scanMachines({ ...scan, hardware: selector.bounds, limit: size, ...(after ? { after } : {}) })
+    size = Math.min(1000, size * 2)
     for (const m of page.items) {
       examined++
       if (selector.matches(m)) {
