@@ -12,6 +12,7 @@ usage: rackboot <command> [options]
   assets list|fetch|import            boot assets: iPXE, Talos kernels and initramfs images
   power status|on|off|cycle|pxe       drive machines' BMCs (IPMI, Redfish)
   classes list|test                   which class (and profile) a machine gets, and why
+  clusters create|list|talosconfig    Talos clusters: secrets, admin talosconfig
   version
 
 Every command takes --config FILE, --set key=value and --help; lists take --json.`
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   assets: async () => (await import('./cli/assets.js')).assetsCommand,
   power: async () => (await import('./cli/power.js')).powerCommand,
   classes: async () => (await import('./cli/classes.js')).classesCommand,
+  clusters: async () => (await import('./cli/clusters.js')).clustersCommand,
 }
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage or bad settings. */

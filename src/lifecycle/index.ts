@@ -11,3 +11,4 @@ export {
 export { createPeerDirectory, type PeerDirectory } from './peers.js'
 export { createTalosFeedback, type TalosFeedback } from './talos-feedback.js'
 export { resolveProfile, type ResolvedProfile } from './profiles.js'
+export { createCluster, clusterTalosconfig, type NewCluster } from './clusters.js'

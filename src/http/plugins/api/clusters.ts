@@ -2,9 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { NotFoundError, RackbootError } from '../../../errors.js'
-import {
-  generateConfig, generateSecretsBundle, parseSecretsBundle, parseTalosVersion, secretsBundleToYaml, talosconfigFor,
-} from '../../../talos/index.js'
+import { clusterTalosconfig, createCluster } from '../../../lifecycle/index.js'
 import type { ApiDeps } from './context.js'
 import { ClusterSchema, clusterView, errors, NameParams, NameSchema, Nullable } from './schemas.js'
 
@@ -50,17 +48,10 @@ export const clusterRoutes: FastifyPluginAsync<ApiDeps> = async (base, { invento
     },
   }, async (request, reply) => {
     const b = request.body
-    if (await inventory.clusters.get(b.name)) throw new RackbootError('RB_ERR_CONFLICT', `a cluster named '${b.name}' already exists`, { details: { name: b.name } })
-    parseTalosVersion(b.talosVersion)
-    const secrets = b.secrets ? parseSecretsBundle(b.secrets) : await generateSecretsBundle({ talosVersion: b.talosVersion })
-    // Generating once checks the endpoint, the versions and the bundle the way every machine config will need them.
-    generateConfig({
-      secrets, clusterName: b.name, endpoint: b.endpoint, talosVersion: b.talosVersion, role: 'controlplane',
-      ...(b.kubernetesVersion ? { kubernetesVersion: b.kubernetesVersion } : {}),
-    })
-    const c = await inventory.clusters.create({
+    const c = await createCluster(inventory, {
       name: b.name, endpoint: b.endpoint, talosVersion: b.talosVersion, kubernetesVersion: b.kubernetesVersion ?? null,
-    }, secretsBundleToYaml(secrets), Date.now())
+      ...(b.secrets ? { secrets: b.secrets } : {}),
+    })
     reply.status(201).header('location', `/api/v1/clusters/${c.name}`)
     return clusterView(c, 0)
   })
@@ -77,11 +68,10 @@ export const clusterRoutes: FastifyPluginAsync<ApiDeps> = async (base, { invento
     },
   }, async (request, reply) => {
     const c = await inventory.clusters.get(request.params.name)
-    const secrets = c ? await inventory.clusters.secrets(c.name) : null
-    if (!c || !secrets) throw new NotFoundError('cluster', request.params.name)
-    const endpoints = request.query.endpoint ?? [new URL(c.endpoint).hostname.replace(/^\[|\]$/g, '')]
-    const { yaml } = await talosconfigFor(parseSecretsBundle(secrets), {
-      contextName: c.name, endpoints, ...(request.query.node ? { nodes: request.query.node } : {}),
+    if (!c) throw new NotFoundError('cluster', request.params.name)
+    const yaml = await clusterTalosconfig(inventory, c.name, {
+      ...(request.query.endpoint ? { endpoints: request.query.endpoint } : {}),
+      ...(request.query.node ? { nodes: request.query.node } : {}),
     })
     reply.type('application/yaml').header('content-disposition', `attachment; filename="talosconfig-${c.name}"`)
     return yaml
