@@ -129,6 +129,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     api: {
       bus, flushTimeline: timeline.flush,
       auth: createApiAuth({ tokens: inventory.tokens, registry }),
+      power,
+      kernelLogs: { store: kernelLogs, peersOf: (id) => peers.addressesOf(id) },
       allocator: createAllocator({ inventory, lifecycle, log: log.child({ svc: 'allocation' }), power, registry }),
     },
   })

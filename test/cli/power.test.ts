@@ -53,6 +53,24 @@ test('rackboot power drives an ipmi_sim BMC and a Redfish BMC at once, with a ta
   assert.match(mixed.stdout, /sim-1\s+yes\s+off: done/)
   for (const r of [on, status, pxe, mixed]) assert.ok(!(r.stdout + r.stderr).includes('calvin-Secret9'), 'no password in output')
 
+  // The same through the API of a running server.
+  const http = 20000 + Math.floor(Math.random() * 40000)
+  const { startServe } = await import('../support/cli.js')
+  const server = await startServe(['--set', `http.port=${http}`, '--set', 'http.listen=127.0.0.1', '--set', 'tftp.port=0', '--set', 'talos.eventsSinkPort=0', '--set', 'talos.kernelLogPort=0', ...set], { cwd })
+  t.after(() => server.stop())
+  const token = JSON.parse((await rackbootAsync(['tokens', 'create', 'ops', '--scope', 'provision', '--json'], { cwd })).stdout).secret
+  const api = (method: string, path: string, body?: unknown) => fetch(`http://127.0.0.1:${http}/api/v1${path}`, {
+    method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
+  })
+  const off = await api('POST', '/machines/rf-1/power', { action: 'off' })
+  assert.equal(off.status, 200, await off.clone().text())
+  assert.equal(redfish.state.power, 'Off')
+  const got = await api('GET', '/machines/rf-1/power')
+  const view = (await got.json()) as { state: string; bootOverride: { device: string } | null }
+  assert.equal(view.state, 'off')
+  assert.equal(view.bootOverride?.device, 'pxe')
+  assert.equal((await api('POST', '/machines/no-bmc/power', { action: 'on' })).status, 422)
+  assert.equal((await api('POST', '/machines/rf-1/power', { action: 'dance' })).status, 400)
   const show = await rackbootAsync(['machines', 'show', 'rf-1'], { cwd })
   assert.match(show.stdout, /power pxe-boot \(CLI\): done/)
   assert.equal((await rackbootAsync(['power', 'dance', 'rf-1'], { cwd })).code, 2)

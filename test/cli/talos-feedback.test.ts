@@ -47,6 +47,14 @@ machines:
   }
   assert.match(shown, /state\s+installed/)
   assert.match(shown, /provisioning → installed: Talos reported: kernel log: \[talos\] install successful/)
+  // The kernel log Talos sent is kept for the machine and readable through the API.
+  const token = JSON.parse(rackboot(['tokens', 'create', 'reader', '--scope', 'read', '--json'], { cwd }).stdout).secret
+  const logs = await fetch(`http://127.0.0.1:${http}/api/v1/machines/node-1/logs`, { headers: { authorization: `Bearer ${token}` } })
+  assert.equal(logs.status, 200)
+  const body = (await logs.json()) as { peers: string[]; lines: { msg: string }[] }
+  assert.deepEqual(body.peers, ['127.0.0.1'])
+  assert.deepEqual(body.lines.map((l) => l.msg), ['[talos] task install (1/1): starting', '[talos] install successful'])
+  assert.equal((await fetch(`http://127.0.0.1:${http}/api/v1/machines/node-1/logs`)).status, 401)
   // Installed: the next boot goes to disk.
   assert.match(await (await fetch(`http://127.0.0.1:${http}/boot.ipxe?mac=02-00-00-00-aa-01&arch=x86_64`)).text(), /installed: boot from disk\nexit/)
 })

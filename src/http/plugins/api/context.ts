@@ -5,6 +5,8 @@ import { isMac, isUuid, type Inventory, type Machine } from '../../../inventory/
 import type { Allocator, Clock, Lifecycle } from '../../../lifecycle/index.js'
 import type { ApiAuth } from '../../auth.js'
 import type { EventStreamOptions } from './event-hub.js'
+import type { PowerManager } from '../../../power/index.js'
+import type { KernelLogStore } from '../../../talos/receivers/index.js'
 
 /** What the /api/v1 route groups need; buildApp passes it through. */
 export interface ApiDeps {
@@ -19,6 +21,10 @@ export interface ApiDeps {
   /** Waits until bus events are in the events table (attachTimeline's flush), so the stream sees them at once. */
   flushTimeline?: () => Promise<void>
   events?: EventStreamOptions
+  /** BMC power: /machines/{id}/power is served when given. */
+  power?: PowerManager
+  /** Talos kernel logs kept in memory, and the addresses a machine is known by: /machines/{id}/logs when given. */
+  kernelLogs?: { store: KernelLogStore; peersOf(machineId: string): Promise<string[]> }
 }
 
 /** A machine by id, or by its name, a MAC or its SMBIOS UUID (what a tech has at hand). */

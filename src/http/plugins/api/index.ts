@@ -10,6 +10,8 @@ import type { ApiDeps } from './context.js'
 import { eventRoutes } from './events.js'
 import { machineRoutes } from './machines.js'
 import { profileRoutes } from './profiles.js'
+import { powerRoutes } from './power.js'
+import { logRoutes } from './logs.js'
 import { errors } from './schemas.js'
 
 export type { ApiDeps } from './context.js'
@@ -38,6 +40,8 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
   await app.register(classRoutes, deps)
   await app.register(profileRoutes, deps)
   await app.register(clusterRoutes, deps)
+  if (deps.power) await app.register(powerRoutes, { ...deps, power: deps.power })
+  if (deps.kernelLogs) await app.register(logRoutes, { ...deps, logStore: deps.kernelLogs.store, peersOf: deps.kernelLogs.peersOf })
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/whoami', {
     config: { scope: 'read' },

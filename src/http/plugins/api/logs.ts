@@ -19,7 +19,7 @@ const LineSchema = Type.Object({
  * `GET /api/v1/machines/{id}/logs`: the kernel log Talos streamed to rackboot (talos.logging.kernel), newest lines
  * (or those after `since`), from every address the machine used (its leases and the addresses its boots came from).
  */
-export const logRoutes: FastifyPluginAsync<ApiDeps & { kernelLogs: KernelLogStore; peersOf: (machineId: string) => Promise<string[]> }> = async (base, deps) => {
+export const logRoutes: FastifyPluginAsync<ApiDeps & { logStore: KernelLogStore; peersOf: (machineId: string) => Promise<string[]> }> = async (base, deps) => {
   const app = base.withTypeProvider<TypeBoxTypeProvider>()
   app.get('/machines/:id/logs', {
     config: { scope: 'read' },
@@ -33,7 +33,7 @@ export const logRoutes: FastifyPluginAsync<ApiDeps & { kernelLogs: KernelLogStor
     const peers = await deps.peersOf(m.id)
     const limit = request.query.limit ?? 200
     const lines = peers
-      .flatMap((peer) => deps.kernelLogs.lines(peer, { ...(request.query.since !== undefined ? { since: request.query.since } : {}), limit }).map((l) => ({ ...l, peer })))
+      .flatMap((peer) => deps.logStore.lines(peer, { ...(request.query.since !== undefined ? { since: request.query.since } : {}), limit }).map((l) => ({ ...l, peer })))
       .sort((a, b) => a.cursor - b.cursor)
     const page = request.query.since !== undefined ? lines.slice(0, limit) : lines.slice(-limit)
     return {
