@@ -3,8 +3,8 @@
 //   npm run bench -- dhcp [--seconds=15] [--clients=10000] [--rate=N] [--rounds=1] [--mode=relay|direct]
 // perfdhcp always acts as a relay (giaddr = its address). "relay" mode puts it on another subnet (rackboot picks the
 // subnet by giaddr and unicasts back); "direct" mode broadcasts from the server's own subnet.
-// rackboot runs with the SQLite inventory on disk (the real path), with that inventory plus a one-statement batch
-// upsert (putMany, a prototype in the test runner for src/inventory), and with in-memory leases.
+// rackboot runs with the SQLite inventory on disk (the real path: leases written in batches by the repository's
+// putMany before each ACK) and with in-memory leases (the upper bound of the protocol path).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -106,7 +106,6 @@ export async function run(args: string[]): Promise<void> {
 
     const results: Record<string, number[]> = {
       'rackboot (sqlite)': [],
-      'rackboot (sqlite+putMany)': [],
       'rackboot (memory)': [],
       'kea-dhcp4 (memfile)': [],
     }
@@ -115,11 +114,11 @@ export async function run(args: string[]): Promise<void> {
         `  ${name.padEnd(26)} ${s.rate.toFixed(0).padStart(6)} DORA/s   offers ${s.offers}/${s.discovers}   acks ${s.acks}/${s.requests}`,
       )
     for (let round = 0; round < o.rounds; round++) {
-      for (const store of ['sqlite', 'sqlite+putMany', 'memory'] as const) {
+      for (const store of ['sqlite', 'memory'] as const) {
         const name = `rackboot (${store})`
         const db = join(dir, `round${round}.db`)
         const server = await startServerIn(srv, {
-          store: store === 'memory' ? { kind: 'memory' } : { kind: 'sqlite', file: db, putMany: store === 'sqlite+putMany' },
+          store: store === 'memory' ? { kind: 'memory' } : { kind: 'sqlite', file: db },
           settings: { mode: 'full', serverAddress: SERVER, subnets },
         })
         const s = await perfdhcp(cli, o)

@@ -4,10 +4,10 @@ import { isMac, normalizeMac } from '../identifiers.js'
 import type { AllocationRepository, ClusterRepository, MachineScan, QueryRepository } from '../repositories.js'
 import type { SecretBox } from '../secret-box.js'
 import type {
-  AllocatedMachine, Allocation, Arch, Cluster, Firmware, HardwareBounds, HardwareFacts, Machine, MachineAllocation,
-  MachineRole, MachineState, Nic,
+  AllocatedMachine, Allocation, Cluster, HardwareBounds, Machine, MachineAllocation, MachineRole, Nic,
 } from '../types.js'
 import { parseJson } from './json.js'
+import { machineFromRow } from './machines.js'
 import type { Database, MachinesTable } from './schema.js'
 
 // Storage for the cluster API (issue 8): machine scans with hardware pre-filters, allocations, clusters.
@@ -90,29 +90,7 @@ export function createSqliteQueries(base: Kysely<Database>): QueryRepository {
       list.push({ mac: n.mac, name: n.name, boot: n.boot === 1 })
       nicsBy.set(n.machine_id, list)
     }
-    return rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      uuid: r.uuid,
-      serial: r.serial,
-      manufacturer: r.manufacturer,
-      product: r.product,
-      arch: r.arch as Arch | null,
-      firmware: r.firmware as Firmware | null,
-      state: r.state as MachineState,
-      labels: parseJson<Record<string, string>>(r.labels, {}),
-      rack: r.rack,
-      rackUnit: r.rack_unit,
-      alwaysPxe: r.always_pxe === 1,
-      profile: r.profile,
-      managedBy: r.managed_by,
-      nics: nicsBy.get(r.id) ?? [],
-      hardware: r.facts === null ? null : parseJson<HardwareFacts | null>(r.facts, null),
-      hardwareReportedAt: r.reported_at === null ? null : Number(r.reported_at),
-      createdAt: Number(r.created_at),
-      updatedAt: Number(r.updated_at),
-      stateChangedAt: Number(r.state_changed_at),
-    }))
+    return rows.map((r) => machineFromRow(r, nicsBy.get(r.id) ?? [], r.facts === null ? null : { facts: r.facts, reported_at: r.reported_at ?? 0 }))
   }
 
   return {

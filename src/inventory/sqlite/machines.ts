@@ -51,32 +51,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
       nicsBy.set(n.machine_id, list)
     }
     const hwBy = new Map(hardware.map((h) => [h.machine_id, h]))
-    return rows.map((r) => {
-      const hw = hwBy.get(r.id)
-      return {
-        id: r.id,
-        name: r.name,
-        uuid: r.uuid,
-        serial: r.serial,
-        manufacturer: r.manufacturer,
-        product: r.product,
-        arch: r.arch as Arch | null,
-        firmware: r.firmware as Firmware | null,
-        state: r.state as MachineState,
-        labels: parseJson<Record<string, string>>(r.labels, {}),
-        rack: r.rack,
-        rackUnit: r.rack_unit,
-        alwaysPxe: r.always_pxe === 1,
-        profile: r.profile,
-        managedBy: r.managed_by,
-        nics: nicsBy.get(r.id) ?? [],
-        hardware: hw ? parseJson<HardwareFacts | null>(hw.facts, null) : null,
-        hardwareReportedAt: hw ? Number(hw.reported_at) : null,
-        createdAt: Number(r.created_at),
-        updatedAt: Number(r.updated_at),
-        stateChangedAt: Number(r.state_changed_at),
-      }
-    })
+    return rows.map((r) => machineFromRow(r, nicsBy.get(r.id) ?? [], hwBy.get(r.id) ?? null))
   }
 
   async function one(rows: Selectable<MachinesTable>[]): Promise<Machine | null> {
@@ -230,6 +205,37 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
       const res = await db.deleteFrom('machines').where('id', '=', id).executeTakeFirst()
       return Number(res.numDeletedRows) === 1
     },
+  }
+}
+
+/** One machine from its row, its NICs and its hardware row (shared with the query repository). */
+export function machineFromRow(
+  r: Selectable<MachinesTable>,
+  nics: Nic[],
+  hw: { facts: string; reported_at: number } | null,
+): Machine {
+  return {
+    id: r.id,
+    name: r.name,
+    uuid: r.uuid,
+    serial: r.serial,
+    manufacturer: r.manufacturer,
+    product: r.product,
+    arch: r.arch as Arch | null,
+    firmware: r.firmware as Firmware | null,
+    state: r.state as MachineState,
+    labels: parseJson<Record<string, string>>(r.labels, {}),
+    rack: r.rack,
+    rackUnit: r.rack_unit,
+    alwaysPxe: r.always_pxe === 1,
+    profile: r.profile,
+    managedBy: r.managed_by,
+    nics,
+    hardware: hw ? parseJson<HardwareFacts | null>(hw.facts, null) : null,
+    hardwareReportedAt: hw ? Number(hw.reported_at) : null,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    stateChangedAt: Number(r.state_changed_at),
   }
 }
 
