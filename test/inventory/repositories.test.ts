@@ -49,6 +49,7 @@ test('machines: list filters by state, labels, text and pages with a cursor', as
   assert.equal(await inv.machines.count({ labels: { rack: 'r1' } }), 12)
   assert.deepEqual((await inv.machines.list({ text: 'ser17' })).items.map((m) => m.name), ['node-17'])
   assert.deepEqual((await inv.machines.list({ text: '02:00:00:00:01:0a' })).items.map((m) => m.name), ['node-10'])
+  assert.deepEqual((await inv.machines.list({ text: 'node_1' })).items.map((m) => m.name), [], "'_' is literal, not a wildcard")
   const seen = new Set<string>()
   let after: string | undefined
   let pages = 0

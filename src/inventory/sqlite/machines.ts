@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely'
+import { sql, type Kysely, type Selectable } from 'kysely'
 import { NotFoundError, RackbootError } from '../../errors.js'
 import { newMachineId, normalizeMac, normalizeUuid } from '../identifiers.js'
 import type { MachineFilter, MachinePage, MachineRepository } from '../repositories.js'
@@ -98,13 +98,15 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
     }
     if (filter.text) {
       const like = `%${filter.text.toLowerCase().replace(/[%_\\]/g, (ch) => `\\${ch}`)}%`
+      // LIKE ... ESCAPE '\' so a '%' or '_' the user typed is matched literally (SQLite and PostgreSQL alike).
+      const matches = (column: string) => sql<boolean>`${sql.ref(column)} like ${like} escape '\\'`
       q = q.where((eb) =>
         eb.or([
-          eb(eb.fn('lower', ['machines.name']), 'like', like),
-          eb(eb.fn('lower', ['machines.serial']), 'like', like),
-          eb('machines.uuid', 'like', like),
-          eb('machines.id', 'like', like),
-          eb.exists(eb.selectFrom('nics').select('nics.mac').whereRef('nics.machine_id', '=', 'machines.id').where('nics.mac', 'like', like)),
+          sql<boolean>`lower(machines.name) like ${like} escape '\\'`,
+          sql<boolean>`lower(machines.serial) like ${like} escape '\\'`,
+          matches('machines.uuid'),
+          matches('machines.id'),
+          eb.exists(eb.selectFrom('nics').select('nics.mac').whereRef('nics.machine_id', '=', 'machines.id').where(matches('nics.mac'))),
         ]),
       )
     }
