@@ -9,7 +9,8 @@ export const MACHINES_USAGE = `rackboot machines <command>
   show MACHINE [--json]                 MACHINE: id, name, MAC, SMBIOS uuid or serial
   accept MACHINE...                     discovered -> ready
   label MACHINE k=v... [k-]...          set (k=v) or remove (k-) labels
-  delete MACHINE... --yes`
+  delete MACHINE... --yes
+  logs MACHINE [--follow] [--limit N]  Talos's kernel log, from the running server (RACKBOOT_TOKEN, read scope)`
 
 function summary(m: Machine): string {
   const hw = m.hardware
@@ -28,13 +29,36 @@ export async function machinesCommand(args: string[]): Promise<number> {
     search: { type: 'string' },
     limit: { type: 'string' },
     yes: { type: 'boolean' },
+    follow: { type: 'boolean', short: 'f' },
   })
   if (!sub || values.help) {
     console.log(MACHINES_USAGE)
     return sub ? 0 : 2
   }
-  return withContext(values, async ({ inventory, lifecycle }) => {
+  return withContext(values, async ({ inventory, lifecycle, settings }) => {
     switch (sub) {
+      case 'logs': {
+        const [ref] = positionals
+        if (!ref) throw new UsageError('machines logs needs a MACHINE')
+        const m = await resolveMachine(inventory, ref)
+        const host = settings.http.listen === '0.0.0.0' || settings.http.listen === '::' ? '127.0.0.1' : settings.http.listen
+        const server = (settings.cli.server || `http://${host}:${settings.http.port}`).replace(/\/+$/, '')
+        if (!settings.cli.token) throw new UsageError('machines logs asks the running server: set RACKBOOT_TOKEN to an API token with the read scope')
+        const limit = values.limit ? Number(values.limit) : 200
+        let since: number | null = null
+        for (;;) {
+          const q = new URLSearchParams({ limit: String(limit), ...(since !== null ? { since: String(since) } : {}) })
+          const res = await fetch(`${server}/api/v1/machines/${encodeURIComponent(m.id)}/logs?${q}`, { headers: { authorization: `Bearer ${settings.cli.token}` } })
+            .catch((err: Error) => { throw new UsageError(`cannot reach the server at ${server}: ${err.message}`) })
+          if (!res.ok) throw new UsageError(`server answered ${res.status}: ${(await res.text()).slice(0, 200)}`)
+          const body = (await res.json()) as { lines: { cursor: number; receivedAt: string; msg: string; priority: string | null }[]; next: number | null }
+          if (values.json) printJson(body)
+          else for (const l of body.lines) console.log(`${l.receivedAt.replace('T', ' ').replace('Z', '')}  ${l.msg}`)
+          if (!values.follow) return 0
+          if (body.next !== null) since = body.next
+          await new Promise((r) => setTimeout(r, 1000))
+        }
+      }
       case 'list': {
         const states = (values.state ?? []).flatMap((s) => s.split(','))
         for (const s of states) {

@@ -29,6 +29,8 @@ const ENV_KEYS: Record<string, string> = {
   RACKBOOT_TFTP_PORT: 'tftp.port',
   RACKBOOT_DHCP_MODE: 'dhcp.mode',
   RACKBOOT_DHCP_INTERFACE: 'dhcp.interface',
+  RACKBOOT_SERVER: 'cli.server',
+  RACKBOOT_TOKEN: 'cli.token',
 }
 
 function settingsError(message: string, details?: unknown): RackbootError {

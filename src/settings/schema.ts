@@ -41,6 +41,16 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** How CLI commands that need the running server reach it (e.g. `machines logs`). */
+    cli: Type.Object(
+      {
+        /** The server's base URL; derived from http.listen and http.port when empty. */
+        server: Type.String({ default: '' }),
+        /** An API token (read scope is enough): set RACKBOOT_TOKEN rather than writing it in a file. */
+        token: Type.String({ default: '' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     log: Type.Object(
       {
         level: Type.Union(

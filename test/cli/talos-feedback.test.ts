@@ -55,6 +55,11 @@ machines:
   assert.deepEqual(body.peers, ['127.0.0.1'])
   assert.deepEqual(body.lines.map((l) => l.msg), ['[talos] task install (1/1): starting', '[talos] install successful'])
   assert.equal((await fetch(`http://127.0.0.1:${http}/api/v1/machines/node-1/logs`)).status, 401)
+  const { rackbootAsync } = await import('../support/cli.js')
+  const cli = await rackbootAsync(['machines', 'logs', 'node-1', '--set', `http.port=${http}`], { cwd, env: { RACKBOOT_TOKEN: token } })
+  assert.equal(cli.code, 0, cli.stderr)
+  assert.match(cli.stdout, /\[talos\] install successful/)
+  assert.equal((await rackbootAsync(['machines', 'logs', 'node-1', '--set', `http.port=${http}`], { cwd, env: { RACKBOOT_TOKEN: '' } })).code, 2)
   // Installed: the next boot goes to disk.
   assert.match(await (await fetch(`http://127.0.0.1:${http}/boot.ipxe?mac=02-00-00-00-aa-01&arch=x86_64`)).text(), /installed: boot from disk\nexit/)
 })
