@@ -1,0 +1,89 @@
+// rackboot serving a VM lab: full DHCP on the lab's segment, TFTP, HTTP, boot assets in place, RAs on the segment.
+import assert from 'node:assert/strict'
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { openSqliteInventory, type Machine } from '../../../src/inventory/index.js'
+import { BIN, rackbootAsync } from '../../support/cli.js'
+import { createVmLab, installAgentAssets, installFakeTalos, type VmLab } from './index.js'
+
+export const TALOS = 'v1.13.9'
+const IPXE_DIR = '/usr/lib/ipxe'
+
+export interface Rackboot {
+  lab: VmLab
+  config: string
+  dataDir: string
+  url: string
+  cli(args: string[]): ReturnType<typeof rackbootAsync>
+  machine(mac: string): Promise<Machine | null>
+  events(machineId: string): Promise<{ type: string; message: string; at: number; data: Record<string, unknown> }[]>
+  api(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: any }>
+}
+
+/** A lab with rackboot serving it: full DHCP on the lab's segment, TFTP, HTTP, assets in place. */
+export async function startRackboot(t: { after(fn: () => unknown): void }, options: { settings?: Record<string, unknown> } = {}): Promise<Rackboot> {
+  const lab = await createVmLab(t, { ipv6: true })
+  const dir = lab.tmpDir
+  const assetsDir = join(dir, 'assets')
+  mkdirSync(join(assetsDir, 'ipxe'), { recursive: true })
+  for (const f of ['undionly.kpxe', 'ipxe.efi', 'snponly.efi']) if (existsSync(join(IPXE_DIR, f))) copyFileSync(join(IPXE_DIR, f), join(assetsDir, 'ipxe', f))
+  await installAgentAssets(assetsDir)
+  await installFakeTalos(join(assetsDir, 'talos', TALOS, 'amd64'))
+  const url = `http://${lab.serverIp}:8080`
+  const config = join(dir, 'rackboot.yaml')
+  writeFileSync(config, stringify({
+    dataDir: join(dir, 'data'),
+    assetsDir,
+    log: { level: 'info' },
+    http: { listen: lab.serverIp, port: 8080, publicUrl: url },
+    tftp: { listen: '0.0.0.0', port: 69 },
+    dhcp: {
+      mode: 'full', interface: lab.serverInterface, serverAddress: lab.serverIp,
+      subnets: [{ subnet: lab.subnet, rangeStart: lab.address(100), rangeEnd: lab.address(199), routers: [lab.serverIp], leaseSeconds: 600 }],
+    },
+    // The agent powers off after its report so QEMU (-no-reboot) ends and the next boot is a new QEMU run.
+    boot: { agentAfter: 'poweroff', holdSeconds: 5, agentKernelArgs: ['console=ttyS0,115200'] },
+    ...options.settings,
+  }))
+  const server = lab.spawn(['node', BIN, 'serve', '--config', config], { cwd: dir })
+  let log = ''
+  server.stdout?.on('data', (d) => (log += d))
+  server.stderr?.on('data', (d) => (log += d))
+  for (let i = 0; i < 120 && !log.includes('rackboot is serving'); i++) await new Promise((r) => setTimeout(r, 250))
+  assert.match(log, /rackboot is serving/, `rackboot did not start:\n${log}`)
+  // Routers advertise on real provisioning segments; without an RA iPXE waits ~16 s (lab.md). dnsmasq here sends RAs only.
+  lab.spawn(['timeout', '3600', 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--port=0', '--user=root',
+    `--interface=${lab.serverInterface}`, '--bind-interfaces', `--pid-file=${join(dir, 'ra.pid')}`, '--enable-ra',
+    `--dhcp-range=2001:2:0:${Number(lab.subnet.split('.')[2]).toString(16)}::,ra-only,64`], { cwd: dir })
+  const dbFile = join(dir, 'data', 'rackboot.db')
+  return {
+    lab, config, url, dataDir: join(dir, 'data'),
+    cli: (args) => rackbootAsync([...args, '--config', config], { cwd: dir }),
+    async machine(mac) {
+      const inv = await openSqliteInventory({ file: dbFile })
+      try {
+        return await inv.machines.byMac(mac)
+      } finally {
+        await inv.close()
+      }
+    },
+    async events(machineId) {
+      const inv = await openSqliteInventory({ file: dbFile })
+      try {
+        return await inv.events.list({ machineId, limit: 5000 })
+      } finally {
+        await inv.close()
+      }
+    },
+    async api(method, path, token, body) {
+      const args = ['curl', '-sS', '-X', method, '-H', `authorization: Bearer ${token}`, '-w', '\n%{http_code}']
+      if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(body))
+      const res = await lab.exec([...args, `${url}/api/v1${path}`], { timeoutMs: 30_000 })
+      const lines = res.stdout.trimEnd().split('\n')
+      const status = Number(lines.pop())
+      return { status, json: lines.join('\n') ? JSON.parse(lines.join('\n')) : null }
+    },
+  }
+}
+
