@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely'
+import { CompiledQuery, type Kysely, type Selectable } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { LeaseRepository, ReservationRepository } from '../repositories.js'
 import type { Lease, LeaseState, Reservation } from '../types.js'
@@ -27,25 +27,38 @@ function leaseRow(l: Lease) {
 }
 
 export function createSqliteLeases(db: Kysely<Database>): SqliteLeaseRepository {
+  // The one-row upsert is DHCP's hot path (every ACK): compile it once and run it with new parameters, instead of
+  // building and compiling the query per lease. It still goes through Kysely, so it waits for (and joins) the
+  // connection like every other query, transactions included.
+  let single: CompiledQuery | null = null
+  const singleUpsert = (l: Lease) => {
+    single ??= upsertQuery([l]).compile()
+    const r = leaseRow(l)
+    return CompiledQuery.raw(single.sql, [r.ip, r.mac, r.client_id, r.subnet, r.state, r.hostname, r.expires_at, r.updated_at])
+  }
+  function upsertQuery(list: Lease[]) {
+    return db
+      .insertInto('leases')
+      .values(list.map(leaseRow))
+      .onConflict((oc) =>
+        oc.column('ip').doUpdateSet((eb) => ({
+          mac: eb.ref('excluded.mac'),
+          client_id: eb.ref('excluded.client_id'),
+          subnet: eb.ref('excluded.subnet'),
+          state: eb.ref('excluded.state'),
+          hostname: eb.ref('excluded.hostname'),
+          expires_at: eb.ref('excluded.expires_at'),
+          updated_at: eb.ref('excluded.updated_at'),
+        })),
+      )
+  }
   async function upsert(list: Lease[]): Promise<void> {
-    // One multi-row upsert per batch: per-statement overhead, not the commit, is what lease writes pay.
-    for (let i = 0; i < list.length; i += BATCH) {
-      await db
-        .insertInto('leases')
-        .values(list.slice(i, i + BATCH).map(leaseRow))
-        .onConflict((oc) =>
-          oc.column('ip').doUpdateSet((eb) => ({
-            mac: eb.ref('excluded.mac'),
-            client_id: eb.ref('excluded.client_id'),
-            subnet: eb.ref('excluded.subnet'),
-            state: eb.ref('excluded.state'),
-            hostname: eb.ref('excluded.hostname'),
-            expires_at: eb.ref('excluded.expires_at'),
-            updated_at: eb.ref('excluded.updated_at'),
-          })),
-        )
-        .execute()
+    if (list.length === 1) {
+      await db.executeQuery(singleUpsert(list[0]!))
+      return
     }
+    // One multi-row upsert per batch: per-statement overhead, not the commit, is what lease writes pay.
+    for (let i = 0; i < list.length; i += BATCH) await upsertQuery(list.slice(i, i + BATCH)).execute()
   }
   return {
     putMany: upsert,
