@@ -1,7 +1,6 @@
 import type { Registry } from 'prom-client'
-import { NotFoundError } from '../../../errors.js'
 import type { EventBus } from '../../../events/bus.js'
-import { isMac, isUuid, type Inventory, type Machine } from '../../../inventory/index.js'
+import { findMachineByRef, type Inventory, type Machine } from '../../../inventory/index.js'
 import type { Allocator, Clock, Lifecycle } from '../../../lifecycle/index.js'
 import type { ApiAuth } from '../../auth.js'
 import type { EventStreamOptions } from './event-hub.js'
@@ -28,13 +27,8 @@ export interface ApiDeps {
 }
 
 /** A machine by id, or by its name, a MAC or its SMBIOS UUID (what a tech has at hand). */
-export async function findMachine(inventory: Inventory, ref: string): Promise<Machine> {
-  const m = (await inventory.machines.get(ref))
-    ?? (isMac(ref) ? await inventory.machines.byMac(ref) : null)
-    ?? (isUuid(ref) ? await inventory.machines.byUuid(ref) : null)
-    ?? (await inventory.machines.byName(ref))
-  if (!m) throw new NotFoundError('machine', ref)
-  return m
+export function findMachine(inventory: Inventory, ref: string): Promise<Machine> {
+  return findMachineByRef(inventory, ref)
 }
 
 /** Who did it, for the timeline: the token's name. */
