@@ -54,10 +54,13 @@ export interface ClassRepository {
   delete(name: string): Promise<boolean>
 }
 
+/** A whole profile as `put` writes it; a missing `installDisk` means none (put replaces the profile). */
+export type ProfileInput = Omit<Profile, 'createdAt' | 'updatedAt' | 'installDisk'> & { installDisk?: Profile['installDisk'] }
+
 export interface ProfileRepository {
   get(name: string): Promise<Profile | null>
   list(): Promise<Profile[]>
-  put(profile: Omit<Profile, 'createdAt' | 'updatedAt'>, now: number): Promise<Profile>
+  put(profile: ProfileInput, now: number): Promise<Profile>
   delete(name: string): Promise<boolean>
 }
 

@@ -16,13 +16,16 @@ export interface Nic {
   boot: boolean
 }
 
+export const DISK_TYPES = ['nvme', 'ssd', 'hdd', 'virtual', 'other'] as const
+export type DiskType = (typeof DISK_TYPES)[number]
+
 export interface DiskFacts {
   name: string
   model?: string
   serial?: string
   sizeBytes: number
   rotational?: boolean
-  type?: 'hdd' | 'ssd' | 'nvme' | 'virtual' | 'other'
+  type?: DiskType
   wwn?: string
 }
 
@@ -66,6 +69,8 @@ export interface Machine {
   profile: string | null
   /** 'inventory' when the declarative inventory files own this machine; null for discovered or API-made ones. */
   managedBy: string | null
+  /** Static addresses and nameservers written into its Talos config; null: DHCP. */
+  network: MachineNetwork | null
   nics: Nic[]
   hardware: HardwareFacts | null
   hardwareReportedAt: number | null
@@ -89,7 +94,44 @@ export interface MachineInput {
   alwaysPxe?: boolean
   profile?: string | null
   managedBy?: string | null
+  network?: MachineNetwork | null
   nics?: Nic[]
+}
+
+/**
+ * How a profile picks the install disk among the disks a machine reported (talos/disks.ts applies it). Every
+ * condition given must hold; among the disks that pass, `prefer` decides.
+ */
+export interface InstallDiskSelector {
+  /** ">= 100GB", "<= 2TiB", several joined by commas (">= 100GB, < 1TB"), or bounds in bytes or size strings. */
+  size?: string | { min?: number | string; max?: number | string }
+  /** Disk type(s); inferred from the device name and `rotational` when the report has none. */
+  type?: DiskType | DiskType[]
+  /** Globs (`*`, `?`) on the model, serial, device name (sda, nvme0n1) and WWN. */
+  model?: string
+  serial?: string
+  name?: string
+  wwn?: string
+  /** Which matching disk wins; default smallest (big disks stay for data). */
+  prefer?: 'smallest' | 'largest'
+}
+
+/** Static addresses on one link, chosen by its name or by its permanent MAC (exactly one of the two). */
+export interface StaticLinkAddresses {
+  link?: string
+  /** Lower-case, colon separated. */
+  mac?: string
+  /** CIDR form: 198.18.0.20/24, fd00::20/64. */
+  addresses: string[]
+  /** Default gateway via this link. */
+  gateway?: string
+  mtu?: number
+}
+
+/** A machine's own network settings for its Talos config. */
+export interface MachineNetwork {
+  addresses: StaticLinkAddresses[]
+  nameservers?: string[]
 }
 
 export type BmcType = 'ipmi' | 'redfish'
@@ -147,6 +189,8 @@ export interface Profile {
   /** Base machine config (YAML text), or null to generate one. */
   baseConfig: string | null
   patches: unknown[]
+  /** How the install disk is chosen from the reported disks; null: the smallest fixed disk. */
+  installDisk: InstallDiskSelector | null
   managedBy: string | null
   createdAt: number
   updatedAt: number

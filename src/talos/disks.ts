@@ -1,4 +1,8 @@
+import { parseSizeCondition, type SizeTest } from '../inventory/disk-selector.js'
 import type { DiskFacts } from '../inventory/types.js'
+
+// The size grammar is the inventory's, so a selector the inventory accepted is one this module can apply.
+export { parseSize, parseSizeCondition } from '../inventory/disk-selector.js'
 
 // Choosing the install disk from the disks a machine reported, by a selector in the spirit of Talos's
 // machine.install.diskSelector (size comparisons, type, model/serial globs), made deterministic: among the disks
@@ -29,50 +33,6 @@ export interface DiskSelector {
 export type DiskChoice =
   | { ok: true; disk: DiskFacts; path: string; candidates: number }
   | { ok: false; reason: string; rejected: Array<{ name: string; reason: string }> }
-
-const UNITS: Record<string, number> = {
-  b: 1,
-  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, p: 1e15, pb: 1e15,
-  ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40, pi: 2 ** 50, pib: 2 ** 50,
-}
-
-/** Bytes in a size such as "512GB", "1.5 TiB" or 1000; NaN when it does not parse. */
-export function parseSize(size: string | number): number {
-  if (typeof size === 'number') return Number.isFinite(size) && size >= 0 ? size : Number.NaN
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(size)
-  if (!m) return Number.NaN
-  const unit = m[2]!.toLowerCase()
-  const factor = unit === '' ? 1 : UNITS[unit]
-  return factor === undefined ? Number.NaN : Math.round(Number(m[1]) * factor)
-}
-
-type SizeTest = (bytes: number) => boolean
-
-/** Parses the size part of a selector into a predicate, or an error message. */
-export function parseSizeCondition(spec: DiskSelector['size']): SizeTest | string {
-  if (spec === undefined) return () => true
-  if (typeof spec === 'object') {
-    const min = spec.min === undefined ? 0 : parseSize(spec.min)
-    const max = spec.max === undefined ? Number.POSITIVE_INFINITY : parseSize(spec.max)
-    if (Number.isNaN(min) || Number.isNaN(max)) return `bad size bounds ${JSON.stringify(spec)}`
-    return (b) => b >= min && b <= max
-  }
-  const tests: SizeTest[] = []
-  for (const part of spec.split(/,|&&/).map((p) => p.trim()).filter(Boolean)) {
-    const m = /^(>=|<=|==|>|<)?\s*(.+)$/.exec(part)
-    const bytes = m ? parseSize(m[2]!) : Number.NaN
-    if (!m || Number.isNaN(bytes)) return `bad size condition '${part}'`
-    switch (m[1] ?? '==') {
-      case '>=': tests.push((b) => b >= bytes); break
-      case '<=': tests.push((b) => b <= bytes); break
-      case '>': tests.push((b) => b > bytes); break
-      case '<': tests.push((b) => b < bytes); break
-      default: tests.push((b) => b === bytes)
-    }
-  }
-  if (tests.length === 0) return `empty size condition '${spec}'`
-  return (b) => tests.every((t) => t(b))
-}
 
 function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')

@@ -131,3 +131,71 @@ test('a reference to an unknown profile is an error at its line, and the import 
   })
   assert.equal(await inv.machines.count(), 0)
 })
+
+test('install-disk selectors and static networks: imported from the example, exported, and read back unchanged', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  await importInventory(inv, loadInventoryFiles(EXAMPLE), { now: 1, env: {} })
+  assert.deepEqual((await inv.profiles.get('talos-worker'))?.installDisk, { type: 'nvme', size: '>= 400GB', prefer: 'smallest' })
+  assert.deepEqual((await inv.profiles.get('talos-controlplane'))?.installDisk, { type: 'ssd', size: '<= 1TB', model: 'SAMSUNG MZ7L*' })
+  assert.deepEqual((await inv.machines.byName('r12-u02'))?.network, {
+    addresses: [{ link: 'eno1', addresses: ['10.20.12.2/24'], gateway: '10.20.12.1' }],
+    nameservers: ['10.20.0.53', '10.20.0.54'],
+  })
+  assert.deepEqual((await inv.machines.byName('r12-u03'))?.network?.addresses, [{ mac: '3c:ec:ef:12:30:03', addresses: ['10.20.12.3/24'], gateway: '10.20.12.1', mtu: 9000 }])
+  assert.equal((await inv.machines.byName('r12-u07'))?.network, null)
+
+  const out = tempDir()
+  await exportInventory(inv, out)
+  assert.match(readFileSync(join(out, 'profiles.yaml'), 'utf8'), /installDisk:\n\s+type: nvme\n\s+size: ">= 400GB"\n\s+prefer: smallest/)
+  assert.match(readFileSync(join(out, 'machines.yaml'), 'utf8'), /network:\n\s+addresses:\n\s+- link: eno1/)
+  const other = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => other.close())
+  await importInventory(other, loadInventoryFiles(out), { now: 2, env: {} })
+  for (const name of ['r12-u02', 'r12-u03', 'r12-u07']) {
+    assert.deepEqual((await other.machines.byName(name))?.network, (await inv.machines.byName(name))?.network, name)
+  }
+  assert.deepEqual((await other.profiles.list()).map((p) => p.installDisk), (await inv.profiles.list()).map((p) => p.installDisk))
+
+  // A changed selector or address is an update of that profile or machine alone.
+  const dir = tempDir()
+  cpSync(EXAMPLE, dir, { recursive: true })
+  const profiles = join(dir, 'profiles.yaml')
+  writeFileSync(profiles, readFileSync(profiles, 'utf8').replace('prefer: smallest', 'prefer: largest'))
+  const rack = join(dir, 'racks', 'r12.yaml')
+  writeFileSync(rack, readFileSync(rack, 'utf8').replace('addresses: [10.20.12.3/24]', 'addresses: [10.20.12.33/24]'))
+  const res = await importInventory(inv, loadInventoryFiles(dir), { now: 3, env: {} })
+  assert.deepEqual(res.changes.map((c) => `${c.action} ${c.kind} ${c.name} ${c.fields?.join(',') ?? ''}`), ['updated profile talos-worker ', 'updated machine r12-u03 network'])
+})
+
+test('install-disk and network mistakes name file, line, column and field', () => {
+  const profile = (disk: string) => `profiles:\n  - name: p\n    installDisk:\n${disk}`
+  const machine = (network: string) => `machines:\n  - name: a1\n    serial: S1\n    network:\n${network}`
+  const cases: [string, RegExp][] = [
+    [profile("      size: '>= lots'\n"), /x\.yaml:4:13: profiles\[0\]\.installDisk\.size: bad size condition '>= lots'/],
+    [profile('      size: { min: 2TB, max: 1TB }\n'), /x\.yaml:4:\d+: profiles\[0\]\.installDisk\.size: .*min is above max/],
+    [profile('      type: spinning-rust\n'), /x\.yaml:4:13: profiles\[0\]\.installDisk\.type: unknown disk type "spinning-rust" \(one of nvme, ssd, hdd, virtual, other\)/],
+    [profile('      type: [ssd, floppy]\n'), /x\.yaml:4:\d+: profiles\[0\]\.installDisk\.type\[1\]: unknown disk type "floppy"/],
+    [profile('      prefer: fastest\n'), /x\.yaml:4:\d+: profiles\[0\]\.installDisk\.prefer: must be "smallest"/],
+    [profile('      colour: red\n'), /x\.yaml:4:\d+: profiles\[0\]\.installDisk\.colour: unknown field 'colour'/],
+    [machine('      addresses:\n        - link: eth0\n          addresses: [198.18.0.20]\n'), /x\.yaml:7:\d+: machines\[0\]\.network\.addresses\[0\]\.addresses\[0\]: not an address in CIDR form .*'198\.18\.0\.20'/],
+    [machine('      addresses:\n        - link: eth0\n          addresses: [198.18.0.20/33]\n'), /x\.yaml:7:\d+: machines\[0\]\.network\.addresses\[0\]\.addresses\[0\]: not an address in CIDR form/],
+    [machine('      addresses:\n        - link: eth0\n          addresses: [198.18.0.20/24]\n          gateway: 198.18.0.300\n'), /x\.yaml:8:20: machines\[0\]\.network\.addresses\[0\]\.gateway: not an IP address: '198\.18\.0\.300'/],
+    [machine('      addresses:\n        - link: eth0\n          addresses: [198.18.0.20/24]\n          gateway: fd00::1\n'), /machines\[0\]\.network\.addresses\[0\]\.gateway: gateway fd00::1 is IPv6, but this link has no IPv6 address/],
+    [machine('      addresses: []\n      nameservers: [198.18.0.53, dns.example]\n'), /x\.yaml:6:34: machines\[0\]\.network\.nameservers\[1\]: not an IP address: 'dns\.example'/],
+    [machine('      addresses:\n        - addresses: [198.18.0.20/24]\n'), /x\.yaml:6:\d+: machines\[0\]\.network\.addresses\[0\]: give the link by name \(link\) or by MAC \(mac\)/],
+    [machine('      addresses:\n        - { link: eth0, mac: 3c:ec:ef:12:34:56, addresses: [198.18.0.20/24] }\n'), /x\.yaml:6:\d+: machines\[0\]\.network\.addresses\[0\]: give link or mac, not both/],
+    [machine('      addresses:\n        - { mac: 3c:ec:ef:12, addresses: [198.18.0.20/24] }\n'), /machines\[0\]\.network\.addresses\[0\]\.mac: not a MAC address/],
+    [machine('      addresses:\n        - { link: eth0, addresses: [198.18.0.20/24] }\n        - { link: eth0, addresses: [198.18.0.21/24] }\n'), /x\.yaml:7:\d+: machines\[0\]\.network\.addresses\[1\]\.link: link eth0 already has addresses in addresses\[0\]/],
+    [machine('      addresses:\n        - { link: eth0, addresses: [198.18.0.20/24], mtu: 10 }\n'), /machines\[0\]\.network\.addresses\[0\]\.mtu: must be greater or equal to 68|mtu: must be >= 68/],
+    [machine('      addresses:\n        - { link: eth0, addresses: [] }\n'), /machines\[0\]\.network\.addresses\[0\]\.addresses: /],
+    [machine('      nameservers: [198.18.0.53]\n'), /x\.yaml:5:\d+: machines\[0\]\.network\.addresses: missing required field 'addresses'/],
+    [`${machine('      addresses:\n        - { link: eth0, addresses: [198.18.0.20/24] }\n')}  - name: a2\n    serial: S2\n    network:\n      addresses:\n        - { link: eth0, addresses: [198.18.0.20/25] }\n`,
+      /x\.yaml:11:\d+: machines\[1\]\.network\.addresses\[0\]\.addresses\[0\]: duplicate static address '198\.18\.0\.20' \(already declared at .*x\.yaml:6\)/],
+  ]
+  for (const [text, pattern] of cases) {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'x.yaml'), text)
+    assert.match(loadError(dir).message, pattern, text)
+  }
+})

@@ -48,3 +48,35 @@ test('migrations run down and up again cleanly (each has a working down)', async
   assert.deepEqual(await migrate(inv.db), Object.keys(MIGRATIONS))
   await inv.close()
 })
+
+test('a 0004 database gains the install-disk and network columns: old rows read as none, new values are written', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'rb-mig-')), 'v4.db')
+  const old = await openSqliteInventory({ file, migrateTo: '0004-allocations-clusters' })
+  const cols = async (table: string) => (await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(old.db)).rows.map((r) => r.name)
+  assert.equal((await cols('profiles')).includes('install_disk'), false)
+  assert.equal((await cols('machines')).includes('network'), false)
+  await old.db.insertInto('machines').values({ id: 'm-v4', name: 'v4', uuid: null, serial: 'S4', manufacturer: null, product: null, arch: null, firmware: null, state: 'ready', labels: '{}', rack: null, rack_unit: null, always_pxe: 0, profile: 'p4', managed_by: null, created_at: 1, updated_at: 1, state_changed_at: 1 }).execute()
+  await old.db.insertInto('profiles').values({ name: 'p4', description: null, talos_version: 'v1.13.9', arch: null, schematic: null, kernel_args: '[]', base_config: null, patches: '[]', managed_by: null, created_at: 1, updated_at: 1 }).execute()
+  await old.close()
+
+  const upgraded = await openSqliteInventory({ file })
+  try {
+    const m = await upgraded.machines.get('m-v4')
+    assert.equal(m?.name, 'v4')
+    assert.equal(m?.network, null)
+    const p = await upgraded.profiles.get('p4')
+    assert.equal(p?.talosVersion, 'v1.13.9')
+    assert.equal(p?.installDisk, null)
+    await upgraded.profiles.put({ ...p!, installDisk: { type: 'nvme' } }, 2)
+    await upgraded.machines.update('m-v4', { network: { addresses: [{ link: 'eth0', addresses: ['198.18.0.4/24'] }] } }, 2)
+  } finally {
+    await upgraded.close()
+  }
+  const again = await openSqliteInventory({ file })
+  try {
+    assert.deepEqual((await again.profiles.get('p4'))?.installDisk, { type: 'nvme' })
+    assert.deepEqual((await again.machines.get('m-v4'))?.network, { addresses: [{ link: 'eth0', addresses: ['198.18.0.4/24'] }] })
+  } finally {
+    await again.close()
+  }
+})

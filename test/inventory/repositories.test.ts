@@ -188,3 +188,32 @@ test('boot tokens: one machine, one purpose, a limited time; only a hash is stor
   assert.equal(JSON.stringify(rows).includes(secret), false)
   assert.equal(await inv.bootTokens.purge(NOW + 1000), 1)
 })
+
+test('profiles keep their install-disk selector, machines their network; null clears, an update without them keeps them', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const base = { name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64' as const, schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }
+  const selector = { type: ['ssd' as const, 'nvme' as const], size: { min: '400GB', max: 2e12 }, model: 'Micron_*', prefer: 'largest' as const }
+  assert.deepEqual((await inv.profiles.put({ ...base, installDisk: selector }, NOW)).installDisk, selector)
+  assert.deepEqual((await inv.profiles.get('w'))?.installDisk, selector)
+  assert.equal((await inv.profiles.put(base, NOW)).installDisk, null, 'put replaces the whole profile: no selector given, none kept')
+  assert.equal((await inv.profiles.list())[0]?.installDisk, null)
+
+  const network = {
+    addresses: [
+      { link: 'eno1', addresses: ['198.18.0.20/24', 'fd00::20/64'], gateway: '198.18.0.1', mtu: 9000 },
+      { mac: '3c:ec:ef:12:34:56', addresses: ['198.19.0.20/24'] },
+    ],
+    nameservers: ['198.18.0.53'],
+  }
+  const m = await inv.machines.create({ name: 'static', network }, NOW)
+  assert.deepEqual(m.network, network)
+  const plain = await inv.machines.create({ name: 'dhcp' }, NOW)
+  assert.equal(plain.network, null)
+  assert.deepEqual((await inv.machines.update(m.id, { rack: 'r1' }, NOW + 1)).network, network, 'an update that does not name it keeps it')
+  assert.deepEqual((await inv.machines.list({ text: 'static' })).items[0]?.network, network)
+  assert.deepEqual((await inv.queries.scanMachines({ text: 'static' })).items[0]?.network, network)
+  assert.equal((await inv.machines.update(m.id, { network: null }, NOW + 2)).network, null)
+  const raw = await inv.db.selectFrom('machines').select('network').where('id', '=', m.id).executeTakeFirstOrThrow()
+  assert.equal(raw.network, null)
+})

@@ -8,7 +8,7 @@ function machine(over: Partial<Machine> = {}): Machine {
   return {
     id: 'm-000000000001', name: 'node-1', uuid: null, serial: 'SER-1', manufacturer: 'Dell Inc.', product: 'PowerEdge R650',
     arch: 'amd64', firmware: 'uefi', state: 'ready', labels: { rack: 'r12', 'topology.kubernetes.io/zone': 'z1', tier: '2' },
-    rack: 'r12', rackUnit: 7, alwaysPxe: false, profile: null, managedBy: null,
+    rack: 'r12', rackUnit: 7, alwaysPxe: false, profile: null, managedBy: null, network: null,
     nics: [{ mac: '3c:ec:ef:00:00:01', name: 'eno1', boot: true }],
     hardware: {
       cpu: { model: 'Xeon', sockets: 2, cores: 32, threads: 64 },

@@ -51,6 +51,7 @@ export async function exportInventory(inventory: Inventory, dir: string): Promis
         labels: Object.keys(m.labels).length > 0 ? m.labels : undefined,
         profile: m.profile ?? undefined,
         alwaysPxe: m.alwaysPxe || undefined,
+        network: m.network ?? undefined,
         bmc: bmc
           ? clean({
               type: bmc.type,
@@ -78,6 +79,7 @@ export async function exportInventory(inventory: Inventory, dir: string): Promis
       kernelArgs: p.kernelArgs.length > 0 ? p.kernelArgs : undefined,
       baseConfig: p.baseConfig ?? undefined,
       patches: p.patches.length > 0 ? p.patches : undefined,
+      installDisk: p.installDisk ?? undefined,
     }),
   )
   const header = '# Written by `rackboot inventory export`; `rackboot inventory import` reads it back.\n'

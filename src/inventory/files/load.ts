@@ -3,7 +3,9 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
 import Value from 'typebox/value'
 import { RackbootError } from '../../errors.js'
+import { checkDiskSelector } from '../disk-selector.js'
 import { isMac, isUuid, normalizeMac, normalizeUuid } from '../identifiers.js'
+import { checkMachineNetwork } from '../network.js'
 import { InventoryFileSchema, type FileClass, type FileMachine, type FileProfile, type InventoryFile } from './schema.js'
 
 export interface InventoryProblem {
@@ -106,6 +108,12 @@ export function loadInventoryFiles(target: string, options: { cwd?: string } = {
           path.push(extra[0]!)
           message = `unknown field '${extra[0]}'`
         }
+        const missing = (e.params as { requiredProperties?: string[] }).requiredProperties
+        if (e.keyword === 'required' && missing?.length) {
+          // Reported at the entry that lacks it, named by the field it lacks.
+          path.push(missing[0]!)
+          message = `missing required field '${missing.join("', '")}'`
+        }
         if (e.keyword === 'const') message = `must be ${JSON.stringify((e.params as { allowedValue?: unknown }).allowedValue)}${errors.filter((x) => x.instancePath === e.instancePath && x.keyword === 'const').length > 1 ? ' (or another allowed value)' : ''}`
         if (e.keyword === 'pattern' && /name$/.test(e.instancePath)) message = 'must be a lower-case DNS label (a-z, 0-9, "-", ".")'
         const key = `${e.instancePath}|${e.keyword}`
@@ -153,6 +161,15 @@ export function loadInventoryFiles(target: string, options: { cwd?: string } = {
         if (n.ip) claim('reserved address', n.ip, ['machines', i, 'nics', j, 'ip'])
       })
       if (nics.filter((n) => n.boot).length > 1) report(['machines', i, 'nics'], 'more than one NIC is marked boot: true')
+      if (m.network) {
+        const problems = checkMachineNetwork(m.network)
+        for (const p of problems) report(['machines', i, 'network', ...p.path], p.message)
+        if (problems.length === 0) {
+          m.network.addresses.forEach((link, j) => link.addresses.forEach((a, k) => {
+            claim('static address', a.slice(0, a.indexOf('/')).toLowerCase(), ['machines', i, 'network', 'addresses', j, 'addresses', k])
+          }))
+        }
+      }
       if (!m.serial && !m.uuid && nics.length === 0) {
         report(['machines', i], 'a machine needs at least one of serial, uuid or nics[].mac to be recognised when it boots')
       }
@@ -177,6 +194,9 @@ export function loadInventoryFiles(target: string, options: { cwd?: string } = {
       if (baseConfigText !== null) {
         const base = parseDocument(baseConfigText)
         if (base.errors.length > 0) report(['profiles', i, p.baseConfigFile ? 'baseConfigFile' : 'baseConfig'], `base config is not valid YAML: ${base.errors[0]!.message.split('\n')[0]}`)
+      }
+      if (p.installDisk) {
+        for (const problem of checkDiskSelector(p.installDisk)) report(['profiles', i, 'installDisk', ...problem.path], problem.message)
       }
       desired.profiles.push({ value: { ...p, baseConfigText }, file, pointer: ['profiles', String(i)] })
     })

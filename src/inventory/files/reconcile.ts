@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { isDeepStrictEqual } from 'node:util'
 import { normalizeMac, normalizeUuid } from '../identifiers.js'
+import { normalizeMachineNetwork } from '../network.js'
 import type { Inventory } from '../repositories.js'
 import type { BmcInput, Machine, MachineInput, Nic, Reservation } from '../types.js'
 import { InventoryFileError, locate, type DesiredInventory, type InventoryProblem } from './load.js'
@@ -62,6 +63,7 @@ function machineInput(m: FileMachine, existing: Machine | null): MachineInput {
   if (m.unit !== undefined) input.rackUnit = m.unit
   if (m.alwaysPxe !== undefined) input.alwaysPxe = m.alwaysPxe
   if (m.profile !== undefined) input.profile = m.profile
+  if (m.network !== undefined) input.network = normalizeMachineNetwork(m.network)
   if (m.nics !== undefined) {
     // Declared NICs win for their MACs; NICs the machine already has (e.g. discovered) are kept.
     const declared: Nic[] = m.nics.map((n) => ({ mac: normalizeMac(n.mac), name: n.name ?? null, boot: n.boot ?? false }))
@@ -121,6 +123,7 @@ async function reconcile(tx: Inventory, desired: DesiredInventory, options: Impo
       kernelArgs: p.kernelArgs ?? [],
       baseConfig: p.baseConfigText,
       patches: p.patches ?? [],
+      installDisk: p.installDisk ?? null,
       managedBy: MANAGED_BY,
     }
     const have = await tx.profiles.get(p.name)

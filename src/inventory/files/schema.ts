@@ -1,4 +1,6 @@
 import Type, { type Static } from 'typebox'
+import { DiskSelectorSchema } from '../disk-selector.js'
+import { MachineNetworkSchema } from '../network.js'
 
 // The declarative inventory format: what a tech knows before racking. Files under inventory/ hold any of the
 // top-level lists `machines`, `classes`, `profiles`.
@@ -47,6 +49,8 @@ export const FileMachineSchema = Type.Object(
     profile: Type.Optional(Name),
     alwaysPxe: Type.Optional(Type.Boolean()),
     bmc: Type.Optional(FileBmcSchema),
+    /** Static addresses and nameservers for its Talos config (without it: DHCP). */
+    network: Type.Optional(MachineNetworkSchema),
   },
   { additionalProperties: false },
 )
@@ -76,6 +80,8 @@ export const FileProfileSchema = Type.Object(
     /** ...or in a file beside this one. */
     baseConfigFile: Type.Optional(Type.String()),
     patches: Type.Optional(Type.Array(Type.Unknown())),
+    /** How the install disk is chosen among the disks a machine reported. */
+    installDisk: Type.Optional(DiskSelectorSchema),
   },
   { additionalProperties: false },
 )

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { ClassRepository, ProfileRepository } from '../repositories.js'
-import type { Arch } from '../types.js'
+import type { Arch, InstallDiskSelector, Profile } from '../types.js'
 import { parseJson } from './json.js'
 import type { Database } from './schema.js'
 
@@ -47,7 +47,7 @@ export function createSqliteClasses(db: Kysely<Database>): ClassRepository {
 }
 
 export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
-  const read = (r: any) => ({
+  const read = (r: any): Profile => ({
     name: r.name as string,
     description: r.description as string | null,
     talosVersion: r.talos_version as string | null,
@@ -56,6 +56,7 @@ export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
     kernelArgs: parseJson<string[]>(r.kernel_args, []),
     baseConfig: r.base_config as string | null,
     patches: parseJson<unknown[]>(r.patches, []),
+    installDisk: parseJson<InstallDiskSelector | null>(r.install_disk, null),
     managedBy: r.managed_by as string | null,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
@@ -77,6 +78,7 @@ export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
         kernel_args: JSON.stringify(p.kernelArgs),
         base_config: p.baseConfig,
         patches: JSON.stringify(p.patches),
+        install_disk: p.installDisk ? JSON.stringify(p.installDisk) : null,
         managed_by: p.managedBy,
         updated_at: now,
       }

@@ -2,7 +2,7 @@ import { sql, type Kysely, type Selectable } from 'kysely'
 import { NotFoundError, RackbootError } from '../../errors.js'
 import { newMachineId, normalizeMac, normalizeUuid } from '../identifiers.js'
 import type { MachineFilter, MachinePage, MachineRepository } from '../repositories.js'
-import type { Arch, Firmware, HardwareFacts, Machine, MachineInput, MachineState, Nic } from '../types.js'
+import type { Arch, Firmware, HardwareFacts, Machine, MachineInput, MachineNetwork, MachineState, Nic } from '../types.js'
 import { parseJson } from './json.js'
 import { summarizeFacts } from './migrations/0002-hardware-summary.js'
 import type { Database, MachinesTable } from './schema.js'
@@ -83,6 +83,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
     if (input.alwaysPxe !== undefined) c.always_pxe = input.alwaysPxe ? 1 : 0
     if (input.profile !== undefined) c.profile = input.profile
     if (input.managedBy !== undefined) c.managed_by = input.managedBy
+    if (input.network !== undefined) c.network = input.network === null ? null : JSON.stringify(input.network)
     return c
   }
 
@@ -156,7 +157,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
             .values({
               id,
               name: null, uuid: null, serial: null, manufacturer: null, product: null, arch: null, firmware: null,
-              labels: '{}', rack: null, rack_unit: null, always_pxe: 0, profile: null, managed_by: null,
+              labels: '{}', rack: null, rack_unit: null, always_pxe: 0, profile: null, managed_by: null, network: null,
               ...columns(input),
               state: input.state ?? 'new',
               created_at: now,
@@ -232,6 +233,7 @@ export function machineFromRow(
     alwaysPxe: r.always_pxe === 1,
     profile: r.profile,
     managedBy: r.managed_by,
+    network: parseJson<MachineNetwork | null>(r.network, null),
     nics,
     hardware: hw ? parseJson<HardwareFacts | null>(hw.facts, null) : null,
     hardwareReportedAt: hw ? Number(hw.reported_at) : null,

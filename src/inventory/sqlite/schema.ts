@@ -18,6 +18,8 @@ export interface MachinesTable {
   profile: string | null
   /** 'inventory' when the declarative files own this row (only those are pruned). */
   managed_by: string | null
+  /** MachineNetwork as JSON (migration 0005); null: DHCP. */
+  network: string | null
   created_at: number
   updated_at: number
   state_changed_at: number
@@ -73,6 +75,8 @@ export interface ProfilesTable {
   kernel_args: string
   base_config: string | null
   patches: string
+  /** InstallDiskSelector as JSON (migration 0005); null: none. */
+  install_disk: string | null
   managed_by: string | null
   created_at: number
   updated_at: number

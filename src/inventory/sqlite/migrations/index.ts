@@ -3,6 +3,7 @@ import * as m0001 from './0001-initial.js'
 import * as m0002 from './0002-hardware-summary.js'
 import * as m0003 from './0003-boot-tokens.js'
 import * as m0004 from './0004-allocations-clusters.js'
+import * as m0005 from './0005-install-disk-network.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -10,6 +11,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0002-hardware-summary': m0002,
   '0003-boot-tokens': m0003,
   '0004-allocations-clusters': m0004,
+  '0005-install-disk-network': m0005,
 }
 
 export const migrationProvider: MigrationProvider = {
