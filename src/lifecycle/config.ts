@@ -78,8 +78,16 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
         }
       }
       if (!base) return fail(`profile ${profile.name} has no base config (give it one, or allocate the machine to a cluster)`)
-      const disk = machine.hardware?.disks?.length ? chooseInstallDisk(machine.hardware.disks, {}) : null
-      if (disk && !disk.ok) return fail(`no install disk: ${disk.reason}`, disk.rejected)
+      // The profile's selector picks among the disks the machine reported; with none reported, the base config's
+      // install disk stands.
+      const selector = profile.installDisk ?? {}
+      const disk = machine.hardware?.disks?.length ? chooseInstallDisk(machine.hardware.disks, selector) : null
+      if (disk && !disk.ok) {
+        const which = profile.installDisk ? ` of profile ${profile.name} (installDisk ${JSON.stringify(profile.installDisk)})` : ''
+        const rejected = disk.rejected.map((r) => `${r.name}: ${r.reason}`).join('; ')
+        return fail(`no install disk: ${disk.reason}${which}${rejected ? `; rejected ${rejected}` : ''}`, { selector: profile.installDisk, rejected: disk.rejected })
+      }
+      const network = machine.network
       let yaml: string
       try {
         const rendered = renderMachineConfig({
@@ -91,6 +99,8 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
           values: {
             ...(machine.name ? { hostname: machine.name } : {}),
             ...(disk?.ok ? { installDisk: disk.path } : {}),
+            ...(network?.addresses.length ? { addresses: network.addresses } : {}),
+            ...(network?.nameservers?.length ? { nameservers: network.nameservers } : {}),
           },
         })
         yaml = rendered.yaml
