@@ -46,6 +46,50 @@ test('profiles: create, read, replace, refuse bad ones, delete unless a class us
   assert.deepEqual((await s.app.inject({ url: '/api/v1/profiles', headers: s.auth('read') })).json(), { items: [] })
 })
 
+test('profiles: installDisk is stored, returned and replaced with the profile; a bad selector is a 400 naming its field', async (t) => {
+  const s = await apiSetup()
+  t.after(() => s.close())
+  const admin = s.auth('admin')
+  const selector = { type: ['ssd', 'nvme'], size: '>= 400GB, <= 2TB', model: 'Micron_*', prefer: 'largest' }
+  let r = await s.app.inject({ method: 'POST', url: '/api/v1/profiles', headers: admin, payload: { name: 'nvme-first', ...PROFILE, installDisk: selector } })
+  assert.equal(r.statusCode, 201, r.body)
+  assert.deepEqual(r.json().installDisk, selector)
+  assert.deepEqual((await s.inventory.profiles.get('nvme-first'))?.installDisk, selector)
+  r = await s.app.inject({ url: '/api/v1/profiles/nvme-first', headers: s.auth('read') })
+  assert.deepEqual(r.json().installDisk, selector)
+  assert.deepEqual((await s.app.inject({ url: '/api/v1/profiles', headers: s.auth('read') })).json().items[0].installDisk, selector)
+  const bounds = { size: { min: '100GB', max: 2e12 }, type: 'nvme' }
+  r = await s.app.inject({ method: 'PUT', url: '/api/v1/profiles/nvme-first', headers: admin, payload: { talosVersion: 'v1.13.9', installDisk: bounds } })
+  assert.equal(r.statusCode, 200, r.body)
+  assert.deepEqual(r.json().installDisk, bounds)
+  r = await s.app.inject({ method: 'PUT', url: '/api/v1/profiles/nvme-first', headers: admin, payload: { talosVersion: 'v1.13.9' } })
+  assert.equal(r.json().installDisk, null, 'PUT replaces the whole profile')
+  r = await s.app.inject({ method: 'PUT', url: '/api/v1/profiles/nvme-first', headers: admin, payload: { installDisk: { type: 'hdd' } } })
+  assert.deepEqual(r.json().installDisk, { type: 'hdd' })
+  r = await s.app.inject({ method: 'PUT', url: '/api/v1/profiles/nvme-first', headers: admin, payload: { installDisk: null } })
+  assert.equal(r.statusCode, 200)
+  assert.equal(r.json().installDisk, null)
+
+  for (const [installDisk, why] of [
+    [{ size: '>= lots' }, /^installDisk\.size: bad size condition '>= lots'$/],
+    [{ size: { min: '2TB', max: '1TB' } }, /^installDisk\.size: .*min is above max/],
+    [{ size: 12 }, /^installDisk\.size: size must be a condition/],
+    [{ type: 'spinning-rust' }, /^installDisk\.type: unknown disk type "spinning-rust" \(one of nvme, ssd, hdd, virtual, other\)$/],
+    [{ type: ['ssd', 'tape'] }, /^installDisk\.type\[1\]: unknown disk type "tape"/],
+    [{ type: 'tape', size: 'big' }, /^installDisk\.size: bad size condition 'big' \(and 1 more\)$/],
+    [{ prefer: 'fastest' }, /prefer/],
+    [{ model: '' }, /model/],
+    [{ colour: 'red' }, /additional/],
+    ['nvme', /installDisk/],
+  ] as const) {
+    const bad = await s.app.inject({ method: 'PUT', url: '/api/v1/profiles/nvme-first', headers: admin, payload: { installDisk } })
+    assert.equal(bad.statusCode, 400, JSON.stringify(installDisk))
+    assert.equal(bad.json().error, 'RB_ERR_VALIDATION')
+    assert.match(bad.json().message, why)
+  }
+  assert.equal((await s.inventory.profiles.get('nvme-first'))?.installDisk, null, 'a refused PUT changes nothing')
+})
+
 test('classes: selectors are checked (with the position of a mistake), the profile must exist', async (t) => {
   const s = await apiSetup()
   t.after(() => s.close())

@@ -155,3 +155,61 @@ test('labels merge (null removes), rack location, accept, maintenance on/off, de
   assert.equal(refused.statusCode, 409)
   assert.equal((await s.app.inject({ method: 'DELETE', url: `/api/v1/machines/${other}?force=true`, headers: s.auth('admin') })).statusCode, 204)
 })
+
+test('network: PATCH sets, replaces and clears (null) the static addresses; lists and details show them; bad ones are 400s naming the field', async (t) => {
+  const s = await apiSetup()
+  t.after(() => s.close())
+  const [id, other] = await seedMachines(s.inventory, { count: 2, state: 'ready' })
+  const patch = (payload: unknown, machine = id!) =>
+    s.app.inject({ method: 'PATCH', url: `/api/v1/machines/${machine}`, headers: s.auth('provision'), payload: payload as object })
+  const network = {
+    addresses: [
+      { link: 'eno1', addresses: ['198.18.0.20/24', 'fd00:198:18::20/64'], gateway: '198.18.0.1', mtu: 9000 },
+      { mac: '3C-EC-EF-12-34-57', addresses: ['198.19.0.20/24'], gateway: '198.19.0.1' },
+    ],
+    nameservers: ['198.18.0.53'],
+  }
+  const stored = { ...network, addresses: [network.addresses[0], { ...network.addresses[1], mac: '3c:ec:ef:12:34:57' }] }
+  let r = await patch({ network })
+  assert.equal(r.statusCode, 200, r.body)
+  assert.deepEqual(r.json().network, stored, 'MACs are stored lower-case with colons')
+  assert.deepEqual((await s.inventory.machines.get(id!))?.network, stored)
+  assert.deepEqual((await s.app.inject({ url: `/api/v1/machines/${id}`, headers: s.auth('read') })).json().network, stored)
+  const list = (await s.app.inject({ url: '/api/v1/machines', headers: s.auth('read') })).json()
+  assert.deepEqual(list.items.map((m: any) => m.network), [stored, null])
+
+  r = await patch({ labels: { gpu: 'a100' } })
+  assert.deepEqual(r.json().network, stored, 'a PATCH that does not name network keeps it')
+  r = await patch({ network: { addresses: [{ link: 'eno2', addresses: ['198.18.0.21/24'] }] } })
+  assert.deepEqual(r.json().network, { addresses: [{ link: 'eno2', addresses: ['198.18.0.21/24'] }] }, 'network is replaced whole')
+  r = await patch({ network: null })
+  assert.equal(r.statusCode, 200)
+  assert.equal(r.json().network, null)
+
+  const before = await s.inventory.machines.get(other!)
+  for (const [bad, why] of [
+    [{ addresses: [{ link: 'eno1', addresses: ['198.18.0.20'] }] }, /^network\.addresses\[0\]\.addresses\[0\]: not an address in CIDR form .*'198\.18\.0\.20'$/],
+    [{ addresses: [{ link: 'eno1', addresses: ['198.18.0.20/40'] }] }, /^network\.addresses\[0\]\.addresses\[0\]: not an address in CIDR form/],
+    [{ addresses: [{ link: 'eno1', addresses: ['198.18.0.20/24'], gateway: 'router' }] }, /^network\.addresses\[0\]\.gateway: not an IP address: 'router'$/],
+    [{ addresses: [{ link: 'eno1', addresses: ['198.18.0.20/24'], gateway: 'fd00::1' }] }, /^network\.addresses\[0\]\.gateway: gateway fd00::1 is IPv6, but this link has no IPv6 address$/],
+    [{ addresses: [], nameservers: ['198.18.0.53', '1.1.1'] }, /^network\.nameservers\[1\]: not an IP address: '1\.1\.1'$/],
+    [{ addresses: [{ addresses: ['198.18.0.20/24'] }] }, /^network\.addresses\[0\]: give the link by name \(link\) or by MAC \(mac\)$/],
+    [{ addresses: [{ link: 'eno1', mac: '3c:ec:ef:12:34:57', addresses: ['198.18.0.20/24'] }] }, /^network\.addresses\[0\]: give link or mac, not both$/],
+    [{ addresses: [{ mac: 'nope', addresses: ['198.18.0.20/24'] }] }, /^network\.addresses\[0\]\.mac: not a MAC address: 'nope'$/],
+    [{ addresses: [{ link: 'eno1', addresses: ['198.18.0.20/24'], mtu: 20 }] }, /mtu/],
+    [{ addresses: [{ link: 'eno1', addresses: [] }] }, /addresses/],
+    [{ addresses: [{ link: 'eno1', addresses: ['198.18.0.20/24'], vlan: 12 }] }, /additional/],
+    [{ nameservers: ['198.18.0.53'] }, /addresses/],
+  ] as const) {
+    const res = await patch({ network: bad }, other)
+    assert.equal(res.statusCode, 400, JSON.stringify(bad))
+    assert.equal(res.json().error, 'RB_ERR_VALIDATION')
+    assert.match(res.json().message, why)
+  }
+  const after = await s.inventory.machines.get(other!)
+  assert.equal(after?.network, null)
+  assert.equal(after?.updatedAt, before?.updatedAt, 'a refused PATCH changes nothing')
+  await s.timeline.flush()
+  const updates = (await s.inventory.events.list({ machineId: id!, types: ['machine.updated'] })).map((e) => e.message)
+  assert.ok(updates.some((m) => /network changed by token capi/.test(m)), updates.join('\n'))
+})

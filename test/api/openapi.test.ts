@@ -69,6 +69,14 @@ test('the OpenAPI document validates against the OpenAPI 3.1 schema, and each of
     }
   }
   assert.ok(compiled > 60, `compiled ${compiled} schemas`)
+
+  // The per-machine Talos values are documented where they are read and written.
+  const body = (path: string, method: string) => doc.paths[path][method].requestBody.content['application/json'].schema
+  const ok = (path: string, method: string) => doc.paths[path][method].responses['200'].content['application/json'].schema
+  assert.deepEqual(Object.keys(body('/api/v1/profiles/{name}', 'put').properties.installDisk.properties).sort(), ['model', 'name', 'prefer', 'serial', 'size', 'type', 'wwn'])
+  assert.ok(ok('/api/v1/profiles/{name}', 'get').properties.installDisk)
+  assert.deepEqual(body('/api/v1/machines/{id}', 'patch').properties.network.properties.addresses.items.required, ['addresses'])
+  assert.ok(ok('/api/v1/machines/{id}', 'get').properties.network)
 })
 
 test('the document lists exactly the /api/v1 routes the server has, with their scopes; the docs page is public', async (t) => {

@@ -2,12 +2,14 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
-import type { Inventory, Machine, MachineScan, MachineState } from '../../../inventory/index.js'
+import {
+  checkMachineNetwork, MachineNetworkSchema, normalizeMachineNetwork, type Inventory, type Machine, type MachineInput, type MachineScan, type MachineState,
+} from '../../../inventory/index.js'
 import { andSelectors, compileSelector, type Selector } from '../../../matching/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
 import {
   bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
-  machineView, Nullable, PowerOutcomeSchema, StateSchema,
+  machineView, Nullable, PowerOutcomeSchema, refuseValue, StateSchema,
 } from './schemas.js'
 
 const LABEL_KEY = '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$'
@@ -37,6 +39,7 @@ const PatchBody = Type.Object({
   })),
   rack: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 128 }))),
   rackUnit: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 1000 }))),
+  network: Type.Optional(Nullable(MachineNetworkSchema)),
 }, { additionalProperties: false, minProperties: 1 })
 
 const MaintenanceBody = Type.Object({
@@ -155,13 +158,13 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
   app.patch('/machines/:id', {
     config: { scope: 'provision' },
     schema: {
-      tags: ['machines'], operationId: 'updateMachine', summary: 'Change labels (merge) and rack location',
+      tags: ['machines'], operationId: 'updateMachine', summary: 'Change labels (merge), rack location and static network (replace; null: DHCP)',
       params: MachineParams, body: PatchBody, response: { 200: MachineSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
     const m = await findMachine(inventory, request.params.id)
     const b = request.body
-    const input: { labels?: Record<string, string>; rack?: string | null; rackUnit?: number | null } = {}
+    const input: MachineInput = {}
     if (b.labels) {
       const labels = { ...m.labels }
       for (const [k, v] of Object.entries(b.labels)) {
@@ -172,6 +175,10 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     }
     if (b.rack !== undefined) input.rack = b.rack
     if (b.rackUnit !== undefined) input.rackUnit = b.rackUnit
+    if (b.network !== undefined) {
+      if (b.network !== null) refuseValue('network', checkMachineNetwork(b.network))
+      input.network = b.network === null ? null : normalizeMachineNetwork(b.network)
+    }
     return machineView(await lifecycle.update(m.id, input, `${Object.keys(input).join(', ')} changed by ${actor(request)}`))
   })
 

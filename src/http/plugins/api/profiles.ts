@@ -2,11 +2,11 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type, { type Static } from 'typebox'
 import { NotFoundError, RackbootError } from '../../../errors.js'
-import type { Inventory, Profile } from '../../../inventory/index.js'
+import { checkDiskSelector, DiskSelectorSchema, type Inventory, type Profile } from '../../../inventory/index.js'
 import { parseConfigDocuments, parseTalosVersion } from '../../../talos/index.js'
 import { checkPatches } from './classes.js'
 import type { ApiDeps } from './context.js'
-import { errors, NameParams, NameSchema, Nullable, ProfileSchema, profileView } from './schemas.js'
+import { errors, NameParams, NameSchema, Nullable, ProfileSchema, profileView, refuseValue } from './schemas.js'
 
 const ProfileFields = {
   description: Type.Optional(Nullable(Type.String({ maxLength: 1024 }))),
@@ -16,6 +16,7 @@ const ProfileFields = {
   kernelArgs: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { maxItems: 64 })),
   baseConfig: Type.Optional(Nullable(Type.String({ maxLength: 1024 * 1024, description: 'Talos machine config (YAML); null: generated from the cluster of an allocation' }))),
   patches: Type.Optional(Type.Array(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown()), Type.String()]), { maxItems: 64 })),
+  installDisk: Type.Optional(Nullable(DiskSelectorSchema)),
 }
 const ProfileBody = Type.Object(ProfileFields, { additionalProperties: false })
 const NewProfileBody = Type.Object({ name: NameSchema, ...ProfileFields }, { additionalProperties: false })
@@ -30,10 +31,11 @@ async function write(inventory: Inventory, name: string, b: Static<typeof Profil
     }
   }
   checkPatches(b.patches ?? [])
+  if (b.installDisk) refuseValue('installDisk', checkDiskSelector(b.installDisk))
   return inventory.profiles.put({
     name, description: b.description ?? null, talosVersion: b.talosVersion ?? null, arch: b.arch ?? null,
     schematic: b.schematic ?? null, kernelArgs: b.kernelArgs ?? [], baseConfig: b.baseConfig ?? null, patches: b.patches ?? [],
-    managedBy: null,
+    installDisk: b.installDisk ?? null, managedBy: null,
   }, Date.now())
 }
 

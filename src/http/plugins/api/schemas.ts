@@ -1,5 +1,6 @@
 import Type, { type Static, type TSchema, type TUnsafe } from 'typebox'
-import { MACHINE_STATES } from '../../../inventory/index.js'
+import { RackbootError } from '../../../errors.js'
+import { DiskSelectorSchema, MACHINE_STATES, MachineNetworkSchema, type ValueProblem } from '../../../inventory/index.js'
 import type {
   Allocation, Bmc, Cluster, Lease, Machine, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
 } from '../../../inventory/index.js'
@@ -68,6 +69,7 @@ export const MachineSchema = Type.Object({
   alwaysPxe: Type.Boolean(),
   profile: Nullable(Type.String()),
   managedBy: Nullable(Type.String()),
+  network: Nullable(MachineNetworkSchema),
   nics: Type.Array(NicSchema),
   hardware: Nullable(HardwareSummarySchema),
   hardwareReportedAt: Nullable(Time),
@@ -81,7 +83,7 @@ export function machineView(m: Machine) {
   return {
     id: m.id, name: m.name, uuid: m.uuid, serial: m.serial, manufacturer: m.manufacturer, product: m.product,
     arch: m.arch, firmware: m.firmware, state: m.state, labels: m.labels, rack: m.rack, rackUnit: m.rackUnit,
-    alwaysPxe: m.alwaysPxe, profile: m.profile, managedBy: m.managedBy, nics: m.nics,
+    alwaysPxe: m.alwaysPxe, profile: m.profile, managedBy: m.managedBy, network: m.network, nics: m.nics,
     hardware: m.hardware
       ? {
           cpuCores: typeof m.hardware.cpu?.cores === 'number' ? m.hardware.cpu.cores : null,
@@ -215,6 +217,7 @@ export const ProfileSchema = Type.Object({
   kernelArgs: Type.Array(Type.String()),
   baseConfig: Nullable(Type.String()),
   patches: Type.Array(Type.Unknown()),
+  installDisk: Nullable(DiskSelectorSchema),
   managedBy: Nullable(Type.String()),
   createdAt: Time,
   updatedAt: Time,
@@ -236,6 +239,16 @@ export const ClusterSchema = Type.Object({
 
 export function clusterView(c: Cluster, machines: number) {
   return { name: c.name, endpoint: c.endpoint, talosVersion: c.talosVersion, kubernetesVersion: c.kubernetesVersion, machines, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt) }
+}
+
+/** Refuses a value the inventory's checks found wrong: 400, naming the field (e.g. installDisk.size) and why. */
+export function refuseValue(field: string, problems: readonly ValueProblem[]): void {
+  if (problems.length === 0) return
+  const name = (p: ValueProblem) => p.path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : `${acc}.${part}`), field)
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''
+  throw new RackbootError('RB_ERR_VALIDATION', `${name(problems[0]!)}: ${problems[0]!.message}${more}`, {
+    details: problems.map((p) => ({ field: name(p), message: p.message })),
+  })
 }
 
 /** Names of classes, profiles and clusters: DNS-label-like, so they read well in URLs and configs. */
