@@ -1,5 +1,6 @@
 import { chooseClass } from '../matching/index.js'
 import { resolveProfile } from '../lifecycle/index.js'
+import { describeDiskSelector } from './install-disk.js'
 import { renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
 import { resolveMachine } from './resolve.js'
@@ -36,7 +37,7 @@ export async function classesCommand(args: string[]): Promise<number> {
         const choice = chooseClass(machine, await inventory.classes.list())
         const resolved = await resolveProfile(inventory, machine)
         if (values.json) {
-          printJson({ machine: machine.id, chosen: choice.chosen?.name ?? null, tiedWith: choice.tiedWith, profile: resolved.profile?.name ?? null, reason: resolved.reason, classes: choice.all })
+          printJson({ machine: machine.id, chosen: choice.chosen?.name ?? null, tiedWith: choice.tiedWith, profile: resolved.profile?.name ?? null, installDisk: resolved.profile?.installDisk ?? null, reason: resolved.reason, classes: choice.all })
           return 0
         }
         console.log(`machine ${machine.name ?? machine.id} (${machine.state})\n`)
@@ -52,6 +53,7 @@ export async function classesCommand(args: string[]): Promise<number> {
         console.log(`\nmatching classes (specificity): ${matched.join(', ') || 'none'}`)
         console.log(`chosen: ${choice.chosen ? choice.chosen.name : 'none'}${choice.tiedWith.length ? ` (tied with ${choice.tiedWith.join(', ')}; the first by name wins)` : ''}`)
         console.log(`profile: ${resolved.profile?.name ?? 'none'} (${resolved.reason})`)
+        if (resolved.profile) console.log(`install disk: ${describeDiskSelector(resolved.profile.installDisk)}`)
         return 0
       }
       default:

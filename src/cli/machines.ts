@@ -1,4 +1,6 @@
 import { MACHINE_STATES, type Machine, type MachineState } from '../inventory/index.js'
+import { resolveProfile } from '../lifecycle/index.js'
+import { formatInstallDisk, installDiskFor } from './install-disk.js'
 import { formatAge, formatBytes, renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
 import { resolveMachine } from './resolve.js'
@@ -100,14 +102,19 @@ export async function machinesCommand(args: string[]): Promise<number> {
         const bmc = await inventory.bmcs.get(m.id)
         const events = await inventory.events.list({ machineId: m.id, limit: 10000 })
         const recent = events.slice(-20)
+        const resolved = await resolveProfile(inventory, m)
+        const installDisk = resolved.profile ? installDiskFor(m, resolved.profile) : null
         if (values.json) {
-          printJson({ ...m, bmc, timeline: recent })
+          printJson({ ...m, bmc, resolvedProfile: resolved.profile?.name ?? null, installDisk, timeline: recent })
           return 0
         }
         const rows: [string, string | null | undefined][] = [
           ['id', m.id], ['name', m.name], ['state', m.state], ['serial', m.serial], ['uuid', m.uuid],
           ['manufacturer', m.manufacturer], ['product', m.product], ['arch', m.arch], ['firmware', m.firmware],
-          ['rack', m.rack ? `${m.rack}${m.rackUnit ? ` u${m.rackUnit}` : ''}` : null], ['profile', m.profile],
+          ['rack', m.rack ? `${m.rack}${m.rackUnit ? ` u${m.rackUnit}` : ''}` : null],
+          ['profile', resolved.profile ? `${resolved.profile.name}${m.profile ? '' : ` (${resolved.reason})`}` : m.profile],
+          ['install disk', installDisk ? formatInstallDisk(installDisk) : null],
+          ['network', m.network ? `static: ${m.network.addresses.flatMap((a) => a.addresses).join(', ') || 'no addresses'}` : 'DHCP'],
           ['labels', Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(', ')],
           ['always pxe', m.alwaysPxe ? 'yes' : 'no'],
           ['bmc', bmc ? `${bmc.type} ${bmc.address}${bmc.port ? `:${bmc.port}` : ''} user ${bmc.username ?? '-'}${bmc.hasPassword ? '' : ' (no password)'}` : null],
@@ -124,6 +131,16 @@ export async function machinesCommand(args: string[]): Promise<number> {
             { header: 'boot', value: (n) => (n.boot ? 'yes' : '') },
           ]))
         }
+        if (m.network?.addresses.length) {
+          console.log('\nNetwork (static, in the Talos config)')
+          console.log(renderTable(m.network.addresses, [
+            { header: 'link', value: (a) => a.link ?? `mac ${a.mac}` },
+            { header: 'addresses', value: (a) => a.addresses.join(', ') },
+            { header: 'gateway', value: (a) => a.gateway },
+            { header: 'mtu', value: (a) => a.mtu, align: 'right' },
+          ]))
+        }
+        if (m.network?.nameservers?.length) console.log(`${m.network.addresses.length ? '' : '\n'}nameservers: ${m.network.nameservers.join(', ')}`)
         if (m.hardware?.disks?.length) {
           console.log('\nDisks')
           console.log(renderTable(m.hardware.disks, [

@@ -22,7 +22,9 @@ test('classes test explains, selector by selector, which class a machine gets an
   assert.match(res.stdout, /control-plane\s+labels\.role == "controlplane"\s+no/)
   assert.match(res.stdout, /matching classes \(specificity\): (compute-large \(1\), storage-nvme \(2\)|storage-nvme \(2\), compute-large \(1\))/)
   assert.match(res.stdout, /chosen: storage-nvme\n/, 'the most specific class wins')
-  assert.match(res.stdout, /profile: talos-worker \(class storage-nvme gives profile talos-worker\)/)
+  assert.match(res.stdout, /profile: talos-worker \(class storage-nvme gives profile talos-worker\)\ninstall disk: type=nvme size=">= 400GB" prefer=smallest\n/)
+  // The disk that selector picks among the reported ones (equal sizes: the lower device name).
+  assert.match(rackboot(['machines', 'show', 'r12-u07'], { cwd }).stdout, /install disk\s+\/dev\/nvme0n1 \(profile talos-worker: type=nvme size=">= 400GB" prefer=smallest\)/)
   const json = JSON.parse(rackboot(['classes', 'test', 'r12-u02', '--json'], { cwd }).stdout)
   assert.equal(json.chosen, 'control-plane')
   assert.equal(json.profile, 'talos-controlplane')

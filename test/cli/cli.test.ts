@@ -42,6 +42,16 @@ test('inventory import of the example twice: the second changes nothing; machine
   assert.match(show.stdout, /name\s+r12-u07/)
   assert.match(show.stdout, /bmc\s+redfish 10\.30\.12\.7 user root \(no password\)/)
   assert.match(show.stdout, /machine\.created\s+created by inventory import/)
+  assert.match(show.stdout, /network\s+DHCP/)
+  assert.match(show.stdout, /install disk\s+none: chosen once the machine reports its disks \(profile talos-worker: type=nvme size=">= 400GB" prefer=smallest\)/)
+  const fixed = rackboot(['machines', 'show', 'r12-u03'], { cwd })
+  assert.match(fixed.stdout, /network\s+static: 10\.20\.12\.3\/24/)
+  assert.match(fixed.stdout, /mac 3c:ec:ef:12:30:03\s+10\.20\.12\.3\/24\s+10\.20\.12\.1\s+9000/)
+  assert.match(fixed.stdout, /nameservers: 10\.20\.0\.53, 10\.20\.0\.54/)
+  assert.match(fixed.stdout, /profile\s+talos-controlplane \(class control-plane gives profile talos-controlplane\)/)
+  const fixedJson = JSON.parse(rackboot(['machines', 'show', 'r12-u02', '--json'], { cwd }).stdout)
+  assert.deepEqual(fixedJson.network, { addresses: [{ link: 'eno1', addresses: ['10.20.12.2/24'], gateway: '10.20.12.1' }], nameservers: ['10.20.0.53', '10.20.0.54'] })
+  assert.deepEqual(fixedJson.installDisk.selector, { type: 'ssd', size: '<= 1TB', model: 'SAMSUNG MZ7L*' })
 })
 
 test('a malformed inventory file: precise error, exit 2, database untouched', () => {
