@@ -34,6 +34,12 @@ test('sizes parse with decimal and binary units', () => {
     assert.equal(between(99e9), false)
   }
   assert.equal(typeof parseSizeCondition('>= lots'), 'string')
+  // Bounds that no disk can meet, or that name something else, are refused rather than matching nothing.
+  assert.match(String(parseSizeCondition({ min: '2TB', max: '1TB' })), /min is above max/)
+  assert.match(String(parseSizeCondition({ min: '1TB', most: '2TB' } as never)), /not most/)
+  const r = chooseInstallDisk(DISKS, { size: { min: '2TB', max: '1TB' } })
+  assert.equal(r.ok, false)
+  assert.match(!r.ok ? r.reason : '', /min is above max/)
 })
 
 test('default: the smallest fixed disk; removable, loop and CD devices never qualify', () => {
