@@ -82,6 +82,21 @@ async function runKea(srv: Netns, dir: string, o: Options): Promise<() => Promis
     })
 }
 
+/** What rackboot received, answered and dropped (by reason), from its metrics text: where lost exchanges went. */
+function serverCounts(metrics: string): string {
+  const sum = (name: string, by?: string) => {
+    const out = new Map<string, number>()
+    for (const line of metrics.split('\n')) {
+      if (!line.startsWith(name)) continue
+      const label = by ? (new RegExp(`${by}="([^"]*)"`).exec(line)?.[1] ?? '?') : 'all'
+      out.set(label, (out.get(label) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)))
+    }
+    return out
+  }
+  const fmt = (m: Map<string, number>) => [...m].map(([k, v]) => `${k}=${v}`).join(' ') || '0'
+  return `received ${fmt(sum('rackboot_dhcp_packets_received_total', 'type'))}; sent ${fmt(sum('rackboot_dhcp_replies_sent_total', 'type'))}; dropped ${fmt(sum('rackboot_dhcp_dropped_total', 'reason'))}`
+}
+
 export async function run(args: string[]): Promise<void> {
   const o = parse(args)
   const skip = netnsSkipReason(['perfdhcp', 'kea-dhcp4', 'ss'])
@@ -122,12 +137,13 @@ export async function run(args: string[]): Promise<void> {
           settings: { mode: 'full', serverAddress: SERVER, subnets },
         })
         const s = await perfdhcp(cli, o)
-        await server.stop()
+        const metrics = await server.stop()
         rmSync(db, { force: true })
         rmSync(`${db}-wal`, { force: true })
         rmSync(`${db}-shm`, { force: true })
         results[name]!.push(s.rate)
         show(name, s)
+        console.log(`  ${''.padEnd(26)} ${serverCounts(metrics)}`)
         if (s.discovers === 0) console.log(s.raw)
       }
       const stopKea = await runKea(srv, dir, o)

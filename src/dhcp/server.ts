@@ -7,6 +7,8 @@
 // through the interface that owns the address (from the wildcard socket Linux has no route for it without a
 // default route: ENETUNREACH). Unicast to the server address (relays, renewals) also arrives on that socket.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import { lookup as dnsLookup } from 'node:dns'
+import { isIPv4 } from 'node:net'
 import type { Logger } from '../log.js'
 import { encode, tryDecode, type DhcpPacket } from './codec.js'
 import type { RequestMeta } from './facts.js'
@@ -58,6 +60,10 @@ export interface DhcpSocketsDeps {
   metrics: DhcpMetrics
   log: Logger
   now?: () => number
+  /** DISCOVERs waiting to be handled before the oldest is shed under overload (default 1024). */
+  maxQueuedDiscovers?: number
+  /** Requests begun per turn of the event loop before the sockets are read again (default 8). */
+  perTurn?: number
 }
 
 export interface DhcpSockets {
@@ -66,9 +72,16 @@ export interface DhcpSockets {
   stop(): Promise<void>
 }
 
+// Replies always go to address literals: answer dgram's per-send lookup at once instead of through dns.lookup's
+// deferred callback (one tick and a bound function per reply, measurable in a boot storm).
+const literalLookup = ((host: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void) => {
+  if (isIPv4(host)) cb(null, host, 4)
+  else dnsLookup(host, 4, cb)
+}) as unknown as NonNullable<Parameters<typeof createSocket>[0] & object>['lookup']
+
 function bindSocket(address: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createSocket({ type: 'udp4', reuseAddr: true })
+    const s = createSocket({ type: 'udp4', reuseAddr: true, lookup: literalLookup })
     const onError = (err: Error) => {
       s.close()
       reject(err)
@@ -96,6 +109,40 @@ function closeSocket(s: Socket): Promise<void> {
   })
 }
 
+interface Queued {
+  packet: DhcpPacket
+  type: string
+  rinfo: RemoteInfo
+  localPort: number
+  started: bigint
+}
+
+/** A queue with O(1) shift: a head index into an array that is compacted once half of it is consumed. */
+class Fifo<T> {
+  private items: T[] = []
+  private head = 0
+  get length(): number {
+    return this.items.length - this.head
+  }
+  push(item: T): void {
+    this.items.push(item)
+  }
+  clear(): void {
+    this.items = []
+    this.head = 0
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined
+    const item = this.items[this.head]
+    this.items[this.head++] = undefined as T
+    if (this.head > 64 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return item
+  }
+}
+
 export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
   const { handler, metrics, log } = deps
   const now = deps.now ?? Date.now
@@ -115,16 +162,8 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
     })
   }
 
-  const handleDatagram = async (buf: Buffer, rinfo: RemoteInfo, localPort: number, started: bigint): Promise<void> => {
-    const decoded = tryDecode(buf)
-    if (!decoded.ok) {
-      metrics.dropped(`malformed:${decoded.reason}`)
-      if (log.isLevelEnabled('debug')) log.debug({ from: rinfo.address, bytes: buf.length, reason: decoded.reason }, 'dhcp malformed datagram dropped')
-      return
-    }
-    const req = decoded.packet
-    const type = messageName(getMessageType(req.options))
-    metrics.received(type)
+  const handleDatagram = async (q: Queued): Promise<void> => {
+    const { packet: req, type, rinfo, localPort, started } = q
     const bootServerRequest = bootPort !== null && localPort === bootPort
     const meta: RequestMeta = { source: { address: rinfo.address, port: rinfo.port }, localPort, receivedAt: now(), bootServer: bootServerRequest }
     let result
@@ -165,15 +204,72 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
     }
   }
 
+  // Boot storms: when requests arrive faster than they are handled, the socket buffers fill and the kernel drops
+  // whatever comes next, REQUESTs that finish an exchange as readily as DISCOVERs that start one. So datagrams are
+  // read as they come and queued, handled in bounded turns between reads, everything else before DISCOVERs; past a
+  // bound the oldest waiting DISCOVER is shed (its client retransmits). Exchanges already begun are finished first.
+  const maxDiscovers = deps.maxQueuedDiscovers ?? 1024
+  const maxUrgent = 4 * maxDiscovers
+  // A turn's work is counted in requests, not timed: a handler's synchronous part ends at its first await, and the
+  // rest runs as microtasks right after the turn, before the sockets are polled again.
+  const perTurn = deps.perTurn ?? 8
+  const urgent = new Fifo<Queued>()
+  const discovers = new Fifo<Queued>()
+  let scheduled = false
+
+  const dispatch = (q: Queued): void => {
+    const p = handleDatagram(q).catch((err: unknown) => {
+      metrics.dropped('handler-error')
+      log.error({ err }, 'dhcp datagram failed')
+    })
+    inFlight.add(p)
+    void p.finally(() => inFlight.delete(p))
+  }
+
+  const turn = (): void => {
+    scheduled = false
+    for (let n = 0; n < perTurn; n++) {
+      const q = urgent.shift() ?? discovers.shift()
+      if (!q) return
+      try {
+        dispatch(q)
+      } catch (err) {
+        metrics.dropped('handler-error')
+        log.error({ err }, 'dhcp datagram failed')
+      }
+    }
+    if (urgent.length > 0 || discovers.length > 0) schedule()
+  }
+  const schedule = (): void => {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(turn)
+  }
+
   const onMessage = (localPort: () => number) => (buf: Buffer, rinfo: RemoteInfo) => {
     const started = process.hrtime.bigint()
     try {
-      const p = handleDatagram(buf, rinfo, localPort(), started).catch((err: unknown) => {
-        metrics.dropped('handler-error')
-        log.error({ err }, 'dhcp datagram failed')
-      })
-      inFlight.add(p)
-      void p.finally(() => inFlight.delete(p))
+      const decoded = tryDecode(buf)
+      if (!decoded.ok) {
+        metrics.dropped(`malformed:${decoded.reason}`)
+        if (log.isLevelEnabled('debug')) log.debug({ from: rinfo.address, bytes: buf.length, reason: decoded.reason }, 'dhcp malformed datagram dropped')
+        return
+      }
+      const code = getMessageType(decoded.packet.options)
+      const type = messageName(code)
+      metrics.received(type)
+      const q: Queued = { packet: decoded.packet, type, rinfo, localPort: localPort(), started }
+      if (code === MessageType.Discover && q.localPort === port) {
+        if (discovers.length >= maxDiscovers) {
+          discovers.shift()
+          metrics.dropped('overload')
+        }
+        discovers.push(q)
+      } else if (urgent.length >= maxUrgent) {
+        metrics.dropped('overload') // a flood of non-DISCOVERs: no queue grows without bound
+        return
+      } else urgent.push(q)
+      schedule()
     } catch (err) {
       metrics.dropped('handler-error')
       log.error({ err }, 'dhcp datagram failed')
@@ -213,6 +309,9 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
     async stop() {
       const socks = [main, own, boot].filter((s): s is Socket => s !== null)
       main = own = boot = null
+      // Not yet begun: dropped with the sockets, as if they had arrived a moment later.
+      urgent.clear()
+      discovers.clear()
       await Promise.all(socks.map(closeSocket))
       const pending = [...inFlight]
       if (pending.length > 0) {

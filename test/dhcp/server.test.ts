@@ -83,3 +83,42 @@ test('sockets: mode off binds nothing', async () => {
   assert.equal(await s.start(), null)
   await s.stop()
 })
+
+test('sockets: under overload, exchanges already begun go first and the oldest DISCOVERs are shed', async (t) => {
+  const { Registry } = await import('prom-client')
+  const { createDhcpSockets } = await import('../../src/dhcp/server.js')
+  const { createDhcpMetrics } = await import('../../src/dhcp/metrics.js')
+  const { silentLogger } = await import('../../src/log.js')
+  const registry = new Registry()
+  const handled: string[] = []
+  const sockets = createDhcpSockets({
+    handler: {
+      mode: 'full',
+      async handle(pkt) {
+        handled.push(`${getMessageType(pkt.options) === MessageType.Discover ? 'D' : 'R'}${pkt.xid}`)
+        return { kind: 'silent', reason: 'test' } as never
+      },
+    },
+    listen: '127.0.0.1',
+    port: 0,
+    serverAddress: null,
+    metrics: createDhcpMetrics(registry, () => []),
+    log: silentLogger(),
+    maxQueuedDiscovers: 10,
+    perTurn: 2,
+  })
+  const { port } = await sockets.start()
+  t.after(() => sockets.stop())
+  const client = createSocket('udp4')
+  await new Promise<void>((r) => client.bind({ address: '127.0.0.1', port: 0 }, () => r()))
+  t.after(() => client.close())
+  // One burst, all in the server's socket buffer before it reads any: 20 new exchanges, then one finishing.
+  const sendNow = (p: DhcpPacket) => client.send(encode(p), port, '127.0.0.1')
+  for (let i = 1; i <= 20; i++) sendNow({ ...request({ type: MessageType.Discover, mac: '52:54:00:00:20:01' }), xid: i })
+  sendNow({ ...request({ type: MessageType.Request, mac: '52:54:00:00:20:02', requestedIp: '127.0.0.9' }), xid: 99 })
+  const deadline = Date.now() + 5_000
+  while (handled.length < 11 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  assert.deepEqual(handled, ['R99', ...Array.from({ length: 10 }, (_, i) => `D${i + 11}`)])
+  assert.match(await registry.metrics(), /rackboot_dhcp_dropped_total\{reason="overload"\} 10/)
+  assert.match(await registry.metrics(), /rackboot_dhcp_packets_received_total\{type="discover"\} 20/)
+})

@@ -1,4 +1,5 @@
-import { CompiledQuery, type Kysely, type Selectable } from 'kysely'
+import type SQLite from 'better-sqlite3'
+import type { Kysely, Selectable } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { LeaseRepository, ReservationRepository } from '../repositories.js'
 import type { Lease, LeaseState, Reservation } from '../types.js'
@@ -17,48 +18,45 @@ function toLease(r: Selectable<LeasesTable>): Lease {
   }
 }
 
-/** Leases plus a batch write: DHCP commits the leases of a burst of ACKs in one statement (the boot-storm path). */
+/** Leases plus a batch write: DHCP commits the leases of a burst of ACKs in one call (the boot-storm path). */
 export type SqliteLeaseRepository = LeaseRepository & { putMany(leases: Lease[]): Promise<void> }
 
-const BATCH = 500
+const UPSERT_SQL = `insert into leases (ip, mac, client_id, subnet, state, hostname, expires_at, updated_at)
+  values (?, ?, ?, ?, ?, ?, ?, ?)
+  on conflict (ip) do update set mac = excluded.mac, client_id = excluded.client_id, subnet = excluded.subnet,
+    state = excluded.state, hostname = excluded.hostname, expires_at = excluded.expires_at, updated_at = excluded.updated_at`
 
-function leaseRow(l: Lease) {
-  return { ip: l.ip, mac: l.mac, client_id: l.clientId, subnet: l.subnet, state: l.state, hostname: l.hostname, expires_at: l.expiresAt, updated_at: l.updatedAt }
+/**
+ * The lease upsert is DHCP's hot path (every ACK). Kysely's SQLite driver prepares every statement anew and a
+ * multi-row upsert is a new statement per batch size, which costs far more than the write itself; so leases are
+ * written with one statement prepared once on the better-sqlite3 handle, run per lease inside one SQLite transaction.
+ * The handle is used only while this code owns the connection: through Kysely's connection mutex outside a
+ * transaction (no other query or transaction can be in flight), or directly inside one (the caller's transaction
+ * already owns it; better-sqlite3 nests with a savepoint).
+ */
+export interface RawLeaseWrites {
+  handle: SQLite.Database
+  /** True when `db` is a Kysely transaction: the connection is already ours. */
+  inTransaction: boolean
 }
 
-export function createSqliteLeases(db: Kysely<Database>): SqliteLeaseRepository {
-  // The one-row upsert is DHCP's hot path (every ACK): compile it once and run it with new parameters, instead of
-  // building and compiling the query per lease. It still goes through Kysely, so it waits for (and joins) the
-  // connection like every other query, transactions included.
-  let single: CompiledQuery | null = null
-  const singleUpsert = (l: Lease) => {
-    single ??= upsertQuery([l]).compile()
-    const r = leaseRow(l)
-    return CompiledQuery.raw(single.sql, [r.ip, r.mac, r.client_id, r.subnet, r.state, r.hostname, r.expires_at, r.updated_at])
-  }
-  function upsertQuery(list: Lease[]) {
-    return db
-      .insertInto('leases')
-      .values(list.map(leaseRow))
-      .onConflict((oc) =>
-        oc.column('ip').doUpdateSet((eb) => ({
-          mac: eb.ref('excluded.mac'),
-          client_id: eb.ref('excluded.client_id'),
-          subnet: eb.ref('excluded.subnet'),
-          state: eb.ref('excluded.state'),
-          hostname: eb.ref('excluded.hostname'),
-          expires_at: eb.ref('excluded.expires_at'),
-          updated_at: eb.ref('excluded.updated_at'),
-        })),
-      )
+export function createSqliteLeases(db: Kysely<Database>, raw: RawLeaseWrites): SqliteLeaseRepository {
+  let upsertStmt: SQLite.Statement | null = null
+  let writeAll: ((leases: Lease[]) => void) | null = null
+  const prepared = (): ((leases: Lease[]) => void) => {
+    if (writeAll) return writeAll
+    upsertStmt = raw.handle.prepare(UPSERT_SQL)
+    const stmt = upsertStmt
+    writeAll = raw.handle.transaction((leases: Lease[]) => {
+      for (const l of leases) stmt.run(l.ip, l.mac, l.clientId, l.subnet, l.state, l.hostname, l.expiresAt, l.updatedAt)
+    })
+    return writeAll
   }
   async function upsert(list: Lease[]): Promise<void> {
-    if (list.length === 1) {
-      await db.executeQuery(singleUpsert(list[0]!))
-      return
-    }
-    // One multi-row upsert per batch: per-statement overhead, not the commit, is what lease writes pay.
-    for (let i = 0; i < list.length; i += BATCH) await upsertQuery(list.slice(i, i + BATCH)).execute()
+    if (list.length === 0) return
+    const write = prepared()
+    if (raw.inTransaction) write(list)
+    else await db.connection().execute(async () => write(list))
   }
   return {
     putMany: upsert,

@@ -8,7 +8,7 @@ import { createSecretBox, loadOrCreateKey, type SecretBox } from '../secret-box.
 import { createSqliteBmcs } from './bmcs.js'
 import { createSqliteClasses, createSqliteProfiles } from './classes-profiles.js'
 import { createSqliteEvents } from './events.js'
-import { createSqliteLeases, createSqliteReservations } from './leases.js'
+import { createSqliteLeases, createSqliteReservations, type RawLeaseWrites } from './leases.js'
 import { createSqliteMachines } from './machines.js'
 import { migrationProvider } from './migrations/index.js'
 import type { Database } from './schema.js'
@@ -31,13 +31,13 @@ export interface SqliteInventory extends Inventory {
   readonly db: Kysely<Database>
 }
 
-function repositories(db: Kysely<Database>, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>): Inventory {
+function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>): Inventory {
   return {
     machines: createSqliteMachines(db),
     bmcs: createSqliteBmcs(db, box),
     classes: createSqliteClasses(db),
     profiles: createSqliteProfiles(db),
-    leases: createSqliteLeases(db),
+    leases: createSqliteLeases(db, raw),
     reservations: createSqliteReservations(db),
     events: createSqliteEvents(db),
     tokens: createSqliteTokens(db),
@@ -86,10 +86,10 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
   // which is what makes allocation and import atomic.
   const transaction: Inventory['transaction'] = (fn) =>
     db.transaction().execute((trx: Transaction<Database>) => {
-      const inner = repositories(trx, box, () => {
+      const inner = repositories(trx, { handle: sqlite, inTransaction: true }, box, () => {
         throw new RackbootError('RB_ERR_INTERNAL', 'nested inventory transactions are not supported')
       }, close)
       return fn(inner)
     })
-  return Object.assign(repositories(db, box, transaction, close), { db })
+  return Object.assign(repositories(db, { handle: sqlite, inTransaction: false }, box, transaction, close), { db })
 }
