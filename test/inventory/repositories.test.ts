@@ -126,6 +126,41 @@ test('leases and reservations', async (t) => {
   )
 })
 
+test('lease writes share the connection safely: batched, rolled back with a failed transaction, never inside another caller\'s transaction', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const lease = (i: number, state: 'offered' | 'bound' = 'bound') => ({ ip: `198.18.1.${i}`, mac: `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`, clientId: null, subnet: '198.18.1.0/24', state, hostname: null, expiresAt: NOW + 1000, updatedAt: NOW })
+  const putMany = (inv.leases as unknown as { putMany(l: unknown[]): Promise<void> }).putMany
+  await putMany(Array.from({ length: 50 }, (_, i) => lease(i + 1)))
+  await putMany([lease(1, 'offered')])
+  assert.equal((await inv.leases.list({ subnet: '198.18.1.0/24' })).length, 50)
+  assert.equal((await inv.leases.byIp('198.18.1.1'))?.state, 'offered', 'a second write of an address updates it')
+  // Inside an inventory transaction the write joins it, and goes when it rolls back.
+  await assert.rejects(
+    inv.transaction(async (tx) => {
+      await tx.leases.put(lease(200))
+      throw new Error('abort')
+    }),
+    /abort/,
+  )
+  assert.equal(await inv.leases.byIp('198.18.1.200'), null)
+  // A write from outside waits for another caller's open transaction instead of landing inside it.
+  let release!: () => void
+  const held = new Promise<void>((r) => (release = r))
+  const tx = inv.transaction(async (txInv) => {
+    await txInv.machines.create({ name: 'held' }, NOW)
+    await held
+    throw new Error('rolled back')
+  })
+  await new Promise((r) => setTimeout(r, 10))
+  const outside = inv.leases.put(lease(201))
+  await new Promise((r) => setTimeout(r, 10))
+  release()
+  await assert.rejects(tx, /rolled back/)
+  await outside
+  assert.equal((await inv.leases.byIp('198.18.1.201'))?.state, 'bound', 'the outside write survives the other transaction\'s rollback')
+})
+
 test('events append in order and trim per machine', async (t) => {
   const inv = await openSqliteInventory({ file: ':memory:' })
   t.after(() => inv.close())
