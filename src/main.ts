@@ -65,6 +65,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `rackboot machines list | head`: the reader went away, which is not a failure of ours.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
+
 const code = await main(process.argv.slice(2))
 // Let stdout drain; serve returns only after shutdown.
 process.exitCode = code
