@@ -86,6 +86,10 @@ export const SettingsSchema = Type.Object(
         /** First retransmission timeout; doubles per retry. */
         retransmitMs: Type.Integer({ minimum: 50, default: 1000 }),
         maxRetries: Type.Integer({ minimum: 1, default: 5 }),
+        /** After each DATA, keep the event loop polling this long for the ACK (lock-step round trips); 0: off. */
+        busyPollMicros: Type.Integer({ minimum: 0, maximum: 100000, default: 1000 }),
+        /** Memory for boot files kept as ready DATA packets and shared by transfers (MiB; 0: off). */
+        cacheMiB: Type.Integer({ minimum: 0, default: 128 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -11,6 +11,8 @@ import { negotiate, type NegotiationLimits } from './options.js'
 import { isDenied, type TftpClient, type TftpContent, type TftpSource } from './source.js'
 import { Transfer, netasciiContent, systemClock, type TransferClock, type TransferResult } from './transfer.js'
 import { createTftpMetrics, type TftpMetrics } from './metrics.js'
+import { createBusyPoller, type BusyPoller } from './busy-poll.js'
+import { createPacketCache } from './packet-cache.js'
 
 /** The slice of settings.tftp the server reads. */
 export interface TftpServerSettings extends NegotiationLimits {
@@ -18,6 +20,10 @@ export interface TftpServerSettings extends NegotiationLimits {
   port: number
   maxTransfers: number
   maxRetries: number
+  /** Busy-poll budget after each DATA sent, in microseconds (0: off; default 1000). See busy-poll.ts. */
+  busyPollMicros?: number
+  /** Memory for boot files kept as ready packets, in MiB (0: off; default 128). See packet-cache.ts. */
+  cacheMiB?: number
 }
 
 export interface TftpTransferInfo {
@@ -154,6 +160,20 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   const transfers = new Map<string, ActiveTransfer>()
   const mainSockets: Socket[] = []
   let running = false
+  let poller: BusyPoller | null = null
+  const cache = createPacketCache({ maxBytes: (settings.cacheMiB ?? 128) * 1024 * 1024 })
+
+  /** Ready packets for cacheable file content (octet mode only: netascii content is converted per transfer). */
+  async function cachedPackets(content: TftpContent, blksize: number, tlog: Logger): Promise<readonly Buffer[] | null> {
+    const { identity, size } = content
+    if (identity === undefined || size === null) return null
+    try {
+      return await cache.packets(identity, size, blksize, () => content.read(0, size))
+    } catch (err) {
+      tlog.warn({ err }, 'tftp cannot cache the file; sending it from disk')
+      return null
+    }
+  }
   let bound: { address: string; port: number } | null = null
   const counts = { started: 0, completed: 0, aborted: 0, failed: 0, rejected: 0, bytesSent: 0, retransmissions: 0 }
   const dropped: Record<string, number> = {}
@@ -253,11 +273,14 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
       }
       if (!running || transfers.get(key) !== entry) return // stopped, or superseded while opening
       const neg = negotiate(req.options, settings, content.size)
+      const packets = await cachedPackets(content, neg.blksize, tlog)
+      if (!running || transfers.get(key) !== entry) return
       const sockets = await openTransferSockets(localAddress, client)
       entry.sockets = sockets
       if (!running || transfers.get(key) !== entry) return // the finally block closes the sockets
       const { data, guard } = sockets
       const own = content
+      const lockStep = neg.windowsize === 1
       const transfer = new Transfer({
         content: own,
         blksize: neg.blksize,
@@ -267,11 +290,14 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
         maxRetries: settings.maxRetries,
         oack: neg.oack.size > 0 ? encodeOack(neg.oack) : null,
         clock,
+        ...(packets ? { packets } : {}),
         // No callback: a failed send is a lost datagram, which the retransmission timer already covers. The
         // try keeps a send on a socket closed under us (stop) from throwing out of a timer.
         send: (packet) => {
           try {
             data.send(packet)
+            // Only lock-step waits a round trip per block; a window's sender has the next window to prepare.
+            if (lockStep) poller?.expectReply()
           } catch {
             // closed
           }
@@ -401,6 +427,7 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
     }
     for (const s of mainSockets) s.on('error', (err) => log.error({ err }, 'tftp server socket error'))
     running = true
+    poller = createBusyPoller({ budgetMicros: settings.busyPollMicros ?? 1000 })
     log.info({ ...bound, sockets: mainSockets.length }, 'tftp server listening')
     return bound
   }
@@ -408,6 +435,8 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   async function stop(): Promise<void> {
     if (!running) return
     running = false
+    poller?.stop()
+    poller = null
     await Promise.all(mainSockets.splice(0).map(closeSocket))
     const closing: Promise<void>[] = []
     for (const entry of [...transfers.values()]) {

@@ -16,6 +16,8 @@ export interface TftpContent {
   size: number | null
   read(offset: number, length: number): Promise<Buffer>
   close(): Promise<void>
+  /** Names these exact bytes (a file's device, inode, size and mtime), when they may be cached and shared. */
+  identity?: string
 }
 
 /** A refused request: becomes TFTP ERROR 2 (access violation) with `reason` as its message. */
@@ -69,10 +71,11 @@ export function bufferContent(data: Buffer | string): TftpContent {
   }
 }
 
-function fileContent(handle: FileHandle, size: number): TftpContent {
+function fileContent(handle: FileHandle, size: number, identity: string): TftpContent {
   let closed = false
   return {
     size,
+    identity,
     async read(offset, length) {
       const want = Math.max(0, Math.min(length, size - offset))
       const buf = Buffer.allocUnsafe(want)
@@ -151,7 +154,7 @@ export function createFileSource(deps: FileSourceDeps): TftpSource {
             return { denied: 'outside the TFTP root' }
           }
         }
-        return fileContent(handle, st.size)
+        return fileContent(handle, st.size, `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`)
       } catch (err) {
         await handle.close().catch(() => {})
         throw new RackbootError('RB_ERR_INTERNAL', 'cannot stat TFTP file', { cause: err })

@@ -54,6 +54,8 @@ export interface TransferConfig {
   clock?: TransferClock
   /** Bytes read from the content at once (rounded to whole blocks). */
   chunkBytes?: number
+  /** The content already cut into DATA packets (packet-cache.ts): nothing is read during the transfer. */
+  packets?: readonly Buffer[]
 }
 
 // Up to four chunks live per transfer (one being sent, read-ahead, one kept for a rewind): 64 KiB keeps 500
@@ -81,10 +83,12 @@ export class BlockStore {
     private readonly content: TftpContent,
     private readonly blksize: number,
     chunkBytes: number,
+    /** Every packet, ready: then there are no chunks to load. */
+    private readonly all: readonly Buffer[] | null = null,
   ) {
     this.chunkBlocks = Math.max(1, Math.min(4096, Math.floor(chunkBytes / blksize)))
     this.total = content.size
-    this.last = content.size === null ? Infinity : Math.floor(content.size / blksize) + 1
+    this.last = all ? all.length : content.size === null ? Infinity : Math.floor(content.size / blksize) + 1
   }
 
   chunkOf(block: number): number {
@@ -92,6 +96,7 @@ export class BlockStore {
   }
 
   get(block: number): Buffer | undefined {
+    if (this.all) return this.all[block - 1]
     const k = Math.floor((block - 1) / this.chunkBlocks)
     if (k !== this.curIndex) {
       const c = this.chunks.get(k)
@@ -115,13 +120,14 @@ export class BlockStore {
 
   /** Starts loading the chunk holding `block` if it is not there yet. */
   prefetch(block: number): void {
-    if (block > this.last) return
+    if (this.all || block > this.last) return
     const k = this.chunkOf(block)
     if (!this.chunks.has(k) && !this.loads.has(k)) void this.load(k)
   }
 
   /** Forgets every chunk whose blocks are all acknowledged. */
   release(acked: number): void {
+    if (this.all) return
     const below = Math.floor(acked / this.chunkBlocks) // chunks 0..below-1 end at or before `acked`
     if (below <= this.releasedBelow) return // the common case: nothing new to forget
     this.releasedBelow = below
@@ -193,7 +199,7 @@ export class Transfer {
     this.clock = cfg.clock ?? systemClock
     this.timeout = cfg.timeoutMs
     this.maxTimeout = Math.max(cfg.timeoutMs, cfg.maxTimeoutMs ?? 8000)
-    this.store = new BlockStore(cfg.content, cfg.blksize, cfg.chunkBytes ?? DEFAULT_CHUNK_BYTES)
+    this.store = new BlockStore(cfg.content, cfg.blksize, cfg.chunkBytes ?? DEFAULT_CHUNK_BYTES, cfg.packets ?? null)
   }
 
   get finished(): boolean {

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { createBusyPoller } from '../../src/tftp/busy-poll.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+test('busy polling turns the loop without sleeping, then stops by itself once the budget after the last send is spent', async () => {
+  const p = createBusyPoller({ budgetMicros: 200_000, headroom: () => true })
+  assert.equal(p.spinning, false, 'idle until something is sent')
+  let turns = 0
+  const count = () => {
+    turns++
+    if (p.spinning) setImmediate(count)
+  }
+  p.expectReply()
+  setImmediate(count)
+  await sleep(20)
+  assert.equal(p.spinning, true)
+  assert.ok(turns > 10, `the loop kept turning (${turns} turns in 20 ms)`)
+  // Each send extends the budget from that moment; without sends it runs out.
+  p.expectReply()
+  await sleep(500)
+  assert.equal(p.spinning, false, 'stopped once the budget ran out')
+  p.stop()
+})
+
+test('a zero budget never spins, and stop() ends a spin at once', async () => {
+  const off = createBusyPoller({ budgetMicros: 0, headroom: () => true })
+  off.expectReply()
+  assert.equal(off.spinning, false)
+  const p = createBusyPoller({ budgetMicros: 10_000_000, headroom: () => true })
+  p.expectReply()
+  await sleep(2)
+  assert.equal(p.spinning, true)
+  p.stop()
+  await sleep(2)
+  assert.equal(p.spinning, false)
+  p.expectReply()
+  assert.equal(p.spinning, false, 'a stopped poller stays off')
+})
+
+test('no spinning while the rest of the machine leaves no core free', async () => {
+  let free = false
+  const p = createBusyPoller({ budgetMicros: 10_000_000, headroom: () => free })
+  p.expectReply()
+  assert.equal(p.spinning, false)
+  free = true
+  p.expectReply()
+  assert.equal(p.spinning, true)
+  p.stop()
+})
+
+test('CPU headroom: other busy processes count against it', async (t) => {
+  const { cpuHeadroom } = await import('../../src/tftp/busy-poll.js')
+  const { spawn } = await import('node:child_process')
+  const { existsSync } = await import('node:fs')
+  if (!existsSync('/proc/stat')) return t.skip('no /proc/stat (not Linux)')
+  // Pretend the machine has 2 cores; 3 busy children leave none free whatever else runs.
+  const headroom = cpuHeadroom(100, 2)
+  const burn = () => spawn(process.execPath, ['-e', 'const end = Date.now() + 4000; while (Date.now() < end);'], { stdio: 'ignore' })
+  const kids = [burn(), burn(), burn()]
+  t.after(() => kids.forEach((k) => k.kill('SIGKILL')))
+  await sleep(150)
+  headroom()
+  await sleep(300)
+  assert.equal(headroom(), false, 'three busy processes on two cores leave no headroom')
+})
