@@ -126,21 +126,27 @@ export async function run(args: string[]): Promise<void> {
   await chmod(join(dir, 'bench.bin'), 0o644)
   const sum = createHash('sha256').update(data).digest('hex')
 
-  const server = createTftpServer({
-    settings: {
-      listen: '127.0.0.1',
-      port: 0,
-      maxBlockSize: 65464,
-      mtu: Math.max(1500, blksize + 32),
-      maxWindowSize: Math.max(64, window),
-      maxTransfers: 100,
-      retransmitMs: 1000,
-      maxRetries: 5,
-    },
-    source: createFileSource({ root: dir }),
-    log: silentLogger(),
-    metrics: createMetricsRegistry(),
-  })
+  const makeServer = (extra: { cacheMiB?: number; busyPollMicros?: number } = {}) =>
+    createTftpServer({
+      settings: {
+        listen: '127.0.0.1',
+        port: 0,
+        maxBlockSize: 65464,
+        mtu: Math.max(1500, blksize + 32),
+        maxWindowSize: Math.max(64, window),
+        maxTransfers: 100,
+        retransmitMs: 1000,
+        maxRetries: 5,
+        ...extra,
+      },
+      source: createFileSource({ root: dir }),
+      log: silentLogger(),
+      metrics: createMetricsRegistry(),
+    })
+  // The defaults (packet cache, busy polling while a core is idle), and both off: what each is worth.
+  const server = makeServer()
+  const plain = makeServer({ cacheMiB: 0, busyPollMicros: 0 })
+  const rbPlain = await plain.start()
   const rb = await server.start()
   const hpa = await startTftpdHpa(tftpd, dir)
 
@@ -163,6 +169,7 @@ export async function run(args: string[]): Promise<void> {
   const scenarios: Scenario[] = [
     { key: 'hpa', label: `tftpd-hpa  atftp blksize ${blksize}`, program: atftp, args: atftpArgs(hpa.port, [`blksize ${blksize}`]), times: [], cpu: [] },
     { key: 'rb', label: `rackboot   atftp blksize ${blksize}`, program: atftp, args: atftpArgs(rb.port, [`blksize ${blksize}`]), times: [], cpu: [] },
+    { key: 'rb0', label: `rackboot   atftp blksize ${blksize} (no cache/busy poll)`, program: atftp, args: atftpArgs(rbPlain.port, [`blksize ${blksize}`]), times: [], cpu: [] },
     { key: 'rbw', label: `rackboot   atftp blksize ${blksize} windowsize ${window}`, program: atftp, args: atftpArgs(rb.port, [`blksize ${blksize}`, `windowsize ${window}`]), times: [], cpu: [] },
   ]
   if (tftpHpa) {
@@ -202,6 +209,7 @@ export async function run(args: string[]): Promise<void> {
   } finally {
     hpa.child.kill('SIGTERM')
     await server.stop()
+    await plain.stop()
     await rm(dir, { recursive: true, force: true })
     await rm(outBase, { recursive: true, force: true })
   }
@@ -216,6 +224,7 @@ export async function run(args: string[]): Promise<void> {
   const ratio = (a: string, b: string, f: (s: Scenario) => number) => (by[a] && by[b] ? (f(by[a]!) / f(by[b]!)).toFixed(2) + 'x' : 'n/a')
   const both = (a: string, b: string) => `${ratio(a, b, mibps)} median, ${ratio(a, b, best)} best`
   console.log(`ratio rackboot/tftpd-hpa, blksize ${blksize} lock-step:        ${both('rb', 'hpa')}   (goal >= 1.0x)`)
+  console.log(`ratio rackboot without cache and busy polling, lock-step:  ${both('rb0', 'hpa')}`)
   console.log(`ratio rackboot windowsize ${window}/tftpd-hpa, blksize ${blksize}: ${both('rbw', 'hpa')}   (goal >= 3x)`)
   if (by.hpa512) console.log(`ratio rackboot/tftpd-hpa, 512 lock-step (tftp-hpa client): ${both('rb512', 'hpa512')}`)
   console.log(`load average after: ${await load()}`)
