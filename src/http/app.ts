@@ -13,6 +13,7 @@ import type { BootService, ConfigService } from '../lifecycle/index.js'
 import { talosConfigRoutes } from './plugins/talos-config.js'
 import type { DownloadGate } from './download-gate.js'
 import { apiRoutes, type ApiDeps } from './plugins/api/index.js'
+import { uiRoutes } from './ui/index.js'
 
 export interface AppDeps {
   inventory: Inventory
@@ -52,6 +53,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.status(404).send({ error: 'RB_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}`, details: null })
   })
   await app.register(metricsRoutes, { registry: deps.registry })
+  await app.register(uiRoutes)
   await app.register(healthRoutes, {
     inventory: deps.inventory,
     version: deps.version,

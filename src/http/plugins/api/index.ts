@@ -12,6 +12,7 @@ import { machineRoutes } from './machines.js'
 import { profileRoutes } from './profiles.js'
 import { powerRoutes } from './power.js'
 import { logRoutes } from './logs.js'
+import { overviewRoutes } from './overview.js'
 import { errors } from './schemas.js'
 
 export type { ApiDeps } from './context.js'
@@ -40,6 +41,7 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
   await app.register(classRoutes, deps)
   await app.register(profileRoutes, deps)
   await app.register(clusterRoutes, deps)
+  await app.register(overviewRoutes, deps)
   if (deps.power) await app.register(powerRoutes, { ...deps, power: deps.power })
   if (deps.kernelLogs) await app.register(logRoutes, { ...deps, logStore: deps.kernelLogs.store, peersOf: deps.kernelLogs.peersOf })
 

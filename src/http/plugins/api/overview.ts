@@ -1,0 +1,87 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Type from 'typebox'
+import { MACHINE_STATES, type MachineState, type StoredEvent } from '../../../inventory/index.js'
+import type { ApiDeps } from './context.js'
+import { errors, EventSchema, eventView, Nullable } from './schemas.js'
+
+// Two reads the web UI's inventory page needs and the machine list cannot give without walking every page:
+// machines per state (the counts over a filtered inventory of 100,000), and each listed machine's newest event
+// (where it is in its boot). Both are bounded: seven counts, and at most one page of machines.
+
+const CountsQuery = Type.Object({
+  label: Type.Optional(Type.Array(Type.String({ pattern: '^[^=]+=.*$' }), { description: 'key=value, repeatable; all must match' })),
+  rack: Type.Optional(Type.String({ maxLength: 128 })),
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Free text over id, name, serial, UUID and MACs' })),
+}, { additionalProperties: false })
+
+const CountsResponse = Type.Object({
+  total: Type.Integer(),
+  states: Type.Record(Type.String(), Type.Integer(), { description: 'Machines per state (every state, zeros included)' }),
+})
+
+const LatestQuery = Type.Object({
+  machine: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 200, description: 'Machine ids, repeat or comma-separate' }),
+}, { additionalProperties: false })
+
+const LatestResponse = Type.Object({
+  items: Type.Array(Type.Object({ machineId: Type.String(), event: Nullable(EventSchema) })),
+})
+
+/**
+ * A machine's newest event. The events repository reads oldest first, so rather than a machine's whole timeline
+ * (up to 500 rows), read only the newest stretch of the log, widened 16-fold until it holds one of its events: a
+ * machine that booted lately costs a few rows. (An inventory query for the newest event per machine would make
+ * this one indexed lookup.)
+ */
+async function newestEvent(inventory: ApiDeps['inventory'], machineId: string, head: number): Promise<StoredEvent | null> {
+  for (let window = 1024; ; window *= 16) {
+    const since = head - window
+    const rows = await inventory.events.list({ machineId, ...(since > 0 ? { since } : {}), limit: 10_000 })
+    if (rows.length > 0 || since <= 0) return rows[rows.length - 1] ?? null
+  }
+}
+
+export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>()
+  const { inventory } = deps
+
+  app.get('/overview/counts', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['machines'], operationId: 'countMachines', summary: 'How many machines are in each state (with the list filters except state)',
+      querystring: CountsQuery, response: { 200: CountsResponse, ...errors(400) },
+    },
+  }, async (request) => {
+    const q = request.query
+    const labels = Object.fromEntries((q.label ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+    const filter = { ...(q.label ? { labels } : {}), ...(q.rack ? { rack: q.rack } : {}), ...(q.q ? { text: q.q } : {}) }
+    const counts = await Promise.all(MACHINE_STATES.map((state) => inventory.machines.count({ ...filter, state })))
+    const states = Object.fromEntries(MACHINE_STATES.map((s, i) => [s, counts[i]!])) as Record<MachineState, number>
+    return { total: counts.reduce((a, b) => a + b, 0), states }
+  })
+
+  app.get('/overview/latest-events', {
+    config: { scope: 'read' },
+    preValidation: async (request) => {
+      const q = request.query as Record<string, unknown>
+      if (typeof q.machine === 'string') q.machine = q.machine.split(',')
+      else if (Array.isArray(q.machine)) q.machine = q.machine.flatMap((s) => String(s).split(','))
+    },
+    schema: {
+      tags: ['events'], operationId: 'latestEvents', summary: "Each machine's newest timeline event (a page of machines at most)",
+      querystring: LatestQuery, response: { 200: LatestResponse, ...errors(400) },
+    },
+  }, async (request) => {
+    const ids = [...new Set(request.query.machine)]
+    const head = await inventory.queries.latestEventSeq()
+    const items = []
+    for (const machineId of ids) {
+      const last = await newestEvent(inventory, machineId, head)
+      items.push({ machineId, event: last ? eventView(last) : null })
+      // SQLite answers synchronously: let DHCP and TFTP packets in between machines, not after the whole page.
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    return { items }
+  })
+}

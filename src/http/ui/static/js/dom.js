@@ -1,0 +1,49 @@
+// Building DOM from data without ever parsing it as HTML: every string becomes a text node or an attribute value,
+// so a machine named `<img onerror=…>` shows as those characters. The UI never parses a string as HTML.
+
+/**
+ * h('a', { href: '#/', class: 'x', onclick: fn }, 'text', child, [more]) → an element.
+ * Props: `class`, `text`, `dataset` ({k: v}), `on<event>` (listener), booleans as present/absent attributes,
+ * anything else as an attribute; null, undefined and false are skipped.
+ */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag)
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === null || value === undefined || value === false) continue
+    if (key === 'class') el.className = value
+    else if (key === 'text') el.textContent = String(value)
+    else if (key === 'dataset') Object.assign(el.dataset, value)
+    else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value)
+    else if (value === true) el.setAttribute(key, '')
+    else el.setAttribute(key, String(value))
+  }
+  append(el, children)
+  return el
+}
+
+/** Appends children: nodes as they are, arrays flattened, anything else as text; null/undefined/false skipped. */
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)))
+  }
+  return el
+}
+
+/** Replaces an element's children. */
+export function replace(el, ...children) {
+  el.replaceChildren()
+  return append(el, children)
+}
+
+/** Plays the change highlight on an element (restarting it when it is already playing). */
+export function flash(el) {
+  el.classList.remove('flash')
+  void el.offsetWidth // restart the CSS animation
+  el.classList.add('flash')
+}
+
+/** A machine's page link target. */
+export function machineHref(id) {
+  return `#/machines/${encodeURIComponent(id)}`
+}

@@ -1,0 +1,59 @@
+// Numbers and times as a tech reads them.
+
+const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB', 'PB']
+
+function scaled(n, base, units) {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return '—'
+  let i = 0
+  while (n >= base && i < units.length - 1) {
+    n /= base
+    i++
+  }
+  return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1).replace(/\.0$/, '')} ${units[i]}`
+}
+
+/** Memory: binary units, as the kernel counts it (64 GiB). */
+export const memory = (bytes) => scaled(bytes, 1024, BINARY)
+/** Disks: decimal units, as the label on the drive says (960 GB). */
+export const diskSize = (bytes) => scaled(bytes, 1000, DECIMAL)
+
+/** A duration in ms: 850 ms, 2.4 s, 3 min 05 s, 2 h 10 min. */
+export function duration(ms) {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) return ''
+  if (ms < 1000) return `${Math.round(ms)} ms`
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`
+  const s = Math.round(ms / 1000)
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`
+  const m = Math.round(s / 60)
+  if (m < 48 * 60) return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`
+  return `${Math.round(m / 1440)} d`
+}
+
+/** "3 min ago" from an RFC 3339 time. */
+export function ago(iso, now = Date.now()) {
+  const t = Date.parse(iso)
+  if (!Number.isFinite(t)) return ''
+  const d = Math.max(0, now - t)
+  if (d < 5_000) return 'just now'
+  if (d < 60_000) return `${Math.round(d / 1000)} s ago`
+  if (d < 3_600_000) return `${Math.round(d / 60_000)} min ago`
+  if (d < 86_400_000) return `${Math.round(d / 3_600_000)} h ago`
+  return `${Math.round(d / 86_400_000)} d ago`
+}
+
+/** Local wall-clock time with milliseconds; the date too when it is not today. */
+export function clock(iso, now = new Date()) {
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return ''
+  const pad = (n, w = 2) => String(n).padStart(w, '0')
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`
+  const today = d.toDateString() === now.toDateString()
+  return today ? time : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`
+}
+
+/** Full local date and time, for tooltips. */
+export function fullTime(iso) {
+  const d = new Date(iso)
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleString()
+}
