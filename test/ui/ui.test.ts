@@ -7,7 +7,7 @@ import { rackboot } from '../support/cli.js'
 import { api, bootScript, discover, fetchBootFiles, getFrom, hardware, report, startRackboot, type Rackboot } from './support.js'
 
 // The web UI in Debian's chromium, driven by playwright-core, against a real `rackboot serve`.
-const CHROMIUM = process.env.RACKBOOT_CHROMIUM ?? '/usr/bin/chromium'
+const CHROMIUM = '/usr/bin/chromium'
 const WAIT = { timeout: 10_000 }
 
 interface Watch {
@@ -87,6 +87,12 @@ test('web UI: inventory, live updates, a failed boot on the timeline, accept wit
   // / redirects to the UI, which asks for a token once.
   await page.goto(`${rb.base}/`)
   assert.equal(new URL(page.url()).pathname, '/ui/')
+  // A wrong token is refused with the server's reason, and the page keeps asking.
+  await page.locator('dialog#signin').waitFor({ state: 'visible', ...WAIT })
+  await page.fill('#token', 'rbk_this-is-not-a-token')
+  await page.click('dialog#signin button[type=submit]')
+  await page.locator('#signin-error').getByText(/Your API token was refused: the API token is unknown, revoked or expired/).waitFor(WAIT)
+  assert.equal(await page.locator('dialog#signin').isVisible(), true)
   await signIn(page, rb.tokens.viewer)
   await page.locator('#who').getByText('read-only').waitFor(WAIT)
 
@@ -216,12 +222,12 @@ test('web UI: inventory, live updates, a failed boot on the timeline, accept wit
   assert.deepEqual((await api(rb, rb.tokens.viewer, 'GET', `/machines/${alpha}`)).body.labels, { rack: 'r7' })
   await shot(page, rb, 'machine-accepted', t)
 
-  // Nothing went wrong in the page but the one refusal the test asked for. The event stream closed at sign-out
+  // Nothing went wrong in the page but the two refusals the test asked for. The event stream closed at sign-out
   // (and at the reload above) is the page's own doing.
-  const expected = [`POST /api/v1/machines/${alpha}/accept 403`]
-  assert.deepEqual(w.badResponses, expected)
+  assert.deepEqual(w.badResponses, ['GET /api/v1/whoami 401', `POST /api/v1/machines/${alpha}/accept 403`])
   assert.deepEqual(w.pageErrors, [])
-  assert.deepEqual(w.consoleErrors.filter((e) => !/status of 403/.test(e) || !e.includes(`/machines/${alpha}/accept`)), [])
+  const asked = (e: string) => (/status of 401/.test(e) && e.endsWith('/api/v1/whoami')) || (/status of 403/.test(e) && e.endsWith(`/machines/${alpha}/accept`))
+  assert.deepEqual(w.consoleErrors.filter((e) => !asked(e)), [])
   assert.deepEqual(w.failedRequests.filter((r) => !/^GET \S+\/api\/v1\/events: net::ERR_ABORTED$/.test(r)), [])
   t.diagnostic(`web UI test took ${((Date.now() - started) / 1000).toFixed(1)} s`)
 })

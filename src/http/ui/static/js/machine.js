@@ -183,6 +183,7 @@ export function machineView({ api, stream, id }) {
       const m = await api.patch(path, { labels })
       machine = { ...machine, ...m }
       renderLabels(machine)
+      labelsEl.querySelector('#label-key')?.focus()
       labelOutcome.ok(`Label ${what}.`)
     } catch (err) {
       labelOutcome.error(err)
