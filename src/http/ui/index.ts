@@ -8,7 +8,7 @@ export const UI_ROOT = join(import.meta.dirname, 'static')
 // Only our own files may run or be fetched, and nothing may frame the page: machine names and labels come from
 // users and machines, so this is the second wall behind the page never putting API strings in as HTML.
 const CSP = [
-  "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+  "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self'", "connect-src 'self'",
   "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
 ].join('; ')
 

@@ -120,7 +120,7 @@ export function inventoryView({ api, stream, params }) {
     STATES.map((s) => h('option', { value: s, selected: filters.state.length === 1 && filters.state[0] === s }, s)))
   const labelInput = h('input', { id: 'f-label', name: 'label', type: 'text', placeholder: 'rack=r12 role=db', value: filters.label.join(' '), autocomplete: 'off', spellcheck: 'false' })
   const searchInput = h('input', { id: 'f-q', name: 'q', type: 'search', placeholder: 'name, serial, MAC, UUID, id', value: filters.q, autocomplete: 'off', spellcheck: 'false' })
-  const sizeSelect = h('select', { id: 'f-limit', name: 'limit' }, PAGE_SIZES.map((n) => h('option', { value: n, selected: n === filters.limit }, `${n} per page`)))
+  const sizeSelect = h('select', { id: 'f-limit', name: 'limit', 'aria-label': 'Machines per page' }, PAGE_SIZES.map((n) => h('option', { value: n, selected: n === filters.limit }, `${n} per page`)))
   let typing = null
   const applyFilters = () => {
     clearTimeout(typing)
