@@ -8,6 +8,8 @@ packages=(
   tftp-hpa atftp tftpd-hpa
   openipmi ipmitool python3-pyghmi redfishtool
   qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils dash
+  chromium fonts-liberation
+  # chromium: the web UI tests drive Debian's browser through playwright-core
   # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)
 )
 export DEBIAN_FRONTEND=noninteractive
