@@ -43,7 +43,10 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
     async configFor(token, clientIp) {
       const bt = await inventory.bootTokens.verify(token, 'config', clock.now())
       if (!bt) {
-        lifecycle.record(null, 'boot.config', `config refused: unknown or expired token from ${clientIp}`, { clientIp, status: 403 })
+        // No token to name the machine: the address may (a boot script or a lease), so the refusal shows on the
+        // timeline of the machine that was refused, where a tech looks for why its install stopped.
+        const suspect = (await deps.peers?.resolve(clientIp).catch(() => null)) ?? null
+        lifecycle.record(suspect, 'boot.config', `config refused: unknown or expired token from ${clientIp}`, { clientIp, status: 403 })
         throw new RackbootError('RB_ERR_FORBIDDEN', 'invalid or expired config token')
       }
       const machine = await inventory.machines.get(bt.machineId)

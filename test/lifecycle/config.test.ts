@@ -4,7 +4,7 @@ import { parseAllDocuments } from 'yaml'
 import { createEventBus } from '../../src/events/bus.js'
 import { isRackbootError } from '../../src/errors.js'
 import { openSqliteInventory, type DiskFacts, type InstallDiskSelector, type MachineNetwork } from '../../src/inventory/index.js'
-import { attachTimeline, createConfigService, createLifecycle } from '../../src/lifecycle/index.js'
+import { attachTimeline, createConfigService, createLifecycle, createPeerDirectory } from '../../src/lifecycle/index.js'
 import { silentLogger } from '../../src/log.js'
 import { createConfigLinter, generateConfig, generateSecretsBundle, type SecretsBundle } from '../../src/talos/index.js'
 
@@ -31,7 +31,7 @@ async function setup(role: 'controlplane' | 'worker' = 'worker') {
   const timeline = attachTimeline({ inventory, bus, log })
   const clock = { now: () => Date.now() }
   const lifecycle = createLifecycle({ inventory, bus, log, clock })
-  const configs = createConfigService({ inventory, lifecycle, log, clock, linter })
+  const configs = createConfigService({ inventory, lifecycle, log, clock, linter, peers: createPeerDirectory({ inventory }) })
   let machines = 0
   return {
     inventory, configs, timeline,
@@ -150,3 +150,21 @@ for (const role of ['controlplane', 'worker'] as const) {
     assert.equal(plainDocs.some((d) => d.kind === 'LinkConfig' || d.kind === 'ResolverConfig'), false)
   })
 }
+
+test('a refused unknown token lands on the timeline of the machine whose lease has the requesting address', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  await s.profile(null)
+  const m = await s.machine('w-1')
+  const mac = (await s.inventory.machines.get(m.id))!.nics[0]!.mac
+  const now = Date.now()
+  await s.inventory.leases.put({ ip: CLIENT, mac, clientId: null, subnet: '198.18.0.0/24', state: 'bound', hostname: null, expiresAt: now + 60_000, updatedAt: now })
+  await assert.rejects(s.configs.configFor('not-a-token', CLIENT), (e) => isRackbootError(e) && e.code === 'RB_ERR_FORBIDDEN')
+  const events = await s.events(m.id)
+  assert.equal(events.length, 1)
+  assert.match(events[0]!.message, /config refused: unknown or expired token from 198\.18\.0\.50/)
+  assert.equal((events[0]!.data as { status?: number }).status, 403)
+  // From an address nobody holds, the refusal is still recorded, on no machine.
+  await assert.rejects(s.configs.configFor('not-a-token', '198.18.0.99'))
+  assert.equal((await s.events(m.id)).length, 1)
+})
