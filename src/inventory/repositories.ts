@@ -92,7 +92,11 @@ export interface ReservationRepository {
 export interface EventRepository {
   append(event: Omit<StoredEvent, 'seq'>): Promise<StoredEvent>
   /** Events after `since` (exclusive), oldest first. */
-  list(filter?: { machineId?: string; since?: number; limit?: number; types?: string[] }): Promise<StoredEvent[]>
+  /**
+   * Events oldest first. With `newest`, the last `limit` events that match (still returned oldest first): a
+   * timeline's tail without reading the whole log.
+   */
+  list(filter?: { machineId?: string; since?: number; limit?: number; types?: string[]; newest?: boolean }): Promise<StoredEvent[]>
   /** Keeps at most `keep` events per machine; returns how many were removed. */
   trim(machineId: string, keep: number): Promise<number>
 }

@@ -169,6 +169,8 @@ test('events append in order and trim per machine', async (t) => {
   const all = await inv.events.list({ machineId: 'm-1' })
   assert.deepEqual(all.map((e) => e.data.i), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
   assert.deepEqual((await inv.events.list({ machineId: 'm-1', since: all[7]!.seq })).map((e) => e.message), ['e8', 'e9'])
+  assert.deepEqual((await inv.events.list({ machineId: 'm-1', limit: 3, newest: true })).map((e) => e.message), ['e7', 'e8', 'e9'], 'the tail, oldest first')
+  assert.deepEqual((await inv.events.list({ machineId: 'm-2', limit: 1, newest: true })).map((e) => e.message), ['other'])
   assert.equal(await inv.events.trim('m-1', 3), 7)
   assert.deepEqual((await inv.events.list({ machineId: 'm-1' })).map((e) => e.message), ['e7', 'e8', 'e9'])
   assert.equal((await inv.events.list({ machineId: 'm-2' })).length, 1)

@@ -18,7 +18,10 @@ export function createSqliteEvents(db: Kysely<Database>): EventRepository {
       if (filter.machineId) q = q.where('machine_id', '=', filter.machineId)
       if (filter.since !== undefined) q = q.where('seq', '>', filter.since)
       if (filter.types && filter.types.length > 0) q = q.where('type', 'in', filter.types)
-      const rows = await q.orderBy('seq').limit(Math.min(filter.limit ?? 1000, 10000)).execute()
+      const limit = Math.min(filter.limit ?? 1000, 10000)
+      const rows = filter.newest
+        ? (await q.orderBy('seq', 'desc').limit(limit).execute()).reverse()
+        : await q.orderBy('seq').limit(limit).execute()
       return rows.map((r) => ({
         seq: Number(r.seq),
         machineId: r.machine_id,

@@ -141,7 +141,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     const [bmc, allocation, events, leases] = await Promise.all([
       inventory.bmcs.get(m.id),
       inventory.allocations.current(m.id),
-      n > 0 ? inventory.events.list({ machineId: m.id, limit: 10_000 }) : Promise.resolve([]),
+      n > 0 ? inventory.events.list({ machineId: m.id, limit: n, newest: true }) : Promise.resolve([]),
       Promise.all(m.nics.map((nic) => inventory.leases.list({ mac: nic.mac }))),
     ])
     const now = Date.now()
@@ -151,7 +151,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       bmc: bmc ? bmcView(bmc) : null,
       leases: leases.flat().filter((l) => (l.state === 'bound' || l.state === 'offered') && l.expiresAt > now).map(leaseView),
       allocation: allocation ? machineAllocationView(allocation) : null,
-      timeline: events.slice(-n).map(eventView),
+      timeline: events.map(eventView),
     }
   })
 

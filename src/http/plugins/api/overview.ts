@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
-import { MACHINE_STATES, type MachineState, type StoredEvent } from '../../../inventory/index.js'
+import { MACHINE_STATES, type MachineState } from '../../../inventory/index.js'
 import type { ApiDeps } from './context.js'
 import { errors, EventSchema, eventView, Nullable } from './schemas.js'
 
@@ -27,20 +27,6 @@ const LatestQuery = Type.Object({
 const LatestResponse = Type.Object({
   items: Type.Array(Type.Object({ machineId: Type.String(), event: Nullable(EventSchema) })),
 })
-
-/**
- * A machine's newest event. The events repository reads oldest first, so rather than a machine's whole timeline
- * (up to 500 rows), read only the newest stretch of the log, widened 16-fold until it holds one of its events: a
- * machine that booted lately costs a few rows. (An inventory query for the newest event per machine would make
- * this one indexed lookup.)
- */
-async function newestEvent(inventory: ApiDeps['inventory'], machineId: string, head: number): Promise<StoredEvent | null> {
-  for (let window = 1024; ; window *= 16) {
-    const since = head - window
-    const rows = await inventory.events.list({ machineId, ...(since > 0 ? { since } : {}), limit: 10_000 })
-    if (rows.length > 0 || since <= 0) return rows[rows.length - 1] ?? null
-  }
-}
 
 export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
   const app = base.withTypeProvider<TypeBoxTypeProvider>()
@@ -74,10 +60,10 @@ export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) =>
     },
   }, async (request) => {
     const ids = [...new Set(request.query.machine)]
-    const head = await inventory.queries.latestEventSeq()
     const items = []
     for (const machineId of ids) {
-      const last = await newestEvent(inventory, machineId, head)
+      // One indexed lookup (machine_id, seq) per machine.
+      const [last] = await inventory.events.list({ machineId, limit: 1, newest: true })
       items.push({ machineId, event: last ? eventView(last) : null })
       // SQLite answers synchronously: let DHCP and TFTP packets in between machines, not after the whole page.
       await new Promise((resolve) => setImmediate(resolve))
