@@ -1,6 +1,7 @@
 // The power manager: every BMC operation goes through here. One queue per BMC (never two operations at once on
 // one BMC), a timeout per attempt, retries with backoff and jitter, a minimum interval between reboots of one
 // machine, "PXE boot now", and status polling spread over the interval with bounded concurrency.
+import { createHash } from 'node:crypto'
 import { Counter, Histogram, type Registry } from 'prom-client'
 import type { BmcRepository } from '../inventory/repositories.js'
 import type { Bmc } from '../inventory/types.js'
@@ -59,6 +60,11 @@ export interface PowerManagerSettings {
   pollJitter: number
   /** Polls running at once, across all BMCs. */
   pollConcurrency: number
+  /**
+   * How long a BMC's session (Redfish session, IPMI RMCP+ session) is kept open after an operation for the next
+   * one; 0 logs out after every operation. Below Redfish's smallest SessionTimeout (30 s) and IPMI's usual 60 s.
+   */
+  sessionIdleMs: number
 }
 
 export const DEFAULT_POWER_SETTINGS: PowerManagerSettings = {
@@ -70,6 +76,7 @@ export const DEFAULT_POWER_SETTINGS: PowerManagerSettings = {
   pollIntervalMs: 60_000,
   pollJitter: 0.1,
   pollConcurrency: 32,
+  sessionIdleMs: 20_000,
 }
 
 export interface PowerManagerDeps {
@@ -133,6 +140,14 @@ const REBOOTS = new Set<PowerOperation>(['cycle', 'reset', 'pxe-boot'])
 const SAFE_TO_RETRY_REBOOT = new Set<PowerErrorKind>(['unreachable', 'session-limit', 'busy'])
 const ambiguous = new WeakSet<PowerError>()
 
+/** Everything a driver was made from: a parked driver is reused only for the same BMC record and credentials. */
+type Credentials = Parameters<DriverFactory>[1]
+
+function driverIdentity(bmc: Bmc, credentials: Credentials): string {
+  const secret = createHash('sha256').update(credentials.password ?? '').digest('hex')
+  return JSON.stringify([bmc, credentials.username, secret])
+}
+
 function bmcKey(bmc: Bmc): string {
   return `${bmc.type}://${bmc.address}:${bmc.port ?? ''}`
 }
@@ -161,6 +176,38 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   }
   const log = deps.log.child({ svc: 'power' })
   const observer = deps.observer
+
+  // Sessions kept between operations, one per BMC: a boot storm's PXE-then-poll traffic logs in once per BMC instead
+  // of once per operation, and BMCs with few session slots are not churned. Operations on one BMC are serial, so a
+  // parked driver is never used twice at once; a driver that failed is closed, never parked.
+  const parked = new Map<string, { identity: string; driver: BmcDriver; timer: unknown }>()
+  const unpark = (key: string): BmcDriver | null => {
+    const p = parked.get(key)
+    if (!p) return null
+    parked.delete(key)
+    clock.clearTimeout(p.timer)
+    return p.driver
+  }
+  const takeDriver = (bmc: Bmc, credentials: Credentials, identity: string): BmcDriver => {
+    const key = bmcKey(bmc)
+    const p = parked.get(key)
+    if (p?.identity === identity) return unpark(key)!
+    if (p) void unpark(key)!.close().catch(() => undefined) // the record or the credentials changed
+    return makeDriver(bmc, credentials, { ...driverOptions, timeoutMs: settings.timeoutMs, log })
+  }
+  const park = (bmc: Bmc, identity: string, driver: BmcDriver): boolean => {
+    if (settings.sessionIdleMs <= 0 || stopped) return false
+    const key = bmcKey(bmc)
+    const timer = clock.setTimeout(() => {
+      if (parked.get(key)?.driver !== driver) return
+      parked.delete(key)
+      // Closing takes the BMC's queue, so it cannot log out under an operation that is starting.
+      void serial(key, () => driver.close().catch(() => undefined))
+    }, settings.sessionIdleMs)
+    ;(timer as { unref?: () => void }).unref?.()
+    parked.set(key, { identity, driver, timer })
+    return true
+  }
 
   const tails = new Map<string, Promise<void>>()
   const queued = new Map<string, number>()
@@ -253,13 +300,17 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         const controller = new AbortController()
         const timer = clock.setTimeout(() => controller.abort(), settings.timeoutMs)
         let driver: BmcDriver | null = null
+        let identity = ''
         let work: Promise<T> | null = null
+        let succeeded = false
         try {
           const credentials = await deps.bmcs.credentials(machineId)
           if (!credentials) throw new PowerError('no-bmc', `machine ${machineId} has no BMC credentials in the inventory`)
-          driver = makeDriver(bmc, credentials, { ...driverOptions, timeoutMs: settings.timeoutMs, log })
+          identity = driverIdentity(bmc, credentials)
+          driver = takeDriver(bmc, credentials, identity)
           work = fn(driver, controller.signal)
           const value = await raceAbort(work, controller.signal, settings.timeoutMs, machineId, operation)
+          succeeded = true
           const ms = clock.now() - started
           record(bmc, operation, 'ok', ms)
           if (!runOptions.poll) notify({ machineId, action: operation, ok: true, ms, attempt, final: true })
@@ -277,7 +328,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
           clock.clearTimeout(timer)
           // Hold the BMC's queue until the driver has really stopped, even after a timeout was reported.
           if (work) await work.then(() => undefined, () => undefined)
-          if (driver) await driver.close().catch(() => undefined)
+          if (driver && !(succeeded && park(bmc, identity, driver))) await driver.close().catch(() => undefined)
         }
         await sleep(clock, backoff(attempt))
       }
@@ -469,6 +520,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       for (const resolve of waiting.splice(0)) resolve()
       await Promise.all([...running])
       active = 0
+      await Promise.all([...parked.keys()].map((key) => unpark(key)!.close().catch(() => undefined)))
     },
   }
 }

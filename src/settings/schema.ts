@@ -197,6 +197,8 @@ export const SettingsSchema = Type.Object(
         pollJitter: Type.Number({ minimum: 0, maximum: 0.5, default: 0.1 }),
         /** Polls in flight at once across all BMCs. */
         pollConcurrency: Type.Integer({ minimum: 1, default: 32 }),
+        /** A BMC session is kept this long after an operation for the next one (0: log out after each). */
+        sessionIdleMs: Type.Integer({ minimum: 0, maximum: 25_000, default: 20_000 }),
         /** IPMI cipher suites in the order tried (17 = HMAC-SHA256, 3 = HMAC-SHA1). */
         ipmiCipherSuites: Type.Array(Type.Union([Type.Literal(17), Type.Literal(3)]), { minItems: 1, default: [17, 3] }),
         /**

@@ -427,10 +427,45 @@ test('PXE boot now with the real Redfish driver: verified override then a cycle;
   assert.equal(done.action, 'cycle')
   assert.equal(done.readback.raw, 'Pxe/Once/UEFI')
   assert.deepEqual(good.state.resets, ['PowerCycle'])
-  assert.equal(good.state.sessions.size, 0)
+  assert.equal(good.state.sessions.size, 1, 'the session is kept for the next operation')
+  assert.equal(await manager.status('good'), 'on')
+  assert.equal(good.state.sessionsCreated, 1, 'the next operation reuses it')
 
   await assert.rejects(manager.pxeBootNow('dropping', { mode: 'uefi' }), (err) => isPowerError(err, 'not-applied'))
   assert.deepEqual(dropping.state.resets, [])
   assert.equal(dropping.state.sessions.size, 0) // each attempt logged out
   assert.deepEqual(results.filter((r) => r.machineId === 'dropping').map((r) => [r.attempt, r.ok, r.final]), [[1, false, false], [2, false, true]])
+  await manager.stop()
+  assert.equal(good.state.sessions.size, 0, 'stop logs out of kept sessions')
+})
+
+test('kept sessions: logged out after the idle time, replaced when the BMC dropped them, not kept when sessionIdleMs is 0', async (t) => {
+  const { startRedfishServer } = await import('./fixtures/redfish-server.js')
+  const bmc = await startRedfishServer()
+  t.after(() => bmc.close())
+  bmc.state.power = 'On'
+  const make = (sessionIdleMs: number) => createPowerManager({
+    bmcs: {
+      get: async (id) => ({ ...bmcOf(id, bmc.url, 'redfish'), port: null }),
+      credentials: async () => ({ username: 'admin', password: 'password' }),
+    },
+    log: silentLogger(),
+    settings: { timeoutMs: 5_000, attempts: 2, backoffBaseMs: 10, backoffMaxMs: 20, sessionIdleMs },
+  })
+  const kept = make(150)
+  await kept.status('m1')
+  await kept.status('m1')
+  assert.equal(bmc.state.sessionsCreated, 1)
+  // The BMC forgets the session (its own timeout, a reset): the next operation logs in again and succeeds.
+  bmc.state.sessions.clear()
+  assert.equal(await kept.status('m1'), 'on')
+  assert.equal(bmc.state.sessionsCreated, 2)
+  await new Promise((r) => setTimeout(r, 400))
+  assert.equal(bmc.state.sessions.size, 0, 'logged out once idle')
+  await kept.stop()
+
+  const none = make(0)
+  await none.status('m1')
+  assert.equal(bmc.state.sessions.size, 0, 'sessionIdleMs 0: logged out after every operation')
+  await none.stop()
 })
