@@ -1,4 +1,5 @@
 import type { Machine } from '../inventory/index.js'
+import { rebootHistory } from '../lifecycle/index.js'
 import { createPowerManager, type PowerAction } from '../power/index.js'
 import { renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
@@ -48,7 +49,7 @@ export async function powerCommand(args: string[]): Promise<number> {
     const machines: Machine[] = []
     for (const ref of positionals) machines.push(await resolveMachine(inventory, ref))
     const power = createPowerManager({
-      bmcs: inventory.bmcs, log, settings: settings.power,
+      bmcs: inventory.bmcs, log, settings: settings.power, lastRebootAt: rebootHistory(inventory),
       driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
       observer: {
         result: (r) => {

@@ -9,7 +9,7 @@ import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
 import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createPeerDirectory,
-  createTalosFeedback, createTftpObserver, systemClock,
+  createTalosFeedback, createTftpObserver, rebootHistory, systemClock,
 } from '../lifecycle/index.js'
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
@@ -58,7 +58,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
 
   const power = createPowerManager({
-    bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power,
+    bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory),
     driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
     observer: {
       result: (r) => {

@@ -92,6 +92,11 @@ export interface PowerManagerDeps {
   random?: () => number
   /** Usually `settings.power`; its ipmiCipherSuites apply when driverOptions names no suites. */
   settings?: Partial<PowerManagerSettings> & { ipmiCipherSuites?: (3 | 17)[] }
+  /**
+   * When the machine was last rebooted as recorded outside this process (its timeline), so the minimum reboot
+   * interval survives restarts and holds between processes; only this process's own reboots count without it.
+   */
+  lastRebootAt?: (machineId: string) => Promise<number | null>
 }
 
 export interface RebootOptions {
@@ -266,7 +271,9 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
 
   async function checkRebootInterval(machineId: string, options: RebootOptions | undefined): Promise<void> {
     for (;;) {
-      const last = lastReboot.get(machineId)
+      const recorded = deps.lastRebootAt ? await deps.lastRebootAt(machineId).catch(() => null) : null
+      const mine = lastReboot.get(machineId)
+      const last = mine === undefined ? recorded ?? undefined : Math.max(mine, recorded ?? mine)
       if (last === undefined) return
       const wait = last + settings.minRebootIntervalMs - clock.now()
       if (wait <= 0) return
