@@ -9,6 +9,8 @@ packages=(
   openipmi ipmitool python3-pyghmi redfishtool
   qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils dash
   chromium fonts-liberation
+  radvd ndisc6
+  # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does
   # chromium: the web UI tests drive Debian's browser through playwright-core
   # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)
 )
@@ -16,9 +18,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The Debian packages start their daemons; the tests run their own on private ports.
-for svc in tftpd-hpa kea-dhcp4-server isc-kea-dhcp4-server; do
+for svc in tftpd-hpa kea-dhcp4-server isc-kea-dhcp4-server radvd; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || (service "$svc" stop 2>/dev/null) || true
 done
 pkill -x in.tftpd 2>/dev/null || true
 pkill -x kea-dhcp4 2>/dev/null || true
+pkill -x radvd 2>/dev/null || true
 echo "test dependencies installed: ${packages[*]}"

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { createDhcpServer } from '../dhcp/index.js'
+import { createDhcpServer, createRouterAdverts } from '../dhcp/index.js'
 import { createEventBus } from '../events/bus.js'
 import { buildApp } from '../http/index.js'
 import { createDownloadGate } from '../http/download-gate.js'
@@ -102,6 +102,15 @@ export async function serveCommand(args: string[]): Promise<number> {
       })
     : null
 
+  // Router advertisements end iPXE's IPv6 wait (~16 s a boot) on a segment where no router sends them.
+  const raWanted = settings.dhcp.routerAdverts === 'on' || (settings.dhcp.routerAdverts === 'auto' && settings.dhcp.mode === 'full')
+  if (raWanted && !settings.dhcp.interface) {
+    log.warn('dhcp.routerAdverts needs dhcp.interface (the provisioning interface): no router advertisements sent')
+  }
+  const adverts = raWanted && settings.dhcp.interface
+    ? createRouterAdverts({ interface: settings.dhcp.interface, runDir: join(settings.dataDir, 'run'), log })
+    : null
+
   // Talos's back channel: install stages and kernel logs, mapped to machines by address.
   const feedback = createTalosFeedback({ inventory, lifecycle, peers, log })
   const kernelLogs = createKernelLogStore({ perMachineLines: settings.talos.kernelLogLines })
@@ -139,6 +148,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   tftpUp = !!tftpAt
   const dhcpAt = dhcp ? await dhcp.start() : null
   dhcpUp = !!dhcpAt
+  await adverts?.start()
   if (sink) channels.eventsSinkPort = (await sink.start()).port
   if (kmsg) channels.kernelLogPort = (await kmsg.start()).tcpPort
   log.info({
@@ -155,6 +165,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGTERM', stop)
   })
   await dhcp?.stop()
+  await adverts?.stop()
   await tftp?.stop()
   await sink?.stop()
   await kmsg?.stop()

@@ -160,3 +160,4 @@ export { OptionCode, MessageType, type DhcpOptions, type MessageName } from './o
 export { noopBootPort, type DhcpBootPort, type DhcpBootAdvice, type DhcpBootEvent, type DhcpUrls } from './ports.js'
 export { replyDestination } from './server.js'
 export type { BatchLeaseRepository, LeaseTransaction } from './lease-writer.js'
+export { createRouterAdverts, radvdConfig, findRadvd, type RouterAdverts, type RouterAdvertsDeps } from './router-adverts.js'

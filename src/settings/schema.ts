@@ -108,6 +108,12 @@ export const SettingsSchema = Type.Object(
         /** ProxyDHCP boot-server port (PXE). */
         proxyPort: Type.Integer({ minimum: 0, maximum: 65535, default: 4011 }),
         subnets: Type.Array(DhcpSubnetSchema, { default: [] }),
+        /**
+         * IPv6 router advertisements (no prefix, router lifetime 0) on `interface`, through radvd, so iPXE does not
+         * wait ~16 s for IPv6 autoconfiguration. auto: in full mode only (rackboot owns the segment); on: also in
+         * proxy mode; off: a router on the segment advertises.
+         */
+        routerAdverts: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
         /** Send iPXE option 175.176 = 1 so iPXE does not wait ~3 s for ProxyDHCP offers. */
         ipxeNoPxedhcp: Type.Boolean({ default: true }),
         /** siaddr (the TFTP server) in boot replies; serverAddress when unset. */

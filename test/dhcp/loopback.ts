@@ -22,6 +22,7 @@ export function loopbackSettings(overrides: Partial<DhcpSettings> = {}): DhcpSet
     proxyPort: 0,
     subnets: [{ subnet: '198.18.60.0/24', rangeStart: '198.18.60.10', rangeEnd: '198.18.60.250', routers: ['198.18.60.1'], dnsServers: [], leaseSeconds: 600 }],
     ipxeNoPxedhcp: true,
+    routerAdverts: 'off',
     bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'ipxe-arm64.efi' },
     archBootFiles: {},
     offerSeconds: 30,

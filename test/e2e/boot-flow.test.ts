@@ -31,7 +31,7 @@ function phases(events: { type: string; message: string; at: number }[], started
 
 describe('end to end with real PXE firmware', { concurrency: 2 }, () => {
   test('BIOS: unknown -> agent -> discovered; accepted and allocated -> Talos config fetched; installed -> boots its disk', { timeout: 3 * HARD_TIMEOUT }, async (t) => {
-    if (await skipUnlessVm(t, { mode: 'bios', agent: true, fakeTalos: true, programs: ['dnsmasq', 'curl'] })) return
+    if (await skipUnlessVm(t, { mode: 'bios', agent: true, fakeTalos: true, programs: ['radvd', 'curl'] })) return
     const rb = await startRackboot(t)
     const uuid = '8c3f5a7e-1b2d-4c6e-9f01-23456789ab01'
     const smbios = { uuid, serial: 'LAB-SERIAL-BIOS', manufacturer: 'LAB', product: 'test' }
@@ -53,6 +53,9 @@ describe('end to end with real PXE firmware', { concurrency: 2 }, () => {
     assert.ok((m.hardware?.memory?.totalBytes ?? 0) > 100 * 2 ** 20)
     const discovery = phases(await rb.events(m.id), vm1.startedAt)
     t.diagnostic(`bios discovery phases (ms since QEMU start): ${JSON.stringify({ ...discovery, ...vm1.timeline() })}`)
+    // iPXE fetches nothing until IPv6 autoconfiguration ends: within seconds with rackboot's router advertisement,
+    // after ~16 s of router solicitations without one.
+    assert.ok(discovery.scriptServed! - discovery.dhcpSeen! < 10_000, `iPXE waited for IPv6: ${JSON.stringify(discovery)}`)
 
     // 2. Accept, allocate with a profile whose base config is a real Talos config, boot again: kernel, initramfs, config.
     assert.equal((await rb.cli(['machines', 'accept', mac])).code, 0)
@@ -92,7 +95,7 @@ describe('end to end with real PXE firmware', { concurrency: 2 }, () => {
   })
 
   test('UEFI: OVMF PXE -> TFTP ipxe.efi from rackboot -> iPXE -> agent -> discovered', { timeout: 2 * HARD_TIMEOUT }, async (t) => {
-    if (await skipUnlessVm(t, { mode: 'uefi', agent: true, programs: ['dnsmasq'] })) return
+    if (await skipUnlessVm(t, { mode: 'uefi', agent: true, programs: ['radvd'] })) return
     const rb = await startRackboot(t)
     const uuid = '8c3f5a7e-1b2d-4c6e-9f01-23456789ab02'
     const mac = '52:54:00:1a:b0:02'

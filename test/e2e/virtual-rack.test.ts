@@ -13,7 +13,7 @@ const SHARED_IPMI = resolve(import.meta.dirname, '../../../shared/harness/ipmi_s
 const HARD_TIMEOUT = 240_000
 
 test('virtual rack: rackboot power pxe through ipmi_sim starts a VM that PXE-boots from rackboot and is discovered', { timeout: 2 * HARD_TIMEOUT }, async (t) => {
-  if (await skipUnlessVm(t, { mode: 'bios', agent: true, programs: ['ipmi_sim', 'dnsmasq'] })) return
+  if (await skipUnlessVm(t, { mode: 'bios', agent: true, programs: ['ipmi_sim', 'radvd'] })) return
   if (!existsSync(join(SHARED_IPMI, 'lan.conf'))) return t.skip(`needs ${SHARED_IPMI}`)
   const rb = await startRackboot(t, { settings: { power: { ipmiBootVerify: 'device', timeoutMs: 10_000, attempts: 2 } } })
   const dir = rb.lab.tmpDir

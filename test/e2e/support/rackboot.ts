@@ -52,10 +52,8 @@ export async function startRackboot(t: { after(fn: () => unknown): void }, optio
   server.stderr?.on('data', (d) => (log += d))
   for (let i = 0; i < 120 && !log.includes('rackboot is serving'); i++) await new Promise((r) => setTimeout(r, 250))
   assert.match(log, /rackboot is serving/, `rackboot did not start:\n${log}`)
-  // Routers advertise on real provisioning segments; without an RA iPXE waits ~16 s (lab.md). dnsmasq here sends RAs only.
-  lab.spawn(['timeout', '3600', 'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--port=0', '--user=root',
-    `--interface=${lab.serverInterface}`, '--bind-interfaces', `--pid-file=${join(dir, 'ra.pid')}`, '--enable-ra',
-    `--dhcp-range=2001:2:0:${Number(lab.subnet.split('.')[2]).toString(16)}::,ra-only,64`], { cwd: dir })
+  // No router on the lab segment: rackboot's own router advertisements (dhcp.routerAdverts auto, full mode) end
+  // iPXE's IPv6 wait, ~16 s a boot otherwise (lab.md).
   const dbFile = join(dir, 'data', 'rackboot.db')
   return {
     lab, config, url, dataDir: join(dir, 'data'),

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { createRouterAdverts, findRadvd, radvdConfig } from '../../src/dhcp/index.js'
+import { silentLogger } from '../../src/log.js'
+import { createNetLab, skipUnlessNetns, waitFor } from '../support/netns.js'
+
+test('radvd config: no prefix, router lifetime 0, no DHCPv6 flags; bad interface names refused', () => {
+  const conf = radvdConfig('eth1')
+  assert.match(conf, /^interface eth1 \{$/m)
+  assert.match(conf, /AdvDefaultLifetime 0;/)
+  assert.match(conf, /AdvManagedFlag off;/)
+  assert.doesNotMatch(conf, /^\s*prefix /m)
+  assert.throws(() => radvdConfig('eth1; }; interface lo {'), /not an interface name/)
+})
+
+test('router advertisements reach a host on the segment (ndisc6 rdisc6 asks), and stop with rackboot', async (t) => {
+  if (skipUnlessNetns(t, ['radvd', 'rdisc6'])) return
+  const lab = await createNetLab(t)
+  const srv = await lab.ns('ra-srv', { ipv6: true })
+  const cli = await lab.ns('ra-cli', { ipv6: true })
+  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0' })
+  const dir = mkdtempSync(join(tmpdir(), 'rb-ra-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  // Link-local addresses must finish DAD before radvd can send from them or rdisc6 can ask.
+  for (const ns of [srv, cli]) {
+    await waitFor(async () => {
+      const out = (await ns.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout
+      return out.includes('inet6') && !out.includes('tentative') ? true : undefined
+    }, { what: `IPv6 DAD on ${ns.name}`, timeoutMs: 15_000 })
+  }
+  const ra = createRouterAdverts({ interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name] })
+  await ra.start()
+  t.after(() => ra.stop())
+  // rdisc6 sends router solicitations, as iPXE does, and prints the advertisement it gets.
+  const answer = await waitFor(async () => {
+    const r = await cli.exec(['rdisc6', '-1', '-w', '1000', 'eth0'], { check: false, timeoutMs: 10_000 })
+    return /Router lifetime/.test(r.stdout) ? r.stdout : undefined
+  }, { what: 'a router advertisement answering rdisc6', timeoutMs: 20_000 })
+  assert.match(answer, /Router lifetime\s*:\s*0\b/, answer)
+  assert.doesNotMatch(answer, /Prefix\s*:/, 'no prefix advertised')
+  assert.match(answer, /Stateful address conf\.\s*:\s*No/)
+  assert.equal(ra.running, true)
+  await ra.stop()
+  assert.equal(ra.running, false)
+  const r = await cli.exec(['rdisc6', '-1', '-w', '1000', '-r', '2', 'eth0'], { check: false, timeoutMs: 10_000 })
+  assert.doesNotMatch(r.stdout, /Router lifetime/, 'no advertisements once stopped')
+})
