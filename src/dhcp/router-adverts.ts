@@ -5,7 +5,7 @@
 // else: no prefix (no addresses), router lifetime 0 (not a default router), no DHCPv6 flags. Node has no raw
 // sockets for ICMPv6, hence radvd (Debian package radvd).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from '../log.js'
 
@@ -63,6 +63,20 @@ export function radvdConfig(iface: string, minSeconds = 3, maxSeconds = 10): str
   ].join('\n')
 }
 
+/** A radvd left running by a rackboot that was killed (its pid file, our config on its command line): stopped. */
+function stopLeftover(pidFile: string, conf: string, log: Logger): void {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim())
+    if (!Number.isInteger(pid) || pid <= 1) return
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    if (!cmdline.includes('radvd') || !cmdline.includes(conf)) return
+    process.kill(pid, 'SIGTERM')
+    log.info({ pid }, 'stopped a radvd left running by an earlier rackboot')
+  } catch {
+    // no pid file, no such process, or not ours
+  }
+}
+
 export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
   const log = deps.log.child({ svc: 'ra', interface: deps.interface })
   let child: ChildProcess | null = null
@@ -101,8 +115,10 @@ export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
       mkdirSync(deps.runDir, { recursive: true })
       const conf = join(deps.runDir, 'radvd.conf')
       writeFileSync(conf, radvdConfig(deps.interface, deps.minIntervalSeconds, deps.maxIntervalSeconds))
+      const pidFile = join(deps.runDir, 'radvd.pid')
+      stopLeftover(pidFile, conf, log)
       stopping = false
-      launch(program, conf, join(deps.runDir, 'radvd.pid'))
+      launch(program, conf, pidFile)
       log.info('sending IPv6 router advertisements (no prefix, lifetime 0) so iPXE does not wait for IPv6')
     },
     async stop() {
