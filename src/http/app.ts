@@ -14,6 +14,7 @@ import { talosConfigRoutes } from './plugins/talos-config.js'
 import type { DownloadGate } from './download-gate.js'
 import { apiRoutes, type ApiDeps } from './plugins/api/index.js'
 import { uiRoutes } from './ui/index.js'
+import { resetOnPeerEof } from './peer-eof.js'
 
 export interface AppDeps {
   inventory: Inventory
@@ -48,6 +49,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     keepAliveTimeout: 5_000,
     bodyLimit: 4 * 1024 * 1024,
   })
+  resetOnPeerEof(app.server)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ error: 'RB_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}`, details: null })
