@@ -45,7 +45,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   mkdirSync(settings.dataDir, { recursive: true })
   mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings) })
+  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true })
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
   const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }) })

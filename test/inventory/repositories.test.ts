@@ -161,6 +161,36 @@ test('lease writes share the connection safely: batched, rolled back with a fail
   assert.equal((await inv.leases.byIp('198.18.1.201'))?.state, 'bound', 'the outside write survives the other transaction\'s rollback')
 })
 
+test('background checkpoints: the main connection never checkpoints, a worker copies the WAL into the database', async (t) => {
+  const { mkdtempSync, statSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'rb-ckpt-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'rackboot.db')
+  const inv = await openSqliteInventory({ file, backgroundCheckpoints: true })
+  let closed = false
+  t.after(() => (closed ? undefined : inv.close()))
+  const { sql } = await import('kysely')
+  const pragma = async (q: string) => (await sql.raw(`pragma ${q}`).execute(inv.db)).rows[0] as Record<string, number>
+  assert.equal((await pragma('wal_autocheckpoint')).wal_autocheckpoint, 0)
+  await new Promise((r) => setTimeout(r, 1500)) // the migrations' pages reach the file first
+  const before = statSync(file).size
+  const putMany = (inv.leases as unknown as { putMany(l: unknown[]): Promise<void> }).putMany
+  for (let b = 0; b < 20; b++) {
+    await putMany(Array.from({ length: 500 }, (_, i) => ({ ip: `10.${b}.${i >> 8}.${i & 255}`, mac: `02:00:00:${b.toString(16).padStart(2, '0')}:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, clientId: null, subnet: '10.0.0.0/8', state: 'bound', hostname: null, expiresAt: NOW + 1000, updatedAt: NOW })))
+  }
+  assert.ok(statSync(`${file}-wal`).size > 1_000_000, 'the writes went to the WAL')
+  const deadline = Date.now() + 5000
+  while (statSync(file).size <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  assert.ok(statSync(file).size > before + 500_000, `the worker copied the WAL into the database (${before} -> ${statSync(file).size})`)
+  closed = true
+  await inv.close()
+  const again = await openSqliteInventory({ file })
+  t.after(() => again.close())
+  assert.equal((await again.leases.list({ subnet: '10.0.0.0/8' })).length, 10_000)
+})
+
 test('events append in order and trim per machine', async (t) => {
   const inv = await openSqliteInventory({ file: ':memory:' })
   t.after(() => inv.close())

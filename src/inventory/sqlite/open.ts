@@ -13,6 +13,7 @@ import { createSqliteMachines } from './machines.js'
 import { migrationProvider } from './migrations/index.js'
 import type { Database } from './schema.js'
 import { createSqliteTokens } from './tokens.js'
+import { startCheckpointer } from './checkpointer.js'
 import { createSqliteBootTokens } from './boot-tokens.js'
 import { randomBytes } from 'node:crypto'
 import { createSqliteAllocations, createSqliteClusters, createSqliteQueries } from './allocations.js'
@@ -24,6 +25,8 @@ export interface SqliteInventoryOptions {
   secretKeyFile?: string
   /** Apply migrations up to this one only (tests of upgrades). Default: all. */
   migrateTo?: string
+  /** Run WAL checkpoints in a worker thread (the server: keeps fsyncs off the event loop). See checkpointer.ts. */
+  backgroundCheckpoints?: boolean
 }
 
 export interface SqliteInventory extends Inventory {
@@ -80,7 +83,11 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     throw err
   }
   const box = createSecretBox(options.secretKeyFile ? loadOrCreateKey(options.secretKeyFile) : randomBytes(32))
-  const close = () => db.destroy()
+  const checkpointer = options.backgroundCheckpoints && options.file !== ':memory:' ? startCheckpointer(sqlite, options.file) : null
+  const close = async () => {
+    await checkpointer?.stop()
+    await db.destroy()
+  }
 
   // Kysely's SQLite dialect runs on one connection behind a mutex: a transaction excludes every other query,
   // which is what makes allocation and import atomic.
