@@ -3,7 +3,9 @@
 // per block. A file is cached by identity (device, inode, size, mtime: a replaced or edited file is a new entry,
 // never stale) and blksize, as one slab of ready packets whose block numbers wrap at 65536 like the wire's, so
 // every transfer sends views into the same memory. Least recently used entries go once the total passes the bound.
-import { writeDataHeader } from './packet.js'
+import { packetize } from './packet.js'
+
+export { packetize }
 
 export interface PacketCacheOptions {
   /** Total bytes kept; 0 disables the cache. */
@@ -21,23 +23,6 @@ export interface PacketCache {
   packets(identity: string, size: number, blksize: number, read: () => Promise<Buffer>): Promise<readonly Buffer[] | null>
   readonly bytes: number
   readonly entries: number
-}
-
-/** Cuts content into DATA packets: one slab, each packet a view of header + payload. */
-export function packetize(data: Buffer, blksize: number): Buffer[] {
-  const count = Math.floor(data.length / blksize) + 1 // a final short (possibly empty) block ends the transfer
-  const slab = Buffer.allocUnsafe(count * 4 + data.length)
-  const out = new Array<Buffer>(count)
-  let pos = 0
-  for (let i = 0; i < count; i++) {
-    const s = i * blksize
-    const e = Math.min(s + blksize, data.length)
-    writeDataHeader(slab, pos, i + 1)
-    if (e > s) data.copy(slab, pos + 4, s, e)
-    out[i] = slab.subarray(pos, pos + 4 + Math.max(0, e - s))
-    pos += 4 + Math.max(0, e - s)
-  }
-  return out
 }
 
 export function createPacketCache(o: PacketCacheOptions): PacketCache {

@@ -205,3 +205,23 @@ export function encodeOack(options: Map<string, string>): Buffer {
   header.writeUInt16BE(Opcode.OACK, 0)
   return Buffer.concat([header, strings(parts)])
 }
+
+/**
+ * Cuts content into DATA packets in one slab, each packet a view of its header and payload. Blocks are numbered from
+ * `firstBlock` (wrapping at 65536 on the wire). Without `count`, the whole content plus the final short (possibly
+ * empty) block that ends a transfer; with it, exactly `count` blocks of `data`, the last ones possibly short or empty.
+ */
+export function packetize(data: Buffer, blksize: number, firstBlock = 1, count = Math.floor(data.length / blksize) + 1): Buffer[] {
+  const slab = Buffer.allocUnsafe(count * 4 + data.length)
+  const out = new Array<Buffer>(count)
+  let pos = 0
+  for (let i = 0; i < count; i++) {
+    const s = Math.min(i * blksize, data.length)
+    const e = Math.min(s + blksize, data.length)
+    writeDataHeader(slab, pos, firstBlock + i)
+    if (e > s) data.copy(slab, pos + 4, s, e)
+    out[i] = slab.subarray(pos, pos + 4 + (e - s))
+    pos += 4 + (e - s)
+  }
+  return out
+}

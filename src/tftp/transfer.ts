@@ -1,6 +1,6 @@
 // One read transfer: the sender's state machine (RFC 1350 lock-step, RFC 7440 windows), with the clock and the
 // socket injected so it runs in unit tests without timers or sockets. No I/O of its own besides content reads.
-import { encodeError, ErrorCode, writeDataHeader } from './packet.js'
+import { encodeError, ErrorCode, packetize } from './packet.js'
 import { bufferContent, type TftpContent } from './source.js'
 
 export interface TransferClock {
@@ -164,18 +164,7 @@ export class BlockStore {
     }
     if (first > this.last) return
     const count = Math.min(C, this.last - first + 1)
-    const slab = Buffer.allocUnsafe(count * 4 + data.length)
-    const packets = new Array<Buffer>(count)
-    let pos = 0
-    for (let i = 0; i < count; i++) {
-      const s = i * bs
-      const e = Math.min(s + bs, data.length)
-      const len = Math.max(0, e - s)
-      writeDataHeader(slab, pos, first + i)
-      if (len > 0) data.copy(slab, pos + 4, s, e)
-      packets[i] = slab.subarray(pos, pos + 4 + len)
-      pos += 4 + len
-    }
+    const packets = packetize(data, bs, first, count)
     this.chunks.set(k, packets)
   }
 }
