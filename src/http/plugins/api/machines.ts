@@ -7,6 +7,7 @@ import {
 } from '../../../inventory/index.js'
 import { andSelectors, compileSelector, type Selector } from '../../../matching/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
+import { commaList, machineFilter } from './query.js'
 import {
   bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
   machineView, Nullable, PowerOutcomeSchema, refuseValue, StateSchema,
@@ -98,11 +99,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
   app.get('/machines', {
     config: { scope: 'read' },
     // state=ready,discovered as well as state=ready&state=discovered.
-    preValidation: async (request) => {
-      const q = request.query as Record<string, unknown>
-      if (typeof q.state === 'string') q.state = q.state.split(',')
-      else if (Array.isArray(q.state)) q.state = q.state.flatMap((s) => String(s).split(','))
-    },
+    preValidation: commaList('state'),
     schema: {
       tags: ['machines'], operationId: 'listMachines', summary: 'List machines',
       description: 'Filters combine (and). Pages follow the machine id order; pass `next` back as `cursor`.',
@@ -117,12 +114,9 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       const classSelector = compileSelector(cls.selectors)
       selector = selector ? andSelectors(classSelector, selector) : classSelector
     }
-    const labels = Object.fromEntries((q.label ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
     const page = await listMachines(inventory, {
       ...(q.state ? { state: q.state as MachineState[] } : {}),
-      ...(q.label ? { labels } : {}),
-      ...(q.rack ? { rack: q.rack } : {}),
-      ...(q.q ? { text: q.q } : {}),
+      ...machineFilter(q),
       ...(q.cursor ? { after: q.cursor } : {}),
       limit: q.limit ?? 100,
     }, selector)

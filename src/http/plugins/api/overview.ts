@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { MACHINE_STATES, type MachineState } from '../../../inventory/index.js'
 import type { ApiDeps } from './context.js'
+import { commaList, machineFilter } from './query.js'
 import { errors, EventSchema, eventView, Nullable } from './schemas.js'
 
 // Two reads the web UI's inventory page needs and the machine list cannot give without walking every page:
@@ -40,8 +41,7 @@ export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) =>
     },
   }, async (request) => {
     const q = request.query
-    const labels = Object.fromEntries((q.label ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
-    const filter = { ...(q.label ? { labels } : {}), ...(q.rack ? { rack: q.rack } : {}), ...(q.q ? { text: q.q } : {}) }
+    const filter = machineFilter(q)
     const counts = await Promise.all(MACHINE_STATES.map((state) => inventory.machines.count({ ...filter, state })))
     const states = Object.fromEntries(MACHINE_STATES.map((s, i) => [s, counts[i]!])) as Record<MachineState, number>
     return { total: counts.reduce((a, b) => a + b, 0), states }
@@ -49,11 +49,7 @@ export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) =>
 
   app.get('/overview/latest-events', {
     config: { scope: 'read' },
-    preValidation: async (request) => {
-      const q = request.query as Record<string, unknown>
-      if (typeof q.machine === 'string') q.machine = q.machine.split(',')
-      else if (Array.isArray(q.machine)) q.machine = q.machine.flatMap((s) => String(s).split(','))
-    },
+    preValidation: commaList('machine'),
     schema: {
       tags: ['events'], operationId: 'latestEvents', summary: "Each machine's newest timeline event (a page of machines at most)",
       querystring: LatestQuery, response: { 200: LatestResponse, ...errors(400) },
