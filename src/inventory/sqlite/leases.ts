@@ -41,12 +41,11 @@ export interface RawLeaseWrites {
 }
 
 export function createSqliteLeases(db: Kysely<Database>, raw: RawLeaseWrites): SqliteLeaseRepository {
-  let upsertStmt: SQLite.Statement | null = null
+  // Prepared on first use: the leases table exists only once migrations have run.
   let writeAll: ((leases: Lease[]) => void) | null = null
   const prepared = (): ((leases: Lease[]) => void) => {
     if (writeAll) return writeAll
-    upsertStmt = raw.handle.prepare(UPSERT_SQL)
-    const stmt = upsertStmt
+    const stmt = raw.handle.prepare(UPSERT_SQL)
     writeAll = raw.handle.transaction((leases: Lease[]) => {
       for (const l of leases) stmt.run(l.ip, l.mac, l.clientId, l.subnet, l.state, l.hostname, l.expiresAt, l.updatedAt)
     })
