@@ -41,7 +41,7 @@ export interface RawLeaseWrites {
 }
 
 export function createSqliteLeases(db: Kysely<Database>, raw: RawLeaseWrites): SqliteLeaseRepository {
-  // Prepared on first use: the leases table exists only once migrations have run.
+  // Prepared on first use: every inventory transaction builds its repositories afresh, and most write no lease.
   let writeAll: ((leases: Lease[]) => void) | null = null
   const prepared = (): ((leases: Lease[]) => void) => {
     if (writeAll) return writeAll
