@@ -11,6 +11,7 @@ export interface TftpMetrics {
   dropped: Counter<'reason'>
   active: Gauge<string>
   duration: Histogram<'result'>
+  cacheLookups: Counter<'result'>
 }
 
 function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
@@ -56,6 +57,12 @@ export function createTftpMetrics(registry: Registry): TftpMetrics {
     active: getOrCreate(registry, 'rackboot_tftp_active_transfers', () => new Gauge({
       name: 'rackboot_tftp_active_transfers',
       help: 'TFTP transfers in progress',
+      registers,
+    })),
+    cacheLookups: getOrCreate(registry, 'rackboot_tftp_cache_lookups_total', () => new Counter({
+      name: 'rackboot_tftp_cache_lookups_total',
+      help: 'Transfers served from the packet cache (hit), cut into packets for it (miss), or streamed from disk (skip)',
+      labelNames: ['result'] as const,
       registers,
     })),
     duration: getOrCreate(registry, 'rackboot_tftp_transfer_duration_seconds', () => new Histogram({

@@ -12,6 +12,8 @@ export interface PacketCacheOptions {
   maxBytes: number
   /** Larger files are not cached (streamed per transfer as before). Default: maxBytes / 2. */
   maxFileBytes?: number
+  /** Told of every lookup: served from the cache, read into it, or not cacheable. */
+  onLookup?: (result: 'hit' | 'miss' | 'skip') => void
 }
 
 export interface PacketCache {
@@ -41,14 +43,19 @@ export function createPacketCache(o: PacketCacheOptions): PacketCache {
 
   return {
     async packets(identity, size, blksize, read) {
-      if (o.maxBytes <= 0 || size > maxFile) return null
+      if (o.maxBytes <= 0 || size > maxFile) {
+        o.onLookup?.('skip')
+        return null
+      }
       const key = `${identity}|${blksize}`
       let e = entries.get(key)
       if (e) {
         entries.delete(key)
         entries.set(key, e)
+        o.onLookup?.('hit')
         return e.packets
       }
+      o.onLookup?.('miss')
       const built = read().then((data) => {
         if (data.length !== size) throw new Error(`read ${data.length} of ${size} bytes (file changed while cached?)`)
         return packetize(data, blksize)

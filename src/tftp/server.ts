@@ -161,7 +161,7 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   const mainSockets: Socket[] = []
   let running = false
   let poller: BusyPoller | null = null
-  const cache = createPacketCache({ maxBytes: (settings.cacheMiB ?? 128) * 1024 * 1024 })
+  const cache = createPacketCache({ maxBytes: (settings.cacheMiB ?? 128) * 1024 * 1024, onLookup: (result) => m.cacheLookups.inc({ result }) })
 
   /** Ready packets for cacheable file content (octet mode only: netascii content is converted per transfer). */
   async function cachedPackets(content: TftpContent, blksize: number, tlog: Logger): Promise<readonly Buffer[] | null> {

@@ -3,7 +3,7 @@ import { readFile, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { createPacketCache, packetize } from '../../src/tftp/packet-cache.js'
-import { findProgram, run, startServer, tempDir } from './support.js'
+import { findProgram, metricValue, run, startServer, tempDir } from './support.js'
 
 const block = (p: Buffer) => p.readUInt16BE(2)
 
@@ -65,6 +65,8 @@ test('a replaced or rewritten file is served new, never from a stale cache entry
   await writeFile(file, Buffer.alloc(5000, 1))
   assert.deepEqual(await fetch(), Buffer.alloc(5000, 1))
   assert.deepEqual(await fetch(), Buffer.alloc(5000, 1), 'second fetch (from the cache) is the same')
+  assert.equal(await metricValue(srv.metrics, 'rackboot_tftp_cache_lookups_total', { result: 'miss' }), 1)
+  assert.equal(await metricValue(srv.metrics, 'rackboot_tftp_cache_lookups_total', { result: 'hit' }), 1)
   // Same size, contents rewritten in place, even with the old mtime put back: ctime still changes.
   await writeFile(file, Buffer.alloc(5000, 2))
   await utimes(file, new Date(2020, 0, 1), new Date(2020, 0, 1))
