@@ -4,31 +4,19 @@
 // is a second pairing. Runs are interleaved and the median is reported, because the machines are shared and noisy.
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes, randomInt } from 'node:crypto'
-import { accessSync, constants } from 'node:fs'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createTftpServer, createFileSource } from '../src/tftp/index.js'
 import { createMetricsRegistry } from '../src/metrics.js'
 import { silentLogger } from '../src/log.js'
+import { which as findProgram } from '../src/processes.js'
 
 function flag(args: string[], name: string, fallback: number): number {
   const hit = args.find((a) => a.startsWith(`--${name}=`))
   const v = hit ? Number(hit.slice(name.length + 3)) : fallback
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
   return v
-}
-
-function findProgram(name: string): string | null {
-  for (const dir of ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/bin', '/usr/local/sbin']) {
-    try {
-      accessSync(join(dir, name), constants.X_OK)
-      return join(dir, name)
-    } catch {
-      // next
-    }
-  }
-  return null
 }
 
 /** CPU seconds (utime + stime) of a process, or null once it is gone. */

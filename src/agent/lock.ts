@@ -4,15 +4,7 @@
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RackbootError } from '../errors.js'
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+import { processAlive as alive } from '../processes.js'
 
 export interface LockOptions {
   /** Give up after this long (default 15 min: a first kernel download and extraction may be under way). */

@@ -5,9 +5,10 @@
 // else: no prefix (no addresses), router lifetime 0 (not a default router), no DHCPv6 flags. Node has no raw
 // sockets for ICMPv6, hence radvd (Debian package radvd).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from '../log.js'
+import { which } from '../processes.js'
 
 export interface RouterAdvertsDeps {
   /** The provisioning interface (radvd advertises on one named interface). */
@@ -31,18 +32,9 @@ export interface RouterAdverts {
   readonly running: boolean
 }
 
-const SEARCH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin']
-
+/** The radvd binary, or null when the package is not installed. */
 export function findRadvd(): string | null {
-  for (const dir of SEARCH) {
-    try {
-      accessSync(join(dir, 'radvd'), constants.X_OK)
-      return join(dir, 'radvd')
-    } catch {
-      // next
-    }
-  }
-  return null
+  return which('radvd')
 }
 
 /** radvd.conf for an advertisement with no prefix and router lifetime 0. */

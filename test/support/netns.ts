@@ -10,8 +10,7 @@
 // createNetLab(t) registers lab.destroy() with t.after, so namespaces go away also when the test fails.
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { accessSync, constants } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { which } from '../../src/processes.js'
 
 export interface ExecResult {
   code: number | null
@@ -30,21 +29,7 @@ export interface ExecOptions {
   cwd?: string
 }
 
-/** Finds a program on PATH (plus the sbin directories, which a non-login root shell may lack). */
-export function which(program: string): string | null {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']
-  for (const dir of dirs) {
-    if (!dir) continue
-    const full = join(dir, program)
-    try {
-      accessSync(full, constants.X_OK)
-      return full
-    } catch {
-      // not here
-    }
-  }
-  return null
-}
+export { which }
 
 let probed: string | null | undefined
 

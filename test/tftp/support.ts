@@ -2,12 +2,12 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { accessSync, constants } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createTftpServer, createFileSource, type TftpServerSettings, type TftpSource, type TftpTransferInfo } from '../../src/tftp/index.js'
 import { createMetricsRegistry, type Registry } from '../../src/metrics.js'
 import { silentLogger } from '../../src/log.js'
+import { which } from '../../src/processes.js'
 
 export const DEFAULT_SETTINGS: TftpServerSettings = {
   listen: '127.0.0.1',
@@ -20,17 +20,7 @@ export const DEFAULT_SETTINGS: TftpServerSettings = {
   maxRetries: 5,
 }
 
-export function findProgram(name: string): string | null {
-  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    try {
-      accessSync(join(dir, name), constants.X_OK)
-      return join(dir, name)
-    } catch {
-      // next
-    }
-  }
-  return null
-}
+export { which as findProgram }
 
 export async function tempDir(t: { after(fn: () => Promise<void>): void }, prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))

@@ -4,18 +4,10 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { processAlive as alive } from '../../../src/processes.js'
 
 export const MAX_VMS = 2
 const SLOT_DIR = join(tmpdir(), 'rackboot-vm-slots')
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 function tryTake(slot: string): boolean {
   try {

@@ -1,0 +1,29 @@
+// Other programs and processes: finding an executable, telling whether a pid is still alive.
+import { accessSync, constants } from 'node:fs'
+import { delimiter, join } from 'node:path'
+
+/** Finds a program on PATH (plus the sbin directories, which a non-login root shell may lack), or null. */
+export function which(program: string): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']
+  for (const dir of dirs) {
+    if (!dir) continue
+    const full = join(dir, program)
+    try {
+      accessSync(full, constants.X_OK)
+      return full
+    } catch {
+      // not here
+    }
+  }
+  return null
+}
+
+/** Whether a process with this pid exists (one we may not signal counts: it is alive). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
