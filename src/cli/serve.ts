@@ -8,8 +8,9 @@ import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
 import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
 import {
-  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createLifecycle, createPeerDirectory,
-  createTalosFeedback, createTftpObserver, rebootHistory, systemClock,
+  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier,
+  createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
+  createTftpObserver, rebootHistory, systemClock,
 } from '../lifecycle/index.js'
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
@@ -69,13 +70,26 @@ export async function serveCommand(args: string[]): Promise<number> {
     },
   })
 
-  const peers = createPeerDirectory({ inventory })
+  // Who a client is, as the network says: rackboot's own leases in full DHCP mode; elsewhere the kernel's neighbour
+  // table for directly attached clients. Claims nothing vouches for are believed only when a setting says so.
+  const identity = createIdentityVerifier({
+    inventory, clock: systemClock, trustClaims: settings.security.trustClaimedIdentity,
+    ...(settings.dhcp.mode === 'full' ? {} : { neighbours: createKernelNeighbourTable() }),
+  })
+  if (settings.security.trustClaimedIdentity) {
+    log.warn('security.trustClaimedIdentity is on: any host on the provisioning network can claim to be any machine and fetch its Talos config')
+  }
+  const security = createSecurityEvents({ lifecycle, log: log.child({ svc: 'security' }), registry })
+  const peers = createPeerDirectory({ inventory, identity })
   const bootService = createBootService({
-    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers,
+    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers, identity, security, registry,
     policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept },
+    tokenTtlMs: { agent: settings.security.agentTokenTtlSeconds * 1000, config: settings.security.configTokenTtlSeconds * 1000 },
+    newMachines: createNewMachineLimit({ perAddressPerMinute: settings.security.newMachinesPerAddressPerMinute, perMinute: settings.security.newMachinesPerMinute }),
   })
   const configs = createConfigService({
-    inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock, peers,
+    inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock, peers, identity, security,
+    maxFetches: settings.security.configTokenMaxFetches,
     linter: createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) }),
   })
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
@@ -112,7 +126,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     : null
 
   // Talos's back channel: install stages and kernel logs, mapped to machines by address.
-  const feedback = createTalosFeedback({ inventory, lifecycle, peers, log })
+  const feedback = createTalosFeedback({ inventory, lifecycle, peers, log, security })
   const kernelLogs = createKernelLogStore({ perMachineLines: settings.talos.kernelLogLines })
   kernelLogs.subscribe((peer, line) => feedback.kernelLine(peer, line))
   const sink = settings.talos.eventsSinkPort
@@ -156,6 +170,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     settings: settings.source ?? '(defaults)', version: VERSION,
   }, 'rackboot is serving')
 
+  // Every boot leaves a token row behind; voided and expired ones go every few minutes.
+  const purge = setInterval(() => {
+    inventory.bootTokens.purge(Date.now()).catch((err) => log.warn({ err }, 'cannot purge boot tokens'))
+  }, 5 * 60_000)
+  purge.unref()
+
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down')
@@ -164,6 +184,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
+  clearInterval(purge)
   await dhcp?.stop()
   await adverts?.stop()
   await tftp?.stop()

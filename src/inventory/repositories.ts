@@ -2,7 +2,7 @@
 // PostgreSQL must be able to slot in behind the same interface.
 import type {
   ApiToken, Bmc, BmcInput, HardwareFacts, Lease, LeaseState, Machine, MachineClass, MachineInput, MachineState,
-  Profile, Reservation, StoredEvent, TokenScope, BootToken, BootTokenPurpose,
+  Profile, Reservation, StoredEvent, TokenScope, BootToken, BootTokenPurpose, BootTokenRefusal,
 } from './types.js'
 
 export interface MachineFilter {
@@ -111,11 +111,25 @@ export interface TokenRepository {
 }
 
 export interface BootTokenRepository {
-  /** Issues a token for one machine and purpose; returns the secret once. Older tokens of that pair stay valid until they expire. */
-  issue(input: { machineId: string; purpose: BootTokenPurpose; clientIp: string | null; ttlMs: number }, now: number): Promise<string>
-  /** The token a secret belongs to when it is for `purpose` and not expired; records first use. */
+  /**
+   * Issues a token for one machine and purpose, for the boot now starting; returns the secret once. Every earlier
+   * token of that machine and purpose is voided: a token means one boot.
+   */
+  issue(input: { machineId: string; purpose: BootTokenPurpose; clientIp: string | null; ttlMs: number; machineState?: MachineState | null }, now: number): Promise<string>
+  /** The token a secret belongs to, or why it is not good now (unknown, other purpose, expired, voided). Changes nothing. */
   verify(secret: string, purpose: BootTokenPurpose, now: number): Promise<BootToken | null>
-  /** Removes expired tokens; returns how many. */
+  /** As verify, with the reason for a refusal. */
+  check(secret: string, purpose: BootTokenPurpose, now: number): Promise<{ ok: true; token: BootToken } | { ok: false; reason: BootTokenRefusal; token: BootToken | null }>
+  /**
+   * Honours the token once for `clientIp`, atomically: only while it is live, used fewer than `maxUses` times, and
+   * either never used or first used from this same address (which it then stays bound to).
+   */
+  consume(secret: string, purpose: BootTokenPurpose, clientIp: string, maxUses: number, now: number): Promise<{ ok: true; token: BootToken } | { ok: false; reason: BootTokenRefusal; token: BootToken | null }>
+  /** Voids a machine's live tokens (of one purpose, or all); returns how many. */
+  revoke(machineId: string, purpose: BootTokenPurpose | null, now: number): Promise<number>
+  /** The machine whose live config token was fetched from this address (its current boot), if any. */
+  fetchedFrom(ip: string, now: number): Promise<{ machineId: string; issuedAt: number } | null>
+  /** Removes expired and voided tokens; returns how many. */
   purge(now: number): Promise<number>
 }
 

@@ -255,7 +255,16 @@ export interface BootToken {
   issuedAt: number
   expiresAt: number
   usedAt: number | null
+  /** The machine's state when the token was issued (an agent token is good for that state only). */
+  machineState: MachineState | null
+  /** The address that first fetched with it; later fetches must come from the same address. */
+  fetchIp: string | null
+  /** Times it was honoured. */
+  uses: number
 }
+
+/** Why a presented boot token was not honoured (the caller turns it into a 403 and an event). */
+export type BootTokenRefusal = 'unknown' | 'wrong-purpose' | 'expired' | 'void' | 'used-up' | 'other-address'
 
 // ---- API additions (issue 8): allocations and clusters ----
 

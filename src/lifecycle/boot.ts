@@ -1,11 +1,16 @@
 import type { Inventory, Machine, Profile, HardwareFacts, Arch, Firmware, Nic } from '../inventory/index.js'
 import { normalizeMac, isMac, isUuid, normalizeUuid } from '../inventory/index.js'
+import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../log.js'
 import { decideBoot, type BootDecision, type BootPolicy } from './decide.js'
 import type { Clock, Lifecycle, MachineFacts } from './service.js'
 import { RackbootError } from '../errors.js'
 import type { PeerDirectory } from './peers.js'
 import { resolveProfile } from './profiles.js'
+import { createIdentityVerifier, type IdentityVerifier } from './identity.js'
+import { createNewMachineLimit, type NewMachineLimit } from './new-machine-limit.js'
+import { createSecurityEvents, type SecurityEvents } from './security-events.js'
+import { normalizeIp } from '../talos/receivers/peer.js'
 
 /** What iPXE told us about itself when it asked for its script. */
 export interface IpxeFacts extends MachineFacts {
@@ -22,6 +27,15 @@ export interface BootPlan {
   agentToken?: string
   /** Per-boot token for the Talos config fetch, when the decision is install. */
   configToken?: string
+}
+
+/** A boot the server will not plan: the network does not vouch for the claim, or a bound on new machines says no. */
+export interface BootRefusal {
+  refused: true
+  /** One line for the machine's console and timeline. */
+  reason: string
+  /** The machine the claim named, if the inventory has it. */
+  machine: Machine | null
 }
 
 /** The hardware report the discovery agent POSTs (src/agent). */
@@ -45,14 +59,20 @@ export interface BootServiceDeps {
   log: Logger
   clock: Clock
   policy: BootPolicy & { autoAccept: boolean }
-  /** How long a boot token stays valid: a slow boot must still finish. */
-  tokenTtlMs?: number
+  /** How long a boot token stays valid: a slow boot must still finish. Per purpose; both default to 30 and 60 minutes. */
+  tokenTtlMs?: { agent?: number; config?: number }
   /** Remembers which machine asked from which address (for Talos's event sink and kernel log). */
   peers?: PeerDirectory
+  /** What the network says about a client address; default: rackboot's own leases only, no trusted claims. */
+  identity?: IdentityVerifier
+  /** Bounds on machines created by unauthenticated boots; default 5 per address and 600 overall per minute. */
+  newMachines?: NewMachineLimit
+  security?: SecurityEvents
+  registry?: Registry
 }
 
 export interface BootService {
-  plan(facts: IpxeFacts, clientIp: string | null): Promise<BootPlan>
+  plan(facts: IpxeFacts, clientIp: string | null): Promise<BootPlan | BootRefusal>
   /** Takes a discovery agent report presented with its boot token. */
   agentReport(token: string, clientIp: string | null, report: AgentReport): Promise<Machine>
   /** The profile that applies to a machine (its own, else none until classes pick one). */
@@ -83,7 +103,15 @@ function fact(value: string | null | undefined): string | null {
 
 export function createBootService(deps: BootServiceDeps): BootService {
   const { inventory, lifecycle, log, clock } = deps
-  const ttl = deps.tokenTtlMs ?? 60 * 60 * 1000
+  const agentTtl = deps.tokenTtlMs?.agent ?? 30 * 60_000
+  const configTtl = deps.tokenTtlMs?.config ?? 60 * 60_000
+  const identity = deps.identity ?? createIdentityVerifier({ inventory, clock, trustClaims: false })
+  const newMachines = deps.newMachines ?? createNewMachineLimit({ perAddressPerMinute: 5, perMinute: 600 })
+  const security = deps.security ?? createSecurityEvents({ lifecycle, log })
+  const refusedCounter = deps.registry
+    ? new Counter({ name: 'rackboot_boot_new_machines_refused_total', help: 'Boots of unknown machines told to wait by a bound on new machines (security.newMachines*)', labelNames: ['bound'] as const, registers: [deps.registry] })
+    : null
+  const newMachineRefusals = { inc: (bound: string) => refusedCounter?.inc({ bound }) }
 
   async function profileFor(machine: Machine): Promise<Profile | null> {
     return (await resolveProfile(inventory, machine)).profile
@@ -91,7 +119,8 @@ export function createBootService(deps: BootServiceDeps): BootService {
 
   return {
     profileFor,
-    async plan(raw, clientIp) {
+    async plan(raw, rawIp) {
+      const clientIp = rawIp ? normalizeIp(rawIp) : null
       const facts: MachineFacts = {
         mac: raw.mac && isMac(raw.mac) ? normalizeMac(raw.mac) : null,
         uuid: raw.uuid && isUuid(raw.uuid) ? normalizeUuid(raw.uuid) : null,
@@ -104,7 +133,32 @@ export function createBootService(deps: BootServiceDeps): BootService {
       if (!facts.mac && !facts.uuid && !facts.serial) {
         throw new RackbootError('RB_ERR_VALIDATION', 'a boot request needs at least one of mac, uuid or serial')
       }
-      let { machine } = await lifecycle.identify(facts, 'ipxe')
+      // The network, not the query string, says which machine this is.
+      const verdict = await identity.check(facts, clientIp)
+      if (!verdict.ok) {
+        security.record('identity-refused', verdict.claimed?.id ?? null, 'boot.script', verdict.reason, { clientIp, mac: facts.mac ?? null, uuid: facts.uuid ?? null, serial: facts.serial ?? null })
+        return { refused: true, reason: verdict.reason, machine: verdict.claimed }
+      }
+      if (verdict.mac) facts.mac = verdict.mac
+      let machine: Machine
+      if (verdict.machine) {
+        machine = verdict.machine
+        if (verdict.via !== 'trusted' && !machine.nics.some((n) => n.mac === verdict.mac)) {
+          security.record('new-machine-bound', machine.id, 'boot.script', `${verdict.mac} bound to ${machine.name ?? machine.id} by its first boot from ${clientIp} (${facts.uuid ? `uuid ${facts.uuid}` : `serial ${facts.serial}`})`, { clientIp, mac: verdict.mac })
+        }
+      } else {
+        const existing = verdict.via === 'trusted' ? await lifecycle.find(facts) : null
+        if (existing) {
+          machine = existing
+        } else {
+          const admitted = newMachines.take(clientIp ?? 'unknown', clock.now())
+          if (!admitted.ok) {
+            newMachineRefusals.inc(admitted.bound)
+            return { refused: true, reason: `too many new machines ${admitted.bound === 'per-address' ? `from ${clientIp}` : 'at once'}: waiting to be added`, machine: null }
+          }
+          machine = (await lifecycle.identify(facts, 'ipxe')).machine
+        }
+      }
       // Fill in what iPXE knows and the inventory does not yet (never overwrite a tech's values).
       const fill: Record<string, unknown> = {}
       for (const key of ['uuid', 'serial', 'manufacturer', 'product', 'arch', 'firmware'] as const) {
@@ -125,33 +179,49 @@ export function createBootService(deps: BootServiceDeps): BootService {
       const decision = decideBoot(machine, profile, deps.policy)
       const plan: BootPlan = { machine, decision }
       if (decision.kind === 'discovery') {
-        plan.agentToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'agent', clientIp, ttlMs: ttl }, clock.now())
+        plan.agentToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'agent', clientIp, ttlMs: agentTtl, machineState: machine.state }, clock.now())
       } else if (decision.kind === 'install') {
-        plan.configToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'config', clientIp, ttlMs: ttl }, clock.now())
+        plan.configToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'config', clientIp, ttlMs: configTtl, machineState: machine.state }, clock.now())
       }
       lifecycle.record(machine.id, 'boot.script', `boot script: ${decision.kind} (${decision.reason})`, {
         decision: decision.kind,
         reason: decision.reason,
         clientIp,
+        via: verdict.via,
         arch: facts.arch ?? null,
         firmware: facts.firmware ?? null,
       })
       return plan
     },
 
-    async agentReport(token, clientIp, report) {
+    async agentReport(token, rawIp, report) {
       const now = clock.now()
-      const bt = await inventory.bootTokens.verify(token, 'agent', now)
-      if (!bt) throw new RackbootError('RB_ERR_FORBIDDEN', 'invalid or expired agent token')
-      if (report.machineId && report.machineId !== bt.machineId) {
-        throw new RackbootError('RB_ERR_FORBIDDEN', 'the agent token belongs to another machine')
+      const clientIp = rawIp ? normalizeIp(rawIp) : 'unknown'
+      const refuse = (machineId: string | null, why: string): never => {
+        security.record('agent-token-refused', machineId, 'boot.agent', `agent report from ${clientIp} refused: ${why}`, { clientIp })
+        throw new RackbootError('RB_ERR_FORBIDDEN', `agent report refused: ${why}`)
       }
+      const c = await inventory.bootTokens.check(token, 'agent', now)
+      if (!c.ok) return refuse(c.token?.machineId ?? null, c.reason === 'void' ? 'the token was voided (a newer boot, or its report was already taken)' : `${c.reason} agent token`)
+      const bt = c.token
+      if (report.machineId && report.machineId !== bt.machineId) return refuse(bt.machineId, 'the agent token belongs to another machine')
       const machine = await inventory.machines.get(bt.machineId)
       if (!machine) throw new RackbootError('RB_ERR_MACHINE_NOT_FOUND', `machine ${bt.machineId} no longer exists`)
+      // One report, for the state the token was issued in: a released machine's wipe, a new machine's discovery.
+      if (machine.state !== 'new' && machine.state !== 'released') return refuse(machine.id, `machine is ${machine.state}: no report expected`)
+      if (bt.machineState && bt.machineState !== machine.state) return refuse(machine.id, `token was issued while the machine was ${bt.machineState}, it is ${machine.state} now`)
+      if (clientIp !== bt.clientIp && !(await identity.addressBelongs(machine, clientIp))) {
+        return refuse(machine.id, `token was issued to ${bt.clientIp ?? 'another address'}, and ${clientIp} is not one of this machine's addresses`)
+      }
+      const taken = await inventory.bootTokens.consume(token, 'agent', clientIp, 1, now)
+      if (!taken.ok) return refuse(machine.id, taken.reason === 'used-up' || taken.reason === 'other-address' ? 'this boot has already reported' : `${taken.reason} agent token`)
+      await inventory.bootTokens.revoke(machine.id, 'agent', now)
+      const knownDisks = (machine.hardware?.disks ?? []).map((d) => d.name)
       const facts: HardwareFacts = {
         ...(report.cpu ? { cpu: report.cpu } : {}),
         ...(report.memory ? { memory: report.memory } : {}),
-        disks: report.disks ?? [],
+        // A report without disks (a wipe run that only lists what it erased) keeps the disks known before.
+        disks: report.disks ?? machine.hardware?.disks ?? [],
         nics: (report.nics ?? []).map((n) => ({ ...n, mac: isMac(n.mac) ? normalizeMac(n.mac) : n.mac })),
         ...(report.bmc ? { bmc: report.bmc } : {}),
         ...(report.smbios ? { smbios: Object.fromEntries(Object.entries(report.smbios).filter(([, v]) => typeof v === 'string')) as Record<string, string> } : {}),
@@ -187,9 +257,14 @@ export function createBootService(deps: BootServiceDeps): BootService {
         await lifecycle.transition(machine.id, 'discovered', 'discovery agent reported hardware', { from: 'new' })
         if (deps.policy.autoAccept) await lifecycle.transition(machine.id, 'ready', 'auto-accept rule', { from: 'discovered' })
       } else if (machine.state === 'released' && report.wiped) {
+        // Every disk the machine had before and every disk it reports now must be in the wiped list.
+        const wiped = new Set(report.wiped)
+        const missed = [...new Set([...knownDisks, ...disks.map((d) => d.name)])].filter((d) => !wiped.has(d))
         if (report.wipeFailed?.length) {
           // A disk that kept its data must not go back to the pool: the machine stays released, and says why.
           lifecycle.record(machine.id, 'boot.agent', `wipe failed on ${report.wipeFailed.join(', ')}: machine stays released`, { wipeFailed: report.wipeFailed })
+        } else if (missed.length > 0) {
+          lifecycle.record(machine.id, 'boot.agent', `wipe incomplete: ${missed.join(', ')} not reported wiped: machine stays released`, { notWiped: missed })
         } else {
           await lifecycle.transition(machine.id, 'ready', `disks wiped (${report.wiped.join(', ') || 'none'})`, { from: 'released' })
         }

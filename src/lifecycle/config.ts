@@ -6,6 +6,9 @@ import type { Clock, Lifecycle } from './service.js'
 import type { PeerDirectory } from './peers.js'
 import { resolveProfile } from './profiles.js'
 import { baseConfigFor } from './allocation.js'
+import { createIdentityVerifier, type IdentityVerifier } from './identity.js'
+import { createSecurityEvents, type SecurityEvents } from './security-events.js'
+import { normalizeIp } from '../talos/receivers/peer.js'
 
 export interface ConfigServiceDeps {
   inventory: Inventory
@@ -14,6 +17,11 @@ export interface ConfigServiceDeps {
   log: Logger
   clock: Clock
   peers?: PeerDirectory
+  /** What the network says about an address; default: rackboot's own leases only. */
+  identity?: IdentityVerifier
+  security?: SecurityEvents
+  /** Configs one token serves (security.configTokenMaxFetches). */
+  maxFetches?: number
 }
 
 export interface ServedConfig {
@@ -32,28 +40,38 @@ export interface ConfigService {
 export function createConfigService(deps: ConfigServiceDeps): ConfigService {
   const { inventory, lifecycle, clock } = deps
 
-  async function addressBelongs(machine: Machine, tokenIp: string | null, clientIp: string): Promise<boolean> {
-    if (tokenIp === clientIp) return true
-    // Talos may get another lease than iPXE had: accept an address leased to one of the machine's NICs.
-    const lease = await inventory.leases.byIp(clientIp)
-    return !!lease && machine.nics.some((n) => n.mac === lease.mac) && lease.expiresAt > clock.now()
-  }
+  const identity = deps.identity ?? createIdentityVerifier({ inventory, clock, trustClaims: false })
+  const security = deps.security ?? createSecurityEvents({ lifecycle, log: deps.log })
+  const maxFetches = deps.maxFetches ?? 5
 
   return {
-    async configFor(token, clientIp) {
-      const bt = await inventory.bootTokens.verify(token, 'config', clock.now())
-      if (!bt) {
-        // No token to name the machine: the address may (a boot script or a lease), so the refusal shows on the
-        // timeline of the machine that was refused, where a tech looks for why its install stopped.
-        const suspect = (await deps.peers?.resolve(clientIp).catch(() => null)) ?? null
-        lifecycle.record(suspect, 'boot.config', `config refused: unknown or expired token from ${clientIp}`, { clientIp, status: 403 })
-        throw new RackbootError('RB_ERR_FORBIDDEN', 'invalid or expired config token')
+    async configFor(token, rawIp) {
+      const clientIp = normalizeIp(rawIp)
+      const refuse = (kind: 'config-token-refused' | 'config-second-address', machineId: string | null, why: string): never => {
+        security.record(kind, machineId, 'boot.config', `config refused: ${why}`, { clientIp, status: 403 })
+        throw new RackbootError('RB_ERR_FORBIDDEN', `config refused: ${why}`)
       }
+      const c = await inventory.bootTokens.check(token, 'config', clock.now())
+      if (!c.ok) {
+        // No live token to name the machine: the address may (a boot script or a lease), so the refusal shows on the
+        // timeline of the machine that was refused, where a tech looks for why its install stopped.
+        const suspect = c.token?.machineId ?? (await deps.peers?.resolve(clientIp).catch(() => null)) ?? null
+        const why = c.reason === 'void' ? 'the token is void (the machine installed, or booted again since)' : `${c.reason === 'wrong-purpose' ? 'unknown' : c.reason} token`
+        return refuse('config-token-refused', suspect, `${why}, from ${clientIp}`)
+      }
+      const bt = c.token
       const machine = await inventory.machines.get(bt.machineId)
-      if (!machine) throw new RackbootError('RB_ERR_FORBIDDEN', 'invalid config token')
-      if (!(await addressBelongs(machine, bt.clientIp, clientIp))) {
-        lifecycle.record(machine.id, 'boot.config', `config refused: token used from ${clientIp}, issued to ${bt.clientIp ?? 'unknown'}`, { clientIp, status: 403 })
-        throw new RackbootError('RB_ERR_FORBIDDEN', 'this config token was issued to another address')
+      if (!machine) return refuse('config-token-refused', null, 'the token names no machine')
+      if (bt.fetchIp && bt.fetchIp !== clientIp) {
+        return refuse('config-second-address', machine.id, `${clientIp} asked for the config already served to ${bt.fetchIp} in this boot`)
+      }
+      // Talos may get another lease than iPXE had: an address the network vouches is one of the machine's NICs is its own.
+      if (!bt.fetchIp && bt.clientIp !== clientIp && !(await identity.addressBelongs(machine, clientIp))) {
+        return refuse('config-token-refused', machine.id, `token used from ${clientIp}, issued to ${bt.clientIp ?? 'an unknown address'}`)
+      }
+      // Only a machine that is meant to install gets a config: a released machine's old token is worth nothing.
+      if (machine.state !== 'provisioning' && !(machine.state === 'installed' && machine.alwaysPxe)) {
+        return refuse('config-token-refused', machine.id, `machine is ${machine.state}: no config to serve`)
       }
       const fail = (message: string, details?: unknown): never => {
         lifecycle.record(machine.id, 'boot.config', `config not served: ${message}`, { clientIp, status: 503, details: details ?? null })
@@ -114,8 +132,14 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
       if (!lint.ok) {
         return fail(`config fails the Talos ${lint.schemaVersion} schema: ${lint.errors.slice(0, 3).map((e) => `${e.kind || 'document'} ${e.path}: ${e.message}`).join('; ')}`, lint.errors)
       }
+      // One conditional update decides who gets it: a second address racing this one loses here.
+      const taken = await inventory.bootTokens.consume(token, 'config', clientIp, maxFetches, clock.now())
+      if (!taken.ok) {
+        if (taken.reason === 'other-address') return refuse('config-second-address', machine.id, `${clientIp} asked for the config already served to ${taken.token?.fetchIp} in this boot`)
+        return refuse('config-token-refused', machine.id, taken.reason === 'used-up' ? `served ${maxFetches} times in this boot already` : `${taken.reason} token`)
+      }
       deps.peers?.remember(clientIp, machine.id)
-      lifecycle.record(machine.id, 'boot.config', `config served (${yaml.length} bytes, Talos ${profile.talosVersion}, profile ${profile.name})`, { clientIp, bytes: yaml.length, status: 200 })
+      lifecycle.record(machine.id, 'boot.config', `config served (${yaml.length} bytes, Talos ${profile.talosVersion}, profile ${profile.name})`, { clientIp, bytes: yaml.length, status: 200, fetch: taken.token.uses })
       return { machine, yaml }
     },
   }

@@ -1,7 +1,9 @@
 import type { Inventory } from '../inventory/index.js'
 
 // Which machine an IP address belongs to, for traffic that carries no identity of its own (Talos's event sink and
-// kernel log, TFTP). The address a boot script or config was served to is remembered; otherwise the DHCP lease says.
+// kernel log, TFTP). Only what the network vouched for is kept: the address a boot script went to after its identity
+// claim was checked, or a config was served to; otherwise the DHCP lease (or the neighbour table) says.
+import type { IdentityVerifier } from './identity.js'
 
 export interface PeerDirectory {
   remember(ip: string, machineId: string): void
@@ -10,7 +12,7 @@ export interface PeerDirectory {
   addressesOf(machineId: string): Promise<string[]>
 }
 
-export function createPeerDirectory(deps: { inventory: Inventory; max?: number }): PeerDirectory {
+export function createPeerDirectory(deps: { inventory: Inventory; identity?: IdentityVerifier; max?: number }): PeerDirectory {
   const max = deps.max ?? 100_000
   const known = new Map<string, string>()
   const clean = (ip: string) => ip.replace(/^::ffff:/, '')
@@ -25,6 +27,10 @@ export function createPeerDirectory(deps: { inventory: Inventory; max?: number }
       const key = clean(ip)
       const hit = known.get(key)
       if (hit) return hit
+      if (deps.identity) {
+        const a = await deps.identity.attest(key)
+        return a ? ((await deps.inventory.machines.byMac(a.mac))?.id ?? null) : null
+      }
       const lease = await deps.inventory.leases.byIp(key)
       if (!lease) return null
       return (await deps.inventory.machines.byMac(lease.mac))?.id ?? null

@@ -68,6 +68,14 @@ export const SettingsSchema = Type.Object(
         publicUrl: Type.String({ default: '' }),
         /** Machines downloading kernels/initramfs at once; the rest are told to wait and retry. */
         maxConcurrentDownloads: Type.Integer({ minimum: 1, default: 100 }),
+        /** Open connections one client address may hold; past it new ones are closed at once (counted). */
+        maxConnectionsPerAddress: Type.Integer({ minimum: 1, default: 64 }),
+        /** Open connections in all; past it new ones are closed at once (counted), so file descriptors stay for TFTP and DHCP. */
+        maxConnections: Type.Integer({ minimum: 1, default: 8192 }),
+        /** A client must have sent its whole request head within this time (slow-header trickling is cut off). */
+        headersTimeoutMs: Type.Integer({ minimum: 1000, default: 10_000 }),
+        /** Event streams (/api/v1/events) one API token may hold open at once. */
+        maxEventStreamsPerToken: Type.Integer({ minimum: 1, default: 8 }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -83,6 +91,13 @@ export const SettingsSchema = Type.Object(
         mtu: Type.Integer({ minimum: 68, maximum: 65535, default: 1500 }),
         maxWindowSize: Type.Integer({ minimum: 1, maximum: 65535, default: 64 }),
         maxTransfers: Type.Integer({ minimum: 1, default: 500 }),
+        /** Transfers one client address may have open at once; further requests get an error (counted). */
+        maxTransfersPerClient: Type.Integer({ minimum: 1, default: 4 }),
+        /**
+         * Retransmissions a transfer gets before its first ACK: a client that never acknowledges anything is dropped
+         * after this many (a real firmware ACKs block 1 or the OACK within a second).
+         */
+        unackedRetries: Type.Integer({ minimum: 0, default: 1 }),
         /** First retransmission timeout; doubles per retry. */
         retransmitMs: Type.Integer({ minimum: 50, default: 1000 }),
         maxRetries: Type.Integer({ minimum: 1, default: 5 }),
@@ -177,6 +192,32 @@ export const SettingsSchema = Type.Object(
         kernelLogPort: Type.Integer({ minimum: 0, maximum: 65535, default: 4001 }),
         /** Kernel log lines kept per machine, in memory. */
         kernelLogLines: Type.Integer({ minimum: 10, default: 2000 }),
+        /** Total memory of the kernel-log store, all machines together (MiB); the least recently written peer goes first. */
+        kernelLogMaxMiB: Type.Integer({ minimum: 1, default: 64 }),
+        /** Kernel log lines one peer address may send per second (a burst of twice this is allowed); the rest are dropped and counted. */
+        kernelLogLinesPerSecond: Type.Integer({ minimum: 1, default: 500 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** What rackboot believes on the provisioning network, and what it lets unauthenticated clients cost it. */
+    security: Type.Object(
+      {
+        /**
+         * Believe the MAC, serial or uuid a client claims in /boot.ipxe when neither a lease rackboot granted nor the
+         * kernel's neighbour table vouches for the address. Anyone on the segment can then impersonate any machine and
+         * fetch its Talos config: only for a segment where every host is trusted (README "Security model").
+         */
+        trustClaimedIdentity: Type.Boolean({ default: false }),
+        /** How long a discovery agent's token stays valid (one report, from the machine it was issued to). */
+        agentTokenTtlSeconds: Type.Integer({ minimum: 60, default: 1800 }),
+        /** How long a Talos config token stays valid while its machine provisions (Talos retries a failed fetch). */
+        configTokenTtlSeconds: Type.Integer({ minimum: 60, default: 3600 }),
+        /** Configs served per token: one per boot, a few more for a Talos that lost the answer. */
+        configTokenMaxFetches: Type.Integer({ minimum: 1, default: 5 }),
+        /** New machines one client address may create through /boot.ipxe per minute. */
+        newMachinesPerAddressPerMinute: Type.Integer({ minimum: 1, default: 5 }),
+        /** New machines all clients together may create through /boot.ipxe per minute. */
+        newMachinesPerMinute: Type.Integer({ minimum: 1, default: 600 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -4,6 +4,7 @@ import YAML from 'yaml'
 import { generateSecretsBundle, secretsBundleToYaml } from '../../src/talos/index.js'
 import { apiSetup, type ApiSetup } from './support/app.js'
 import { factsFor, macFor, seedMachines } from './support/seed.js'
+import { leaseAddress } from '../support/leases.js'
 
 async function catalog(s: ApiSetup) {
   await s.inventory.profiles.put({ name: 'w113', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
@@ -250,6 +251,7 @@ test('cluster allocation: the config comes from the cluster for the role, with c
   // The machine network-boots: Talos with a config URL; the config is the cluster's, for a control plane.
   const m = (await s.inventory.machines.get(mid))!
   const query = `mac=${m.nics[0]!.mac.replaceAll(':', '-')}&arch=x86_64&platform=efi`
+  await leaseAddress(s.inventory, '198.18.0.50', m.nics[0]!.mac)
   const script = (await s.app.inject({ url: `/boot.ipxe?${query}`, headers: { host: 'rb:8080' }, remoteAddress: '198.18.0.50' })).body
   const url = /talos\.config=http:\/\/rb:8080(\S+)/.exec(script)?.[1]
   assert.ok(url, script)
@@ -282,8 +284,15 @@ test('cluster allocation: the config comes from the cluster for the role, with c
   const wipe = (await s.app.inject({ url: `/boot.ipxe?${query}`, headers: { host: 'rb:8080' }, remoteAddress: '198.18.0.50' })).body
   assert.match(wipe, /rackboot\.wipe=1/)
   const token = /rackboot\.token=(\w+)/.exec(wipe)![1]!
-  // The agent's report needs no API token: its per-boot token is enough.
-  const report = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', headers: { authorization: `Bearer ${token}` }, remoteAddress: '198.18.0.50', payload: { wiped: ['sda'], disks: [{ name: 'sda', sizeBytes: 480e9 }] } })
+  // The agent's report needs no API token: its per-boot token is enough. It must name every disk the machine had.
+  const had = (m.hardware?.disks ?? []).map((d) => d.name)
+  assert.ok(had.length > 1, 'the seeded machine has several disks')
+  const partial = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', headers: { authorization: `Bearer ${token}` }, remoteAddress: '198.18.0.50', payload: { wiped: [had[0]!] } })
+  assert.equal(partial.json().state, 'released', 'a wipe that leaves a known disk out keeps the machine out of the pool')
+  const wipe2 = (await s.app.inject({ url: `/boot.ipxe?${query}`, headers: { host: 'rb:8080' }, remoteAddress: '198.18.0.50' })).body
+  const token2 = /rackboot\.token=(\w+)/.exec(wipe2)![1]!
+  assert.equal((await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', headers: { authorization: `Bearer ${token}` }, remoteAddress: '198.18.0.50', payload: { wiped: had } })).statusCode, 403, 'one report per boot')
+  const report = await s.app.inject({ method: 'POST', url: '/api/v1/agent/report', headers: { authorization: `Bearer ${token2}` }, remoteAddress: '198.18.0.50', payload: { wiped: had, disks: m.hardware!.disks! } })
   assert.equal(report.statusCode, 200, report.body)
   assert.equal(report.json().state, 'ready')
   const back = (await s.inventory.machines.get(mid))!

@@ -4,6 +4,7 @@ import { connect } from 'node:net'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { rackboot, startServe, tempCwd } from '../support/cli.js'
+import { leaseAddress } from '../support/leases.js'
 
 const port = () => 20000 + Math.floor(Math.random() * 40000)
 
@@ -18,9 +19,15 @@ machines:
   assert.equal(rackboot(['inventory', 'import', join(cwd, 'inv')], { cwd }).code, 0)
   // Move it to provisioning the way an allocation does (through the lifecycle's table: new -> ... -> provisioning).
   const { openSqliteInventory } = await import('../../src/inventory/index.js')
-  const inv = await openSqliteInventory({ file: join(cwd, 'data', 'rackboot.db') })
+  const { generateConfig, generateSecretsBundle } = await import('../../src/talos/index.js')
+  const inv = await openSqliteInventory({ file: join(cwd, 'data', 'rackboot.db'), secretKeyFile: join(cwd, 'data', 'secret.key') })
   const m = (await inv.machines.byName('node-1'))!
   await inv.machines.setState(m.id, 'new', 'provisioning', Date.now())
+  const secrets = await generateSecretsBundle({ talosVersion: 'v1.13.9', rsaBits: 2048 })
+  const baseConfig = generateConfig({ secrets, clusterName: 'lab', endpoint: 'https://198.18.0.10:6443', talosVersion: 'v1.13.9', role: 'worker' }).yaml
+  await inv.profiles.put({ ...(await inv.profiles.get('w'))!, baseConfig }, Date.now())
+  // rackboot's DHCP bound 127.0.0.1 to the machine's NIC: the network's word that this address is node-1.
+  await leaseAddress(inv, '127.0.0.1', '02:00:00:00:aa:01')
   await inv.close()
 
   const http = port()
@@ -30,6 +37,9 @@ machines:
   t.after(() => server.stop())
   const script = await (await fetch(`http://127.0.0.1:${http}/boot.ipxe?mac=02-00-00-00-aa-01&arch=x86_64`)).text()
   assert.match(script, new RegExp(`talos\\.events\\.sink=127\\.0\\.0\\.1:${sink} talos\\.logging\\.kernel=tcp://127\\.0\\.0\\.1:${kmsg}/`))
+  // Talos fetches its config: from now on this address speaks for node-1 in this boot.
+  const configUrl = /talos\.config=(\S+)/.exec(script)![1]!
+  assert.equal((await fetch(configUrl)).status, 200)
 
   const send = (lines: object[]) => new Promise<void>((resolve, reject) => {
     const sock = connect(kmsg, '127.0.0.1', () => sock.end(lines.map((l) => JSON.stringify(l)).join('\n') + '\n'))

@@ -11,12 +11,15 @@ import { attachTimeline, createBootService, createConfigService, createLifecycle
 import { createConfigLinter, generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { silentLogger } from '../../src/log.js'
 import { createMetricsRegistry } from '../../src/metrics.js'
+import { leaseAddress } from '../support/leases.js'
 
 const UUID = '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd'
 const QUERY = `mac=52-54-00-1a-b0-01&uuid=${UUID}&serial=LAB-SERIAL-1&manufacturer=LAB&product=test&arch=x86_64&platform=pcbios`
 
 async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean } = {}) {
   const inventory = await openSqliteInventory({ file: ':memory:' })
+  // The test machine asks from 127.0.0.1, the address rackboot's DHCP bound to its MAC.
+  await leaseAddress(inventory, '127.0.0.1', '52:54:00:1a:b0:01')
   const log = silentLogger()
   const bus = createEventBus()
   const timeline = attachTimeline({ inventory, bus, log })
@@ -144,16 +147,18 @@ test('allocated without a usable profile: the console says why and the machine w
 test('past the download limit a machine is told to wait and retry, and gets its slot once one frees up', async (t) => {
   const s = await setup({ limit: 1 })
   t.after(() => s.close())
-  const a = (await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-01&arch=x86_64`, headers: { host: 'rb' } })).body
+  await leaseAddress(s.inventory, '127.0.0.2', '02:00:00:00:00:01')
+  await leaseAddress(s.inventory, '127.0.0.3', '02:00:00:00:00:02')
+  const a = (await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-01&arch=x86_64`, headers: { host: 'rb' }, remoteAddress: '127.0.0.2' })).body
   assert.match(a, /kernel /)
-  const b = (await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-02&arch=x86_64`, headers: { host: 'rb' } })).body
+  const b = (await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-02&arch=x86_64`, headers: { host: 'rb' }, remoteAddress: '127.0.0.3' })).body
   assert.match(b, /1 machines are downloading, waiting for a slot/)
   assert.match(b, /sleep (\d+)\nchain --replace --autofree http:\/\/rb\/boot\.ipxe\?.*&attempt=0/)
   // Machine a finishes its initrd download: the slot frees.
   const mA = (await s.inventory.machines.byMac('02:00:00:00:00:01'))!
   const dl = await s.app.inject({ url: `/assets/agent/agent.img?m=${mA.id}` })
   assert.equal(dl.statusCode, 200)
-  assert.match((await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-02&arch=x86_64`, headers: { host: 'rb' } })).body, /kernel /)
+  assert.match((await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-02&arch=x86_64`, headers: { host: 'rb' }, remoteAddress: '127.0.0.3' })).body, /kernel /)
 })
 
 test('assets: Range, HEAD, ETag, no way out of the root, downloads on the timeline', async (t) => {
@@ -203,9 +208,13 @@ test('the Talos config goes only to its machine: per-boot token and address; ren
   await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: base, patches: [{ machine: { kubelet: { extraArgs: { 'rotate-server-certificates': 'true' } } } }], managedBy: null }, 1)
   const m = await s.inventory.machines.create({ name: 'r12-u07', nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'provisioning', profile: 'w' }, 1)
   await s.inventory.machines.setHardware(m.id, { disks: [{ name: 'sda', sizeBytes: 4e12, type: 'hdd', rotational: true }, { name: 'nvme0n1', sizeBytes: 1e12, type: 'nvme', serial: 'NV1' }] }, 1)
+  await leaseAddress(s.inventory, '198.18.0.50', '52:54:00:1a:b0:01')
   const script = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' }, remoteAddress: '198.18.0.50' })).body
   const url = /talos\.config=http:\/\/rb:8080(\S+)/.exec(script)![1]!
-  const ok = await s.app.inject({ url, remoteAddress: '198.18.0.50' })
+  // Talos may get another lease than iPXE had: an address leased to one of the machine's NICs is its own. The first
+  // fetch binds the token to its address for the rest of the boot.
+  await leaseAddress(s.inventory, '198.18.0.77', '52:54:00:1a:b0:01')
+  const ok = await s.app.inject({ url, remoteAddress: '198.18.0.77' })
   assert.equal(ok.statusCode, 200, ok.body)
   assert.match(String(ok.headers['content-type']), /yaml/)
   assert.ok(ok.body.length > 1000)
@@ -214,19 +223,20 @@ test('the Talos config goes only to its machine: per-boot token and address; ren
   assert.match(ok.body, /disk: \/dev\/nvme0n1|nvme0n1/)
   const elsewhere = await s.app.inject({ url, remoteAddress: '198.18.0.99' })
   assert.equal(elsewhere.statusCode, 403)
+  const second = await s.app.inject({ url, remoteAddress: '198.18.0.50' })
+  assert.equal(second.statusCode, 403)
+  assert.match(second.json().message, /already served to 198\.18\.0\.77/)
   const forged = await s.app.inject({ url: '/talos/config?t=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', remoteAddress: '198.18.0.50' })
   assert.equal(forged.statusCode, 403)
   assert.equal((await s.app.inject({ url: '/talos/config', remoteAddress: '198.18.0.50' })).statusCode, 400)
-  // A lease of one of the machine's NICs also counts as its address (Talos may get a new lease).
-  await s.inventory.leases.put({ ip: '198.18.0.77', mac: '52:54:00:1a:b0:01', clientId: null, subnet: '198.18.0.0/24', state: 'bound', hostname: null, expiresAt: Date.now() + 60_000, updatedAt: Date.now() })
-  assert.equal((await s.app.inject({ url, remoteAddress: '198.18.0.77' })).statusCode, 200)
+  assert.equal((await s.app.inject({ url, remoteAddress: '198.18.0.77' })).statusCode, 200, 'the same address may fetch again (Talos lost the answer)')
   // A config that fails the schema is not served, and the timeline says why.
   await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: base, patches: [{ machine: { kubelet: { extraArgs: 'not-a-map' } } }], managedBy: null }, 2)
-  const broken = await s.app.inject({ url, remoteAddress: '198.18.0.50' })
+  const broken = await s.app.inject({ url, remoteAddress: '198.18.0.77' })
   assert.equal(broken.statusCode, 503)
   await s.timeline.flush()
   const events = await s.inventory.events.list({ machineId: m.id, types: ['boot.config'] })
-  assert.deepEqual(events.map((e) => e.data.status), [200, 403, 200, 503])
+  assert.deepEqual(events.map((e) => e.data.status), [200, 403, 403, 200, 503])
   assert.match(events.at(-1)!.message, /config not served: config fails the Talos v1\.13\.9 schema/)
 })
 

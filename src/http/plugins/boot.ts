@@ -68,6 +68,10 @@ export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) 
       request.ip,
     )
     reply.type('text/plain; charset=utf-8')
+    if ('refused' in plan) {
+      // Said on the machine's console, and it keeps asking: a lease that arrives later, or a tech's fix, lets it on.
+      return holdScript({ message: plan.reason, sleepSeconds: backoff(attempt), retryUrl: retryUrl(base, attempt + 1) })
+    }
     return render(plan, base, attempt)
   })
 

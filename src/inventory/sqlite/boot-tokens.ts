@@ -1,40 +1,98 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import type { Kysely, Selectable } from 'kysely'
 import type { BootTokenRepository } from '../repositories.js'
-import type { BootTokenPurpose } from '../types.js'
-import type { Database } from './schema.js'
+import type { BootToken, BootTokenPurpose, BootTokenRefusal, MachineState } from '../types.js'
+import type { BootTokensTable, Database } from './schema.js'
 
 function hash(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex')
 }
 
+const SHAPE = /^[A-Za-z0-9]{16,64}$/
+
+function toToken(row: Selectable<BootTokensTable>): BootToken {
+  return {
+    machineId: row.machine_id,
+    purpose: row.purpose as BootTokenPurpose,
+    clientIp: row.client_ip,
+    issuedAt: Number(row.issued_at),
+    expiresAt: Number(row.expires_at),
+    usedAt: row.used_at === null ? null : Number(row.used_at),
+    machineState: (row.machine_state as MachineState | null) ?? null,
+    fetchIp: row.fetch_ip,
+    uses: Number(row.uses ?? 0),
+  }
+}
+
+type Checked = { ok: true; token: BootToken } | { ok: false; reason: BootTokenRefusal; token: BootToken | null }
+
+function judge(row: Selectable<BootTokensTable> | undefined, purpose: BootTokenPurpose, now: number): Checked {
+  if (!row) return { ok: false, reason: 'unknown', token: null }
+  const token = toToken(row)
+  if (row.purpose !== purpose) return { ok: false, reason: 'wrong-purpose', token: null }
+  if (row.revoked_at !== null) return { ok: false, reason: 'void', token }
+  if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired', token }
+  return { ok: true, token }
+}
+
 export function createSqliteBootTokens(db: Kysely<Database>): BootTokenRepository {
+  async function load(secret: string) {
+    if (!SHAPE.test(secret)) return undefined
+    return db.selectFrom('boot_tokens').selectAll().where('hash', '=', hash(secret)).executeTakeFirst()
+  }
+  async function revoke(machineId: string, purpose: BootTokenPurpose | null, now: number): Promise<number> {
+    let q = db.updateTable('boot_tokens').set({ revoked_at: now }).where('machine_id', '=', machineId).where('revoked_at', 'is', null)
+    if (purpose) q = q.where('purpose', '=', purpose)
+    const res = await q.executeTakeFirst()
+    return Number(res.numUpdatedRows)
+  }
   return {
     async issue(input, now) {
       // URL-safe and free of iPXE's special characters ($, {, }), since it travels in kernel args.
       const secret = randomBytes(24).toString('base64url').replace(/[-_]/g, 'x')
-      await db
-        .insertInto('boot_tokens')
-        .values({ hash: hash(secret), machine_id: input.machineId, purpose: input.purpose, client_ip: input.clientIp, issued_at: now, expires_at: now + input.ttlMs, used_at: null })
-        .execute()
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('boot_tokens').set({ revoked_at: now })
+          .where('machine_id', '=', input.machineId).where('purpose', '=', input.purpose).where('revoked_at', 'is', null).execute()
+        await tx.insertInto('boot_tokens').values({
+          hash: hash(secret), machine_id: input.machineId, purpose: input.purpose, client_ip: input.clientIp, issued_at: now,
+          expires_at: now + input.ttlMs, used_at: null, machine_state: input.machineState ?? null, fetch_ip: null, uses: 0, revoked_at: null,
+        }).execute()
+      })
       return secret
     },
     async verify(secret, purpose, now) {
-      if (!/^[A-Za-z0-9]{16,64}$/.test(secret)) return null
-      const row = await db.selectFrom('boot_tokens').selectAll().where('hash', '=', hash(secret)).executeTakeFirst()
-      if (!row || row.purpose !== purpose || Number(row.expires_at) <= now) return null
-      if (row.used_at === null) await db.updateTable('boot_tokens').set({ used_at: now }).where('hash', '=', row.hash).execute()
-      return {
-        machineId: row.machine_id,
-        purpose: row.purpose as BootTokenPurpose,
-        clientIp: row.client_ip,
-        issuedAt: Number(row.issued_at),
-        expiresAt: Number(row.expires_at),
-        usedAt: row.used_at === null ? now : Number(row.used_at),
-      }
+      const c = judge(await load(secret), purpose, now)
+      return c.ok ? c.token : null
+    },
+    async check(secret, purpose, now) {
+      return judge(await load(secret), purpose, now)
+    },
+    async consume(secret, purpose, clientIp, maxUses, now) {
+      const row = await load(secret)
+      const c = judge(row, purpose, now)
+      if (!c.ok) return c
+      // One conditional UPDATE decides, so two fetches racing from two addresses cannot both bind the token.
+      const res = await db.updateTable('boot_tokens')
+        .set((eb) => ({ uses: eb('uses', '+', 1), fetch_ip: eb.fn.coalesce('fetch_ip', eb.val(clientIp)), used_at: eb.fn.coalesce('used_at', eb.val(now)) }))
+        .where('hash', '=', row!.hash).where('revoked_at', 'is', null).where('expires_at', '>', now).where('uses', '<', maxUses)
+        .where((eb) => eb.or([eb('fetch_ip', 'is', null), eb('fetch_ip', '=', clientIp)]))
+        .executeTakeFirst()
+      const after = await db.selectFrom('boot_tokens').selectAll().where('hash', '=', row!.hash).executeTakeFirst()
+      const token = toToken(after!)
+      if (Number(res.numUpdatedRows) === 1) return { ok: true, token }
+      if (token.fetchIp !== null && token.fetchIp !== clientIp) return { ok: false, reason: 'other-address', token }
+      if (token.uses >= maxUses) return { ok: false, reason: 'used-up', token }
+      return judge(after, purpose, now) as Checked
+    },
+    revoke,
+    async fetchedFrom(ip, now) {
+      const row = await db.selectFrom('boot_tokens').select(['machine_id', 'issued_at'])
+        .where('fetch_ip', '=', ip).where('purpose', '=', 'config').where('revoked_at', 'is', null).where('expires_at', '>', now)
+        .orderBy('issued_at', 'desc').limit(1).executeTakeFirst()
+      return row ? { machineId: row.machine_id, issuedAt: Number(row.issued_at) } : null
     },
     async purge(now) {
-      const res = await db.deleteFrom('boot_tokens').where('expires_at', '<=', now).executeTakeFirst()
+      const res = await db.deleteFrom('boot_tokens').where((eb) => eb.or([eb('expires_at', '<=', now), eb('revoked_at', 'is not', null)])).executeTakeFirst()
       return Number(res.numDeletedRows)
     },
   }

@@ -129,6 +129,18 @@ export interface BootTokensTable {
   issued_at: number
   expires_at: number
   used_at: number | null
+  /** The machine's state when issued (migration 0006); an agent token is good for that state only. */
+  machine_state: string | null
+  /** The address that first fetched with the token; later fetches must come from it. */
+  fetch_ip: string | null
+  uses: number
+  revoked_at: number | null
+}
+
+/** Small named values (migration 0006), e.g. the secrets key's check value. */
+export interface MetaTable {
+  key: string
+  value: string
 }
 
 export interface Database {
@@ -143,4 +155,5 @@ export interface Database {
   events: EventsTable
   api_tokens: ApiTokensTable
   boot_tokens: BootTokensTable
+  meta: MetaTable
 }
