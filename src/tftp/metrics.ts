@@ -23,7 +23,7 @@ export function createTftpMetrics(registry: Registry): TftpMetrics {
   return {
     requests: getOrCreate(registry, 'rackboot_tftp_requests_total', () => new Counter({
       name: 'rackboot_tftp_requests_total',
-      help: 'TFTP requests received on the server port, by outcome (accepted, not_found, denied, busy, write_refused, bad_mode, duplicate, error)',
+      help: 'TFTP requests received on the server port, by outcome (accepted, not_found, denied, busy, per_client, write_refused, bad_mode, duplicate, error); busy and per_client are the two concurrency limits',
       labelNames: ['result'] as const,
       registers,
     })),
@@ -34,7 +34,7 @@ export function createTftpMetrics(registry: Registry): TftpMetrics {
     })),
     finished: getOrCreate(registry, 'rackboot_tftp_transfers_finished_total', () => new Counter({
       name: 'rackboot_tftp_transfers_finished_total',
-      help: 'TFTP transfers finished, by result (ok, aborted, timeout, read_error, cancelled)',
+      help: 'TFTP transfers finished, by result (ok, aborted, timeout, no_ack, evicted, read_error, cancelled); no_ack: the client never acknowledged anything, evicted: such a transfer gave its slot to a new request while all were taken',
       labelNames: ['result'] as const,
       registers,
     })),

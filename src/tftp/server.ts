@@ -1,6 +1,12 @@
-// TFTP sockets: the server port (RRQs), one ephemeral socket per transfer (RFC 1350 transfer IDs), the limit on
+// TFTP sockets: the server port (RRQs), one ephemeral socket per transfer (RFC 1350 transfer IDs), the limits on
 // concurrent transfers, counters. Handlers never throw: each datagram is handled, counted or dropped, and the loop
 // carries on.
+//
+// An RRQ costs its sender one datagram and the server a slot, two sockets and retransmissions, so the slots are
+// guarded (issue 13: 500 RRQs that never ACK made every firmware get "server busy" for half a minute): one address
+// holds at most maxTransfersPerClient of them; a transfer whose client never ACKs gives up after unackedRetries;
+// and when all slots are taken, a new request takes the slot of the oldest transfer that has heard nothing from its
+// client for a while, so a flood from many (possibly spoofed) addresses cannot starve a firmware that answers.
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from '../log.js'
@@ -19,6 +25,10 @@ export interface TftpServerSettings extends NegotiationLimits {
   listen: string
   port: number
   maxTransfers: number
+  /** Transfers one client address may have open at once (default 4). */
+  maxTransfersPerClient?: number
+  /** Retransmissions before a transfer's first ACK; then it is dropped (default 1). See transfer.ts. */
+  unackedRetries?: number
   maxRetries: number
   /** Busy-poll budget after each DATA sent, in microseconds (0: off; default 1000). See busy-poll.ts. */
   busyPollMicros?: number
@@ -81,6 +91,8 @@ interface ActiveTransfer {
   file: string
   /** Set once the transfer runs; while null the request is still being opened. */
   transfer: Transfer | null
+  /** When the transfer sent its first packet (clock.now()); 0 while opening. */
+  startedAt: number
   sockets: { data: Socket; guard: Socket } | null
 }
 
@@ -144,6 +156,14 @@ function closeSocket(socket: Socket): Promise<void> {
   })
 }
 
+/**
+ * A transfer that has heard nothing from its client this long may give its slot to a new request when all are
+ * taken. A client on the provisioning LAN acknowledges the first packet within milliseconds, so by then the
+ * transfer is most likely a flood's; the grace keeps a boot storm from evicting transfers whose first ACK is on
+ * its way.
+ */
+export const EVICT_GRACE_MS = 200
+
 function localIPv4Addresses(): string[] {
   const out: string[] = []
   for (const list of Object.values(networkInterfaces())) {
@@ -157,7 +177,12 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   const log = deps.log.child({ svc: 'tftp' })
   const m: TftpMetrics = createTftpMetrics(deps.metrics)
   const clock = deps.clock ?? systemClock
+  /** By client ip:port, in order of arrival (Map order), which eviction relies on. */
   const transfers = new Map<string, ActiveTransfer>()
+  /** Entries (opening or running) per client address, for maxTransfersPerClient. */
+  const perClient = new Map<string, number>()
+  const perClientLimit = settings.maxTransfersPerClient ?? 4
+  const evictGraceMs = Math.min(EVICT_GRACE_MS, settings.retransmitMs)
   const mainSockets: Socket[] = []
   let running = false
   let poller: BusyPoller | null = null
@@ -181,6 +206,49 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   function drop(reason: ServerDropReason): void {
     dropped[reason] = (dropped[reason] ?? 0) + 1
     m.dropped.inc({ reason })
+  }
+
+  function claim(entry: ActiveTransfer): void {
+    transfers.set(entry.key, entry)
+    perClient.set(entry.client.address, (perClient.get(entry.client.address) ?? 0) + 1)
+  }
+
+  /** Frees the entry's slots; every entry is released exactly once, when its transfer ends or never starts. */
+  function release(entry: ActiveTransfer): void {
+    if (transfers.get(entry.key) === entry) transfers.delete(entry.key)
+    const n = (perClient.get(entry.client.address) ?? 1) - 1
+    if (n > 0) perClient.set(entry.client.address, n)
+    else perClient.delete(entry.client.address)
+  }
+
+  /**
+   * Ends the oldest (Map order is arrival order) transfer that has heard nothing from its client for the grace
+   * period; false if there is none. A scan of at most maxTransfers entries, only when all slots are taken.
+   */
+  function evictStale(): boolean {
+    const now = clock.now()
+    for (const entry of transfers.values()) {
+      const t = entry.transfer
+      if (t === null || !t.awaitingFirstAck) continue
+      if (now - entry.startedAt < evictGraceMs) continue
+      // Quietly, as for no-ack: the client never showed it is listening. finished() releases the slot now.
+      t.cancel('evicted: no acknowledgement while the server was full', false, 'evicted')
+      return true
+    }
+    return false
+  }
+
+  // Refusals come in floods; one warning per reason and interval says so without a line per datagram.
+  const lastWarned = new Map<string, { at: number; suppressed: number }>()
+  function warnRefusal(reason: string, fields: Record<string, unknown>, message: string): void {
+    const now = clock.now()
+    const w = lastWarned.get(reason)
+    if (w && now - w.at < 10_000) {
+      w.suppressed++
+      return
+    }
+    log.warn({ ...fields, suppressed: w?.suppressed ?? 0 }, message)
+    lastWarned.set(reason, { at: now, suppressed: 0 })
   }
 
   function notify(info: TftpTransferInfo): void {
@@ -245,12 +313,17 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
     if (req.mode !== 'octet' && req.mode !== 'netascii') {
       return reject(mainSocket, client, file, ErrorCode.ILLEGAL_OPERATION, `unsupported transfer mode '${req.mode}'`, 'bad_mode', started)
     }
-    if (transfers.size >= settings.maxTransfers) {
-      log.warn({ peer: key, file, limit: settings.maxTransfers }, 'tftp transfer limit reached')
+    // Both limits are checked before anything is opened, so a refusal costs one ERROR datagram.
+    if ((perClient.get(client.address) ?? 0) >= perClientLimit) {
+      warnRefusal('per_client', { peer: key, file, limit: perClientLimit }, 'tftp per-client transfer limit reached')
+      return reject(mainSocket, client, file, ErrorCode.NOT_DEFINED, `too many transfers from your address (${perClientLimit}), retry later`, 'per_client', started)
+    }
+    if (transfers.size >= settings.maxTransfers && !evictStale()) {
+      warnRefusal('busy', { peer: key, file, limit: settings.maxTransfers }, 'tftp transfer limit reached')
       return reject(mainSocket, client, file, ErrorCode.NOT_DEFINED, `server busy: ${settings.maxTransfers} transfers in progress, retry later`, 'busy', started)
     }
-    const entry: ActiveTransfer = { key, client, file, transfer: null, sockets: null }
-    transfers.set(key, entry)
+    const entry: ActiveTransfer = { key, client, file, transfer: null, startedAt: 0, sockets: null }
+    claim(entry)
     const tlog = log.child({ peer: key, file })
     let content: TftpContent | null = null
     try {
@@ -288,6 +361,8 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
         timeoutMs: neg.timeoutMs,
         backoff: !neg.clientTimeout,
         maxRetries: settings.maxRetries,
+        unackedRetries: settings.unackedRetries ?? 1,
+        unackedTimeoutMs: settings.retransmitMs,
         oack: neg.oack.size > 0 ? encodeOack(neg.oack) : null,
         clock,
         ...(packets ? { packets } : {}),
@@ -319,13 +394,14 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
       m.requests.inc({ result: 'accepted' })
       m.active.set(countActive())
       tlog.debug({ blksize: neg.blksize, windowsize: neg.windowsize, timeoutMs: neg.timeoutMs, size: own.size }, 'tftp transfer started')
+      entry.startedAt = clock.now()
       transfer.start()
     } catch (err) {
       tlog.error({ err }, 'tftp request failed')
       if (running) reject(mainSocket, client, file, ErrorCode.NOT_DEFINED, 'internal server error', 'error', started)
     } finally {
       if (entry.transfer === null) {
-        if (transfers.get(key) === entry) transfers.delete(key)
+        release(entry)
         if (entry.sockets) await Promise.all([closeSocket(entry.sockets.data), closeSocket(entry.sockets.guard)])
       }
       if (content !== null) await content.close().catch((err: unknown) => tlog.warn({ err }, 'tftp content close failed'))
@@ -364,7 +440,7 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   }
 
   function finished(entry: ActiveTransfer, content: TftpContent, r: TransferResult, blksize: number, windowsize: number, started: number, tlog: Logger): void {
-    if (transfers.get(entry.key) === entry) transfers.delete(entry.key)
+    release(entry)
     if (entry.sockets) {
       void closeSocket(entry.sockets.data)
       void closeSocket(entry.sockets.guard)
@@ -386,6 +462,9 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
     if (r.ok) tlog.info(fields, 'tftp transfer complete')
     else if (r.aborted) tlog.info(fields, 'tftp transfer aborted by client')
     else if (r.outcome === 'cancelled') tlog.info(fields, 'tftp transfer cancelled')
+    // Silent senders come in floods: counted, and logged only at debug.
+    else if (r.outcome === 'no-ack') tlog.debug(fields, 'tftp transfer dropped: no acknowledgement')
+    else if (r.outcome === 'evicted') tlog.debug(fields, 'tftp transfer evicted: no acknowledgement while full')
     else tlog.warn(fields, 'tftp transfer failed')
     const info: TftpTransferInfo = { client: entry.client, file: entry.file, bytes: r.bytes, ms, ok: r.ok, blksize, windowsize }
     if (r.error !== undefined) info.error = r.error

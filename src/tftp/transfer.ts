@@ -15,7 +15,11 @@ export const systemClock: TransferClock = {
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
 }
 
-export type TransferOutcome = 'complete' | 'client-error' | 'timeout' | 'read-error' | 'cancelled'
+/**
+ * no-ack: the client never acknowledged anything and the transfer gave up early (unackedRetries); evicted: the server
+ * ended such a transfer to make room for a new request (see server.ts).
+ */
+export type TransferOutcome = 'complete' | 'client-error' | 'timeout' | 'no-ack' | 'read-error' | 'cancelled' | 'evicted'
 
 export interface TransferResult {
   ok: boolean
@@ -47,6 +51,18 @@ export interface TransferConfig {
   /** Upper bound for the backed-off timeout. */
   maxTimeoutMs?: number
   maxRetries: number
+  /**
+   * Retransmissions before the client has acknowledged anything (capped by maxRetries). Unset: as after the first
+   * ACK. Set: until that ACK the timeout neither backs off nor exceeds unackedTimeoutMs, and giving up ends the
+   * transfer as 'no-ack' without an ERROR. A sender that never answers (a flood, or a spoofed source) then holds its
+   * slot for about unackedTimeoutMs * (unackedRetries + 1), not the minute of a backed-off maxRetries.
+   */
+  unackedRetries?: number
+  /**
+   * Upper bound for the timeout until the first ACK (default timeoutMs), so a client-chosen RFC 2349 timeout of
+   * 255 s cannot hold a slot for minutes without ever answering.
+   */
+  unackedTimeoutMs?: number
   /** The OACK to send first, or null to start with DATA 1. */
   oack: Buffer | null
   send(packet: Buffer): void
@@ -175,6 +191,8 @@ export class Transfer {
   private sentMax = 0
   private gen = 0
   private retries = 0
+  /** Any ACK that moved the transfer on (of the OACK or of a block) has arrived. */
+  private everAcked = false
   private timeout: number
   private deadline = 0
   private timer: unknown = null
@@ -186,7 +204,7 @@ export class Transfer {
 
   constructor(private readonly cfg: TransferConfig) {
     this.clock = cfg.clock ?? systemClock
-    this.timeout = cfg.timeoutMs
+    this.timeout = cfg.unackedRetries === undefined ? cfg.timeoutMs : Math.min(cfg.timeoutMs, cfg.unackedTimeoutMs ?? cfg.timeoutMs)
     this.maxTimeout = Math.max(cfg.timeoutMs, cfg.maxTimeoutMs ?? 8000)
     this.store = new BlockStore(cfg.content, cfg.blksize, cfg.chunkBytes ?? DEFAULT_CHUNK_BYTES, cfg.packets ?? null)
   }
@@ -195,9 +213,12 @@ export class Transfer {
     return this.phase === 'done'
   }
 
-  /** True until the client acknowledges anything: a repeated RRQ from the same port then is a retransmission. */
+  /**
+   * True until the client acknowledges anything (the OACK or a block): a repeated RRQ from the same port then is a
+   * retransmission, and the server may evict the transfer when full.
+   */
   get awaitingFirstAck(): boolean {
-    return this.phase === 'idle' || this.phase === 'oack' || (this.phase === 'data' && this.acked === 0)
+    return this.phase !== 'done' && !this.everAcked
   }
 
   start(): void {
@@ -263,13 +284,14 @@ export class Transfer {
   }
 
   /** Ends the transfer from this side, telling the client why unless `notify` is false. */
-  cancel(message: string, notify = true): void {
+  cancel(message: string, notify = true, outcome: 'cancelled' | 'evicted' = 'cancelled'): void {
     if (this.phase === 'done') return
     if (notify) this.cfg.send(encodeError(ErrorCode.NOT_DEFINED, message))
-    this.finish({ ok: false, aborted: false, outcome: 'cancelled', error: message })
+    this.finish({ ok: false, aborted: false, outcome, error: message })
   }
 
   private progress(): void {
+    this.everAcked = true
     this.retries = 0
     this.timeout = this.cfg.timeoutMs
   }
@@ -336,13 +358,20 @@ export class Transfer {
       return
     }
     this.retries++
+    const unacked = !this.everAcked && this.cfg.unackedRetries !== undefined
+    if (unacked && this.retries > Math.min(this.cfg.unackedRetries!, this.cfg.maxRetries)) {
+      // No ERROR: the peer never showed it is listening, and answering a possibly spoofed source helps nobody. A
+      // real client whose packets were lost sends its RRQ again.
+      this.finish({ ok: false, aborted: false, outcome: 'no-ack', error: `no acknowledgement after ${this.retries - 1} retransmissions` })
+      return
+    }
     if (this.retries > this.cfg.maxRetries) {
       const message = `timed out after ${this.cfg.maxRetries} retransmissions`
       this.cfg.send(encodeError(ErrorCode.NOT_DEFINED, message))
       this.finish({ ok: false, aborted: false, outcome: 'timeout', error: message })
       return
     }
-    if (this.cfg.backoff) this.timeout = Math.min(this.timeout * 2, this.maxTimeout)
+    if (this.cfg.backoff && !unacked) this.timeout = Math.min(this.timeout * 2, this.maxTimeout)
     if (this.phase === 'oack') {
       this.stats.retransmissions++
       this.cfg.send(this.cfg.oack!)
