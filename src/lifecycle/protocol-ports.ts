@@ -46,7 +46,13 @@ export function createTftpObserver(deps: { lifecycle: Lifecycle; inventory: Inve
           : info.aborted
             ? `TFTP ${info.file}: client ended the transfer (${info.error ?? 'aborted'})`
             : `TFTP ${info.file} failed: ${info.error ?? 'unknown error'}`
-        deps.lifecycle.record(machine?.id ?? null, 'boot.tftp', machine ? message : `${message} (from ${info.client.address})`, {
+        // An address that is no machine's gets no timeline row: a flood of requests would otherwise be a flood of
+        // rows. The TFTP counters still count it, and the debug log names it.
+        if (!machine) {
+          deps.log.debug({ client: info.client.address, file: info.file, ok: info.ok, error: info.error ?? null }, 'TFTP transfer from an address no machine holds')
+          return
+        }
+        deps.lifecycle.record(machine.id, 'boot.tftp', message, {
           file: info.file, bytes: info.bytes, ms: info.ms, ok: info.ok, aborted: info.aborted ?? false, error: info.error ?? null,
           client: info.client.address, blksize: info.blksize, windowsize: info.windowsize,
         })

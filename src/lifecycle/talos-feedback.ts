@@ -17,7 +17,7 @@ const RECORDED = new Set(['machine.MachineStatusEvent', 'machine.ConfigLoadError
 export interface TalosFeedback {
   observer: TalosEventObserver
   /** A kernel log line; only lines over TCP (a handshake, not a spoofable datagram) may move a machine's state. */
-  kernelLine(peer: string, line: KernelLogLine, transport?: 'tcp' | 'udp'): void
+  kernelLine(peer: string, line: KernelLogLine): void
 }
 
 export interface TalosFeedbackDeps {
@@ -82,13 +82,13 @@ export function createTalosFeedback(deps: TalosFeedbackDeps): TalosFeedback {
         if (hint) await apply(e.peer, machineId, hint, `${e.type.replace('machine.', '')} ${String(e.data.stage ?? '')}`.trim())
       },
     },
-    kernelLine(peer, line, transport = 'tcp') {
+    kernelLine(peer, line) {
       const hint = kernelLogHintFor(line)
       if (!hint) return
       // A machine that booted Talos from its own disk (no talos.config= on its command line) is installed.
       const lifecycleHint: LifecycleHint | null = hint.kind === 'install' ? hint.hint : hint.source === 'disk' ? 'installed' : null
       if (!lifecycleHint) return
-      if (transport !== 'tcp') {
+      if (line.transport !== 'tcp') {
         security.record('feedback-unbound', null, 'boot.talos', `kernel log "${lifecycleHint}" over UDP from ${peer} ignored: only TCP lines move a machine`, { clientIp: peer, hint: lifecycleHint })
         return
       }
