@@ -127,13 +127,13 @@ export async function serveCommand(args: string[]): Promise<number> {
 
   // Talos's back channel: install stages and kernel logs, mapped to machines by address.
   const feedback = createTalosFeedback({ inventory, lifecycle, peers, log, security })
-  const kernelLogs = createKernelLogStore({ perMachineLines: settings.talos.kernelLogLines })
+  const kernelLogs = createKernelLogStore({ perMachineLines: settings.talos.kernelLogLines, maxBytes: settings.talos.kernelLogMaxMiB * 1024 * 1024, metrics: registry })
   kernelLogs.subscribe((peer, line) => feedback.kernelLine(peer, line))
   const sink = settings.talos.eventsSinkPort
     ? createEventSinkServer({ listen: settings.http.listen, port: settings.talos.eventsSinkPort, log, metrics: registry, observer: feedback.observer })
     : null
   const kmsg = settings.talos.kernelLogPort
-    ? createKernelLogReceiver({ listen: settings.http.listen, tcpPort: settings.talos.kernelLogPort, udpPort: settings.talos.kernelLogPort, log, metrics: registry, store: kernelLogs })
+    ? createKernelLogReceiver({ listen: settings.http.listen, tcpPort: settings.talos.kernelLogPort, udpPort: settings.talos.kernelLogPort, log, metrics: registry, store: kernelLogs, linesPerSecond: settings.talos.kernelLogLinesPerSecond })
     : null
   const channels = { eventsSinkPort: null as number | null, kernelLogPort: null as number | null }
 

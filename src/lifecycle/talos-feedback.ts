@@ -64,8 +64,11 @@ export function createTalosFeedback(deps: TalosFeedbackDeps): TalosFeedback {
   return {
     observer: {
       async event(e: TalosEvent) {
-        if (seen.has(e.id)) return // Talos replays from the start of the boot when it reconnects
-        seen.add(e.id)
+        // Talos replays from the start of the boot when it reconnects. Keyed by peer too: one peer cannot mark
+        // another machine's event ids as seen.
+        const key = `${e.peer} ${e.id}`
+        if (seen.has(key)) return
+        seen.add(key)
         if (seen.size > 200_000) seen.clear()
         const hint = lifecycleHintFor(e)
         if (!RECORDED.has(e.type) && !hint) return
@@ -78,7 +81,9 @@ export function createTalosFeedback(deps: TalosFeedbackDeps): TalosFeedback {
         const summary = e.type === 'machine.MachineStatusEvent'
           ? `stage ${String(e.data.stage ?? '?')}${e.data.status && typeof e.data.status === 'object' ? ((e.data.status as { ready?: boolean }).ready ? ', ready' : ', not ready') : ''}`
           : JSON.stringify(e.data).slice(0, 200)
-        lifecycle.record(machineId, 'boot.talos', `Talos ${e.type.replace('machine.', '')}: ${summary}`, { type: e.type, peer: e.peer, hint, data: e.data })
+        // The event's own data goes on the timeline only when small: a peer may send up to 1 MiB a message.
+        const data = JSON.stringify(e.data).length <= 4096 ? e.data : { truncated: true }
+        lifecycle.record(machineId, 'boot.talos', `Talos ${e.type.replace('machine.', '')}: ${summary}`, { type: e.type, peer: e.peer, hint, data })
         if (hint) await apply(e.peer, machineId, hint, `${e.type.replace('machine.', '')} ${String(e.data.stage ?? '')}`.trim())
       },
     },

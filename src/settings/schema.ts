@@ -194,7 +194,7 @@ export const SettingsSchema = Type.Object(
         kernelLogLines: Type.Integer({ minimum: 10, default: 2000 }),
         /** Total memory of the kernel-log store, all machines together (MiB); the least recently written peer goes first. */
         kernelLogMaxMiB: Type.Integer({ minimum: 1, default: 64 }),
-        /** Kernel log lines one peer address may send per second (a burst of twice this is allowed); the rest are dropped and counted. */
+        /** Kernel log lines one peer address may send per second (a burst of twice this): UDP lines past it are dropped and counted, a TCP connection is read more slowly. */
         kernelLogLinesPerSecond: Type.Integer({ minimum: 1, default: 500 }),
       },
       { additionalProperties: false, default: {} },

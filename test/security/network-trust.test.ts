@@ -18,6 +18,8 @@ const VICTIM = { mac: '02:00:00:00:0a:01', serial: 'VICTIM-1', uuid: '8c3f5a7e-1
 const ATTACKER = { mac: '02:00:00:00:ee:01', ip: '127.0.0.3' }
 const RELEASED = { mac: '02:00:00:00:0b:01', ip: '127.0.0.4' }
 const NOBODY = '127.0.0.9'
+/** A second address leased to the victim's MAC (a spoofer that won a lease, or a stale one) that never fetched its config. */
+const VICTIM_OTHER = '127.0.0.5'
 const port = () => 20000 + Math.floor(Math.random() * 40000)
 const dash = (mac: string) => mac.replaceAll(':', '-')
 
@@ -118,6 +120,7 @@ machines:
   const baseConfig = generateConfig({ secrets, clusterName: 'lab', endpoint: 'https://198.18.0.10:6443', talosVersion: 'v1.13.9', role: 'controlplane' }).yaml
   await inv.profiles.put({ ...(await inv.profiles.get('cp'))!, baseConfig }, Date.now())
   await leaseAddress(inv, VICTIM.ip, VICTIM.mac)
+  await leaseAddress(inv, VICTIM_OTHER, VICTIM.mac)
   await leaseAddress(inv, ATTACKER.ip, ATTACKER.mac)
   await leaseAddress(inv, RELEASED.ip, RELEASED.mac)
   await inv.close()
@@ -159,13 +162,20 @@ machines:
     const stolen = await get(base, configPath, ATTACKER.ip)
     assert.equal(stolen.status, 403)
     assert.doesNotMatch(stolen.body, /BEGIN|crt:|key:/)
+    // Even an address leased to the victim's own MAC gets nothing once another address fetched in this boot.
+    const second = await get(base, configPath, VICTIM_OTHER)
+    assert.equal(second.status, 403)
+    assert.match(second.body, /already served to 127\.0\.0\.2/)
     const metrics = (await get(base, '/metrics', VICTIM.ip)).body
     assert.match(metrics, /rackboot_security_events_total\{kind="identity-refused"\} [1-9]/)
     assert.match(metrics, /rackboot_security_events_total\{kind="config-token-refused"\} [1-9]/)
+    assert.match(metrics, /rackboot_security_events_total\{kind="config-second-address"\} [1-9]/)
   })
 
   await t.test('forged Talos feedback (kernel log over TCP or UDP, event sink) from elsewhere does not install the victim', async () => {
     await kmsgTcp(kport, ATTACKER.ip, '[talos] install successful')
+    await kmsgTcp(kport, VICTIM_OTHER, '[talos] install successful')
+    assert.equal(await publishEvent(sport, VICTIM_OTHER, xid(1_787_000_000, 4), 'machine.MachineStatusEvent', RUNNING_READY), 0)
     await kmsgUdp(kport, VICTIM.ip, '[talos] install successful')
     await kmsgUdp(kport, ATTACKER.ip, '[talos] install successful')
     assert.equal(await publishEvent(sport, ATTACKER.ip, xid(1_787_000_000, 1), 'machine.MachineStatusEvent', RUNNING_READY), 0)

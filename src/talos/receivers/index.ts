@@ -9,13 +9,15 @@
 //   } })
 //   await sink.start()                             // { address, port }
 //
-//   const store = createKernelLogStore({ perMachineLines: 2000, maxPeers: 1024 })
-//   const kmsg = createKernelLogReceiver({ listen: '0.0.0.0', tcpPort: 4001, udpPort: 4001, log, metrics, store })
+//   const store = createKernelLogStore({ perMachineLines: 2000, maxBytes: 64 * 1024 * 1024, metrics })
+//   const kmsg = createKernelLogReceiver({ listen: '0.0.0.0', tcpPort: 4001, udpPort: 4001, log, metrics, store,
+//     linesPerSecond: 500 })
 //   await kmsg.start()                             // { address, tcpPort, udpPort }
-//   store.lines(peerIp, { limit: 200 }); store.subscribe((peer, line) => ..., kernelLogHintFor(line))
+//   store.lines(peerIp, { limit: 200 })
+//   store.subscribe((peer, line) => ...)           // line.transport: 'tcp' | 'udp' (UDP senders can be spoofed)
 //
 // Which signal means what is explained at the top of lifecycle-hint.ts.
-export { createEventSinkServer, PUBLISH_PATH } from './event-sink-server.js'
+export { createEventSinkServer, EVENT_SINK_DEFAULTS, PUBLISH_PATH } from './event-sink-server.js'
 export type { EventSinkServer, EventSinkServerDeps, EventSinkStats, TalosEventObserver } from './event-sink-server.js'
 export {
   decodeEventPayload,
@@ -43,9 +45,14 @@ export type {
 } from './talos-events.js'
 export { lifecycleHintFor, kernelLogHintFor } from './lifecycle-hint.js'
 export type { LifecycleHint, KernelLogHint } from './lifecycle-hint.js'
-export { createKernelLogReceiver } from './kernel-log-receiver.js'
+export {
+  createKernelLogReceiver,
+  DEFAULT_KERNEL_LOG_CONNECTIONS_PER_PEER,
+  DEFAULT_KERNEL_LOG_LINES_PER_SECOND,
+  DEFAULT_KERNEL_LOG_RATE_PEERS,
+} from './kernel-log-receiver.js'
 export type { KernelLogReceiver, KernelLogReceiverDeps, KernelLogReceiverStats } from './kernel-log-receiver.js'
-export { createKernelLogStore } from './kernel-log-store.js'
+export { createKernelLogStore, lineCost, LINE_OVERHEAD_BYTES, PEER_OVERHEAD_BYTES, STRING_OVERHEAD_BYTES } from './kernel-log-store.js'
 export type {
   KernelLogStore,
   KernelLogStoreOptions,
@@ -55,7 +62,7 @@ export type {
   KernelLogStoreStats,
 } from './kernel-log-store.js'
 export { parseKernelLogLine, MAX_MSG_CHARS } from './kernel-log-line.js'
-export type { KernelLogLine, KernelLogRecord, ParsedKernelLog } from './kernel-log-line.js'
+export type { KernelLogLine, KernelLogRecord, KernelLogTransport, ParsedKernelLog } from './kernel-log-line.js'
 export { PROTO_DIR, PROTO_FILES, TYPE_URL_PREFIX } from './proto.js'
 export { xidTime } from './xid.js'
 export { normalizeIp } from './peer.js'

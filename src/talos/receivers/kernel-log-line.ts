@@ -6,9 +6,14 @@
 // priority are syslog names ("kern", "daemon"...; "emerg" ... "debug"), talos-level is zap's level derived from the
 // priority, talos-time the record's wall-clock time. Parsing is defensive: anything else is a drop reason.
 
+/** How a line arrived. UDP source addresses are trivially spoofed on a LAN; a TCP peer completed a handshake. */
+export type KernelLogTransport = 'tcp' | 'udp'
+
 export interface KernelLogLine {
   /** Store cursor: increases by one for every line the store keeps, across all peers. Set by the store. */
   cursor: number
+  /** Set by the store from what the receiver reports: only TCP lines may move a machine's state. */
+  transport: KernelLogTransport
   /** When rackboot received it (ms since the epoch). */
   receivedAt: number
   msg: string
@@ -22,8 +27,8 @@ export interface KernelLogLine {
   talosTime?: string
 }
 
-/** A parsed line before the store gives it a cursor. */
-export type KernelLogRecord = Omit<KernelLogLine, 'cursor'>
+/** A parsed line before the store gives it a cursor and its transport. */
+export type KernelLogRecord = Omit<KernelLogLine, 'cursor' | 'transport'>
 
 export type KernelLogDropReason = 'malformed' | 'not_object' | 'no_msg' | 'too_long'
 
@@ -33,8 +38,15 @@ export type ParsedKernelLog = { ok: true; record: KernelLogRecord } | { ok: fals
 export const MAX_MSG_CHARS = 4096
 const MAX_FIELD_CHARS = 64
 
-const shortString = (v: unknown): string | undefined =>
-  typeof v === 'string' ? (v.length > MAX_FIELD_CHARS ? v.slice(0, MAX_FIELD_CHARS) : v) : undefined
+/**
+ * The first `max` characters as a string of their own. V8 makes a longer string's slice a view that keeps the whole
+ * original alive, so a kept 64-character field could pin a 16 KiB line; the store's byte count would then be wrong.
+ */
+export function truncateOwned(s: string, max: number): string {
+  return s.length > max ? Buffer.from(s.slice(0, max), 'utf8').toString('utf8') : s
+}
+
+const shortString = (v: unknown): string | undefined => (typeof v === 'string' ? truncateOwned(v, MAX_FIELD_CHARS) : undefined)
 const integer = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) ? v : undefined)
 
 /** Parses one JSON line (without its newline). */
@@ -50,7 +62,7 @@ export function parseKernelLogLine(text: string, receivedAt: number): ParsedKern
   if (typeof fields.msg !== 'string') return { ok: false, reason: 'no_msg' }
   const record: KernelLogRecord = {
     receivedAt,
-    msg: fields.msg.length > MAX_MSG_CHARS ? fields.msg.slice(0, MAX_MSG_CHARS) : fields.msg,
+    msg: truncateOwned(fields.msg, MAX_MSG_CHARS),
   }
   const seq = integer(fields.seq)
   if (seq !== undefined) record.seq = seq

@@ -101,7 +101,7 @@ test('store: bounded ring per peer, cursors, since/limit, least recently written
   const store = createKernelLogStore({ perMachineLines: 5, maxPeers: 2 })
   const seen: string[] = []
   const unsubscribe = store.subscribe((peer, line) => seen.push(`${peer}:${line.msg}`))
-  for (let i = 1; i <= 8; i++) store.append('198.18.0.1', { receivedAt: i, msg: `a${i}` })
+  for (let i = 1; i <= 8; i++) store.append('198.18.0.1', { receivedAt: i, msg: `a${i}` }, 'tcp')
   assert.deepEqual(store.lines('198.18.0.1').map((l) => l.msg), ['a4', 'a5', 'a6', 'a7', 'a8'])
   assert.deepEqual(store.lines('198.18.0.1', { limit: 2 }).map((l) => l.msg), ['a7', 'a8'])
   const cursorOfA5 = store.lines('198.18.0.1')[1]!.cursor
@@ -109,17 +109,18 @@ test('store: bounded ring per peer, cursors, since/limit, least recently written
   assert.deepEqual(store.lines('198.18.0.1', { since: cursorOfA5, limit: 2 }).map((l) => l.msg), ['a6', 'a7'])
   assert.deepEqual(store.lines('198.18.0.1', { since: 0, limit: 1 }).map((l) => l.msg), ['a4'])
   assert.deepEqual(store.lines('198.18.0.1', { since: 10_000 }), [])
-  store.append('198.18.0.2', { receivedAt: 9, msg: 'b1' })
-  store.append('198.18.0.1', { receivedAt: 10, msg: 'a9' }) // .1 is now the most recent
-  store.append('198.18.0.3', { receivedAt: 11, msg: 'c1' }) // evicts .2
+  store.append('198.18.0.2', { receivedAt: 9, msg: 'b1' }, 'tcp')
+  store.append('198.18.0.1', { receivedAt: 10, msg: 'a9' }, 'tcp') // .1 is now the most recent
+  store.append('198.18.0.3', { receivedAt: 11, msg: 'c1' }, 'tcp') // evicts .2
   assert.deepEqual(store.peers().map((p) => p.peer).sort(), ['198.18.0.1', '198.18.0.3'])
   assert.deepEqual(store.lines('198.18.0.2'), [])
-  assert.deepEqual(store.stats(), { peers: 2, lines: 6, evictedPeers: 1, listenerErrors: 0 })
+  const { peers, lines, evictedPeers, evictedLines, listenerErrors } = store.stats()
+  assert.deepEqual({ peers, lines, evictedPeers, evictedLines, listenerErrors }, { peers: 2, lines: 6, evictedPeers: 1, evictedLines: 0, listenerErrors: 0 })
   assert.equal(seen.length, 11)
   assert.equal(seen.at(-1), '198.18.0.3:c1')
   unsubscribe()
   store.subscribe(() => { throw new Error('listener bug') })
-  store.append('198.18.0.3', { receivedAt: 12, msg: 'c2' })
+  store.append('198.18.0.3', { receivedAt: 12, msg: 'c2' }, 'tcp')
   assert.equal(seen.length, 11)
   assert.equal(store.stats().listenerErrors, 1)
   store.forget('198.18.0.3')
@@ -151,7 +152,8 @@ test('TCP: JSON lines from one connection, malformed ones dropped and counted, a
 
 test('TCP: many lines in few large writes, the store keeping the newest', async (t) => {
   const store = createKernelLogStore({ perMachineLines: 2000 })
-  const { receiver, ports } = await startReceiver(t, {}, store)
+  // far above the rate limit's default: this is about splitting large writes (rate-limit.test.ts covers the rate)
+  const { receiver, ports } = await startReceiver(t, { linesPerSecond: 1_000_000 }, store)
   const socket = await tcpClient(t, ports.tcpPort!)
   const total = 20_000
   let batch = ''
