@@ -15,6 +15,13 @@ import type { DownloadGate } from './download-gate.js'
 import { apiRoutes, type ApiDeps } from './plugins/api/index.js'
 import { uiRoutes } from './ui/index.js'
 import { resetOnPeerEof } from './peer-eof.js'
+import { DEFAULT_CONNECTION_LIMITS, limitConnections, serverTimeouts, type ConnectionLimits } from './connection-limits.js'
+
+/** What one client may cost the server (settings.http); each absent field takes the setting's default. */
+export interface HttpLimits extends Partial<ConnectionLimits> {
+  /** Event streams one API token may hold open (settings.http.maxEventStreamsPerToken, default 8). */
+  maxEventStreamsPerToken?: number
+}
 
 export interface AppDeps {
   inventory: Inventory
@@ -36,11 +43,19 @@ export interface AppDeps {
     talosChannels?: BootRoutesDeps['talosChannels']
   }
   /** The cluster API under /api/v1 (machines, allocations, events, classes, profiles, clusters); absent in tests of other routes. */
-  api?: Omit<ApiDeps, 'inventory' | 'lifecycle' | 'registry' | 'version'>
+  api?: Omit<ApiDeps, 'inventory' | 'lifecycle' | 'registry' | 'version' | 'maxEventStreamsPerToken'>
+  limits?: HttpLimits
 }
 
 /** The HTTP application: a route table only. It never listens; `serve` does (tests use inject). */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const limits: ConnectionLimits = {
+    maxConnectionsPerAddress: deps.limits?.maxConnectionsPerAddress ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddress,
+    maxConnections: deps.limits?.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+    headersTimeoutMs: deps.limits?.headersTimeoutMs ?? DEFAULT_CONNECTION_LIMITS.headersTimeoutMs,
+    ...(deps.limits?.requestTimeoutMs !== undefined ? { requestTimeoutMs: deps.limits.requestTimeoutMs } : {}),
+  }
+  const timeouts = serverTimeouts(limits)
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log.child({ svc: 'http' }) as FastifyBaseLogger,
     // Per-request log lines would drown a boot storm; the metrics histogram and the timeline cover requests.
@@ -48,7 +63,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Short keep-alive: PXE clients reconnect per file, and lingering sockets cost more than they save.
     keepAliveTimeout: 5_000,
     bodyLimit: 4 * 1024 * 1024,
+    // A client trickling its request is cut off (fastify would otherwise set requestTimeout to 0, no limit).
+    requestTimeout: timeouts.requestTimeout,
+    http: timeouts,
   })
+  limitConnections(app.server, { limits, registry: deps.registry, log: app.log as unknown as Logger })
   resetOnPeerEof(app.server)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
@@ -65,12 +84,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.boot) {
     const b = deps.boot
     await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
-    await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate })
+    await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate, registry: deps.registry })
     await app.register(agentRoutes, { boot: b.service })
     if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })
   }
   if (deps.api) {
-    await app.register(apiRoutes, { ...deps.api, inventory: deps.inventory, lifecycle: deps.lifecycle, registry: deps.registry, version: deps.version, prefix: '/api/v1' })
+    await app.register(apiRoutes, {
+      ...deps.api, inventory: deps.inventory, lifecycle: deps.lifecycle, registry: deps.registry, version: deps.version, prefix: '/api/v1',
+      ...(deps.limits?.maxEventStreamsPerToken !== undefined ? { maxEventStreamsPerToken: deps.limits.maxEventStreamsPerToken } : {}),
+    })
   }
   return app
 }

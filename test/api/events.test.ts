@@ -1,5 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import type { ServerResponse } from 'node:http'
+import { Writable } from 'node:stream'
+import { createEventBus } from '../../src/events/bus.js'
+import { createEventHub } from '../../src/http/plugins/api/event-hub.js'
+import { silentLogger } from '../../src/log.js'
 import { apiSetup, type ApiSetup } from './support/app.js'
 import { seedMachines } from './support/seed.js'
 import { openSse } from './support/sse.js'
@@ -177,4 +183,72 @@ test('server shutdown ends every stream with a final event, and does not wait fo
     await st.ended
     assert.equal(st.events.at(-1)?.event, 'shutdown')
   }
+})
+
+test('one token holds at most maxEventStreamsPerToken streams (default 8): the next gets 429, counted; other tokens still get theirs', async (t) => {
+  const s = await apiSetup()
+  t.after(() => s.close())
+  const base = await listening(s)
+  const refused = async () => Number(/reason="per-token"} (\d+)/.exec(await s.registry.getSingleMetricAsString('rackboot_api_event_streams_refused_total'))?.[1] ?? 0)
+  // Asked for all at once: no two requests can both take the last slot.
+  const first = await Promise.all(Array.from({ length: 10 }, () => openSse(`${base}/api/v1/events`, s.auth('read'))))
+  t.after(() => first.forEach((c) => c.close()))
+  const open = first.filter((c) => c.status === 200)
+  const over = first.filter((c) => c.status !== 200)
+  assert.equal(open.length, 8)
+  assert.deepEqual(over.map((c) => c.status), [429, 429])
+  assert.equal(await refused(), 2)
+
+  const more = await fetch(`${base}/api/v1/events`, { headers: s.auth('read') })
+  assert.equal(more.status, 429)
+  assert.ok(more.headers.get('retry-after'))
+  const body = await more.json() as { error: string; message: string; details: { limit: number } }
+  assert.match(body.message, /token 'reader' already holds 8 event streams.*maxEventStreamsPerToken = 8/)
+  assert.equal(body.details.limit, 8)
+  assert.equal(await refused(), 3)
+
+  // Another token (the web UI's, say) is not affected.
+  const other = await openSse(`${base}/api/v1/events`, s.auth('admin'))
+  t.after(() => other.close())
+  assert.equal(other.status, 200)
+  // A stream that closes gives its token's slot back.
+  open[0]!.close()
+  for (let waited = 0; ; waited += 20) {
+    const again = await openSse(`${base}/api/v1/events`, s.auth('read'))
+    t.after(() => again.close())
+    if (again.status === 200) break
+    assert.ok(waited < 5_000, 'the closed stream\'s slot never came back')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+})
+
+test('the hub takes a slot when open() starts: streams asked for in one tick cannot overshoot either cap while the table is read', async (t) => {
+  // A table slow to answer: every open() below is still waiting for it when the next one is admitted.
+  const inventory = {
+    events: { list: async () => [] },
+    queries: { latestEventSeq: () => new Promise<number>((r) => setTimeout(() => r(0), 50)) },
+  } as unknown as Parameters<typeof createEventHub>[0]['inventory']
+  const hub = createEventHub({ inventory, bus: createEventBus(), log: silentLogger(), options: { maxStreams: 3, maxStreamsPerToken: 2, heartbeatMs: 60_000 } })
+  t.after(() => hub.close())
+  const sinks: Writable[] = []
+  const opened: Promise<void>[] = []
+  const ask = (token: string) => {
+    const refusal = hub.admit(token)
+    if (refusal === null) {
+      const sink = new Writable({ write: (_c, _e, done) => done() })
+      sinks.push(sink)
+      opened.push(hub.open(sink as unknown as ServerResponse, null, { types: null, machineId: null }, token))
+    }
+    return refusal
+  }
+  assert.deepEqual(['a', 'a', 'a', 'b', 'b'].map(ask), [null, null, 'per-token', null, 'total'])
+  assert.equal(hub.countFor('a'), 2)
+  assert.equal(hub.count(), 3)
+  // A closed response gives its slots back.
+  await Promise.all(opened)
+  sinks[0]!.destroy()
+  await once(sinks[0]!, 'close')
+  assert.equal(hub.countFor('a'), 1)
+  assert.equal(hub.count(), 2)
+  assert.equal(ask('a'), null)
 })

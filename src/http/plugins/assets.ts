@@ -1,5 +1,8 @@
+import { realpath } from 'node:fs/promises'
+import { join, relative, resolve, sep } from 'node:path'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync } from 'fastify'
+import { Counter, type Registry } from 'prom-client'
 import type { Lifecycle } from '../../lifecycle/index.js'
 import type { DownloadGate } from '../download-gate.js'
 
@@ -7,26 +10,153 @@ export interface AssetRoutesDeps {
   assetsDir: string
   lifecycle: Lifecycle
   gate: DownloadGate
+  registry?: Registry
+  /** How long a path's checked resolution is reused (a re-pointed symlink is seen after at most this). */
+  resolveCacheMs?: number
 }
 
 // Files whose completed download ends a machine's large-download slot (the initrd comes after the kernel).
 const LAST_FILES = new Set(['agent.img', 'initramfs.xz'])
 
+// Resolutions kept; past it the oldest goes. Only paths that exist are kept, so random names cannot fill it.
+const CACHE_ENTRIES = 4096
+// Paths warned about; past it refusals are only counted.
+const WARNED_ENTRIES = 1024
+
 /**
- * `GET|HEAD /assets/...`: iPXE binaries, kernels and initramfs images with Range, ETag and HEAD (@fastify/static,
- * which refuses paths out of the root). A download that names its machine (`?m=ID`, as boot scripts do) lands on
- * that machine's timeline with its size and time.
+ * A request path (after /assets/, still URL-encoded) as a relative path, or null. Segments are decoded one by one,
+ * so an encoded slash cannot join two of them; `..`, dot files, backslashes and control characters are refused
+ * outright rather than resolved (as TFTP does).
+ */
+export function assetRelativePath(encoded: string): string | null {
+  const kept: string[] = []
+  for (const raw of encoded.split('/')) {
+    let s: string
+    try {
+      s = decodeURIComponent(raw)
+    } catch {
+      return null
+    }
+    if (s === '' || s === '.') continue
+    // eslint-disable-next-line no-control-regex
+    if (s.startsWith('.') || /[/\\\x00-\x1f\x7f]/.test(s)) return null
+    kept.push(s)
+  }
+  return kept.length > 0 ? kept.join('/') : null
+}
+
+function within(root: string, path: string): boolean {
+  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep)
+}
+
+/** Where a request path leads: a file (relative to the real root it was checked against), out of the root, or nowhere. */
+type Resolution = { root: string; rel: string } | { outside: true } | null
+
+/**
+ * `GET|HEAD /assets/...`: iPXE binaries, kernels and initramfs images with Range, ETag and HEAD (@fastify/static's
+ * send). Symlinks are followed only while they stay inside the assets directory, as TFTP does: the path is resolved
+ * (cached briefly, this is the boot storm's hot path) and the resolved file is what is sent, so a link re-pointed
+ * out of the root after the check is not followed. A download that names its machine (`?m=ID`, as boot scripts
+ * do) lands on that machine's timeline with its size and time.
  */
 export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps) => {
+  const ttl = deps.resolveCacheMs ?? 1_000
+  const rootAbs = resolve(deps.assetsDir)
+  const refused = deps.registry
+    ? new Counter({
+      name: 'rackboot_http_assets_refused_total',
+      help: 'Asset requests answered 404 because the path leads out of the assets directory or is malformed',
+      labelNames: ['reason'] as const,
+      registers: [deps.registry],
+    })
+    : null
+  const warned = new Set<string>()
+
+  let root: { at: number; real: Promise<string> } | null = null
+  const realRoot = (now: number): Promise<string> => {
+    if (!root || now - root.at >= ttl) {
+      const real = realpath(rootAbs)
+      root = { at: now, real }
+      real.catch(() => (root = null))
+    }
+    return root.real
+  }
+
+  // Concurrent requests for one path share a resolution (a boot storm asks for the same few files).
+  const cache = new Map<string, { at: number; result: Promise<Resolution> }>()
+  const resolveAsset = (rel: string): Promise<Resolution> => {
+    const now = Date.now()
+    const hit = cache.get(rel)
+    if (hit && now - hit.at < ttl) return hit.result
+    cache.delete(rel)
+    const result = (async (): Promise<Resolution> => {
+      const rootReal = await realRoot(now)
+      let real: string
+      try {
+        real = await realpath(join(rootReal, rel))
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EACCES' || code === 'ENAMETOOLONG') return null
+        throw err
+      }
+      return within(rootReal, real) ? { root: rootReal, rel: relative(rootReal, real) } : { outside: true }
+    })()
+    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!)
+    const entry = { at: now, result }
+    cache.set(rel, entry)
+    const forget = () => {
+      if (cache.get(rel) === entry) cache.delete(rel)
+    }
+    result.then((r) => r === null && forget(), forget)
+    return result
+  }
+
+  // serve: false — the route below decides what may be sent; the plugin lends it send (Range, ETag, HEAD).
   await app.register(fastifyStatic, {
-    root: deps.assetsDir,
-    prefix: '/assets/',
+    root: rootAbs,
+    serve: false,
     index: false,
     list: false,
-    dotfiles: 'deny',
-    decorateReply: false,
+    // Dot files are refused by name in assetRelativePath; a file a link inside the root leads to is the operator's.
+    dotfiles: 'allow',
+    decorateReply: true,
     cacheControl: false,
   })
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/assets/*',
+    schema: { hide: true },
+    // A client gone mid-download is not an error to answer (as @fastify/static's own route does).
+    errorHandler(error, request, reply) {
+      if ((error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        request.raw.destroy()
+        return
+      }
+      return app.errorHandler(error, request, reply)
+    },
+    async handler(request, reply) {
+      const url = request.url
+      const q = url.indexOf('?')
+      const rel = assetRelativePath(url.slice('/assets/'.length, q < 0 ? url.length : q))
+      if (rel === null) {
+        refused?.inc({ reason: 'bad-path' })
+        return reply.callNotFound()
+      }
+      const where = await resolveAsset(rel)
+      if (where === null) return reply.callNotFound()
+      if ('outside' in where) {
+        refused?.inc({ reason: 'outside-root' })
+        if (!warned.has(rel) && warned.size < WARNED_ENTRIES) {
+          warned.add(rel)
+          request.log.warn({ path: rel, assetsDir: rootAbs }, 'asset path leads out of the assets directory (a symlink?): not served')
+        }
+        return reply.callNotFound()
+      }
+      return reply.sendFile(where.rel, where.root)
+    },
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     const machineId = (request.query as { m?: string } | undefined)?.m
     if (!machineId || !/^m-[0-9a-f]{12}$/.test(machineId) || request.method !== 'GET') return

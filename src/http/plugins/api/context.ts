@@ -20,6 +20,8 @@ export interface ApiDeps {
   /** Waits until bus events are in the events table (attachTimeline's flush), so the stream sees them at once. */
   flushTimeline?: () => Promise<void>
   events?: EventStreamOptions
+  /** Event streams one API token may hold open (settings.http.maxEventStreamsPerToken); default 8. */
+  maxEventStreamsPerToken?: number
   /** BMC power: /machines/{id}/power is served when given. */
   power?: PowerManager
   /** Talos kernel logs kept in memory, and the addresses a machine is known by: /machines/{id}/logs when given. */

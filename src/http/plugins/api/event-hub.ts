@@ -4,6 +4,7 @@ import type { EventBus } from '../../../events/bus.js'
 import type { Inventory, StoredEvent } from '../../../inventory/index.js'
 import type { Logger } from '../../../log.js'
 import { eventView } from './schemas.js'
+import { redactBootTokensDeep } from '../../redact.js'
 
 // Server-sent events for controllers: the events table is the log (seq is the cursor, so a client resumes with
 // `since` or Last-Event-ID), the bus only says "there is more". One hub reads new rows once and hands them to
@@ -19,6 +20,8 @@ export interface EventStreamOptions {
   /** A stream whose socket does not drain for this long is closed. */
   stallMs?: number
   maxStreams?: number
+  /** Streams one API token may hold open, so one token cannot take every stream (the web UI's among them). */
+  maxStreamsPerToken?: number
   /** Rows per read. */
   pageSize?: number
 }
@@ -27,6 +30,8 @@ export interface EventFilter {
   /** Exact types, or prefixes written `boot.*`. */
   types: string[] | null
   machineId: string | null
+  /** Replace boot tokens in the events (a token without provision scope never sees them). */
+  redactTokens?: boolean
 }
 
 export interface EventHubDeps {
@@ -39,11 +44,26 @@ export interface EventHubDeps {
   options?: EventStreamOptions
 }
 
+/** Why a stream may not be opened: every stream is taken, or this token holds its share. */
+export type StreamRefusal = 'total' | 'per-token'
+
 export interface EventHub {
-  /** Streams to `res` (headers already written) from after `since` (null: from now) until either side closes. */
-  open(res: ServerResponse, since: number | null, filter: EventFilter): Promise<void>
+  /**
+   * Whether `token` (an API token id) may open another stream: null, or the bound that refuses it (counted). Call
+   * `open` in the same tick as a null answer: the slot is taken when `open` starts.
+   */
+  admit(token: string | null): StreamRefusal | null
+  /**
+   * Streams to `res` (headers already written) from after `since` (null: from now) until either side closes. The
+   * stream counts against `token` until `res` closes.
+   */
+  open(res: ServerResponse, since: number | null, filter: EventFilter, token?: string | null): Promise<void>
+  /** Open streams, and those being opened. */
   count(): number
+  /** Open streams of one token, and those being opened. */
+  countFor(token: string): number
   readonly maxStreams: number
+  readonly maxStreamsPerToken: number
   /** Ends every stream with a final `shutdown` event and stops reading. */
   close(): void
 }
@@ -65,6 +85,7 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   const pollMs = o.pollMs ?? 1_000
   const stallMs = o.stallMs ?? 30_000
   const maxStreams = o.maxStreams ?? 1_000
+  const maxStreamsPerToken = o.maxStreamsPerToken ?? 8
   const pageSize = o.pageSize ?? 500
   const metrics = deps.registry ? {
     streams: new Gauge({ name: 'rackboot_api_event_streams', help: 'Open event streams', registers: [deps.registry] }),
@@ -80,9 +101,20 @@ export function createEventHub(deps: EventHubDeps): EventHub {
     }),
     sent: new Counter({ name: 'rackboot_api_event_stream_events_total', help: 'Events written to event streams', registers: [deps.registry] }),
     dropped: new Counter({ name: 'rackboot_api_event_stream_dropped_total', help: 'Event streams closed by the server', labelNames: ['reason'] as const, registers: [deps.registry] }),
+    refused: new Counter({
+      name: 'rackboot_api_event_streams_refused_total',
+      help: 'Event streams refused because every stream was taken (total) or the token held its share (per-token)',
+      labelNames: ['reason'] as const,
+      registers: [deps.registry],
+    }),
   } : null
 
   const streams = new Set<Stream>()
+  /** Streams being opened (open() awaits the table before its stream joins `streams`): they hold a slot already. */
+  let opening = 0
+  /** Open and opening streams by token id; an entry goes when its count reaches 0. */
+  const perToken = new Map<string, number>()
+  const count = () => streams.size + opening
   /** The newest seq the hub has read (or, when stale, may be behind the table). */
   let head = 0
   let stale = true
@@ -96,11 +128,13 @@ export function createEventHub(deps: EventHubDeps): EventHub {
     pulling = false
     ended = false
     private readonly matches: (e: StoredEvent) => boolean
+    private readonly redact: boolean
     private readonly heartbeat: NodeJS.Timeout
 
     constructor(private readonly res: ServerResponse, since: number, filter: EventFilter) {
       this.cursor = since
       this.matches = matcher(filter)
+      this.redact = filter.redactTokens ?? false
       this.heartbeat = setInterval(() => {
         if (!this.res.writableNeedDrain) this.res.write(': keepalive\n\n')
       }, heartbeatMs)
@@ -111,7 +145,7 @@ export function createEventHub(deps: EventHubDeps): EventHub {
       if (e.seq <= this.cursor) return
       this.cursor = e.seq
       if (!this.matches(e)) return
-      this.res.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(eventView(e))}\n\n`)
+      this.res.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(eventView(this.redact ? redactBootTokensDeep(e) : e))}\n\n`)
       metrics?.sent.inc()
     }
 
@@ -131,6 +165,8 @@ export function createEventHub(deps: EventHubDeps): EventHub {
           done(false)
           metrics?.dropped.inc({ reason: 'stalled' })
           log.warn({ cursor: this.cursor }, 'event stream client stopped reading: closing its stream')
+          // Over now, not when the socket's close comes round: the gauge agrees with the counter at once.
+          this.end(null)
           this.res.destroy()
         }, stallMs)
         this.res.on('drain', onDrain)
@@ -236,18 +272,45 @@ export function createEventHub(deps: EventHubDeps): EventHub {
 
   return {
     maxStreams,
-    count: () => streams.size,
-    async open(res, since, filter) {
-      if (stale) {
-        head = Math.max(head, await inventory.queries.latestEventSeq())
-        stale = false
+    maxStreamsPerToken,
+    count,
+    countFor: (token) => perToken.get(token) ?? 0,
+    admit(token) {
+      const refusal: StreamRefusal | null = count() >= maxStreams ? 'total'
+        : token !== null && (perToken.get(token) ?? 0) >= maxStreamsPerToken ? 'per-token' : null
+      if (refusal) metrics?.refused.inc({ reason: refusal })
+      return refusal
+    },
+    async open(res, since, filter, token = null) {
+      // The client may be gone already (it closed while the request was authenticated): nothing to hold.
+      if (res.destroyed) return
+      // Slots are taken before the first await, so requests arriving together cannot all pass admit().
+      if (token !== null) {
+        perToken.set(token, (perToken.get(token) ?? 0) + 1)
+        res.once('close', () => {
+          const left = (perToken.get(token) ?? 1) - 1
+          if (left <= 0) perToken.delete(token)
+          else perToken.set(token, left)
+        })
       }
-      const stream = new Stream(res, since ?? head, filter)
-      if (closed) {
-        stream.end('shutdown')
-        return
+      opening++
+      let stream: Stream
+      try {
+        if (stale) {
+          head = Math.max(head, await inventory.queries.latestEventSeq())
+          stale = false
+        }
+        // Closed while the table was read: its 'close' is past, a stream made now would never end.
+        if (res.destroyed) return
+        stream = new Stream(res, since ?? head, filter)
+        if (closed) {
+          stream.end('shutdown')
+          return
+        }
+        streams.add(stream)
+      } finally {
+        opening--
       }
-      streams.add(stream)
       metrics?.streams.set(streams.size)
       res.write(`retry: 2000\n: stream from seq ${stream.cursor}\n\n`)
       await stream.pull()

@@ -5,7 +5,8 @@ import { RackbootError } from '../../../errors.js'
 import type { Logger } from '../../../log.js'
 import type { ApiDeps } from './context.js'
 import { createEventHub } from './event-hub.js'
-import { errors } from './schemas.js'
+import { seesBootTokens } from '../../redact.js'
+import { ErrorSchema, errors } from './schemas.js'
 
 const EventsQuery = Type.Object({
   since: Type.Optional(Type.Integer({ minimum: 0, description: 'Stream events after this seq (exclusive); 0 for all kept. Default: from now. Last-Event-ID wins when both are given.' })),
@@ -18,7 +19,7 @@ export const eventRoutes: FastifyPluginAsync<ApiDeps> = async (app0, deps) => {
   const hub = createEventHub({
     inventory: deps.inventory, bus: deps.bus, log: app.log as unknown as Logger, registry: deps.registry,
     ...(deps.flushTimeline ? { flush: deps.flushTimeline } : {}),
-    ...(deps.events ? { options: deps.events } : {}),
+    options: { ...deps.events, ...(deps.maxEventStreamsPerToken !== undefined ? { maxStreamsPerToken: deps.maxEventStreamsPerToken } : {}) },
   })
   // Streams never end on their own: end them before the server waits for its connections to close.
   app.addHook('preClose', async () => hub.close())
@@ -36,14 +37,26 @@ export const eventRoutes: FastifyPluginAsync<ApiDeps> = async (app0, deps) => {
       response: {
         200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: Type.String() } } },
         ...errors(400, 503),
+        429: { ...ErrorSchema, description: 'This token holds as many event streams as one token may (http.maxEventStreamsPerToken)' },
       },
     },
   }, async (request, reply) => {
     const lastId = request.headers['last-event-id']
     const since = lastId !== undefined ? Number(lastId) : (request.query.since ?? null)
-    if (hub.count() >= hub.maxStreams) {
+    const token = request.apiToken!
+    const refusal = hub.admit(token.id)
+    if (refusal === 'total') {
       throw new RackbootError('RB_ERR_INTERNAL', `too many event streams (${hub.maxStreams}); try again later`, { statusCode: 503 })
     }
+    if (refusal === 'per-token') {
+      // 429 as power's too-soon: a limit of this client's, which other tokens (the web UI's) do not share.
+      reply.header('retry-after', '10')
+      throw new RackbootError('RB_ERR_CONFLICT', `token '${token.name}' already holds ${hub.countFor(token.id)} event streams, the most one token may `
+        + `hold (http.maxEventStreamsPerToken = ${hub.maxStreamsPerToken}); close one, or give this client its own token`, {
+        statusCode: 429, details: { limit: hub.maxStreamsPerToken, open: hub.countFor(token.id) },
+      })
+    }
+    // No await from admit() to open(): the slot admit() granted is taken before another request can ask.
     reply.hijack()
     reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -55,7 +68,8 @@ export const eventRoutes: FastifyPluginAsync<ApiDeps> = async (app0, deps) => {
       await hub.open(reply.raw, since, {
         types: request.query.types ? request.query.types.split(',').filter(Boolean) : null,
         machineId: request.query.machine ?? null,
-      })
+        redactTokens: !seesBootTokens(request.apiToken),
+      }, token.id)
     } catch (err) {
       request.log.error({ err }, 'event stream failed')
       reply.raw.end('event: error\ndata: {}\n\n')

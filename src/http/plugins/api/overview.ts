@@ -5,6 +5,7 @@ import { MACHINE_STATES, type MachineState } from '../../../inventory/index.js'
 import type { ApiDeps } from './context.js'
 import { commaList, machineFilter } from './query.js'
 import { errors, EventSchema, eventView, Nullable } from './schemas.js'
+import { redactBootTokensDeep, seesBootTokens } from '../../redact.js'
 
 // Two reads the web UI's inventory page needs and the machine list cannot give without walking every page:
 // machines per state (the counts over a filtered inventory of 100,000), and each listed machine's newest event
@@ -56,11 +57,12 @@ export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) =>
     },
   }, async (request) => {
     const ids = [...new Set(request.query.machine)]
+    const redact = !seesBootTokens(request.apiToken)
     const items = []
     for (const machineId of ids) {
       // One indexed lookup (machine_id, seq) per machine.
       const [last] = await inventory.events.list({ machineId, limit: 1, newest: true })
-      items.push({ machineId, event: last ? eventView(last) : null })
+      items.push({ machineId, event: last ? eventView(redact ? redactBootTokensDeep(last) : last) : null })
       // SQLite answers synchronously: let DHCP and TFTP packets in between machines, not after the whole page.
       await new Promise((resolve) => setImmediate(resolve))
     }
