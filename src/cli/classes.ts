@@ -1,7 +1,7 @@
 import { chooseClass } from '../matching/index.js'
 import { resolveProfile } from '../lifecycle/index.js'
 import { describeDiskSelector } from './install-disk.js'
-import { renderTable } from './table.js'
+import { printable, renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
 import { resolveMachine } from './resolve.js'
 
@@ -40,7 +40,7 @@ export async function classesCommand(args: string[]): Promise<number> {
           printJson({ machine: machine.id, chosen: choice.chosen?.name ?? null, tiedWith: choice.tiedWith, profile: resolved.profile?.name ?? null, installDisk: resolved.profile?.installDisk ?? null, reason: resolved.reason, classes: choice.all })
           return 0
         }
-        console.log(`machine ${machine.name ?? machine.id} (${machine.state})\n`)
+        console.log(`machine ${printable(machine.name ?? machine.id)} (${machine.state})\n`)
         const rows = choice.all.flatMap((c) => c.selectors.length === 0
           ? [{ cls: c.name, result: 'no selectors: never matches', selector: '' }]
           : c.selectors.map((s, i) => ({ cls: i === 0 ? c.name : '', result: s.error ? `error: ${s.error}` : s.ok ? 'yes' : 'no', selector: s.source })))

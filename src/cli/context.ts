@@ -1,4 +1,5 @@
-import { join } from 'node:path'
+import { chmodSync, mkdirSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { RackbootError } from '../errors.js'
 import { createEventBus, type EventBus } from '../events/bus.js'
@@ -46,11 +47,43 @@ export function secretKeyFile(settings: Settings): string {
   return join(settings.dataDir, 'secret.key')
 }
 
+/** A warning for the operator on stderr, one line (commands other than serve have no log to write it to). */
+export function warnOnStderr(message: string): void {
+  process.stderr.write(`rackboot: warning: ${message}\n`)
+}
+
+/**
+ * The data directory (database, secrets key, caches) for its owner only: made 0700, or tightened to 0700 with a
+ * warning when it was readable or writable by others. Its parents are made as usual (0755 under umask 022).
+ * Returns the mode it had before, null when it was made now.
+ */
+export function prepareDataDir(dir: string, warn: (message: string) => void = warnOnStderr): number | null {
+  try {
+    mkdirSync(dirname(dir), { recursive: true })
+    mkdirSync(dir, { mode: 0o700 })
+    chmodSync(dir, 0o700) // exact, whatever the umask
+    return null
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new RackbootError('RB_ERR_STORAGE', `cannot create the data directory ${dir}: ${(err as Error).message}`, { cause: err })
+  }
+  const mode = statSync(dir).mode & 0o7777
+  if ((mode & 0o077) !== 0) {
+    try {
+      chmodSync(dir, 0o700)
+      warn(`data directory ${dir} was mode ${mode.toString(8).padStart(4, '0')} (others could read the database and secrets key); now 0700`)
+    } catch (err) {
+      warn(`data directory ${dir} is mode ${mode.toString(8).padStart(4, '0')} and cannot be made 0700: ${(err as Error).message}`)
+    }
+  }
+  return mode
+}
+
 /** Settings, inventory and lifecycle for a one-shot command; events still reach the timeline. */
 export async function openContext(values: { config?: string | undefined; set?: string[] | undefined }, options: { log?: Logger } = {}): Promise<CommandContext> {
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
   const log = options.log ?? (process.env.RACKBOOT_CLI_LOG ? createLogger({ level: settings.log.level }) : silentLogger())
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings) })
+  prepareDataDir(settings.dataDir)
+  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), warn: warnOnStderr })
   const bus = createEventBus((err) => log.error({ err }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log })
   const lifecycle = createLifecycle({ inventory, bus, log })

@@ -1,7 +1,7 @@
 import { MACHINE_STATES, type Machine, type MachineState } from '../inventory/index.js'
 import { resolveProfile } from '../lifecycle/index.js'
 import { formatInstallDisk, installDiskFor } from './install-disk.js'
-import { formatAge, formatBytes, renderTable } from './table.js'
+import { formatAge, formatBytes, printable, renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
 import { resolveMachine } from './resolve.js'
 
@@ -55,7 +55,8 @@ export async function machinesCommand(args: string[]): Promise<number> {
           if (!res.ok) throw new UsageError(`server answered ${res.status}: ${(await res.text()).slice(0, 200)}`)
           const body = (await res.json()) as { lines: { cursor: number; receivedAt: string; msg: string; priority: string | null }[]; next: number | null }
           if (values.json) printJson(body)
-          else for (const l of body.lines) console.log(`${l.receivedAt.replace('T', ' ').replace('Z', '')}  ${l.msg}`)
+          // Kernel log lines come from the network unauthenticated: control characters are shown, not obeyed.
+          else for (const l of body.lines) console.log(`${l.receivedAt.replace('T', ' ').replace('Z', '')}  ${printable(l.msg)}`)
           if (!values.follow) return 0
           if (body.next !== null) since = body.next
           await new Promise((r) => setTimeout(r, 1000))
@@ -122,7 +123,8 @@ export async function machinesCommand(args: string[]): Promise<number> {
           ['created', new Date(m.createdAt).toISOString()],
         ]
         const width = Math.max(...rows.map(([k]) => k.length))
-        for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v || '-'}`)
+        // SMBIOS strings are what an unauthenticated report said: escaped like table cells (renderTable).
+        for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${printable(v || '-')}`)
         if (m.nics.length) {
           console.log('\nNICs')
           console.log(renderTable(m.nics, [
@@ -140,7 +142,7 @@ export async function machinesCommand(args: string[]): Promise<number> {
             { header: 'mtu', value: (a) => a.mtu, align: 'right' },
           ]))
         }
-        if (m.network?.nameservers?.length) console.log(`${m.network.addresses.length ? '' : '\n'}nameservers: ${m.network.nameservers.join(', ')}`)
+        if (m.network?.nameservers?.length) console.log(`${m.network.addresses.length ? '' : '\n'}nameservers: ${printable(m.network.nameservers.join(', '))}`)
         if (m.hardware?.disks?.length) {
           console.log('\nDisks')
           console.log(renderTable(m.hardware.disks, [
@@ -165,7 +167,7 @@ export async function machinesCommand(args: string[]): Promise<number> {
         for (const ref of positionals) {
           const m = await resolveMachine(inventory, ref)
           const after = await lifecycle.accept(m.id, 'accepted by a tech (CLI)')
-          console.log(`${after.name ?? after.id}: ${after.state}`)
+          console.log(printable(`${after.name ?? after.id}: ${after.state}`))
         }
         return 0
       }
@@ -183,7 +185,7 @@ export async function machinesCommand(args: string[]): Promise<number> {
           }
         }
         const after = await lifecycle.update(m.id, { labels }, 'labels changed (CLI)')
-        console.log(`${after.name ?? after.id}: ${Object.entries(after.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(no labels)'}`)
+        console.log(printable(`${after.name ?? after.id}: ${Object.entries(after.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(no labels)'}`))
         return 0
       }
       case 'delete': {
@@ -192,7 +194,7 @@ export async function machinesCommand(args: string[]): Promise<number> {
         for (const ref of positionals) {
           const m = await resolveMachine(inventory, ref)
           await lifecycle.remove(m.id, 'deleted by a tech (CLI)')
-          console.log(`deleted ${m.name ?? m.id}`)
+          console.log(printable(`deleted ${m.name ?? m.id}`))
         }
         return 0
       }

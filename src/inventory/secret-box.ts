@@ -1,5 +1,5 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs'
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { RackbootError } from '../errors.js'
 
@@ -34,16 +34,39 @@ export function createSecretBox(key: Buffer): SecretBox {
   }
 }
 
-/** Reads the key file, creating it (mode 0600) with a fresh random key the first time. */
-export function loadOrCreateKey(file: string): Buffer {
-  if (existsSync(file)) {
-    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64')
-    if (key.length !== 32) throw new RackbootError('RB_ERR_CRYPTO', `secret key file ${file} is not a 32-byte base64 key`)
-    return key
-  }
-  mkdirSync(dirname(file), { recursive: true })
+/**
+ * The value the database keeps to recognise its key (meta 'secretKeyCheck'): an HMAC of a constant, so it names the
+ * key without revealing it, and a replaced or wrong key file is caught at start-up instead of at the first secret.
+ */
+export function secretKeyCheck(key: Buffer): string {
+  return createHmac('sha256', key).update('rackboot secret key check v1').digest('hex')
+}
+
+/** Reads a key file (base64 of 32 bytes). */
+export function readKeyFile(file: string): Buffer {
+  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64')
+  if (key.length !== 32) throw new RackbootError('RB_ERR_CRYPTO', `secret key file ${file} is not a 32-byte base64 key`)
+  return key
+}
+
+/**
+ * Writes a fresh random key file (mode 0600, never over an existing file). When another process made one at the
+ * same moment, that one is read and used instead, so both agree on the key.
+ */
+export function createKeyFile(file: string): Buffer {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
   const key = randomBytes(32)
-  writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' })
+  try {
+    writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return readKeyFile(file)
+    throw new RackbootError('RB_ERR_CRYPTO', `cannot create secret key file ${file}: ${(err as Error).message}`, { cause: err })
+  }
   chmodSync(file, 0o600)
   return key
+}
+
+/** Reads the key file, creating it (mode 0600) with a fresh random key the first time. No check against a database. */
+export function loadOrCreateKey(file: string): Buffer {
+  return existsSync(file) ? readKeyFile(file) : createKeyFile(file)
 }

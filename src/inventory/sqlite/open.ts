@@ -1,10 +1,10 @@
-import { mkdirSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SQLite from 'better-sqlite3'
 import { Kysely, Migrator, SqliteDialect, type Transaction } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
-import { createSecretBox, loadOrCreateKey, type SecretBox } from '../secret-box.js'
+import { createSecretBox, type SecretBox } from '../secret-box.js'
 import { createSqliteBmcs } from './bmcs.js'
 import { createSqliteClasses, createSqliteProfiles } from './classes-profiles.js'
 import { createSqliteEvents } from './events.js'
@@ -15,14 +15,20 @@ import type { Database } from './schema.js'
 import { createSqliteTokens } from './tokens.js'
 import { startCheckpointer } from './checkpointer.js'
 import { createSqliteBootTokens } from './boot-tokens.js'
+import { openCheckedSecretBox } from './secret-key.js'
 import { randomBytes } from 'node:crypto'
 import { createSqliteAllocations, createSqliteClusters, createSqliteQueries } from './allocations.js'
 
 export interface SqliteInventoryOptions {
   /** Database file, or ':memory:'. */
   file: string
-  /** Key file for secrets at rest; a throwaway in-memory key when absent (tests). */
+  /**
+   * Key file for secrets at rest, checked against the database (secret-key.ts): a missing or different key is
+   * refused, never replaced. A throwaway in-memory key when absent (tests).
+   */
   secretKeyFile?: string
+  /** Told what open() corrected or could not (file modes, secrets the key cannot open). */
+  warn?: (message: string) => void
   /** Apply migrations up to this one only (tests of upgrades). Default: all. */
   migrateTo?: string
   /** Run WAL checkpoints in a worker thread (the server: keeps fsyncs off the event loop). See checkpointer.ts. */
@@ -63,10 +69,35 @@ export async function migrate(db: Kysely<Database>, target?: string): Promise<st
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
 }
 
+/** The database and the files SQLite keeps beside it in WAL mode. */
+function databaseFiles(file: string): string[] {
+  return [file, `${file}-wal`, `${file}-shm`]
+}
+
+/**
+ * Owner-only database files. The file is made 0600 before SQLite opens it, and SQLite gives its -wal and -shm the
+ * database file's mode; files from before this (0644 under the usual umask) are tightened.
+ */
+function restrictDatabaseFiles(file: string, warn: (message: string) => void): void {
+  for (const f of databaseFiles(file)) {
+    if (f === file) closeSync(openSync(f, 'a', 0o600))
+    else if (!existsSync(f)) continue
+    try {
+      chmodSync(f, 0o600)
+    } catch (err) {
+      warn(`cannot make ${f} readable by its owner only: ${(err as Error).message}`)
+    }
+  }
+}
+
 export async function openSqliteInventory(options: SqliteInventoryOptions): Promise<SqliteInventory> {
-  if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true })
+  const warn = options.warn ?? (() => {})
   let sqlite: SQLite.Database
   try {
+    if (options.file !== ':memory:') {
+      mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 })
+      restrictDatabaseFiles(options.file, warn)
+    }
     sqlite = new SQLite(options.file)
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('synchronous = NORMAL')
@@ -76,13 +107,16 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     throw new RackbootError('RB_ERR_STORAGE', `cannot open database ${options.file}: ${(cause as Error).message}`, { cause })
   }
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+  let box: SecretBox
   try {
     await migrate(db, options.migrateTo)
+    box = options.secretKeyFile
+      ? await openCheckedSecretBox(db, { keyFile: options.secretKeyFile, dbFile: options.file, warn })
+      : createSecretBox(randomBytes(32))
   } catch (err) {
     await db.destroy()
     throw err
   }
-  const box = createSecretBox(options.secretKeyFile ? loadOrCreateKey(options.secretKeyFile) : randomBytes(32))
   const checkpointer = options.backgroundCheckpoints && options.file !== ':memory:' ? startCheckpointer(sqlite, options.file) : null
   const close = async () => {
     await checkpointer?.stop()

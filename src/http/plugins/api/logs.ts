@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import type { KernelLogStore } from '../../../talos/receivers/index.js'
+import { redactBootTokens, seesBootTokens } from '../../redact.js'
 import { findMachine, type ApiDeps } from './context.js'
 import { errors, MachineParams } from './schemas.js'
 
@@ -18,6 +19,7 @@ const LineSchema = Type.Object({
 /**
  * `GET /api/v1/machines/{id}/logs`: the kernel log Talos streamed to rackboot (talos.logging.kernel), newest lines
  * (or those after `since`), from every address the machine used (its leases and the addresses its boots came from).
+ * The kernel command line in it carries the boot's config token: a read-only token sees it redacted.
  */
 export const logRoutes: FastifyPluginAsync<ApiDeps & { logStore: KernelLogStore; peersOf: (machineId: string) => Promise<string[]> }> = async (base, deps) => {
   const app = base.withTypeProvider<TypeBoxTypeProvider>()
@@ -36,10 +38,11 @@ export const logRoutes: FastifyPluginAsync<ApiDeps & { logStore: KernelLogStore;
       .flatMap((peer) => deps.logStore.lines(peer, { ...(request.query.since !== undefined ? { since: request.query.since } : {}), limit }).map((l) => ({ ...l, peer })))
       .sort((a, b) => a.cursor - b.cursor)
     const page = request.query.since !== undefined ? lines.slice(0, limit) : lines.slice(-limit)
+    const text = seesBootTokens(request.apiToken) ? (msg: string) => msg : redactBootTokens
     return {
       machineId: m.id,
       peers,
-      lines: page.map((l) => ({ cursor: l.cursor, peer: l.peer, receivedAt: new Date(l.receivedAt).toISOString(), msg: l.msg, priority: l.priority ?? null, facility: l.facility ?? null, talosTime: l.talosTime ?? null })),
+      lines: page.map((l) => ({ cursor: l.cursor, peer: l.peer, receivedAt: new Date(l.receivedAt).toISOString(), msg: text(l.msg), priority: l.priority ?? null, facility: l.facility ?? null, talosTime: l.talosTime ?? null })),
       next: page.length > 0 ? page[page.length - 1]!.cursor : null,
     }
   })

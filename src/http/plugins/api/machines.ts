@@ -6,6 +6,7 @@ import {
   checkMachineNetwork, MachineNetworkSchema, normalizeMachineNetwork, type Inventory, type Machine, type MachineInput, type MachineScan, type MachineState,
 } from '../../../inventory/index.js'
 import { andSelectors, compileSelector, type Selector } from '../../../matching/index.js'
+import { redactBootTokensDeep, seesBootTokens } from '../../redact.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
 import { commaList, machineFilter } from './query.js'
 import {
@@ -145,7 +146,8 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       bmc: bmc ? bmcView(bmc) : null,
       leases: leases.flat().filter((l) => (l.state === 'bound' || l.state === 'offered') && l.expiresAt > now).map(leaseView),
       allocation: allocation ? machineAllocationView(allocation) : null,
-      timeline: events.map(eventView),
+      // Events can quote a boot's token (a config URL in a Talos error): not for read-only tokens.
+      timeline: seesBootTokens(request.apiToken) ? events.map(eventView) : events.map((e) => redactBootTokensDeep(eventView(e))),
     }
   })
 

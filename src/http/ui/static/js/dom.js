@@ -1,5 +1,10 @@
 // Building DOM from data without ever parsing it as HTML: every string becomes a text node or an attribute value,
-// so a machine named `<img onerror=…>` shows as those characters. The UI never parses a string as HTML.
+// so a machine named `<img onerror=…>` shows as those characters. The UI never parses a string as HTML. Text and
+// the attributes people read (title, aria-label) also show control characters (visible()): ESC reads as ␛.
+import { visible } from './format.js'
+
+/** Attributes whose value is shown to people (tooltips, screen readers), so made visible like text. */
+const READ_ATTRIBUTES = new Set(['title', 'aria-label', 'placeholder', 'alt'])
 
 /**
  * h('a', { href: '#/', class: 'x', onclick: fn }, 'text', child, [more]) → an element.
@@ -11,21 +16,21 @@ export function h(tag, props, ...children) {
   for (const [key, value] of Object.entries(props ?? {})) {
     if (value === null || value === undefined || value === false) continue
     if (key === 'class') el.className = value
-    else if (key === 'text') el.textContent = String(value)
+    else if (key === 'text') el.textContent = visible(value)
     else if (key === 'dataset') Object.assign(el.dataset, value)
     else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value)
     else if (value === true) el.setAttribute(key, '')
-    else el.setAttribute(key, String(value))
+    else el.setAttribute(key, READ_ATTRIBUTES.has(key) ? visible(value) : String(value))
   }
   append(el, children)
   return el
 }
 
-/** Appends children: nodes as they are, arrays flattened, anything else as text; null/undefined/false skipped. */
+/** Appends children: nodes as they are, arrays flattened, anything else as (visible) text; null/undefined/false skipped. */
 export function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)))
+    el.append(child instanceof Node ? child : document.createTextNode(visible(child)))
   }
   return el
 }

@@ -57,3 +57,19 @@ export function fullTime(iso) {
   const d = new Date(iso)
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleString()
 }
+
+// Control characters from machine reports (SMBIOS strings, disk models, kernel log lines come unauthenticated) are
+// shown, never passed on: C0 as their Control Pictures (ESC → ␛, BEL → ␇, LF → ␊), DEL as ␡, C1 and the
+// bidirectional overrides and line separators that reorder or split text as \x85, \u202e. One character class:
+// linear time.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g
+
+/** The text with every control character made visible. */
+export function visible(text) {
+  return String(text).replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0)
+    if (code < 0x20) return String.fromCharCode(0x2400 + code)
+    if (code === 0x7f) return '\u2421'
+    return code <= 0xff ? `\\x${code.toString(16)}` : `\\u${code.toString(16)}`
+  })
+}

@@ -2,7 +2,7 @@
 // kernel log tail.
 import { ApiError } from './api.js'
 import { flash, h, replace } from './dom.js'
-import { ago, diskSize, fullTime, memory } from './format.js'
+import { ago, diskSize, fullTime, memory, visible } from './format.js'
 import { labelEntries } from './labels.js'
 import { createTimeline } from './timeline.js'
 
@@ -34,7 +34,7 @@ function outcome() {
       el.hidden = false
       el.className = 'outcome error'
       el.setAttribute('role', 'alert')
-      el.textContent = err instanceof ApiError ? err.advice : String(err?.message ?? err)
+      el.textContent = visible(err instanceof ApiError ? err.advice : String(err?.message ?? err))
     },
     ok(text) {
       el.hidden = false
@@ -91,11 +91,11 @@ export function machineView({ api, stream, id }) {
 
   function showError(err) {
     errorEl.hidden = !err
-    errorEl.textContent = err ? (err instanceof ApiError ? err.advice : String(err?.message ?? err)) : ''
+    errorEl.textContent = err ? visible(err instanceof ApiError ? err.advice : String(err?.message ?? err)) : ''
   }
 
   function renderHead(m, changed) {
-    title.textContent = m.name ?? m.id
+    title.textContent = visible(m.name ?? m.id)
     const before = stateEl.textContent
     stateEl.className = `state state-${m.state}`
     stateEl.textContent = m.state
@@ -218,7 +218,7 @@ export function machineView({ api, stream, id }) {
       try {
         const p = await api.get(`${path}/power`)
         const o = p.bootOverride
-        statusEl.textContent = `Power is ${p.state ?? 'unknown'}${o ? `; next boot ${o.enabled ? `${o.device}${o.mode ? ` (${o.mode})` : ''}${o.persistent ? ', persistent' : ''}` : 'not overridden'}` : ''}.`
+        statusEl.textContent = visible(`Power is ${p.state ?? 'unknown'}${o ? `; next boot ${o.enabled ? `${o.device}${o.mode ? ` (${o.mode})` : ''}${o.persistent ? ', persistent' : ''}` : 'not overridden'}` : ''}.`)
       } catch (err) {
         statusEl.textContent = 'Power state unknown.'
         result.error(err)
@@ -292,8 +292,9 @@ export function machineView({ api, stream, id }) {
       if (disposed) return
       if (r.lines.length) {
         const atEnd = logPre.scrollTop + logPre.clientHeight >= logPre.scrollHeight - 4
-        // Keep the tail bounded: the whole log stays on the server.
-        logLines = [...logLines, ...r.lines.map((l) => `${l.talosTime ?? l.receivedAt} ${l.msg}`)].slice(-LOG_LINES)
+        // Keep the tail bounded: the whole log stays on the server. A line's control characters show (visible),
+        // so only the newlines between lines break it.
+        logLines = [...logLines, ...r.lines.map((l) => visible(`${l.talosTime ?? l.receivedAt} ${l.msg}`))].slice(-LOG_LINES)
         logPre.textContent = logLines.join('\n')
         if (atEnd) logPre.scrollTop = logPre.scrollHeight
         logCursor = r.next ?? logCursor

@@ -2,6 +2,7 @@
 // and a machine's page. One event stream serves both pages.
 import { ApiError, createApi } from './api.js'
 import { h, replace } from './dom.js'
+import { visible } from './format.js'
 import { inventoryView } from './inventory.js'
 import { machineView } from './machine.js'
 import { canWrite, storeToken, storedToken } from './session.js'
@@ -52,7 +53,7 @@ function route() {
     ? machineView({ api, stream, id: decodeURIComponent(m[1]) })
     : inventoryView({ api, stream, params: new URLSearchParams(query) })
   replace(main, view.el)
-  document.title = m ? `${decodeURIComponent(m[1])} · rackboot` : 'Inventory · rackboot'
+  document.title = m ? `${visible(decodeURIComponent(m[1]))} · rackboot` : 'Inventory · rackboot'
   // Screen readers and keyboards start at the new page's heading.
   view.el.querySelector('h1')?.focus({ preventScroll: true })
 }

@@ -1,0 +1,178 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { isRackbootError } from '../../src/errors.js'
+import { openSqliteInventory, readKeyFile, SECRET_KEY_CHECK, secretKeyCheck, type SqliteInventory } from '../../src/inventory/index.js'
+
+// Issue 13, secrets at rest: owner-only files, and a secrets key that is checked against its database, never
+// silently replaced (a lost key used to be swapped for a new one: sealed secrets then failed as "internal error").
+
+const NOW = 1_700_000_000_000
+/** The last migration before the key check existed: a database from an older rackboot. */
+const BEFORE_CHECK = '0005-install-disk-network'
+
+const mode = (file: string) => statSync(file).mode & 0o777
+
+function paths() {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-secrets-'))
+  return { dir, data: join(dir, 'data'), db: join(dir, 'data', 'rackboot.db'), key: join(dir, 'data', 'secret.key') }
+}
+
+async function withBmcPassword(inv: SqliteInventory, name: string, password: string): Promise<string> {
+  const m = await inv.machines.create({ name }, NOW)
+  await inv.bmcs.put(m.id, { type: 'redfish', address: '198.18.5.6', username: 'root', password })
+  return m.id
+}
+
+async function storedCheck(inv: SqliteInventory): Promise<string | null> {
+  return (await inv.db.selectFrom('meta').select('value').where('key', '=', SECRET_KEY_CHECK).executeTakeFirst())?.value ?? null
+}
+
+/** Expects the open to be refused with RB_ERR_CRYPTO naming both files; returns the message. */
+async function refused(open: Promise<SqliteInventory>, p: ReturnType<typeof paths>, pattern: RegExp): Promise<string> {
+  let message = ''
+  await assert.rejects(open, (err) => {
+    assert.ok(isRackbootError(err, 'RB_ERR_CRYPTO'), String(err))
+    message = err.message
+    return true
+  })
+  assert.match(message, pattern)
+  assert.ok(message.includes(p.key), `names the key file: ${message}`)
+  assert.ok(message.includes(p.db), `names the database: ${message}`)
+  assert.doesNotMatch(message, /\n/, 'one line')
+  return message
+}
+
+test('the data directory is made 0700 and the database, -wal and -shm 0600; older 0644 files are tightened', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const inv = await openSqliteInventory({ file: p.db, secretKeyFile: p.key })
+  await inv.machines.create({ name: 'a' }, NOW) // a write: WAL mode now has its -wal and -shm
+  assert.equal(mode(p.data), 0o700)
+  for (const f of [p.db, `${p.db}-wal`, `${p.db}-shm`, p.key]) assert.equal(mode(f), 0o600, f)
+  await inv.close()
+
+  // A database from before this change: world-readable files (umask 022).
+  chmodSync(p.db, 0o644)
+  writeFileSync(`${p.db}-wal`, '')
+  chmodSync(`${p.db}-wal`, 0o644)
+  const warnings: string[] = []
+  const again = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, warn: (m) => warnings.push(m) })
+  t.after(() => again.close())
+  await again.machines.create({ name: 'b' }, NOW)
+  for (const f of [p.db, `${p.db}-wal`, `${p.db}-shm`]) assert.equal(mode(f), 0o600, f)
+  assert.deepEqual(warnings, [])
+})
+
+test('a new database stores the check of its new key; reopening with that key works', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const inv = await openSqliteInventory({ file: p.db, secretKeyFile: p.key })
+  assert.equal(await storedCheck(inv), secretKeyCheck(readKeyFile(p.key)))
+  const id = await withBmcPassword(inv, 'a', 'S3cr3t')
+  await inv.close()
+  const again = await openSqliteInventory({ file: p.db, secretKeyFile: p.key })
+  t.after(() => again.close())
+  assert.equal((await again.bmcs.credentials(id))?.password, 'S3cr3t')
+})
+
+test('a missing key file is refused, naming the file and the database, and no new key is made', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const inv = await openSqliteInventory({ file: p.db, secretKeyFile: p.key })
+  await withBmcPassword(inv, 'a', 'S3cr3t')
+  await inv.close()
+  rmSync(p.key)
+  await refused(openSqliteInventory({ file: p.db, secretKeyFile: p.key }), p, /is missing.*restore/)
+  assert.equal(existsSync(p.key), false, 'no replacement key was written')
+
+  // Also when the database holds no secret any more: it was sealed with that key, and the check says so.
+  const q = paths()
+  t.after(() => rmSync(q.dir, { recursive: true, force: true }))
+  await (await openSqliteInventory({ file: q.db, secretKeyFile: q.key })).close()
+  rmSync(q.key)
+  await refused(openSqliteInventory({ file: q.db, secretKeyFile: q.key }), q, /is missing/)
+  assert.equal(existsSync(q.key), false)
+})
+
+test('a different key file is refused', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const inv = await openSqliteInventory({ file: p.db, secretKeyFile: p.key })
+  await withBmcPassword(inv, 'a', 'S3cr3t')
+  await inv.close()
+  const original = readKeyFile(p.key)
+  writeFileSync(p.key, randomBytes(32).toString('base64') + '\n', { mode: 0o600 })
+  await refused(openSqliteInventory({ file: p.db, secretKeyFile: p.key }), p, /does not match the key the database .* was sealed with/)
+  // The right one still opens.
+  writeFileSync(p.key, original.toString('base64') + '\n')
+  await (await openSqliteInventory({ file: p.db, secretKeyFile: p.key })).close()
+})
+
+test('a database from before the check: the key that opens its sealed secrets is adopted, another refused', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const legacy = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
+  const id = await withBmcPassword(legacy, 'a', 'S3cr3t')
+  await legacy.close()
+  const right = readKeyFile(p.key)
+
+  // A wrong key (say, a new one a lost key was replaced with) opens none of them: refused, and nothing stored.
+  writeFileSync(p.key, randomBytes(32).toString('base64') + '\n', { mode: 0o600 })
+  await refused(openSqliteInventory({ file: p.db, secretKeyFile: p.key }), p, /cannot open any of the 1 secrets sealed/)
+  // Missing: refused too, and no key is made up.
+  rmSync(p.key)
+  await refused(openSqliteInventory({ file: p.db, secretKeyFile: p.key }), p, /is missing.*holds secrets sealed with it/)
+  assert.equal(existsSync(p.key), false)
+
+  // The right key: adopted (its check stored), the secret opens, and from now on the check decides.
+  writeFileSync(p.key, right.toString('base64') + '\n', { mode: 0o600 })
+  const upgraded = await openSqliteInventory({ file: p.db, secretKeyFile: p.key })
+  assert.equal(await storedCheck(upgraded), secretKeyCheck(right))
+  assert.equal((await upgraded.bmcs.credentials(id))?.password, 'S3cr3t')
+  await upgraded.close()
+  writeFileSync(p.key, randomBytes(32).toString('base64') + '\n')
+  await refused(openSqliteInventory({ file: p.db, secretKeyFile: p.key }), p, /does not match/)
+})
+
+test('a database from before the check with cluster secrets only: they decide too', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const legacy = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
+  await legacy.clusters.create({ name: 'c1', endpoint: 'https://10.0.0.10:6443', talosVersion: 'v1.13.9', kubernetesVersion: null }, 'bundle: yes', NOW)
+  await legacy.close()
+  writeFileSync(p.key, randomBytes(32).toString('base64') + '\n')
+  await refused(openSqliteInventory({ file: p.db, secretKeyFile: p.key }), p, /cannot open any of the 1 secrets/)
+})
+
+test('a database from before the check whose lost key was replaced silently: the key that opens some is kept, with a warning', async (t) => {
+  const p = paths()
+  t.after(() => rmSync(p.dir, { recursive: true, force: true }))
+  const legacy = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
+  const old = await withBmcPassword(legacy, 'old', 'from-the-lost-key')
+  await legacy.close()
+  // What older versions did: the key file went missing, a new one was made, and a new secret was sealed with it.
+  rmSync(p.key)
+  const replaced = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
+  const fresh = await withBmcPassword(replaced, 'new', 'from-the-new-key')
+  await replaced.close()
+
+  const warnings: string[] = []
+  const inv = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, warn: (m) => warnings.push(m) })
+  t.after(() => inv.close())
+  assert.equal(warnings.length, 1, warnings.join('\n'))
+  assert.match(warnings[0]!, /opens 1 of the 2 secrets sealed in .*; the other 1 \(BMC password\) were sealed with another key: set them again/)
+  assert.equal((await inv.bmcs.credentials(fresh))?.password, 'from-the-new-key')
+  await assert.rejects(inv.bmcs.credentials(old), (e) => isRackbootError(e, 'RB_ERR_CRYPTO'))
+})
+
+test('without a key file (tests) a throwaway key seals and opens, and nothing is checked or stored', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const id = await withBmcPassword(inv, 'a', 'S3cr3t')
+  assert.equal((await inv.bmcs.credentials(id))?.password, 'S3cr3t')
+  assert.equal(await storedCheck(inv), null)
+})
