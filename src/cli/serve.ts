@@ -10,7 +10,7 @@ import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inv
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
-  createTftpObserver, rebootHistory, systemClock,
+  createRepair, createTftpObserver, rebootHistory, systemClock,
 } from '../lifecycle/index.js'
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
@@ -20,7 +20,7 @@ import { loadSettings, type Settings } from '../settings/index.js'
 import { createConfigLinter } from '../talos/index.js'
 import { createFileSource, createRoutingSource, createTftpServer } from '../tftp/index.js'
 import { VERSION } from '../version.js'
-import { databaseFile, parse, secretKeyFile } from './context.js'
+import { databaseFile, parse, prepareDataDir, secretKeyFile } from './context.js'
 
 export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
 
@@ -43,10 +43,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
   const log = createLogger({ level: settings.log.level })
-  mkdirSync(settings.dataDir, { recursive: true })
+  prepareDataDir(settings.dataDir, (message) => log.warn({ dataDir: settings.dataDir }, message))
   mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true })
+  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true, warn: (message) => log.warn(message) })
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
   const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }) })
@@ -92,6 +92,18 @@ export async function serveCommand(args: string[]): Promise<number> {
     maxFetches: settings.security.configTokenMaxFetches,
     linter: createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) }),
   })
+  // Failure as routine: phase deadlines, the repair ladder (PXE + power cycle), quarantine in `failed`.
+  const r = settings.repair
+  const repair = r.enabled
+    ? createRepair({
+        inventory, lifecycle, bus, log: log.child({ svc: 'repair' }), power, registry, profileFor: (m) => bootService.profileFor(m),
+        settings: {
+          deadlines: r.deadlines, maxPhaseFailures: r.maxPhaseFailures, maxFailures: r.maxFailures, backoffMs: r.backoffSeconds * 1000,
+          backoffMaxMs: r.backoffMaxSeconds * 1000, maxConcurrentRepairs: r.maxConcurrentRepairs, bootLoopScripts: r.bootLoopScripts,
+        },
+      })
+    : null
+  await repair?.start()
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
 
   // TFTP serves the iPXE loaders (assets/ipxe) that firmware PXE fetches before it can speak HTTP.
@@ -149,6 +161,12 @@ export async function serveCommand(args: string[]): Promise<number> {
       configs,
       talosChannels: () => channels,
     },
+    limits: {
+      maxConnectionsPerAddress: settings.http.maxConnectionsPerAddress,
+      maxConnections: settings.http.maxConnections,
+      headersTimeoutMs: settings.http.headersTimeoutMs,
+      maxEventStreamsPerToken: settings.http.maxEventStreamsPerToken,
+    },
     api: {
       bus, flushTimeline: timeline.flush,
       auth: createApiAuth({ tokens: inventory.tokens, registry }),
@@ -185,6 +203,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGTERM', stop)
   })
   clearInterval(purge)
+  await repair?.stop()
   await dhcp?.stop()
   await adverts?.stop()
   await tftp?.stop()

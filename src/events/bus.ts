@@ -14,6 +14,10 @@ export type EventType =
   | 'boot.config'
   | 'boot.talos'
   | 'power'
+  /** A boot failed: a missed phase deadline, a failure Talos reported, a failed download, a boot loop. */
+  | 'boot.failure'
+  /** What the repair ladder did about it (power-cycle, wait, quarantine). */
+  | 'boot.repair'
   | 'inventory.imported'
 
 export interface RackbootEvent {

@@ -1,7 +1,7 @@
 // Domain shapes of the inventory: what callers see. No SQL, no driver types.
 
 export const MACHINE_STATES = [
-  'new', 'discovered', 'ready', 'provisioning', 'installed', 'released', 'maintenance',
+  'new', 'discovered', 'ready', 'provisioning', 'installed', 'released', 'maintenance', 'failed',
 ] as const
 export type MachineState = (typeof MACHINE_STATES)[number]
 
@@ -191,6 +191,8 @@ export interface Profile {
   patches: unknown[]
   /** How the install disk is chosen from the reported disks; null: the smallest fixed disk. */
   installDisk: InstallDiskSelector | null
+  /** Seconds per boot phase, overriding the server's repair.deadlines (null: none). */
+  deadlines?: PhaseDeadlineOverrides | null
   managedBy: string | null
   createdAt: number
   updatedAt: number
@@ -340,4 +342,13 @@ export interface Cluster {
   kubernetesVersion: string | null
   createdAt: number
   updatedAt: number
+}
+
+/** Per-phase deadline overrides in seconds (lifecycle/repair.ts names the phases). */
+export interface PhaseDeadlineOverrides {
+  boot?: number
+  download?: number
+  config?: number
+  installing?: number
+  installed?: number
 }

@@ -6,7 +6,7 @@ import type {
 } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import { andSelectors, compileSelector, type Selector } from '../matching/index.js'
-import { generateConfig, loadPatch, parseSecretsBundle, parseTalosVersion, type RenderedConfig } from '../talos/index.js'
+import { chooseInstallDisk, generateConfig, loadPatch, parseSecretsBundle, parseTalosVersion, type RenderedConfig } from '../talos/index.js'
 import { systemClock, type Clock, type Lifecycle } from './service.js'
 
 // Allocation and release for the cluster API (DESIGN.md: "asks for N machines of a class, gets them atomically").
@@ -61,10 +61,22 @@ export interface AllocatorDeps {
   scanBatch?: number
   /** How long a request waits for power operations before answering 'requested' for the rest. */
   powerWaitMs?: number
+  /** Why a profile's boot files are not on this server (with the command that fetches them), or null when they are. */
+  missingAssets?: (profile: Profile) => string | null
+}
+
+export interface ReplaceResult {
+  /** The allocation that took the replacement (one machine, same class, role, cluster, profile and patches). */
+  allocation: Allocation
+  replayed: boolean
+  /** What became of the machine replaced: released (wiped, back to the pool) or kept quarantined in `failed`. */
+  replaced: { id: string; action: 'released' | 'quarantined' } | null
 }
 
 export interface Allocator {
   allocate(request: AllocationRequest, cause?: string): Promise<AllocationResult>
+  /** Atomically takes a ready machine like this one into its place, and releases it (or keeps it quarantined if failed). */
+  replace(machineId: string, options?: { idempotencyKey?: string | null; powerOn?: boolean; cause?: string }): Promise<ReplaceResult>
   release(machineId: string, options?: { cause?: string; pxeBoot?: boolean }): Promise<ReleaseResult>
 }
 
@@ -135,6 +147,8 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
     const profile = await inventory.profiles.get(profileName)
     if (!profile) throw invalid(`no profile named '${profileName}'`, { profile: profileName }, 422)
     if (!profile.talosVersion) throw invalid(`profile '${profile.name}' names no Talos version, so nothing could be installed`, { profile: profile.name }, 422)
+    const missing = deps.missingAssets?.(profile)
+    if (missing) throw invalid(`profile '${profile.name}': ${missing}`, { profile: profile.name, reason: 'missing-assets' }, 422)
     const cluster = req.cluster ?? null
     if (cluster && !(await inventory.clusters.get(cluster))) throw invalid(`no cluster named '${cluster}'`, { cluster }, 422)
     const role: MachineRole | null = req.role ?? (cluster ? 'worker' : null)
@@ -153,6 +167,39 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       }))
       .digest('hex')
     return { selector, className: req.class ?? null, profile, cluster, role, patches, hash }
+  }
+
+  /** Ready machines matching the plan, `count` of them or a 409 that says how many there were (and how many were skipped). */
+  async function choose(tx: Inventory, p: Plan, count: number, exclude: ReadonlySet<string> = new Set()): Promise<Machine[]> {
+    const chosen: Machine[] = []
+    const skipped: string[] = []
+    let after: string | undefined
+    // Small pages first (most selectors match most machines), growing when they do not.
+    let limit = Math.min(batch, Math.max(16, count * 2))
+    while (chosen.length < count) {
+      const page = await tx.queries.scanMachines({ state: 'ready', hardware: p.selector.bounds, limit, ...(after ? { after } : {}) })
+      limit = Math.min(batch, limit * 4)
+      for (const m of page.items) {
+        if (exclude.has(m.id) || !p.selector.matches(m)) continue
+        // A machine that cannot install (no reported disk satisfies the profile's install-disk selector) is skipped.
+        const unfit = installDiskProblem(m, p.profile)
+        if (unfit) {
+          if (skipped.length < 1000) skipped.push(`${m.name ?? m.id}: ${unfit}`)
+          continue
+        }
+        chosen.push(m)
+        if (chosen.length === count) break
+      }
+      if (!page.next) break
+      after = page.next
+    }
+    if (chosen.length < count) {
+      const why = skipped.length ? `; ${skipped.length} matching machine${skipped.length === 1 ? '' : 's'} skipped: no disk satisfies the install-disk selector of profile ${p.profile.name} (${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''})` : ''
+      throw new RackbootError('RB_ERR_CONFLICT', `not enough ready machines: ${count} asked, ${chosen.length} available${p.className ? ` in class ${p.className}` : ''}${why}`, {
+        details: { reason: 'insufficient-machines', requested: count, available: chosen.length, skipped: skipped.length, skippedWhy: skipped.slice(0, 20) },
+      })
+    }
+    return chosen
   }
 
   function replay(existing: Allocation, hash: string): AllocationResult {
@@ -214,30 +261,14 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
             const existing = await tx.allocations.byKey(key)
             if (existing) return { ...replay(existing, p.hash), taken: [] }
           }
-          const chosen: Machine[] = []
-          let after: string | undefined
-          // Small pages first (most selectors match most machines), growing when they do not.
-          let limit = Math.min(batch, Math.max(16, req.count * 2))
-          while (chosen.length < req.count) {
-            const page = await tx.queries.scanMachines({ state: 'ready', hardware: p.selector.bounds, limit, ...(after ? { after } : {}) })
-            limit = Math.min(batch, limit * 4)
-            for (const m of page.items) {
-              if (p.selector.matches(m)) chosen.push(m)
-              if (chosen.length === req.count) break
-            }
-            if (!page.next) break
-            after = page.next
-          }
-          if (chosen.length < req.count) {
-            throw new RackbootError('RB_ERR_CONFLICT', `not enough ready machines: ${req.count} asked, ${chosen.length} available${p.className ? ` in class ${p.className}` : ''}`, {
-              details: { reason: 'insufficient-machines', requested: req.count, available: chosen.length },
-            })
-          }
+          const chosen = await choose(tx, p, req.count)
           for (const m of chosen) {
             // The guard holds on any backend: a machine another transaction took is not ready any more.
             if (!(await tx.machines.setState(m.id, 'ready', 'provisioning', now))) {
               throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} was taken meanwhile; try again`, { details: { reason: 'lost-race', id: m.id } })
             }
+            // A new allocation is a new boot: no token from before it is good.
+            await tx.bootTokens.revoke(m.id, null, now)
           }
           const allocation: Allocation = {
             id: newAllocationId(now),
@@ -295,6 +326,81 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       return { allocation: a, replayed: false }
     },
 
+    async replace(machineId, options = {}) {
+      const cause = options.cause ?? 'replacement through the API'
+      const cur = await inventory.allocations.current(machineId)
+      if (!cur) {
+        const m = await inventory.machines.get(machineId)
+        if (!m) throw new NotFoundError('machine', machineId)
+        throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${m.id} is ${m.state} and not allocated: nothing to replace`, { details: { id: m.id, state: m.state } })
+      }
+      const orig = await inventory.allocations.byId(cur.allocationId)
+      const p = await plan({
+        class: cur.class, selector: orig?.selector ?? null, count: 1, cluster: cur.cluster, role: cur.role, profile: cur.profile, patches: cur.patches,
+      })
+      const hash = createHash('sha256').update(canonical({ replace: machineId, powerOn: options.powerOn ?? false })).digest('hex')
+      const key = options.idempotencyKey || null
+      const now = clock.now()
+      const r = await inventory.transaction(async (tx) => {
+        if (key) {
+          const existing = await tx.allocations.byKey(key)
+          if (existing) return { ...replay(existing, hash), taken: null, old: null }
+        }
+        const old = await tx.machines.get(machineId)
+        if (!old) throw new NotFoundError('machine', machineId)
+        if (old.state !== 'provisioning' && old.state !== 'installed' && old.state !== 'failed') {
+          throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${old.id} is ${old.state}: only provisioning, installed or failed machines are replaced`, { details: { id: old.id, state: old.state } })
+        }
+        const [fresh] = await choose(tx, p, 1, new Set([old.id]))
+        if (!(await tx.machines.setState(fresh!.id, 'ready', 'provisioning', now))) {
+          throw new RackbootError('RB_ERR_CONFLICT', `machine ${fresh!.id} was taken meanwhile; try again`, { details: { reason: 'lost-race', id: fresh!.id } })
+        }
+        await tx.bootTokens.revoke(fresh!.id, null, now)
+        // The old machine leaves the cluster: a failed one stays quarantined for a person, any other is wiped.
+        const action: 'released' | 'quarantined' = old.state === 'failed' ? 'quarantined' : 'released'
+        if (action === 'released' && !(await tx.machines.setState(old.id, old.state, 'released', now))) {
+          throw new RackbootError('RB_ERR_CONFLICT', `machine ${old.id} changed state meanwhile; try again`, { details: { id: old.id } })
+        }
+        await tx.bootTokens.revoke(old.id, null, now)
+        await tx.allocations.release(old.id, now)
+        const allocation: Allocation = {
+          id: newAllocationId(now), idempotencyKey: key, requestHash: hash, class: p.className, selector: orig?.selector ?? null, count: 1,
+          cluster: p.cluster, role: p.role, profile: p.profile.name, patches: p.patches,
+          machines: [{ id: fresh!.id, name: fresh!.name, uuid: fresh!.uuid, serial: fresh!.serial, macs: fresh!.nics.map((n) => n.mac), role: p.role, power: options.powerOn ? { status: 'requested', message: 'PXE boot requested' } : null }],
+          createdAt: now,
+        }
+        await tx.allocations.create(allocation, [{ machineId: fresh!.id, class: p.className, cluster: p.cluster, role: p.role, profile: p.profile.name, previousProfile: fresh!.profile, patches: p.patches }])
+        return { allocation, replayed: false, taken: fresh!, old: { machine: old, action } }
+      })
+      if (r.replayed || !r.taken || !r.old) {
+        const replacedId = r.allocation.machines[0] ? machineId : null
+        return { allocation: r.allocation, replayed: true, replaced: replacedId ? { id: machineId, action: 'released' } : null }
+      }
+      metrics?.allocations.inc({ result: 'replaced' })
+      metrics?.machines.inc(1)
+      const a = r.allocation
+      lifecycle.record(r.taken.id, 'machine.state', `ready → provisioning: ${cause}, in place of ${r.old.machine.name ?? r.old.machine.id} (${a.id}${a.cluster ? `, cluster ${a.cluster} as ${a.role}` : ''}, profile ${a.profile})`, {
+        from: 'ready', to: 'provisioning', cause, allocation: a.id, cluster: a.cluster, role: a.role, profile: a.profile, replaces: r.old.machine.id,
+      })
+      if (r.old.action === 'released') {
+        metrics?.releases.inc()
+        lifecycle.record(machineId, 'machine.state', `${r.old.machine.state} → released: replaced by ${r.taken.name ?? r.taken.id}`, {
+          from: r.old.machine.state, to: 'released', cause: 'replaced', replacedBy: r.taken.id, cluster: a.cluster,
+        })
+      } else {
+        lifecycle.record(machineId, 'machine.updated', `replaced by ${r.taken.name ?? r.taken.id} and left the cluster; stays quarantined`, { replacedBy: r.taken.id, cluster: a.cluster })
+      }
+      const power = (options.powerOn ? [r.taken.id] : []).concat(r.old.action === 'released' ? [machineId] : [])
+      if (power.length > 0) {
+        const { outcomes } = await powerUp(power)
+        if (options.powerOn) {
+          a.machines = a.machines.map((m) => ({ ...m, power: outcomes.get(m.id) ?? m.power }))
+          await inventory.allocations.setMachines(a.id, a.machines)
+        }
+      }
+      return { allocation: a, replayed: false, replaced: { id: machineId, action: r.old.action } }
+    },
+
     async release(machineId, options = {}) {
       const cause = options.cause ?? 'released through the API'
       const now = clock.now()
@@ -310,6 +416,7 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
         if (!(await tx.machines.setState(m.id, m.state, 'released', now))) {
           throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} changed state meanwhile; try again`, { details: { id: m.id } })
         }
+        await tx.bootTokens.revoke(m.id, null, now)
         const allocation = await tx.allocations.release(m.id, now)
         return { machine: (await tx.machines.get(m.id))!, from: m.state, allocation }
       })
@@ -324,6 +431,14 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       return { machine: r.machine, released: true, allocation: r.allocation, power }
     },
   }
+}
+
+/** Why a machine could not install with this profile (the config service would refuse it), or null. */
+export function installDiskProblem(m: Machine, profile: Profile): string | null {
+  const disks = m.hardware?.disks ?? []
+  if (disks.length === 0) return null
+  const choice = chooseInstallDisk(disks, profile.installDisk ?? {})
+  return choice.ok ? null : choice.reason
 }
 
 function isConflict(err: unknown): boolean {

@@ -37,6 +37,8 @@ export function decideBoot(machine: Machine, profile: Profile | null, policy: Bo
       if (!profile) return { kind: 'blocked', reason: 'allocated, but no profile applies to this machine' }
       if (!profile.talosVersion) return { kind: 'blocked', reason: `profile ${profile.name} names no Talos version` }
       return { kind: 'install', profile, reason: `allocated: install Talos ${profile.talosVersion} (profile ${profile.name})` }
+    case 'failed':
+      return { kind: 'hold', mode: 'retry', reason: 'failed: quarantined after repeated boot failures; waiting for a person to retry or replace it' }
     case 'installed':
       if (machine.alwaysPxe && profile?.talosVersion) {
         return { kind: 'install', profile, reason: 'installed, always-PXE: boot Talos from the network' }

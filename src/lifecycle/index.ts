@@ -17,3 +17,4 @@ export { createIdentityVerifier, type IdentityVerifier, type IdentityVerdict, ty
 export { createKernelNeighbourTable, parseProcArp, parseIpNeighJson, type NeighbourTable } from './neighbours.js'
 export { createNewMachineLimit, type NewMachineLimit } from './new-machine-limit.js'
 export { createSecurityEvents, type SecurityEvents, type SecurityEventKind } from './security-events.js'
+export { createRepair, BOOT_PHASES, DEFAULT_DEADLINES, DEFAULT_REPAIR, type Repair, type RepairStatus, type BootPhase, type PhaseDeadlines } from './repair.js'

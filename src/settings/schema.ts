@@ -199,6 +199,41 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Failure as routine: deadlines per boot phase, the repair ladder, and how many machines provision at once. */
+    repair: Type.Object(
+      {
+        /** Watch provisioning machines, repair and quarantine them. */
+        enabled: Type.Boolean({ default: true }),
+        /** Seconds allowed per phase (a profile's `deadlines` overrides them). POST alone can take 2-3 minutes. */
+        deadlines: Type.Object(
+          {
+            /** Allocation or power cycle → its boot script (firmware, DHCP, iPXE). */
+            boot: Type.Integer({ minimum: 10, default: 600 }),
+            /** Boot script → kernel and initramfs downloaded. */
+            download: Type.Integer({ minimum: 10, default: 900 }),
+            /** Downloads → Talos config fetched. */
+            config: Type.Integer({ minimum: 10, default: 600 }),
+            /** Config → Talos installing. */
+            installing: Type.Integer({ minimum: 10, default: 900 }),
+            /** Installing → installed. */
+            installed: Type.Integer({ minimum: 10, default: 1800 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        /** Failures in one phase that quarantine a machine in state `failed`. */
+        maxPhaseFailures: Type.Integer({ minimum: 1, default: 2 }),
+        /** Failures in all that quarantine it. */
+        maxFailures: Type.Integer({ minimum: 1, default: 3 }),
+        /** Wait before a repair (next boot PXE, power cycle): doubles per failure up to the max, with jitter. */
+        backoffSeconds: Type.Integer({ minimum: 0, default: 30 }),
+        backoffMaxSeconds: Type.Integer({ minimum: 0, default: 600 }),
+        /** Repairs running at once. */
+        maxConcurrentRepairs: Type.Integer({ minimum: 1, default: 20 }),
+        /** Install boot scripts in one attempt without a config fetch: a boot loop. */
+        bootLoopScripts: Type.Integer({ minimum: 2, default: 5 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     /** What rackboot believes on the provisioning network, and what it lets unauthenticated clients cost it. */
     security: Type.Object(
       {

@@ -80,7 +80,7 @@ test('not enough machines: 409 and nothing taken; bad requests: 400/422 with the
   const r = await allocate(s, { class: 'big', count: 5 }) // 4 of 10 are big
   assert.equal(r.statusCode, 409)
   assert.equal(r.json().error, 'RB_ERR_CONFLICT')
-  assert.deepEqual(r.json().details, { reason: 'insufficient-machines', requested: 5, available: 4 })
+  assert.deepEqual(r.json().details, { reason: 'insufficient-machines', requested: 5, available: 4, skipped: 0, skippedWhy: [] })
   assert.match(r.json().message, /not enough ready machines: 5 asked, 4 available in class big/)
   assert.equal(await s.inventory.machines.count({ state: 'ready' }), before)
   assert.deepEqual((await s.inventory.allocations.list()).items, [])

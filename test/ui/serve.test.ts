@@ -55,7 +55,7 @@ test('GET /overview/counts: machines per state with the list filters, every stat
   const get = async (query: string, scope: 'read' | 'none' = 'read') => s.app.inject({ url: `/api/v1/overview/counts${query}`, headers: s.auth(scope) })
   const all = await get('')
   assert.equal(all.statusCode, 200)
-  assert.deepEqual(all.json(), { total: 47, states: { new: 0, discovered: 12, ready: 30, provisioning: 0, installed: 5, released: 0, maintenance: 0 } })
+  assert.deepEqual(all.json(), { total: 47, states: { new: 0, discovered: 12, ready: 30, provisioning: 0, installed: 5, released: 0, maintenance: 0, failed: 0 } })
   // Each count agrees with the machine list under the same filter (seed labels: tier = i % 3, rack = r1 for i < 40).
   for (const q of ['?label=tier=1', '?label=rack=r1&label=tier=0', '?q=sn0000004', `?q=${ready[3]}`]) {
     const counts = (await get(q)).json() as { total: number; states: Record<string, number> }

@@ -80,6 +80,7 @@ export async function exportInventory(inventory: Inventory, dir: string): Promis
       baseConfig: p.baseConfig ?? undefined,
       patches: p.patches.length > 0 ? p.patches : undefined,
       installDisk: p.installDisk ?? undefined,
+      deadlines: p.deadlines ?? undefined,
     }),
   )
   const header = '# Written by `rackboot inventory export`; `rackboot inventory import` reads it back.\n'

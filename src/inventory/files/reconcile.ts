@@ -124,6 +124,7 @@ async function reconcile(tx: Inventory, desired: DesiredInventory, options: Impo
       baseConfig: p.baseConfigText,
       patches: p.patches ?? [],
       installDisk: p.installDisk ?? null,
+      deadlines: p.deadlines ?? null,
       managedBy: MANAGED_BY,
     }
     const have = await tx.profiles.get(p.name)

@@ -67,6 +67,11 @@ export const FileClassSchema = Type.Object(
   { additionalProperties: false },
 )
 
+export const PhaseDeadlinesSchema = Type.Object({
+  boot: Type.Optional(Type.Integer({ minimum: 10 })), download: Type.Optional(Type.Integer({ minimum: 10 })), config: Type.Optional(Type.Integer({ minimum: 10 })),
+  installing: Type.Optional(Type.Integer({ minimum: 10 })), installed: Type.Optional(Type.Integer({ minimum: 10 })),
+}, { additionalProperties: false, description: 'Seconds per boot phase, overriding the server\'s repair.deadlines' })
+
 export const FileProfileSchema = Type.Object(
   {
     name: Name,
@@ -82,6 +87,8 @@ export const FileProfileSchema = Type.Object(
     patches: Type.Optional(Type.Array(Type.Unknown())),
     /** How the install disk is chosen among the disks a machine reported. */
     installDisk: Type.Optional(DiskSelectorSchema),
+    /** Seconds per boot phase (boot, download, config, installing, installed), overriding repair.deadlines. */
+    deadlines: Type.Optional(PhaseDeadlinesSchema),
   },
   { additionalProperties: false },
 )

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { ClassRepository, ProfileRepository } from '../repositories.js'
-import type { Arch, InstallDiskSelector, Profile } from '../types.js'
+import type { Arch, InstallDiskSelector, PhaseDeadlineOverrides, Profile } from '../types.js'
 import { parseJson } from './json.js'
 import type { Database } from './schema.js'
 
@@ -57,6 +57,7 @@ export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
     baseConfig: r.base_config as string | null,
     patches: parseJson<unknown[]>(r.patches, []),
     installDisk: parseJson<InstallDiskSelector | null>(r.install_disk, null),
+    deadlines: parseJson<PhaseDeadlineOverrides | null>(r.deadlines, null),
     managedBy: r.managed_by as string | null,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
@@ -79,6 +80,7 @@ export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
         base_config: p.baseConfig,
         patches: JSON.stringify(p.patches),
         install_disk: p.installDisk ? JSON.stringify(p.installDisk) : null,
+        deadlines: p.deadlines ? JSON.stringify(p.deadlines) : null,
         managed_by: p.managedBy,
         updated_at: now,
       }

@@ -77,6 +77,8 @@ export interface ProfilesTable {
   patches: string
   /** InstallDiskSelector as JSON (migration 0005); null: none. */
   install_disk: string | null
+  /** Boot phase deadlines in seconds as JSON (migration 0007); null: the settings'. */
+  deadlines: string | null
   managed_by: string | null
   created_at: number
   updated_at: number

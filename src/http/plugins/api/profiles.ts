@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type, { type Static } from 'typebox'
 import { NotFoundError, RackbootError } from '../../../errors.js'
-import { checkDiskSelector, DiskSelectorSchema, type Inventory, type Profile } from '../../../inventory/index.js'
+import { checkDiskSelector, DiskSelectorSchema, PhaseDeadlinesSchema, type Inventory, type Profile } from '../../../inventory/index.js'
 import { parseConfigDocuments, parseTalosVersion } from '../../../talos/index.js'
 import { checkPatches } from './classes.js'
 import type { ApiDeps } from './context.js'
@@ -17,6 +17,7 @@ const ProfileFields = {
   baseConfig: Type.Optional(Nullable(Type.String({ maxLength: 1024 * 1024, description: 'Talos machine config (YAML); null: generated from the cluster of an allocation' }))),
   patches: Type.Optional(Type.Array(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown()), Type.String()]), { maxItems: 64 })),
   installDisk: Type.Optional(Nullable(DiskSelectorSchema)),
+  deadlines: Type.Optional(Nullable(PhaseDeadlinesSchema)),
 }
 const ProfileBody = Type.Object(ProfileFields, { additionalProperties: false })
 const NewProfileBody = Type.Object({ name: NameSchema, ...ProfileFields }, { additionalProperties: false })
@@ -35,7 +36,7 @@ async function write(inventory: Inventory, name: string, b: Static<typeof Profil
   return inventory.profiles.put({
     name, description: b.description ?? null, talosVersion: b.talosVersion ?? null, arch: b.arch ?? null,
     schematic: b.schematic ?? null, kernelArgs: b.kernelArgs ?? [], baseConfig: b.baseConfig ?? null, patches: b.patches ?? [],
-    installDisk: b.installDisk ?? null, managedBy: null,
+    installDisk: b.installDisk ?? null, deadlines: b.deadlines ?? null, managedBy: null,
   }, Date.now())
 }
 

@@ -1,6 +1,6 @@
 import Type, { type Static, type TSchema, type TUnsafe } from 'typebox'
 import { RackbootError } from '../../../errors.js'
-import { DiskSelectorSchema, MACHINE_STATES, MachineNetworkSchema, type ValueProblem } from '../../../inventory/index.js'
+import { DiskSelectorSchema, MACHINE_STATES, MachineNetworkSchema, PhaseDeadlinesSchema, type ValueProblem } from '../../../inventory/index.js'
 import type {
   Allocation, Bmc, Cluster, Lease, Machine, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
 } from '../../../inventory/index.js'
@@ -218,6 +218,7 @@ export const ProfileSchema = Type.Object({
   baseConfig: Nullable(Type.String()),
   patches: Type.Array(Type.Unknown()),
   installDisk: Nullable(DiskSelectorSchema),
+  deadlines: Type.Optional(Nullable(PhaseDeadlinesSchema)),
   managedBy: Nullable(Type.String()),
   createdAt: Time,
   updatedAt: Time,

@@ -1,0 +1,203 @@
+// The repair ladder with a fake clock and hand-driven timers: phase deadlines, failures from Talos and downloads,
+// boot loops, bounded repairs with backoff, quarantine, retry, and a restart that remembers.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createEventBus } from '../../src/events/bus.js'
+import { openSqliteInventory } from '../../src/inventory/index.js'
+import { attachTimeline, createLifecycle } from '../../src/lifecycle/index.js'
+import { createRepair, type RepairPower, type RepairSettings } from '../../src/lifecycle/repair.js'
+import { silentLogger } from '../../src/log.js'
+import { createMetricsRegistry } from '../../src/metrics.js'
+
+const S = 1000
+
+async function setup(options: { bmc?: boolean; settings?: Partial<RepairSettings>; failPower?: boolean; file?: string } = {}) {
+  const inventory = await openSqliteInventory({ file: options.file ?? ':memory:' })
+  const log = silentLogger()
+  const bus = createEventBus()
+  const timeline = attachTimeline({ inventory, bus, log })
+  let now = 1_800_000_000_000
+  const clock = { now: () => now }
+  const lifecycle = createLifecycle({ inventory, bus, log, clock })
+  const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = []
+  const powerCalls: Array<{ id: string; at: number; mode?: string }> = []
+  let inFlight = 0
+  let maxInFlight = 0
+  const power: RepairPower = {
+    async pxeBootNow(id, o) {
+      inFlight++
+      maxInFlight = Math.max(maxInFlight, inFlight)
+      powerCalls.push({ id, at: now, ...(o?.mode ? { mode: o.mode } : {}) })
+      await new Promise((r) => setImmediate(r))
+      inFlight--
+      if (options.failPower) throw new Error('BMC 198.18.0.200 did not answer')
+      return {}
+    },
+  }
+  const registry = createMetricsRegistry()
+  const make = () => createRepair({
+    inventory, lifecycle, bus, log, clock, power, registry: createMetricsRegistry(), random: () => 1,
+    settings: { sweepMs: 60 * 60 * S, ...options.settings },
+    setTimer: (fn, ms) => {
+      const t = { at: now + ms, fn, cancelled: false }
+      timers.push(t)
+      return { cancel: () => { t.cancelled = true } }
+    },
+  })
+  const repair = make()
+  void registry
+  await repair.start()
+  let made = 0
+  async function machine(name: string, opts: { bmc?: boolean } = {}) {
+    const m = await inventory.machines.create({ name, nics: [{ mac: `02:00:00:00:01:${(++made).toString(16).padStart(2, '0')}`, name: null, boot: true }], state: 'ready', firmware: 'uefi' }, now)
+    if (opts.bmc ?? options.bmc ?? true) await inventory.bmcs.put(m.id, { type: 'ipmi', address: '198.18.0.200', username: 'admin', password: 'pw' })
+    await lifecycle.transition(m.id, 'provisioning', 'test allocation')
+    await repair.idle()
+    return m
+  }
+  return {
+    inventory, lifecycle, repair, timeline, powerCalls, registry,
+    get maxInFlight() { return maxInFlight },
+    make,
+    clock,
+    async advance(ms: number) {
+      now += ms
+      for (;;) {
+        await repair.sweep()
+        await repair.idle()
+        const due = timers.filter((t) => !t.cancelled && t.at <= now)
+        if (due.length === 0) break
+        for (const t of due) {
+          t.cancelled = true
+          t.fn()
+        }
+        await repair.idle()
+      }
+    },
+    machine,
+    async state(id: string) {
+      return (await inventory.machines.get(id))!.state
+    },
+    async timelineOf(id: string) {
+      await timeline.flush()
+      return (await inventory.events.list({ machineId: id })).filter((e) => e.type === 'boot.failure' || e.type === 'boot.repair').map((e) => e.message)
+    },
+    async close() {
+      await repair.stop()
+      await timeline.flush()
+      await inventory.close()
+    },
+  }
+}
+
+test('a machine that never asks for its script fails its boot deadline, is power-cycled with backoff, then quarantined', async (t) => {
+  const s = await setup({ settings: { deadlines: { boot: 600, download: 900, config: 600, installing: 900, installed: 1800 }, backoffMs: 30 * S } })
+  t.after(() => s.close())
+  const m = await s.machine('silent')
+  await s.advance(599 * S)
+  assert.equal(s.powerCalls.length, 0, 'not before the deadline')
+  await s.advance(2 * S)
+  assert.equal(s.repair.status(m.id)?.failures, 1)
+  assert.equal(s.powerCalls.length, 0, 'the repair waits its backoff')
+  await s.advance(30 * S)
+  assert.deepEqual(s.powerCalls.map((c) => [c.id, c.mode]), [[m.id, 'uefi']])
+  // Second failure in the same phase: quarantined (maxPhaseFailures 2), no third power cycle.
+  await s.advance(601 * S)
+  assert.equal(await s.state(m.id), 'failed')
+  await s.advance(3600 * S)
+  assert.equal(s.powerCalls.length, 1)
+  const lines = await s.timelineOf(m.id)
+  assert.match(lines[0]!, /boot failed in phase boot: no a boot script \(firmware, DHCP, iPXE\) within 600 s/)
+  assert.match(lines[1]!, /next boot PXE and a power cycle in 30 s \(failure 1 of 3\)/)
+  assert.match(lines[2]!, /next boot PXE \(uefi\) and power cycle: done/)
+  assert.match(lines.at(-1)!, /quarantined: 2 failures in phase boot/)
+  // A person retries: back to provisioning with the counters reset.
+  await s.lifecycle.transition(m.id, 'provisioning', 'retry by a tech')
+  await s.advance(0)
+  assert.equal(s.repair.status(m.id)?.failures, 0)
+})
+
+test('phases advance with the timeline; Talos reporting a failure and a missing initramfs are failures with their phase', async (t) => {
+  const s = await setup({ settings: { maxPhaseFailures: 5, maxFailures: 3, backoffMs: 10 * S } })
+  t.after(() => s.close())
+  const m = await s.machine('talos-fails')
+  s.lifecycle.record(m.id, 'boot.script', 'boot script: install', { decision: 'install' })
+  await s.advance(S)
+  assert.equal(s.repair.status(m.id)?.phase, 'download')
+  s.lifecycle.record(m.id, 'boot.asset', 'downloaded', { path: 'talos/v1.13.9/amd64/vmlinuz', status: 200, complete: true })
+  s.lifecycle.record(m.id, 'boot.asset', 'downloaded', { path: 'talos/v1.13.9/amd64/initramfs.xz', status: 200, complete: true })
+  await s.advance(S)
+  assert.equal(s.repair.status(m.id)?.phase, 'config')
+  s.lifecycle.record(m.id, 'boot.config', 'config served', { status: 200 })
+  s.lifecycle.record(m.id, 'boot.talos', 'Talos is installing', { hint: 'installing' })
+  await s.advance(S)
+  assert.equal(s.repair.status(m.id)?.phase, 'installed')
+  // Talos says the install failed, twice in one boot (kernel log and event sink): one failure.
+  s.lifecycle.record(m.id, 'boot.talos', 'Talos reported a failure: failed to run installer: disk /dev/nvme0n1 is in use', { hint: 'failed' })
+  s.lifecycle.record(m.id, 'boot.talos', 'Talos reported a failure: sequence install failed', { hint: 'failed' })
+  await s.advance(S)
+  assert.equal(s.repair.status(m.id)?.failures, 1)
+  await s.advance(10 * S)
+  assert.equal(s.powerCalls.length, 1)
+  // The next boot: its initramfs is missing on the server.
+  s.lifecycle.record(m.id, 'boot.script', 'boot script: install', { decision: 'install' })
+  s.lifecycle.record(m.id, 'boot.asset', 'download failed', { path: 'talos/v1.13.9/amd64/initramfs.xz', status: 404, complete: false })
+  await s.advance(S)
+  const lines = await s.timelineOf(m.id)
+  assert.ok(lines.some((l) => /phase installed: Talos reported: failed to run installer: disk \/dev\/nvme0n1 is in use/.test(l)), lines.join('\n'))
+  assert.ok(lines.some((l) => /phase download: talos\/v1\.13\.9\/amd64\/initramfs\.xz: HTTP 404 \(the file is missing on the server\)/.test(l)), lines.join('\n'))
+  assert.equal(s.repair.status(m.id)?.failures, 2)
+})
+
+test('a boot loop (scripts again and again without a config) is a failure; no BMC: the ladder waits instead of cycling', async (t) => {
+  const s = await setup({ bmc: false, settings: { bootLoopScripts: 4, maxFailures: 2, maxPhaseFailures: 2 } })
+  t.after(() => s.close())
+  const m = await s.machine('looping')
+  for (let i = 0; i < 4; i++) s.lifecycle.record(m.id, 'boot.script', 'boot script: install', { decision: 'install' })
+  await s.advance(S)
+  const lines = await s.timelineOf(m.id)
+  assert.ok(lines.some((l) => /boot loop: 4 boot scripts in one attempt without a config fetch/.test(l)), lines.join('\n'))
+  assert.ok(lines.some((l) => /no BMC to power-cycle it/.test(l)), lines.join('\n'))
+  assert.equal(s.powerCalls.length, 0)
+  // It never comes back: the boot deadline is a second failure, which quarantines it (maxFailures 2).
+  await s.advance(601 * S)
+  assert.equal(await s.state(m.id), 'failed')
+})
+
+test('repairs are bounded at once and a failing BMC is recorded, not retried blindly', async (t) => {
+  const s = await setup({ settings: { maxConcurrentRepairs: 3, backoffMs: 0, maxFailures: 5, maxPhaseFailures: 5 } })
+  t.after(() => s.close())
+  const ids = []
+  for (let i = 0; i < 12; i++) ids.push((await s.machine(`m${i}`)).id)
+  await s.advance(601 * S)
+  assert.equal(s.powerCalls.length, 12)
+  assert.ok(s.maxInFlight <= 3, `at most 3 at once, saw ${s.maxInFlight}`)
+  const f = await setup({ failPower: true, settings: { backoffMs: 0 } })
+  t.after(() => f.close())
+  const m = await f.machine('dead-bmc')
+  await f.advance(601 * S)
+  assert.equal(f.powerCalls.length, 1)
+  assert.ok((await f.timelineOf(m.id)).some((l) => /power cycle failed: BMC 198\.18\.0\.200 did not answer/.test(l)))
+})
+
+test('after a restart the ladder remembers failures from the timeline', async (t) => {
+  const { mkdtempSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const { tmpdir } = await import('node:os')
+  const file = join(mkdtempSync(join(tmpdir(), 'rb-repair-')), 'db.sqlite')
+  const s = await setup({ file, settings: { backoffMs: 0 } })
+  const m = await s.machine('restarted')
+  await s.advance(601 * S)
+  assert.equal(s.powerCalls.length, 1)
+  await s.repair.stop()
+  await s.timeline.flush()
+  // A new ladder on the same database: one failure already counted; the next one in the same phase quarantines.
+  const again = s.make()
+  await again.start()
+  t.after(() => again.stop())
+  assert.equal(again.status(m.id)?.failures, 1)
+  await s.advance(0)
+  await again.sweep()
+  assert.equal(await s.state(m.id), 'provisioning', 'the deadline restarted from the power cycle')
+  await s.close()
+})
