@@ -3,6 +3,7 @@
 export { compileSelector, andSelectors, type Selector } from './selector.js'
 export { parseSelector, compileNode, type Node, type CompiledPath, type ColumnHint, type Literal } from './parser.js'
 export { boundsOf, mergeBounds } from './hints.js'
+export { compileRegex, RegexSyntaxError, MAX_PATTERN_LENGTH, MAX_PROGRAM_SIZE, type LinearRegex } from './regex.js'
 export { tokenize, SIZE_UNITS, type Token, type CompareOp } from './lexer.js'
 export { MACHINE_FIELDS } from './fields.js'
 export { chooseClass, evaluateClass, type ClassChoice, type ClassMatch, type SelectorResult } from './classes.js'

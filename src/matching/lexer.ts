@@ -32,6 +32,17 @@ const NUMBER_RE = /-?\d+(?:\.\d+)?(?:(kib|mib|gib|tib|pib|kb|mb|gb|tb|pb|b)(?![\
 const WORD_RE = /[A-Za-z0-9_][A-Za-z0-9_\-:/]*/y
 const OPS = ['==', '!=', '>=', '<=', '=~', '!~', '&&', '||', '>', '<', '=', '!'] as const
 
+/**
+ * Where character `index` of a token's value stands in the source: for a string, past the opening quote, each
+ * `\x` the lexer unescaped counting two source characters. Points an error inside a regex at its place.
+ */
+export function sourceOffset(source: string, token: Token, index: number): number {
+  if (token.kind !== 'string') return token.pos + index
+  let j = token.pos + 1
+  for (let k = 0; k < index && j < source.length; k++) j += source[j] === '\\' ? 2 : 1
+  return j
+}
+
 export function tokenize(source: string): Token[] {
   const tokens: Token[] = []
   let i = 0

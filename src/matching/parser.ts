@@ -1,6 +1,7 @@
 import { selectorError } from './errors.js'
 import { byteUnit, MACHINE_FIELDS, speedUnit, type Field, type Spec } from './fields.js'
-import { tokenize, type CompareOp, type Token } from './lexer.js'
+import { sourceOffset, tokenize, type CompareOp, type Token } from './lexer.js'
+import { compileRegex, RegexSyntaxError, type LinearRegex } from './regex.js'
 
 // Selector grammar (one expression; a class's list of selectors is their conjunction):
 //
@@ -11,6 +12,9 @@ import { tokenize, type CompareOp, type Token } from './lexer.js'
 //   path      := word ( '.' word | '[' "key" ']' | '[' expr (',' expr)* ']' )*
 //   value     := number[unit] | "string" | word | true | false | null      list := '[' value (',' value)* ']'
 //   op        := == | = | != | < | <= | > | >= | =~ | !~
+//
+// `=~` and `!~` take a JavaScript regular expression without backreferences or lookaround, matched in linear time
+// (regex.ts); one the engine refuses is a parse error at its place in the selector.
 //
 // Examples: `cpu.cores >= 32`, `memory.gib >= 256`, `memory >= 256GiB`, `disks[type=nvme].count >= 2`,
 // `disks[type=nvme, size.tb >= 3.8].count >= 4`, `manufacturer == "Dell Inc."`, `labels.rack in [r12, r13]`,
@@ -39,7 +43,7 @@ export interface CompiledPath {
 export type Node =
   | { kind: 'and' | 'or'; items: Node[] }
   | { kind: 'not'; item: Node }
-  | { kind: 'cmp'; op: CompareOp | 'in' | 'not in'; path: CompiledPath; value: Literal | Literal[]; regex?: RegExp; pos: number }
+  | { kind: 'cmp'; op: CompareOp | 'in' | 'not in'; path: CompiledPath; value: Literal | Literal[]; regex?: LinearRegex; pos: number }
   | { kind: 'test'; path: CompiledPath }
 
 type PathState = { get: (root: unknown) => unknown; spec: Spec; hint: HintState }
@@ -124,13 +128,7 @@ class Parser {
       const value = this.value(path)
       if (op === '=~' || op === '!~') {
         if (typeof value !== 'string') this.fail(vt, 'a regular expression must be a string')
-        let regex: RegExp
-        try {
-          regex = new RegExp(value)
-        } catch (err) {
-          this.fail(vt, `invalid regular expression: ${(err as Error).message}`)
-        }
-        return { kind: 'cmp', op, path: this.valuePath(path, t), value, regex, pos: t.pos }
+        return { kind: 'cmp', op, path: this.valuePath(path, t), value, regex: this.regex(vt, value), pos: t.pos }
       }
       if (op !== '==' && op !== '!=' && typeof value !== 'number' && typeof value !== 'string') {
         this.fail(vt, `'${op}' compares with a number or a string`)
@@ -147,6 +145,18 @@ class Parser {
       return { kind: 'cmp', op: 'not in', path: this.valuePath(path, t), value: this.list(path), pos: t.pos }
     }
     return { kind: 'test', path }
+  }
+
+  /** The pattern of token `t`, compiled (once per text) by the linear-time engine; refused ones fail here. */
+  private regex(t: Token, pattern: string): LinearRegex {
+    try {
+      return compileRegex(pattern)
+    } catch (err) {
+      if (!(err instanceof RegexSyntaxError)) throw err
+      // A fault in one construct points at it; one of the whole pattern (too long, a group left open) at its start.
+      const position = err.index === null ? t.pos : sourceOffset(this.source, t, err.index)
+      throw selectorError(this.source, position, `invalid regular expression: ${err.message}`)
+    }
   }
 
   private valuePath(path: CompiledPath, at: Token): CompiledPath {
