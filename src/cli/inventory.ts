@@ -1,6 +1,7 @@
 import { exportInventory, importInventory, loadInventoryFiles, type ImportReport } from '../inventory/index.js'
 import { renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
+import { checkSelector } from '../matching/index.js'
 
 export const INVENTORY_USAGE = `rackboot inventory <command>
 
@@ -33,7 +34,7 @@ export async function inventoryCommand(args: string[]): Promise<number> {
   switch (sub) {
     case 'import': {
       // Validate the files before touching the database: a bad file changes nothing.
-      const desired = loadInventoryFiles(target)
+      const desired = loadInventoryFiles(target, { checkSelector })
       return withContext(values, async ({ inventory, lifecycle }) => {
         const dryRun = values['dry-run'] ?? false
         const report = await importInventory(inventory, desired, { now: Date.now(), prune: values.prune ?? false, dryRun })

@@ -21,6 +21,7 @@ import { createConfigLinter } from '../talos/index.js'
 import { createFileSource, createRoutingSource, createTftpServer } from '../tftp/index.js'
 import { VERSION } from '../version.js'
 import { databaseFile, parse, prepareDataDir, secretKeyFile } from './context.js'
+import { checkSelector } from '../matching/index.js'
 
 export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
 
@@ -53,7 +54,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const base = publicBaseUrl(settings)
 
   if (settings.inventory.importOnStart) {
-    const report = await importInventory(inventory, loadInventoryFiles(settings.inventory.importOnStart), { now: Date.now() })
+    const report = await importInventory(inventory, loadInventoryFiles(settings.inventory.importOnStart, { checkSelector }), { now: Date.now() })
     for (const w of report.warnings) log.warn({ warning: w }, 'inventory import warning')
     log.info({ dir: settings.inventory.importOnStart, changes: report.changes.length, unchanged: report.unchanged }, 'inventory imported')
   }

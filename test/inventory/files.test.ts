@@ -199,3 +199,24 @@ test('install-disk and network mistakes name file, line, column and field', () =
     assert.match(loadError(dir).message, pattern, text)
   }
 })
+
+test('a class selector that does not parse (or needs backtracking) is an error at its file, line and column', async () => {
+  const { checkSelector } = await import('../../src/matching/index.js')
+  const dir = tempDir()
+  writeFileSync(join(dir, 'classes.yaml'), `classes:
+  - name: big
+    selectors:
+      - cpu.cores >= 32
+      - serial =~ "^(a)\\\\1$"
+`)
+  let caught: unknown
+  try {
+    loadInventoryFiles(dir, { checkSelector })
+  } catch (err) {
+    caught = err
+  }
+  assert.ok(caught instanceof InventoryFileError, 'a bad selector is refused')
+  assert.match(caught.message, /classes\.yaml:5:9.*classes\[0\]\.selectors\[1\].*backreference/s)
+  // Without the check (the matching layer is the caller's), the file loads.
+  assert.equal(loadInventoryFiles(dir).classes.length, 1)
+})

@@ -65,7 +65,16 @@ interface ParsedFile {
 }
 
 /** Reads every *.yaml under `dir` (or one file) and validates it; throws InventoryFileError naming file, line and field. */
-export function loadInventoryFiles(target: string, options: { cwd?: string } = {}): DesiredInventory {
+export interface LoadOptions {
+  cwd?: string
+  /**
+   * Checks one class selector (the matching layer sits above the inventory, so the caller passes it in): a message
+   * saying what is wrong, or null. Without it selectors are checked when the class is evaluated.
+   */
+  checkSelector?: (selector: string) => string | null
+}
+
+export function loadInventoryFiles(target: string, options: LoadOptions = {}): DesiredInventory {
   const root = resolve(options.cwd ?? process.cwd(), target)
   let files: string[]
   try {
@@ -177,6 +186,10 @@ export function loadInventoryFiles(target: string, options: { cwd?: string } = {
     })
     ;(data.classes ?? []).forEach((c, i) => {
       claim('class', c.name, ['classes', i, 'name'])
+      ;(c.selectors ?? []).forEach((sel, j) => {
+        const wrong = options.checkSelector?.(sel)
+        if (wrong) report(['classes', i, 'selectors', j], wrong)
+      })
       desired.classes.push({ value: c, file, pointer: ['classes', String(i)] })
     })
     ;(data.profiles ?? []).forEach((p, i) => {
