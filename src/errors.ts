@@ -12,6 +12,8 @@ export const ErrorCodes = {
   RB_ERR_STORAGE: 500,
   RB_ERR_CRYPTO: 500,
   RB_ERR_INTERNAL: 500,
+  /** The request is fine but what it asks for cannot be served as the inventory stands (a user's to fix): 503, logged at warn. */
+  RB_ERR_NOT_SERVABLE: 503,
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

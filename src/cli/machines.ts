@@ -1,5 +1,6 @@
 import { MACHINE_STATES, type Machine, type MachineState } from '../inventory/index.js'
-import { resolveProfile } from '../lifecycle/index.js'
+import { createAllocator, resolveProfile } from '../lifecycle/index.js'
+import { silentLogger } from '../log.js'
 import { formatInstallDisk, installDiskFor } from './install-disk.js'
 import { formatAge, formatBytes, printable, renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
@@ -11,6 +12,9 @@ export const MACHINES_USAGE = `rackboot machines <command>
   show MACHINE [--json]                 MACHINE: id, name, MAC, SMBIOS uuid or serial
   accept MACHINE...                     discovered -> ready
   label MACHINE k=v... [k-]...          set (k=v) or remove (k-) labels
+  retry MACHINE... [--reason TEXT]      failed -> provisioning, failure counts reset (the server's ladder PXE-boots it)
+  replace MACHINE [--key KEY] [--json]  a ready machine of the same class and role takes its place in the cluster;
+                                        it is released (wiped), or stays quarantined if it failed
   delete MACHINE... --yes
   logs MACHINE [--follow] [--limit N]  Talos's kernel log, from the running server (RACKBOOT_TOKEN, read scope)`
 
@@ -32,6 +36,8 @@ export async function machinesCommand(args: string[]): Promise<number> {
     limit: { type: 'string' },
     yes: { type: 'boolean' },
     follow: { type: 'boolean', short: 'f' },
+    reason: { type: 'string' },
+    key: { type: 'string' },
   })
   if (!sub || values.help) {
     console.log(MACHINES_USAGE)
@@ -186,6 +192,29 @@ export async function machinesCommand(args: string[]): Promise<number> {
         }
         const after = await lifecycle.update(m.id, { labels }, 'labels changed (CLI)')
         console.log(printable(`${after.name ?? after.id}: ${Object.entries(after.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(no labels)'}`))
+        return 0
+      }
+      case 'retry': {
+        if (positionals.length === 0) throw new UsageError('machines retry needs at least one MACHINE')
+        for (const ref of positionals) {
+          const m = await resolveMachine(inventory, ref)
+          if (m.state !== 'failed') throw new UsageError(`${m.name ?? m.id} is ${m.state}: only a failed machine is retried`)
+          const after = await lifecycle.transition(m.id, 'provisioning', `retry by a tech (CLI)${values.reason ? `: ${values.reason}` : ''}`, { from: 'failed' })
+          console.log(printable(`${after.name ?? after.id}: ${after.state}`))
+        }
+        return 0
+      }
+      case 'replace': {
+        const [ref] = positionals
+        if (!ref || positionals.length > 1) throw new UsageError('machines replace needs one MACHINE')
+        const m = await resolveMachine(inventory, ref)
+        const allocator = createAllocator({ inventory, lifecycle, log: silentLogger() })
+        const r = await allocator.replace(m.id, { idempotencyKey: values.key ?? null, cause: 'replacement by a tech (CLI)' })
+        if (values.json) printJson(r)
+        else {
+          const fresh = r.allocation.machines[0]
+          console.log(printable(`${m.name ?? m.id} ${r.replaced?.action === 'quarantined' ? 'stays quarantined' : 'released'}; ${fresh?.name ?? fresh?.id ?? '?'} takes its place (${r.allocation.id}${r.allocation.cluster ? `, cluster ${r.allocation.cluster} as ${r.allocation.role}` : ''})${r.replayed ? ' [replayed]' : ''}`))
+        }
         return 0
       }
       case 'delete': {

@@ -10,7 +10,7 @@ import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inv
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
-  createRepair, createTftpObserver, rebootHistory, systemClock,
+  createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
 } from '../lifecycle/index.js'
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
@@ -22,6 +22,8 @@ import { createFileSource, createRoutingSource, createTftpServer } from '../tftp
 import { VERSION } from '../version.js'
 import { databaseFile, parse, prepareDataDir, secretKeyFile } from './context.js'
 import { checkSelector } from '../matching/index.js'
+import { bootFileProblems, missingTalosAssets } from '../assets/readiness.js'
+import type { Repair } from '../lifecycle/index.js'
 
 export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
 
@@ -82,9 +84,14 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const security = createSecurityEvents({ lifecycle, log: log.child({ svc: 'security' }), registry })
   const peers = createPeerDirectory({ inventory, identity })
+  registerStateGauge(registry, inventory)
+  // Boot files a boot will ask for: a profile or allocation naming missing ones is refused, /healthz lists them.
+  const missingAssets = (p: Parameters<typeof missingTalosAssets>[1]) => missingTalosAssets(settings.assetsDir, p)
+  let repair: Repair | null = null
   const bootService = createBootService({
     inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers, identity, security, registry,
-    policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept },
+    policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept, installedReturns: settings.boot.installedReturns },
+    admission: { admit: (m) => repair?.admit(m) ?? { ok: true } },
     tokenTtlMs: { agent: settings.security.agentTokenTtlSeconds * 1000, config: settings.security.configTokenTtlSeconds * 1000 },
     newMachines: createNewMachineLimit({ perAddressPerMinute: settings.security.newMachinesPerAddressPerMinute, perMinute: settings.security.newMachinesPerMinute }),
   })
@@ -95,12 +102,13 @@ export async function serveCommand(args: string[]): Promise<number> {
   })
   // Failure as routine: phase deadlines, the repair ladder (PXE + power cycle), quarantine in `failed`.
   const r = settings.repair
-  const repair = r.enabled
+  repair = r.enabled
     ? createRepair({
         inventory, lifecycle, bus, log: log.child({ svc: 'repair' }), power, registry, profileFor: (m) => bootService.profileFor(m),
         settings: {
           deadlines: r.deadlines, maxPhaseFailures: r.maxPhaseFailures, maxFailures: r.maxFailures, backoffMs: r.backoffSeconds * 1000,
           backoffMaxMs: r.backoffMaxSeconds * 1000, maxConcurrentRepairs: r.maxConcurrentRepairs, bootLoopScripts: r.bootLoopScripts,
+          maxProvisioning: settings.provisioning.maxConcurrent, maxProvisioningPerRack: settings.provisioning.maxPerRack,
         },
       })
     : null
@@ -155,12 +163,21 @@ export async function serveCommand(args: string[]): Promise<number> {
   const app = await buildApp({
     inventory, lifecycle, registry, log, version: VERSION,
     checks: { ...(tftp ? { tftp: () => tftpUp } : {}), ...(dhcp ? { dhcp: () => dhcpUp } : {}) },
+    warnings: () => bootFileProblems({
+      assetsDir: settings.assetsDir,
+      ipxeFiles: tftp ? [settings.dhcp.bootFiles.bios, settings.dhcp.bootFiles.uefiX64] : [],
+      profiles: () => inventory.profiles.list(),
+    }),
     boot: {
       service: bootService, gate, assetsDir: settings.assetsDir, publicUrl: settings.http.publicUrl,
       hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
       agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
       configs,
       talosChannels: () => channels,
+      assetBelongs: async (machineId, ip) => {
+        const m = await inventory.machines.get(machineId)
+        return !!m && (await identity.addressBelongs(m, ip) || (await peers.resolve(ip)) === machineId)
+      },
     },
     limits: {
       maxConnectionsPerAddress: settings.http.maxConnectionsPerAddress,
@@ -173,7 +190,9 @@ export async function serveCommand(args: string[]): Promise<number> {
       auth: createApiAuth({ tokens: inventory.tokens, registry }),
       power,
       kernelLogs: { store: kernelLogs, peersOf: (id) => peers.addressesOf(id) },
-      allocator: createAllocator({ inventory, lifecycle, log: log.child({ svc: 'allocation' }), power, registry }),
+      allocator: createAllocator({ inventory, lifecycle, log: log.child({ svc: 'allocation' }), power, registry, missingAssets }),
+      missingAssets,
+      ...(repair ? { repair } : {}),
     },
   })
   const address = await app.listen({ host: settings.http.listen, port: settings.http.port })

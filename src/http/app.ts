@@ -31,6 +31,8 @@ export interface AppDeps {
   version: string
   startedAt?: number
   checks?: Record<string, () => boolean>
+  /** Missing boot files and the like: /healthz says degraded and lists them. */
+  warnings?: () => Promise<string[]>
   /** The boot flow (scripts, assets, agent reports); absent in tests of other routes. */
   boot?: {
     service: BootService
@@ -41,6 +43,8 @@ export interface AppDeps {
     agent: BootRoutesDeps['agent']
     configs?: ConfigService
     talosChannels?: BootRoutesDeps['talosChannels']
+    /** Whether an asset request's address is the machine's it names (`?m=`); see plugins/assets.ts. */
+    assetBelongs?: (machineId: string, ip: string) => Promise<boolean>
   }
   /** The cluster API under /api/v1 (machines, allocations, events, classes, profiles, clusters); absent in tests of other routes. */
   api?: Omit<ApiDeps, 'inventory' | 'lifecycle' | 'registry' | 'version' | 'maxEventStreamsPerToken'>
@@ -80,11 +84,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     version: deps.version,
     startedAt: deps.startedAt ?? Date.now(),
     ...(deps.checks ? { checks: deps.checks } : {}),
+    ...(deps.warnings ? { warnings: deps.warnings } : {}),
   })
   if (deps.boot) {
     const b = deps.boot
     await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
-    await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate, registry: deps.registry })
+    await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate, registry: deps.registry, ...(b.assetBelongs ? { belongs: b.assetBelongs } : {}) })
     await app.register(agentRoutes, { boot: b.service })
     if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })
   }

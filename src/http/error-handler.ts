@@ -4,6 +4,12 @@ import { isRackbootError } from '../errors.js'
 /** Every error answer has the shape {error, message, details}; 5xx internals stay in the log. */
 export function errorHandler(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
   if (isRackbootError(err)) {
+    // A user's to fix (a profile with no disk that fits, no base config): a warning with the reason, no stack trace.
+    if (err.code === 'RB_ERR_NOT_SERVABLE') {
+      request.log.warn({ code: err.code, url: request.url.split('?')[0] }, err.message)
+      reply.status(err.statusCode).send({ error: err.code, message: err.message, details: err.details ?? null })
+      return
+    }
     if (err.statusCode >= 500) request.log.error({ err }, 'request failed')
     reply.status(err.statusCode).send({
       error: err.code,

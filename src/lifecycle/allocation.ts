@@ -328,6 +328,15 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
 
     async replace(machineId, options = {}) {
       const cause = options.cause ?? 'replacement through the API'
+      const hash = createHash('sha256').update(canonical({ replace: machineId, powerOn: options.powerOn ?? false })).digest('hex')
+      const key = options.idempotencyKey || null
+      // A retried call: the first answer, whatever happened since (the old machine is no longer allocated).
+      const seen = key ? await inventory.allocations.byKey(key) : null
+      if (seen) {
+        const result = replay(seen, hash)
+        const oldState = (await inventory.machines.get(machineId))?.state
+        return { ...result, replaced: { id: machineId, action: oldState === 'failed' ? 'quarantined' : 'released' } }
+      }
       const cur = await inventory.allocations.current(machineId)
       if (!cur) {
         const m = await inventory.machines.get(machineId)
@@ -338,8 +347,6 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       const p = await plan({
         class: cur.class, selector: orig?.selector ?? null, count: 1, cluster: cur.cluster, role: cur.role, profile: cur.profile, patches: cur.patches,
       })
-      const hash = createHash('sha256').update(canonical({ replace: machineId, powerOn: options.powerOn ?? false })).digest('hex')
-      const key = options.idempotencyKey || null
       const now = clock.now()
       const r = await inventory.transaction(async (tx) => {
         if (key) {
@@ -372,10 +379,7 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
         await tx.allocations.create(allocation, [{ machineId: fresh!.id, class: p.className, cluster: p.cluster, role: p.role, profile: p.profile.name, previousProfile: fresh!.profile, patches: p.patches }])
         return { allocation, replayed: false, taken: fresh!, old: { machine: old, action } }
       })
-      if (r.replayed || !r.taken || !r.old) {
-        const replacedId = r.allocation.machines[0] ? machineId : null
-        return { allocation: r.allocation, replayed: true, replaced: replacedId ? { id: machineId, action: 'released' } : null }
-      }
+      if (r.replayed || !r.taken || !r.old) return { allocation: r.allocation, replayed: true, replaced: null }
       metrics?.allocations.inc({ result: 'replaced' })
       metrics?.machines.inc(1)
       const a = r.allocation

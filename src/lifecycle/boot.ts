@@ -27,6 +27,8 @@ export interface BootPlan {
   agentToken?: string
   /** Per-boot token for the Talos config fetch, when the decision is install. */
   configToken?: string
+  /** Told to wait for an install slot (admission): its place in line. */
+  queued?: { position: number; waiting: number }
 }
 
 /** A boot the server will not plan: the network does not vouch for the claim, or a bound on new machines says no. */
@@ -69,6 +71,8 @@ export interface BootServiceDeps {
   newMachines?: NewMachineLimit
   security?: SecurityEvents
   registry?: Registry
+  /** Admission of installs (provisioning.maxConcurrent, maxPerRack): the repair ladder's admit. */
+  admission?: { admit(machine: Machine): { ok: true } | { ok: false; position: number; waiting: number; reason: string } }
 }
 
 export interface BootService {
@@ -175,9 +179,26 @@ export function createBootService(deps: BootServiceDeps): BootService {
         }
       }
       if (clientIp) deps.peers?.remember(clientIp, machine.id)
+      // An installed machine asking again: by setting, reinstall it or mark it failed (its disk may be gone).
+      const returns = deps.policy.installedReturns ?? 'disk'
+      if (machine.state === 'installed' && !machine.alwaysPxe && returns !== 'disk') {
+        const to = returns === 'reinstall' ? 'provisioning' : 'failed'
+        try {
+          machine = await lifecycle.transition(machine.id, to, `installed machine network-booted again from ${clientIp ?? 'an unknown address'}: ${returns === 'reinstall' ? 'reinstalling' : 'marked failed'} (boot.installedReturns ${returns})`, { from: 'installed' })
+        } catch (err) {
+          log.warn({ err, machineId: machine.id }, 'cannot act on an installed machine that network-booted again')
+        }
+      }
       const profile = await profileFor(machine)
-      const decision = decideBoot(machine, profile, deps.policy)
+      let decision = decideBoot(machine, profile, deps.policy)
       const plan: BootPlan = { machine, decision }
+      if (decision.kind === 'install' && machine.state === 'provisioning' && deps.admission) {
+        const admitted = deps.admission.admit(machine)
+        if (!admitted.ok) {
+          decision = plan.decision = { kind: 'hold', mode: 'retry', reason: admitted.reason }
+          plan.queued = { position: admitted.position, waiting: admitted.waiting }
+        }
+      }
       if (decision.kind === 'discovery') {
         plan.agentToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'agent', clientIp, ttlMs: agentTtl, machineState: machine.state }, clock.now())
       } else if (decision.kind === 'install') {
@@ -188,6 +209,7 @@ export function createBootService(deps: BootServiceDeps): BootService {
         reason: decision.reason,
         clientIp,
         via: verdict.via,
+        ...(plan.queued ? { queued: true, position: plan.queued.position } : {}),
         arch: facts.arch ?? null,
         firmware: facts.firmware ?? null,
       })

@@ -75,7 +75,7 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
       }
       const fail = (message: string, details?: unknown): never => {
         lifecycle.record(machine.id, 'boot.config', `config not served: ${message}`, { clientIp, status: 503, details: details ?? null })
-        throw new RackbootError('RB_ERR_INTERNAL', message, { statusCode: 503, details })
+        throw new RackbootError('RB_ERR_NOT_SERVABLE', message, { details })
       }
       // Only a machine that is meant to install gets a config: a released machine's old token is worth nothing.
       if (machine.state !== 'provisioning' && machine.state !== 'installed') {

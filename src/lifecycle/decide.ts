@@ -5,6 +5,8 @@ import type { Machine, Profile } from '../inventory/index.js'
 export interface BootPolicy {
   /** discovered/ready machines: an iPXE retry loop, or boot the local disk. */
   holdMode: 'retry' | 'exit'
+  /** An installed machine that network-boots again (the boot service acts on reinstall and fail). */
+  installedReturns?: 'disk' | 'reinstall' | 'fail'
 }
 
 export type BootDecision =

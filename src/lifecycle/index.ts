@@ -18,3 +18,4 @@ export { createKernelNeighbourTable, parseProcArp, parseIpNeighJson, type Neighb
 export { createNewMachineLimit, type NewMachineLimit } from './new-machine-limit.js'
 export { createSecurityEvents, type SecurityEvents, type SecurityEventKind } from './security-events.js'
 export { createRepair, BOOT_PHASES, DEFAULT_DEADLINES, DEFAULT_REPAIR, type Repair, type RepairStatus, type BootPhase, type PhaseDeadlines } from './repair.js'
+export { registerStateGauge } from './state-gauge.js'

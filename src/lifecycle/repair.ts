@@ -42,11 +42,14 @@ export interface RepairSettings {
   bootLoopScripts: number
   /** How often deadlines are checked. */
   sweepMs: number
+  /** Machines installing at once, overall and per rack (0: no bound); the rest wait in order, holding. */
+  maxProvisioning: number
+  maxProvisioningPerRack: number
 }
 
 export const DEFAULT_REPAIR: RepairSettings = {
   deadlines: DEFAULT_DEADLINES, maxPhaseFailures: 2, maxFailures: 3, backoffMs: 30_000, backoffMaxMs: 600_000,
-  maxConcurrentRepairs: 20, bootLoopScripts: 5, sweepMs: 5_000,
+  maxConcurrentRepairs: 20, bootLoopScripts: 5, sweepMs: 5_000, maxProvisioning: 0, maxProvisioningPerRack: 0,
 }
 
 /** What the ladder needs of the power layer (src/power PowerManager fits). */
@@ -80,6 +83,9 @@ interface Attempt {
   failures: { total: number; byPhase: Partial<Record<BootPhase, number>> }
   /** A repair is scheduled or running: no deadline fires meanwhile. */
   repairing: boolean
+  /** Holds an install slot (admission): from its first install script until it leaves provisioning. */
+  admitted: boolean
+  rack: string | null
   /** A failure was already counted for this boot: Talos's several failure signals, or its retries, count once. */
   failedThisBoot: boolean
   deadlines: PhaseDeadlines
@@ -95,7 +101,24 @@ export interface RepairStatus {
   repairing: boolean
 }
 
+export type Admission = { ok: true } | { ok: false; position: number; waiting: number; reason: string }
+
+export interface QueuedMachine {
+  machineId: string
+  rack: string | null
+  /** When it first asked and was told to wait. */
+  since: number
+  position: number
+}
+
 export interface Repair {
+  /**
+   * Whether a provisioning machine may boot its installer now (provisioning.maxConcurrent, provisioning.maxPerRack):
+   * first come, first served; a rack at its bound does not hold back machines of other racks.
+   */
+  admit(machine: Machine): Admission
+  /** Machines waiting for an install slot, in order. */
+  queue(): QueuedMachine[]
   /** Rebuilds attempts from the timeline of every provisioning machine, then watches the bus and the clock. */
   start(): Promise<void>
   stop(): Promise<void>
@@ -119,6 +142,8 @@ export function createRepair(deps: RepairDeps): Repair {
     return { cancel: () => clearTimeout(t) }
   })
   const attempts = new Map<string, Attempt>()
+  /** Machines told to wait for an install slot, in the order they first asked; `asked` forgets the ones that stopped. */
+  const waiting = new Map<string, { since: number; asked: number; rack: string | null }>()
   const timers = new Map<string, { cancel(): void }>()
   const queue: string[] = []
   let running = 0
@@ -139,7 +164,7 @@ export function createRepair(deps: RepairDeps): Repair {
   }
 
   function begin(machineId: string, at: number, deadlines: PhaseDeadlines, keepFailures?: Attempt['failures']): Attempt {
-    const a: Attempt = { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: keepFailures ?? { total: 0, byPhase: {} }, repairing: false, failedThisBoot: false, deadlines }
+    const a: Attempt = { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: keepFailures ?? { total: 0, byPhase: {} }, repairing: false, failedThisBoot: false, admitted: false, rack: null, deadlines }
     attempts.set(machineId, a)
     return a
   }
@@ -274,6 +299,7 @@ export function createRepair(deps: RepairDeps): Repair {
         if (live && d.to === 'installed' && a && a.failures.total > 0) metrics?.repairs.inc({ result: 'succeeded' })
         cancel(id)
         attempts.delete(id)
+        waiting.delete(id)
       }
       return
     }
@@ -281,7 +307,13 @@ export function createRepair(deps: RepairDeps): Repair {
     if (!a) return
     switch (e.type) {
       case 'boot.script':
+        // Waiting in the admission queue is not a failed boot: the boot deadline runs from its last ask.
+        if (d.queued === true) {
+          a.phaseSince = e.at
+          return
+        }
         if (d.decision === 'install') {
+          a.admitted = true
           // A new boot: what failed in the last one was counted there.
           a.failedThisBoot = false
           advance(a, 'download', e.at)
@@ -336,6 +368,52 @@ export function createRepair(deps: RepairDeps): Repair {
     }
   }
 
+  function rackOf(m: Machine): string | null {
+    return m.rack ?? m.labels.rack ?? null
+  }
+
+  function admit(m: Machine): Admission {
+    const a = attempts.get(m.id)
+    if (!a || a.admitted || (settings.maxProvisioning <= 0 && settings.maxProvisioningPerRack <= 0)) return { ok: true }
+    const now = clock.now()
+    a.rack = rackOf(m)
+    for (const [id, w] of waiting) if (now - w.asked > 15 * 60_000 || !attempts.has(id)) waiting.delete(id)
+    const me = waiting.get(m.id)
+    if (me) me.asked = now
+    else waiting.set(m.id, { since: now, asked: now, rack: a.rack })
+    let active = 0
+    const perRack = new Map<string, number>()
+    for (const x of attempts.values()) {
+      if (!x.admitted) continue
+      active++
+      if (x.rack) perRack.set(x.rack, (perRack.get(x.rack) ?? 0) + 1)
+    }
+    const fits = (rack: string | null) =>
+      (settings.maxProvisioning <= 0 || active < settings.maxProvisioning) &&
+      (settings.maxProvisioningPerRack <= 0 || !rack || (perRack.get(rack) ?? 0) < settings.maxProvisioningPerRack)
+    // Walk the queue in order, giving free slots to those ahead first (they keep them for when they ask again).
+    let position = 0
+    for (const [id, w] of waiting) {
+      position++
+      if (!fits(w.rack)) {
+        if (id === m.id) break
+        continue
+      }
+      if (id === m.id) {
+        waiting.delete(id)
+        a.admitted = true
+        return { ok: true }
+      }
+      active++
+      if (w.rack) perRack.set(w.rack, (perRack.get(w.rack) ?? 0) + 1)
+    }
+    const rackFull = settings.maxProvisioningPerRack > 0 && a.rack && (perRack.get(a.rack) ?? 0) >= settings.maxProvisioningPerRack
+    const reason = rackFull
+      ? `rack ${a.rack} has ${perRack.get(a.rack!)} machines installing (provisioning.maxPerRack ${settings.maxProvisioningPerRack})`
+      : `${active} machines installing (provisioning.maxConcurrent ${settings.maxProvisioning})`
+    return { ok: false, position, waiting: waiting.size, reason: `waiting for an install slot, number ${position} of ${waiting.size} in line: ${reason}` }
+  }
+
   async function rebuild(): Promise<void> {
     let after: string | undefined
     for (;;) {
@@ -382,6 +460,11 @@ export function createRepair(deps: RepairDeps): Repair {
       await pending
     },
     sweep,
+    admit,
+    queue() {
+      let i = 0
+      return [...waiting].map(([machineId, w]) => ({ machineId, rack: w.rack, since: w.since, position: ++i }))
+    },
     status(machineId) {
       const a = attempts.get(machineId)
       if (!a) return null

@@ -174,6 +174,12 @@ export const SettingsSchema = Type.Object(
         holdMaxSeconds: Type.Integer({ minimum: 1, default: 300 }),
         /** What the discovery agent does after reporting: reboot (back into the hold loop), poweroff, or wait. */
         agentAfter: Type.Union([Type.Literal('reboot'), Type.Literal('poweroff'), Type.Literal('wait')], { default: 'reboot' }),
+        /**
+         * An installed machine that network-boots again: boot its disk (for boot orders with the network first, where
+         * every boot asks), reinstall it, or mark it failed (for boot orders with the disk first, where a network boot
+         * means its disk or boot entry is gone).
+         */
+        installedReturns: Type.Union([Type.Literal('disk'), Type.Literal('reinstall'), Type.Literal('fail')], { default: 'disk' }),
         /** Extra kernel args for the discovery agent (e.g. its console). */
         agentKernelArgs: Type.Array(Type.String(), { default: ['console=tty0', 'console=ttyS0,115200n8'] }),
       },
@@ -231,6 +237,16 @@ export const SettingsSchema = Type.Object(
         maxConcurrentRepairs: Type.Integer({ minimum: 1, default: 20 }),
         /** Install boot scripts in one attempt without a config fetch: a boot loop. */
         bootLoopScripts: Type.Integer({ minimum: 2, default: 5 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** How many machines install at once; the rest wait in order with a hold script (the web UI shows the line). */
+    provisioning: Type.Object(
+      {
+        /** Machines installing at once in all (0: no bound). */
+        maxConcurrent: Type.Integer({ minimum: 0, default: 0 }),
+        /** Machines installing at once per rack (the machine's rack, else its `rack` label; 0: no bound). */
+        maxPerRack: Type.Integer({ minimum: 0, default: 0 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openSqliteInventory } from '../../src/inventory/index.js'
@@ -37,6 +37,9 @@ test('kill -9 in the middle of a stream of allocations leaves no machine half-al
   let inv = await openSqliteInventory({ file: db, secretKeyFile: key })
   await seedMachines(inv, { count: MACHINES })
   await inv.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
+  // The profile's boot files are on the server (allocations naming missing ones are refused).
+  mkdirSync(join(dir, 'assets', 'talos', 'v1.13.9', 'amd64'), { recursive: true })
+  for (const f of ['vmlinuz', 'initramfs.xz']) writeFileSync(join(dir, 'assets', 'talos', 'v1.13.9', 'amd64', f), 'x')
   await inv.classes.put({ name: 'any', description: null, selectors: ['cpu.cores >= 8'], profile: 'w', patches: [], managedBy: null }, 1)
   const { secret } = await inv.tokens.create({ name: 'capi', scopes: ['provision'] }, Date.now())
   await inv.close()

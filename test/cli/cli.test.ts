@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { rackboot, REPO, startServe, tempCwd } from '../support/cli.js'
 
 const EXAMPLE = join(REPO, 'inventory')
@@ -13,12 +13,21 @@ test('serve starts with no settings file and answers /healthz; SIGTERM stops it 
   t.after(() => server.stop())
   const res = await fetch(`http://127.0.0.1:${port}/healthz`)
   assert.equal(res.status, 200)
-  const body = (await res.json()) as { status: string; checks: Record<string, string> }
-  assert.equal(body.status, 'ok')
+  const body = (await res.json()) as { status: string; checks: Record<string, string>; warnings?: string[] }
+  // A fresh checkout has no boot files yet: up (200), but degraded, saying what is missing and what fetches it.
+  assert.equal(body.status, 'degraded')
   assert.equal(body.checks.database, 'ok')
   assert.equal(body.checks.tftp, 'ok')
+  assert.ok(body.warnings?.some((w) => /iPXE loaders missing .*run rackboot assets fetch ipxe/.test(w)), JSON.stringify(body.warnings))
+  assert.ok(body.warnings?.some((w) => /discovery agent missing .*run rackboot assets build agent/.test(w)), JSON.stringify(body.warnings))
+  // With the files in place it is ok.
+  for (const f of ['ipxe/undionly.kpxe', 'ipxe/ipxe.efi', 'agent/vmlinuz', 'agent/agent.img']) {
+    mkdirSync(join(cwd, 'assets', dirname(f)), { recursive: true })
+    writeFileSync(join(cwd, 'assets', f), 'x')
+  }
+  assert.equal(((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string }).status, 'ok')
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  assert.match(metrics, /rackboot_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} 1/)
+  assert.match(metrics, /rackboot_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} 2/)
   assert.ok(existsSync(join(cwd, 'data', 'rackboot.db')), 'the database lives in ./data')
   assert.equal(statSync(join(cwd, 'data', 'secret.key')).mode & 0o777, 0o600)
   assert.equal(await server.stop(), 0)

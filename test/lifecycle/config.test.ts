@@ -96,7 +96,7 @@ test('a selector no reported disk matches: no config (503), and the timeline nam
   await s.profile({ type: 'hdd' })
   const m = await s.machine('w1')
   await assert.rejects(m.config(), (err) => {
-    assert.ok(isRackbootError(err, 'RB_ERR_INTERNAL'), String(err))
+    assert.ok(isRackbootError(err, 'RB_ERR_NOT_SERVABLE'), String(err))
     assert.equal(err.statusCode, 503)
     assert.match(err.message, /no install disk: no disk matches the selector/)
     return true

@@ -13,6 +13,20 @@ export interface AssetRoutesDeps {
   registry?: Registry
   /** How long a path's checked resolution is reused (a re-pointed symlink is seen after at most this). */
   resolveCacheMs?: number
+  /**
+   * Whether the asking address is the machine's (the network vouches for one of its MACs there): `?m=` is only a
+   * claim, and a download failure moves the repair ladder. Absent: every claim is recorded (tests).
+   */
+  belongs?: (machineId: string, ip: string) => Promise<boolean>
+}
+
+/** The command that puts a missing boot file in place, by where it lives under the assets directory. */
+function fixFor(path: string): string {
+  if (path.startsWith('agent/')) return 'run rackboot assets build agent'
+  if (path.startsWith('ipxe/')) return 'run rackboot assets fetch ipxe'
+  const talos = /^talos\/(?:([0-9a-f]{64})\/)?(v[^/]+)\/([^/]+)\//.exec(path)
+  if (talos) return `run rackboot assets fetch talos ${talos[2]}${talos[3] !== 'amd64' ? ` --arch ${talos[3]}` : ''}${talos[1] ? ` --schematic ${talos[1]}` : ''}`
+  return 'put the file under the assets directory'
 }
 
 // Files whose completed download ends a machine's large-download slot (the initrd comes after the kernel).
@@ -166,11 +180,13 @@ export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps
     const seconds = reply.elapsedTime / 1000
     const ok = reply.statusCode < 300
     const complete = ok && !reply.raw.writableAborted
+    if (deps.belongs && !(await deps.belongs(machineId, request.ip).catch(() => false))) return
     deps.lifecycle.record(
       machineId,
       'boot.asset',
-      ok ? `downloaded ${path}: ${(bytes / 1048576).toFixed(1)} MiB in ${seconds.toFixed(2)} s` : `download of ${path} failed: HTTP ${reply.statusCode}`,
-      { path, bytes, seconds, status: reply.statusCode, complete, range: request.headers.range ?? null },
+      ok ? `downloaded ${path}: ${(bytes / 1048576).toFixed(1)} MiB in ${seconds.toFixed(2)} s`
+        : reply.statusCode === 404 ? `download of ${path} failed: HTTP 404, the file is not on this server: ${fixFor(path)}` : `download of ${path} failed: HTTP ${reply.statusCode}`,
+      { path, bytes, seconds, status: reply.statusCode, complete, range: request.headers.range ?? null, clientIp: request.ip },
     )
     if (LAST_FILES.has(file) && complete) deps.gate.release(machineId)
   })

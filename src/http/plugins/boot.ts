@@ -88,6 +88,8 @@ export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) 
       case 'local-disk':
         return localBootScript(`${who}: ${decision.reason}`)
       case 'hold':
+        // Waiting in line for an install slot: ask again soon, at the same attempt (the line moves, nothing failed).
+        if (plan.queued) return holdScript({ message: `${who}: ${decision.reason}`, sleepSeconds: 15 + 15 * random(), retryUrl: retryUrl(base, attempt) })
         if (decision.mode === 'exit') return localBootScript(`${who}: ${decision.reason}`)
         return holdScript({ message: `${who}: ${decision.reason}`, sleepSeconds: backoff(attempt), retryUrl: retryUrl(base, attempt + 1) })
       case 'blocked':

@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client'
 import type { EventBus } from '../../../events/bus.js'
-import { findMachineByRef, type Inventory, type Machine } from '../../../inventory/index.js'
-import type { Allocator, Clock, Lifecycle } from '../../../lifecycle/index.js'
+import { findMachineByRef, type Inventory, type Machine, type Profile } from '../../../inventory/index.js'
+import type { Allocator, Clock, Lifecycle, Repair } from '../../../lifecycle/index.js'
 import type { ApiAuth } from '../../auth.js'
 import type { EventStreamOptions } from './event-hub.js'
 import type { PowerManager } from '../../../power/index.js'
@@ -12,6 +12,10 @@ export interface ApiDeps {
   inventory: Inventory
   lifecycle: Lifecycle
   allocator: Allocator
+  /** The repair ladder: each provisioning machine's phase and deadline, and the line for install slots. */
+  repair?: Pick<Repair, 'queue' | 'status'>
+  /** Why a profile's boot files are not on this server, with the command that fetches them (profiles are refused). */
+  missingAssets?: (profile: Pick<Profile, 'talosVersion' | 'arch' | 'schematic'>) => string | null
   bus: EventBus
   auth: ApiAuth
   registry: Registry

@@ -11,7 +11,7 @@ import { actor, findMachine, type ApiDeps } from './context.js'
 import { commaList, machineFilter } from './query.js'
 import {
   bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
-  machineView, Nullable, PowerOutcomeSchema, refuseValue, StateSchema,
+  machineView, Nullable, PowerOutcomeSchema, refuseValue, StateSchema, AllocationSchema, allocationView,
 } from './schemas.js'
 
 const LABEL_KEY = '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$'
@@ -52,6 +52,24 @@ const MaintenanceBody = Type.Object({
 const ReleaseBody = Type.Object({
   pxeBoot: Type.Optional(Type.Boolean({ default: true, description: 'PXE-boot the machine now through its BMC so the wipe starts' })),
 }, { additionalProperties: false })
+
+const RetryBody = Type.Object({
+  reason: Type.Optional(Type.String({ maxLength: 256 })),
+  pxeBoot: Type.Optional(Type.Boolean({ default: true, description: 'PXE-boot the machine now through its BMC' })),
+}, { additionalProperties: false })
+
+const RetryResponse = Type.Object({ machine: MachineSchema, power: Nullable(PowerOutcomeSchema) })
+
+const ReplaceBody = Type.Object({
+  idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'A retried call with the same key returns the first result' })),
+  powerOn: Type.Optional(Type.Boolean({ default: false, description: 'PXE-boot the replacement now through its BMC' })),
+}, { additionalProperties: false })
+
+const ReplaceResponse = Type.Object({
+  allocation: AllocationSchema,
+  replayed: Type.Boolean(),
+  replaced: Nullable(Type.Object({ id: Type.String(), action: Type.Union([Type.Literal('released'), Type.Literal('quarantined')]) })),
+})
 
 const ReleaseResponse = Type.Object({
   machine: MachineSchema,
@@ -148,6 +166,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       allocation: allocation ? machineAllocationView(allocation) : null,
       // Events can quote a boot's token (a config URL in a Talos error): not for read-only tokens.
       timeline: seesBootTokens(request.apiToken) ? events.map(eventView) : events.map((e) => redactBootTokensDeep(eventView(e))),
+      repair: ((r) => r && { ...r, phaseSince: new Date(r.phaseSince).toISOString(), deadlineAt: new Date(r.deadlineAt).toISOString() })(deps.repair?.status(m.id) ?? null),
     }
   })
 
@@ -219,6 +238,49 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     const m = await findMachine(inventory, request.params.id)
     const r = await deps.allocator.release(m.id, { cause: `released by ${actor(request)}`, pxeBoot: request.body?.pxeBoot ?? true })
     return { machine: machineView(r.machine), released: r.released, allocationId: r.allocation?.allocationId ?? null, power: r.power }
+  })
+
+  app.post('/machines/:id/retry', {
+    config: { scope: 'provision' },
+    schema: {
+      tags: ['machines'], operationId: 'retryMachine',
+      summary: 'Take a failed (quarantined) machine back to provisioning, its failure counts reset; a machine with a BMC is PXE-booted now',
+      params: MachineParams, body: Type.Optional(RetryBody), response: { 200: RetryResponse, ...errors(400, 404, 409) },
+    },
+  }, async (request) => {
+    const m = await findMachine(inventory, request.params.id)
+    if (m.state !== 'failed') {
+      throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${m.id} is ${m.state}: only a failed machine is retried`, { details: { id: m.id, state: m.state } })
+    }
+    const reason = request.body?.reason
+    const after = await lifecycle.transition(m.id, 'provisioning', `retry by ${actor(request)}${reason ? `: ${reason}` : ''}`, { from: 'failed' })
+    let power = null
+    if ((request.body?.pxeBoot ?? true) && deps.power && (await inventory.bmcs.get(m.id))) {
+      try {
+        await deps.power.pxeBootNow(m.id, { ...(m.firmware ? { mode: m.firmware } : {}), ifTooSoon: 'defer' })
+        power = { status: 'done' as const, message: 'PXE boot started through the BMC' }
+      } catch (err) {
+        power = { status: 'failed' as const, message: `PXE boot through the BMC failed: ${(err as Error).message}` }
+      }
+    }
+    return { machine: machineView(after), power }
+  })
+
+  app.post('/machines/:id/replace', {
+    config: { scope: 'provision' },
+    preValidation: async (request) => {
+      if (request.body === undefined || request.body === null) request.body = {}
+    },
+    schema: {
+      tags: ['allocations'], operationId: 'replaceMachine',
+      summary: 'Atomically allocate a ready machine of the same class and role into the same cluster (same profile and patches) and release this one, or keep it quarantined if it failed',
+      params: MachineParams, body: ReplaceBody, response: { 201: ReplaceResponse, 200: ReplaceResponse, ...errors(400, 404, 409, 422) },
+    },
+  }, async (request, reply) => {
+    const m = await findMachine(inventory, request.params.id)
+    const r = await deps.allocator.replace(m.id, { idempotencyKey: request.body.idempotencyKey ?? null, powerOn: request.body.powerOn ?? false, cause: `replacement by ${actor(request)}` })
+    reply.status(r.replayed ? 200 : 201)
+    return { allocation: allocationView(r.allocation), replayed: r.replayed, replaced: r.replaced }
   })
 
   app.delete('/machines/:id', {

@@ -26,6 +26,10 @@ const LatestQuery = Type.Object({
   machine: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 200, description: 'Machine ids, repeat or comma-separate' }),
 }, { additionalProperties: false })
 
+const QueueResponse = Type.Object({
+  items: Type.Array(Type.Object({ machineId: Type.String(), rack: Nullable(Type.String()), since: Type.String({ format: 'date-time' }), position: Type.Integer() })),
+})
+
 const LatestResponse = Type.Object({
   items: Type.Array(Type.Object({ machineId: Type.String(), event: Nullable(EventSchema) })),
 })
@@ -68,4 +72,13 @@ export const overviewRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) =>
     }
     return { items }
   })
+
+  app.get('/overview/queue', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['overview'], operationId: 'installQueue',
+      summary: 'Machines waiting for an install slot (provisioning.maxConcurrent, provisioning.maxPerRack), in order',
+      response: { 200: QueueResponse },
+    },
+  }, async () => ({ items: (deps.repair?.queue() ?? []).map((q) => ({ ...q, since: new Date(q.since).toISOString() })) }))
 }

@@ -22,8 +22,10 @@ const ProfileFields = {
 const ProfileBody = Type.Object(ProfileFields, { additionalProperties: false })
 const NewProfileBody = Type.Object({ name: NameSchema, ...ProfileFields }, { additionalProperties: false })
 
-async function write(inventory: Inventory, name: string, b: Static<typeof ProfileBody>): Promise<Profile> {
+async function write(inventory: Inventory, name: string, b: Static<typeof ProfileBody>, missingAssets?: ApiDeps['missingAssets']): Promise<Profile> {
   if (b.talosVersion) parseTalosVersion(b.talosVersion)
+  const missing = b.talosVersion ? missingAssets?.({ talosVersion: b.talosVersion, arch: b.arch ?? null, schematic: b.schematic ?? null }) : null
+  if (missing) throw new RackbootError('RB_ERR_VALIDATION', `profile ${name}: ${missing}`, { statusCode: 422, details: { reason: 'missing-assets' } })
   if (b.baseConfig) {
     try {
       parseConfigDocuments(b.baseConfig)
@@ -40,7 +42,7 @@ async function write(inventory: Inventory, name: string, b: Static<typeof Profil
   }, Date.now())
 }
 
-export const profileRoutes: FastifyPluginAsync<ApiDeps> = async (base, { inventory }) => {
+export const profileRoutes: FastifyPluginAsync<ApiDeps> = async (base, { inventory, missingAssets }) => {
   const app = base.withTypeProvider<TypeBoxTypeProvider>()
 
   app.get('/profiles', {
@@ -64,13 +66,13 @@ export const profileRoutes: FastifyPluginAsync<ApiDeps> = async (base, { invento
     const { name, ...rest } = request.body
     if (await inventory.profiles.get(name)) throw new RackbootError('RB_ERR_CONFLICT', `a profile named '${name}' already exists`, { details: { name } })
     reply.status(201).header('location', `/api/v1/profiles/${name}`)
-    return profileView(await write(inventory, name, rest))
+    return profileView(await write(inventory, name, rest, missingAssets))
   })
 
   app.put('/profiles/:name', {
     config: { scope: 'admin' },
     schema: { tags: ['profiles'], operationId: 'putProfile', summary: 'Create or replace a profile', params: NameParams, body: ProfileBody, response: { 200: ProfileSchema, ...errors(400) } },
-  }, async (request) => profileView(await write(inventory, request.params.name, request.body)))
+  }, async (request) => profileView(await write(inventory, request.params.name, request.body, missingAssets)))
 
   app.delete('/profiles/:name', {
     config: { scope: 'admin' },

@@ -157,6 +157,14 @@ export const MachineDetailSchema = Type.Object({
   leases: Type.Array(LeaseSchema),
   allocation: Nullable(MachineAllocationSchema),
   timeline: Type.Array(EventSchema),
+  repair: Type.Optional(Nullable(Type.Object({
+    phase: Type.String({ description: 'What the provisioning machine waits for next: boot, download, config, installing, installed' }),
+    phaseSince: Type.String({ format: 'date-time' }),
+    deadlineAt: Type.String({ format: 'date-time' }),
+    failures: Type.Integer({ description: 'Failures in this provisioning attempt' }),
+    phaseFailures: Type.Integer(),
+    repairing: Type.Boolean(),
+  }, { description: 'A provisioning machine\'s boot phase, its deadline and the failures counted so far' }))),
 }, { description: 'A machine with its hardware facts, BMC, leases, allocation and recent timeline' })
 
 export const PowerOutcomeSchema = Type.Object({
