@@ -16,7 +16,7 @@ import { leaseAddress } from '../support/leases.js'
 const UUID = '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd'
 const QUERY = `mac=52-54-00-1a-b0-01&uuid=${UUID}&serial=LAB-SERIAL-1&manufacturer=LAB&product=test&arch=x86_64&platform=pcbios`
 
-async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean } = {}) {
+async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean; installedReturns?: 'disk' | 'reinstall' | 'fail' } = {}) {
   const inventory = await openSqliteInventory({ file: ':memory:' })
   // The test machine asks from 127.0.0.1, the address rackboot's DHCP bound to its MAC.
   await leaseAddress(inventory, '127.0.0.1', '52:54:00:1a:b0:01')
@@ -25,7 +25,7 @@ async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; aut
   const timeline = attachTimeline({ inventory, bus, log })
   const clock = { now: () => Date.now() }
   const lifecycle = createLifecycle({ inventory, bus, log, clock })
-  const service = createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: options.holdMode ?? 'retry', autoAccept: options.autoAccept ?? false } })
+  const service = createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: options.holdMode ?? 'retry', autoAccept: options.autoAccept ?? false, ...(options.installedReturns ? { installedReturns: options.installedReturns } : {}) } })
   const assetsDir = mkdtempSync(join(tmpdir(), 'rb-assets-'))
   mkdirSync(join(assetsDir, 'agent'))
   writeFileSync(join(assetsDir, 'agent', 'vmlinuz'), Buffer.alloc(100_000, 7))
@@ -257,4 +257,28 @@ test('a released machine boots the agent to wipe its disks; it returns to ready 
   const msgs = (await s.inventory.events.list({ machineId: m.id })).map((e) => e.message)
   assert.ok(msgs.some((x) => /wipe failed on vdb: machine stays released/.test(x)))
   assert.ok(msgs.some((x) => /released → ready: disks wiped \(vda, vdb\)/.test(x)))
+})
+
+test('an installed machine that network-boots again boots its disk, is reinstalled, or is marked failed, by setting', async (t) => {
+  const profile = { name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64' as const, schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }
+  const results: Record<string, { script: string; state: string }> = {}
+  for (const mode of ['disk', 'reinstall', 'fail'] as const) {
+    const s = await setup({ installedReturns: mode })
+    t.after(() => s.close())
+    await s.inventory.profiles.put(profile, 1)
+    const m = await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], state: 'installed', profile: 'w' }, 1)
+    const script = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb:8080' } })).body
+    results[mode] = { script, state: (await s.inventory.machines.get(m.id))!.state }
+    await s.timeline.flush()
+    if (mode !== 'disk') {
+      const msgs = (await s.inventory.events.list({ machineId: m.id })).map((e) => e.message)
+      assert.ok(msgs.some((x) => /installed machine network-booted again from 127\.0\.0\.1/.test(x)), msgs.join('\n'))
+    }
+  }
+  assert.equal(results.disk!.state, 'installed')
+  assert.match(results.disk!.script, /installed: boot from disk\nexit\n$/)
+  assert.equal(results.reinstall!.state, 'provisioning')
+  assert.match(results.reinstall!.script, /talos\.config=/)
+  assert.equal(results.fail!.state, 'failed')
+  assert.match(results.fail!.script, /failed: quarantined/)
 })

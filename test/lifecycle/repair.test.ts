@@ -201,3 +201,45 @@ test('after a restart the ladder remembers failures from the timeline', async (t
   assert.equal(await s.state(m.id), 'provisioning', 'the deadline restarted from the power cycle')
   await s.close()
 })
+
+test('admission: at most N install at once overall and per rack; the rest wait in order and are not failed meanwhile', async (t) => {
+  const long = { boot: 100_000, download: 100_000, config: 100_000, installing: 100_000, installed: 100_000 }
+  const s = await setup({ settings: { maxProvisioning: 3, maxProvisioningPerRack: 2, deadlines: { ...long, boot: 600 } } })
+  t.after(() => s.close())
+  const ms = []
+  for (const [i, rack] of ['r1', 'r1', 'r1', 'r2', 'r2'].entries()) {
+    const m = await s.machine(`m${i}`)
+    ms.push(await s.inventory.machines.update(m.id, { rack }, 1))
+  }
+  const ask = (i: number) => s.repair.admit(ms[i]!)
+  assert.deepEqual(ask(0), { ok: true })
+  assert.deepEqual(ask(1), { ok: true })
+  const third = ask(2)
+  assert.ok(!third.ok)
+  assert.match(third.reason, /rack r1 has 2 machines installing \(provisioning.maxPerRack 2\)/)
+  // A machine of another rack is not held back by rack r1's line.
+  assert.deepEqual(ask(3), { ok: true })
+  const fifth = ask(4)
+  assert.ok(!fifth.ok && fifth.position === 2, JSON.stringify(fifth))
+  assert.match(fifth.reason, /3 machines installing \(provisioning.maxConcurrent 3\)/)
+  assert.deepEqual(s.repair.queue().map((q) => q.machineId), [ms[2]!.id, ms[4]!.id])
+  // The admitted ones got their install scripts (phase download, no boot deadline at stake for this test).
+  for (const i of [0, 1, 3]) s.lifecycle.record(ms[i]!.id, 'boot.script', 'boot script: install', { decision: 'install' })
+  // Waiting is not a failed boot: the boot deadline (600 s) runs from each ask.
+  for (let k = 0; k < 4; k++) {
+    // As the boot service does for each hold-script request: ask, then record the wait.
+    for (const i of [2, 4]) {
+      assert.ok(!ask(i).ok)
+      s.lifecycle.record(ms[i]!.id, 'boot.script', 'waiting for an install slot', { decision: 'hold', queued: true })
+    }
+    await s.advance(300 * S)
+  }
+  assert.equal(s.repair.status(ms[4]!.id)?.failures, 0)
+  assert.equal(s.repair.status(ms[2]!.id)?.failures, 0)
+  // m0 installs: its slot goes to the first in line that fits, m2 (rack r1 is down to m1), not m4 behind it.
+  await s.lifecycle.transition(ms[0]!.id, 'installed', 'test')
+  await s.advance(0)
+  assert.ok(!ask(4).ok, 'm4 stays behind m2')
+  assert.deepEqual(ask(2), { ok: true })
+  assert.deepEqual(s.repair.queue().map((q) => q.machineId), [ms[4]!.id])
+})
