@@ -103,5 +103,5 @@ test('boot progress: the newest boot starts at the firmware DHCP exchange and st
   const noDhcp = bootProgress(events.filter((e) => e.type !== 'boot.dhcp' && e.type !== 'boot.tftp'))
   assert.equal(noDhcp.last.phase, 'config')
   assert.equal(noDhcp.failed.seq, 19)
-  assert.deepEqual(bootProgress([ev(1, 'machine.created')]), { start: -1, path: ['dhcp', 'tftp', 'script'], steps: {}, last: null, failed: null })
+  assert.deepEqual(bootProgress([ev(1, 'machine.created')]), { start: -1, path: ['dhcp', 'tftp', 'script'], steps: {}, last: null, failed: null, waiting: null })
 })

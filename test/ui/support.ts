@@ -5,7 +5,8 @@ import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { openSqliteInventory, type TokenScope } from '../../src/inventory/index.js'
+import { openSqliteInventory, type Inventory, type TokenScope } from '../../src/inventory/index.js'
+import type { Page } from 'playwright-core'
 import { startServe, tempCwd } from '../support/cli.js'
 
 export const TALOS = 'v1.13.9'
@@ -21,7 +22,14 @@ export interface Rackboot {
   restart(between?: () => Promise<void> | void): Promise<void>
 }
 
-export async function startRackboot(): Promise<Rackboot> {
+export interface StartOptions {
+  /** More `--set key=value` settings (tiny repair deadlines, say). */
+  set?: string[]
+  /** Writes into the database before `serve` opens it (machines and timelines a test needs as they are). */
+  seed?: (inventory: Inventory) => Promise<void>
+}
+
+export async function startRackboot(options: StartOptions = {}): Promise<Rackboot> {
   const cwd = tempCwd('rb-ui-')
   // Small stand-ins for the boot files: the downloads land on the timeline as kernel and initramfs steps.
   for (const [dir, files] of [['agent', ['vmlinuz', 'agent.img']], [`talos/${TALOS}/amd64`, ['vmlinuz', 'initramfs.xz']]] as const) {
@@ -35,12 +43,14 @@ export async function startRackboot(): Promise<Rackboot> {
   const token = async (name: string, scope: TokenScope) => (await inv.tokens.create({ name, scopes: [scope] }, Date.now())).secret
   const tokens = { viewer: await token('viewer', 'read'), tech: await token('tech', 'provision') }
   await inv.profiles.put({ name: 'worker', description: null, talosVersion: TALOS, arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, Date.now())
+  await options.seed?.(inv)
   await inv.close()
   const args = (port: number) => [
     '--set', 'http.listen=127.0.0.1', '--set', `http.port=${port}`, '--set', 'tftp.enabled=false',
     '--set', `assetsDir=${join(cwd, 'assets')}`, '--set', 'talos.eventsSinkPort=0', '--set', 'talos.kernelLogPort=0',
     // Every test machine asks from 127.0.0.1 with no DHCP of ours to vouch for it: the documented trusting mode.
     '--set', 'security.trustClaimedIdentity=true',
+    ...(options.set ?? []).flatMap((s) => ['--set', s]),
   ]
   let server = await startServe(args(0), { cwd })
   const line = server.output().split('\n').find((l) => l.includes('rackboot is serving'))!
@@ -156,4 +166,48 @@ export function hardware(n: number, extra: Partial<Hardware> = {}): Hardware {
     ],
     ...extra,
   }
+}
+
+// Browser helpers (playwright-core) for the UI tests.
+
+export const CHROMIUM = '/usr/bin/chromium'
+export const WAIT = { timeout: 10_000 }
+
+export interface Watch {
+  consoleErrors: string[]
+  pageErrors: string[]
+  failedRequests: string[]
+  badResponses: string[]
+}
+
+/** Everything that went wrong in the page: console errors, uncaught exceptions, failed requests and 4xx/5xx. */
+export function watch(page: Page): Watch {
+  const w: Watch = { consoleErrors: [], pageErrors: [], failedRequests: [], badResponses: [] }
+  page.on('console', (m) => {
+    if (m.type() === 'error') w.consoleErrors.push(`${m.text()} @ ${m.location().url}`)
+  })
+  page.on('pageerror', (e) => w.pageErrors.push(String(e.stack ?? e)))
+  page.on('requestfailed', (r) => w.failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`))
+  page.on('response', (r) => {
+    if (r.status() >= 400) w.badResponses.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`)
+  })
+  return w
+}
+
+/** Signs in through the page's dialog and waits for the event stream to be live. */
+export async function signIn(page: Page, token: string): Promise<void> {
+  const dialog = page.locator('dialog#signin')
+  await dialog.waitFor({ state: 'visible', ...WAIT })
+  await page.fill('#token', token)
+  await page.click('dialog#signin button[type=submit]')
+  await dialog.waitFor({ state: 'hidden', ...WAIT })
+  await page.locator('#live[data-state="live"]').waitFor(WAIT)
+}
+
+/** A full-page screenshot in the server's directory (kept with RACKBOOT_KEEP_TEST_TMP=1). */
+export async function shot(page: Page, rb: Rackboot, name: string, t: { diagnostic(msg: string): void }): Promise<string> {
+  const path = join(rb.cwd, `${name}.png`)
+  await page.screenshot({ path, fullPage: true })
+  t.diagnostic(`screenshot: ${path}`)
+  return path
 }

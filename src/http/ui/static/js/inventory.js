@@ -5,13 +5,16 @@ import { ApiError } from './api.js'
 import { flash, h, machineHref, replace } from './dom.js'
 import { ago, fullTime, memory } from './format.js'
 import { labelEntries, labelsMatch, parseLabelFilter } from './labels.js'
-import { classify } from './phases.js'
+import { classify, lastFailure } from './phases.js'
 
-export const STATES = ['new', 'discovered', 'ready', 'provisioning', 'installed', 'released', 'maintenance']
+export const STATES = ['new', 'discovered', 'ready', 'provisioning', 'installed', 'released', 'maintenance', 'failed']
 const PAGE_SIZES = [50, 100, 200, 500]
 /** Machine changes are fetched in batches at most this often; boot events update their cell at once. */
 const REFRESH_MS = 300
 const COUNTS_MS = 1500
+/** Timeline events read to find where a failed machine failed, and such reads at once. */
+const FAILURE_TIMELINE = 100
+const FAILURE_READS = 4
 
 /** Filters from the hash's query: #/?state=ready&label=rack%3Dr12&q=abc&limit=100. */
 export function readFilters(params) {
@@ -48,20 +51,36 @@ function matchesFilters(m, f) {
 
 const dash = (v) => (v === null || v === undefined || v === '' ? '—' : String(v))
 
-function lastEventCell(event) {
+const when = (event) => h('time', { datetime: event.at, title: fullTime(event.at), dataset: { ago: event.at } }, ago(event.at))
+
+/**
+ * The last-event column: the newest event, or for a failed (quarantined) machine where it failed, from its last
+ * boot.failure (phase and reason) while that is known.
+ */
+function lastEventCell(event, machine, failure) {
+  if (machine.state === 'failed' && failure) {
+    const d = failure.data ?? {}
+    return [
+      h('span', { class: 'phase phase-fail failure' }, `Failed in phase ${d.phase ?? 'unknown'}`),
+      ' ',
+      h('span', { class: 'ev-message', title: failure.message }, d.reason ?? failure.message),
+      ' ',
+      when(failure),
+    ]
+  }
   if (!event) return h('span', { class: 'muted' }, 'no events yet')
   const c = classify(event)
   return [
-    h('span', { class: `phase phase-${c.status}` }, c.label ?? event.type, c.status === 'fail' ? ' failed' : ''),
+    h('span', { class: `phase phase-${c.status}` }, c.label ?? event.type, c.tag ? ` ${c.tag}` : ''),
     ' ',
     h('span', { class: 'ev-message', title: event.message }, event.message),
     ' ',
-    h('time', { datetime: event.at, title: fullTime(event.at), dataset: { ago: event.at } }, ago(event.at)),
+    when(event),
   ]
 }
 
 /** The cells of one machine's row, keyed by column (so a change can flash only the cells that changed). */
-function cells(m, event) {
+function cells(m, event, failure) {
   const hw = m.hardware
   return {
     name: [h('a', { href: machineHref(m.id) }, m.name ?? m.id), m.name ? h('div', { class: 'sub' }, m.id) : null],
@@ -75,7 +94,7 @@ function cells(m, event) {
     labels: labelEntries(m.labels).length
       ? h('ul', { class: 'chips' }, labelEntries(m.labels).map(([k, v]) => h('li', { class: 'chip' }, `${k}=${v}`)))
       : '',
-    last: lastEventCell(event),
+    last: lastEventCell(event, m, failure),
   }
 }
 
@@ -91,12 +110,14 @@ export function inventoryView({ api, stream, params }) {
   const previous = []
   let cursor = null
   let next = null
-  /** id → { machine, event, tr, key (text per column, to see what changed) } */
+  /** id → { machine, event, failure (its newest boot.failure, once known), tr, key (text per column, to see what changed) } */
   const rows = new Map()
   const pending = new Set()
   const recent = new Map()
   /** Machines added to this page live since it loaded. */
   let added = 0
+  /** Where failed machines failed (id → newest boot.failure), kept across reloads of the list; bounded. */
+  const failuresKnown = new Map()
   let refreshTimer = null
   let countsTimer = null
   let disposed = false
@@ -163,10 +184,10 @@ export function inventoryView({ api, stream, params }) {
     replace(errorEl, err ? (err instanceof ApiError ? err.advice : String(err?.message ?? err)) : '')
   }
 
-  function renderRow(id, { fresh = false } = {}) {
+  function renderRow(id, { fresh = false, quiet = false } = {}) {
     const row = rows.get(id)
-    const c = cells(row.machine, row.event)
-    const keyOf = (k) => (k === 'last' ? `${row.event?.seq ?? ''}` : JSON.stringify(k === 'name' ? [row.machine.name, row.machine.id] : c[k] instanceof Node ? c[k].textContent : c[k]))
+    const c = cells(row.machine, row.event, row.failure)
+    const keyOf = (k) => (k === 'last' ? `${row.event?.seq ?? ''} ${row.machine.state === 'failed' ? row.failure?.seq ?? '' : ''}` : JSON.stringify(k === 'name' ? [row.machine.name, row.machine.id] : c[k] instanceof Node ? c[k].textContent : c[k]))
     if (!row.tr) {
       row.tr = h('tr', { dataset: { id } }, COLUMNS.map(([k]) => h('td', { class: `col-${k}`, dataset: { col: k } }, c[k])))
       row.key = Object.fromEntries(COLUMNS.map(([k]) => [k, keyOf(k)]))
@@ -183,7 +204,7 @@ export function inventoryView({ api, stream, params }) {
       row.key[k] = key
       const td = row.tr.querySelector(`td[data-col="${k}"]`)
       replace(td, c[k])
-      flash(td)
+      if (!quiet) flash(td)
     }
     row.tr.classList.toggle('left-filter', !matchesFilters(row.machine, filters))
     row.tr.title = row.tr.classList.contains('left-filter') ? 'no longer matches the filter' : ''
@@ -195,7 +216,7 @@ export function inventoryView({ api, stream, params }) {
       const c = await api.get('/overview/counts', { label: filters.label, q: filters.q || undefined })
       if (disposed) return
       const button = (state, n, label) => h('button', {
-        type: 'button', class: `count ${state ? `state-${state}` : 'all'}`, dataset: { state: state ?? '' },
+        type: 'button', class: `count ${state ? `state-${state}` : 'all'}${n === 0 ? ' none' : ''}`, dataset: { state: state ?? '' },
         'aria-pressed': String(state ? filters.state.length === 1 && filters.state[0] === state : filters.state.length === 0),
         onclick: () => {
           stateSelect.value = state ?? ''
@@ -233,8 +254,14 @@ export function inventoryView({ api, stream, params }) {
       const events = new Map(latest.items.map((i) => [i.machineId, i.event]))
       rows.clear()
       added = 0
-      for (const m of page.items) rows.set(m.id, { machine: m, event: events.get(m.id) ?? null, tr: null, key: null })
+      for (const m of page.items) {
+        const event = events.get(m.id) ?? null
+        const known = failuresKnown.get(m.id) ?? null
+        const failure = event?.type === 'boot.failure' && (!known || event.seq > known.seq) ? event : known
+        rows.set(m.id, { machine: m, event, failure, tr: null, key: null })
+      }
       replace(tbody, [...rows.keys()].map((id) => renderRow(id)))
+      for (const m of page.items) if (m.state === 'failed') findFailure(m.id)
       next = page.next
       showError(null)
       const pageNo = previous.length + 1
@@ -248,6 +275,53 @@ export function inventoryView({ api, stream, params }) {
       if (disposed || mine !== generation) return
       status.textContent = ''
       showError(err)
+    }
+  }
+
+  /**
+   * Where a failed machine failed: its newest boot.failure, from its timeline (the newest event may be the
+   * quarantine or anything after it). A few reads at a time; the row shows its newest event meanwhile.
+   */
+  const failureQueue = []
+  let failureReads = 0
+  function setFailure(id, row, failure) {
+    row.failure = failure
+    if (failuresKnown.size > 5000) failuresKnown.clear()
+    if (failure) failuresKnown.set(id, failure)
+    else failuresKnown.delete(id)
+  }
+  function findFailure(id) {
+    const row = rows.get(id)
+    if (!row || row.failure || row.lookingForFailure || failureQueue.includes(id)) return
+    failureQueue.push(id)
+    pumpFailures()
+  }
+  function pumpFailures() {
+    while (failureReads < FAILURE_READS && failureQueue.length > 0) {
+      const id = failureQueue.shift()
+      const row = rows.get(id)
+      if (!row || row.failure || disposed) continue
+      row.lookingForFailure = true
+      failureReads++
+      const mine = generation
+      api.get(`/machines/${encodeURIComponent(id)}`, { timeline: FAILURE_TIMELINE })
+        .then((m) => {
+          const found = lastFailure(m.timeline ?? [])
+          if (disposed || !found) return
+          const known = failuresKnown.get(id)
+          if (!known || found.seq > known.seq) failuresKnown.set(id, found)
+          const now = rows.get(id)
+          if (mine !== generation || !now) return
+          if (!now.failure || found.seq > now.failure.seq) setFailure(id, now, found)
+          // What was already so when the page loaded: filled in without the highlight of a live change.
+          renderRow(id, { quiet: true })
+        })
+        .catch(() => {}) // the row keeps its newest event
+        .finally(() => {
+          row.lookingForFailure = false
+          failureReads--
+          pumpFailures()
+        })
     }
   }
 
@@ -290,8 +364,9 @@ export function inventoryView({ api, stream, params }) {
             row.machine = machine
             if (event && (!row.event || event.seq >= row.event.seq)) row.event = event
             renderRow(mid)
+            if (machine.state === 'failed') findFailure(mid)
           } else if (cursor === null && matchesFilters(machine, filters)) {
-            rows.set(mid, { machine, event, tr: null, key: null })
+            rows.set(mid, { machine, event, failure: null, tr: null, key: null })
             added++
             tbody.prepend(renderRow(mid, { fresh: true }))
             if (rows.size === 1) status.textContent = 'A machine appeared (live).'
@@ -317,6 +392,15 @@ export function inventoryView({ api, stream, params }) {
     if (e.type.startsWith('machine.') || e.type === 'boot.agent' || e.type === 'boot.script') {
       if (row) scheduleRefresh(e.machineId)
       else if (e.type === 'machine.created' && mayJoin()) scheduleRefresh(e.machineId)
+    }
+    if (e.type === 'boot.failure') {
+      if (row && (!row.failure || e.seq > row.failure.seq)) setFailure(e.machineId, row, e)
+      else if (!row) failuresKnown.set(e.machineId, e)
+    }
+    // A retry or a new allocation starts counting afresh: a failure before it is not where a new quarantine failed.
+    if (e.type === 'machine.state' && e.data?.to === 'provisioning') {
+      if (row) setFailure(e.machineId, row, null)
+      else failuresKnown.delete(e.machineId)
     }
     if (row && (!row.event || e.seq > row.event.seq)) {
       row.event = e

@@ -1,9 +1,10 @@
-// One machine: identity and hardware facts, labels (edit), accept, power, the boot timeline (live) and the
-// kernel log tail.
+// One machine: identity and hardware facts, labels (edit), accept, failures (the repair ladder; retry, maintenance
+// or replace a failed machine), power, the boot timeline (live) and the kernel log tail.
 import { ApiError } from './api.js'
-import { flash, h, replace } from './dom.js'
-import { ago, diskSize, fullTime, memory, visible } from './format.js'
+import { flash, h, machineHref, replace } from './dom.js'
+import { ago, clock, diskSize, fullTime, memory, visible } from './format.js'
 import { labelEntries } from './labels.js'
+import { repairLadder } from './phases.js'
 import { createTimeline } from './timeline.js'
 
 const TIMELINE = 500
@@ -25,7 +26,7 @@ function table(caption, head, rows, empty) {
     h('tbody', null, rows.map((r) => h('tr', null, r.map((c) => h('td', null, c)))))))
 }
 
-/** A message area for an action's outcome: errors as alerts, successes as status. */
+/** A message area for an action's outcome: errors as alerts, successes as status (text, or nodes such as a link). */
 function outcome() {
   const el = h('p', { class: 'outcome', hidden: true })
   return {
@@ -36,11 +37,11 @@ function outcome() {
       el.setAttribute('role', 'alert')
       el.textContent = visible(err instanceof ApiError ? err.advice : String(err?.message ?? err))
     },
-    ok(text) {
+    ok(...content) {
       el.hidden = false
       el.className = 'outcome ok'
       el.setAttribute('role', 'status')
-      el.textContent = text
+      replace(el, ...content)
     },
     clear() {
       el.hidden = true
@@ -72,7 +73,19 @@ export function machineView({ api, stream, id }) {
   const labelsEl = h('div')
   const labelOutcome = outcome()
   const powerEl = h('div')
-  const timeline = createTimeline({ limit: TIMELINE })
+  // Failures: the repair ladder of the current provisioning attempt, and what a person does about a failed machine.
+  const failuresIntro = h('p', { class: 'failures-intro' })
+  const ladderEl = h('ol', { class: 'ladder', 'aria-label': 'Failures and repairs, oldest first' })
+  const retryButton = h('button', { type: 'button', class: 'primary', id: 'retry', onclick: () => retry() }, 'Retry')
+  const maintenanceButton = h('button', { type: 'button', id: 'maintenance', onclick: () => maintenance() }, 'Maintenance')
+  const replaceButton = h('button', { type: 'button', id: 'replace', class: 'danger', onclick: () => replaceMachine() }, 'Replace…')
+  const failedActions = h('div', { class: 'buttons failed-actions', hidden: true, role: 'group', 'aria-label': 'What to do with this failed machine' },
+    retryButton, maintenanceButton, replaceButton)
+  /** One key per page view: a Replace retried after a lost answer is the same replacement, never a second one. */
+  const replaceKey = `ui-${[...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('')}`
+  const failuresCard = h('section', { class: 'card card-failures', id: 'failures', 'aria-labelledby': 'h-failures', hidden: true },
+    h('h2', { id: 'h-failures' }, 'Failures'), failuresIntro, ladderEl, failedActions)
+  const timeline = createTimeline({ limit: TIMELINE, onChange: () => renderFailures() })
   const logPre = h('pre', { class: 'kernel-log', tabindex: '0', 'aria-label': 'Kernel log' })
   const logNote = h('p', { class: 'muted small' }, 'Loading…')
 
@@ -81,6 +94,7 @@ export function machineView({ api, stream, id }) {
     h('p', { class: 'crumbs' }, h('a', { href: '#/' }, '← Inventory')),
     h('header', { class: 'machine-head' }, title, stateEl, actions),
     headerSub, actionOutcome.el, errorEl,
+    failuresCard,
     h('div', { class: 'cards' },
       section('identity', 'Identity', identityEl),
       section('labels', 'Labels', labelsEl, labelOutcome.el),
@@ -205,6 +219,85 @@ export function machineView({ api, stream, id }) {
     }
   }
 
+  /**
+   * The Failures card, shown while the current provisioning attempt has boot.failure or boot.repair events: each
+   * step of the ladder in order, and for a failed machine what to do about it (retry, maintenance, replace).
+   */
+  function renderFailures() {
+    const card = failuresCard
+    const steps = repairLadder(timeline.events())
+    const state = machine?.state
+    card.hidden = steps.length === 0 && state !== 'failed'
+    card.classList.toggle('quarantined', state === 'failed')
+    failedActions.hidden = state !== 'failed'
+    const failures = steps.filter((s) => s.kind === 'failure').length
+    const n = `${failures} failure${failures === 1 ? '' : 's'}`
+    replace(failuresIntro,
+      state === 'failed'
+        ? [h('strong', null, failures ? `Quarantined after ${n}.` : 'Quarantined.'), ' Retry takes it back to provisioning with its failure counts reset; Maintenance takes it out of service; Replace puts a ready machine of the same class and role in its place.']
+        : state === 'provisioning'
+          ? `${n} in this provisioning attempt. rackboot repairs what it can (next boot PXE, a power cycle through the BMC) and quarantines the machine if it keeps failing.`
+          : `${n} in its last provisioning attempt.`)
+    replace(ladderEl, steps.map((s) => h('li', { class: `rung rung-${s.status} rung-${s.kind}`, dataset: { kind: s.kind, seq: s.event.seq } },
+      h('time', { class: 'mono', datetime: s.event.at, title: fullTime(s.event.at) }, clock(s.event.at)),
+      h('span', { class: `phase phase-${s.status}` }, s.label),
+      h('span', { class: 'rung-text' }, s.text, s.detail ? h('span', { class: 'rung-detail' }, ` (${s.detail})`) : null))))
+  }
+
+  /** Runs one action of the Failures card: its buttons wait, its outcome (or the API's refusal) shows above. */
+  async function failedAction(button, run) {
+    actionOutcome.clear()
+    for (const b of [retryButton, maintenanceButton, replaceButton]) b.disabled = true
+    try {
+      await run()
+    } catch (err) {
+      actionOutcome.error(err)
+    } finally {
+      for (const b of [retryButton, maintenanceButton, replaceButton]) b.disabled = false
+    }
+    button.focus?.()
+  }
+
+  const nameOf = (m) => m.name ?? m.id
+
+  function retry() {
+    return failedAction(retryButton, async () => {
+      const r = await api.post(`${path}/retry`, {})
+      machine = { ...machine, ...r.machine }
+      render(machine, true)
+      actionOutcome.ok(`Retried: ${nameOf(machine)} is ${machine.state} again with its failure counts reset. `,
+        r.power ? `${r.power.message}.` : 'It installs at its next network boot.')
+    })
+  }
+
+  function maintenance() {
+    return failedAction(maintenanceButton, async () => {
+      const m = await api.post(`${path}/maintenance`, { on: true, reason: 'failed machine taken out of service from the web UI' })
+      machine = { ...machine, ...m }
+      render(machine, true)
+      actionOutcome.ok(`${nameOf(machine)} is in ${machine.state}: nothing boots it until maintenance is turned off.`)
+    })
+  }
+
+  function replaceMachine() {
+    const what = `Replace ${nameOf(machine)}? A ready machine of the same class and role takes its place in ${machine.allocation?.cluster ? `cluster ${machine.allocation.cluster}` : 'its allocation'}; this machine leaves it and stays quarantined.`
+    if (!window.confirm(what)) return
+    return failedAction(replaceButton, async () => {
+      const r = await api.post(`${path}/replace`, { idempotencyKey: replaceKey })
+      const a = r.allocation
+      const fresh = a.machines[0]
+      void refresh()
+      actionOutcome.ok(
+        r.replayed ? 'Already replaced: ' : 'Replaced: ',
+        fresh ? h('a', { href: machineHref(fresh.id), class: 'replacement', dataset: { id: fresh.id } }, fresh.name ?? fresh.id) : 'a ready machine',
+        fresh?.name ? ` (${fresh.id})` : '',
+        ` takes its place${a.cluster ? ` in cluster ${a.cluster} as ${a.machines[0]?.role ?? a.role}` : ''} (allocation ${a.id}, profile ${a.profile}). `,
+        r.replaced?.action === 'released'
+          ? `${nameOf(machine)} is released: its disks are wiped and it returns to the pool.`
+          : `${nameOf(machine)} left it and stays quarantined.`)
+    })
+  }
+
   function renderPower(m) {
     if (!m.bmc) {
       replace(powerEl, h('p', { class: 'muted' }, 'No BMC in the inventory for this machine: add one (type, address, credentials) to control its power.'))
@@ -247,6 +340,8 @@ export function machineView({ api, stream, id }) {
 
   function render(m, changed = false) {
     renderHead(m, changed)
+    timeline.setState(m.state)
+    renderFailures()
     renderIdentity(m)
     renderHardware(m)
     if (!changed || document.activeElement?.closest?.('.card-labels') === null) renderLabels(m)

@@ -1,14 +1,20 @@
 // A machine's boot timeline: every event in order with its time, phase and the time since the step before, the
-// newest boot's progress (DHCP → … → install) and, when it failed, where it stopped, in red, with the message.
+// newest boot's progress (DHCP → … → install) and, when it failed, where it stopped, in red, with the message (a
+// boot.failure as "Failed in phase X: reason").
 import { flash, h, replace } from './dom.js'
 import { ago, clock, duration, fullTime } from './format.js'
-import { bootProgress, classify, phaseLabel } from './phases.js'
+import { bootProgress, classify, failureText, phaseLabel } from './phases.js'
 
 const STATUS_TEXT = { ok: 'done', fail: 'failed', warn: 'warning', progress: 'in progress', info: '' }
 
-/** createTimeline() → { el, set(events), add(event), lastSeq() }; `add` ignores events already shown. */
-export function createTimeline({ limit = 500 } = {}) {
+/**
+ * createTimeline({ limit, onChange(events) }) → { el, set(events), add(event), setState(state), events(), lastSeq() };
+ * `add` ignores events already shown; `setState` is the machine's state (a failed machine's progress stops at the
+ * failure that quarantined it).
+ */
+export function createTimeline({ limit = 500, onChange = () => {} } = {}) {
   let events = []
+  let state = null
   const progressEl = h('ol', { class: 'progress', 'aria-label': 'Newest boot, step by step' })
   const summaryEl = h('div', { class: 'boot-summary', role: 'status' })
   const tbody = h('tbody')
@@ -31,7 +37,7 @@ export function createTimeline({ limit = 500 } = {}) {
       h('td', { class: 'mono nowrap' }, h('time', { datetime: e.at, title: fullTime(e.at) }, clock(e.at))),
       h('td', { class: 'mono nowrap delta' }, delta === null ? '' : `+${duration(delta)}`),
       h('td', { class: 'nowrap' }, h('span', { class: `phase phase-${c.status}` }, c.label ?? e.type),
-        c.status === 'fail' ? h('span', { class: 'tag-fail' }, ' failed') : null),
+        c.tag ? h('span', { class: 'tag-fail' }, ` ${c.tag}`) : null),
       h('td', { class: 'msg' }, stoppedHere ? h('strong', { class: 'stopped-label' }, 'Stopped here: ') : null, e.message))
     return tr
   }
@@ -48,10 +54,19 @@ export function createTimeline({ limit = 500 } = {}) {
     if (progress.start < 0) {
       summaryEl.className = 'boot-summary'
       replace(summaryEl, 'No boot recorded yet: the machine has not network-booted since it was added.')
+    } else if (progress.failed?.type === 'boot.failure') {
+      const f = progress.failed
+      summaryEl.className = 'boot-summary fail'
+      replace(summaryEl, h('strong', null, failureText(f)), ` (${clock(f.at)}, ${ago(f.at)})`,
+        state === 'failed' ? '. Quarantined: see Failures above to retry or replace it.' : '')
     } else if (progress.failed) {
       const f = progress.failed
       summaryEl.className = 'boot-summary fail'
-      replace(summaryEl, h('strong', null, `Boot stopped at ${phaseLabel(progress.last.phase)}`), ` (${clock(f.at)}, ${ago(f.at)}): `, f.message)
+      replace(summaryEl, h('strong', null, `Boot stopped at ${phaseLabel(progress.last?.phase)}`), ` (${clock(f.at)}, ${ago(f.at)}): `, f.message)
+    } else if (progress.waiting) {
+      const w = progress.waiting
+      summaryEl.className = 'boot-summary'
+      replace(summaryEl, h('strong', null, 'Waiting for the machine to boot'), ` since ${clock(w.at)} (${ago(w.at)}): `, w.message)
     } else if (progress.last) {
       const l = progress.last
       summaryEl.className = 'boot-summary ok'
@@ -60,10 +75,11 @@ export function createTimeline({ limit = 500 } = {}) {
   }
 
   function render() {
-    const progress = bootProgress(events)
+    const progress = bootProgress(events, { state })
     renderProgress(progress)
     replace(tbody, events.map((e, i) => row(e, i, progress)))
     note.textContent = events.length >= limit ? `Showing the newest ${limit} events.` : `${events.length} event${events.length === 1 ? '' : 's'}.`
+    onChange(events)
     return progress
   }
 
@@ -83,6 +99,12 @@ export function createTimeline({ limit = 500 } = {}) {
       if (tr) flash(tr)
       return true
     },
+    setState(next) {
+      if (next === state) return
+      state = next
+      render()
+    },
+    events: () => events,
     lastSeq: () => events.at(-1)?.seq ?? 0,
   }
 }
