@@ -5,7 +5,9 @@
 # retry schedule (0, 1, 3, 7, 15 ... s; any status but 200 is retried; 204 or an empty body is an error), gunzips a
 # gzip body, and reports. Console markers start with "fake-talos:". Optional args: fake-talos.report=URL (POST a
 # JSON summary there), fake-talos.timeout=SECONDS (give up; default 120), fake-talos.kspp=0 (skip the KSPP check),
-# fake-talos.after=poweroff|wait|reboot.
+# fake-talos.after=poweroff|wait|reboot, fake-talos.fail=install (once the config is fetched, fail the install the
+# way Talos does: "[talos] task install (1/1): failed to run installer: ..." in its kernel log, sent as JSON lines
+# to talos.logging.kernel=tcp://HOST:PORT/ with busybox nc; marker "fake-talos: install failed ... reported ...").
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 umask 022
 
@@ -27,18 +29,20 @@ say() {
   return 0
 }
 
-CONFIG= REPORT= TIMEOUT=120 KSPP=1 AFTER=poweroff PLATFORM= SLAB= PTI=
+CONFIG= REPORT= TIMEOUT=120 KSPP=1 AFTER=poweroff PLATFORM= SLAB= PTI= LOGK= FAIL=
 set -f
 for arg in $(cat /proc/cmdline); do
   case $arg in
     talos.config=*) CONFIG=${arg#*=} ;;
     talos.platform=*) PLATFORM=${arg#*=} ;;
+    talos.logging.kernel=*) LOGK=${arg#*=} ;;
     slab_nomerge) SLAB=1 ;;
     pti=on) PTI=1 ;;
     fake-talos.report=*) REPORT=${arg#*=} ;;
     fake-talos.timeout=*) TIMEOUT=${arg#*=} ;;
     fake-talos.kspp=*) KSPP=${arg#*=} ;;
     fake-talos.after=*) AFTER=${arg#*=} ;;
+    fake-talos.fail=*) FAIL=${arg#*=} ;;
   esac
 done
 set +f
@@ -197,4 +201,47 @@ else
 fi
 STATUS=fetched
 report
+
+# Talos's kernel log as it streams it (kmsg_log.go, sender_jsonlines.go): one JSON object per line over TCP.
+KSEQ=0
+kline() { # kline PRIORITY TALOS-LEVEL MESSAGE
+  KSEQ=$((KSEQ + 1))
+  printf '{"clock":%s,"facility":"daemon","msg":%s,"priority":"%s","seq":%s,"talos-level":"%s","talos-time":"%s"}\n' \
+    "$(awk '{ printf "%.0f", $1 * 1000000 }' /proc/uptime)" "$(js "$3")" "$1" "$KSEQ" "$2" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> /tmp/kmsg.jsonl
+}
+send_klog() {
+  case $LOGK in
+    tcp://*) ;;
+    '') say "kernel log not sent: no talos.logging.kernel= on the command line"; return 1 ;;
+    *) say "kernel log not sent: $LOGK is not imitated (tcp:// only)"; return 1 ;;
+  esac
+  hp=${LOGK#tcp://}
+  hp=${hp%%/*}
+  host=${hp%:*} port=${hp##*:}
+  host=${host#[}
+  host=${host%]}
+  n=0
+  while [ $n -lt 5 ]; do
+    n=$((n + 1))
+    # busybox nc half-closes at the end of its input and exits when the receiver closes too.
+    if timeout 15 nc -w 5 "$host" "$port" < /tmp/kmsg.jsonl 2>/tmp/nc.err; then
+      return 0
+    fi
+    sleep $n
+  done
+  say "kernel log not sent to $LOGK: $(tail -n 1 /tmp/nc.err)"
+  return 1
+}
+
+case $FAIL in
+  '') ;;
+  install)
+    # What the install sequence's task logs when the installer fails (v1alpha1_sequencer_tasks.go, Install).
+    msg="[talos] task install (1/1): failed to run installer: disk /dev/vda is in use"
+    kline info info "[talos] task install (1/1): starting"
+    kline err error "$msg"
+    if send_klog; then say "install failed ($msg) reported to $LOGK"; else say "install failed ($msg), not reported"; fi
+    ;;
+  *) say "fake-talos.fail=$FAIL is not imitated (install only)" ;;
+esac
 finish

@@ -150,22 +150,25 @@ export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps
       return app.errorHandler(error, request, reply)
     },
     async handler(request, reply) {
+      // Answered here rather than with reply.callNotFound(): fastify then runs only the not-found handler's hooks,
+      // so the onResponse hook below would never record the failed download on the machine's timeline.
+      const notFound = () => reply.code(404).send({ error: 'RB_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}`, details: null })
       const url = request.url
       const q = url.indexOf('?')
       const rel = assetRelativePath(url.slice('/assets/'.length, q < 0 ? url.length : q))
       if (rel === null) {
         refused?.inc({ reason: 'bad-path' })
-        return reply.callNotFound()
+        return notFound()
       }
       const where = await resolveAsset(rel)
-      if (where === null) return reply.callNotFound()
+      if (where === null) return notFound()
       if ('outside' in where) {
         refused?.inc({ reason: 'outside-root' })
         if (!warned.has(rel) && warned.size < WARNED_ENTRIES) {
           warned.add(rel)
           request.log.warn({ path: rel, assetsDir: rootAbs }, 'asset path leads out of the assets directory (a symlink?): not served')
         }
-        return reply.callNotFound()
+        return notFound()
       }
       return reply.sendFile(where.rel, where.root)
     },

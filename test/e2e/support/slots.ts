@@ -2,12 +2,12 @@
 // each TCG guest keeps a core busy, and CI has two (lab.md, "TCG and CI budget"). A slot is a file created with
 // O_EXCL holding the owner's pid; slots of dead owners are taken over.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { processAlive as alive } from '../../../src/processes.js'
 
 export const MAX_VMS = 2
-const SLOT_DIR = join(tmpdir(), 'rackboot-vm-slots')
+// Machine-wide (not under the run's TMPDIR): two test runs at once still share the two VM slots.
+const SLOT_DIR = '/tmp/rackboot-vm-slots'
 
 function tryTake(slot: string): boolean {
   try {
