@@ -199,6 +199,7 @@ export async function machinesCommand(args: string[]): Promise<number> {
         for (const ref of positionals) {
           const m = await resolveMachine(inventory, ref)
           if (m.state !== 'failed') throw new UsageError(`${m.name ?? m.id} is ${m.state}: only a failed machine is retried`)
+          if (!(await inventory.allocations.current(m.id))) throw new UsageError(`${m.name ?? m.id} left its cluster (it was replaced): nothing to retry; send it to maintenance to look at it`)
           const after = await lifecycle.transition(m.id, 'provisioning', `retry by a tech (CLI)${values.reason ? `: ${values.reason}` : ''}`, { from: 'failed' })
           console.log(printable(`${after.name ?? after.id}: ${after.state}`))
         }

@@ -436,7 +436,7 @@ export function createRepair(deps: RepairDeps): Repair {
       if (a.repairing) continue
       const limit = a.deadlines[a.phase] * 1000
       if (now - a.phaseSince > limit) {
-        fail(a, a.phase, 'deadline', `no ${PHASE_WAITS_FOR[a.phase]} within ${Math.round(limit / 1000)} s`, { deadlineSeconds: a.deadlines[a.phase] })
+        fail(a, a.phase, 'deadline', `waited ${Math.round(limit / 1000)} s for ${PHASE_WAITS_FOR[a.phase]}`, { deadlineSeconds: a.deadlines[a.phase] })
       }
     }
     await pending

@@ -92,17 +92,23 @@ test('retry: a failed machine goes back to provisioning; anything else is refuse
   const s = await apiSetup()
   t.after(() => s.close())
   await catalog(s)
-  const [id] = await seedMachines(s.inventory, { count: 1 })
-  assert.equal((await post(s, `/api/v1/machines/${id}/retry`)).statusCode, 409)
-  await s.lifecycle.transition(id!, 'provisioning', 'test')
-  await s.lifecycle.transition(id!, 'failed', 'test')
+  await seedMachines(s.inventory, { count: 2 })
+  const id = (await post(s, '/api/v1/allocations', { class: 'any', count: 1, cluster: 'lab' })).json().machines[0].id as string
+  assert.equal((await post(s, `/api/v1/machines/${id}/retry`)).statusCode, 409, 'a provisioning machine is not retried')
+  await s.lifecycle.transition(id, 'failed', 'test')
   assert.equal((await post(s, `/api/v1/machines/${id}/retry`, {}, 'read')).statusCode, 403)
   const ok = await post(s, `/api/v1/machines/${id}/retry`, { reason: 'reseated the NIC' })
   assert.equal(ok.statusCode, 200, ok.body)
   assert.equal(ok.json().machine.state, 'provisioning')
   await s.timeline.flush()
-  const msgs = (await s.inventory.events.list({ machineId: id! })).map((e) => e.message)
+  const msgs = (await s.inventory.events.list({ machineId: id })).map((e) => e.message)
   assert.ok(msgs.some((m) => /failed → provisioning: retry by .*reseated the NIC/.test(m)), msgs.join('\n'))
+  // Replaced, it left its cluster: nothing to retry.
+  await s.lifecycle.transition(id, 'failed', 'test')
+  assert.equal((await post(s, `/api/v1/machines/${id}/replace`)).statusCode, 201)
+  const gone = await post(s, `/api/v1/machines/${id}/retry`)
+  assert.equal(gone.statusCode, 409)
+  assert.match(gone.json().message, /left its cluster/)
 })
 
 test('allocation skips machines whose disks no install-disk selector fits, and says how many and why', async (t) => {

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createEventBus } from '../../src/events/bus.js'
-import { openSqliteInventory } from '../../src/inventory/index.js'
+import { openSqliteInventory, type Machine } from '../../src/inventory/index.js'
 import { attachTimeline, createLifecycle } from '../../src/lifecycle/index.js'
 import { createRepair, type RepairPower, type RepairSettings } from '../../src/lifecycle/repair.js'
 import { silentLogger } from '../../src/log.js'
@@ -107,7 +107,7 @@ test('a machine that never asks for its script fails its boot deadline, is power
   await s.advance(3600 * S)
   assert.equal(s.powerCalls.length, 1)
   const lines = await s.timelineOf(m.id)
-  assert.match(lines[0]!, /boot failed in phase boot: no a boot script \(firmware, DHCP, iPXE\) within 600 s/)
+  assert.match(lines[0]!, /boot failed in phase boot: waited 600 s for a boot script \(firmware, DHCP, iPXE\)/)
   assert.match(lines[1]!, /next boot PXE and a power cycle in 30 s \(failure 1 of 3\)/)
   assert.match(lines[2]!, /next boot PXE \(uefi\) and power cycle: done/)
   assert.match(lines.at(-1)!, /quarantined: 2 failures in phase boot/)
@@ -206,7 +206,7 @@ test('admission: at most N install at once overall and per rack; the rest wait i
   const long = { boot: 100_000, download: 100_000, config: 100_000, installing: 100_000, installed: 100_000 }
   const s = await setup({ settings: { maxProvisioning: 3, maxProvisioningPerRack: 2, deadlines: { ...long, boot: 600 } } })
   t.after(() => s.close())
-  const ms = []
+  const ms: Machine[] = []
   for (const [i, rack] of ['r1', 'r1', 'r1', 'r2', 'r2'].entries()) {
     const m = await s.machine(`m${i}`)
     ms.push(await s.inventory.machines.update(m.id, { rack }, 1))

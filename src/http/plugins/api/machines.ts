@@ -252,6 +252,9 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     if (m.state !== 'failed') {
       throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${m.id} is ${m.state}: only a failed machine is retried`, { details: { id: m.id, state: m.state } })
     }
+    if (!(await inventory.allocations.current(m.id))) {
+      throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${m.id} left its cluster (it was replaced): nothing to retry; send it to maintenance to look at it`, { details: { id: m.id, state: m.state, reason: 'not-allocated' } })
+    }
     const reason = request.body?.reason
     const after = await lifecycle.transition(m.id, 'provisioning', `retry by ${actor(request)}${reason ? `: ${reason}` : ''}`, { from: 'failed' })
     let power = null
