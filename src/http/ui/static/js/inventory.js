@@ -125,6 +125,8 @@ export function inventoryView({ api, stream, params }) {
 
   const countsEl = h('div', { class: 'counts', role: 'group', 'aria-label': 'Machines per state (select to filter)' })
   const status = h('p', { class: 'summary', role: 'status', 'aria-live': 'polite' }, 'Loading…')
+  // Machines waiting for an install slot (provisioning.maxConcurrent / maxPerRack), in the order they will go.
+  const queueEl = h('p', { class: 'queue', hidden: true })
   const errorEl = h('div', { class: 'error', role: 'alert', hidden: true })
   const tbody = h('tbody')
   const table = h('table', { class: 'machines' },
@@ -175,7 +177,7 @@ export function inventoryView({ api, stream, params }) {
 
   const el = h('section', { class: 'inventory', 'aria-labelledby': 'inv-title' },
     h('h1', { id: 'inv-title', tabindex: '-1' }, 'Inventory'),
-    countsEl, form, errorEl, status,
+    countsEl, queueEl, form, errorEl, status,
     h('div', { class: 'table-wrap' }, table),
     h('nav', { class: 'pager', 'aria-label': 'Pages' }, prevBtn, pageInfo, nextBtn))
 
@@ -224,6 +226,14 @@ export function inventoryView({ api, stream, params }) {
         },
       }, h('span', { class: 'n' }, n.toLocaleString()), ' ', label)
       replace(countsEl, button(null, c.total, 'machines'), STATES.map((s) => button(s, c.states[s] ?? 0, s)))
+      const q = await api.get('/overview/queue')
+      if (disposed) return
+      queueEl.hidden = q.items.length === 0
+      replace(queueEl, q.items.length === 0 ? '' : [
+        `${q.items.length.toLocaleString()} waiting for an install slot: `,
+        q.items.slice(0, 10).flatMap((item, i) => [i ? ', ' : '', h('a', { href: machineHref(item.machineId) }, `${item.position}. ${item.machineId}`), item.rack ? ` (rack ${item.rack})` : '']),
+        q.items.length > 10 ? ', …' : '',
+      ])
     } catch (err) {
       if (!disposed) showError(err)
     }
