@@ -47,30 +47,31 @@ export function parseIpNeighJson(text: string): Map<string, string> {
  * Reads the table at most once per `maxAgeMs` (a boot storm asks thousands of times a second), IPv4 from
  * /proc/net/arp, IPv6 through `ip -j -6 neigh` (iproute2).
  */
-export function createKernelNeighbourTable(options: { maxAgeMs?: number; now?: () => number } = {}): NeighbourTable {
+export function createKernelNeighbourTable(options: { maxAgeMs?: number; now?: () => number; readTable?: (family: 4 | 6) => Promise<Map<string, string>> } = {}): NeighbourTable {
   const maxAge = options.maxAgeMs ?? 1000
   const now = options.now ?? Date.now
-  const cache: Record<4 | 6, { at: number; table: Promise<Map<string, string>> } | null> = { 4: null, 6: null }
-  const read = (family: 4 | 6): Promise<Map<string, string>> =>
+  // Each read is numbered: a lookup that misses reads again unless a read begun after the lookup began is cached,
+  // since only such a read surely saw the entry the client's own connection made.
+  let reads = 0
+  const cache: Record<4 | 6, { at: number; seq: number; table: Promise<Map<string, string>> } | null> = { 4: null, 6: null }
+  const read = options.readTable ?? ((family: 4 | 6): Promise<Map<string, string>> =>
     family === 4
       ? readFile('/proc/net/arp', 'utf8').then(parseProcArp, () => new Map())
       : new Promise((resolve) => {
           execFile('ip', ['-j', '-6', 'neigh', 'show'], { timeout: 2000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout) => resolve(err ? new Map() : parseIpNeighJson(stdout)))
-        })
+        }))
   return {
     async macOf(ip) {
       const family = isIP(ip)
       if (family !== 4 && family !== 6) return null
+      const begun = reads
+      const fresh = () => (cache[family] = { at: now(), seq: ++reads, table: read(family) })
       let c = cache[family]
-      if (!c || now() - c.at > maxAge) {
-        c = { at: now(), table: read(family) }
-        cache[family] = c
-      }
+      if (!c || now() - c.at > maxAge) c = fresh()
       const hit = (await c.table).get(ip.toLowerCase())
-      if (hit || now() - c.at < 50) return hit ?? null
-      // The client's own connection made its entry moments ago: a miss in an older copy is read once more.
-      c = { at: now(), table: read(family) }
-      cache[family] = c
+      if (hit) return hit
+      c = cache[family]!
+      if (c.seq <= begun) c = fresh()
       return (await c.table).get(ip.toLowerCase()) ?? null
     },
   }

@@ -140,6 +140,21 @@ test('neighbour table parsers: complete entries only', () => {
   assert.equal(parseIpNeighJson('not json').size, 0)
 })
 
+test('neighbour table: a lookup that misses reads the table again unless a read begun after it is cached', async () => {
+  const table = new Map<string, string>([['198.18.0.2', '02:00:00:00:0a:02']])
+  let reads = 0
+  const n = createKernelNeighbourTable({ now: () => 1000, readTable: async () => { reads++; return new Map(table) } })
+  assert.equal(await n.macOf('198.18.0.2'), '02:00:00:00:0a:02')
+  assert.equal(reads, 1)
+  // A new client: its connection made its entry after the cached read, within the same millisecond.
+  table.set('198.18.0.3', '02:00:00:00:0a:03')
+  assert.equal(await n.macOf('198.18.0.3'), '02:00:00:00:0a:03')
+  assert.equal(reads, 2)
+  // A miss in a read begun for this very lookup is final; concurrent misses share one read.
+  assert.deepEqual(await Promise.all([n.macOf('198.18.0.9'), n.macOf('198.18.0.8')]), [null, null])
+  assert.equal(reads, 3)
+})
+
 test('without leases (ProxyDHCP), the kernel neighbour table vouches for directly attached clients (netns)', async (t) => {
   if (skipUnlessNetns(t, ['curl'])) return
   const lab = await createNetLab(t)
