@@ -1,5 +1,5 @@
 import type { InstallDiskSelector, Machine, Profile } from '../inventory/index.js'
-import { chooseInstallDisk } from '../talos/index.js'
+import { installDiskOf } from '../talos/index.js'
 
 // What a tech wants to see next to a machine's profile: the install-disk rule and the disk it picks today.
 
@@ -26,9 +26,8 @@ export interface InstallDiskView {
 /** The install disk a machine gets from its profile's selector (what its Talos config will say). */
 export function installDiskFor(machine: Machine, profile: Profile): InstallDiskView {
   const base = { profile: profile.name, selector: profile.installDisk }
-  const disks = machine.hardware?.disks ?? []
-  if (disks.length === 0) return { ...base, disk: null, reason: 'chosen once the machine reports its disks' }
-  const choice = chooseInstallDisk(disks, profile.installDisk ?? {})
+  const choice = installDiskOf(machine, profile)
+  if (!choice) return { ...base, disk: null, reason: 'chosen once the machine reports its disks' }
   return choice.ok ? { ...base, disk: choice.path, reason: null } : { ...base, disk: null, reason: choice.reason }
 }
 

@@ -6,7 +6,7 @@ import type {
 } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import { andSelectors, compileSelector, type Selector } from '../matching/index.js'
-import { chooseInstallDisk, generateConfig, loadPatch, parseSecretsBundle, parseTalosVersion, type RenderedConfig } from '../talos/index.js'
+import { generateConfig, installDiskOf, loadPatch, parseSecretsBundle, parseTalosVersion, type RenderedConfig } from '../talos/index.js'
 import { systemClock, type Clock, type Lifecycle } from './service.js'
 
 // Allocation and release for the cluster API (DESIGN.md: "asks for N machines of a class, gets them atomically").
@@ -182,9 +182,9 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       for (const m of page.items) {
         if (exclude.has(m.id) || !p.selector.matches(m)) continue
         // A machine that cannot install (no reported disk satisfies the profile's install-disk selector) is skipped.
-        const unfit = installDiskProblem(m, p.profile)
-        if (unfit) {
-          if (skipped.length < 1000) skipped.push(`${m.name ?? m.id}: ${unfit}`)
+        const disk = installDiskOf(m, p.profile)
+        if (disk && !disk.ok) {
+          if (skipped.length < 1000) skipped.push(`${m.name ?? m.id}: ${disk.reason}`)
           continue
         }
         chosen.push(m)
@@ -200,6 +200,24 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       })
     }
     return chosen
+  }
+
+  /** ready → provisioning in the caller's transaction. A new allocation is a new boot: no token from before it is good. */
+  async function take(tx: Inventory, m: Machine, now: number): Promise<void> {
+    // The guard holds on any backend: a machine another transaction took is not ready any more.
+    if (!(await tx.machines.setState(m.id, 'ready', 'provisioning', now))) {
+      throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} was taken meanwhile; try again`, { details: { reason: 'lost-race', id: m.id } })
+    }
+    await tx.bootTokens.revoke(m.id, null, now)
+  }
+
+  /** Ends a machine's allocation in the caller's transaction, moving it to released (or, null, leaving its state). */
+  async function leave(tx: Inventory, m: Machine, to: 'released' | null, now: number): Promise<MachineAllocation | null> {
+    if (to && !(await tx.machines.setState(m.id, m.state, to, now))) {
+      throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} changed state meanwhile; try again`, { details: { id: m.id } })
+    }
+    await tx.bootTokens.revoke(m.id, null, now)
+    return tx.allocations.release(m.id, now)
   }
 
   function replay(existing: Allocation, hash: string): AllocationResult {
@@ -262,14 +280,7 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
             if (existing) return { ...replay(existing, p.hash), taken: [] }
           }
           const chosen = await choose(tx, p, req.count)
-          for (const m of chosen) {
-            // The guard holds on any backend: a machine another transaction took is not ready any more.
-            if (!(await tx.machines.setState(m.id, 'ready', 'provisioning', now))) {
-              throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} was taken meanwhile; try again`, { details: { reason: 'lost-race', id: m.id } })
-            }
-            // A new allocation is a new boot: no token from before it is good.
-            await tx.bootTokens.revoke(m.id, null, now)
-          }
+          for (const m of chosen) await take(tx, m, now)
           const allocation: Allocation = {
             id: newAllocationId(now),
             idempotencyKey: key,
@@ -359,17 +370,10 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
           throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${old.id} is ${old.state}: only provisioning, installed or failed machines are replaced`, { details: { id: old.id, state: old.state } })
         }
         const [fresh] = await choose(tx, p, 1, new Set([old.id]))
-        if (!(await tx.machines.setState(fresh!.id, 'ready', 'provisioning', now))) {
-          throw new RackbootError('RB_ERR_CONFLICT', `machine ${fresh!.id} was taken meanwhile; try again`, { details: { reason: 'lost-race', id: fresh!.id } })
-        }
-        await tx.bootTokens.revoke(fresh!.id, null, now)
+        await take(tx, fresh!, now)
         // The old machine leaves the cluster: a failed one stays quarantined for a person, any other is wiped.
         const action: 'released' | 'quarantined' = old.state === 'failed' ? 'quarantined' : 'released'
-        if (action === 'released' && !(await tx.machines.setState(old.id, old.state, 'released', now))) {
-          throw new RackbootError('RB_ERR_CONFLICT', `machine ${old.id} changed state meanwhile; try again`, { details: { id: old.id } })
-        }
-        await tx.bootTokens.revoke(old.id, null, now)
-        await tx.allocations.release(old.id, now)
+        await leave(tx, old, action === 'released' ? 'released' : null, now)
         const allocation: Allocation = {
           id: newAllocationId(now), idempotencyKey: key, requestHash: hash, class: p.className, selector: orig?.selector ?? null, count: 1,
           cluster: p.cluster, role: p.role, profile: p.profile.name, patches: p.patches,
@@ -417,11 +421,7 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
             details: { id: m.id, state: m.state },
           })
         }
-        if (!(await tx.machines.setState(m.id, m.state, 'released', now))) {
-          throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} changed state meanwhile; try again`, { details: { id: m.id } })
-        }
-        await tx.bootTokens.revoke(m.id, null, now)
-        const allocation = await tx.allocations.release(m.id, now)
+        const allocation = await leave(tx, m, 'released', now)
         return { machine: (await tx.machines.get(m.id))!, from: m.state, allocation }
       })
       if (!r.from) return { machine: r.machine, released: false, allocation: null, power: null }
@@ -435,14 +435,6 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       return { machine: r.machine, released: true, allocation: r.allocation, power }
     },
   }
-}
-
-/** Why a machine could not install with this profile (the config service would refuse it), or null. */
-export function installDiskProblem(m: Machine, profile: Profile): string | null {
-  const disks = m.hardware?.disks ?? []
-  if (disks.length === 0) return null
-  const choice = chooseInstallDisk(disks, profile.installDisk ?? {})
-  return choice.ok ? null : choice.reason
 }
 
 function isConflict(err: unknown): boolean {

@@ -1,7 +1,7 @@
 import { RackbootError } from '../errors.js'
 import type { Inventory, Machine } from '../inventory/index.js'
 import type { Logger } from '../log.js'
-import { chooseInstallDisk, renderMachineConfig, type ConfigLinter } from '../talos/index.js'
+import { installDiskOf, renderMachineConfig, type ConfigLinter } from '../talos/index.js'
 import type { Clock, Lifecycle } from './service.js'
 import type { PeerDirectory } from './peers.js'
 import { resolveProfile } from './profiles.js'
@@ -77,11 +77,6 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
         lifecycle.record(machine.id, 'boot.config', `config not served: ${message}`, { clientIp, status: 503, details: details ?? null })
         throw new RackbootError('RB_ERR_NOT_SERVABLE', message, { details })
       }
-      // Only a machine that is meant to install gets a config: a released machine's old token is worth nothing.
-      if (machine.state !== 'provisioning' && machine.state !== 'installed') {
-        lifecycle.record(machine.id, 'boot.config', `config refused: machine is ${machine.state}`, { clientIp, status: 403 })
-        throw new RackbootError('RB_ERR_FORBIDDEN', `machine is ${machine.state}: no config to serve`)
-      }
       const resolved = await resolveProfile(inventory, machine)
       const profile = resolved.profile
       if (!profile) return fail(`no profile applies to this machine (${resolved.reason})`)
@@ -101,8 +96,7 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
       if (!base) return fail(`profile ${profile.name} has no base config (give it one, or allocate the machine to a cluster)`)
       // The profile's selector picks among the disks the machine reported; with none reported, the base config's
       // install disk stands.
-      const selector = profile.installDisk ?? {}
-      const disk = machine.hardware?.disks?.length ? chooseInstallDisk(machine.hardware.disks, selector) : null
+      const disk = installDiskOf(machine, profile)
       if (disk && !disk.ok) {
         const which = profile.installDisk ? ` of profile ${profile.name} (installDisk ${JSON.stringify(profile.installDisk)})` : ''
         const rejected = disk.rejected.map((r) => `${r.name}: ${r.reason}`).join('; ')

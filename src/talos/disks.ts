@@ -1,5 +1,5 @@
 import { parseSizeCondition, type SizeTest } from '../inventory/disk-selector.js'
-import type { DiskFacts } from '../inventory/types.js'
+import type { DiskFacts, Machine, Profile } from '../inventory/types.js'
 
 // The size grammar is the inventory's, so a selector the inventory accepted is one this module can apply.
 export { parseSize, parseSizeCondition } from '../inventory/disk-selector.js'
@@ -88,6 +88,15 @@ function rejectReason(disk: DiskFacts, selector: DiskSelector, sizeTest: SizeTes
     if (value === undefined || !globToRegExp(pattern).test(value)) return `${field} ${value ?? '(none)'} does not match '${pattern}'`
   }
   return null
+}
+
+/**
+ * The install disk a machine gets from its profile's selector (what its Talos config says, what allocation checks),
+ * or null while it has reported no disks: then the base config's install disk stands.
+ */
+export function installDiskOf(machine: Pick<Machine, 'hardware'>, profile: Pick<Profile, 'installDisk'>): DiskChoice | null {
+  const disks = machine.hardware?.disks ?? []
+  return disks.length > 0 ? chooseInstallDisk(disks, profile.installDisk ?? {}) : null
 }
 
 /** Picks the install disk. Always the same answer for the same disks, in any order. */

@@ -67,4 +67,4 @@ export {
   type StaticAddress,
   type InstallDiskValue,
 } from './render.js'
-export { chooseInstallDisk, parseSize, parseSizeCondition, diskKind, diskPath, type DiskSelector, type DiskChoice, type DiskKind } from './disks.js'
+export { chooseInstallDisk, installDiskOf, parseSize, parseSizeCondition, diskKind, diskPath, type DiskSelector, type DiskChoice, type DiskKind } from './disks.js'
