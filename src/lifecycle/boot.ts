@@ -112,10 +112,9 @@ export function createBootService(deps: BootServiceDeps): BootService {
   const identity = deps.identity ?? createIdentityVerifier({ inventory, clock, trustClaims: false })
   const newMachines = deps.newMachines ?? createNewMachineLimit({ perAddressPerMinute: 5, perMinute: 600 })
   const security = deps.security ?? createSecurityEvents({ lifecycle, log })
-  const refusedCounter = deps.registry
+  const newMachineRefusals = deps.registry
     ? new Counter({ name: 'rackboot_boot_new_machines_refused_total', help: 'Boots of unknown machines told to wait by a bound on new machines (security.newMachines*)', labelNames: ['bound'] as const, registers: [deps.registry] })
     : null
-  const newMachineRefusals = { inc: (bound: string) => refusedCounter?.inc({ bound }) }
 
   async function profileFor(machine: Machine): Promise<Profile | null> {
     return (await resolveProfile(inventory, machine)).profile
@@ -157,7 +156,7 @@ export function createBootService(deps: BootServiceDeps): BootService {
         } else {
           const admitted = newMachines.take(clientIp ?? 'unknown', clock.now())
           if (!admitted.ok) {
-            newMachineRefusals.inc(admitted.bound)
+            newMachineRefusals?.inc({ bound: admitted.bound })
             return { refused: true, reason: `too many new machines ${admitted.bound === 'per-address' ? `from ${clientIp}` : 'at once'}: waiting to be added`, machine: null }
           }
           machine = (await lifecycle.identify(facts, 'ipxe')).machine

@@ -163,10 +163,16 @@ export function createRepair(deps: RepairDeps): Repair {
     return own ? { ...settings.deadlines, ...own } : settings.deadlines
   }
 
-  function begin(machineId: string, at: number, deadlines: PhaseDeadlines, keepFailures?: Attempt['failures']): Attempt {
-    const a: Attempt = { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: keepFailures ?? { total: 0, byPhase: {} }, repairing: false, failedThisBoot: false, admitted: false, rack: null, deadlines }
-    attempts.set(machineId, a)
-    return a
+  function begin(machineId: string, at: number, deadlines: PhaseDeadlines): void {
+    attempts.set(machineId, { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: { total: 0, byPhase: {} }, repairing: false, failedThisBoot: false, admitted: false, rack: null, deadlines })
+  }
+
+  /** A new boot of the same attempt (after a power cycle, or a wait for one without a BMC): back to waiting for its script. */
+  function rebootAt(a: Attempt, at: number): void {
+    a.phase = 'boot'
+    a.phaseSince = at
+    a.scripts = 0
+    a.assets.clear()
   }
 
   function advance(a: Attempt, phase: BootPhase, at: number): void {
@@ -214,10 +220,7 @@ export function createRepair(deps: RepairDeps): Repair {
     if (!bmc || !deps.power) {
       metrics?.repairs.inc({ result: 'no-bmc' })
       lifecycle.record(a.machineId, 'boot.repair', `no BMC to power-cycle it: waiting ${Math.round(a.deadlines.boot)} s for the machine to boot again (failure ${a.failures.total} of ${settings.maxFailures})`, { action: 'wait', failures: a.failures.total })
-      a.phase = 'boot'
-      a.phaseSince = clock.now()
-      a.scripts = 0
-      a.assets.clear()
+      rebootAt(a, clock.now())
       return
     }
     const wait = backoff(a.failures.total)
@@ -276,10 +279,7 @@ export function createRepair(deps: RepairDeps): Repair {
       lifecycle.record(machineId, 'boot.repair', `power cycle failed: ${(err as Error).message}; the deadline runs on`, { action: 'pxe-cycle', ok: false, error: (err as Error).message })
     } finally {
       a.repairing = false
-      a.phase = 'boot'
-      a.phaseSince = clock.now()
-      a.scripts = 0
-      a.assets.clear()
+      rebootAt(a, clock.now())
     }
   }
 
@@ -357,10 +357,7 @@ export function createRepair(deps: RepairDeps): Repair {
       case 'boot.repair':
         // Replayed: a power cycle that was done starts a new attempt.
         if (!live && d.action === 'pxe-cycle') {
-          a.phase = 'boot'
-          a.phaseSince = e.at
-          a.scripts = 0
-          a.assets.clear()
+          rebootAt(a, e.at)
         }
         return
       default:

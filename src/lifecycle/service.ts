@@ -90,10 +90,9 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     if (!(await inventory.machines.setState(id, from, to, clock.now()))) {
       throw new RackbootError('RB_ERR_CONFLICT', `machine ${id} changed state meanwhile; try again`, { details: { id, from, to } })
     }
-    // Tokens mean one boot of one state: a config token dies when the machine leaves provisioning (installed
-    // included), an agent token when it leaves the state it was issued for.
-    await inventory.bootTokens.revoke(id, 'agent', clock.now())
-    if (from === 'provisioning' || to !== 'provisioning') await inventory.bootTokens.revoke(id, 'config', clock.now())
+    // Tokens mean one boot of one state: an agent token dies when the machine leaves the state it was issued for, a
+    // config token at any move but into provisioning (installed included; the next boot script issues a fresh one).
+    await inventory.bootTokens.revoke(id, to === 'provisioning' ? 'agent' : null, clock.now())
     log.info({ machineId: id, from, to, cause }, 'machine state changed')
     publish('machine.state', id, `${from} → ${to}: ${cause}`, { from, to, cause })
     return load(id)
