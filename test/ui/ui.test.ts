@@ -1,54 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { rackboot } from '../support/cli.js'
-import { api, bootScript, discover, fetchBootFiles, getFrom, hardware, report, startRackboot, type Rackboot } from './support.js'
+import { api, bootScript, CHROMIUM, discover, fetchBootFiles, getFrom, hardware, report, shot, signIn, startRackboot, WAIT, watch } from './support.js'
 
 // The web UI in Debian's chromium, driven by playwright-core, against a real `rackboot serve`.
-const CHROMIUM = '/usr/bin/chromium'
-const WAIT = { timeout: 10_000 }
-
-interface Watch {
-  consoleErrors: string[]
-  pageErrors: string[]
-  failedRequests: string[]
-  badResponses: string[]
-}
-
-/** Everything that went wrong in the page: console errors, uncaught exceptions, failed requests and 4xx/5xx. */
-function watch(page: Page): Watch {
-  const w: Watch = { consoleErrors: [], pageErrors: [], failedRequests: [], badResponses: [] }
-  page.on('console', (m) => {
-    if (m.type() === 'error') w.consoleErrors.push(`${m.text()} @ ${m.location().url}`)
-  })
-  page.on('pageerror', (e) => w.pageErrors.push(String(e.stack ?? e)))
-  page.on('requestfailed', (r) => w.failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`))
-  page.on('response', (r) => {
-    if (r.status() >= 400) w.badResponses.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`)
-  })
-  return w
-}
-
-async function signIn(page: Page, token: string): Promise<void> {
-  const dialog = page.locator('dialog#signin')
-  await dialog.waitFor({ state: 'visible', ...WAIT })
-  await page.fill('#token', token)
-  await page.click('dialog#signin button[type=submit]')
-  await dialog.waitFor({ state: 'hidden', ...WAIT })
-  await page.locator('#live[data-state="live"]').waitFor(WAIT)
-}
 
 /** One attribute of every element a selector matches, in document order. */
 async function attrs(page: Page, selector: string, name: string): Promise<string[]> {
   return Promise.all((await page.locator(selector).all()).map(async (el) => (await el.getAttribute(name)) ?? ''))
-}
-
-async function shot(page: Page, rb: Rackboot, name: string, t: { diagnostic(msg: string): void }): Promise<void> {
-  const path = join(rb.cwd, `${name}.png`)
-  await page.screenshot({ path, fullPage: true })
-  t.diagnostic(`screenshot: ${path}`)
 }
 
 test('web UI: inventory, live updates, a failed boot on the timeline, accept with read and write tokens', async (t) => {

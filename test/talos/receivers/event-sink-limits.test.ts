@@ -15,6 +15,7 @@ import { createMetricsRegistry } from '../../../src/metrics.js'
 import { silentLogger } from '../../../src/log.js'
 import { createEventSinkServer, PROTO_DIR, PUBLISH_PATH, type EventSinkServerDeps, type TalosEvent } from '../../../src/talos/receivers/index.js'
 import { bytes, eventRequest, message, vint, xid } from './wire.js'
+import { until } from './support.js'
 
 type PublishClient = grpc.Client & {
   Publish(request: unknown, callback: (err: grpc.ServiceError | null, response?: unknown) => void): void
@@ -76,13 +77,6 @@ async function rawSocket(t: TestContext, port: number, localAddress = '127.0.0.1
   return { socket, closed: () => closed }
 }
 
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
 
 async function startSink(t: TestContext, overrides: Partial<EventSinkServerDeps> = {}) {
   const events: TalosEvent[] = []

@@ -17,17 +17,7 @@ import {
   type KernelLogReceiverDeps,
 } from '../../../src/talos/receivers/index.js'
 import { createPeerRateLimiter } from '../../../src/talos/receivers/rate-limiter.js'
-
-const kmsg = (seq: number, msg: string) =>
-  JSON.stringify({ clock: 1_000_000 + seq * 10, facility: 'kern', priority: 'info', seq, msg, 'talos-time': '2026-08-21T10:00:00.123456789Z', 'talos-level': 'info' })
-
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
+import { kmsg, until } from './support.js'
 
 function fakeClock(start = 1_787_000_000_000) {
   let t = start

@@ -16,18 +16,7 @@ import {
   type KernelLogStore,
 } from '../../../src/talos/receivers/index.js'
 import { LineSplitter } from '../../../src/talos/receivers/line-splitter.js'
-
-// One record as Talos marshals it (sender_jsonlines.go: fields, then msg, talos-time, talos-level).
-const kmsg = (seq: number, msg: string) =>
-  JSON.stringify({ clock: 1_000_000 + seq * 10, facility: 'kern', priority: 'info', seq, msg, 'talos-time': '2026-08-21T10:00:00.123456789Z', 'talos-level': 'info' })
-
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
+import { kmsg, until } from './support.js'
 
 async function startReceiver(t: TestContext, overrides: Partial<KernelLogReceiverDeps> = {}, store: KernelLogStore = createKernelLogStore()) {
   const metrics = createMetricsRegistry()
