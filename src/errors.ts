@@ -14,6 +14,8 @@ export const ErrorCodes = {
   RB_ERR_INTERNAL: 500,
   /** The request is fine but what it asks for cannot be served as the inventory stands (a user's to fix): 503, logged at warn. */
   RB_ERR_NOT_SERVABLE: 503,
+  /** A BMC failed, refused or did not answer (502/504; the message names the BMC and its answer). */
+  RB_ERR_BMC: 502,
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

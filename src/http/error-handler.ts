@@ -5,7 +5,8 @@ import { isRackbootError } from '../errors.js'
 export function errorHandler(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
   if (isRackbootError(err)) {
     // A user's to fix (a profile with no disk that fits, no base config): a warning with the reason, no stack trace.
-    if (err.code === 'RB_ERR_NOT_SERVABLE') {
+    // A BMC's failure is its own answer to show (502/504, the BMC's address and message), not our internal error.
+    if (err.code === 'RB_ERR_NOT_SERVABLE' || err.code === 'RB_ERR_BMC') {
       request.log.warn({ code: err.code, url: request.url.split('?')[0] }, err.message)
       reply.status(err.statusCode).send({ error: err.code, message: err.message, details: err.details ?? null })
       return

@@ -1,7 +1,7 @@
 // The inventory's domain interface. Every caller goes through these async operations; SQLite is one backend,
 // PostgreSQL must be able to slot in behind the same interface.
 import type {
-  ApiToken, Bmc, BmcInput, HardwareFacts, Lease, LeaseState, Machine, MachineClass, MachineInput, MachineState,
+  ApiToken, Bmc, BmcInput, BmcPowerState, HardwareFacts, Lease, LeaseState, Machine, MachineClass, MachineInput, MachineState,
   Profile, Reservation, StoredEvent, TokenScope, BootToken, BootTokenPurpose, BootTokenRefusal,
 } from './types.js'
 
@@ -44,7 +44,12 @@ export interface BmcRepository {
   put(machineId: string, input: BmcInput): Promise<Bmc>
   remove(machineId: string): Promise<boolean>
   /** The decrypted credentials, for the power drivers only. */
-  credentials(machineId: string): Promise<{ username: string | null; password: string | null } | null>
+  credentials(machineId: string): Promise<{ username: string | null; password: string | null; kg?: Buffer | null } | null>
+  /** Ids of the machines that have a BMC (the power poller's list). */
+  machineIds(): Promise<string[]>
+  /** Stores the last power state read; a no-op for a machine without a BMC. */
+  recordPower(machineId: string, power: BmcPowerState): Promise<void>
+  setClearOverrideAfterBoot(machineId: string, value: boolean): Promise<void>
 }
 
 export interface ClassRepository {

@@ -135,8 +135,38 @@ export interface MachineNetwork {
 }
 
 export type BmcType = 'ipmi' | 'redfish'
+export type BmcAuth = 'auto' | 'session' | 'basic'
+export type BmcPrivilege = 'user' | 'operator' | 'administrator'
+/** How the lifecycle network-boots a machine through its BMC (allocation, release, repair). */
+export type BootMethod = 'pxe' | 'uefi-http' | 'virtual-media'
+export type IpmiCipherSuite = 3 | 17
 
-export interface Bmc {
+/** A BMC's own settings; null means "the settings' default" (settings.power). */
+export interface BmcOptions {
+  /** Redfish: the system to drive on a service with several (its Id or full @odata.id path). */
+  systemId: string | null
+  /** Redfish TLS: a CA certificate (PEM) trusted for this BMC besides the system store. */
+  caPem: string | null
+  /** Redfish: session (X-Auth-Token), basic, or auto (session, Basic where the BMC has no SessionService). */
+  auth: BmcAuth
+  /** IPMI: cipher suites in the order tried. */
+  cipherSuites: IpmiCipherSuite[] | null
+  /** IPMI: session privilege (administrator when null). */
+  privilege: BmcPrivilege | null
+  /** IPMI: boot override read-back strictness. */
+  bootVerify: 'strict' | 'device' | null
+  bootMethod: BootMethod
+}
+
+/** The last power state read from the BMC (operation or poll), kept so every instance and the UI can show it. */
+export interface BmcPowerState {
+  state: 'on' | 'off' | null
+  checkedAt: number
+  /** Why the last read failed (state is then null). */
+  error: string | null
+}
+
+export interface Bmc extends BmcOptions {
   machineId: string
   type: BmcType
   address: string
@@ -150,9 +180,17 @@ export interface Bmc {
   insecure: boolean
   /** Redfish TLS: sha256 fingerprint of the pinned certificate. */
   fingerprint: string | null
+  /** True when an IPMI K_G is stored (sealed like the password; only `credentials` returns it). */
+  hasKg: boolean
+  power: BmcPowerState | null
+  /**
+   * The BMC kept a "next boot only" override for every boot (it has only Continuous): rackboot clears the override
+   * once the machine has network-booted.
+   */
+  clearOverrideAfterBoot: boolean
 }
 
-export interface BmcInput {
+export interface BmcInput extends Partial<BmcOptions> {
   type: BmcType
   address: string
   port?: number | null
@@ -162,6 +200,8 @@ export interface BmcInput {
   credentialsRef?: string | null
   insecure?: boolean
   fingerprint?: string | null
+  /** IPMI K_G as hex (up to 20 bytes); undefined keeps the stored one, null removes it. */
+  kg?: string | null
 }
 
 export interface MachineClass {

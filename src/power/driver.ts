@@ -20,11 +20,16 @@ export type DriverFactory = (bmc: BmcTarget, credentials: BmcCredentials, option
 export const createBmcDriver: DriverFactory = (bmc, credentials, options = {}) => {
   const log = options.log?.child({ bmc: bmc.address, type: bmc.type })
   if (bmc.type === 'ipmi') {
+    // The BMC's own settings win over the settings' defaults.
     return createIpmiDriver({
       host: bmc.address, port: bmc.port ?? 623,
       // IPMI allows the null user and an empty password; the BMC decides.
       username: credentials.username ?? '', password: credentials.password ?? '',
       timeoutMs: options.timeoutMs, log, ...options.ipmi,
+      ...(bmc.cipherSuites?.length ? { suites: bmc.cipherSuites } : {}),
+      ...(bmc.privilege ? { privilege: bmc.privilege } : {}),
+      ...(bmc.bootVerify ? { bootVerify: bmc.bootVerify } : {}),
+      ...(credentials.kg?.length ? { kg: credentials.kg } : {}),
     })
   }
   if (bmc.type === 'redfish') {
@@ -34,6 +39,9 @@ export const createBmcDriver: DriverFactory = (bmc, credentials, options = {}) =
     return createRedfishDriver({
       address: bmc.address, port: bmc.port, username: credentials.username, password: credentials.password,
       insecure: bmc.insecure, fingerprint: bmc.fingerprint, timeoutMs: options.timeoutMs, log, ...options.redfish,
+      ...(bmc.systemId ? { systemId: bmc.systemId } : {}),
+      ...(bmc.caPem ? { ca: bmc.caPem } : {}),
+      ...(bmc.auth ? { auth: bmc.auth } : {}),
     })
   }
   throw new PowerError('invalid', `unknown BMC type ${String((bmc as { type: unknown }).type)}`)

@@ -16,21 +16,25 @@ export type PowerErrorKind =
   | 'too-soon' // the power manager's minimum interval between reboots
   | 'no-bmc' // the machine has no BMC (or no credentials) in the inventory
   | 'invalid' // a caller's request that cannot be valid
+  | 'unknown-outcome' // the request left and no answer says whether the BMC carried it out; not re-sent
+  | 'not-verified' // the BMC answered, and its read-back never showed the expected state in the time allowed
 
 const RETRYABLE = new Set<PowerErrorKind>(['timeout', 'unreachable', 'busy', 'session-limit', 'protocol', 'not-applied'])
 
-// The shared catalogue (src/errors.ts) has no BMC codes yet; status codes carry the distinction meanwhile.
+// BMC failures are the BMC's (502: it answered wrongly or refused; 504: it did not answer in time), never ours.
 const CODES: Record<PowerErrorKind, { code: ErrorCode; status: number }> = {
-  auth: { code: 'RB_ERR_INTERNAL', status: 502 },
-  timeout: { code: 'RB_ERR_INTERNAL', status: 504 },
-  unreachable: { code: 'RB_ERR_INTERNAL', status: 502 },
-  tls: { code: 'RB_ERR_INTERNAL', status: 502 },
-  'session-limit': { code: 'RB_ERR_INTERNAL', status: 503 },
-  busy: { code: 'RB_ERR_INTERNAL', status: 503 },
-  unsupported: { code: 'RB_ERR_INTERNAL', status: 501 },
-  rejected: { code: 'RB_ERR_INTERNAL', status: 502 },
-  'not-applied': { code: 'RB_ERR_INTERNAL', status: 502 },
-  protocol: { code: 'RB_ERR_INTERNAL', status: 502 },
+  auth: { code: 'RB_ERR_BMC', status: 502 },
+  timeout: { code: 'RB_ERR_BMC', status: 504 },
+  unreachable: { code: 'RB_ERR_BMC', status: 502 },
+  tls: { code: 'RB_ERR_BMC', status: 502 },
+  'session-limit': { code: 'RB_ERR_BMC', status: 503 },
+  busy: { code: 'RB_ERR_BMC', status: 503 },
+  unsupported: { code: 'RB_ERR_BMC', status: 501 },
+  rejected: { code: 'RB_ERR_BMC', status: 502 },
+  'not-applied': { code: 'RB_ERR_BMC', status: 502 },
+  protocol: { code: 'RB_ERR_BMC', status: 502 },
+  'unknown-outcome': { code: 'RB_ERR_BMC', status: 504 },
+  'not-verified': { code: 'RB_ERR_BMC', status: 504 },
   'too-soon': { code: 'RB_ERR_CONFLICT', status: 429 },
   'no-bmc': { code: 'RB_ERR_NOT_FOUND', status: 404 },
   invalid: { code: 'RB_ERR_VALIDATION', status: 400 },
@@ -41,11 +45,20 @@ export interface PowerErrorOptions {
   details?: Record<string, unknown>
   /** Overrides the default for the kind. */
   retryable?: boolean
+  /**
+   * The BMC's answer proves the request was not carried out (an IPMI completion code, HTTP 4xx, 503/429, a
+   * vendor's "try again" message): a state-changing request may then be sent again.
+   */
+  notRun?: boolean
+  /** The BMC asked to wait this long before trying again (Retry-After, a vendor's temporary error). */
+  retryAfterMs?: number
 }
 
 export class PowerError extends RackbootError {
   readonly kind: PowerErrorKind
   readonly retryable: boolean
+  readonly notRun: boolean
+  readonly retryAfterMs: number | null
 
   constructor(kind: PowerErrorKind, message: string, options: PowerErrorOptions = {}) {
     const { code, status } = CODES[kind]
@@ -53,6 +66,8 @@ export class PowerError extends RackbootError {
     this.name = 'PowerError'
     this.kind = kind
     this.retryable = options.retryable ?? RETRYABLE.has(kind)
+    this.notRun = options.notRun ?? false
+    this.retryAfterMs = options.retryAfterMs ?? null
   }
 }
 

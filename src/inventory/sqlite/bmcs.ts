@@ -1,8 +1,18 @@
 import type { Kysely, Selectable } from 'kysely'
 import type { SecretBox } from '../secret-box.js'
 import type { BmcRepository } from '../repositories.js'
-import type { Bmc, BmcType } from '../types.js'
+import type { Bmc, BmcAuth, BmcPrivilege, BmcType, BootMethod, IpmiCipherSuite } from '../types.js'
 import type { BmcsTable, Database } from './schema.js'
+
+function suitesOf(text: string | null): IpmiCipherSuite[] | null {
+  if (!text) return null
+  try {
+    const v = JSON.parse(text) as unknown
+    return Array.isArray(v) ? v.filter((s): s is IpmiCipherSuite => s === 3 || s === 17) : null
+  } catch {
+    return null
+  }
+}
 
 function toBmc(r: Selectable<BmcsTable>): Bmc {
   return {
@@ -15,6 +25,18 @@ function toBmc(r: Selectable<BmcsTable>): Bmc {
     credentialsRef: r.credentials_ref,
     insecure: r.insecure === 1,
     fingerprint: r.fingerprint,
+    systemId: r.system_id,
+    caPem: r.ca_pem,
+    auth: (r.auth ?? 'auto') as BmcAuth,
+    cipherSuites: suitesOf(r.cipher_suites),
+    privilege: r.privilege as BmcPrivilege | null,
+    bootVerify: r.boot_verify as 'strict' | 'device' | null,
+    bootMethod: (r.boot_method ?? 'pxe') as BootMethod,
+    hasKg: r.kg_sealed !== null,
+    power: r.power_checked_at === null ? null : {
+      state: r.power_state as 'on' | 'off' | null, checkedAt: Number(r.power_checked_at), error: r.power_error,
+    },
+    clearOverrideAfterBoot: r.clear_override_after_boot === 1,
   }
 }
 
@@ -25,7 +47,9 @@ export function createSqliteBmcs(db: Kysely<Database>, box: SecretBox): BmcRepos
       return r ? toBmc(r) : null
     },
     async put(machineId, input) {
-      const existing = await db.selectFrom('bmcs').select('password_sealed').where('machine_id', '=', machineId).executeTakeFirst()
+      const existing = await db.selectFrom('bmcs').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
+      // Fields the input leaves out keep their stored value (secrets and per-BMC options alike).
+      const keep = <T>(given: T | undefined, stored: T): T => (given === undefined ? stored : given)
       const row = {
         type: input.type,
         address: input.address,
@@ -36,6 +60,15 @@ export function createSqliteBmcs(db: Kysely<Database>, box: SecretBox): BmcRepos
         credentials_ref: input.credentialsRef ?? null,
         insecure: input.insecure ? 1 : 0,
         fingerprint: input.fingerprint ?? null,
+        system_id: keep(input.systemId, existing?.system_id ?? null),
+        ca_pem: keep(input.caPem, existing?.ca_pem ?? null),
+        auth: keep(input.auth, (existing?.auth ?? 'auto') as BmcAuth),
+        cipher_suites: input.cipherSuites === undefined ? existing?.cipher_suites ?? null
+          : input.cipherSuites === null ? null : JSON.stringify(input.cipherSuites),
+        privilege: keep(input.privilege, (existing?.privilege ?? null) as BmcPrivilege | null),
+        kg_sealed: input.kg === undefined ? existing?.kg_sealed ?? null : input.kg === null ? null : box.seal(input.kg),
+        boot_verify: keep(input.bootVerify, (existing?.boot_verify ?? null) as 'strict' | 'device' | null),
+        boot_method: keep(input.bootMethod, (existing?.boot_method ?? 'pxe') as BootMethod),
       }
       await db
         .insertInto('bmcs')
@@ -49,9 +82,26 @@ export function createSqliteBmcs(db: Kysely<Database>, box: SecretBox): BmcRepos
       return Number(res.numDeletedRows) === 1
     },
     async credentials(machineId) {
-      const r = await db.selectFrom('bmcs').select(['username', 'password_sealed']).where('machine_id', '=', machineId).executeTakeFirst()
+      const r = await db.selectFrom('bmcs').select(['username', 'password_sealed', 'kg_sealed'])
+        .where('machine_id', '=', machineId).executeTakeFirst()
       if (!r) return null
-      return { username: r.username, password: r.password_sealed === null ? null : box.open(r.password_sealed) }
+      return {
+        username: r.username,
+        password: r.password_sealed === null ? null : box.open(r.password_sealed),
+        kg: r.kg_sealed === null ? null : Buffer.from(box.open(r.kg_sealed), 'hex'),
+      }
+    },
+    async machineIds() {
+      const rows = await db.selectFrom('bmcs').select('machine_id').orderBy('machine_id').execute()
+      return rows.map((r) => r.machine_id)
+    },
+    async recordPower(machineId, power) {
+      await db.updateTable('bmcs')
+        .set({ power_state: power.state, power_checked_at: power.checkedAt, power_error: power.error })
+        .where('machine_id', '=', machineId).execute()
+    },
+    async setClearOverrideAfterBoot(machineId, value) {
+      await db.updateTable('bmcs').set({ clear_override_after_boot: value ? 1 : 0 }).where('machine_id', '=', machineId).execute()
     },
   }
 }

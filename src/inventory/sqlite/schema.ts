@@ -53,6 +53,19 @@ export interface BmcsTable {
   credentials_ref: string | null
   insecure: number
   fingerprint: string | null
+  system_id: string | null
+  ca_pem: string | null
+  auth: Generated<string>
+  /** JSON array of suite numbers. */
+  cipher_suites: string | null
+  privilege: string | null
+  kg_sealed: string | null
+  boot_verify: string | null
+  boot_method: Generated<string>
+  power_state: string | null
+  power_checked_at: number | null
+  power_error: string | null
+  clear_override_after_boot: Generated<number>
 }
 
 export interface ClassesTable {

@@ -9,6 +9,9 @@ const SELECTOR: Record<BootOverride['device'], number> = {
   none: BootSelector.NONE,
   pxe: BootSelector.PXE,
   disk: BootSelector.DISK,
+  cd: BootSelector.CDROM,
+  // IPMI has no UEFI HTTP boot selector; the driver refuses it before encoding.
+  http: BootSelector.PXE,
 }
 
 export function encodeBootFlags(o: BootOverride): Buffer {

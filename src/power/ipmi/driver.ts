@@ -158,6 +158,14 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
       })
     },
 
+    async insertMedia() {
+      throw new PowerError('unsupported', `IPMI BMC ${label} has no virtual media rackboot can drive (use Redfish)`)
+    },
+
+    async ejectMedia() {
+      throw new PowerError('unsupported', `IPMI BMC ${label} has no virtual media rackboot can drive (use Redfish)`)
+    },
+
     async close() {
       // Sessions live only as long as one call.
     },

@@ -18,6 +18,8 @@ export interface RedfishDriverOptions extends TlsPolicy {
   password: string
   /** Which member of /redfish/v1/Systems, when there are several (its Id or @odata.id). */
   systemId?: string
+  /** session (X-Auth-Token), basic, or auto (session where the BMC has a SessionService, else Basic). */
+  auth?: 'auto' | 'session' | 'basic'
   /** Wall-clock budget of one driver call (task monitors included). */
   timeoutMs?: number
   /** Task monitor poll interval when the BMC sends no Retry-After. */
@@ -345,6 +347,14 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
           throw new PowerError('unsupported', `BMC ${label} has no indicator LED`)
         }
       })
+    },
+
+    insertMedia() {
+      return Promise.reject(new PowerError('unsupported', `virtual media on BMC ${label}: not implemented yet`))
+    },
+
+    ejectMedia() {
+      return Promise.reject(new PowerError('unsupported', `virtual media on BMC ${label}: not implemented yet`))
     },
 
     async close() {

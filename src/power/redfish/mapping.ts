@@ -20,7 +20,7 @@ export function resetCandidates(action: PowerAction, allowable: string[] | null)
   return wanted.filter((w) => allowable.includes(w))
 }
 
-export const TARGETS: Record<BootOverride['device'], string> = { pxe: 'Pxe', disk: 'Hdd', none: 'None' }
+export const TARGETS: Record<BootOverride['device'], string> = { pxe: 'Pxe', disk: 'Hdd', cd: 'Cd', http: 'UefiHttp', none: 'None' }
 
 export function powerStateOf(system: Json): PowerState | null {
   // Transitions report the state being reached: a machine powering on is treated as on.
