@@ -12,7 +12,8 @@ export function rebootHistory(inventory: Pick<Inventory, 'events'>): (machineId:
     let last: number | null = null
     for (const e of events) {
       const action = e.data.action
-      if (typeof action !== 'string' || !REBOOTS.has(action)) continue
+      // `reboot`: an attempt the power manager marks as booting the machine (a PXE boot's power on included).
+      if (e.data.reboot !== true && (typeof action !== 'string' || !REBOOTS.has(action))) continue
       // Failed reboots count too: a command that timed out may have rebooted the machine all the same. The command
       // went out when the attempt began, `ms` before the result was recorded.
       const ms = typeof e.data.ms === 'number' ? e.data.ms : 0

@@ -2,18 +2,19 @@
 // one BMC), a timeout per attempt, retries with backoff and jitter, a minimum interval between reboots of one
 // machine, "PXE boot now", and status polling spread over the interval with bounded concurrency.
 import { createHash } from 'node:crypto'
-import { Counter, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { BmcRepository } from '../inventory/repositories.js'
-import type { Bmc } from '../inventory/types.js'
+import type { Bmc, BootMethod } from '../inventory/types.js'
 import type { Logger } from '../log.js'
 import { sleep, systemClock, type Clock } from './clock.js'
 import { createBmcDriver, type DriverFactory, type DriverOptions } from './driver.js'
 import { PowerError, toPowerError, type PowerErrorKind } from './errors.js'
 import type {
-  BmcDriver, BootMode, BootOverride, BootReadback, Capability, PowerAction, PowerState,
+  BmcDriver, BootMode, BootOverride, BootReadback, CallOptions, Capability, PowerAction, PowerState,
 } from './types.js'
 
 export type PowerOperation = PowerAction | 'status' | 'set-boot' | 'get-boot' | 'identify' | 'capabilities' | 'pxe-boot'
+  | 'insert-media' | 'eject-media'
 
 export interface PowerResult {
   machineId: string
@@ -28,6 +29,12 @@ export interface PowerResult {
   attempt: number
   /** No further attempt follows (success, or the failure the caller gets). */
   final: boolean
+  /** The state-changing request left for the BMC in this attempt. */
+  sent?: boolean
+  /** It left and no answer says whether it ran: it is not sent again, the BMC is read back instead. */
+  ambiguous?: boolean
+  /** The attempt (re)boots the machine: the minimum reboot interval counts from it (src/lifecycle/reboot-history). */
+  reboot?: boolean
 }
 
 export interface PowerStatusChange {
@@ -49,12 +56,19 @@ export interface PowerObserver {
 export interface PowerManagerSettings {
   /** Budget of one attempt (session set-up included). */
   timeoutMs: number
-  /** Attempts per operation, first included. */
+  /** Attempts per operation, first included; a state change is re-sent only when the BMC's answer proves it did not run. */
   attempts: number
   backoffBaseMs: number
   backoffMaxMs: number
   /** Minimum time between two reboots (cycle, reset, PXE boot now) of one machine. */
   minRebootIntervalMs: number
+  /** After a power action, how long the BMC has to report the expected state (BMCs apply changes seconds late). */
+  verifyTimeoutMs: number
+  /** Read-back interval while verifying. */
+  verifyIntervalMs: number
+  /** A soft-off (ACPI shutdown) still on after this long is powered off hard, when softOffFallback says so. */
+  softOffTimeoutMs: number
+  softOffFallback: 'hard-off' | 'none'
   pollIntervalMs: number
   /** Each machine's poll moves by up to ± this fraction of the interval from its own fixed phase. */
   pollJitter: number
@@ -68,11 +82,15 @@ export interface PowerManagerSettings {
 }
 
 export const DEFAULT_POWER_SETTINGS: PowerManagerSettings = {
-  timeoutMs: 30_000,
+  timeoutMs: 20_000,
   attempts: 3,
   backoffBaseMs: 1_000,
   backoffMaxMs: 30_000,
   minRebootIntervalMs: 120_000,
+  verifyTimeoutMs: 60_000,
+  verifyIntervalMs: 2_000,
+  softOffTimeoutMs: 180_000,
+  softOffFallback: 'hard-off',
   pollIntervalMs: 60_000,
   pollJitter: 0.1,
   pollConcurrency: 32,
@@ -80,8 +98,11 @@ export const DEFAULT_POWER_SETTINGS: PowerManagerSettings = {
 }
 
 export interface PowerManagerDeps {
-  /** The inventory's BMC port: where each machine's BMC is and its decrypted credentials. */
-  bmcs: Pick<BmcRepository, 'get' | 'credentials'>
+  /**
+   * The inventory's BMC port: where each machine's BMC is, its decrypted credentials, and (optional) where the
+   * last power state and the clear-after-boot mark are kept.
+   */
+  bmcs: Pick<BmcRepository, 'get' | 'credentials'> & Partial<Pick<BmcRepository, 'recordPower' | 'setClearOverrideAfterBoot'>>
   log: Logger
   metrics?: Registry
   observer?: PowerObserver
@@ -97,11 +118,15 @@ export interface PowerManagerDeps {
    * interval survives restarts and holds between processes; only this process's own reboots count without it.
    */
   lastRebootAt?: (machineId: string) => Promise<number | null>
+  /** The virtual media image a BMC mounts for `virtual-media` boots (rackboot's /media/rackboot.iso). */
+  mediaUrl?: () => string | null
 }
 
 export interface RebootOptions {
   /** Within the minimum reboot interval: fail with `too-soon` (default), or wait until it has passed. */
   ifTooSoon?: 'error' | 'defer'
+  /** Gives up waiting (queue, backoff, verification); a request already sent is not recalled. */
+  signal?: AbortSignal
 }
 
 export interface PxeBootOptions extends RebootOptions {
@@ -110,11 +135,35 @@ export interface PxeBootOptions extends RebootOptions {
   persistent?: boolean
 }
 
+export interface NetbootOptions extends PxeBootOptions {
+  /** How to boot from the network; default: the BMC record's bootMethod. */
+  method?: BootMethod
+  /** uefi-http: the boot file URL (without it the firmware asks DHCP). */
+  uri?: string
+}
+
+export interface PowerOutcome {
+  /** What was asked, and what was sent (a cycle or reset of an off machine is sent as power on). */
+  action: PowerAction
+  sent: PowerAction
+  /** The state the BMC reported last. */
+  state: PowerState | null
+  /** The BMC read back the state the action leads to. */
+  verified: boolean
+  /** Something a person should know (no answer but the state says it ran, the soft-off fallback). */
+  note: string | null
+  ms: number
+}
+
 export interface PxeBootResult {
   readback: BootReadback
   /** What the machine's power was before, and what was done about it. */
   previous: PowerState
   action: 'cycle' | 'on'
+  method: BootMethod
+  /** The machine read back as on afterwards. */
+  verified: boolean
+  note: string | null
 }
 
 export interface KnownStatus {
@@ -125,13 +174,19 @@ export interface KnownStatus {
 
 export interface PowerManager {
   status(machineId: string): Promise<PowerState>
-  power(machineId: string, action: PowerAction, options?: RebootOptions): Promise<void>
+  /** Sends the action once, then waits for the BMC to report its result (verifyTimeoutMs; soft-off its own). */
+  power(machineId: string, action: PowerAction, options?: RebootOptions): Promise<PowerOutcome>
+  /** Sets the next boot device and reads it back; a Once the BMC keeps as Continuous is cleared after the boot. */
   setBootDevice(machineId: string, override: BootOverride): Promise<BootReadback>
   getBootDevice(machineId: string): Promise<BootReadback>
   identify(machineId: string, on: boolean, seconds?: number): Promise<void>
   capabilities(machineId: string): Promise<Capability[]>
   /** Next boot PXE (verified by reading it back), then power cycle when on, or power on when off. */
   pxeBootNow(machineId: string, options?: PxeBootOptions): Promise<PxeBootResult>
+  /** Like pxeBootNow by the machine's boot method: PXE, UEFI HTTP boot, or virtual media (insert, boot from CD). */
+  netbootNow(machineId: string, options?: NetbootOptions): Promise<PxeBootResult>
+  insertMedia(machineId: string, url: string): Promise<void>
+  ejectMedia(machineId: string): Promise<void>
   /** The last state seen (by an operation or a poll), or null. */
   lastKnown(machineId: string): KnownStatus | null
   /** Starts polling the machines `list` returns, every pollIntervalMs, each at its own phase. */
@@ -141,20 +196,28 @@ export interface PowerManager {
 }
 
 const REBOOTS = new Set<PowerOperation>(['cycle', 'reset', 'pxe-boot'])
-// A reboot command that timed out may still have run: only errors that prove it never ran are retried.
-const SAFE_TO_RETRY_REBOOT = new Set<PowerErrorKind>(['unreachable', 'session-limit', 'busy'])
+/** Failures a sent state change leaves ambiguous: the manager reads back instead of sending again. */
 const ambiguous = new WeakSet<PowerError>()
+const EXPECTED: Record<PowerAction, PowerState> = { on: 'on', off: 'off', 'soft-off': 'off', cycle: 'on', reset: 'on' }
+/** How often an unchanged power state is written back to the inventory (changes are written at once). */
+const RECORD_REFRESH_MS = 10 * 60_000
 
 /** Everything a driver was made from: a parked driver is reused only for the same BMC record and credentials. */
 type Credentials = Parameters<DriverFactory>[1]
 
 function driverIdentity(bmc: Bmc, credentials: Credentials): string {
-  const secret = createHash('sha256').update(credentials.password ?? '').digest('hex')
-  return JSON.stringify([bmc, credentials.username, secret])
+  const secret = createHash('sha256').update(credentials.password ?? '').update(credentials.kg ?? '').digest('hex')
+  // The power state columns change on every poll; they do not make another driver.
+  const { power: _power, clearOverrideAfterBoot: _clear, ...record } = bmc
+  return JSON.stringify([record, credentials.username, secret])
 }
 
 function bmcKey(bmc: Bmc): string {
   return `${bmc.type}://${bmc.address}:${bmc.port ?? ''}`
+}
+
+export function isAmbiguous(err: unknown): boolean {
+  return err instanceof PowerError && ambiguous.has(err)
 }
 
 export function createPowerManager(deps: PowerManagerDeps): PowerManager {
@@ -218,6 +281,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   const queued = new Map<string, number>()
   const lastReboot = new Map<string, number>()
   const known = new Map<string, KnownStatus>()
+  const recorded = new Map<string, number>()
   const running = new Set<Promise<unknown>>()
 
   const ops = deps.metrics ? new Counter({
@@ -232,6 +296,21 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     name: 'rackboot_power_polls_skipped_total', help: 'Status polls skipped, by reason',
     labelNames: ['reason'] as const, registers: [deps.metrics],
   }) : null
+  const outcomes = deps.metrics ? new Counter({
+    name: 'rackboot_power_outcomes_total', help: 'Power actions by how their outcome was established: verified, not-verified, unknown',
+    labelNames: ['action', 'outcome'] as const, registers: [deps.metrics],
+  }) : null
+  if (deps.metrics) {
+    new Gauge({
+      name: 'rackboot_power_state_machines', help: 'Machines by the power state their BMC last reported (unknown: the last read failed)',
+      labelNames: ['state'] as const, registers: [deps.metrics],
+      collect() {
+        const counts = { on: 0, off: 0, unknown: 0 }
+        for (const k of known.values()) counts[k.state ?? 'unknown']++
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
+      },
+    })
+  }
 
   /** Runs fn after every earlier operation on the same BMC has settled. */
   function serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -258,9 +337,11 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     }
   }
 
-  function backoff(attempt: number): number {
+  function backoff(attempt: number, err: PowerError): number {
     const full = Math.min(settings.backoffMaxMs, settings.backoffBaseMs * 2 ** (attempt - 1))
-    return full / 2 + random() * (full / 2) // "equal jitter": never zero, never in lockstep
+    const jittered = full / 2 + random() * (full / 2) // "equal jitter": never zero, never in lockstep
+    // A BMC that said how long to wait (Retry-After, a vendor's "system in POST") is believed, within the maximum.
+    return Math.max(jittered, Math.min(err.retryAfterMs ?? 0, settings.backoffMaxMs))
   }
 
   async function target(machineId: string): Promise<Bmc> {
@@ -269,11 +350,15 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     return bmc
   }
 
+  function bmcLabel(bmc: Bmc): string {
+    return `${bmc.type} BMC ${bmc.address}${bmc.port ? `:${bmc.port}` : ''}`
+  }
+
   async function checkRebootInterval(machineId: string, options: RebootOptions | undefined): Promise<void> {
     for (;;) {
-      const recorded = deps.lastRebootAt ? await deps.lastRebootAt(machineId).catch(() => null) : null
+      const recordedAt = deps.lastRebootAt ? await deps.lastRebootAt(machineId).catch(() => null) : null
       const mine = lastReboot.get(machineId)
-      const last = mine === undefined ? recorded ?? undefined : Math.max(mine, recorded ?? mine)
+      const last = mine === undefined ? recordedAt ?? undefined : Math.max(mine, recordedAt ?? mine)
       if (last === undefined) return
       const wait = last + settings.minRebootIntervalMs - clock.now()
       if (wait <= 0) return
@@ -283,74 +368,122 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         { details: { retryAfterMs: wait } })
       }
       log.info({ machineId, waitMs: wait }, 'reboot deferred by the minimum reboot interval')
-      await sleep(clock, wait)
+      await pause(wait, options.signal)
     }
+  }
+
+  function pause(ms: number, signal?: AbortSignal): Promise<void> {
+    if (!signal) return sleep(clock, ms)
+    if (signal.aborted) return Promise.reject(gaveUp())
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        clock.clearTimeout(handle)
+        reject(gaveUp())
+      }
+      const handle = clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      }, Math.max(0, ms))
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  function gaveUp(): PowerError {
+    return new PowerError('timeout', 'gave up waiting (the caller\'s deadline passed); a request already sent was not recalled')
+  }
+
+  /** One driver call with retries: the unit every operation is made of. */
+  type Attempt = <T>(operation: PowerOperation, fn: (driver: BmcDriver, call: CallOptions) => Promise<T>,
+    options?: { quiet?: boolean; onSend?: () => void; reboot?: boolean }) => Promise<T>
+
+  interface Context {
+    bmc: Bmc
+    attempt: Attempt
+    signal?: AbortSignal
   }
 
   interface RunOptions {
     /** Polls: one attempt, and no per-attempt results (status changes are reported instead). */
     poll?: boolean
     reboot?: RebootOptions
+    signal?: AbortSignal
   }
 
-  async function execute<T>(machineId: string, operation: PowerOperation,
-    fn: (driver: BmcDriver, signal: AbortSignal) => Promise<T>, runOptions: RunOptions = {}): Promise<T> {
+  /** Takes the BMC's queue (after the reboot interval, checked again in the queue) and runs body with attempts. */
+  async function withBmc<T>(machineId: string, operation: PowerOperation, body: (ctx: Context) => Promise<T>,
+    runOptions: RunOptions = {}): Promise<T> {
     const bmc = await target(machineId)
     const isReboot = REBOOTS.has(operation)
     if (isReboot) await checkRebootInterval(machineId, runOptions.reboot)
     return serial(bmcKey(bmc), async () => {
+      if (runOptions.signal?.aborted) throw gaveUp()
       // Checked again in the queue: another reboot may have run while this one waited.
       if (isReboot) await checkRebootInterval(machineId, runOptions.reboot)
-      const attempts = runOptions.poll ? 1 : Math.max(1, settings.attempts)
-      for (let attempt = 1; ; attempt++) {
-        const started = clock.now()
-        const controller = new AbortController()
-        const timer = clock.setTimeout(() => controller.abort(), settings.timeoutMs)
-        let driver: BmcDriver | null = null
-        let identity = ''
-        let work: Promise<T> | null = null
-        let succeeded = false
-        try {
-          const credentials = await deps.bmcs.credentials(machineId)
-          if (!credentials) throw new PowerError('no-bmc', `machine ${machineId} has no BMC credentials in the inventory`)
-          identity = driverIdentity(bmc, credentials)
-          driver = takeDriver(bmc, credentials, identity)
-          work = fn(driver, controller.signal)
-          const value = await raceAbort(work, controller.signal, settings.timeoutMs, machineId, operation)
-          succeeded = true
-          const ms = clock.now() - started
-          record(bmc, operation, 'ok', ms)
-          if (!runOptions.poll) notify({ machineId, action: operation, ok: true, ms, attempt, final: true })
-          return value
-        } catch (thrown) {
-          const err = toPowerError(thrown, `${operation} on machine ${machineId}`)
-          const ms = clock.now() - started
-          const retry = attempt < attempts && err.retryable && (!ambiguous.has(err) || SAFE_TO_RETRY_REBOOT.has(err.kind))
-          record(bmc, operation, err.kind, ms)
-          if (!runOptions.poll) notify({ machineId, action: operation, ok: false, error: err.message, errorKind: err.kind, ms, attempt, final: !retry })
-          if (runOptions.poll) log.debug({ machineId, kind: err.kind, err: err.message }, 'bmc poll failed')
-          else log.warn({ machineId, operation, attempt, kind: err.kind, err: err.message, retry }, 'bmc operation failed')
-          if (!retry) throw err
-        } finally {
-          clock.clearTimeout(timer)
-          // Hold the BMC's queue until the driver has really stopped, even after a timeout was reported.
-          if (work) await work.then(() => undefined, () => undefined)
-          if (driver && !(succeeded && park(bmc, identity, driver))) await driver.close().catch(() => undefined)
-        }
-        await sleep(clock, backoff(attempt))
-      }
+      const attempt: Attempt = (op, fn, o = {}) => attemptOn(machineId, bmc, op, fn,
+        { ...runOptions, quiet: o.quiet ?? false, onSend: o.onSend, isReboot: o.reboot ?? false })
+      return body({ bmc, attempt, ...(runOptions.signal ? { signal: runOptions.signal } : {}) })
     })
   }
 
-  /** Sends a reboot: stamps the reboot time first, and marks its failure as one that may have rebooted anyway. */
-  async function reboot(machineId: string, driver: BmcDriver, action: PowerAction, signal: AbortSignal): Promise<void> {
-    lastReboot.set(machineId, clock.now())
-    try {
-      await driver.power(action, { signal })
-    } catch (thrown) {
-      const err = toPowerError(thrown, `${action} on machine ${machineId}`)
-      ambiguous.add(err)
-      throw err
+  async function attemptOn<T>(machineId: string, bmc: Bmc, operation: PowerOperation,
+    fn: (driver: BmcDriver, call: CallOptions) => Promise<T>,
+    o: RunOptions & { quiet: boolean; onSend?: (() => void) | undefined; isReboot: boolean }): Promise<T> {
+    const attempts = o.poll ? 1 : Math.max(1, settings.attempts)
+    const report = !o.poll && !o.quiet
+    for (let attempt = 1; ; attempt++) {
+      const started = clock.now()
+      const controller = new AbortController()
+      const timer = clock.setTimeout(() => controller.abort(), settings.timeoutMs)
+      const onCallerAbort = (): void => controller.abort()
+      o.signal?.addEventListener('abort', onCallerAbort, { once: true })
+      let driver: BmcDriver | null = null
+      let identity = ''
+      let work: Promise<T> | null = null
+      let succeeded = false
+      let sent = false
+      try {
+        const credentials = await deps.bmcs.credentials(machineId)
+        if (!credentials) throw new PowerError('no-bmc', `machine ${machineId} has no BMC credentials in the inventory`, { notRun: true })
+        identity = driverIdentity(bmc, credentials)
+        driver = takeDriver(bmc, credentials, identity)
+        work = fn(driver, {
+          signal: controller.signal,
+          onSend: () => {
+            sent = true
+            o.onSend?.()
+          },
+        })
+        const value = await raceAbort(work, controller.signal, settings.timeoutMs, bmcLabel(bmc), operation)
+        succeeded = true
+        const ms = clock.now() - started
+        record(bmc, operation, 'ok', ms)
+        if (report) notify({ machineId, action: operation, ok: true, ms, attempt, final: true, sent, ...(o.isReboot ? { reboot: true } : {}) })
+        return value
+      } catch (thrown) {
+        const err = toPowerError(thrown, `${operation} on machine ${machineId} (${bmcLabel(bmc)})`)
+        const ms = clock.now() - started
+        // A request that left and got no answer proving it did not run may have been carried out: never again.
+        const unsure = sent && !err.notRun
+        if (unsure) ambiguous.add(err)
+        // A BMC that did not answer within the whole budget will not answer a second later: timeouts end it.
+        const retry = attempt < attempts && err.retryable && !unsure && err.kind !== 'timeout' && !o.signal?.aborted
+        record(bmc, operation, err.kind, ms)
+        if (report) {
+          notify({ machineId, action: operation, ok: false, error: err.message, errorKind: err.kind, ms, attempt, final: !retry, sent,
+            ...(unsure ? { ambiguous: true } : {}), ...(o.isReboot ? { reboot: true } : {}) })
+        }
+        if (o.poll) log.debug({ machineId, kind: err.kind, err: err.message }, 'bmc poll failed')
+        else log.warn({ machineId, operation, attempt, kind: err.kind, err: err.message, retry, sent, ambiguous: unsure }, 'bmc operation failed')
+        if (!retry) throw err
+        clock.clearTimeout(timer)
+        await pause(backoff(attempt, err), o.signal)
+      } finally {
+        clock.clearTimeout(timer)
+        o.signal?.removeEventListener('abort', onCallerAbort)
+        // Hold the BMC's queue until the driver has really stopped, even after a timeout was reported.
+        if (work) await work.then(() => undefined, () => undefined)
+        if (driver && !(succeeded && park(bmc, identity, driver))) await driver.close().catch(() => undefined)
+      }
     }
   }
 
@@ -364,6 +497,12 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     const entry: KnownStatus = { state, at: clock.now(), ...(error ? { error } : {}) }
     known.set(machineId, entry)
     const changed = previous === undefined ? true : previous.state !== state || (error !== undefined) !== (previous.error !== undefined)
+    // The inventory keeps the last state for the UI and other instances: written on a change, refreshed now and then.
+    if (deps.bmcs.recordPower && (changed || clock.now() - (recorded.get(machineId) ?? -Infinity) >= RECORD_REFRESH_MS)) {
+      recorded.set(machineId, clock.now())
+      void deps.bmcs.recordPower(machineId, { state, checkedAt: Date.now(), error: error ?? null })
+        .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot record the power state'))
+    }
     if (changed && observer?.status) {
       try {
         observer.status({ machineId, state, previous: previous?.state ?? null, at: entry.at, ...(error ? { error } : {}) })
@@ -371,6 +510,117 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         log.warn({ err }, 'power observer failed')
       }
     }
+  }
+
+  /** Reads the power state (retried: reads are safe) and remembers it. */
+  async function read(machineId: string, ctx: Context, quiet = true): Promise<PowerState> {
+    const state = await ctx.attempt('status', (d, call) => d.powerStatus(call), { quiet })
+    remember(machineId, state)
+    return state
+  }
+
+  /**
+   * Reads back until the BMC reports `expected` or the budget is spent. Read failures count as "not yet" until the
+   * end, when the last one is the answer.
+   */
+  async function waitFor(machineId: string, ctx: Context, expected: PowerState, budgetMs: number): Promise<{ state: PowerState | null; reached: boolean; error: PowerError | null }> {
+    const until = clock.now() + budgetMs
+    let state: PowerState | null = null
+    let error: PowerError | null = null
+    for (;;) {
+      try {
+        state = await read(machineId, ctx)
+        error = null
+        if (state === expected) return { state, reached: true, error }
+      } catch (thrown) {
+        error = toPowerError(thrown, `status of machine ${machineId}`)
+        if (ctx.signal?.aborted) return { state: null, reached: false, error }
+      }
+      const left = until - clock.now()
+      if (left <= 0) return { state, reached: false, error }
+      await pause(Math.min(settings.verifyIntervalMs, left), ctx.signal).catch(() => undefined)
+      if (ctx.signal?.aborted) return { state, reached: false, error }
+    }
+  }
+
+  /**
+   * Sends one state change, then establishes its outcome from the BMC's read-back. An ambiguous send (no answer,
+   * an answer that proves nothing) is never repeated: the read-back decides, or the outcome is reported unknown.
+   */
+  async function act(machineId: string, ctx: Context, action: PowerAction, sendAction: PowerAction, started: number,
+    stampReboot: boolean): Promise<PowerOutcome> {
+    let unsure: PowerError | null = null
+    try {
+      await ctx.attempt(sendAction, (d, call) => d.power(sendAction, call),
+        { onSend: stampReboot ? () => lastReboot.set(machineId, clock.now()) : undefined, reboot: stampReboot })
+    } catch (err) {
+      if (!isAmbiguous(err)) throw err
+      unsure = err as PowerError
+    }
+    const expected = EXPECTED[sendAction]
+    const budget = sendAction === 'soft-off' ? settings.softOffTimeoutMs : settings.verifyTimeoutMs
+    const seen = await waitFor(machineId, ctx, expected, budget)
+    const ms = (): number => clock.now() - started
+    if (seen.reached) {
+      outcomes?.inc({ action, outcome: 'verified' })
+      const note = unsure
+        ? `no answer that says whether the BMC did it (${unsure.message}); it now reports ${expected}: not re-sent`
+        : null
+      // A reboot that got no answer and left the machine on may or may not have happened: say so.
+      if (unsure && (sendAction === 'cycle' || sendAction === 'reset')) {
+        outcomes?.inc({ action, outcome: 'unknown' })
+        throw new PowerError('unknown-outcome', `${sendAction} on machine ${machineId} (${bmcLabel(ctx.bmc)}): ${unsure.message}; ` +
+          'the machine is on, whether it rebooted is unknown; not re-sent (check its console, then retry if needed)',
+        { details: { state: seen.state, cause: unsure.kind } })
+      }
+      return { action, sent: sendAction, state: seen.state, verified: true, note, ms: ms() }
+    }
+    if (sendAction === 'soft-off' && settings.softOffFallback === 'hard-off' && !unsure && seen.state === 'on') {
+      // The OS ignored or did not finish the ACPI shutdown: a hard off is a new, deliberate action.
+      log.warn({ machineId, ms: budget }, 'soft-off: still on; powering off hard')
+      const hard = await act(machineId, ctx, action, 'off', started, false)
+      return { ...hard, note: `still on ${Math.round(budget / 1000)} s after the ACPI shutdown request: powered off hard` }
+    }
+    const last = seen.state ? `still reports ${seen.state}` : `could not be read (${seen.error?.message ?? 'no answer'})`
+    if (unsure) {
+      outcomes?.inc({ action, outcome: 'unknown' })
+      throw new PowerError('unknown-outcome', `${sendAction} on machine ${machineId} (${bmcLabel(ctx.bmc)}): ${unsure.message}; ` +
+        `the BMC ${last} after ${Math.round(budget / 1000)} s; not re-sent (it may still apply it)`,
+      { details: { state: seen.state, cause: unsure.kind } })
+    }
+    outcomes?.inc({ action, outcome: 'not-verified' })
+    throw new PowerError('not-verified', `${sendAction} on machine ${machineId} (${bmcLabel(ctx.bmc)}): the BMC accepted it but ${last} ` +
+      `after ${Math.round(budget / 1000)} s (expected ${expected})`, { details: { state: seen.state } })
+  }
+
+  async function markAfterBoot(machineId: string, readback: BootReadback, override: BootOverride, method: BootMethod): Promise<void> {
+    const tidy = (readback.fallback === 'continuous' && !override.persistent) || method === 'virtual-media'
+    if (!tidy || !deps.bmcs.setClearOverrideAfterBoot) return
+    await deps.bmcs.setClearOverrideAfterBoot(machineId, true).catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot mark the override for clearing'))
+  }
+
+  async function netboot(machineId: string, options: NetbootOptions): Promise<PxeBootResult> {
+    const started = clock.now()
+    return withBmc(machineId, 'pxe-boot', async (ctx) => {
+      const method: BootMethod = options.method ?? ctx.bmc.bootMethod ?? 'pxe'
+      const device = method === 'virtual-media' ? 'cd' : method === 'uefi-http' ? 'http' : 'pxe'
+      const override: BootOverride = { device, persistent: options.persistent ?? false,
+        ...(options.mode ? { mode: options.mode } : {}), ...(options.uri ? { uri: options.uri } : {}) }
+      if (method === 'virtual-media') {
+        const media = deps.mediaUrl?.() ?? null
+        if (!media) {
+          throw new PowerError('invalid', `machine ${machineId} boots from virtual media, but this process has no media URL ` +
+            '(is http.publicUrl set?)')
+        }
+        await ctx.attempt('insert-media', (d, call) => d.insertMedia(media, call))
+      }
+      const readback = await ctx.attempt('set-boot', (d, call) => d.setBootDevice(override, call))
+      await markAfterBoot(machineId, readback, override, method)
+      const previous = await read(machineId, ctx)
+      const action = previous === 'on' ? 'cycle' : 'on'
+      const outcome = await act(machineId, ctx, action, action, started, true)
+      return { readback, previous, action, method, verified: outcome.verified, note: outcome.note } satisfies PxeBootResult
+    }, { reboot: options, ...(options.signal ? { signal: options.signal } : {}) })
   }
 
   // ---- polling ----------------------------------------------------------------------------------------------
@@ -416,7 +666,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       await acquire()
       try {
         if (stopped) return
-        const state = await execute(machineId, 'status', (d, signal) => d.powerStatus({ signal }), { poll: true })
+        const state = await withBmc(machineId, 'status', (ctx) => ctx.attempt('status', (d, call) => d.powerStatus(call)), { poll: true })
         remember(machineId, state)
       } catch (err) {
         remember(machineId, null, (err as Error).message)
@@ -434,6 +684,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     if (stopped || !pollList) return
     const started = clock.now()
     roundTimer = clock.setTimeout(() => void round(), settings.pollIntervalMs)
+    ;(roundTimer as { unref?: () => void }).unref?.()
     let ids: string[]
     try {
       ids = await pollList()
@@ -457,53 +708,66 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         running.add(p)
         void p.then(() => running.delete(p))
       }, delay)
+      ;(handle as { unref?: () => void }).unref?.()
       pollTimers.add(handle)
     }
   }
 
   return {
     async status(machineId) {
-      const state = await execute(machineId, 'status', (d, signal) => d.powerStatus({ signal }))
-      remember(machineId, state)
-      return state
+      return withBmc(machineId, 'status', (ctx) => read(machineId, ctx, false))
     },
 
-    async power(machineId, action, options) {
-      if (!['on', 'off', 'soft-off', 'cycle', 'reset'].includes(action)) {
-        throw new PowerError('invalid', `unknown power action ${String(action)}`)
-      }
-      await execute(machineId, action, (d, signal) => REBOOTS.has(action) ? reboot(machineId, d, action, signal)
-        : d.power(action, { signal }), { reboot: options })
+    async power(machineId, action, options = {}) {
+      if (!(action in EXPECTED)) throw new PowerError('invalid', `unknown power action ${String(action)}`)
+      const started = clock.now()
+      return withBmc(machineId, action, async (ctx) => {
+        let send = action
+        if (action === 'cycle' || action === 'reset') {
+          // Most BMCs do nothing (and say done) for a cycle or reset of a machine that is off: power it on instead.
+          const before = await read(machineId, ctx)
+          if (before === 'off') send = 'on'
+        }
+        const outcome = await act(machineId, ctx, action, send, started, REBOOTS.has(action))
+        return send === action ? outcome : { ...outcome, note: `the machine was off: powered on instead of ${action}` }
+      }, { reboot: options, ...(options.signal ? { signal: options.signal } : {}) })
     },
 
-    setBootDevice(machineId, override) {
-      return execute(machineId, 'set-boot', (d, signal) => d.setBootDevice(override, { signal }))
+    async setBootDevice(machineId, override) {
+      const { readback, method } = await withBmc(machineId, 'set-boot', async (ctx) =>
+        ({ readback: await ctx.attempt('set-boot', (d, call) => d.setBootDevice(override, call)), method: ctx.bmc.bootMethod ?? 'pxe' }))
+      if (override.device === 'none') await deps.bmcs.setClearOverrideAfterBoot?.(machineId, false).catch(() => undefined)
+      else await markAfterBoot(machineId, readback, override, method)
+      return readback
     },
 
     getBootDevice(machineId) {
-      return execute(machineId, 'get-boot', (d, signal) => d.getBootDevice({ signal }))
+      return withBmc(machineId, 'get-boot', (ctx) => ctx.attempt('get-boot', (d, call) => d.getBootDevice(call)))
     },
 
     async identify(machineId, on, seconds) {
-      await execute(machineId, 'identify', (d, signal) => d.identify(on, { signal, ...(seconds !== undefined ? { seconds } : {}) }))
+      await withBmc(machineId, 'identify', (ctx) => ctx.attempt('identify', (d, call) =>
+        d.identify(on, { ...call, ...(seconds !== undefined ? { seconds } : {}) })))
     },
 
     capabilities(machineId) {
-      return execute(machineId, 'capabilities', (d, signal) => d.capabilities({ signal }))
+      return withBmc(machineId, 'capabilities', (ctx) => ctx.attempt('capabilities', (d, call) => d.capabilities(call)))
     },
 
-    async pxeBootNow(machineId, options = {}) {
-      const override: BootOverride = { device: 'pxe', persistent: options.persistent ?? false,
-        ...(options.mode ? { mode: options.mode } : {}) }
-      const result = await execute(machineId, 'pxe-boot', async (d, signal) => {
-        const readback = await d.setBootDevice(override, { signal })
-        const previous = await d.powerStatus({ signal })
-        const action = previous === 'on' ? 'cycle' : 'on'
-        await reboot(machineId, d, action, signal)
-        return { readback, previous, action } satisfies PxeBootResult
-      }, { reboot: options })
-      remember(machineId, 'on')
-      return result
+    pxeBootNow(machineId, options = {}) {
+      return netboot(machineId, { ...options, method: 'pxe' })
+    },
+
+    netbootNow(machineId, options = {}) {
+      return netboot(machineId, options)
+    },
+
+    async insertMedia(machineId, url) {
+      await withBmc(machineId, 'insert-media', (ctx) => ctx.attempt('insert-media', (d, call) => d.insertMedia(url, call)))
+    },
+
+    async ejectMedia(machineId) {
+      await withBmc(machineId, 'eject-media', (ctx) => ctx.attempt('eject-media', (d, call) => d.ejectMedia(call)))
     },
 
     lastKnown(machineId) {
@@ -533,10 +797,10 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
 }
 
 /** Resolves or rejects with `work`, or rejects with a timeout as soon as the signal aborts. */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal, ms: number, machineId: string, operation: string): Promise<T> {
-  if (signal.aborted) return Promise.reject(timeoutError(ms, machineId, operation))
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal, ms: number, bmc: string, operation: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(timeoutError(ms, bmc, operation))
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(timeoutError(ms, machineId, operation))
+    const onAbort = (): void => reject(timeoutError(ms, bmc, operation))
     signal.addEventListener('abort', onAbort, { once: true })
     work.then(
       (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
@@ -545,6 +809,6 @@ function raceAbort<T>(work: Promise<T>, signal: AbortSignal, ms: number, machine
   })
 }
 
-function timeoutError(ms: number, machineId: string, operation: string): PowerError {
-  return new PowerError('timeout', `${operation} on machine ${machineId} did not finish within ${ms} ms`)
+function timeoutError(ms: number, bmc: string, operation: string): PowerError {
+  return new PowerError('timeout', `${operation}: no answer from ${bmc} within ${ms} ms`)
 }

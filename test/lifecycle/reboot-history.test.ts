@@ -1,3 +1,4 @@
+import { bmcRecord } from '../support/bmc.js'
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { openSqliteInventory } from '../../src/inventory/index.js'
@@ -26,11 +27,13 @@ test('the reboot interval holds across processes: the last reboot is read from t
     setBootDevice: async () => ({ device: 'pxe', mode: null, persistent: false, enabled: true, raw: '' }),
     getBootDevice: async () => ({ device: 'none', mode: null, persistent: null, enabled: false, raw: '' }),
     identify: async () => undefined,
+    insertMedia: async () => undefined,
+    ejectMedia: async () => undefined,
     close: async () => undefined,
   }
   const manager = createPowerManager({
     bmcs: {
-      get: async (id) => ({ machineId: id, type: 'ipmi', address: '198.18.0.9', port: 623, username: 'admin', hasPassword: true, credentialsRef: null, insecure: false, fingerprint: null }),
+      get: async (id) => bmcRecord({ machineId: id, type: 'ipmi', address: '198.18.0.9', port: 623 }),
       credentials: async () => ({ username: 'admin', password: 'pw' }),
     },
     log: silentLogger(),

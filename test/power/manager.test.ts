@@ -36,10 +36,22 @@ interface World {
   duration: number
   results: PowerResult[]
   changes: PowerStatusChange[]
+  /** The fake BMC applies power changes this long after answering (slow BMCs, sushy's fake driver). */
+  applyDelay: number
+  /** An ACPI shutdown the OS ignores: soft-off answers and nothing happens. */
+  ignoresSoftOff: boolean
+  clearMarks: Map<string, boolean>
+  /** The BMC keeps overrides only for every boot (reads Once back as Continuous): the driver's documented fallback. */
+  onlyContinuous: boolean
+  recorded: Map<string, { state: PowerState | null; error: string | null }>
 }
 
 function bmcOf(machineId: string, address: string, type: Bmc['type'] = 'ipmi'): Bmc {
-  return { machineId, type, address, port: 623, username: 'admin', hasPassword: true, credentialsRef: null, insecure: false, fingerprint: null }
+  return {
+    machineId, type, address, port: 623, username: 'admin', hasPassword: true, credentialsRef: null, insecure: false, fingerprint: null,
+    systemId: null, caPem: null, auth: 'auto', cipherSuites: null, privilege: null, bootVerify: null, bootMethod: 'pxe', hasKg: false,
+    power: null, clearOverrideAfterBoot: false,
+  }
 }
 
 function setup(machines: Record<string, string>, settings: Partial<PowerManagerSettings> = {}, random = seededRandom(1)) {
@@ -49,6 +61,7 @@ function setup(machines: Record<string, string>, settings: Partial<PowerManagerS
   let activeAll = 0
   const world: World = {
     clock, calls: [], power: new Map(), maxActivePerBmc: new Map(), maxActive: 0, duration: 100, results: [], changes: [],
+    applyDelay: 0, ignoresSoftOff: false, onlyContinuous: false, clearMarks: new Map(), recorded: new Map(),
     behave: async (_call, signal) => sleepFake(clock, world.duration, signal),
   }
   const observer: PowerObserver = { result: (r) => world.results.push(r), status: (c) => world.changes.push(c) }
@@ -76,14 +89,24 @@ function setup(machines: Record<string, string>, settings: Partial<PowerManagerS
       type: 'ipmi',
       capabilities: (o) => call('capabilities', o?.signal, undefined, () => ['power.status' as const]),
       powerStatus: (o) => call('status', o?.signal, undefined, () => world.power.get(machineId) ?? 'off'),
-      power: (action, o) => call('power', o?.signal, action, () => {
-        world.power.set(machineId, action === 'off' || action === 'soft-off' ? 'off' : 'on')
-      }),
+      power: (action, o) => (o?.onSend?.(), call('power', o?.signal, action, () => {
+        if (action === 'soft-off' && world.ignoresSoftOff) return
+        const apply = (): void => {
+          // A cycle or reset of an off machine does nothing, as on most BMCs.
+          if ((action === 'cycle' || action === 'reset') && (world.power.get(machineId) ?? 'off') === 'off') return
+          world.power.set(machineId, action === 'off' || action === 'soft-off' ? 'off' : 'on')
+        }
+        if (world.applyDelay > 0) clock.setTimeout(apply, world.applyDelay)
+        else apply()
+      })),
       setBootDevice: (override: BootOverride, o) => call('set-boot', o?.signal, override, () => ({
         device: override.device, mode: override.mode ?? null, persistent: override.persistent ?? false, enabled: true, raw: 'fake',
+        ...(world.onlyContinuous && !override.persistent ? { persistent: true, fallback: 'continuous' as const } : {}),
       })),
       getBootDevice: (o) => call('get-boot', o?.signal, undefined, () => ({ device: 'none' as const, mode: null, persistent: null, enabled: false, raw: '' })),
       identify: (on, o) => call('identify', o?.signal, on, () => undefined),
+      insertMedia: (url, o) => call('insert-media' as Op, o?.signal, url, () => undefined),
+      ejectMedia: (o) => call('eject-media' as Op, o?.signal, undefined, () => undefined),
       close: async () => {},
     }
   }
@@ -92,6 +115,8 @@ function setup(machines: Record<string, string>, settings: Partial<PowerManagerS
     bmcs: {
       get: async (id) => bmcs.get(id) ?? null,
       credentials: async (id) => (bmcs.has(id) ? { username: 'admin', password: 'pw' } : null),
+      setClearOverrideAfterBoot: async (id, value) => void world.clearMarks.set(id, value),
+      recordPower: async (id, p) => void world.recorded.set(id, { state: p.state, error: p.error }),
     },
     log: silentLogger(),
     metrics: createMetricsRegistry(),
@@ -100,6 +125,7 @@ function setup(machines: Record<string, string>, settings: Partial<PowerManagerS
     clock,
     random,
     settings: { timeoutMs: 5_000, attempts: 3, backoffBaseMs: 1_000, backoffMaxMs: 8_000, minRebootIntervalMs: 120_000,
+      verifyTimeoutMs: 30_000, verifyIntervalMs: 2_000, softOffTimeoutMs: 60_000,
       pollIntervalMs: 60_000, pollJitter: 0.1, pollConcurrency: 8, ...settings },
   })
   return { world, manager, clock }
@@ -136,7 +162,7 @@ test('one queue per BMC: never two operations at once on one BMC, other BMCs in 
     track(manager.status('m3')),
     track(manager.identify('m2', true)),
   ]
-  await clock.advance(100)
+  await clock.advance(200) // power on, then its read-back
   assert.ok(ops[3]!.done, 'm3 ran beside the shared BMC')
   assert.ok(ops[0]!.done && !ops[1]!.done)
   await clock.advance(1_000)
@@ -144,7 +170,7 @@ test('one queue per BMC: never two operations at once on one BMC, other BMCs in 
   assert.equal(world.maxActivePerBmc.get('10.0.0.1'), 1)
   assert.equal(world.maxActive, 2)
   const shared = world.calls.filter((c) => c.bmc === '10.0.0.1')
-  assert.deepEqual(shared.map((c) => `${c.machineId}:${c.op}`), ['m1:power', 'm2:status', 'm1:set-boot', 'm2:identify'])
+  assert.deepEqual(shared.map((c) => `${c.machineId}:${c.op}`), ['m1:power', 'm1:status', 'm2:status', 'm1:set-boot', 'm2:identify'])
   for (let i = 1; i < shared.length; i++) assert.ok(shared[i]!.at >= shared[i - 1]!.end!, 'starts after the previous ended')
 })
 
@@ -152,13 +178,16 @@ test('retries with exponential backoff and jitter; results reported per attempt'
   const { world, manager, clock } = setup({ m1: '10.0.0.1' }, {}, () => 0.5)
   let failures = 2
   world.behave = async () => {
-    if (failures-- > 0) throw new PowerError('busy', 'BMC busy')
+    if (failures-- > 0) throw new PowerError('busy', 'BMC busy', { notRun: true })
   }
   const op = track(manager.power('m1', 'on'))
   await clock.advance(60_000)
   assert.ok(op.done && op.error === undefined)
   // base 1000 ms: attempt 1 -> 1000 * (0.5 + 0.5 * 0.5) = 750 ms; attempt 2 -> 2000 * 0.75 = 1500 ms.
-  assert.deepEqual(world.calls.map((c) => c.at), [0, 750, 2250])
+  // Then one read-back verifies the result (quiet: not an attempt of its own).
+  assert.deepEqual(world.calls.map((c) => c.at), [0, 750, 2250, 2250])
+  assert.deepEqual(world.calls.map((c) => c.op), ['power', 'power', 'power', 'status'])
+  assert.deepEqual(op.value && { verified: op.value.verified, state: op.value.state }, { verified: true, state: 'on' })
   assert.deepEqual(world.results.map((r) => [r.attempt, r.ok, r.final, r.errorKind]),
     [[1, false, false, 'busy'], [2, false, false, 'busy'], [3, true, true, undefined]])
   assert.ok(world.results.every((r) => r.machineId === 'm1' && r.action === 'on'))
@@ -200,7 +229,15 @@ test('non-retryable errors stop at once; exhausted retries give the last error',
   const timeouts = track(manager.status('m1'))
   await clock.advance(60_000)
   assert.ok(isPowerError(timeouts.error, 'timeout'))
-  assert.equal(world.calls.length, 4)
+  assert.equal(world.calls.length, 2, 'a BMC that did not answer within the whole budget is not asked again at once')
+
+  world.behave = async () => {
+    throw new PowerError('unreachable', 'connection refused', { notRun: true })
+  }
+  const refused = track(manager.status('m1'))
+  await clock.advance(60_000)
+  assert.ok(isPowerError(refused.error, 'unreachable'))
+  assert.equal(world.calls.length, 5)
 
   const missing = track(manager.status('nope'))
   await clock.advance(0)
@@ -215,7 +252,8 @@ test('a per-attempt timeout aborts the driver; a driver that ignores it still ho
   assert.equal(world.calls.length, 1)
   await clock.advance(20_000)
   assert.ok(isPowerError(op.error, 'timeout'))
-  assert.equal(world.calls.length, 2)
+  assert.match((op.error as Error).message, /no answer from ipmi BMC 10\.0\.0\.1:623 within 5000 ms/)
+  assert.equal(world.calls.length, 1)
   assert.equal(world.calls[0]!.end, 5_000)
 
   // A driver that ignores the signal: the caller hears "timeout" on time, the next operation waits for the driver.
@@ -234,7 +272,9 @@ test('a per-attempt timeout aborts the driver; a driver that ignores it still ho
 
 test('minimum interval between reboots: a clear error, or a deferral when asked', async () => {
   const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2' }, { minRebootIntervalMs: 120_000 })
-  const first = track(manager.power('m1', 'cycle'))
+  world.power.set('m1', 'on')
+  world.power.set('m2', 'on')
+  const first = track(manager.power('m1', 'cycle')) // a read (100 ms), the cycle, sent at 100 ms, and its read-back
   await clock.advance(1_000)
   assert.ok(first.done && first.error === undefined)
 
@@ -243,8 +283,8 @@ test('minimum interval between reboots: a clear error, or a deferral when asked'
   await clock.advance(0)
   assert.ok(isPowerError(tooSoon.error, 'too-soon'), String(tooSoon.error))
   const err = tooSoon.error as PowerError
-  assert.match(err.message, /rebooted 10 s ago; reboots are at least 120 s apart, retry in 110 s/)
-  assert.equal((err.details as { retryAfterMs: number }).retryAfterMs, 110_000)
+  assert.match(err.message, /rebooted 10 s ago; reboots are at least 120 s apart, retry in 111 s/)
+  assert.equal((err.details as { retryAfterMs: number }).retryAfterMs, 110_100)
   assert.equal(err.statusCode, 429)
 
   // Other machines and non-reboot actions are not held back.
@@ -259,24 +299,46 @@ test('minimum interval between reboots: a clear error, or a deferral when asked'
   await clock.advance(10_000)
   assert.ok(deferred.done && deferred.error === undefined)
   const cycles = world.calls.filter((c) => c.machineId === 'm1' && c.arg === 'cycle')
-  assert.deepEqual(cycles.map((c) => c.at), [0, 120_000])
+  // Off (at 10 s) left m1 off: the deferred cycle found it off and powered it on instead, 120 s after the first.
+  assert.deepEqual(cycles.map((c) => c.at), [100])
+  const ons = world.calls.filter((c) => c.machineId === 'm1' && c.arg === 'on')
+  assert.deepEqual(ons.map((c) => c.at), [120_200])
+  assert.match((deferred.value as { note: string }).note, /was off: powered on instead of cycle/)
 })
 
 test('a reboot that may have happened is not retried; one that surely did not run is', async () => {
   const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2' })
+  world.power.set('m1', 'on')
+  world.power.set('m2', 'on')
+  let m2power = 0
   world.behave = async (call) => {
     if (call.op === 'power' && call.machineId === 'm1') throw new PowerError('timeout', 'no answer to Chassis Control')
-    if (call.op === 'power' && call.machineId === 'm2' && world.calls.filter((c) => c.machineId === 'm2').length === 1) {
-      throw new PowerError('unreachable', 'ECONNREFUSED')
+    if (call.op === 'power' && call.machineId === 'm2' && m2power++ === 0) {
+      throw new PowerError('unreachable', 'ECONNREFUSED', { notRun: true })
     }
   }
   const ambiguous = track(manager.power('m1', 'cycle'))
   const refused = track(manager.power('m2', 'cycle'))
   await clock.advance(30_000)
-  assert.ok(isPowerError(ambiguous.error, 'timeout'))
-  assert.equal(world.calls.filter((c) => c.machineId === 'm1').length, 1)
+  // m1: sent, no answer, still on: whether it rebooted is unknown, and it is said so rather than sent again.
+  assert.ok(isPowerError(ambiguous.error, 'unknown-outcome'), String(ambiguous.error))
+  assert.match((ambiguous.error as Error).message, /whether it rebooted is unknown; not re-sent/)
+  assert.equal(world.calls.filter((c) => c.machineId === 'm1' && c.op === 'power').length, 1)
+  assert.deepEqual(world.results.filter((r) => r.machineId === 'm1').map((r) => [r.action, r.ok, r.sent, r.ambiguous, r.final]),
+    [['cycle', false, true, true, true]])
   assert.ok(refused.done && refused.error === undefined)
-  assert.equal(world.calls.filter((c) => c.machineId === 'm2').length, 2)
+  assert.equal(world.calls.filter((c) => c.machineId === 'm2' && c.op === 'power').length, 2)
+
+  // An answer that proves nothing (HTTP 500 after the reset was sent, a dropped connection): retryable for a read,
+  // never re-sent for a reboot.
+  world.behave = async (call) => {
+    if (call.op === 'power') throw new PowerError('protocol', 'BMC 10.0.0.1 answered HTTP 500 to reset PowerCycle')
+  }
+  world.power.set('m1', 'on')
+  const five = track(manager.power('m1', 'reset', { ifTooSoon: 'defer' }))
+  await clock.advance(300_000)
+  assert.ok(isPowerError(five.error, 'unknown-outcome'), String(five.error))
+  assert.equal(world.calls.filter((c) => c.machineId === 'm1' && c.op === 'power').length, 2, 'one cycle, one reset')
 })
 
 test('PXE boot now: set PXE (read back), then cycle when on, power on when off', async () => {
@@ -285,12 +347,14 @@ test('PXE boot now: set PXE (read back), then cycle when on, power on when off',
   const a = track(manager.pxeBootNow('on', { mode: 'uefi' }))
   const b = track(manager.pxeBootNow('off'))
   await clock.advance(5_000)
-  assert.deepEqual(a.value, { readback: { device: 'pxe', mode: 'uefi', persistent: false, enabled: true, raw: 'fake' }, previous: 'on', action: 'cycle' })
+  assert.deepEqual(a.value, { readback: { device: 'pxe', mode: 'uefi', persistent: false, enabled: true, raw: 'fake' }, previous: 'on',
+    action: 'cycle', method: 'pxe', verified: true, note: null })
   assert.equal((b.value as { action: string }).action, 'on')
   assert.deepEqual(world.calls.filter((c) => c.machineId === 'on').map((c) => `${c.op}:${JSON.stringify(c.arg ?? '')}`),
-    ['set-boot:{"device":"pxe","persistent":false,"mode":"uefi"}', 'status:""', 'power:"cycle"'])
+    ['set-boot:{"device":"pxe","persistent":false,"mode":"uefi"}', 'status:""', 'power:"cycle"', 'status:""'])
   assert.equal(manager.lastKnown('on')?.state, 'on')
-  assert.equal(world.results.filter((r) => r.action === 'pxe-boot' && r.ok).length, 2)
+  // The power attempts are reported as what was sent, marked as reboots for the reboot interval.
+  assert.deepEqual(world.results.filter((r) => r.reboot).map((r) => [r.machineId, r.action, r.ok]), [['on', 'cycle', true], ['off', 'on', true]])
 
   // A second PXE boot right away is a reboot too soon.
   const again = track(manager.pxeBootNow('on'))
@@ -354,14 +418,15 @@ test('polling: thousands of BMCs spread over the interval, bounded concurrency, 
 
 test('polling skips a BMC with an operation running and reports changes and failures', async () => {
   const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2' }, { pollIntervalMs: 10_000, pollJitter: 0, timeoutMs: 60_000 })
-  world.duration = 9_900
-  const op = track(manager.power('m1', 'on')) // holds m1's BMC for the whole first polling round
+  world.duration = 4_950
+  const op = track(manager.power('m1', 'on')) // with its read-back, holds m1's BMC for the whole first polling round
   manager.startPolling(async () => ['m1', 'm2'])
   await clock.advance(10_000)
   assert.ok(op.done)
-  const polls = world.calls.filter((c) => c.op === 'status').map((c) => c.machineId)
-  // m1's poll fell inside the operation and was skipped; m2's was not.
-  assert.deepEqual(polls, ['m2'])
+  const polls = world.calls.filter((c) => c.op === 'status').map((c) => `${c.machineId}@${c.at}`)
+  // m1's poll fell inside the operation and was skipped (its one read is the operation's read-back); m2's was not.
+  assert.deepEqual(polls.filter((p) => p.startsWith('m1')), ['m1@4950'])
+  assert.equal(polls.filter((p) => p.startsWith('m2')).length, 1)
   world.duration = 10
   world.behave = async (call) => {
     if (call.machineId === 'm2') throw new PowerError('unreachable', 'no route to BMC')
@@ -468,4 +533,131 @@ test('kept sessions: logged out after the idle time, replaced when the BMC dropp
   await none.status('m1')
   assert.equal(bmc.state.sessions.size, 0, 'sessionIdleMs 0: logged out after every operation')
   await none.stop()
+})
+
+test('outcomes are read back: a BMC that applies power late is waited for, and the next action waits behind it', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1' })
+  world.power.set('m1', 'on')
+  world.applyDelay = 7_000
+  const off = track(manager.power('m1', 'off'))
+  const on = track(manager.power('m1', 'on'))
+  await clock.advance(6_000)
+  assert.ok(!off.done, 'off is not done while the BMC still reports on')
+  await clock.advance(3_000)
+  assert.ok(off.done && off.error === undefined, String(off.error))
+  assert.deepEqual(off.value && [off.value.verified, off.value.state], [true, 'off'])
+  // "on" was queued behind the pending off: it is sent after off was seen, and itself verified.
+  const onSent = world.calls.find((c) => c.op === 'power' && c.arg === 'on')!
+  assert.ok(onSent.at >= 8_000, `on sent at ${onSent.at}`)
+  await clock.advance(10_000)
+  assert.deepEqual(on.value && [on.value.verified, on.value.state], [true, 'on'])
+  assert.equal(world.power.get('m1'), 'on', 'the machine ends in the state asked last')
+  assert.equal(world.calls.filter((c) => c.op === 'power').length, 2)
+  assert.deepEqual(world.recorded.get('m1'), { state: 'on', error: null })
+})
+
+test('an action the BMC accepts and never carries out is reported not verified; one without an answer, unknown', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2' })
+  world.applyDelay = 10_000_000 // never, within the test
+  const on = track(manager.power('m1', 'on'))
+  await clock.advance(40_000)
+  assert.ok(isPowerError(on.error, 'not-verified'), String(on.error))
+  assert.match((on.error as Error).message, /on on machine m1 \(ipmi BMC 10\.0\.0\.2?1?:623\): the BMC accepted it but still reports off after 30 s/)
+  assert.equal((on.error as PowerError).statusCode, 504)
+
+  world.behave = async (call) => {
+    if (call.op === 'power') throw new PowerError('timeout', 'no answer to Chassis Control (power on)')
+  }
+  const lost = track(manager.power('m2', 'on'))
+  await clock.advance(40_000)
+  assert.ok(isPowerError(lost.error, 'unknown-outcome'), String(lost.error))
+  assert.match((lost.error as Error).message, /still reports off after 30 s; not re-sent/)
+  assert.equal(world.calls.filter((c) => c.machineId === 'm2' && c.op === 'power').length, 1)
+})
+
+test('a lost answer to an action that did run is settled by the read-back, without sending it again', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1' })
+  world.behave = async (call) => {
+    if (call.op === 'power') {
+      world.power.set('m1', 'on') // carried out, answer lost
+      throw new PowerError('timeout', 'no answer to Chassis Control (power on)')
+    }
+  }
+  const on = track(manager.power('m1', 'on'))
+  await clock.advance(10_000)
+  assert.ok(on.done && on.error === undefined, String(on.error))
+  assert.equal(on.value!.verified, true)
+  assert.match(on.value!.note ?? '', /now reports on: not re-sent/)
+  assert.equal(world.calls.filter((c) => c.op === 'power').length, 1)
+})
+
+test('soft-off falls back to a hard off when the OS does not shut down; cycle and reset of an off machine power it on', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2', m3: '10.0.0.3' })
+  world.power.set('m1', 'on')
+  world.ignoresSoftOff = true
+  const soft = track(manager.power('m1', 'soft-off'))
+  await clock.advance(59_000)
+  assert.ok(!soft.done)
+  await clock.advance(5_000)
+  assert.ok(soft.done && soft.error === undefined, String(soft.error))
+  assert.deepEqual(world.calls.filter((c) => c.op === 'power').map((c) => c.arg), ['soft-off', 'off'])
+  assert.match(soft.value!.note ?? '', /still on 60 s after the ACPI shutdown request: powered off hard/)
+  assert.equal(world.power.get('m1'), 'off')
+
+  for (const [id, action] of [['m2', 'cycle'], ['m3', 'reset']] as const) {
+    const op = track(manager.power(id, action))
+    await clock.advance(5_000)
+    assert.ok(op.done && op.error === undefined, String(op.error))
+    assert.deepEqual([op.value!.sent, op.value!.state, op.value!.verified], ['on', 'on', true])
+    assert.equal(world.power.get(id), 'on')
+  }
+})
+
+test('a BMC\'s Retry-After is waited for; a caller that gives up stops waiting and nothing more is sent', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1' })
+  let busy = 1
+  world.behave = async () => {
+    if (busy-- > 0) throw new PowerError('busy', 'system in POST', { notRun: true, retryAfterMs: 6_000 })
+  }
+  const op = track(manager.status('m1'))
+  await clock.advance(5_900)
+  assert.equal(world.calls.length, 1)
+  await clock.advance(200)
+  assert.ok(op.done && op.error === undefined)
+  assert.equal(world.calls[1]!.at, 6_000)
+
+  world.calls.length = 0
+  world.applyDelay = 10_000_000
+  const controller = new AbortController()
+  const slow = track(manager.power('m1', 'on', { signal: controller.signal }))
+  await clock.advance(5_000)
+  controller.abort()
+  await clock.advance(60_000)
+  assert.ok(slow.done && slow.error instanceof PowerError, String(slow.error))
+  assert.equal(world.calls.filter((c) => c.op === 'power').length, 1)
+  assert.ok(world.calls.length <= 4, `${world.calls.length} calls after the caller gave up`)
+})
+
+test('a next-boot override the BMC keeps for every boot is marked to be cleared after the boot', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2' })
+  const plain = track(manager.pxeBootNow('m1', { mode: 'uefi' }))
+  await clock.advance(5_000)
+  assert.ok(plain.done && plain.error === undefined, String(plain.error))
+  assert.equal(world.clearMarks.get('m1'), undefined, 'an override that read back as asked needs no clearing')
+
+  world.onlyContinuous = true
+  const fallback = track(manager.pxeBootNow('m2', { mode: 'uefi' }))
+  await clock.advance(5_000)
+  assert.ok(fallback.done && fallback.error === undefined, String(fallback.error))
+  assert.equal(fallback.value!.readback.fallback, 'continuous')
+  assert.equal(world.clearMarks.get('m2'), true)
+  // Asked persistent, kept persistent: nothing to clear.
+  const persistent = track(manager.setBootDevice('m1', { device: 'pxe', persistent: true }))
+  await clock.advance(1_000)
+  assert.ok(persistent.done)
+  assert.equal(world.clearMarks.get('m1'), undefined)
+  const cleared = track(manager.setBootDevice('m2', { device: 'none' }))
+  await clock.advance(1_000)
+  assert.ok(cleared.done)
+  assert.equal(world.clearMarks.get('m2'), false)
 })
