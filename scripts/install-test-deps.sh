@@ -10,6 +10,10 @@ packages=(
   qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils dash
   chromium fonts-liberation
   radvd ndisc6
+  python3-flask python3-requests python3-tenacity python3-bcrypt python3-webob
+  xorriso mtools isolinux syslinux-common
+  # python3-*: sushy-emulator (../shared/harness/sushy-tools), the Redfish peer; xorriso, mtools, isolinux: the
+  # virtual media ISO rackboot builds
   # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does
   # chromium: the web UI tests drive Debian's browser through playwright-core
   # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)

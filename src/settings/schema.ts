@@ -281,8 +281,8 @@ export const SettingsSchema = Type.Object(
     ),
     power: Type.Object(
       {
-        /** Budget of one BMC operation attempt, session set-up included. */
-        timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        /** Budget of one BMC operation attempt, session set-up included; a BMC silent this long is not asked again at once. */
+        timeoutMs: Type.Integer({ minimum: 100, default: 20_000 }),
         /** Attempts per operation (first included); reboots are retried only when they surely did not run. */
         attempts: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
         /** Retry backoff: base doubles per attempt up to the max, with jitter (half to all of it). */
@@ -290,6 +290,15 @@ export const SettingsSchema = Type.Object(
         backoffMaxMs: Type.Integer({ minimum: 0, default: 30_000 }),
         /** Minimum time between two reboots (cycle, reset, PXE boot now) of one machine. */
         minRebootIntervalMs: Type.Integer({ minimum: 0, default: 120_000 }),
+        /** After a power action, how long the BMC has to report its result (BMCs apply changes seconds late). */
+        verifyTimeoutMs: Type.Integer({ minimum: 0, default: 60_000 }),
+        /** How often the BMC is read while waiting for that. */
+        verifyIntervalMs: Type.Integer({ minimum: 100, default: 2_000 }),
+        /** A soft-off (ACPI shutdown) still on after this long is powered off hard ('hard-off') or reported ('none'). */
+        softOffTimeoutMs: Type.Integer({ minimum: 1_000, default: 180_000 }),
+        softOffFallback: Type.Union([Type.Literal('hard-off'), Type.Literal('none')], { default: 'hard-off' }),
+        /** `serve` polls every BMC's power state (the power column, the gauge, the timeline's "power is off"). */
+        poll: Type.Boolean({ default: true }),
         /** Power state polling: each machine once per interval at its own phase, ± jitter (a fraction). */
         pollIntervalMs: Type.Integer({ minimum: 1_000, default: 60_000 }),
         pollJitter: Type.Number({ minimum: 0, maximum: 0.5, default: 0.1 }),
