@@ -10,13 +10,14 @@ import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inv
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
-  createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
+  createAfterBoot, createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
 } from '../lifecycle/index.js'
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
-import { createPowerManager } from '../power/index.js'
+import { createPowerManager, powerResultLine } from '../power/index.js'
 import { loadSettings, type Settings } from '../settings/index.js'
+import { publicBaseUrl } from '../settings/public-url.js'
 import { createConfigLinter } from '../talos/index.js'
 import { createFileSource, createRoutingSource, createTftpServer } from '../tftp/index.js'
 import { VERSION } from '../version.js'
@@ -30,12 +31,7 @@ export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
 Starts the HTTP server (boot scripts, assets, API, /healthz, /metrics), TFTP and, when configured, DHCP.
 Settings: rackboot.yaml (or --config / RACKBOOT_CONFIG), RACKBOOT_* environment variables, --set flags.`
 
-/** The URL machines reach us at, for answers given before any HTTP request (DHCP boot file URLs). */
-export function publicBaseUrl(settings: Settings): string {
-  if (settings.http.publicUrl) return settings.http.publicUrl.replace(/\/+$/, '')
-  const host = settings.dhcp.serverAddress ?? (settings.http.listen !== '0.0.0.0' ? settings.http.listen : '127.0.0.1')
-  return `http://${host}:${settings.http.port}`
-}
+export { publicBaseUrl }
 
 /** Builds every concrete piece (the only place that does) and runs until SIGINT/SIGTERM. */
 export async function serveCommand(args: string[]): Promise<number> {
@@ -64,11 +60,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   const power = createPowerManager({
     bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory),
     driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
+    mediaUrl: () => `${base}/media/rackboot.iso`,
     observer: {
-      result: (r) => {
-        if (!r.final) return
-        lifecycle.record(r.machineId, 'power', r.ok ? `power ${r.action}: done in ${r.ms} ms` : `power ${r.action} failed: ${r.error}`, { ...r })
-      },
+      // Every attempt is on the timeline: a retry, and a request that left without an answer, are visible.
+      result: (r) => lifecycle.record(r.machineId, 'power', powerResultLine(r), { ...r }),
       status: (s) => lifecycle.record(s.machineId, 'power', `power is ${s.state}${s.previous ? ` (was ${s.previous})` : ''}`, { state: s.state, previous: s.previous ?? null, error: s.error ?? null }),
     },
   })
@@ -113,6 +108,10 @@ export async function serveCommand(args: string[]): Promise<number> {
       })
     : null
   await repair?.start()
+  // A boot that needed a Continuous override or virtual media is tidied once the machine has network-booted.
+  const afterBoot = createAfterBoot({ inventory, lifecycle, bus, power, log: log.child({ svc: 'after-boot' }) })
+  afterBoot.start()
+  if (settings.power.poll) power.startPolling(() => inventory.bmcs.machineIds())
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
 
   // TFTP serves the iPXE loaders (assets/ipxe) that firmware PXE fetches before it can speak HTTP.
@@ -224,6 +223,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   })
   clearInterval(purge)
   await repair?.stop()
+  await afterBoot.stop()
   await dhcp?.stop()
   await adverts?.stop()
   await tftp?.stop()

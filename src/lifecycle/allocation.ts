@@ -47,7 +47,8 @@ export interface ReleaseResult {
 
 /** What allocation needs of the power layer (src/power PowerManager fits). */
 export interface PowerPort {
-  pxeBootNow(machineId: string): Promise<unknown>
+  /** Network boot now by the BMC's boot method (PXE, UEFI HTTP, virtual media), in the machine's firmware mode. */
+  netbootNow(machineId: string, options?: { mode?: 'uefi' | 'bios' }): Promise<unknown>
 }
 
 export interface AllocatorDeps {
@@ -243,12 +244,16 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
         out.set(id, { status: 'skipped', message: 'machine has no BMC: power it on yourself (it will network-boot)' })
         return
       }
-      out.set(id, { status: 'requested', message: `PXE boot requested through ${bmc.type} BMC ${bmc.address}` })
+      const how = bmc.bootMethod === 'virtual-media' ? 'virtual media boot' : bmc.bootMethod === 'uefi-http' ? 'UEFI HTTP boot' : 'PXE boot'
+      out.set(id, { status: 'requested', message: `${how} requested through ${bmc.type} BMC ${bmc.address}` })
       try {
-        await power.pxeBootNow(id)
-        out.set(id, { status: 'done', message: `PXE boot started through ${bmc.type} BMC ${bmc.address}` })
+        // The override carries the machine's firmware mode: without one IPMI means legacy BIOS and Redfish keeps
+        // whatever mode was set last.
+        const firmware = (await inventory.machines.get(id))?.firmware
+        await power.netbootNow(id, firmware ? { mode: firmware } : {})
+        out.set(id, { status: 'done', message: `${how} started through ${bmc.type} BMC ${bmc.address}` })
       } catch (err) {
-        out.set(id, { status: 'failed', message: `PXE boot through ${bmc.type} BMC ${bmc.address} failed: ${(err as Error).message}` })
+        out.set(id, { status: 'failed', message: `${how} through ${bmc.type} BMC ${bmc.address} failed: ${(err as Error).message}` })
       }
     }
     const all = Promise.all(ids.map((id) => one(id).catch((err) => {

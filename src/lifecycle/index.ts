@@ -19,3 +19,4 @@ export { createNewMachineLimit, type NewMachineLimit } from './new-machine-limit
 export { createSecurityEvents, type SecurityEvents, type SecurityEventKind } from './security-events.js'
 export { createRepair, BOOT_PHASES, DEFAULT_DEADLINES, DEFAULT_REPAIR, type Repair, type RepairStatus, type BootPhase, type PhaseDeadlines } from './repair.js'
 export { registerStateGauge } from './state-gauge.js'
+export { createAfterBoot, type AfterBoot, type AfterBootPower } from './after-boot.js'

@@ -54,7 +54,7 @@ export const DEFAULT_REPAIR: RepairSettings = {
 
 /** What the ladder needs of the power layer (src/power PowerManager fits). */
 export interface RepairPower {
-  pxeBootNow(machineId: string, options?: { mode?: 'uefi' | 'bios'; ifTooSoon?: 'error' | 'defer' }): Promise<unknown>
+  netbootNow(machineId: string, options?: { mode?: 'uefi' | 'bios'; ifTooSoon?: 'error' | 'defer' }): Promise<unknown>
 }
 
 export interface RepairDeps {
@@ -271,7 +271,7 @@ export function createRepair(deps: RepairDeps): Repair {
     }
     try {
       // One command, one action: the power manager verifies the boot override and never re-sends a reboot blindly.
-      await deps.power!.pxeBootNow(machineId, { ...(m.firmware ? { mode: m.firmware } : {}), ifTooSoon: 'defer' })
+      await deps.power!.netbootNow(machineId, { ...(m.firmware ? { mode: m.firmware } : {}), ifTooSoon: 'defer' })
       metrics?.repairs.inc({ result: 'ok' })
       lifecycle.record(machineId, 'boot.repair', `next boot PXE${m.firmware ? ` (${m.firmware})` : ''} and power cycle: done; boot attempt ${a.failures.total + 1}`, { action: 'pxe-cycle', ok: true, failures: a.failures.total })
     } catch (err) {

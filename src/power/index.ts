@@ -14,3 +14,4 @@ export {
   type PowerResult, type PowerStatusChange, type PxeBootOptions, type PxeBootResult, type RebootOptions,
 } from './manager.js'
 export { systemClock, type Clock } from './clock.js'
+export { powerResultLine } from './result-line.js'

@@ -195,8 +195,10 @@ test('50 concurrent allocators racing for 40 machines over HTTP: 40 distinct mac
 
 test('power on into PXE: done through the BMC, skipped (and said so) without one or without a power manager', async (t) => {
   const calls: string[] = []
+  const modes: (string | null)[] = []
   const power = {
-    async pxeBootNow(id: string) {
+    async netbootNow(id: string, o?: { mode?: string }) {
+      modes.push(o?.mode ?? null)
       calls.push(id)
       if (id.endsWith('!')) throw new Error('never')
       if ((await s.inventory.bmcs.get(id))?.address === '198.18.9.9') throw new Error('BMC did not answer')
@@ -217,6 +219,7 @@ test('power on into PXE: done through the BMC, skipped (and said so) without one
   assert.equal(power0[ids[2]!].status, 'skipped')
   assert.match(power0[ids[2]!].message, /no BMC/)
   assert.deepEqual(calls.sort(), [ids[0], ids[1]].sort())
+  assert.deepEqual(modes, ['uefi', 'uefi'], 'the override carries the machine\'s firmware mode')
   // Stored with the allocation.
   assert.deepEqual((await s.inventory.allocations.byId(r.json().id))!.machines.map((m) => m.power?.status), r.json().machines.map((m: any) => m.power.status))
 
@@ -303,7 +306,7 @@ test('cluster allocation: the config comes from the cluster for the role, with c
 
 test('release with a power manager PXE-boots the machine so the wipe starts', async (t) => {
   const calls: string[] = []
-  const s = await apiSetup({ power: { async pxeBootNow(id) { calls.push(id) } } })
+  const s = await apiSetup({ power: { async netbootNow(id) { calls.push(id) } } })
   t.after(() => s.close())
   await catalog(s)
   const [id] = await seedMachines(s.inventory, { count: 1 })

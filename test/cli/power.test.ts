@@ -32,8 +32,8 @@ test('rackboot power drives an ipmi_sim BMC and a Redfish BMC at once, with a ta
 
   const on = await rackbootAsync(['power', 'on', 'sim-1', 'rf-1', ...set], { cwd })
   assert.equal(on.code, 0, on.stdout + on.stderr)
-  assert.match(on.stdout, /rf-1\s+yes\s+on: done/)
-  assert.match(on.stdout, /sim-1\s+yes\s+on: done/)
+  assert.match(on.stdout, /rf-1\s+yes\s+on: done, on \(verified\)/)
+  assert.match(on.stdout, /sim-1\s+yes\s+on: done, on \(verified\)/)
   assert.match(on.stderr, /power on: 2\/2 done/)
   assert.ok(sim.calls().some((c) => /power 1/.test(c)), `ipmi_sim was asked to power on: ${sim.calls().join(' | ')}`)
   assert.equal(redfish.state.power, 'On')
@@ -44,7 +44,7 @@ test('rackboot power drives an ipmi_sim BMC and a Redfish BMC at once, with a ta
 
   const pxe = await rackbootAsync(['power', 'pxe', 'rf-1', '--uefi', ...set], { cwd })
   assert.equal(pxe.code, 0, pxe.stdout + pxe.stderr)
-  assert.match(pxe.stdout, /next boot pxe uefi verified; was on, power cycled/)
+  assert.match(pxe.stdout, /next boot pxe uefi next boot only, verified; was on, power cycled, on \(verified\)/)
   assert.equal(redfish.state.boot.BootSourceOverrideTarget, 'Pxe')
 
   const mixed = await rackbootAsync(['power', 'off', 'sim-1', 'no-bmc', ...set], { cwd })
@@ -72,6 +72,6 @@ test('rackboot power drives an ipmi_sim BMC and a Redfish BMC at once, with a ta
   assert.equal((await api('POST', '/machines/no-bmc/power', { action: 'on' })).status, 422)
   assert.equal((await api('POST', '/machines/rf-1/power', { action: 'dance' })).status, 400)
   const show = await rackbootAsync(['machines', 'show', 'rf-1'], { cwd })
-  assert.match(show.stdout, /power pxe-boot \(CLI\): done/)
+  assert.match(show.stdout, /power cycle \(CLI\): done/)
   assert.equal((await rackbootAsync(['power', 'dance', 'rf-1'], { cwd })).code, 2)
 })

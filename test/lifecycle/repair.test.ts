@@ -24,7 +24,7 @@ async function setup(options: { bmc?: boolean; settings?: Partial<RepairSettings
   let inFlight = 0
   let maxInFlight = 0
   const power: RepairPower = {
-    async pxeBootNow(id, o) {
+    async netbootNow(id, o) {
       inFlight++
       maxInFlight = Math.max(maxInFlight, inFlight)
       powerCalls.push({ id, at: now, ...(o?.mode ? { mode: o.mode } : {}) })

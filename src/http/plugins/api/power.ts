@@ -2,26 +2,63 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
-import type { PowerManager } from '../../../power/index.js'
+import { isPowerError, type BootReadback, type PowerManager } from '../../../power/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
 import { errors, MachineParams } from './schemas.js'
 
+const ACTIONS = ['on', 'off', 'soft-off', 'cycle', 'reset', 'pxe', 'netboot', 'media-boot', 'disk', 'clear-override'] as const
+
 const PowerBody = Type.Object({
-  action: Type.Union(['on', 'off', 'soft-off', 'cycle', 'reset', 'pxe'].map((a) => Type.Literal(a)), {
-    description: 'pxe: next boot from the network (read back and verified), then power cycle when on or power on when off',
+  action: Type.Union(ACTIONS.map((a) => Type.Literal(a)), {
+    description: 'on/off/soft-off/cycle/reset: sent once, then verified by reading the BMC back. pxe: next boot from the ' +
+      'network (read back and verified), then power cycle when on or power on when off; netboot: the same by the ' +
+      "machine's boot method (pxe, uefi-http, virtual-media); media-boot: rackboot's boot ISO as virtual media; disk: " +
+      'next boot from disk; clear-override: the firmware\'s own boot order',
   }),
-  mode: Type.Optional(Type.Union([Type.Literal('uefi'), Type.Literal('bios')], { description: 'pxe: firmware mode of the override; default from the machine' })),
-  persistent: Type.Optional(Type.Boolean({ description: 'pxe: on every boot, not only the next', default: false })),
+  mode: Type.Optional(Type.Union([Type.Literal('uefi'), Type.Literal('bios')], { description: 'pxe/netboot/disk: firmware mode of the override; default from the machine' })),
+  persistent: Type.Optional(Type.Boolean({ description: 'pxe/netboot/disk: on every boot, not only the next', default: false })),
   ifTooSoon: Type.Optional(Type.Union([Type.Literal('error'), Type.Literal('defer')], { description: 'A reboot within the minimum interval: refuse (409) or wait', default: 'error' })),
 }, { additionalProperties: false })
+
+const BootOverrideView = Type.Object({
+  device: Type.String(),
+  mode: Type.Union([Type.String(), Type.Null()]),
+  persistent: Type.Union([Type.Boolean(), Type.Null()]),
+  enabled: Type.Boolean(),
+  raw: Type.String({ description: 'As the BMC reported it (IPMI boot-flag bytes, Redfish target/enabled/mode)' }),
+  verified: Type.Union([Type.Object({ device: Type.Boolean(), mode: Type.Boolean(), persistent: Type.Boolean() }), Type.Null()], {
+    description: 'Which fields the read-back confirmed; null for a plain read',
+  }),
+  fallback: Type.Union([Type.Literal('continuous'), Type.Null()], { description: 'continuous: the BMC keeps the override for every boot; rackboot clears it after the boot' }),
+})
 
 const PowerView = Type.Object({
   machineId: Type.String(),
   state: Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Null()]),
   checkedAt: Type.Union([Type.String(), Type.Null()]),
   error: Type.Union([Type.String(), Type.Null()]),
-  bootOverride: Type.Optional(Type.Union([Type.Object({ device: Type.String(), mode: Type.Union([Type.String(), Type.Null()]), persistent: Type.Union([Type.Boolean(), Type.Null()]), enabled: Type.Boolean() }), Type.Null()])),
+  bootOverride: Type.Optional(Type.Union([BootOverrideView, Type.Null()])),
 })
+
+const PowerActionResult = Type.Object({
+  machineId: Type.String(),
+  action: Type.String(),
+  /** One line for a person. */
+  result: Type.String(),
+  /** The state the BMC reported last, and whether it is the one the action leads to. */
+  state: Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Null()]),
+  verified: Type.Boolean(),
+  note: Type.Union([Type.String(), Type.Null()]),
+  bootOverride: Type.Union([BootOverrideView, Type.Null()]),
+})
+
+function overrideView(r: BootReadback, checked: boolean) {
+  return {
+    device: r.device, mode: r.mode, persistent: r.persistent, enabled: r.enabled, raw: r.raw,
+    verified: checked ? r.verified ?? { device: true, mode: r.mode !== null, persistent: r.persistent !== null } : null,
+    fallback: r.fallback ?? null,
+  }
+}
 
 /** `GET|POST /api/v1/machines/{id}/power`: power state and actions through the machine's BMC (IPMI or Redfish). */
 export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> = async (base, deps) => {
@@ -36,7 +73,8 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
     config: { scope: 'read' },
     schema: {
       tags: ['power'], operationId: 'getPower', summary: 'Power state asked from the BMC now, and the next-boot override',
-      params: MachineParams, response: { 200: PowerView, ...errors(404, 422, 503) },
+      description: 'A BMC that fails answers 502 (it refused or answered wrongly) or 504 (no answer in time), with its address and message; details.lastKnown is the last state read.',
+      params: MachineParams, response: { 200: PowerView, ...errors(404, 422, 502, 504) },
     },
   }, async (request) => {
     const m = await findMachine(inventory, request.params.id)
@@ -44,14 +82,13 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
     try {
       const state = await power.status(m.id)
       const boot = await power.getBootDevice(m.id).catch(() => null)
-      return {
-        machineId: m.id, state, checkedAt: new Date().toISOString(), error: null,
-        bootOverride: boot ? { device: boot.device, mode: boot.mode, persistent: boot.persistent, enabled: boot.enabled } : null,
-      }
+      return { machineId: m.id, state, checkedAt: new Date().toISOString(), error: null, bootOverride: boot ? overrideView(boot, false) : null }
     } catch (err) {
+      if (!isPowerError(err)) throw err
       const known = power.lastKnown(m.id)
-      throw new RackbootError('RB_ERR_INTERNAL', `BMC of ${m.id} did not answer: ${(err as Error).message}`, {
-        statusCode: 503, details: { lastKnown: known ? { state: known.state, at: known.at === undefined ? null : new Date(known.at).toISOString() } : null },
+      throw new RackbootError('RB_ERR_BMC', err.message, {
+        statusCode: err.statusCode, cause: err,
+        details: { kind: err.kind, lastKnown: known ? { state: known.state, at: new Date(known.at).toISOString() } : null },
       })
     }
   })
@@ -59,28 +96,56 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
   app.post('/machines/:id/power', {
     config: { scope: 'provision' },
     schema: {
-      tags: ['power'], operationId: 'powerAction', summary: 'Power on/off/cycle/reset, or PXE boot now (verified override + cycle/on)',
+      tags: ['power'], operationId: 'powerAction', summary: 'Power actions, sent once and verified; PXE/network/virtual media boot now; next boot disk',
+      description: 'The answer comes once the BMC reports the result (settings power.verifyTimeoutMs). 504 with details.kind ' +
+        '"unknown-outcome": the request left without an answer and the read-back could not settle it; it was not re-sent. ' +
+        '504 "not-verified": the BMC accepted it and never showed the result. 502: the BMC refused (its message is quoted).',
       params: MachineParams, body: PowerBody,
-      response: { 200: Type.Object({ machineId: Type.String(), action: Type.String(), result: Type.String() }), ...errors(404, 409, 422, 503) },
+      response: { 200: PowerActionResult, ...errors(404, 409, 422, 501, 502, 503, 504) },
     },
   }, async (request) => {
     const m = await findMachine(inventory, request.params.id)
     await noBmc(m.id)
     const b = request.body
     const ifTooSoon = b.ifTooSoon ?? 'error'
-    deps.lifecycle.record(m.id, 'power', `power ${b.action} requested by ${actor(request)}`, { action: b.action })
+    const mode = b.mode ?? (m.firmware === 'bios' ? 'bios' : 'uefi')
+    const persistent = b.persistent ?? false
+    deps.lifecycle.record(m.id, 'power', `power ${b.action} requested by ${actor(request)}`, { action: b.action, requested: true })
     try {
-      if (b.action === 'pxe') {
-        const mode = b.mode ?? (m.firmware === 'bios' ? 'bios' : 'uefi')
-        const r = await power.pxeBootNow(m.id, { mode, persistent: b.persistent ?? false, ifTooSoon })
-        return { machineId: m.id, action: b.action, result: `next boot ${r.readback.device} ${r.readback.mode ?? ''} verified; was ${r.previous}, ${r.action === 'cycle' ? 'power cycled' : 'powered on'}`.replace('  ', ' ') }
+      switch (b.action) {
+        case 'pxe': case 'netboot': case 'media-boot': {
+          const options = { mode, persistent, ifTooSoon }
+          const r = b.action === 'pxe' ? await power.pxeBootNow(m.id, options)
+            : await power.netbootNow(m.id, b.action === 'media-boot' ? { ...options, method: 'virtual-media' } : options)
+          return {
+            machineId: m.id, action: b.action, state: 'on' as const, verified: r.verified, note: r.note, bootOverride: overrideView(r.readback, true),
+            result: `next boot ${r.readback.device}${r.readback.mode ? ` ${r.readback.mode}` : ''} verified (${r.method}); was ${r.previous}, ${r.action === 'cycle' ? 'power cycled' : 'powered on'}`,
+          }
+        }
+        case 'disk': case 'clear-override': {
+          const r = await power.setBootDevice(m.id, b.action === 'disk' ? { device: 'disk', mode, persistent } : { device: 'none' })
+          return {
+            machineId: m.id, action: b.action, state: null, verified: true, note: null, bootOverride: overrideView(r, true),
+            result: b.action === 'disk' ? `next boot disk${r.mode ? ` ${r.mode}` : ''} verified` : 'boot override cleared (verified)',
+          }
+        }
+        default: {
+          const o = await power.power(m.id, b.action, { ifTooSoon })
+          return {
+            machineId: m.id, action: b.action, state: o.state, verified: o.verified, note: o.note, bootOverride: null,
+            result: `${o.sent === b.action ? b.action : `${o.sent} (instead of ${b.action})`}: done, ${o.state ?? 'state unknown'}${o.verified ? ' (verified)' : ''}`,
+          }
+        }
       }
-      await power.power(m.id, b.action as 'on' | 'off' | 'soft-off' | 'cycle' | 'reset', { ifTooSoon })
-      return { machineId: m.id, action: b.action, result: 'done' }
     } catch (err) {
-      const e = err as Error & { kind?: string; statusCode?: number }
-      if (e.kind === 'too-soon') throw new RackbootError('RB_ERR_CONFLICT', e.message)
-      throw new RackbootError('RB_ERR_INTERNAL', `power ${b.action} on ${m.id} failed: ${e.message}`, { statusCode: e.statusCode && e.statusCode >= 500 ? 503 : 503, details: { kind: e.kind ?? null } })
+      if (isPowerError(err, 'too-soon')) throw new RackbootError('RB_ERR_CONFLICT', err.message, { details: err.details })
+      if (isPowerError(err)) {
+        // The BMC's own failure, named and quoted: 502 refused or answered wrongly, 504 no answer or no result in time.
+        throw new RackbootError('RB_ERR_BMC', `power ${b.action} on ${m.name ?? m.id}: ${err.message}`, {
+          statusCode: err.statusCode, cause: err, details: { kind: err.kind, ...(err.details as Record<string, unknown> ?? {}) },
+        })
+      }
+      throw err
     }
   })
 }
