@@ -129,15 +129,19 @@ export async function powerCommand(args: string[]): Promise<number> {
   })
 }
 
-/** "pxe uefi once, verified"; a field the BMC does not report or keep is named as not verified, never claimed. */
+/**
+ * "pxe uefi next boot only, verified". A field the read-back could not confirm (the BMC does not keep or report
+ * it) is never printed as if it were: it is named as not verifiable, with what the BMC did read back.
+ */
 export function readbackLine(r: BootReadback, checked = true): string {
   if (!r.enabled || r.device === 'none') return `cleared (reads back ${r.raw})`
-  const v = r.verified ?? { device: checked, mode: checked && r.mode !== null, persistent: checked && r.persistent !== null }
-  const parts = [r.device, r.mode ?? 'mode not reported', r.persistent === null ? 'persistence not reported' : r.persistent ? 'every boot' : 'next boot only']
-  if (!checked) return parts.join(' ')
-  const unverified = [!v.mode && 'mode', !v.persistent && 'persistence'].filter(Boolean)
+  const persistence = r.persistent === null ? null : r.persistent ? 'every boot' : 'next boot only'
+  if (!checked) return [r.device, r.mode ?? 'mode not reported', persistence ?? 'persistence not reported'].join(' ')
+  const v = r.verified ?? { device: true, mode: r.mode !== null, persistent: r.persistent !== null }
+  const parts = [r.device, v.mode ? r.mode : null, v.persistent ? persistence : null].filter(Boolean)
+  const unverified = [!v.mode && `mode (reads ${r.mode ?? 'nothing'})`, !v.persistent && `persistence (reads ${persistence ?? 'nothing'})`].filter(Boolean)
   const fallback = r.fallback === 'continuous' ? ' (the BMC keeps it for every boot; rackboot clears it after this boot)' : ''
-  return `${parts.join(' ')}, verified${unverified.length ? ` (${unverified.join(' and ')} not verifiable on this BMC)` : ''}${fallback}`
+  return `${parts.join(' ')}, verified${unverified.length ? `; ${unverified.join(' and ')} not verifiable on this BMC` : ''}${fallback}`
 }
 
 function bootLine(r: PxeBootResult): string {

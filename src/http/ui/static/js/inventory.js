@@ -85,6 +85,7 @@ function cells(m, event, failure) {
   return {
     name: [h('a', { href: machineHref(m.id) }, m.name ?? m.id), m.name ? h('div', { class: 'sub' }, m.id) : null],
     state: h('span', { class: `state state-${m.state}` }, m.state),
+    power: powerCell(m),
     serial: dash(m.serial),
     model: [m.manufacturer, m.product].filter(Boolean).join(' ') || '—',
     cpus: dash(hw?.cpuCores),
@@ -98,8 +99,18 @@ function cells(m, event, failure) {
   }
 }
 
+/** The power state the BMC last reported (polled by the server); "?" when the last read failed, blank without a BMC. */
+function powerCell(m) {
+  if (!m.bmc) return h('span', { class: 'power power-none', title: 'no BMC in the inventory' }, '—')
+  const p = m.power
+  if (!p) return h('span', { class: 'power power-unknown', title: `${m.bmc.type} BMC ${m.bmc.address}: not read yet` }, '…')
+  const checked = p.checkedAt ? ` (checked ${new Date(p.checkedAt).toLocaleString()})` : ''
+  if (!p.state) return h('span', { class: 'power power-unknown', title: `${p.error ?? 'the BMC did not answer'}${checked}` }, '?')
+  return h('span', { class: `power power-${p.state}`, title: `${m.bmc.type} BMC ${m.bmc.address}${checked}` }, p.state)
+}
+
 const COLUMNS = [
-  ['name', 'Name'], ['state', 'State'], ['serial', 'Serial'], ['model', 'Manufacturer / product'], ['cpus', 'CPUs'],
+  ['name', 'Name'], ['state', 'State'], ['power', 'Power'], ['serial', 'Serial'], ['model', 'Manufacturer / product'], ['cpus', 'CPUs'],
   ['memory', 'Memory'], ['disks', 'Disks'], ['macs', 'MACs'], ['labels', 'Labels'], ['last', 'Last event'],
 ]
 
@@ -399,7 +410,8 @@ export function inventoryView({ api, stream, params }) {
     recent.set(e.machineId, e)
     if (e.type === 'machine.created' || e.type === 'machine.state' || e.type === 'machine.deleted') scheduleCounts()
     const row = rows.get(e.machineId)
-    if (e.type.startsWith('machine.') || e.type === 'boot.agent' || e.type === 'boot.script') {
+    // A power event may be a changed power state (the poller's "power is off"): the row reads it again.
+    if (e.type.startsWith('machine.') || e.type === 'boot.agent' || e.type === 'boot.script' || (e.type === 'power' && 'state' in (e.data ?? {}))) {
       if (row) scheduleRefresh(e.machineId)
       else if (e.type === 'machine.created' && mayJoin()) scheduleRefresh(e.machineId)
     }
