@@ -10,7 +10,8 @@ import {
   sessionIntegrityKey, suiteByAlgorithms, type RakpContext,
 } from '../../src/power/ipmi/crypto.js'
 import { decodePacket, decodeResponse, encodeRequest, encodeV20 } from '../../src/power/ipmi/packet.js'
-import { bootMatches, decodeBootFlags, encodeBootFlags } from '../../src/power/ipmi/boot-flags.js'
+import { bootMatches, decodeBootFlags, encodeBootFlags, verifiedFields } from '../../src/power/ipmi/boot-flags.js'
+import { completionError, provesNotRun } from '../../src/power/ipmi/completion.js'
 
 // Written from the spec's field lists, not from src/: little-endian session IDs, ROLE byte, name length, name.
 const PYTHON = String.raw`
@@ -150,5 +151,32 @@ test('boot flags: encoding, decoding and verification rules', () => {
   assert.match(bootMatches({ device: 'pxe', mode: 'uefi' }, legacy, 'strict')!, /mode reads back bios/)
   assert.match(bootMatches({ device: 'disk' }, legacy, 'device')!, /device reads back pxe/)
   assert.equal(decodeBootFlags(Buffer.from('8004', 'hex')), null)
-  assert.equal(decodeBootFlags(Buffer.from('8014000000', 'hex'))!.device, 'other')
+  // Selector 5 is the CD/DVD drive (virtual media's CD on most BMCs); 6 (BIOS setup) is nothing rackboot sets.
+  assert.equal(encodeBootFlags({ device: 'cd' }).toString('hex'), '8014000000')
+  assert.equal(decodeBootFlags(Buffer.from('8014000000', 'hex'))!.device, 'cd')
+  assert.equal(decodeBootFlags(Buffer.from('8018000000', 'hex'))!.device, 'other')
+  assert.throws(() => encodeBootFlags({ device: 'http' }), /no UEFI HTTP boot/)
+})
+
+test('boot read-back: verified names only the fields that were compared', () => {
+  // `device` compares the selector only: a --uefi --persistent request must not come back "uefi persistent verified".
+  assert.deepEqual(verifiedFields({ device: 'pxe', mode: 'uefi', persistent: true }, 'device'),
+    { device: true, mode: false, persistent: false })
+  assert.deepEqual(verifiedFields({ device: 'pxe', mode: 'uefi', persistent: true }, 'strict'),
+    { device: true, mode: true, persistent: true })
+  // No mode asked: none to confirm (the EFI bit was sent 0, and a firmware-chosen mode is not a verified one).
+  assert.deepEqual(verifiedFields({ device: 'disk' }, 'strict'), { device: true, mode: false, persistent: true })
+})
+
+test('completion codes: which prove the request was not carried out', () => {
+  for (const cc of [0xc0, 0xc1, 0xc7, 0xc9, 0xcc, 0xd2, 0xd4, 0xd5, 0xd6]) assert.equal(provesNotRun(cc), true, cc.toString(16))
+  // 0xC3 and 0xCE: the BMC was at it; 0xCF: a copy was done; 0xFF: ipmi_sim answers it after acting; 0x80: vendor's.
+  for (const cc of [0xc3, 0xce, 0xcf, 0xff, 0x80, 0x00]) assert.equal(provesNotRun(cc), false, cc.toString(16))
+  const e = completionError('10.0.0.9:623', 'Chassis Control (power cycle)', 0xff)
+  assert.equal(e.kind, 'rejected')
+  assert.equal(e.notRun, false)
+  assert.equal(e.message, 'BMC 10.0.0.9:623 refused Chassis Control (power cycle): unspecified error (0xff); it may have been carried out')
+  assert.equal(completionError('h:1', 'x', 0xc3).kind, 'timeout')
+  assert.equal(completionError('h:1', 'x', 0xc0).kind, 'busy')
+  assert.match(completionError('h:1', 'x', 0xd5).message, /cannot do it in its present state/)
 })

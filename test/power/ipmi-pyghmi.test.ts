@@ -23,16 +23,26 @@ test('IPMI driver against the recording pyghmi BMC', { skip: skip ?? false, time
     })
   })
 
+  // Each override beside the ipmitool command that means the same; both are sent to the recording BMC, whose log
+  // must show the same Set System Boot Options requests, byte for byte.
   const cases = [
-    { override: { device: 'pxe', mode: 'uefi' }, bytes: 'a0 04 00 00 00' },
-    { override: { device: 'pxe', mode: 'uefi', persistent: true }, bytes: 'e0 04 00 00 00' },
-    { override: { device: 'disk', mode: 'bios', persistent: true }, bytes: 'c0 08 00 00 00' },
-    { override: { device: 'pxe', mode: 'bios' }, bytes: '80 04 00 00 00' },
-    { override: { device: 'disk', mode: 'uefi' }, bytes: 'a0 08 00 00 00' },
+    { override: { device: 'pxe', mode: 'uefi', persistent: false }, bytes: 'a0 04 00 00 00', ipmitool: ['pxe', 'options=efiboot'] },
+    { override: { device: 'pxe', mode: 'uefi', persistent: true }, bytes: 'e0 04 00 00 00', ipmitool: ['pxe', 'options=efiboot,persistent'] },
+    { override: { device: 'disk', mode: 'bios', persistent: true }, bytes: 'c0 08 00 00 00', ipmitool: ['disk', 'options=persistent'] },
+    { override: { device: 'pxe', mode: 'bios' }, bytes: '80 04 00 00 00', ipmitool: ['pxe'] },
+    { override: { device: 'disk', mode: 'uefi' }, bytes: 'a0 08 00 00 00', ipmitool: ['disk', 'options=efiboot'] },
+    { override: { device: 'cd', mode: 'bios' }, bytes: '80 14 00 00 00', ipmitool: ['cdrom'] },
   ] as const
+  const bootSets = (from: number): string[] => bmc.state().log.slice(from).filter((e) => e.op === 'set-boot-option')
+    .map((e) => `${e.param}=${e.data}`)
 
-  for (const { override, bytes } of cases) {
-    await t.test(`boot ${override.device}/${override.mode}/${'persistent' in override ? 'persistent' : 'once'} sends ${bytes}`, async () => {
+  for (const { override, bytes, ipmitool: args } of cases) {
+    const persistent = 'persistent' in override && override.persistent
+    await t.test(`boot ${override.device}/${override.mode}/${persistent ? 'persistent' : 'once'} sends ${bytes}, as ipmitool chassis bootdev ${args.join(' ')}`, async () => {
+      const byIpmitool = bmc.state().log.length
+      const r0 = await ipmitool(bmc.port, ['chassis', 'bootdev', ...args])
+      assert.equal(r0.code, 0, r0.stderr)
+      const ipmitoolSets = bootSets(byIpmitool)
       const logBefore = bmc.state().log.length
       const readback = await driver.setBootDevice(override)
       const state = bmc.state()
@@ -41,21 +51,25 @@ test('IPMI driver against the recording pyghmi BMC', { skip: skip ?? false, time
       assert.equal(readback.device, override.device)
       assert.equal(readback.mode, override.mode)
       assert.equal(readback.enabled, true)
-      assert.equal(readback.persistent, 'persistent' in override)
+      assert.equal(readback.persistent, persistent)
+      // Strict read-back (the default) compared all three: the caller may say so.
+      assert.deepEqual(readback.verified, { device: true, mode: true, persistent: true })
       // The sequence ipmitool uses: set in progress, boot info ack, the flags, commit write, set complete.
-      const sets = state.log.slice(logBefore).filter((e) => e.op === 'set-boot-option').map((e) => `${e.param}=${e.data}`)
+      const sets = bootSets(logBefore)
       assert.deepEqual(sets, ['0=01', '4=01 01', `5=${bytes}`, '0=02', '0=00'])
+      assert.deepEqual(sets, ipmitoolSets)
       // Cross-check with ipmitool's own decoding.
       const r = await ipmitool(bmc.port, ['chassis', 'bootparam', 'get', '5'])
       assert.match(r.stdout, new RegExp(`Boot parameter data: ${bytes.replace(/ /g, '')}`))
       assert.match(r.stdout, override.mode === 'uefi' ? /BIOS EFI boot/ : /BIOS PC Compatible \(legacy\) boot/)
-      assert.match(r.stdout, override.device === 'pxe' ? /Force PXE/ : /Force Boot from default Hard-Drive/)
+      assert.match(r.stdout, { pxe: /Force PXE/, disk: /Force Boot from default Hard-Drive/, cd: /Force Boot from CD\/DVD/ }[override.device])
     })
   }
 
   await t.test('ipmitool sets bootdev pxe efiboot,persistent; the driver reads it back', async () => {
     await ipmitool(bmc.port, ['chassis', 'bootdev', 'pxe', 'options=efiboot,persistent'])
     const readback = await driver.getBootDevice()
+    // A plain read confirms no request: no `verified`.
     assert.deepEqual(readback, { device: 'pxe', mode: 'uefi', persistent: true, enabled: true, raw: 'e0 04 00 00 00' })
   })
 

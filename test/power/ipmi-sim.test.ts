@@ -4,11 +4,12 @@ import { createSocket } from 'node:dgram'
 import { test } from 'node:test'
 import { createBmcDriver, createIpmiDriver, isPowerError } from '../../src/power/index.js'
 import { freeUdpPort, ipmitool, missing, startIpmiSim } from './fixtures/bmc-sims.js'
+import { startLossProxy } from './fixtures/udp-loss-proxy.js'
 
 const skip = missing('ipmi_sim', 'ipmitool')
 
 test('IPMI driver against ipmi_sim', { skip: skip ?? false, timeout: 60_000 }, async (t) => {
-  const sim = await startIpmiSim(t)
+  const sim = await startIpmiSim(t, { users: ['user 3 true "oper" "operpw" operator 10 none md2 md5 straight'] })
   // ipmi_sim keeps only the device selector and always reads "not valid": verify the device only.
   const driver = createIpmiDriver({ host: '127.0.0.1', port: sim.port, username: 'admin', password: 'password',
     timeoutMs: 5000, bootVerify: 'device' })
@@ -59,6 +60,30 @@ test('IPMI driver against ipmi_sim', { skip: skip ?? false, timeout: 60_000 }, a
     assert.equal(sim.file('boot'), 'pxe')
     const r = await ipmitool(sim.port, ['chassis', 'bootparam', 'get', '5'])
     assert.match(r.stdout, /Boot Device Selector : Force PXE/)
+  })
+
+  await t.test('bootVerify device: a --uefi --persistent request is verified for the device only', async () => {
+    const readback = await driver.setBootDevice({ device: 'pxe', mode: 'uefi', persistent: true })
+    // ipmi_sim reads back legacy, next boot only, not valid: nothing but the device may be reported verified.
+    assert.equal(readback.raw, '00 04 00 00 00')
+    assert.deepEqual(readback.verified, { device: true, mode: false, persistent: false })
+  })
+
+  await t.test('next boot CD: selector 5, chassis control gets "set boot cdrom"; HTTP boot is refused before sending', async () => {
+    const readback = await driver.setBootDevice({ device: 'cd' })
+    assert.equal(readback.device, 'cd')
+    assert.equal(sim.file('boot'), 'cdrom')
+    const r = await ipmitool(sim.port, ['chassis', 'bootparam', 'get', '5'])
+    assert.match(r.stdout, /Boot Device Selector : Force Boot from CD\/DVD/)
+    const calls = sim.calls().length
+    await assert.rejects(driver.setBootDevice({ device: 'http', mode: 'uefi', uri: 'http://10.0.0.1/boot.efi' }), (err) => {
+      assert.ok(isPowerError(err, 'unsupported'), String(err))
+      assert.equal(err.notRun, true)
+      assert.match(err.message, /^BMC 127\.0\.0\.1:\d+: IPMI has no UEFI HTTP boot device; use Redfish or PXE$/)
+      return true
+    })
+    assert.equal(sim.calls().length, calls)
+    assert.equal(sim.file('boot'), 'cdrom')
   })
 
   await t.test('set disk with ipmitool, read it back with rackboot', async () => {
@@ -115,16 +140,41 @@ test('IPMI driver against ipmi_sim', { skip: skip ?? false, timeout: 60_000 }, a
     })
   })
 
-  await t.test('a USER-privilege session reads status; its power on is refused (0xD4) as an auth error', async () => {
+  await t.test('a USER-privilege session reads status; its power on is refused (0xD4): sent, and proven not run', async () => {
     const user = createIpmiDriver({ host: '127.0.0.1', port: sim.port, username: '', password: 'test', timeoutMs: 5000,
       privilege: 'user' })
     assert.equal(await user.powerStatus(), 'off')
-    await assert.rejects(user.power('on'), (err) => {
+    let sends = 0
+    await assert.rejects(user.power('on', { onSend: () => sends++ }), (err) => {
       assert.ok(isPowerError(err, 'auth'), String(err))
-      assert.match(err.message, /insufficient privilege level \(0xd4\)/)
+      assert.match(err.message, /^BMC 127\.0\.0\.1:\d+ refused Chassis Control \(power on\): insufficient privilege level \(0xd4\)/)
+      assert.equal(err.notRun, true) // the manager may send it again (with a better account), it did not run
       return true
     })
+    assert.equal(sends, 1)
     assert.equal(sim.file('power'), '0')
+  })
+
+  await t.test('privilege operator: asked for in RAKP1 on the wire, and enough for chassis control', async (t) => {
+    const proxy = await startLossProxy({ port: sim.port })
+    t.after(() => proxy.close())
+    // ipmi_sim does not hold a user to its lan.conf limit (ipmitool -L ADMINISTRATOR works for the USER account),
+    // so what shows the option is honoured is the role byte the driver sends, read off the wire.
+    const oper = createIpmiDriver({ host: '127.0.0.1', port: proxy.port, username: 'oper', password: 'operpw', timeoutMs: 5000,
+      privilege: 'operator', suites: [3], bootVerify: 'device' })
+    await oper.power('on')
+    assert.equal(sim.file('power'), '1')
+    await oper.power('off')
+    assert.equal(sim.file('power'), '0')
+    await ipmitool(sim.port, ['chassis', 'bootdev', 'disk'])
+    assert.equal((await oper.setBootDevice({ device: 'pxe' })).device, 'pxe')
+    assert.equal(sim.file('boot'), 'pxe')
+    const rakp1 = proxy.requests.filter((d) => d.bytes[4] === 0x06 && ((d.bytes[5] ?? 0) & 0x3f) === 0x12)
+    const opens = proxy.requests.filter((d) => d.bytes[4] === 0x06 && ((d.bytes[5] ?? 0) & 0x3f) === 0x10)
+    assert.equal(rakp1.length, 3)
+    // RAKP1 payload byte 24 is the role: 0x10 (name-only lookup) | 3 (OPERATOR); Open Session byte 1, the maximum.
+    for (const d of rakp1) assert.equal(d.bytes[16 + 24], 0x13)
+    for (const d of opens) assert.equal(d.bytes[16 + 1], 0x03)
   })
 
   await t.test('createBmcDriver picks IPMI for an ipmi BMC', async () => {
@@ -132,6 +182,16 @@ test('IPMI driver against ipmi_sim', { skip: skip ?? false, timeout: 60_000 }, a
       { username: 'admin', password: 'password' }, { timeoutMs: 5000, ipmi: { suites: [3] } })
     assert.equal(d.type, 'ipmi')
     assert.equal(await d.powerStatus(), sim.file('power') === '1' ? 'on' : 'off')
+  })
+
+  await t.test('per-BMC bootVerify: device for this BMC although the default is strict', async () => {
+    const target = { type: 'ipmi' as const, address: '127.0.0.1', port: sim.port, insecure: false, fingerprint: null }
+    const defaults = { timeoutMs: 5000, ipmi: { suites: [3 as const], bootVerify: 'strict' as const } }
+    const lenient = createBmcDriver({ ...target, bootVerify: 'device' }, { username: 'admin', password: 'password' }, defaults)
+    const readback = await lenient.setBootDevice({ device: 'pxe', mode: 'uefi' })
+    assert.deepEqual(readback.verified, { device: true, mode: false, persistent: false })
+    const strict = createBmcDriver(target, { username: 'admin', password: 'password' }, defaults)
+    await assert.rejects(strict.setBootDevice({ device: 'pxe', mode: 'uefi' }), (err) => isPowerError(err, 'not-applied'))
   })
 })
 

@@ -5,16 +5,16 @@
 import type { BootOverride, BootReadback } from '../types.js'
 import { BootSelector } from './constants.js'
 
-const SELECTOR: Record<BootOverride['device'], number> = {
+// IPMI has no UEFI HTTP boot selector: the driver refuses `http` before encoding.
+const SELECTOR: Record<Exclude<BootOverride['device'], 'http'>, number> = {
   none: BootSelector.NONE,
   pxe: BootSelector.PXE,
   disk: BootSelector.DISK,
   cd: BootSelector.CDROM,
-  // IPMI has no UEFI HTTP boot selector; the driver refuses it before encoding.
-  http: BootSelector.PXE,
 }
 
 export function encodeBootFlags(o: BootOverride): Buffer {
+  if (o.device === 'http') throw new Error('IPMI has no UEFI HTTP boot device selector')
   const d1 = 0x80 | (o.persistent ? 0x40 : 0) | (o.mode === 'uefi' ? 0x20 : 0)
   return Buffer.from([d1, SELECTOR[o.device] << 2, 0, 0, 0])
 }
@@ -29,7 +29,7 @@ export function decodeBootFlags(d: Buffer): BootReadback | null {
   const d1 = d[0] ?? 0
   const selector = ((d[1] ?? 0) >> 2) & 0x0f
   const device = selector === BootSelector.PXE ? 'pxe' : selector === BootSelector.DISK ? 'disk'
-    : selector === BootSelector.NONE ? 'none' : 'other'
+    : selector === BootSelector.CDROM ? 'cd' : selector === BootSelector.NONE ? 'none' : 'other'
   return {
     device,
     mode: d1 & 0x20 ? 'uefi' : 'bios',
@@ -52,4 +52,14 @@ export function bootMatches(asked: BootOverride, got: BootReadback, verify: 'str
     return `reads back ${got.persistent ? 'persistent' : 'next boot only'}, asked ${asked.persistent ? 'persistent' : 'next boot only'}`
   }
   return null
+}
+
+/**
+ * Which fields of a request a matching readback confirmed (BootReadback.verified). `device` checks the selector
+ * only: mode and persistence were not compared, so callers must not report them verified. `strict` compared all
+ * three; a request without a mode asked for none, so there is no mode to confirm.
+ */
+export function verifiedFields(asked: BootOverride, verify: 'strict' | 'device'): NonNullable<BootReadback['verified']> {
+  if (verify === 'device') return { device: true, mode: false, persistent: false }
+  return { device: true, mode: asked.mode !== undefined, persistent: true }
 }

@@ -3,9 +3,10 @@
 import type { Logger } from '../../log.js'
 import { PowerError } from '../errors.js'
 import type { BmcDriver, BootOverride, BootReadback, CallOptions, Capability, PowerAction, PowerState } from '../types.js'
-import { bootMatches, decodeBootFlags, encodeBootFlags } from './boot-flags.js'
+import { bootMatches, decodeBootFlags, encodeBootFlags, verifiedFields } from './boot-flags.js'
+import { asNotRun, completionError } from './completion.js'
 import { BootParam, ChassisControl, Cmd, NetFn, Privilege } from './constants.js'
-import { commandName, describeCompletionCode, openSession, type IpmiSession, type IpmiStats, type SuiteId } from './session.js'
+import { commandName, openSession, type IpmiSession, type IpmiStats, type SuiteId } from './session.js'
 import type { IpmiResponse } from './packet.js'
 
 export interface IpmiDriverOptions {
@@ -20,11 +21,14 @@ export interface IpmiDriverOptions {
   suites?: SuiteId[]
   /** Wall-clock budget of one driver call, session set-up included. */
   timeoutMs?: number
-  /** First UDP retransmission interval. */
+  /**
+   * First UDP retransmission interval (reads, boot options and session set-up). Chassis Control is never
+   * retransmitted: it waits max(2 s, 4 x retransmitMs) for its answer (transport.ts answerWaitFor), within timeoutMs.
+   */
   retransmitMs?: number
-  /** Session privilege to ask for; ADMINISTRATOR by default (OPERATOR suffices for chassis control on most BMCs). */
+  /** Session privilege to ask for; ADMINISTRATOR by default (OPERATOR suffices for chassis control). */
   privilege?: 'user' | 'operator' | 'administrator'
-  /** How strictly a boot override is checked on readback (see bootMatches). */
+  /** How strictly a boot override is checked on readback (see bootMatches); the readback's `verified` says which. */
   bootVerify?: 'strict' | 'device'
   log?: Logger
   /** Called after each session with its datagram counts (the manager turns them into counters). */
@@ -39,9 +43,10 @@ const ACTION_CONTROL: Record<PowerAction, number> = {
   reset: ChassisControl.HARD_RESET,
 }
 
+// No 'boot.http' (IPMI has no UEFI HTTP boot selector) and no 'media.virtual' (no standard IPMI virtual media).
 const CAPABILITIES: Capability[] = [
   'power.status', 'power.on', 'power.off', 'power.soft-off', 'power.cycle', 'power.reset',
-  'boot.pxe', 'boot.disk', 'boot.uefi', 'boot.bios', 'boot.persistent', 'boot.readback', 'identify',
+  'boot.pxe', 'boot.disk', 'boot.cd', 'boot.uefi', 'boot.bios', 'boot.persistent', 'boot.readback', 'identify',
 ]
 
 export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
@@ -73,20 +78,18 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
 
   function check(r: IpmiResponse, what = commandName(r.netFn - 1, r.cmd)): IpmiResponse {
     if (r.completionCode === 0) return r
-    const cc = r.completionCode
-    const kind = cc === 0xc0 || cc === 0xc3 || cc === 0xd2 ? 'busy' : cc === 0xc1 || cc === 0xd6 ? 'unsupported'
-      : cc === 0xd4 ? 'auth' : 'rejected'
-    throw new PowerError(kind, `BMC ${label} refused ${what}: ${describeCompletionCode(cc)}`, {
-      details: { completionCode: cc },
-    })
+    throw completionError(label, what, r.completionCode)
   }
 
   async function readBoot(s: IpmiSession): Promise<BootReadback> {
-    const r = check(await s.command(NetFn.CHASSIS, Cmd.GET_SYSTEM_BOOT_OPTIONS, [BootParam.BOOT_FLAGS, 0, 0]),
-      'Get System Boot Options (boot flags)')
+    const step = 'Get System Boot Options (boot flags)'
+    const r = check(await s.command(NetFn.CHASSIS, Cmd.GET_SYSTEM_BOOT_OPTIONS, [BootParam.BOOT_FLAGS, 0, 0],
+      { what: step }), step)
     // Answer: parameter version, parameter selector (bit 7: invalid/locked), then the 5 boot-flag bytes.
     const flags = decodeBootFlags(r.data.subarray(2))
-    if (!flags) throw new PowerError('protocol', `BMC ${label} sent a short boot-flags parameter (${r.data.length} bytes)`)
+    if (!flags) {
+      throw new PowerError('protocol', `BMC ${label} sent a short boot-flags parameter (${r.data.length} bytes) to ${step}`)
+    }
     return flags
   }
 
@@ -100,29 +103,49 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
     async powerStatus(call) {
       return withSession(call, async (s) => {
         const r = check(await s.command(NetFn.CHASSIS, Cmd.GET_CHASSIS_STATUS))
-        if (r.data.length < 1) throw new PowerError('protocol', `BMC ${label} sent an empty chassis status`)
+        if (r.data.length < 1) throw new PowerError('protocol', `BMC ${label} sent an empty answer to Get Chassis Status`)
         return ((r.data[0] ?? 0) & 0x01 ? 'on' : 'off') satisfies PowerState
       })
     },
 
     async power(action, call) {
       const control = ACTION_CONTROL[action]
-      if (control === undefined) throw new PowerError('invalid', `unknown power action ${String(action)}`)
-      await withSession(call, async (s) => {
-        const r = await s.command(NetFn.CHASSIS, Cmd.CHASSIS_CONTROL, [control])
-        if (r.completionCode === 0xd5) {
-          throw new PowerError('rejected', `BMC ${label} cannot ${action} in the chassis' present state ` +
-            `(${describeCompletionCode(0xd5)})`, { details: { completionCode: 0xd5 } })
-        }
-        check(r, `Chassis Control (${action})`)
-      })
+      if (control === undefined) {
+        throw new PowerError('invalid', `unknown power action ${String(action)} for BMC ${label}`, { notRun: true })
+      }
+      const step = `Chassis Control (power ${action})`
+      let sent = false
+      try {
+        await withSession(call, async (s) => {
+          // At most one copy on the wire: a BMC that does not de-duplicate by rqSeq (ipmi_sim, many others) would
+          // carry out a retransmitted copy again, i.e. a second power cycle.
+          const r = await s.command(NetFn.CHASSIS, Cmd.CHASSIS_CONTROL, [control], {
+            what: step, once: true,
+            onSend: () => {
+              call?.onSend?.()
+              sent = true
+            },
+          })
+          check(r, step)
+        })
+      } catch (err) {
+        // Whatever failed before the request left (session set-up, an abort, a spent budget), the BMC cannot have
+        // acted on it; after, only a completion code that proves it (completion.ts) says so.
+        throw sent ? err : asNotRun(err, `${step} on BMC ${label}`)
+      }
     },
 
     async setBootDevice(override, call) {
+      if (override.device === 'http') {
+        throw new PowerError('unsupported', `BMC ${label}: IPMI has no UEFI HTTP boot device; use Redfish or PXE`,
+          { notRun: true })
+      }
       const flags = encodeBootFlags(override)
       return withSession(call, async (s) => {
+        // Set System Boot Options is idempotent (the same bytes each time): it keeps retransmitting on loss.
         const setParam = (param: number, data: number[] | Buffer): Promise<IpmiResponse> =>
-          s.command(NetFn.CHASSIS, Cmd.SET_SYSTEM_BOOT_OPTIONS, Buffer.concat([Buffer.from([param]), Buffer.from(data)]))
+          s.command(NetFn.CHASSIS, Cmd.SET_SYSTEM_BOOT_OPTIONS, Buffer.concat([Buffer.from([param]), Buffer.from(data)]),
+            { what: `Set System Boot Options (parameter ${param})` })
         // The sequence ipmitool uses: set in progress, boot info ack, the flags, commit, set complete. Parameters
         // 0 and 4 are optional (ipmi_sim answers 0xCC): their errors are not the caller's problem.
         await setParam(BootParam.SET_IN_PROGRESS, [0x01])
@@ -139,9 +162,9 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
         const mismatch = bootMatches(override, readback, verify)
         if (mismatch) {
           throw new PowerError('not-applied', `BMC ${label} accepted boot override ${describe(override)} but ${mismatch}`,
-            { details: { asked: override, readback } })
+            { details: { bmc: label, asked: override, readback, bootVerify: verify } })
         }
-        return readback
+        return { ...readback, verified: verifiedFields(override, verify) }
       })
     },
 
@@ -159,11 +182,13 @@ export function createIpmiDriver(options: IpmiDriverOptions): BmcDriver {
     },
 
     async insertMedia() {
-      throw new PowerError('unsupported', `IPMI BMC ${label} has no virtual media rackboot can drive (use Redfish)`)
+      throw new PowerError('unsupported', `IPMI BMC ${label} has no virtual media rackboot can drive (use Redfish)`,
+        { notRun: true })
     },
 
     async ejectMedia() {
-      throw new PowerError('unsupported', `IPMI BMC ${label} has no virtual media rackboot can drive (use Redfish)`)
+      throw new PowerError('unsupported', `IPMI BMC ${label} has no virtual media rackboot can drive (use Redfish)`,
+        { notRun: true })
     },
 
     async close() {

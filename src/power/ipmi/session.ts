@@ -2,8 +2,9 @@
 // then 3), RAKP 1-4, Set Session Privilege Level, then integrity-protected, AES-encrypted commands, and Close.
 import { randomBytes, randomInt } from 'node:crypto'
 import { PowerError } from '../errors.js'
+import { asNotRun, describeCompletionCode } from './completion.js'
 import {
-  Cmd, COMPLETION_CODES, NAME_ONLY_LOOKUP, NetFn, PayloadType, Privilege, RMCP_STATUS, SUITE_REFUSED,
+  Cmd, NAME_ONLY_LOOKUP, NetFn, PayloadType, Privilege, RMCP_STATUS, SUITE_REFUSED,
 } from './constants.js'
 import {
   CIPHER_SUITES, decryptPayload, deriveKeys, encryptPayload, equalCodes, packetAuthCode, rakp2AuthCode,
@@ -11,6 +12,8 @@ import {
 } from './crypto.js'
 import { decodePacket, decodeResponse, encodeRequest, encodeV15, encodeV20, type IpmiResponse } from './packet.js'
 import { UdpChannel } from './transport.js'
+
+export { describeCompletionCode } from './completion.js'
 
 export type SuiteId = 3 | 17
 
@@ -30,11 +33,25 @@ export interface IpmiSessionOptions {
   signal?: AbortSignal
 }
 
+export interface CommandOptions {
+  /** Names the step in errors ("Chassis Control (power cycle)"); the command's name by default. */
+  what?: string
+  /**
+   * Send one copy and never retransmit it: for commands a BMC carries out again when a copy arrives twice
+   * (Chassis Control). A lost answer is then a timeout that says the command may have been carried out.
+   */
+  once?: boolean
+  /** Called immediately before the request leaves. */
+  onSend?: () => void
+  /** Absolute time by which the answer must be in; the session's deadline by default. */
+  deadline?: number
+}
+
 export interface IpmiSession {
   readonly suite: CipherSuite
   readonly label: string
   /** Sends one command and returns the response; a non-zero completion code is returned, not thrown. */
-  command(netFn: number, cmd: number, data?: Buffer | number[]): Promise<IpmiResponse>
+  command(netFn: number, cmd: number, data?: Buffer | number[], options?: CommandOptions): Promise<IpmiResponse>
   /** Close Session, best effort within a short budget; always releases the socket. */
   close(): Promise<void>
   readonly stats: IpmiStats
@@ -47,21 +64,22 @@ export interface IpmiStats {
   dropped: number
 }
 
-export function describeCompletionCode(cc: number): string {
-  const text = COMPLETION_CODES[cc] ?? (cc >= 0x80 && cc <= 0xbe ? 'command-specific error' : 'unknown error')
-  return `${text} (0x${cc.toString(16).padStart(2, '0')})`
-}
-
 function status(code: number): string {
   return `${RMCP_STATUS[code] ?? 'unknown status'} (0x${code.toString(16).padStart(2, '0')})`
 }
 
-/** Opens a session. Throws PowerError: auth (credentials), timeout, unsupported (no common suite), rejected. */
+/**
+ * Opens a session. Throws PowerError: auth (credentials), timeout, unsupported (no common suite), rejected; always
+ * `notRun`, since no command of the caller has left yet.
+ */
 export async function openSession(opts: IpmiSessionOptions): Promise<IpmiSession> {
+  const target = `${opts.host}:${opts.port}`
   const username = Buffer.from(opts.username, 'utf8')
   const kuid = Buffer.from(opts.password, 'utf8')
-  if (username.length > 16) throw new PowerError('invalid', 'IPMI user names are at most 16 bytes')
-  if (kuid.length > 20) throw new PowerError('invalid', 'IPMI v2.0 passwords are at most 20 bytes')
+  if (username.length > 16) {
+    throw new PowerError('invalid', `BMC ${target}: IPMI user names are at most 16 bytes`, { notRun: true })
+  }
+  if (kuid.length > 20) throw new PowerError('invalid', `BMC ${target}: IPMI v2.0 passwords are at most 20 bytes`, { notRun: true })
   const privilege = opts.privilege ?? Privilege.ADMINISTRATOR
   const channel = new UdpChannel({ host: opts.host, port: opts.port, deadline: opts.deadline,
     retransmitMs: opts.retransmitMs, signal: opts.signal })
@@ -213,7 +231,7 @@ export async function openSession(opts: IpmiSessionOptions): Promise<IpmiSession
     return session
   } catch (err) {
     channel.close()
-    throw err
+    throw asNotRun(err, `opening an IPMI session to BMC ${bmc}`)
   }
 }
 
@@ -256,14 +274,19 @@ class ActiveSession implements IpmiSession {
     return { sent: this.channel.sent, retransmitted: this.channel.retransmitted, dropped: this.channel.dropped }
   }
 
-  async command(netFn: number, cmd: number, data: Buffer | number[] = [], deadline?: number): Promise<IpmiResponse> {
-    if (this.closed) throw new PowerError('protocol', `IPMI session to ${this.label} is closed`)
+  async command(netFn: number, cmd: number, data: Buffer | number[] = [], options: CommandOptions = {}): Promise<IpmiResponse> {
+    const what = options.what ?? commandName(netFn, cmd)
+    if (this.closed) {
+      throw new PowerError('protocol', `IPMI session to BMC ${this.label} is closed (${what} not sent)`, { notRun: true })
+    }
     this.rqSeq = (this.rqSeq % 63) + 1
     const rqSeq = this.rqSeq
     const message = encodeRequest({ netFn, cmd, rqSeq, data: Buffer.from(data) })
     return this.channel.exchange({
-      what: commandName(netFn, cmd),
-      deadline,
+      what,
+      deadline: options.deadline,
+      retransmit: !options.once,
+      onSend: options.onSend,
       // A retransmit keeps rqSeq (so a BMC can spot the duplicate) but needs a new session sequence number,
       // or the BMC drops it as a replay.
       build: () => this.seal(message),
@@ -277,13 +300,16 @@ class ActiveSession implements IpmiSession {
   async close(): Promise<void> {
     if (this.closed) return
     try {
-      if (this.channel.aborted) {
-        // The caller gave up: still tell the BMC, without waiting, so the session does not linger there.
+      // Up to 1 s for the answer, never past the call's deadline: a BMC gone silent must not stretch the call.
+      const deadline = Math.min(Date.now() + 1000, this.channel.deadline)
+      if (this.channel.aborted || deadline - Date.now() < 50) {
+        // The caller gave up or the time is spent: still tell the BMC, without waiting, so the session does not
+        // linger there.
         this.rqSeq = (this.rqSeq % 63) + 1
         this.channel.sendOnly(this.seal(encodeRequest({ netFn: NetFn.APP, cmd: Cmd.CLOSE_SESSION, rqSeq: this.rqSeq,
           data: u32le(this.bmcSessionId) })))
       } else {
-        await this.command(NetFn.APP, Cmd.CLOSE_SESSION, u32le(this.bmcSessionId), Date.now() + 1000)
+        await this.command(NetFn.APP, Cmd.CLOSE_SESSION, u32le(this.bmcSessionId), { deadline })
       }
     } catch {
       // Best effort: an unclosed session times out on the BMC.

@@ -1,4 +1,5 @@
-// One UDP socket to one BMC, with request/answer exchanges that retransmit on loss until a deadline.
+// One UDP socket to one BMC, with request/answer exchanges that retransmit on loss until a deadline, or, for
+// requests a BMC would carry out twice, send once and wait a bounded time for the answer.
 import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import { PowerError } from '../errors.js'
@@ -12,6 +13,14 @@ export interface ExchangeOptions<T> {
   accept: (datagram: Buffer) => T | undefined
   /** Overrides the channel deadline (Close Session uses a short budget of its own). */
   deadline?: number
+  /**
+   * false: send one copy, never another, and wait answerWaitFor(retransmitMs), bounded by the deadline, for its
+   * answer. For requests that are not idempotent: ipmi_sim and many BMCs do not de-duplicate by rqSeq, so a
+   * retransmitted Chassis Control is a second power cycle. No answer then is a timeout that says it may have run.
+   */
+  retransmit?: boolean
+  /** Called immediately before the first copy leaves (never for retransmissions, never when nothing is sent). */
+  onSend?: () => void
 }
 
 export interface UdpChannelOptions {
@@ -22,6 +31,17 @@ export interface UdpChannelOptions {
   /** First retransmission interval; doubles per attempt up to 4x. */
   retransmitMs: number
   signal?: AbortSignal
+}
+
+/**
+ * The answer wait of a request sent once: 4 x retransmitMs (the longest interval a retransmitted request waits
+ * between copies, 4 s by default), and at least 2 s. A BMC answers Chassis Control after acting on it (ipmi_sim
+ * runs its handler first, ~40 ms; real BMCs may sequence power for a second or two), and giving up early turns an
+ * answer that was coming into an unknown outcome, which the manager must then resolve by reading the power state
+ * and may not retry. The call's deadline still bounds it.
+ */
+export function answerWaitFor(retransmitMs: number): number {
+  return Math.max(2000, 4 * retransmitMs)
 }
 
 export class UdpChannel {
@@ -79,17 +99,22 @@ export class UdpChannel {
       await this.ready
     } catch (err) {
       const e = err as NodeJS.ErrnoException
-      throw new PowerError('unreachable', `cannot reach BMC ${this.label}: ${e.code ?? e.message}`, { cause: err })
+      throw new PowerError('unreachable', `cannot reach BMC ${this.label} (${x.what} not sent): ${e.code ?? e.message}`,
+        { cause: err, notRun: true, details: { bmc: this.label, step: x.what } })
     }
     const deadline = x.deadline ?? this.opts.deadline
     const signal = this.opts.signal
+    const once = x.retransmit === false
     const started = Date.now()
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw this.timeoutError(x.what, started, 'aborted')
+      if (signal?.aborted) throw this.timeoutError(x, started, attempt, true)
       const now = Date.now()
-      if (now >= deadline) throw this.timeoutError(x.what, started)
-      const wait = Math.min(this.opts.retransmitMs * Math.min(2 ** attempt, 4), deadline - now)
+      if (now >= deadline || (once && attempt > 0)) throw this.timeoutError(x, started, attempt, false)
+      const wait = Math.min(once ? answerWaitFor(this.opts.retransmitMs) : this.opts.retransmitMs * Math.min(2 ** attempt, 4),
+        deadline - now)
       const datagram = x.build(attempt)
+      // The caller's last moment before the request may reach the BMC (a throw here sends nothing).
+      if (attempt === 0) x.onSend?.()
       const answer = await new Promise<{ value: T } | null>((resolve) => {
         let timer: NodeJS.Timeout | undefined
         const finish = (result: { value: T } | null): void => {
@@ -152,12 +177,24 @@ export class UdpChannel {
     }
   }
 
-  private timeoutError(what: string, started: number, why?: string): PowerError {
+  /** `copies`: how many copies of this request left (0: it never did, so the BMC cannot have acted on it). */
+  private timeoutError(x: ExchangeOptions<unknown>, started: number, copies: number, aborted: boolean): PowerError {
     const ms = Date.now() - started
+    const what = x.what
     const hint = this.lastError ? ` (${(this.lastError as NodeJS.ErrnoException).code ?? this.lastError.message})` : ''
-    const verb = why === 'aborted' ? 'aborted waiting' : 'no answer'
-    return new PowerError('timeout', `${verb} from BMC ${this.label} for ${what} after ${ms} ms${hint}`, {
-      details: { bmc: this.label, step: what, ms, sent: this.sent },
-    })
+    const details = { bmc: this.label, step: what, ms, sent: this.sent, copies }
+    if (copies === 0) {
+      const why = aborted ? 'the call was aborted' : 'the time allowed was used up by the steps before it'
+      return new PowerError('timeout', `${what} not sent to BMC ${this.label}: ${why}${hint}`, { details, notRun: true })
+    }
+    if (x.retransmit === false) {
+      const waited = aborted ? `gave up waiting (aborted) for BMC ${this.label}'s answer to ${what} after ${ms} ms`
+        : `no answer from BMC ${this.label} to ${what} after ${ms} ms`
+      return new PowerError('timeout', `${waited}${hint}; it may have been carried out (sent once, not repeated)`, {
+        details: { ...details, maybeRun: true },
+      })
+    }
+    const waited = aborted ? `gave up waiting (aborted) for BMC ${this.label} to answer` : `no answer from BMC ${this.label} for`
+    return new PowerError('timeout', `${waited} ${what} after ${ms} ms${hint}`, { details })
   }
 }
