@@ -1,10 +1,11 @@
 // Per-BMC TLS for Redfish: a self-signed certificate (made here with openssl req) is refused by default, accepted
 // when its sha256 fingerprint is pinned or its certificate given as CA, refused with a wrong pin, and accepted
-// without verification only with the explicit insecure flag.
+// without verification only with the explicit insecure flag. A certificate signed by a private CA is verified with
+// that CA given per BMC, and refused without it.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -81,5 +82,52 @@ test('Redfish TLS: verify by default, pin, CA, insecure', { skip: have('openssl'
       { username: 'admin', password: 'password' }, { timeoutMs: 5000 })
     await assert.rejects(strict.powerStatus(), (err) => isPowerError(err, 'tls'))
     await strict.close()
+  })
+})
+
+/** openssl with the arguments, which must succeed. */
+function openssl(...args: string[]): void {
+  const r = spawnSync('openssl', args, { encoding: 'utf8' })
+  assert.equal(r.status, 0, `openssl ${args.join(' ')}: ${r.stderr}`)
+}
+
+test('Redfish TLS: a BMC certificate signed by a private CA', { skip: have('openssl') ? false : 'needs openssl' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rackboot-ca-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const f = (name: string): string => join(dir, name)
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  openssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=rackboot test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign')
+  openssl('req', ...ec, '-keyout', f('bmc.key'), '-out', f('bmc.csr'), '-subj', '/CN=bmc.test')
+  writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n')
+  openssl('x509', '-req', '-in', f('bmc.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2',
+    '-extfile', f('ext.cnf'), '-out', f('bmc.pem'))
+  openssl('req', '-x509', ...ec, '-keyout', f('other.key'), '-out', f('other.pem'), '-days', '2', '-subj', '/CN=another CA')
+  const ca = readFileSync(f('ca.pem'), 'utf8')
+  const s = await startRedfishServer({ tls: { key: readFileSync(f('bmc.key'), 'utf8'), cert: readFileSync(f('bmc.pem'), 'utf8') } })
+  t.after(() => s.close())
+  const base = { address: s.url, username: 'admin', password: 'password', timeoutMs: 5000 }
+
+  await t.test('verified with the CA given for this BMC (driver option and inventory caPem)', async () => {
+    const d = createRedfishDriver({ ...base, ca })
+    assert.equal(await d.powerStatus(), 'off')
+    await d.close()
+    const fromInventory = createBmcDriver({ type: 'redfish', address: '127.0.0.1', port: s.port, insecure: false, fingerprint: null, caPem: ca },
+      { username: 'admin', password: 'password' }, { timeoutMs: 5000 })
+    assert.equal(await fromInventory.powerStatus(), 'off')
+    await fromInventory.close()
+  })
+
+  await t.test('refused without the CA, and with another CA: one line saying what to do, nothing ran', async () => {
+    for (const extra of [{}, { ca: readFileSync(f('other.pem'), 'utf8') }]) {
+      const d = createRedfishDriver({ ...base, ...extra })
+      await assert.rejects(d.powerStatus(), (err) => {
+        assert.ok(isPowerError(err, 'tls'), String(err))
+        assert.match(err.message, /^BMC 127\.0\.0\.1:\d+ has a certificate rackboot does not trust \(UNABLE_TO_VERIFY_LEAF_SIGNATURE: .*\); give its CA, pin its sha256 fingerprint, or mark it insecure$/)
+        assert.equal(err.notRun, true)
+        return true
+      })
+      await d.close()
+    }
   })
 })

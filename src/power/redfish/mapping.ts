@@ -45,42 +45,103 @@ export function stringList(value: unknown): string[] | null {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : null
 }
 
-export function readBoot(system: Json): BootReadback {
-  const boot = bootOf(system)
-  const target = typeof boot.BootSourceOverrideTarget === 'string' ? boot.BootSourceOverrideTarget : 'None'
-  const enabledValue = typeof boot.BootSourceOverrideEnabled === 'string' ? boot.BootSourceOverrideEnabled : null
-  const modeValue = typeof boot.BootSourceOverrideMode === 'string' ? boot.BootSourceOverrideMode : null
-  const device = target === 'Pxe' ? 'pxe' : target === 'Hdd' ? 'disk' : target === 'None' ? 'none' : 'other'
+/** The override as the BMC reports it, in Redfish's words; null where the BMC does not report a field. */
+export interface BootFields {
+  target: string
+  enabled: string | null
+  mode: string | null
+  uri: string | null
+}
+
+export function bootFields(doc: Json): BootFields {
+  const boot = bootOf(doc)
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null)
+  return {
+    target: text(boot.BootSourceOverrideTarget) ?? 'None',
+    enabled: text(boot.BootSourceOverrideEnabled),
+    mode: text(boot.BootSourceOverrideMode),
+    uri: text(boot.HttpBootUri),
+  }
+}
+
+const DEVICES: Record<string, BootReadback['device']> = { Pxe: 'pxe', Hdd: 'disk', Cd: 'cd', UefiHttp: 'http', None: 'none' }
+
+export function readBoot(doc: Json): BootReadback {
+  const f = bootFields(doc)
+  const device = DEVICES[f.target] ?? 'other'
   return {
     device,
-    mode: modeValue === 'UEFI' ? 'uefi' : modeValue === 'Legacy' ? 'bios' : null,
-    persistent: enabledValue === null ? null : enabledValue === 'Continuous',
-    enabled: enabledValue !== 'Disabled' && device !== 'none',
-    raw: `${target}/${enabledValue ?? '-'}/${modeValue ?? '-'}`,
+    mode: f.mode === 'UEFI' ? 'uefi' : f.mode === 'Legacy' ? 'bios' : null,
+    persistent: f.enabled === null ? null : f.enabled === 'Continuous',
+    enabled: f.enabled !== 'Disabled' && device !== 'none',
+    raw: `${f.target}/${f.enabled ?? '-'}/${f.mode ?? '-'}${f.target === 'UefiHttp' && f.uri ? `/${f.uri}` : ''}`,
   }
+}
+
+export const MODES: Record<NonNullable<BootOverride['mode']>, string> = { uefi: 'UEFI', bios: 'Legacy' }
+
+/**
+ * The Boot PATCHes for an override, the next one tried only when the BMC refuses (400) the one before. A BMC whose
+ * BootSourceOverrideEnabled allows no "Once" gets Continuous, the documented fallback.
+ */
+export function bootPatches(o: BootOverride, enabledAllowed: string[] | null): { patches: Json[]; fallback: boolean } {
+  // Enabled=Disabled alone first: some BMCs (iLO) refuse Disabled together with target None; others (sushy-tools)
+  // refuse a Boot without a target.
+  if (o.device === 'none') {
+    return { patches: [{ BootSourceOverrideEnabled: 'Disabled' }, { BootSourceOverrideTarget: 'None', BootSourceOverrideEnabled: 'Disabled' }], fallback: false }
+  }
+  const fallback = !o.persistent && enabledAllowed !== null && !enabledAllowed.includes('Once') && enabledAllowed.includes('Continuous')
+  const patch: Json = {
+    BootSourceOverrideTarget: TARGETS[o.device],
+    BootSourceOverrideEnabled: o.persistent || fallback ? 'Continuous' : 'Once',
+  }
+  if (o.device === 'http' && o.uri) patch.HttpBootUri = o.uri
+  if (!o.mode) return { patches: [patch], fallback }
+  // Mode goes in the same PATCH (some BMCs reset it otherwise, Redfishtool#106); a BMC that refuses it there
+  // (HP DL160, bmclib#318) gets the PATCH without it, and the read-back then decides.
+  return { patches: [{ ...patch, BootSourceOverrideMode: MODES[o.mode] }, patch], fallback }
 }
 
 export interface BootCheck {
-  /** Why the readback does not show the override asked for; null when it does. */
-  mismatch: string | null
-  /** Differences tolerated (a BMC that reads back Continuous for Once still boots the device next). */
-  warnings: string[]
+  /** One entry per field that did not stick ("target asked Pxe, read None"); empty when the override stuck. */
+  mismatches: string[]
+  verified: NonNullable<BootReadback['verified']>
+  /** Asked for the next boot only, the BMC keeps it for every boot: accepted (see setBoot). */
+  fallback?: 'continuous'
 }
 
-export function checkBoot(asked: BootOverride, got: BootReadback): BootCheck {
-  const warnings: string[] = []
+/** Compares the read-back with what was asked, field by field. */
+export function checkBoot(asked: BootOverride, got: BootFields): BootCheck {
   if (asked.device === 'none') {
-    return { mismatch: got.enabled ? `override still enabled (${got.raw})` : null, warnings }
+    const off = got.enabled === 'Disabled' || got.target === 'None'
+    return {
+      mismatches: off ? [] : [`enabled asked Disabled, read ${got.enabled ?? '-'} (target ${got.target})`],
+      verified: { device: off, mode: false, persistent: false },
+    }
   }
-  if (got.device !== asked.device) return { mismatch: `target reads back ${got.raw}, asked ${asked.device}`, warnings }
-  if (!got.enabled) return { mismatch: `override reads back disabled (${got.raw})`, warnings }
-  if (asked.mode && got.mode !== null && got.mode !== asked.mode) {
-    return { mismatch: `mode reads back ${got.mode}, asked ${asked.mode}`, warnings }
+  const mismatches: string[] = []
+  const target = TARGETS[asked.device]
+  if (got.target !== target) mismatches.push(`target asked ${target}, read ${got.target}`)
+  const persistence = checkPersistence(asked, got.enabled)
+  if (persistence.mismatch) mismatches.push(persistence.mismatch)
+  const mode = asked.mode ? MODES[asked.mode] : null
+  if (mode && got.mode !== null && got.mode !== mode) mismatches.push(`mode asked ${mode}, read ${got.mode}`)
+  if (asked.device === 'http' && asked.uri && got.uri !== asked.uri) mismatches.push(`uri asked ${asked.uri}, read ${got.uri ?? '(none)'}`)
+  return {
+    mismatches,
+    verified: {
+      device: got.target === target && got.enabled !== 'Disabled',
+      mode: mode !== null && got.mode === mode,
+      persistent: persistence.verified,
+    },
+    ...(persistence.fallback ? { fallback: 'continuous' as const } : {}),
   }
-  if (asked.persistent && got.persistent === false) {
-    return { mismatch: 'reads back Once, asked Continuous', warnings }
-  }
-  if (!asked.persistent && got.persistent === true) warnings.push('asked Once, BMC reads back Continuous')
-  if (asked.mode && got.mode === null) warnings.push('BMC does not report the override mode')
-  return { mismatch: null, warnings }
+}
+
+function checkPersistence(asked: BootOverride, enabled: string | null): { mismatch?: string; verified: boolean; fallback?: boolean } {
+  const want = asked.persistent ? 'Continuous' : 'Once'
+  if (enabled === want) return { verified: true }
+  if (enabled === null) return { verified: false } // not reported: not verified, not contradicted
+  if (enabled === 'Continuous' && want === 'Once') return { verified: false, fallback: true }
+  return { mismatch: `enabled asked ${want}, read ${enabled}`, verified: false }
 }
