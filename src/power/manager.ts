@@ -554,7 +554,17 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       await ctx.attempt(sendAction, (d, call) => d.power(sendAction, call),
         { onSend: stampReboot ? () => lastReboot.set(machineId, clock.now()) : undefined, reboot: stampReboot })
     } catch (err) {
-      if (!isAmbiguous(err)) throw err
+      if (!isAmbiguous(err)) {
+        // A refusal of on/off by a machine already there (iDRAC's 409 "already powered on") is the result asked for.
+        if ((sendAction === 'on' || sendAction === 'off') && err instanceof PowerError && err.notRun) {
+          const now = await read(machineId, ctx).catch(() => null)
+          if (now === EXPECTED[sendAction]) {
+            outcomes?.inc({ action, outcome: 'verified' })
+            return { action, sent: sendAction, state: now, verified: true, note: `the BMC refused it (${err.message}); it already reports ${now}`, ms: clock.now() - started }
+          }
+        }
+        throw err
+      }
       unsure = err as PowerError
     }
     const expected = EXPECTED[sendAction]

@@ -661,3 +661,19 @@ test('a next-boot override the BMC keeps for every boot is marked to be cleared 
   assert.ok(cleared.done)
   assert.equal(world.clearMarks.get('m2'), false)
 })
+
+test('a refused power on of a machine already on is the result asked for; a refusal otherwise is the error', async () => {
+  const { world, manager, clock } = setup({ m1: '10.0.0.1', m2: '10.0.0.2' }, { attempts: 1 })
+  world.power.set('m1', 'on')
+  world.behave = async (call) => {
+    if (call.op === 'power') throw new PowerError('busy', 'BMC 10.0.0.1 refused reset On: HTTP 409: Server is already powered ON', { notRun: true })
+  }
+  const on = track(manager.power('m1', 'on'))
+  const off = track(manager.power('m2', 'off'))
+  const refused = track(manager.power('m2', 'on'))
+  await clock.advance(10_000)
+  assert.deepEqual(on.value && [on.value.verified, on.value.state], [true, 'on'])
+  assert.match(on.value!.note ?? '', /refused it .*already reports on/)
+  assert.ok(off.done && off.error === undefined, 'm2 is off already: its refused off is done too')
+  assert.ok(isPowerError(refused.error, 'busy'), String(refused.error))
+})
