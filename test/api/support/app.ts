@@ -7,7 +7,8 @@ import { createConfigLinter } from '../../../src/talos/index.js'
 import { createApiAuth } from '../../../src/http/auth.js'
 import { buildApp } from '../../../src/http/index.js'
 import type { EventStreamOptions } from '../../../src/http/plugins/api/index.js'
-import { openSqliteInventory, type TokenScope } from '../../../src/inventory/index.js'
+import { openSqliteInventory, type Inventory, type TokenScope } from '../../../src/inventory/index.js'
+import type { PowerManager } from '../../../src/power/index.js'
 import { attachTimeline, createAllocator, createBootService, createConfigService, createLifecycle, type PowerPort } from '../../../src/lifecycle/index.js'
 import { silentLogger } from '../../../src/log.js'
 import { createMetricsRegistry } from '../../../src/metrics.js'
@@ -15,13 +16,18 @@ import { createMetricsRegistry } from '../../../src/metrics.js'
 export type Scope = TokenScope | 'none'
 
 /** An app with the API on an in-memory inventory, and a token for each scope; `boot` adds the machines' routes. */
-export async function apiSetup(options: { power?: PowerPort | null; events?: EventStreamOptions; file?: string; tokenCacheMs?: number; boot?: boolean } = {}) {
+export async function apiSetup(options: {
+  power?: PowerPort | null; events?: EventStreamOptions; file?: string; tokenCacheMs?: number; boot?: boolean
+  /** A power manager on this inventory's BMCs: the power routes are served with it. */
+  powerManager?: (inventory: Inventory) => PowerManager
+} = {}) {
   const inventory = await openSqliteInventory({ file: options.file ?? ':memory:' })
   const log = silentLogger()
   const bus = createEventBus()
   const timeline = attachTimeline({ inventory, bus, log })
   const lifecycle = createLifecycle({ inventory, bus, log })
   const registry = createMetricsRegistry()
+  const powerManager = options.powerManager?.(inventory) ?? null
   const allocator = createAllocator({ inventory, lifecycle, log, registry, power: options.power ?? null, powerWaitMs: 2_000 })
   const auth = createApiAuth({ tokens: inventory.tokens, cacheMs: options.tokenCacheMs ?? 0, registry })
   const clock = { now: () => Date.now() }
@@ -42,7 +48,7 @@ export async function apiSetup(options: { power?: PowerPort | null; events?: Eve
   const app = await buildApp({
     inventory, lifecycle, registry, log, version: 'test',
     ...(boot ? { boot } : {}),
-    api: { allocator, auth, bus, flushTimeline: timeline.flush, ...(options.events ? { events: options.events } : {}) },
+    api: { allocator, auth, bus, flushTimeline: timeline.flush, ...(options.events ? { events: options.events } : {}), ...(powerManager ? { power: powerManager } : {}) },
   })
   const now = Date.now()
   const secrets: Record<Scope, string> = {
@@ -56,6 +62,7 @@ export async function apiSetup(options: { power?: PowerPort | null; events?: Eve
     auth: (scope: Scope) => ({ authorization: `Bearer ${secrets[scope]}` }),
     async close() {
       await app.close()
+      await powerManager?.stop()
       await timeline.flush()
       timeline.detach()
       await inventory.close()
