@@ -8,6 +8,7 @@ import { healthRoutes } from './plugins/health.js'
 import { metricsRoutes } from './plugins/metrics.js'
 import { bootRoutes, type BootRoutesDeps } from './plugins/boot.js'
 import { assetRoutes } from './plugins/assets.js'
+import { virtualMediaRoutes, type VirtualMediaRoutesDeps } from './plugins/virtual-media.js'
 import { agentRoutes } from './plugins/agent.js'
 import type { BootService, ConfigService } from '../lifecycle/index.js'
 import { talosConfigRoutes } from './plugins/talos-config.js'
@@ -46,6 +47,8 @@ export interface AppDeps {
     /** Whether an asset request's address is the machine's it names (`?m=`); see plugins/assets.ts. */
     assetBelongs?: (machineId: string, ip: string) => Promise<boolean>
   }
+  /** The virtual media ISO for BMCs (GET /media/rackboot.iso); absent: no such route. */
+  virtualMedia?: Omit<VirtualMediaRoutesDeps, 'registry'>
   /** The cluster API under /api/v1 (machines, allocations, events, classes, profiles, clusters); absent in tests of other routes. */
   api?: Omit<ApiDeps, 'inventory' | 'lifecycle' | 'registry' | 'version' | 'maxEventStreamsPerToken'>
   limits?: HttpLimits
@@ -93,6 +96,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(agentRoutes, { boot: b.service })
     if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })
   }
+  if (deps.virtualMedia) await app.register(virtualMediaRoutes, { ...deps.virtualMedia, registry: deps.registry })
   if (deps.api) {
     await app.register(apiRoutes, {
       ...deps.api, inventory: deps.inventory, lifecycle: deps.lifecycle, registry: deps.registry, version: deps.version, prefix: '/api/v1',

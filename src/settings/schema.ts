@@ -316,6 +316,19 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Virtual media boot (Redfish VirtualMedia): an ISO a BMC inserts as a CD; it runs iPXE and chains to /boot.ipxe. */
+    virtualMedia: Type.Object(
+      {
+        /**
+         * An ISO of your own, served as is at /media/rackboot.iso. Empty: rackboot builds one from Debian's iPXE
+         * (packages xorriso mtools isolinux syslinux-common ipxe), which chains to the boot script at http.publicUrl.
+         */
+        iso: Type.String({ default: '' }),
+        /** The ISO's URL as BMCs reach it (their network may not be the machines'). Empty: <publicUrl>/media/rackboot.iso. */
+        imageUrl: Type.String({ default: '' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 )

@@ -19,7 +19,7 @@ async function rig(t: { after(fn: () => unknown): void }, quirks: RedfishQuirks 
   t.after(() => s.close())
   const m = await s.inventory.machines.create({ name: 'rf-1', serial: 'RF1', firmware: 'uefi' }, Date.now())
   await s.inventory.bmcs.put(m.id, { type: 'redfish', address: server.url, username: 'admin', password })
-  const post = (body: unknown) => s.app.inject({ method: 'POST', url: `/api/v1/machines/${m.id}/power`, headers: s.auth('provision'), payload: body })
+  const post = (body: Record<string, unknown>) => s.app.inject({ method: 'POST', url: `/api/v1/machines/${m.id}/power`, headers: s.auth('provision'), payload: body })
   const get = () => s.app.inject({ method: 'GET', url: `/api/v1/machines/${m.id}/power`, headers: s.auth('read') })
   return { server, s, m, post, get }
 }
@@ -28,7 +28,7 @@ test('power actions answer once the BMC shows the result; next boot disk and cle
   const { server, s, m, post, get } = await rig(t, { powerDelayMs: 500 })
   const on = await post({ action: 'on' })
   assert.equal(on.statusCode, 200, on.body)
-  assert.deepEqual({ ...on.json(), result: undefined }, { machineId: m.id, action: 'on', state: 'on', verified: true, note: null, bootOverride: null, result: undefined })
+  assert.deepEqual({ ...(on.json() as object), result: undefined }, { machineId: m.id, action: 'on', state: 'on', verified: true, note: null, bootOverride: null, result: undefined })
   assert.equal(server.state.power, 'On')
 
   const pxe = await post({ action: 'pxe' })
