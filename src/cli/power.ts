@@ -7,6 +7,7 @@ import { renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
 import { resolveMachine } from './resolve.js'
 import { publicBaseUrl } from '../settings/public-url.js'
+import { VIRTUAL_MEDIA_PATH } from '../http/plugins/virtual-media.js'
 
 export const POWER_USAGE = `rackboot power <command> MACHINE... [--concurrency N] [--timeout SECONDS] [--json]
 
@@ -66,7 +67,8 @@ export async function powerCommand(args: string[]): Promise<number> {
     const power = createPowerManager({
       bmcs: inventory.bmcs, log, settings: settings.power, lastRebootAt: rebootHistory(inventory),
       driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
-      mediaUrl: () => `${baseUrl}/media/rackboot.iso`,
+      // The running server serves (and builds) the ISO at this URL.
+      mediaUrl: () => settings.virtualMedia.imageUrl || `${baseUrl}${VIRTUAL_MEDIA_PATH}`,
       observer: { result: (r) => lifecycle.record(r.machineId, 'power', powerResultLine(r, 'CLI'), { ...r, via: 'cli' }) },
     })
     const outcomes: Outcome[] = []

@@ -24,6 +24,8 @@ import { VERSION } from '../version.js'
 import { databaseFile, parse, prepareDataDir, secretKeyFile } from './context.js'
 import { checkSelector } from '../matching/index.js'
 import { bootFileProblems, missingTalosAssets } from '../assets/readiness.js'
+import { createBootIsoProvider } from '../assets/virtual-media.js'
+import { VIRTUAL_MEDIA_PATH } from '../http/plugins/virtual-media.js'
 import type { Repair } from '../lifecycle/index.js'
 
 export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
@@ -57,10 +59,18 @@ export async function serveCommand(args: string[]): Promise<number> {
     log.info({ dir: settings.inventory.importOnStart, changes: report.changes.length, unchanged: report.unchanged }, 'inventory imported')
   }
 
+  const bootIso = createBootIsoProvider({
+    iso: settings.virtualMedia.iso || null, outDir: join(settings.dataDir, 'virtual-media'), ipxeDir: settings.assetSources.ipxeDir,
+    log: log.child({ svc: 'virtual-media' }),
+  })
   const power = createPowerManager({
     bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory),
     driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
-    mediaUrl: () => `${base}/media/rackboot.iso`,
+    // The ISO is built (or found) before a BMC is told to fetch it, so it never meets a 503.
+    mediaUrl: async () => {
+      await bootIso.get(base)
+      return settings.virtualMedia.imageUrl || `${base}${VIRTUAL_MEDIA_PATH}`
+    },
     observer: {
       // Every attempt is on the timeline: a retry, and a request that left without an answer, are visible.
       result: (r) => lifecycle.record(r.machineId, 'power', powerResultLine(r), { ...r }),
@@ -184,6 +194,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       headersTimeoutMs: settings.http.headersTimeoutMs,
       maxEventStreamsPerToken: settings.http.maxEventStreamsPerToken,
     },
+    virtualMedia: { provider: bootIso, serverUrl: base },
     api: {
       bus, flushTimeline: timeline.flush,
       auth: createApiAuth({ tokens: inventory.tokens, registry }),

@@ -118,8 +118,8 @@ export interface PowerManagerDeps {
    * interval survives restarts and holds between processes; only this process's own reboots count without it.
    */
   lastRebootAt?: (machineId: string) => Promise<number | null>
-  /** The virtual media image a BMC mounts for `virtual-media` boots (rackboot's /media/rackboot.iso). */
-  mediaUrl?: () => string | null
+  /** The virtual media image a BMC mounts for `virtual-media` boots (rackboot's /media/rackboot.iso), once it exists. */
+  mediaUrl?: () => Promise<string | null> | string | null
 }
 
 export interface RebootOptions {
@@ -617,7 +617,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       const override: BootOverride = { device, persistent: options.persistent ?? false,
         ...(options.mode ? { mode: options.mode } : {}), ...(options.uri ? { uri: options.uri } : {}) }
       if (method === 'virtual-media') {
-        const media = deps.mediaUrl?.() ?? null
+        const media = (await deps.mediaUrl?.()) ?? null
         if (!media) {
           throw new PowerError('invalid', `machine ${machineId} boots from virtual media, but this process has no media URL ` +
             '(is http.publicUrl set?)')

@@ -142,6 +142,7 @@ export function loadSettings(options: LoadOptions = {}): Settings {
       ...withDefaults.inventory,
       ...(withDefaults.inventory.importOnStart ? { importOnStart: resolve(base, withDefaults.inventory.importOnStart) } : {}),
     },
+    virtualMedia: { ...withDefaults.virtualMedia, iso: withDefaults.virtualMedia.iso ? resolve(base, withDefaults.virtualMedia.iso) : '' },
     source: file,
   })
 }

@@ -21,6 +21,8 @@ import { isPowerError } from '../../src/power/errors.js'
 import { RedfishClient } from '../../src/power/redfish/client.js'
 import { ejectVirtualMedia, findVirtualCd, insertVirtualMedia, type VirtualMediaContext } from '../../src/power/redfish/virtual-media.js'
 import { startSushy, sushyMissing } from './fixtures/sushy.js'
+import { createPowerManager } from '../../src/power/index.js'
+import { bmcRecord } from '../support/bmc.js'
 
 function contextFor(t: TestContext, url: string, systemPath: string, username = 'admin', password = 'password'): VirtualMediaContext {
   const agent = new Agent()
@@ -240,4 +242,38 @@ test('stub: an insert the BMC accepts and drops is not-applied, naming the field
     return true
   })
   assert.deepEqual(noCd.changes(), [], 'nothing was sent')
+})
+
+test('sushy-emulator: `power media-boot` through the power manager: insert, next boot CD, power on, verified; tidied after the boot', async (t) => {
+  const missing = sushyMissing({ auth: true })
+  if (missing) {
+    console.error(`# SKIP: ${missing}`)
+    return t.skip(missing)
+  }
+  const sushy = await startSushy({ t, auth: { username: 'admin', password: 'sushy-pw' } })
+  const iso = await isoServer(t, randomBytes(64 * 1024))
+  const clearMarks: boolean[] = []
+  const power = createPowerManager({
+    bmcs: {
+      get: async (id) => bmcRecord({ machineId: id, type: 'redfish', address: sushy.url, bootMethod: 'virtual-media' }),
+      credentials: async () => ({ username: 'admin', password: 'sushy-pw' }),
+      setClearOverrideAfterBoot: async (_id, value) => void clearMarks.push(value),
+    },
+    log: pino({ level: 'silent' }), mediaUrl: async () => iso.url,
+    settings: { timeoutMs: 20_000, minRebootIntervalMs: 0, verifyTimeoutMs: 10_000, verifyIntervalMs: 250, sessionIdleMs: 0 },
+  })
+  t.after(() => power.stop())
+  const booted = await power.netbootNow('m1', { mode: 'uefi' })
+  assert.equal(booted.method, 'virtual-media')
+  assert.equal(booted.readback.device, 'cd')
+  assert.deepEqual([booted.previous, booted.action, booted.verified], ['off', 'on', true])
+  assert.equal(inserts(sushy.output()), 1)
+  assert.deepEqual(iso.hits.filter((h) => h.method === 'GET').map((h) => h.status), [200], 'the BMC fetched the ISO')
+  assert.deepEqual(clearMarks, [true], 'marked: eject and clear once the machine has network-booted')
+  // What the after-boot tidy does (src/lifecycle/after-boot.ts): eject, clear the override.
+  await power.ejectMedia('m1')
+  const cleared = await power.setBootDevice('m1', { device: 'none' })
+  assert.equal(cleared.enabled, false)
+  assert.equal(ejects(sushy.output()), 1)
+  assert.deepEqual(clearMarks, [true, false])
 })

@@ -11,6 +11,7 @@ import { PowerError, isPowerError } from '../errors.js'
 import type {
   BmcDescription, BmcDriver, BootOverride, BootReadback, CallOptions, Capability, PowerAction,
 } from '../types.js'
+import { ejectVirtualMedia, insertVirtualMedia, type VirtualMediaContext } from './virtual-media.js'
 import { RedfishClient, redfishMessages, type AuthMode, type Json, type RedfishResponse } from './client.js'
 import { bootFields, bootOf, bootPatches, checkBoot, powerStateOf, readBoot, resetCandidates, stringList, TARGETS } from './mapping.js'
 import { quirksFor, vendorFromManager, vendorFromRoot } from './quirks.js'
@@ -470,6 +471,10 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
     return doc?.status === 200 && linkOf(doc.body?.VirtualMedia) !== null
   }
 
+  async function mediaContext(signal: AbortSignal): Promise<VirtualMediaContext> {
+    return { client, systemPath: await findSystem(signal), label, verifyReads, verifyIntervalMs, taskPollMs, ...(options.log ? { log: options.log } : {}) }
+  }
+
   /** Runs one driver call with its own deadline, turning aborts and stray errors into PowerErrors. */
   async function run<T>(call: CallOptions | undefined, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (closed) throw new PowerError('invalid', `Redfish driver for ${label} is closed`, { notRun: true })
@@ -527,12 +532,16 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
       })
     },
 
-    insertMedia() {
-      return Promise.reject(new PowerError('unsupported', `virtual media on BMC ${label}: not implemented yet`))
+    insertMedia(url, call) {
+      return run(call, 'insert virtual media', async (signal) => {
+        await insertVirtualMedia(await mediaContext(signal), url, signal, call?.onSend)
+      })
     },
 
-    ejectMedia() {
-      return Promise.reject(new PowerError('unsupported', `virtual media on BMC ${label}: not implemented yet`))
+    ejectMedia(call) {
+      return run(call, 'eject virtual media', async (signal) => {
+        await ejectVirtualMedia(await mediaContext(signal), signal)
+      })
     },
 
     describe() {
