@@ -5,6 +5,7 @@ import { formatInstallDisk, installDiskFor } from './install-disk.js'
 import { formatAge, formatBytes, printable, renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
 import { resolveMachine } from './resolve.js'
+import { bmcCommand } from './bmc.js'
 
 export const MACHINES_USAGE = `rackboot machines <command>
 
@@ -16,7 +17,9 @@ export const MACHINES_USAGE = `rackboot machines <command>
   replace MACHINE [--key KEY] [--json]  a ready machine of the same class and role takes its place in the cluster;
                                         it is released (wiped), or stays quarantined if it failed
   delete MACHINE... --yes
-  logs MACHINE [--follow] [--limit N]  Talos's kernel log, from the running server (RACKBOOT_TOKEN, read scope)`
+  logs MACHINE [--follow] [--limit N]  Talos's kernel log, from the running server (RACKBOOT_TOKEN, read scope)
+  bmc show|set|adopt|remove MACHINE    the BMC: address, credentials (env:/file: only), per-BMC settings, and
+                                        adopting the address the discovery agent reported (rackboot machines bmc --help)`
 
 function summary(m: Machine): string {
   const hw = m.hardware
@@ -29,6 +32,8 @@ function summary(m: Machine): string {
 
 export async function machinesCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args
+  // Its own flags (and --help per command): parsed there.
+  if (sub === 'bmc') return bmcCommand(rest)
   const { values, positionals } = parse(rest, {
     state: { type: 'string', multiple: true },
     label: { type: 'string', multiple: true },
@@ -39,7 +44,7 @@ export async function machinesCommand(args: string[]): Promise<number> {
     reason: { type: 'string' },
     key: { type: 'string' },
   })
-  if (!sub || values.help) {
+  if (!sub || values.help || sub === '--help' || sub === '-h') {
     console.log(MACHINES_USAGE)
     return sub ? 0 : 2
   }

@@ -89,7 +89,11 @@ test('one machine: by id, name, MAC or UUID, with hardware, BMC without secrets,
   assert.equal(m.facts.cpu.cores, 8)
   assert.equal(m.facts.disks[0].name, 'sda')
   assert.deepEqual(m.hardware, { cpuCores: 8, memoryBytes: 64 * 2 ** 30, diskCount: 1, nvmeCount: 0 })
-  assert.deepEqual(m.bmc, { type: 'redfish', address: '198.18.7.1', port: null, username: 'root', hasPassword: true, insecure: false, fingerprint: null })
+  assert.deepEqual(m.bmc, {
+    type: 'redfish', address: '198.18.7.1', port: null, username: 'root', hasPassword: true, hasKg: false, insecure: false, fingerprint: null,
+    systemId: null, ca: null, auth: 'auto', cipherSuites: null, privilege: null, bootVerify: null, bootMethod: 'pxe',
+  })
+  assert.equal(m.power, null, 'no power state read yet')
   assert.doesNotMatch(JSON.stringify(m), /calvin-secret|password_sealed|v1:/)
   assert.deepEqual(m.leases.map((l: any) => l.ip), ['198.18.0.20'])
   assert.equal(m.allocation, null)

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import type { Inventory } from '../repositories.js'
 import type { Machine } from '../types.js'
+import { decodeCredentialRefs } from './bmc-settings.js'
 import type { FileClass, FileMachine, FileProfile } from './schema.js'
 
 export interface ExportResult {
@@ -53,15 +54,27 @@ export async function exportInventory(inventory: Inventory, dir: string): Promis
         alwaysPxe: m.alwaysPxe || undefined,
         network: m.network ?? undefined,
         bmc: bmc
-          ? clean({
-              type: bmc.type,
-              address: bmc.address,
-              port: bmc.port ?? undefined,
-              username: bmc.username ?? undefined,
-              passwordFrom: bmc.credentialsRef ?? undefined,
-              insecure: bmc.insecure || undefined,
-              fingerprint: bmc.fingerprint ?? undefined,
-            })
+          ? (() => {
+              // Secrets never: only where they come from. Defaults (auth auto, boot method pxe) are left out.
+              const refs = decodeCredentialRefs(bmc.credentialsRef)
+              return clean({
+                type: bmc.type,
+                address: bmc.address,
+                port: bmc.port ?? undefined,
+                username: bmc.username ?? undefined,
+                passwordFrom: refs.passwordFrom ?? undefined,
+                insecure: bmc.insecure || undefined,
+                fingerprint: bmc.fingerprint ?? undefined,
+                systemId: bmc.systemId ?? undefined,
+                ca: bmc.caPem ?? undefined,
+                auth: bmc.auth === 'auto' ? undefined : bmc.auth,
+                cipherSuites: bmc.cipherSuites ?? undefined,
+                privilege: bmc.privilege ?? undefined,
+                kgFrom: refs.kgFrom ?? undefined,
+                bootVerify: bmc.bootVerify ?? undefined,
+                bootMethod: bmc.bootMethod === 'pxe' ? undefined : bmc.bootMethod,
+              })
+            })()
           : undefined,
       }),
     )

@@ -1,5 +1,12 @@
-export { loadInventoryFiles, InventoryFileError, type DesiredInventory, type InventoryProblem } from './load.js'
+export { loadInventoryFiles, InventoryFileError, type DesiredInventory, type DesiredMachine, type InventoryProblem } from './load.js'
 export { importInventory, MANAGED_BY, type ImportReport, type ImportOptions, type Change } from './reconcile.js'
 export { exportInventory, type ExportResult } from './export.js'
-export type { FileMachine, FileClass, FileProfile, InventoryFile } from './schema.js'
+export type { FileMachine, FileClass, FileProfile, FileBmc, InventoryFile } from './schema.js'
 export { PhaseDeadlinesSchema } from './schema.js'
+export {
+  BMC_AUTHS, BMC_BOOT_VERIFY, BMC_PRIVILEGES, BOOT_METHODS, IPMI_CIPHER_SUITES, SECRET_REF_PATTERN, adoptedBmcAddress, bmcHost,
+  bootMethodProblem, cipherSuitesProblem, decodeCredentialRefs, encodeCredentialRefs, ipmiAddressProblem, misplacedBmcField,
+  normalizeBmcFingerprint, normalizeSystemId, parseCaPem, parseKg, reportedBmcAddressProblem, resolveSecretRef, splitRedfishAddress,
+  systemKey, type BmcProblem, applyBmcChanges, BMC_DRAFT_DEFAULTS, bmcChangedFields, bmcDraftOf, bmcInputOf, refuseBmcProblems,
+  type BmcChanges, type BmcDraft,
+} from './bmc-settings.js'

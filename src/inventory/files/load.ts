@@ -6,7 +6,10 @@ import { RackbootError } from '../../errors.js'
 import { checkDiskSelector } from '../disk-selector.js'
 import { isMac, isUuid, normalizeMac, normalizeUuid } from '../identifiers.js'
 import { checkMachineNetwork } from '../network.js'
-import { InventoryFileSchema, type FileClass, type FileMachine, type FileProfile, type InventoryFile } from './schema.js'
+import {
+  bootMethodProblem, cipherSuitesProblem, ipmiAddressProblem, misplacedBmcField, normalizeSystemId, parseCaPem, splitRedfishAddress, systemKey,
+} from './bmc-settings.js'
+import { InventoryFileSchema, type FileBmc, type FileClass, type FileMachine, type FileProfile, type InventoryFile } from './schema.js'
 
 export interface InventoryProblem {
   file: string
@@ -24,9 +27,15 @@ export interface Located<T> {
   pointer: string[]
 }
 
+/**
+ * A machine as the files declare it, its BMC normalised: a Redfish address's system path moved to systemId, and
+ * the CA certificate read from caFile or ca (bmcCaPem).
+ */
+export type DesiredMachine = FileMachine & { bmcCaPem?: string | null }
+
 /** Everything the files declare, validated, with where each entry came from. */
 export interface DesiredInventory {
-  machines: Located<FileMachine>[]
+  machines: Located<DesiredMachine>[]
   classes: Located<FileClass>[]
   profiles: Located<FileProfile & { baseConfigText: string | null }>[]
   files: string[]
@@ -124,6 +133,7 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
           message = `missing required field '${missing.join("', '")}'`
         }
         if (e.keyword === 'const') message = `must be ${JSON.stringify((e.params as { allowedValue?: unknown }).allowedValue)}${errors.filter((x) => x.instancePath === e.instancePath && x.keyword === 'const').length > 1 ? ' (or another allowed value)' : ''}`
+        if (e.keyword === 'enum') message = `must be one of ${((e.params as { allowedValues?: unknown[] }).allowedValues ?? []).join(', ')}`
         if (e.keyword === 'pattern' && /name$/.test(e.instancePath)) message = 'must be a lower-case DNS label (a-z, 0-9, "-", ".")'
         const key = `${e.instancePath}|${e.keyword}`
         if (seen.has(key)) continue
@@ -141,8 +151,15 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
   const owners = new Map<string, string>()
   for (const { file, doc, lines, data } of parsed) {
     const report = (path: (string | number)[], message: string) => {
-      const node = doc.getIn(path, true)
-      const pos = isNode(node) && node.range ? lines.linePos(node.range[0]) : { line: 1, col: 1 }
+      // A field that came in through a merge key (<<: *anchor) has no node of its own: its entry's line then.
+      let pos = { line: 1, col: 1 }
+      for (let n = path.length; n > 0; n--) {
+        const node = doc.getIn(path.slice(0, n), true)
+        if (isNode(node) && node.range) {
+          pos = lines.linePos(node.range[0])
+          break
+        }
+      }
       problems.push({ file: show(file), line: pos.line, column: pos.col, field: fieldName(path), message })
     }
     // Names, MACs, serials, uuids and reserved addresses must be unique across all files.
@@ -182,7 +199,13 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
       if (!m.serial && !m.uuid && nics.length === 0) {
         report(['machines', i], 'a machine needs at least one of serial, uuid or nics[].mac to be recognised when it boots')
       }
-      desired.machines.push({ value: m, file, pointer: ['machines', String(i)] })
+      let bmcCaPem: string | null = null
+      if (m.bmc) {
+        const checked = checkFileBmc(m.name, m.bmc, dirname(file), (field, message) => report(['machines', i, 'bmc', field], message))
+        m.bmc = checked.bmc
+        bmcCaPem = checked.caPem
+      }
+      desired.machines.push({ value: { ...m, bmcCaPem }, file, pointer: ['machines', String(i)] })
     })
     ;(data.classes ?? []).forEach((c, i) => {
       claim('class', c.name, ['classes', i, 'name'])
@@ -217,6 +240,67 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
   // References: profiles named by machines and classes must exist (in the files or the database: checked at import).
   if (problems.length > 0) throw new InventoryFileError(problems)
   return desired
+}
+
+/**
+ * The checks a BMC entry needs beyond its schema: settings of the other BMC type, the system path in a Redfish
+ * address (split off into systemId), the CA certificate (read and parsed now), cipher suites and boot method.
+ */
+function checkFileBmc(machine: string, b: FileBmc, baseDir: string, report: (field: string, message: string) => void): { bmc: FileBmc; caPem: string | null } {
+  for (const field of Object.keys(b)) {
+    const why = misplacedBmcField(b.type, field)
+    if (why) report(field, why)
+  }
+  const method = bootMethodProblem(b.type, b.bootMethod)
+  if (method) report('bootMethod', method)
+  if (b.cipherSuites) {
+    const why = cipherSuitesProblem(b.cipherSuites)
+    if (why) report('cipherSuites', why)
+  }
+  let systemId = b.systemId
+  if (systemId !== undefined) {
+    const n = normalizeSystemId(systemId)
+    if ('error' in n) report('systemId', n.error)
+    else systemId = n.systemId
+  }
+  let address = b.address
+  if (b.type === 'ipmi') {
+    const why = ipmiAddressProblem(address)
+    if (why) report('address', why)
+  } else {
+    const split = splitRedfishAddress(address)
+    if ('error' in split) report('address', split.error)
+    else {
+      address = split.address
+      if (split.systemId !== null) {
+        if (systemId !== undefined && systemKey(systemId) !== systemKey(split.systemId)) {
+          report('systemId', `machine ${machine}: the address names system ${split.systemId}, but systemId is ${systemId}`)
+        } else systemId ??= split.systemId
+      }
+    }
+  }
+  let caPem: string | null = null
+  if (b.type !== 'redfish') {
+    // Already reported as misplaced; nothing to read for an IPMI BMC.
+  } else if (b.ca !== undefined && b.caFile !== undefined) report('caFile', 'give ca or caFile, not both')
+  else if (b.caFile !== undefined) {
+    let text: string | null = null
+    try {
+      text = readFileSync(resolve(baseDir, b.caFile), 'utf8')
+    } catch (err) {
+      report('caFile', `cannot read ${b.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    if (text !== null) {
+      const parsed = parseCaPem(text)
+      if ('error' in parsed) report('caFile', `${b.caFile} ${parsed.error}`)
+      else caPem = parsed.pem
+    }
+  } else if (b.ca !== undefined) {
+    const parsed = parseCaPem(b.ca)
+    if ('error' in parsed) report('ca', `the inline PEM ${parsed.error}`)
+    else caPem = parsed.pem
+  }
+  return { bmc: { ...b, address, ...(systemId !== undefined ? { systemId } : {}) }, caPem }
 }
 
 /** Where an entry lives, for messages about it after loading (e.g. a reference to an unknown profile). */

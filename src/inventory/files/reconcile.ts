@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs'
 import { isDeepStrictEqual } from 'node:util'
 import { normalizeMac, normalizeUuid } from '../identifiers.js'
 import { normalizeMachineNetwork } from '../network.js'
 import type { Inventory } from '../repositories.js'
-import type { BmcInput, Machine, MachineInput, Nic, Reservation } from '../types.js'
-import { InventoryFileError, locate, type DesiredInventory, type InventoryProblem } from './load.js'
+import type { Bmc, BmcInput, Machine, MachineInput, Nic, Reservation } from '../types.js'
+import { decodeCredentialRefs, encodeCredentialRefs, parseKg, resolveSecretRef } from './bmc-settings.js'
+import { InventoryFileError, locate, type DesiredInventory, type DesiredMachine, type InventoryProblem } from './load.js'
 import type { FileMachine } from './schema.js'
 
 export const MANAGED_BY = 'inventory'
@@ -83,18 +83,61 @@ function changedFields(existing: Machine, input: MachineInput): string[] {
   return out
 }
 
-function resolvePassword(ref: string, env: NodeJS.ProcessEnv): { password?: string; warning?: string } {
-  if (ref.startsWith('env:')) {
-    const name = ref.slice(4)
-    const value = env[name]
-    return value === undefined ? { warning: `environment variable ${name} is not set` } : { password: value }
+/** The BMC fields an import sets (secrets aside), for telling whether anything changed. */
+function bmcFields(b: Bmc | BmcInput) {
+  return {
+    type: b.type, address: b.address, port: b.port ?? null, username: b.username ?? null, credentialsRef: b.credentialsRef ?? null,
+    insecure: b.insecure ?? false, fingerprint: b.fingerprint ?? null, systemId: b.systemId ?? null, caPem: b.caPem ?? null,
+    auth: b.auth ?? 'auto', cipherSuites: b.cipherSuites ?? null, privilege: b.privilege ?? null, bootVerify: b.bootVerify ?? null,
+    bootMethod: b.bootMethod ?? 'pxe',
   }
-  const path = ref.slice(5)
-  try {
-    return { password: readFileSync(path, 'utf8').replace(/\r?\n$/, '') }
-  } catch (err) {
-    return { warning: `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }
+}
+
+/** What the files say a machine's BMC is, secrets resolved; warnings for secrets that cannot be read. */
+async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: string; pointer: string[] }, machineId: string, env: NodeJS.ProcessEnv, warnings: string[]): Promise<BmcInput> {
+  const m = entry.value
+  const b = m.bmc!
+  // Every setting is given, defaults included: a setting taken out of the file goes back to its default.
+  const want: BmcInput = {
+    type: b.type,
+    address: b.address,
+    port: b.port ?? null,
+    username: b.username ?? null,
+    credentialsRef: encodeCredentialRefs(b.passwordFrom ?? null, b.kgFrom ?? null),
+    insecure: b.insecure ?? false,
+    fingerprint: b.fingerprint?.toLowerCase().replaceAll(':', '') ?? null,
+    systemId: b.systemId ?? null,
+    caPem: m.bmcCaPem ?? null,
+    auth: b.auth ?? 'auto',
+    cipherSuites: (b.cipherSuites as (3 | 17)[] | undefined) ?? null,
+    privilege: b.privilege ?? null,
+    bootVerify: b.bootVerify ?? null,
+    bootMethod: b.bootMethod ?? 'pxe',
   }
+  const current = b.passwordFrom || b.kgFrom ? await tx.bmcs.credentials(machineId) : null
+  if (b.passwordFrom) {
+    const { value, warning } = resolveSecretRef(b.passwordFrom, env)
+    if (warning) warnings.push(`machine ${m.name}: BMC password not set: ${warning}`)
+    else if (current?.password !== value) want.password = value!
+  }
+  if (b.kgFrom) {
+    const { value, warning } = resolveSecretRef(b.kgFrom, env)
+    if (warning) warnings.push(`machine ${m.name}: BMC K_G not set: ${warning}`)
+    else {
+      const kg = parseKg(value!)
+      if ('error' in kg) {
+        // Named by its reference only: the value is a secret.
+        throw new InventoryFileError([{ ...locate(entry.file, [...entry.pointer, 'bmc'], 'kgFrom'), message: `${b.kgFrom} ${kg.error}` }])
+      }
+      if (current?.kg?.toString('hex') !== kg.hex) want.kg = kg.hex
+    }
+  } else {
+    // A K_G the files gave and no longer name is removed, as is any on a BMC the files say is Redfish; one set
+    // through the API or CLI for an IPMI BMC stays.
+    const have = await tx.bmcs.get(machineId)
+    if (have?.hasKg && (b.type !== 'ipmi' || decodeCredentialRefs(have.credentialsRef).kgFrom)) want.kg = null
+  }
+  return want
 }
 
 async function reconcile(tx: Inventory, desired: DesiredInventory, options: ImportOptions): Promise<ImportReport> {
@@ -146,7 +189,8 @@ async function reconcile(tx: Inventory, desired: DesiredInventory, options: Impo
   }
 
   const declaredIds = new Set<string>()
-  for (const { value: m } of desired.machines) {
+  for (const entry of desired.machines) {
+    const m = entry.value
     // A declared machine may already be known: by name, else by serial, a MAC or its uuid (it booted before it was declared).
     let existing = await tx.machines.byName(m.name)
     if (!existing && m.serial) existing = await tx.machines.bySerial(m.serial)
@@ -174,31 +218,9 @@ async function reconcile(tx: Inventory, desired: DesiredInventory, options: Impo
     }
 
     if (m.bmc) {
-      const want: BmcInput = {
-        type: m.bmc.type,
-        address: m.bmc.address,
-        port: m.bmc.port ?? null,
-        username: m.bmc.username ?? null,
-        credentialsRef: m.bmc.passwordFrom ?? null,
-        insecure: m.bmc.insecure ?? false,
-        fingerprint: m.bmc.fingerprint?.toLowerCase().replaceAll(':', '') ?? null,
-      }
-      if (m.bmc.passwordFrom) {
-        const { password, warning } = resolvePassword(m.bmc.passwordFrom, env)
-        if (warning) report.warnings.push(`machine ${m.name}: BMC password not set: ${warning}`)
-        else {
-          const current = await tx.bmcs.credentials(machine.id)
-          if (current?.password !== password) want.password = password!
-        }
-      }
+      const want = await desiredBmc(tx, entry, machine.id, env, report.warnings)
       const have = await tx.bmcs.get(machine.id)
-      const same =
-        have &&
-        want.password === undefined &&
-        isDeepStrictEqual(
-          { type: have.type, address: have.address, port: have.port, username: have.username, credentialsRef: have.credentialsRef, insecure: have.insecure, fingerprint: have.fingerprint },
-          { type: want.type, address: want.address, port: want.port, username: want.username, credentialsRef: want.credentialsRef, insecure: want.insecure, fingerprint: want.fingerprint },
-        )
+      const same = have && want.password === undefined && want.kg === undefined && isDeepStrictEqual(bmcFields(have), bmcFields(want))
       if (!same) {
         await tx.bmcs.put(machine.id, want)
         fields.push('bmc')

@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox'
 import { DiskSelectorSchema } from '../disk-selector.js'
 import { MachineNetworkSchema } from '../network.js'
+import { BMC_AUTHS, BMC_BOOT_VERIFY, BMC_PRIVILEGES, BOOT_METHODS, SECRET_REF_PATTERN } from './bmc-settings.js'
 
 // The declarative inventory format: what a tech knows before racking. Files under inventory/ hold any of the
 // top-level lists `machines`, `classes`, `profiles`.
@@ -22,13 +23,32 @@ export const FileNicSchema = Type.Object(
 export const FileBmcSchema = Type.Object(
   {
     type: Type.Union([Type.Literal('ipmi'), Type.Literal('redfish')]),
+    /** Host or IP; Redfish also https://host[:port], optionally with the system path (/redfish/v1/Systems/<id>). */
     address: Type.String({ minLength: 1 }),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     username: Type.Optional(Type.String()),
     /** Where the password comes from at import: `env:VARIABLE` or `file:/path`. Never the password itself. */
-    passwordFrom: Type.Optional(Type.String({ pattern: '^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$' })),
+    passwordFrom: Type.Optional(Type.String({ pattern: SECRET_REF_PATTERN })),
     insecure: Type.Optional(Type.Boolean()),
     fingerprint: Type.Optional(Type.String({ pattern: '^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$' })),
+    /** Redfish: the system to drive on a service with several, its Id or /redfish/v1/Systems/<id>. */
+    systemId: Type.Optional(Type.String({ minLength: 1 })),
+    /** Redfish: a CA certificate (PEM file, relative to this file) trusted for this BMC, read at import... */
+    caFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** ...or the PEM inline. */
+    ca: Type.Optional(Type.String({ minLength: 1 })),
+    /** Redfish: session (X-Auth-Token), basic, or auto (session, basic where the BMC has no SessionService). */
+    auth: Type.Optional(Type.Enum([...BMC_AUTHS])),
+    /** IPMI: cipher suites in the order tried (17, 3). */
+    cipherSuites: Type.Optional(Type.Array(Type.Integer(), { minItems: 1 })),
+    /** IPMI: session privilege. */
+    privilege: Type.Optional(Type.Enum([...BMC_PRIVILEGES])),
+    /** IPMI: where the BMC key K_G (hex, up to 20 bytes) comes from at import, as passwordFrom. */
+    kgFrom: Type.Optional(Type.String({ pattern: SECRET_REF_PATTERN })),
+    /** IPMI: boot override read-back, strict (device, mode, persistence) or device only. */
+    bootVerify: Type.Optional(Type.Enum([...BMC_BOOT_VERIFY])),
+    /** How the lifecycle network-boots the machine through this BMC. */
+    bootMethod: Type.Optional(Type.Enum([...BOOT_METHODS])),
   },
   { additionalProperties: false },
 )
@@ -102,6 +122,7 @@ export const InventoryFileSchema = Type.Object(
   { additionalProperties: false },
 )
 
+export type FileBmc = Static<typeof FileBmcSchema>
 export type FileMachine = Static<typeof FileMachineSchema>
 export type FileClass = Static<typeof FileClassSchema>
 export type FileProfile = Static<typeof FileProfileSchema>

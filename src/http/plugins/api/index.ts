@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import Type from 'typebox'
 import { openApiRoutes, registerOpenApi } from '../../openapi.js'
 import { allocationRoutes } from './allocations.js'
+import { bmcRoutes } from './bmc.js'
 import { classRoutes } from './classes.js'
 import { clusterRoutes } from './clusters.js'
 import type { ApiDeps } from './context.js'
@@ -36,6 +37,7 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
   await registerOpenApi(app, { version: deps.version })
   await app.register(openApiRoutes)
   await app.register(machineRoutes, deps)
+  await app.register(bmcRoutes, deps)
   await app.register(allocationRoutes, deps)
   await app.register(eventRoutes, deps)
   await app.register(classRoutes, deps)

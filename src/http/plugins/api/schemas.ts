@@ -2,7 +2,7 @@ import Type, { type Static, type TSchema, type TUnsafe } from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import { DiskSelectorSchema, MACHINE_STATES, MachineNetworkSchema, PhaseDeadlinesSchema, type ValueProblem } from '../../../inventory/index.js'
 import type {
-  Allocation, Bmc, Cluster, Lease, Machine, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
+  Allocation, Bmc, BmcPowerState, Cluster, Lease, Machine, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
 } from '../../../inventory/index.js'
 
 // The API's shapes (TypeBox → JSON Schema): request validation, response serialization and the OpenAPI document
@@ -41,6 +41,30 @@ export function errors(...codes: number[]): Record<number, TSchema> {
   return Object.fromEntries([401, 403, ...codes].map((c) => [c, { ...ErrorSchema, description: text[c] ?? 'Error' }]))
 }
 
+/** A string from a fixed set (one `enum`, which reads better in the OpenAPI document than an anyOf of constants). */
+export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
+}
+
+/** As StringEnum, or null (null is listed in the enum too, or the enum would refuse it). */
+export function StringEnumOrNull<const T extends readonly string[]>(values: T, options: { description?: string } = {}): TUnsafe<T[number] | null> {
+  return Type.Unsafe<T[number] | null>({ type: ['string', 'null'], enum: [...values, null], ...options })
+}
+
+/** The last power state read from a machine's BMC (by an operation or the status poller). */
+export const BmcPowerSchema = Type.Object({
+  state: Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Null()], { description: 'null when the last read failed' }),
+  checkedAt: Time,
+  error: Nullable(Type.String({ description: 'Why the last read failed' })),
+}, { description: 'The last power state read from the BMC' })
+
+/** What a machine list shows of its BMC. */
+export const BmcSummarySchema = Type.Object({
+  type: StringEnum(['ipmi', 'redfish']),
+  address: Type.String(),
+  bootMethod: StringEnum(['pxe', 'uefi-http', 'virtual-media']),
+}, { description: 'The machine\'s BMC, in short' })
+
 export const StateSchema = Type.Unsafe<MachineState>({ type: 'string', enum: [...MACHINE_STATES] })
 const Labels = Type.Record(Type.String(), Type.String())
 
@@ -76,9 +100,12 @@ export const MachineSchema = Type.Object({
   createdAt: Time,
   updatedAt: Time,
   stateChangedAt: Time,
-}, { description: 'A machine (list view: hardware summarized)' })
+  bmc: Nullable(BmcSummarySchema),
+  power: Nullable(BmcPowerSchema),
+}, { description: 'A machine (list view: hardware and BMC summarized)' })
 
-export function machineView(m: Machine) {
+/** A machine as the API shows it; `bmc` is its BMC record (or null), which gives the summary and last power state. */
+export function machineView(m: Machine, bmc: Bmc | null) {
   const disks = m.hardware?.disks ?? []
   return {
     id: m.id, name: m.name, uuid: m.uuid, serial: m.serial, manufacturer: m.manufacturer, product: m.product,
@@ -96,21 +123,50 @@ export function machineView(m: Machine) {
     createdAt: iso(m.createdAt),
     updatedAt: iso(m.updatedAt),
     stateChangedAt: iso(m.stateChangedAt),
+    bmc: bmc ? { type: bmc.type, address: bmc.address, bootMethod: bmc.bootMethod } : null,
+    power: bmcPowerView(bmc?.power ?? null),
   }
 }
 
 export const BmcSchema = Type.Object({
-  type: Type.String(),
-  address: Type.String(),
+  type: StringEnum(['ipmi', 'redfish']),
+  address: Type.String({ description: 'Host or IP; Redfish also https://host[:port]' }),
   port: Nullable(Type.Integer()),
   username: Nullable(Type.String()),
   hasPassword: Type.Boolean({ description: 'A password is stored (it is never returned)' }),
-  insecure: Type.Boolean(),
-  fingerprint: Nullable(Type.String()),
-}, { description: 'BMC access, without secrets' })
+  hasKg: Type.Boolean({ description: 'An IPMI K_G is stored (it is never returned)' }),
+  insecure: Type.Boolean({ description: 'Redfish TLS: certificate not verified' }),
+  fingerprint: Nullable(Type.String({ description: 'Redfish TLS: sha256 of the pinned certificate, 64 hex digits' })),
+  systemId: Nullable(Type.String({ description: 'Redfish: the system driven (Id or /redfish/v1/Systems/<id>); null: the only one' })),
+  ca: Nullable(Type.String({ description: 'Redfish TLS: CA certificate(s), PEM, trusted for this BMC besides the system store' })),
+  auth: StringEnum(['auto', 'session', 'basic'], { description: 'Redfish: session (X-Auth-Token), basic, or auto (session, basic where there is no SessionService)' }),
+  cipherSuites: Nullable(Type.Array(Type.Integer(), { description: 'IPMI: cipher suites in the order tried; null: the settings\' default' })),
+  privilege: StringEnumOrNull(['user', 'operator', 'administrator'], { description: 'IPMI: session privilege; null: administrator' }),
+  bootVerify: StringEnumOrNull(['strict', 'device'], { description: 'IPMI: boot override read-back; null: the settings\' default' }),
+  bootMethod: StringEnum(['pxe', 'uefi-http', 'virtual-media'], { description: 'How the lifecycle network-boots the machine through this BMC' }),
+}, { description: 'BMC access and settings, without secrets' })
 
 export function bmcView(b: Bmc) {
-  return { type: b.type, address: b.address, port: b.port, username: b.username, hasPassword: b.hasPassword, insecure: b.insecure, fingerprint: b.fingerprint }
+  return {
+    type: b.type, address: b.address, port: b.port, username: b.username, hasPassword: b.hasPassword, hasKg: b.hasKg,
+    insecure: b.insecure, fingerprint: b.fingerprint, systemId: b.systemId, ca: b.caPem, auth: b.auth,
+    cipherSuites: b.cipherSuites, privilege: b.privilege, bootVerify: b.bootVerify, bootMethod: b.bootMethod,
+  }
+}
+
+export function bmcPowerView(p: BmcPowerState | null) {
+  return p ? { state: p.state, checkedAt: iso(p.checkedAt), error: p.error } : null
+}
+
+/** The BMC's record with its last power state, as GET /machines/{id}/bmc answers. */
+export const BmcStateSchema = Type.Object({
+  machineId: Type.String(),
+  ...BmcSchema.properties,
+  power: Nullable(BmcPowerSchema),
+}, { description: 'A machine\'s BMC: access, settings (no secrets) and the last power state read' })
+
+export function bmcStateView(b: Bmc) {
+  return { machineId: b.machineId, ...bmcView(b), power: bmcPowerView(b.power) }
 }
 
 export const LeaseSchema = Type.Object({
@@ -154,6 +210,7 @@ export const MachineDetailSchema = Type.Object({
   ...MachineSchema.properties,
   facts: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: 'Hardware facts as reported by the discovery agent' })),
   bmc: Nullable(BmcSchema),
+  power: Nullable(BmcPowerSchema),
   leases: Type.Array(LeaseSchema),
   allocation: Nullable(MachineAllocationSchema),
   timeline: Type.Array(EventSchema),
