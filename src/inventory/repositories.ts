@@ -45,6 +45,8 @@ export interface BmcRepository {
   remove(machineId: string): Promise<boolean>
   /** The decrypted credentials, for the power drivers only. */
   credentials(machineId: string): Promise<{ username: string | null; password: string | null; kg?: Buffer | null } | null>
+  /** The BMCs of these machines in one read (a page of the machine list), keyed by machine id. */
+  many(machineIds: readonly string[]): Promise<Map<string, Bmc>>
   /** Ids of the machines that have a BMC (the power poller's list). */
   machineIds(): Promise<string[]>
   /** Stores the last power state read; a no-op for a machine without a BMC. */

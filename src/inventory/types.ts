@@ -182,6 +182,8 @@ export interface Bmc extends BmcOptions {
   fingerprint: string | null
   /** True when an IPMI K_G is stored (sealed like the password; only `credentials` returns it). */
   hasKg: boolean
+  /** Name of the inventory's K_G reference (`env:`/`file:`) it came from, kept for export. */
+  kgRef: string | null
   power: BmcPowerState | null
   /**
    * The BMC kept a "next boot only" override for every boot (it has only Continuous): rackboot clears the override
@@ -202,6 +204,7 @@ export interface BmcInput extends Partial<BmcOptions> {
   fingerprint?: string | null
   /** IPMI K_G as hex (up to 20 bytes); undefined keeps the stored one, null removes it. */
   kg?: string | null
+  kgRef?: string | null
 }
 
 export interface MachineClass {

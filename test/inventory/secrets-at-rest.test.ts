@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isRackbootError } from '../../src/errors.js'
 import { openSqliteInventory, readKeyFile, SECRET_KEY_CHECK, secretKeyCheck, type SqliteInventory } from '../../src/inventory/index.js'
+import { createSecretBox } from '../../src/inventory/secret-box.js'
 
 // Issue 13, secrets at rest: owner-only files, and a secrets key that is checked against its database, never
 // silently replaced (a lost key used to be swapped for a new one: sealed secrets then failed as "internal error").
@@ -24,6 +25,16 @@ function paths() {
 async function withBmcPassword(inv: SqliteInventory, name: string, password: string): Promise<string> {
   const m = await inv.machines.create({ name }, NOW)
   await inv.bmcs.put(m.id, { type: 'redfish', address: '198.18.5.6', username: 'root', password })
+  return m.id
+}
+
+/** The same for a database at an older migration: the BMC row as that schema has it, sealed with the key file's key. */
+async function withLegacyBmcPassword(inv: SqliteInventory, keyFile: string, name: string, password: string): Promise<string> {
+  const m = await inv.machines.create({ name }, NOW)
+  await inv.db.insertInto('bmcs').values({
+    machine_id: m.id, type: 'redfish', address: '198.18.5.6', port: null, username: 'root', credentials_ref: null, insecure: 0,
+    fingerprint: null, password_sealed: createSecretBox(readKeyFile(keyFile)).seal(password),
+  } as never).execute()
   return m.id
 }
 
@@ -116,7 +127,7 @@ test('a database from before the check: the key that opens its sealed secrets is
   const p = paths()
   t.after(() => rmSync(p.dir, { recursive: true, force: true }))
   const legacy = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
-  const id = await withBmcPassword(legacy, 'a', 'S3cr3t')
+  const id = await withLegacyBmcPassword(legacy, p.key, 'a', 'S3cr3t')
   await legacy.close()
   const right = readKeyFile(p.key)
 
@@ -152,12 +163,12 @@ test('a database from before the check whose lost key was replaced silently: the
   const p = paths()
   t.after(() => rmSync(p.dir, { recursive: true, force: true }))
   const legacy = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
-  const old = await withBmcPassword(legacy, 'old', 'from-the-lost-key')
+  const old = await withLegacyBmcPassword(legacy, p.key, 'old', 'from-the-lost-key')
   await legacy.close()
   // What older versions did: the key file went missing, a new one was made, and a new secret was sealed with it.
   rmSync(p.key)
   const replaced = await openSqliteInventory({ file: p.db, secretKeyFile: p.key, migrateTo: BEFORE_CHECK })
-  const fresh = await withBmcPassword(replaced, 'new', 'from-the-new-key')
+  const fresh = await withLegacyBmcPassword(replaced, p.key, 'new', 'from-the-new-key')
   await replaced.close()
 
   const warnings: string[] = []

@@ -12,6 +12,7 @@ import {
   type PowerObserver, type PowerResult, type PowerState, type PowerStatusChange,
 } from '../../src/power/index.js'
 import { FakeClock, seededRandom, settle } from './fixtures/fake-clock.js'
+import { bmcRecord } from '../support/bmc.js'
 import { startFakeBmc } from './fixtures/fake-rmcp-bmc.js'
 
 type Op = 'status' | 'power' | 'set-boot' | 'get-boot' | 'identify' | 'capabilities'
@@ -47,11 +48,7 @@ interface World {
 }
 
 function bmcOf(machineId: string, address: string, type: Bmc['type'] = 'ipmi'): Bmc {
-  return {
-    machineId, type, address, port: 623, username: 'admin', hasPassword: true, credentialsRef: null, insecure: false, fingerprint: null,
-    systemId: null, caPem: null, auth: 'auto', cipherSuites: null, privilege: null, bootVerify: null, bootMethod: 'pxe', hasKg: false,
-    power: null, clearOverrideAfterBoot: false,
-  }
+  return bmcRecord({ machineId, type, address, port: 623 })
 }
 
 function setup(machines: Record<string, string>, settings: Partial<PowerManagerSettings> = {}, random = seededRandom(1)) {

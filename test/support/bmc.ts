@@ -5,7 +5,7 @@ export function bmcRecord(fields: Pick<Bmc, 'machineId' | 'type' | 'address'> & 
   return {
     port: null, username: 'admin', hasPassword: true, credentialsRef: null, insecure: false, fingerprint: null,
     systemId: null, caPem: null, auth: 'auto', cipherSuites: null, privilege: null, bootVerify: null, bootMethod: 'pxe',
-    hasKg: false, power: null, clearOverrideAfterBoot: false,
+    hasKg: false, kgRef: null, power: null, clearOverrideAfterBoot: false,
     ...fields,
   }
 }

@@ -144,30 +144,6 @@ export function resolveSecretRef(ref: string, env: NodeJS.ProcessEnv): { value?:
   return { warning: `'${ref}' is not env:VARIABLE or file:/path` }
 }
 
-/**
- * The BMC record keeps one reference column (credentialsRef). A password reference alone is stored as it always
- * was; with a K_G reference both go in as JSON, which no `env:`/`file:` reference can be mistaken for.
- */
-export function encodeCredentialRefs(passwordFrom: string | null, kgFrom: string | null): string | null {
-  if (!kgFrom) return passwordFrom
-  return JSON.stringify({ passwordFrom, kgFrom })
-}
-
-export function decodeCredentialRefs(ref: string | null): { passwordFrom: string | null; kgFrom: string | null } {
-  if (ref?.startsWith('{')) {
-    try {
-      const v = JSON.parse(ref) as { passwordFrom?: unknown; kgFrom?: unknown }
-      return {
-        passwordFrom: typeof v.passwordFrom === 'string' ? v.passwordFrom : null,
-        kgFrom: typeof v.kgFrom === 'string' ? v.kgFrom : null,
-      }
-    } catch {
-      return { passwordFrom: null, kgFrom: null }
-    }
-  }
-  return { passwordFrom: ref, kgFrom: null }
-}
-
 /** The host part of a stored BMC address (a host, an IP, or a Redfish URL), lower case, IPv6 without brackets. */
 export function bmcHost(address: string): string {
   let host = address
@@ -262,7 +238,7 @@ export const BMC_DRAFT_DEFAULTS: Omit<BmcDraft, 'type' | 'address'> = {
 
 /** The stored BMC as a draft to change. */
 export function bmcDraftOf(b: Bmc): BmcDraft {
-  const refs = decodeCredentialRefs(b.credentialsRef)
+  const refs = { passwordFrom: b.credentialsRef, kgFrom: b.kgRef }
   return {
     type: b.type, address: b.address, port: b.port, username: b.username, insecure: b.insecure, fingerprint: b.fingerprint,
     systemId: b.systemId, caPem: b.caPem, auth: b.auth, cipherSuites: b.cipherSuites, privilege: b.privilege,
@@ -377,7 +353,7 @@ export function bmcInputOf(d: BmcDraft): BmcInput {
   return {
     type: d.type, address: d.address, port: d.port, username: d.username, insecure: d.insecure, fingerprint: d.fingerprint,
     systemId: d.systemId, caPem: d.caPem, auth: d.auth, cipherSuites: d.cipherSuites, privilege: d.privilege,
-    bootVerify: d.bootVerify, bootMethod: d.bootMethod, credentialsRef: encodeCredentialRefs(d.passwordFrom, d.kgFrom),
+    bootVerify: d.bootVerify, bootMethod: d.bootMethod, credentialsRef: d.passwordFrom, kgRef: d.kgFrom,
     ...(d.password !== undefined ? { password: d.password } : {}),
     ...(d.kg !== undefined ? { kg: d.kg } : {}),
   }

@@ -3,7 +3,6 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import type { Inventory } from '../repositories.js'
 import type { Machine } from '../types.js'
-import { decodeCredentialRefs } from './bmc-settings.js'
 import type { FileClass, FileMachine, FileProfile } from './schema.js'
 
 export interface ExportResult {
@@ -56,7 +55,7 @@ export async function exportInventory(inventory: Inventory, dir: string): Promis
         bmc: bmc
           ? (() => {
               // Secrets never: only where they come from. Defaults (auth auto, boot method pxe) are left out.
-              const refs = decodeCredentialRefs(bmc.credentialsRef)
+              const refs = { passwordFrom: bmc.credentialsRef, kgFrom: bmc.kgRef }
               return clean({
                 type: bmc.type,
                 address: bmc.address,

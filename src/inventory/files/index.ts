@@ -5,7 +5,7 @@ export type { FileMachine, FileClass, FileProfile, FileBmc, InventoryFile } from
 export { PhaseDeadlinesSchema } from './schema.js'
 export {
   BMC_AUTHS, BMC_BOOT_VERIFY, BMC_PRIVILEGES, BOOT_METHODS, IPMI_CIPHER_SUITES, SECRET_REF_PATTERN, adoptedBmcAddress, bmcHost,
-  bootMethodProblem, cipherSuitesProblem, decodeCredentialRefs, encodeCredentialRefs, ipmiAddressProblem, misplacedBmcField,
+  bootMethodProblem, cipherSuitesProblem, ipmiAddressProblem, misplacedBmcField,
   normalizeBmcFingerprint, normalizeSystemId, parseCaPem, parseKg, reportedBmcAddressProblem, resolveSecretRef, splitRedfishAddress,
   systemKey, type BmcProblem, applyBmcChanges, BMC_DRAFT_DEFAULTS, bmcChangedFields, bmcDraftOf, bmcInputOf, refuseBmcProblems,
   type BmcChanges, type BmcDraft,

@@ -3,7 +3,7 @@ import { normalizeMac, normalizeUuid } from '../identifiers.js'
 import { normalizeMachineNetwork } from '../network.js'
 import type { Inventory } from '../repositories.js'
 import type { Bmc, BmcInput, Machine, MachineInput, Nic, Reservation } from '../types.js'
-import { decodeCredentialRefs, encodeCredentialRefs, parseKg, resolveSecretRef } from './bmc-settings.js'
+import { parseKg, resolveSecretRef } from './bmc-settings.js'
 import { InventoryFileError, locate, type DesiredInventory, type DesiredMachine, type InventoryProblem } from './load.js'
 import type { FileMachine } from './schema.js'
 
@@ -86,7 +86,7 @@ function changedFields(existing: Machine, input: MachineInput): string[] {
 /** The BMC fields an import sets (secrets aside), for telling whether anything changed. */
 function bmcFields(b: Bmc | BmcInput) {
   return {
-    type: b.type, address: b.address, port: b.port ?? null, username: b.username ?? null, credentialsRef: b.credentialsRef ?? null,
+    type: b.type, address: b.address, port: b.port ?? null, username: b.username ?? null, credentialsRef: b.credentialsRef ?? null, kgRef: b.kgRef ?? null,
     insecure: b.insecure ?? false, fingerprint: b.fingerprint ?? null, systemId: b.systemId ?? null, caPem: b.caPem ?? null,
     auth: b.auth ?? 'auto', cipherSuites: b.cipherSuites ?? null, privilege: b.privilege ?? null, bootVerify: b.bootVerify ?? null,
     bootMethod: b.bootMethod ?? 'pxe',
@@ -103,7 +103,8 @@ async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: s
     address: b.address,
     port: b.port ?? null,
     username: b.username ?? null,
-    credentialsRef: encodeCredentialRefs(b.passwordFrom ?? null, b.kgFrom ?? null),
+    credentialsRef: b.passwordFrom ?? null,
+    kgRef: b.kgFrom ?? null,
     insecure: b.insecure ?? false,
     fingerprint: b.fingerprint?.toLowerCase().replaceAll(':', '') ?? null,
     systemId: b.systemId ?? null,
@@ -135,7 +136,7 @@ async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: s
     // A K_G the files gave and no longer name is removed, as is any on a BMC the files say is Redfish; one set
     // through the API or CLI for an IPMI BMC stays.
     const have = await tx.bmcs.get(machineId)
-    if (have?.hasKg && (b.type !== 'ipmi' || decodeCredentialRefs(have.credentialsRef).kgFrom)) want.kg = null
+    if (have?.hasKg && (b.type !== 'ipmi' || have.kgRef)) want.kg = null
   }
   return want
 }

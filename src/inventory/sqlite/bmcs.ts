@@ -33,6 +33,7 @@ function toBmc(r: Selectable<BmcsTable>): Bmc {
     bootVerify: r.boot_verify as 'strict' | 'device' | null,
     bootMethod: (r.boot_method ?? 'pxe') as BootMethod,
     hasKg: r.kg_sealed !== null,
+    kgRef: r.kg_ref,
     power: r.power_checked_at === null ? null : {
       state: r.power_state as 'on' | 'off' | null, checkedAt: Number(r.power_checked_at), error: r.power_error,
     },
@@ -67,6 +68,7 @@ export function createSqliteBmcs(db: Kysely<Database>, box: SecretBox): BmcRepos
           : input.cipherSuites === null ? null : JSON.stringify(input.cipherSuites),
         privilege: keep(input.privilege, (existing?.privilege ?? null) as BmcPrivilege | null),
         kg_sealed: input.kg === undefined ? existing?.kg_sealed ?? null : input.kg === null ? null : box.seal(input.kg),
+        kg_ref: input.kgRef ?? null,
         boot_verify: keep(input.bootVerify, (existing?.boot_verify ?? null) as 'strict' | 'device' | null),
         boot_method: keep(input.bootMethod, (existing?.boot_method ?? 'pxe') as BootMethod),
       }
@@ -90,6 +92,16 @@ export function createSqliteBmcs(db: Kysely<Database>, box: SecretBox): BmcRepos
         password: r.password_sealed === null ? null : box.open(r.password_sealed),
         kg: r.kg_sealed === null ? null : Buffer.from(box.open(r.kg_sealed), 'hex'),
       }
+    },
+    async many(machineIds) {
+      const out = new Map<string, Bmc>()
+      // SQLite binds at most 32766 variables; a page is far below, larger asks go in slices.
+      for (let i = 0; i < machineIds.length; i += 1000) {
+        const slice = machineIds.slice(i, i + 1000)
+        if (slice.length === 0) break
+        for (const r of await db.selectFrom('bmcs').selectAll().where('machine_id', 'in', slice).execute()) out.set(r.machine_id, toBmc(r))
+      }
+      return out
     },
     async machineIds() {
       const rows = await db.selectFrom('bmcs').select('machine_id').orderBy('machine_id').execute()

@@ -60,6 +60,8 @@ export interface BmcsTable {
   cipher_suites: string | null
   privilege: string | null
   kg_sealed: string | null
+  /** Where the K_G came from at import (env:/file:), kept for export like credentials_ref. */
+  kg_ref: string | null
   boot_verify: string | null
   boot_method: Generated<string>
   power_state: string | null

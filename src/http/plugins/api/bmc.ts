@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type, { type Static } from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import {
-  adoptedBmcAddress, applyBmcChanges, BMC_DRAFT_DEFAULTS, bmcChangedFields, bmcDraftOf, bmcHost, bmcInputOf, decodeCredentialRefs,
+  adoptedBmcAddress, applyBmcChanges, BMC_DRAFT_DEFAULTS, bmcChangedFields, bmcDraftOf, bmcHost, bmcInputOf,
   refuseBmcProblems, reportedBmcAddressProblem, type Bmc, type BmcDraft, type IpmiCipherSuite, type Machine,
 } from '../../../inventory/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
@@ -97,8 +97,8 @@ export const bmcRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
     // Replaced whole; the stored secrets and where they came from stay unless given (they cannot be read back).
     const kept: BmcDraft = {
       type: request.body.type, address: request.body.address, ...BMC_DRAFT_DEFAULTS,
-      passwordFrom: before ? decodeCredentialRefs(before.credentialsRef).passwordFrom : null,
-      kgFrom: before && request.body.type === 'ipmi' ? decodeCredentialRefs(before.credentialsRef).kgFrom : null,
+      passwordFrom: before?.credentialsRef ?? null,
+      kgFrom: before && request.body.type === 'ipmi' ? before.kgRef : null,
       ...(before?.hasKg && request.body.type !== 'ipmi' ? { kg: null } : {}),
     }
     const { draft, problems } = applyBmcChanges(kept, request.body, before && before.type === request.body.type ? before : null)

@@ -117,12 +117,7 @@ export async function listMachines(inventory: Inventory, scan: MachineScan, sele
  * costs a few ms, one of 1000 some 40 ms. A bulk read (WHERE machine_id IN ...) would make it one query.
  */
 async function bmcsOf(inventory: Inventory, machines: Machine[]): Promise<Map<string, Bmc>> {
-  const out = new Map<string, Bmc>()
-  for (const m of machines) {
-    const b = await inventory.bmcs.get(m.id)
-    if (b) out.set(m.id, b)
-  }
-  return out
+  return inventory.bmcs.many(machines.map((m) => m.id))
 }
 
 export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {

@@ -10,6 +10,7 @@ const COLUMNS: [string, 'text' | 'integer' | 'bigint', ((c: any) => any)?][] = [
   ['cipher_suites', 'text'],
   ['privilege', 'text'],
   ['kg_sealed', 'text'],
+  ['kg_ref', 'text'],
   ['boot_verify', 'text'],
   ['boot_method', 'text', (c) => c.notNull().defaultTo('pxe')],
   ['power_state', 'text'],
