@@ -6,11 +6,11 @@ const USAGE = `rackboot ${VERSION}: bare-metal provisioning (DHCP, TFTP, iPXE, H
 usage: rackboot <command> [options]
 
   serve                               run the server
-  machines list|show|accept|label|delete
+  machines list|show|accept|label|delete|retry|replace|logs|bmc
   inventory import|export             declarative inventory files <-> database
   tokens create|list|revoke           API tokens
   assets list|fetch|import            boot assets: iPXE, Talos kernels and initramfs images
-  power status|on|off|cycle|pxe       drive machines' BMCs (IPMI, Redfish)
+  power status|on|off|cycle|pxe|...   drive machines' BMCs (IPMI, Redfish): one command, one action, verified
   classes list|test                   which class (and profile) a machine gets, and why
   clusters create|list|talosconfig    Talos clusters: secrets, admin talosconfig
   version

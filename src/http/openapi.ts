@@ -26,6 +26,8 @@ export async function registerOpenApi(app: FastifyInstance, options: { version: 
       },
       tags: [
         { name: 'machines', description: 'The hardware inventory' },
+        { name: 'power', description: 'Power and next boot through the BMC: sent once, verified by reading the BMC back' },
+        { name: 'bmc', description: "A machine's BMC: address, credentials (write-only) and its own settings" },
         { name: 'allocations', description: 'Taking machines for clusters, and giving them back' },
         { name: 'events', description: 'What happens, as it happens' },
         { name: 'classes', description: 'Which machines are which' },

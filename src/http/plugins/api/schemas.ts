@@ -36,7 +36,10 @@ export function errors(...codes: number[]): Record<number, TSchema> {
     404: 'Not found',
     409: 'Conflict with the current state',
     422: 'Well-formed but refers to something that cannot be used',
+    501: 'The BMC cannot do this (no such reset type, boot device or virtual media)',
+    502: 'The BMC refused or answered wrongly (its address and answer in the message)',
     503: 'Unavailable',
+    504: 'The BMC did not answer, or never showed the result, in time (details.kind: timeout, unknown-outcome, not-verified)',
   }
   return Object.fromEntries([401, 403, ...codes].map((c) => [c, { ...ErrorSchema, description: text[c] ?? 'Error' }]))
 }
