@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { RackbootError } from '../errors.js'
 import {
   adoptedBmcAddress, applyBmcChanges, BMC_AUTHS, BMC_BOOT_VERIFY, BMC_DRAFT_DEFAULTS, BMC_PRIVILEGES, BOOT_METHODS, bmcChangedFields,
-  bmcDraftOf, bmcHost, bmcInputOf, refuseBmcProblems, reportedBmcAddressProblem, resolveSecretRef, SECRET_REF_PATTERN,
+  allMachines, bmcDraftOf, bmcHost, bmcInputOf, refuseBmcProblems, reportedBmcAddressProblem, resolveSecretRef, SECRET_REF_PATTERN,
   type Bmc, type BmcChanges, type BmcDraft, type BmcType, type Inventory, type IpmiCipherSuite, type Machine,
 } from '../inventory/index.js'
 import type { Lifecycle } from '../lifecycle/index.js'
@@ -208,17 +208,6 @@ async function adoptOne(inventory: Inventory, lifecycle: Lifecycle, m: Machine, 
   if (dryRun) return { ...row, address: draft.address, changed: true, result: before ? 'would adopt' : 'would create' }
   await save(inventory, lifecycle, m, before, draft, `address adopted from the agent's report${before ? ` (was ${before.address})` : ''}`)
   return { ...row, address: draft.address, changed: true, result: before ? 'adopted' : 'created' }
-}
-
-async function allMachines(inventory: Inventory): Promise<Machine[]> {
-  const out: Machine[] = []
-  let after: string | undefined
-  do {
-    const page = await inventory.machines.list({ limit: 1000, ...(after ? { after } : {}) })
-    out.push(...page.items)
-    after = page.next ?? undefined
-  } while (after)
-  return out
 }
 
 export async function bmcCommand(args: string[]): Promise<number> {

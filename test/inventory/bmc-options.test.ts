@@ -1,3 +1,4 @@
+import { loadError, tempDir as makeTempDir } from './helpers.js'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -14,19 +15,7 @@ import { TEST_CA_PEM } from './helpers.js'
 const KG = '0123456789abcdef0123456789abcdef01234567'
 const PASSWORD = 'hunter2-Secret9'
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'rb-bmc-files-'))
-}
-
-function loadError(dir: string): InventoryFileError {
-  try {
-    loadInventoryFiles(dir)
-  } catch (err) {
-    if (err instanceof InventoryFileError) return err
-    throw err
-  }
-  assert.fail('expected an InventoryFileError')
-}
+const tempDir = (): string => makeTempDir('rb-bmc-files-')
 
 /** Two machines with every BMC setting there is: a Redfish one (system in the address, CA file) and an IPMI one. */
 function writeFleet(dir: string, overrides: { rfAuth?: string; kgFrom?: string | null } = {}): void {

@@ -1,3 +1,4 @@
+import { loadError, tempDir as makeTempDir } from './helpers.js'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { cpSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs'
@@ -9,19 +10,7 @@ import {
 
 const EXAMPLE = join(import.meta.dirname, '..', '..', 'inventory')
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'rb-files-'))
-}
-
-function loadError(dir: string): InventoryFileError {
-  try {
-    loadInventoryFiles(dir)
-  } catch (err) {
-    if (err instanceof InventoryFileError) return err
-    throw err
-  }
-  assert.fail('expected an InventoryFileError')
-}
+const tempDir = (): string => makeTempDir('rb-files-')
 
 test('the example inventory imports, and a second import changes nothing', async (t) => {
   const inv = await openSqliteInventory({ file: ':memory:' })

@@ -1,3 +1,8 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { InventoryFileError, loadInventoryFiles } from '../../src/inventory/index.js'
 export { openSqliteInventory } from '../../src/inventory/index.js'
 import { isRackbootError, type ErrorCode } from '../../src/errors.js'
 
@@ -19,3 +24,19 @@ SAAwRQIgHaSB30A6g0stnKjuzYRA78swUAnFygig+0czs59/KTwCIQDzblDDVhCJ
 wPBfsm6dBGp6UeyUUBmn0+e4DvszZLCK6g==
 -----END CERTIFICATE-----
 `
+
+/** A fresh temporary directory for inventory files. */
+export function tempDir(prefix = 'rb-files-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** The InventoryFileError loading `dir` gives; fails the test when it loads. */
+export function loadError(dir: string): InventoryFileError {
+  try {
+    loadInventoryFiles(dir)
+  } catch (err) {
+    if (err instanceof InventoryFileError) return err
+    throw err
+  }
+  assert.fail('expected an InventoryFileError')
+}

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { isDeepStrictEqual } from 'node:util'
 import { RackbootError } from '../../errors.js'
-import type { Bmc, BmcAuth, BmcInput, BmcPrivilege, BmcType, BootMethod, IpmiCipherSuite } from '../types.js'
+import type { Bmc, BmcAuth, BmcInput, BmcOptions, BmcPrivilege, BmcType, BootMethod, IpmiCipherSuite } from '../types.js'
 
 export const BMC_AUTHS = ['auto', 'session', 'basic'] as const satisfies readonly BmcAuth[]
 export const BMC_PRIVILEGES = ['user', 'operator', 'administrator'] as const satisfies readonly BmcPrivilege[]
@@ -210,20 +210,13 @@ export interface BmcChanges {
 }
 
 /** A BMC as stored, or about to be: every field explicit (BmcRepository.put keeps only what it is not given). */
-export interface BmcDraft {
+export interface BmcDraft extends BmcOptions {
   type: BmcType
   address: string
   port: number | null
   username: string | null
   insecure: boolean
   fingerprint: string | null
-  systemId: string | null
-  caPem: string | null
-  auth: BmcAuth
-  cipherSuites: IpmiCipherSuite[] | null
-  privilege: BmcPrivilege | null
-  bootVerify: 'strict' | 'device' | null
-  bootMethod: BootMethod
   passwordFrom: string | null
   kgFrom: string | null
   /** undefined: keep the stored one. */

@@ -16,7 +16,8 @@ function clean<T extends object>(obj: T): T {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null)) as T
 }
 
-async function allMachines(inventory: Inventory): Promise<Machine[]> {
+/** Every machine, page by page. */
+export async function allMachines(inventory: Inventory): Promise<Machine[]> {
   const out: Machine[] = []
   let after: string | undefined
   do {

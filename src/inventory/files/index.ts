@@ -1,6 +1,6 @@
 export { loadInventoryFiles, InventoryFileError, type DesiredInventory, type DesiredMachine, type InventoryProblem } from './load.js'
 export { importInventory, MANAGED_BY, type ImportReport, type ImportOptions, type Change } from './reconcile.js'
-export { exportInventory, type ExportResult } from './export.js'
+export { allMachines, exportInventory, type ExportResult } from './export.js'
 export type { FileMachine, FileClass, FileProfile, FileBmc, InventoryFile } from './schema.js'
 export { PhaseDeadlinesSchema } from './schema.js'
 export {
