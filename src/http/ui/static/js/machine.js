@@ -165,7 +165,7 @@ export function machineView({ api, stream, id }) {
         ['CPU', cpu.model ? String(cpu.model) : '—'],
         ['Sockets / cores / threads', `${dash(cpu.sockets)} / ${dash(cpu.cores)} / ${dash(cpu.threads)}`],
         ['Memory', f.memory?.totalBytes ? memory(f.memory.totalBytes) : '—'],
-        ['BMC', m.bmc ? `${m.bmc.type} ${m.bmc.address}${m.bmc.port ? `:${m.bmc.port}` : ''}` : f.bmc?.address ? `${f.bmc.address} (reported, not configured)` : '—'],
+        ['BMC', bmcLine(m, f)],
       ]),
       table('Disks', ['Device', 'Type', 'Model', 'Size', 'Serial', 'WWN'],
         disks.map((d) => [h('span', { class: 'mono' }, dash(d.name)), dash(d.type ?? (d.rotational ? 'hdd' : null)), dash(d.model), diskSize(d.sizeBytes), h('span', { class: 'mono' }, dash(d.serial)), h('span', { class: 'mono' }, dash(d.wwn))]),
@@ -438,4 +438,14 @@ export function machineView({ api, stream, id }) {
       clearTimeout(logTimer)
     },
   }
+}
+
+/** The BMC as configured, and what the discovery agent saw when that differs (with the command that adopts it). */
+function bmcLine(m, f) {
+  const reported = f.bmc?.address
+  const adopt = `rackboot machines bmc adopt ${m.name ?? m.id}`
+  if (!m.bmc) return reported ? `${reported} (reported by the agent, not configured: ${adopt} --type ipmi|redfish)` : '—'
+  const configured = `${m.bmc.type} ${m.bmc.address}${m.bmc.port ? `:${m.bmc.port}` : ''}`
+  const host = m.bmc.address.replace(/^https?:\/\//, '').replace(/[:/].*$/, '')
+  return reported && reported !== host ? `${configured} (the agent reported ${reported}: ${adopt})` : configured
 }
