@@ -498,18 +498,21 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     known.set(machineId, entry)
     const changed = previous === undefined ? true : previous.state !== state || (error !== undefined) !== (previous.error !== undefined)
     // The inventory keeps the last state for the UI and other instances: written on a change, refreshed now and then.
+    let written: Promise<unknown> = Promise.resolve()
     if (deps.bmcs.recordPower && (changed || clock.now() - (recorded.get(machineId) ?? -Infinity) >= RECORD_REFRESH_MS)) {
       recorded.set(machineId, clock.now())
-      void deps.bmcs.recordPower(machineId, { state, checkedAt: Date.now(), error: error ?? null })
+      written = deps.bmcs.recordPower(machineId, { state, checkedAt: Date.now(), error: error ?? null })
         .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot record the power state'))
     }
-    if (changed && observer?.status) {
+    if (!changed || !observer?.status) return
+    // Told once it is stored: whoever reads the machine on the event sees the new state.
+    void written.then(() => {
       try {
-        observer.status({ machineId, state, previous: previous?.state ?? null, at: entry.at, ...(error ? { error } : {}) })
+        observer.status!({ machineId, state, previous: previous?.state ?? null, at: entry.at, ...(error ? { error } : {}) })
       } catch (err) {
         log.warn({ err }, 'power observer failed')
       }
-    }
+    })
   }
 
   /** Reads the power state (retried: reads are safe) and remembers it. */

@@ -379,7 +379,9 @@ export function inventoryView({ api, stream, params }) {
           const m = await api.get(`/machines/${encodeURIComponent(mid)}`, { timeline: 0 })
           if (disposed) return
           const event = recent.get(mid) ?? null
-          const { facts: _f, bmc: _b, leases: _l, allocation: _a, timeline: _t, ...machine } = m
+          const { facts: _f, bmc, leases: _l, allocation: _a, timeline: _t, ...rest } = m
+          // The row keeps the list's shape: the BMC summary the power column reads, not the detail's settings.
+          const machine = { ...rest, bmc: bmc ? { type: bmc.type, address: bmc.address, bootMethod: bmc.bootMethod } : null }
           const row = rows.get(mid)
           if (row) {
             row.machine = machine
