@@ -10,8 +10,10 @@ RUN npm ci --omit=dev
 FROM node:20-bookworm-slim
 WORKDIR /opt/rackboot
 # iPXE binaries from Debian, so an offline site can boot BIOS and UEFI machines out of the box; radvd for the
-# router advertisements that spare iPXE its ~16 s IPv6 wait on a segment without a router (dhcp.routerAdverts).
-RUN apt-get update && apt-get install -y --no-install-recommends ipxe radvd && rm -rf /var/lib/apt/lists/*
+# router advertisements that spare iPXE its ~16 s IPv6 wait on a segment without a router (dhcp.routerAdverts);
+# xorriso, mtools, isolinux and syslinux-common to build the virtual media ISO BMCs mount (bootMethod virtual-media).
+RUN apt-get update && apt-get install -y --no-install-recommends ipxe radvd xorriso mtools isolinux syslinux-common \
+  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/rackboot/node_modules ./node_modules
 COPY package.json tsconfig.json ./
 COPY bin ./bin
