@@ -199,6 +199,7 @@ const REBOOTS = new Set<PowerOperation>(['cycle', 'reset', 'pxe-boot'])
 /** Failures a sent state change leaves ambiguous: the manager reads back instead of sending again. */
 const ambiguous = new WeakSet<PowerError>()
 const EXPECTED: Record<PowerAction, PowerState> = { on: 'on', off: 'off', 'soft-off': 'off', cycle: 'on', reset: 'on' }
+const ATTEMPT_GRACE_MS = 1_000
 /** How often an unchanged power state is written back to the inventory (changes are written at once). */
 const RECORD_REFRESH_MS = 10 * 60_000
 
@@ -433,7 +434,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     for (let attempt = 1; ; attempt++) {
       const started = clock.now()
       const controller = new AbortController()
-      const timer = clock.setTimeout(() => controller.abort(), settings.timeoutMs)
+      // A second more than the driver's own budget: a driver that keeps to it reports which step got no answer.
+      const timer = clock.setTimeout(() => controller.abort(), settings.timeoutMs + ATTEMPT_GRACE_MS)
       const onCallerAbort = (): void => controller.abort()
       o.signal?.addEventListener('abort', onCallerAbort, { once: true })
       let driver: BmcDriver | null = null
@@ -453,7 +455,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
             o.onSend?.()
           },
         })
-        const value = await raceAbort(work, controller.signal, settings.timeoutMs, bmcLabel(bmc), operation)
+        const value = await raceAbort(work, controller.signal, settings.timeoutMs + ATTEMPT_GRACE_MS, bmcLabel(bmc), operation)
         succeeded = true
         const ms = clock.now() - started
         record(bmc, operation, 'ok', ms)

@@ -249,16 +249,17 @@ test('a per-attempt timeout aborts the driver; a driver that ignores it still ho
   assert.equal(world.calls.length, 1)
   await clock.advance(20_000)
   assert.ok(isPowerError(op.error, 'timeout'))
-  assert.match((op.error as Error).message, /no answer from ipmi BMC 10\.0\.0\.1:623 within 5000 ms/)
+  // A second of grace past the driver's own budget, so a driver that keeps to it can name the step it waited for.
+  assert.match((op.error as Error).message, /no answer from ipmi BMC 10\.0\.0\.1:623 within 6000 ms/)
   assert.equal(world.calls.length, 1)
-  assert.equal(world.calls[0]!.end, 5_000)
+  assert.equal(world.calls[0]!.end, 6_000)
 
   // A driver that ignores the signal: the caller hears "timeout" on time, the next operation waits for the driver.
   world.calls.length = 0
   world.behave = (call) => call.op === 'status' ? new Promise((r) => clock.setTimeout(r, 30_000)) : Promise.resolve()
   const stuck = track(manager.status('m1'))
   const next = track(manager.identify('m1', true))
-  await clock.advance(5_001)
+  await clock.advance(6_001)
   assert.ok(isPowerError(stuck.error, 'timeout') || !stuck.done)
   assert.equal(world.calls.filter((c) => c.op === 'identify').length, 0)
   await clock.advance(120_000)

@@ -48,6 +48,7 @@ export class UdpChannel {
   private readonly socket: Socket
   private waiter: ((datagram: Buffer) => void) | null = null
   private lastError: Error | null = null
+  private refusals = 0
   private closed = false
   private pending = 0
   private connected = false
@@ -67,9 +68,11 @@ export class UdpChannel {
       if (this.waiter) this.waiter(msg)
       else this.dropped++
     })
-    // ICMP port unreachable surfaces here on a connected socket; keep it for the timeout message and retry on.
+    // ICMP port unreachable surfaces here on a connected socket; keep it for the timeout message and retry on
+    // (one can be a fluke), counting them: every copy refused means nothing listens there.
     this.socket.on('error', (err) => {
       this.lastError = err
+      if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') this.refusals++
     })
     this.ready = new Promise((resolve, reject) => {
       this.socket.once('connect', () => {
@@ -106,6 +109,7 @@ export class UdpChannel {
     const signal = this.opts.signal
     const once = x.retransmit === false
     const started = Date.now()
+    const refusedBefore = this.refusals
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw this.timeoutError(x, started, attempt, true)
       const now = Date.now()
@@ -143,6 +147,14 @@ export class UdpChannel {
         })
       })
       if (answer) return answer.value
+      // Two copies, each answered by the host's "port unreachable": a dead service, not a slow one; say so now
+      // rather than at the deadline (a dead BMC used to cost the whole budget).
+      if (!once && attempt >= 1 && this.refusals - refusedBefore > attempt) {
+        throw new PowerError('unreachable', `BMC ${this.label} refused ${x.what}: nothing answers on UDP port ` +
+          `${this.opts.port} (ICMP port unreachable to ${attempt + 1} copies; wrong port, or IPMI over LAN disabled?)`,
+        // Refused outright: a wrong port or a disabled service does not come back in seconds, so not retried.
+        { notRun: true, retryable: false, details: { bmc: this.label, step: x.what } })
+      }
     }
   }
 

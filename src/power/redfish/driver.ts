@@ -133,9 +133,19 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
   let description: BmcDescription | null = null
   let closed = false
 
-  function callSignal(call?: CallOptions): AbortSignal {
-    const timeout = AbortSignal.timeout(timeoutMs)
-    return call?.signal ? AbortSignal.any([call.signal, timeout]) : timeout
+  /**
+   * The call's own deadline joined with the caller's signal. Not AbortSignal.any(): on Node 20 a composite of a
+   * timeout signal can lose that timeout to garbage collection and never fire (the call then ran to the caller's
+   * deadline, with a message that could not say which request got no answer).
+   */
+  function callSignal(call?: CallOptions): { signal: AbortSignal; release: () => void } {
+    const controller = new AbortController()
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+    const outer = call?.signal
+    const onAbort = (): void => controller.abort(outer?.reason)
+    if (outer?.aborted) onAbort()
+    else outer?.addEventListener('abort', onAbort, { once: true })
+    return { signal: controller.signal, release: () => { clearTimeout(timer); outer?.removeEventListener('abort', onAbort) } }
   }
 
   /** Vendor and model from the root, from the first Manager only when the root does not say; never fails a call. */
@@ -478,13 +488,15 @@ export function createRedfishDriver(options: RedfishDriverOptions): BmcDriver {
   /** Runs one driver call with its own deadline, turning aborts and stray errors into PowerErrors. */
   async function run<T>(call: CallOptions | undefined, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (closed) throw new PowerError('invalid', `Redfish driver for ${label} is closed`, { notRun: true })
-    const signal = callSignal(call)
+    const { signal, release } = callSignal(call)
     try {
       return await fn(signal)
     } catch (err) {
       if (isPowerError(err)) throw err
       if (signal.aborted) throw new PowerError('timeout', `BMC ${label} did not finish ${what} within ${timeoutMs} ms`, { cause: err })
       throw new PowerError('protocol', `BMC ${label}: ${what} failed: ${(err as Error)?.message ?? String(err)}`.slice(0, 400), { cause: err })
+    } finally {
+      release()
     }
   }
 
