@@ -136,7 +136,8 @@ export async function powerCommand(args: string[]): Promise<number> {
  * it) is never printed as if it were: it is named as not verifiable, with what the BMC did read back.
  */
 export function readbackLine(r: BootReadback, checked = true): string {
-  if (!r.enabled || r.device === 'none') return `cleared (reads back ${r.raw})`
+  // A BMC that keeps only the device (ipmi_sim reads every override back "not valid") still confirmed the device.
+  if (r.device === 'none' || (!r.enabled && !(checked && r.verified?.device))) return `cleared (reads back ${r.raw})`
   const persistence = r.persistent === null ? null : r.persistent ? 'every boot' : 'next boot only'
   if (!checked) return [r.device, r.mode ?? 'mode not reported', persistence ?? 'persistence not reported'].join(' ')
   const v = r.verified ?? { device: true, mode: r.mode !== null, persistent: r.persistent !== null }

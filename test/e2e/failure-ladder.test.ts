@@ -165,7 +165,9 @@ describe('failure as routine, end to end', { concurrency: 2 }, () => {
       const before = calls.filter((c) => c.at <= off.at && c.op.startsWith('set boot'))
       assert.equal(before.at(-1)?.op, 'set boot pxe', `next boot PXE before the cycle at ${off.at}`)
     }
-    const powerDone = events.filter((e) => e.type === 'power' && e.data.action === 'pxe-boot' && e.data.ok === true)
+    // The power attempts that booted the machine (the allocation's power on, each repair's cycle), each done once.
+    const powerDone = events.filter((e) => e.type === 'power' && e.data.reboot === true && e.data.ok === true)
+    assert.deepEqual(powerDone.map((e) => e.data.action), ['on', ...cycled.map(() => 'cycle')], timeline)
     assert.equal(powerDone.length, 1 + cycled.length, timeline)
 
     const metrics = await rb.lab.exec(['curl', '-sS', `${rb.url}/metrics`], { timeoutMs: 20_000 })
