@@ -77,7 +77,7 @@ describe('failure as routine, end to end', { concurrency: 2 }, () => {
     // 1. Discovered through the BMC: `rackboot power pxe` powers it on, it boots the agent, reports and powers off.
     const pxe = await rb.lab.exec(['node', BIN, 'power', 'pxe', 'rack-u21', '--bios', '--config', rb.config], { timeoutMs: 90_000, check: false })
     assert.equal(pxe.code, 0, pxe.stdout + pxe.stderr)
-    const agentVm = await rack.nextVm(30_000)
+    const agentVm = await rack.nextVm(90_000) // a VM slot may be busy with another test's guest
     await agentVm.waitFor(/rackboot-agent: report sent/, HARD_TIMEOUT)
     await agentVm.waitForExit(60_000)
     await until('the BMC to read the powered-off machine as off', 10_000, async () => rack.power() === 'off')
