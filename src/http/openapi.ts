@@ -1,6 +1,7 @@
 import fastifySwagger from '@fastify/swagger'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { RouteScope } from './auth.js'
+import { namedSchemas } from './plugins/api/schemas.js'
 
 // The OpenAPI 3.1 document is generated from the route schemas of the API context (@fastify/swagger's onRoute
 // hook), so it cannot drift from what the server validates. Served at /api/v1/openapi.json with a small docs page
@@ -8,11 +9,19 @@ import type { RouteScope } from './auth.js'
 
 export const API_PREFIX = '/api/v1'
 
-/** Registers the generator in `app` (the API's encapsulated context); call before the routes. */
+/**
+ * Registers the generator in `app` (the API's encapsulated context), and the named schemas the routes refer to
+ * (schemas.ts: Machine, Allocation, Error, ...); call before the routes.
+ */
 export async function registerOpenApi(app: FastifyInstance, options: { version: string }): Promise<void> {
+  for (const schema of namedSchemas()) app.addSchema(schema)
   await app.register(fastifySwagger, {
+    // A shared schema becomes components.schemas.<its $id> (the default names them def-0, def-1, ...).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     openapi: {
       openapi: '3.1.0',
+      // Relative: the server that served the document; GET /openapi.json puts the origin it was reached at first.
+      servers: [{ url: '/', description: 'The server this document came from' }],
       info: {
         title: 'rackboot API',
         version: options.version,
@@ -45,7 +54,43 @@ export async function registerOpenApi(app: FastifyInstance, options: { version: 
       // Headers are documented in the descriptions; the OpenAPI generator would list Authorization otherwise.
       return { schema: s, url }
     },
+    transformObject: (documentObject) => plainEnums((documentObject as { openapiObject: Record<string, unknown> }).openapiObject),
   })
+}
+
+/**
+ * Rewrites each union of constants (`anyOf: [{enum: ['a']}, {enum: ['b']}, {type: 'null'}]`, as TypeBox unions of
+ * literals come out, here or in the inventory's schemas) as one `{type, enum}`: client generators make that a plain
+ * enum. Accepts the same values; only the document changes, not what the server validates.
+ */
+export function plainEnums<T>(node: T): T {
+  if (Array.isArray(node)) return node.map((n) => plainEnums(n)) as T
+  if (typeof node !== 'object' || node === null) return node
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(node)) out[k] = plainEnums(v)
+  const members = out.anyOf ?? out.oneOf
+  const values = Array.isArray(members) ? constantsOf(members as unknown[]) : null
+  if (!values) return out as T
+  delete out.anyOf
+  delete out.oneOf
+  const types = [...new Set(values.map((v) => (v === null ? 'null' : typeof v)))]
+  return { ...out, type: types.length === 1 ? types[0] : types, enum: values } as T
+}
+
+/** The values of union members that are each one constant (or null), or null when any member is more than that. */
+function constantsOf(members: unknown[]): unknown[] | null {
+  const values: unknown[] = []
+  for (const m of members) {
+    if (typeof m !== 'object' || m === null) return null
+    const { enum: e, const: c, type, description: _d, ...rest } = m as Record<string, unknown>
+    if (Object.keys(rest).length > 0) return null
+    if (Array.isArray(e) && e.length === 1 && ['string', 'number', 'boolean'].includes(typeof e[0])) values.push(e[0])
+    else if (c !== undefined && ['string', 'number', 'boolean'].includes(typeof c)) values.push(c)
+    else if (type === 'null' && e === undefined && c === undefined) values.push(null)
+    else return null
+  }
+  // Only a union with at least one constant besides null: `string | null` stays as it is.
+  return values.some((v) => v !== null) ? values : null
 }
 
 /** GET /api/v1/openapi.json and GET /api/v1/docs (public). */
@@ -53,9 +98,11 @@ export const openApiRoutes: FastifyPluginAsync = async (app) => {
   app.get('/openapi.json', {
     config: { scope: 'public' },
     schema: { tags: ['meta'], operationId: 'openapi', summary: 'This API as an OpenAPI 3.1 document', security: [] },
-  }, async (_request, reply) => {
+  }, async (request, reply) => {
     reply.type('application/json')
-    return JSON.stringify(app.swagger())
+    // The origin this request reached first (what a client generator fills in as its base URL), then '/'.
+    const doc = app.swagger() as { servers?: unknown[] }
+    return JSON.stringify({ ...doc, servers: [{ url: `${request.protocol}://${request.host}`, description: 'This server, as the request reached it' }, ...(doc.servers ?? [])] })
   })
   app.get('/docs', {
     config: { scope: 'public' },
@@ -105,6 +152,12 @@ fetch('openapi.json').then((r) => r.json()).then((doc) => {
       }
       html += '</div></details>';
     }
+  }
+  // The shapes the operations refer to ($ref #/components/schemas/<name>).
+  const schemas = Object.entries((doc.components && doc.components.schemas) || {});
+  if (schemas.length) html += '<h2>schemas</h2>';
+  for (const [name, schema] of schemas) {
+    html += '<details id="schema-' + esc(name) + '"><summary><span class="p">' + esc(name) + '</span><span class="s">' + esc(schema.description) + '</span></summary><div class="body"><pre>' + esc(JSON.stringify(schema, null, 2)) + '</pre></div></details>';
   }
   document.getElementById('ops').innerHTML = html;
 }).catch((e) => { document.getElementById('ops').textContent = 'Cannot load openapi.json: ' + e; });

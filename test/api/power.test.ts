@@ -25,7 +25,7 @@ async function rig(t: { after(fn: () => unknown): void }, quirks: RedfishQuirks 
 }
 
 test('power actions answer once the BMC shows the result; next boot disk and clear-override are read back', async (t) => {
-  const { server, s, m, post, get } = await rig(t, { powerDelayMs: 500 })
+  const { server, s, m, post, get } = await rig(t)
   const on = await post({ action: 'on' })
   assert.equal(on.statusCode, 200, on.body)
   assert.deepEqual({ ...(on.json() as object), result: undefined }, { machineId: m.id, action: 'on', state: 'on', verified: true, note: null, bootOverride: null, result: undefined })

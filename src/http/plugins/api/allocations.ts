@@ -4,14 +4,14 @@ import Type from 'typebox'
 import { NotFoundError, RackbootError } from '../../../errors.js'
 import { MAX_ALLOCATION_COUNT } from '../../../lifecycle/index.js'
 import { actor, type ApiDeps } from './context.js'
-import { AllocationSchema, allocationView, errors, NameSchema, Nullable } from './schemas.js'
+import { AllocationSchema, allocationView, errors, Named, NameSchema, Nullable, StringEnum } from './schemas.js'
 
 const AllocationBody = Type.Object({
   class: Type.Optional(NameSchema),
   selector: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Selector expression, ANDed with the class\'s selectors' })),
   count: Type.Integer({ minimum: 1, maximum: MAX_ALLOCATION_COUNT }),
   cluster: Type.Optional(NameSchema),
-  role: Type.Optional(Type.Union([Type.Literal('controlplane'), Type.Literal('worker')], { description: 'Default worker when a cluster is given' })),
+  role: Type.Optional(StringEnum(['controlplane', 'worker'], { description: 'Default worker when a cluster is given' })),
   profile: Type.Optional(NameSchema),
   patches: Type.Optional(Type.Array(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown()), Type.String()]), {
     maxItems: 64,
@@ -28,6 +28,11 @@ const ListQuery = Type.Object({
 }, { additionalProperties: false })
 
 const IdParams = Type.Object({ id: Type.String({ pattern: '^a-[0-9a-z]{1,40}$' }) })
+
+const AllocationPage = Named('AllocationPage', Type.Object({
+  items: Type.Array(AllocationSchema),
+  next: Nullable(Type.String({ description: 'Cursor of the next page; null at the end' })),
+}, { description: 'A page of allocations' }))
 
 export const allocationRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
   const app = base.withTypeProvider<TypeBoxTypeProvider>()
@@ -72,7 +77,7 @@ export const allocationRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) 
     schema: {
       tags: ['allocations'], operationId: 'listAllocations', summary: 'Allocations, oldest first',
       querystring: ListQuery,
-      response: { 200: Type.Object({ items: Type.Array(AllocationSchema), next: Nullable(Type.String()) }), ...errors(400) },
+      response: { 200: AllocationPage, ...errors(400) },
     },
   }, async (request) => {
     const q = request.query

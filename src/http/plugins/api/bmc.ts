@@ -7,7 +7,7 @@ import {
   refuseBmcProblems, reportedBmcAddressProblem, type Bmc, type BmcDraft, type IpmiCipherSuite, type Machine,
 } from '../../../inventory/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
-import { BmcStateSchema, bmcStateView, errors, MachineParams, Nullable, StringEnum, StringEnumOrNull } from './schemas.js'
+import { BmcStateSchema, bmcStateView, errors, MachineParams, Named, Nullable, StringEnum, StringEnumOrNull } from './schemas.js'
 
 // A machine's BMC through the API (issue 18): read without secrets, set whole (PUT, or POST as the issue names
 // it), change some fields (PATCH, null clears), remove, and adopt the address the discovery agent reported. The
@@ -49,12 +49,12 @@ const BmcAdoptBody = Type.Object({
   password: Fields.password,
 }, { additionalProperties: false, description: 'Needed when the machine has no BMC record yet (type, credentials); otherwise optional' })
 
-const AdoptResponse = Type.Object({
+const AdoptResponse = Named('BmcAdoptResult', Type.Object({
   changed: Type.Boolean({ description: 'false when the BMC already had the reported address' }),
   previous: Nullable(Type.String({ description: 'The address before, null when there was no BMC record' })),
   reported: Type.String({ description: 'The address the discovery agent reported' }),
   bmc: BmcStateSchema,
-}, { description: 'The BMC after adopting the reported address' })
+}, { description: 'The BMC after adopting the reported address' }))
 
 type PutBody = Static<typeof BmcPutBody>
 

@@ -14,7 +14,12 @@ import { profileRoutes } from './profiles.js'
 import { powerRoutes } from './power.js'
 import { logRoutes } from './logs.js'
 import { overviewRoutes } from './overview.js'
-import { errors } from './schemas.js'
+import { errors, Named } from './schemas.js'
+
+// Module scope: named schemas are registered (registerOpenApi) before any route is.
+const TokenSchema = Named('Token', Type.Object({
+  id: Type.String(), name: Type.String(), scopes: Type.Array(Type.String()), expiresAt: Type.Union([Type.String(), Type.Null()]),
+}, { description: 'An API token (never its secret)' }))
 
 export type { ApiDeps } from './context.js'
 export type { EventStreamOptions } from './event-hub.js'
@@ -52,7 +57,7 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
     schema: {
       tags: ['meta'], operationId: 'whoami', summary: 'The token this request was made with',
       response: {
-        200: Type.Object({ id: Type.String(), name: Type.String(), scopes: Type.Array(Type.String()), expiresAt: Type.Union([Type.String(), Type.Null()]) }),
+        200: TokenSchema,
         ...errors(),
       },
     },

@@ -4,17 +4,17 @@ import Type from 'typebox'
 import type { KernelLogStore } from '../../../talos/receivers/index.js'
 import { redactBootTokens, seesBootTokens } from '../../redact.js'
 import { findMachine, type ApiDeps } from './context.js'
-import { errors, MachineParams } from './schemas.js'
+import { errors, MachineParams, Named } from './schemas.js'
 
 const Query = Type.Object({
   since: Type.Optional(Type.Integer({ minimum: 0, description: 'Cursor: lines after this one (exclusive)' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2000, default: 200 })),
 }, { additionalProperties: false })
 
-const LineSchema = Type.Object({
+const LineSchema = Named('KernelLogLine', Type.Object({
   cursor: Type.Integer(), peer: Type.String(), receivedAt: Type.String(), msg: Type.String(),
   priority: Type.Union([Type.String(), Type.Null()]), facility: Type.Union([Type.String(), Type.Null()]), talosTime: Type.Union([Type.String(), Type.Null()]),
-})
+}, { description: 'A kernel log line Talos sent' }))
 
 /**
  * `GET /api/v1/machines/{id}/logs`: the kernel log Talos streamed to rackboot (talos.logging.kernel), newest lines

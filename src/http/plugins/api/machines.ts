@@ -11,7 +11,7 @@ import { actor, findMachine, type ApiDeps } from './context.js'
 import { commaList, machineFilter } from './query.js'
 import {
   bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
-  machineView, Nullable, PowerOutcomeSchema, refuseValue, StateSchema, AllocationSchema, allocationView,
+  machineView, Named, Nullable, PowerOutcomeSchema, refuseValue, StateSchema, StringEnum, AllocationSchema, allocationView,
 } from './schemas.js'
 
 const LABEL_KEY = '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$'
@@ -29,10 +29,10 @@ const ListQuery = Type.Object({
   cursor: Type.Optional(Type.String({ maxLength: 512, description: 'The `next` of the previous page' })),
 }, { additionalProperties: false })
 
-const ListResponse = Type.Object({
+const ListResponse = Named('MachinePage', Type.Object({
   items: Type.Array(MachineSchema),
   next: Nullable(Type.String({ description: 'Cursor of the next page; null at the end. A page may hold fewer than `limit` items.' })),
-})
+}, { description: 'A page of machines' }))
 
 const PatchBody = Type.Object({
   labels: Type.Optional(Type.Record(Type.String({ pattern: LABEL_KEY }), Nullable(Type.String({ maxLength: 256 })), {
@@ -58,25 +58,25 @@ const RetryBody = Type.Object({
   pxeBoot: Type.Optional(Type.Boolean({ default: true, description: 'PXE-boot the machine now through its BMC' })),
 }, { additionalProperties: false })
 
-const RetryResponse = Type.Object({ machine: MachineSchema, power: Nullable(PowerOutcomeSchema) })
+const RetryResponse = Named('RetryResult', Type.Object({ machine: MachineSchema, power: Nullable(PowerOutcomeSchema) }, { description: 'The machine back in provisioning' }))
 
 const ReplaceBody = Type.Object({
   idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'A retried call with the same key returns the first result' })),
   powerOn: Type.Optional(Type.Boolean({ default: false, description: 'PXE-boot the replacement now through its BMC' })),
 }, { additionalProperties: false })
 
-const ReplaceResponse = Type.Object({
+const ReplaceResponse = Named('ReplaceResult', Type.Object({
   allocation: AllocationSchema,
   replayed: Type.Boolean(),
-  replaced: Nullable(Type.Object({ id: Type.String(), action: Type.Union([Type.Literal('released'), Type.Literal('quarantined')]) })),
-})
+  replaced: Nullable(Type.Object({ id: Type.String(), action: StringEnum(['released', 'quarantined']) })),
+}, { description: 'The allocation holding the replacement, and what became of the replaced machine' }))
 
-const ReleaseResponse = Type.Object({
+const ReleaseResponse = Named('ReleaseResult', Type.Object({
   machine: MachineSchema,
   released: Type.Boolean({ description: 'false when the machine was already released' }),
   allocationId: Nullable(Type.String()),
   power: Nullable(PowerOutcomeSchema),
-})
+}, { description: 'The released machine' }))
 
 const DetailQuery = Type.Object({
   timeline: Type.Optional(Type.Integer({ minimum: 0, maximum: 500, default: 50, description: 'Newest timeline events to include' })),

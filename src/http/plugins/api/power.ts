@@ -4,23 +4,23 @@ import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import { isPowerError, type BootReadback, type PowerManager } from '../../../power/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
-import { errors, MachineParams } from './schemas.js'
+import { errors, MachineParams, Named, Nullable, StringEnum, StringEnumOrNull } from './schemas.js'
 
 const ACTIONS = ['on', 'off', 'soft-off', 'cycle', 'reset', 'pxe', 'netboot', 'media-boot', 'disk', 'clear-override'] as const
 
 const PowerBody = Type.Object({
-  action: Type.Union(ACTIONS.map((a) => Type.Literal(a)), {
+  action: StringEnum(ACTIONS, {
     description: 'on/off/soft-off/cycle/reset: sent once, then verified by reading the BMC back. pxe: next boot from the ' +
       'network (read back and verified), then power cycle when on or power on when off; netboot: the same by the ' +
       "machine's boot method (pxe, uefi-http, virtual-media); media-boot: rackboot's boot ISO as virtual media; disk: " +
       'next boot from disk; clear-override: the firmware\'s own boot order',
   }),
-  mode: Type.Optional(Type.Union([Type.Literal('uefi'), Type.Literal('bios')], { description: 'pxe/netboot/disk: firmware mode of the override; default from the machine' })),
+  mode: Type.Optional(StringEnum(['uefi', 'bios'], { description: 'pxe/netboot/disk: firmware mode of the override; default from the machine' })),
   persistent: Type.Optional(Type.Boolean({ description: 'pxe/netboot/disk: on every boot, not only the next', default: false })),
-  ifTooSoon: Type.Optional(Type.Union([Type.Literal('error'), Type.Literal('defer')], { description: 'A reboot within the minimum interval: refuse (409) or wait', default: 'error' })),
+  ifTooSoon: Type.Optional(StringEnum(['error', 'defer'], { description: 'A reboot within the minimum interval: refuse (409) or wait', default: 'error' })),
 }, { additionalProperties: false })
 
-const BootOverrideView = Type.Object({
+const BootOverrideView = Named('BootOverride', Type.Object({
   device: Type.String(),
   mode: Type.Union([Type.String(), Type.Null()]),
   persistent: Type.Union([Type.Boolean(), Type.Null()]),
@@ -29,28 +29,28 @@ const BootOverrideView = Type.Object({
   verified: Type.Union([Type.Object({ device: Type.Boolean(), mode: Type.Boolean(), persistent: Type.Boolean() }), Type.Null()], {
     description: 'Which fields the read-back confirmed; null for a plain read',
   }),
-  fallback: Type.Union([Type.Literal('continuous'), Type.Null()], { description: 'continuous: the BMC keeps the override for every boot; rackboot clears it after the boot' }),
-})
+  fallback: StringEnumOrNull(['continuous'], { description: 'continuous: the BMC keeps the override for every boot; rackboot clears it after the boot' }),
+}, { description: 'The next-boot override as the BMC reports it' }))
 
-const PowerView = Type.Object({
+const PowerView = Named('PowerState', Type.Object({
   machineId: Type.String(),
-  state: Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Null()]),
+  state: StringEnumOrNull(['on', 'off']),
   checkedAt: Type.Union([Type.String(), Type.Null()]),
   error: Type.Union([Type.String(), Type.Null()]),
-  bootOverride: Type.Optional(Type.Union([BootOverrideView, Type.Null()])),
-})
+  bootOverride: Type.Optional(Nullable(BootOverrideView)),
+}, { description: 'Power state asked from the BMC, and its next-boot override' }))
 
-const PowerActionResult = Type.Object({
+const PowerActionResult = Named('PowerActionResult', Type.Object({
   machineId: Type.String(),
   action: Type.String(),
   /** One line for a person. */
   result: Type.String(),
   /** The state the BMC reported last, and whether it is the one the action leads to. */
-  state: Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Null()]),
+  state: StringEnumOrNull(['on', 'off']),
   verified: Type.Boolean(),
   note: Type.Union([Type.String(), Type.Null()]),
-  bootOverride: Type.Union([BootOverrideView, Type.Null()]),
-})
+  bootOverride: Nullable(BootOverrideView),
+}, { description: 'What a power action did, as the BMC showed it' }))
 
 function overrideView(r: BootReadback, checked: boolean) {
   return {

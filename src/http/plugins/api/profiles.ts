@@ -6,12 +6,12 @@ import { checkDiskSelector, DiskSelectorSchema, PhaseDeadlinesSchema, type Inven
 import { parseConfigDocuments, parseTalosVersion } from '../../../talos/index.js'
 import { checkPatches } from './classes.js'
 import type { ApiDeps } from './context.js'
-import { errors, NameParams, NameSchema, Nullable, ProfileSchema, profileView, refuseValue } from './schemas.js'
+import { errors, NameParams, NameSchema, Nullable, ProfileSchema, profileView, refuseValue, StringEnumOrNull } from './schemas.js'
 
 const ProfileFields = {
   description: Type.Optional(Nullable(Type.String({ maxLength: 1024 }))),
   talosVersion: Type.Optional(Nullable(Type.String({ maxLength: 32, description: 'e.g. v1.13.9' }))),
-  arch: Type.Optional(Nullable(Type.Union([Type.Literal('amd64'), Type.Literal('arm64')]))),
+  arch: Type.Optional(StringEnumOrNull(['amd64', 'arm64'])),
   schematic: Type.Optional(Nullable(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Image Factory schematic ID' }))),
   kernelArgs: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { maxItems: 64 })),
   baseConfig: Type.Optional(Nullable(Type.String({ maxLength: 1024 * 1024, description: 'Talos machine config (YAML); null: generated from the cluster of an allocation' }))),

@@ -18,14 +18,40 @@ export function Nullable<T extends TSchema>(t: T): TUnsafe<Static<T> | null> {
   return Type.Unsafe<Static<T> | null>(Type.Union([t, Type.Null()]))
 }
 const Time = Type.String({ format: 'date-time', description: 'RFC 3339 time' })
+
+/**
+ * The API's named schemas, by name. registerOpenApi adds each once to the API's context (app.addSchema, `$id` = the
+ * name) and routes refer to it as `{ $ref: 'Name#' }`: fastify serializes with it, and the OpenAPI document lists it
+ * under components.schemas, so a generated client has one `Machine` type rather than a copy per route. Answers only:
+ * the request validators (plain Ajv instances, index.ts) are not given the shared schemas, so request schemas stay
+ * inline.
+ */
+const NAMED = new Map<string, Record<string, unknown>>()
+
+/**
+ * Registers `schema` under `name` and returns a reference to it, typed as the schema (Type.Ref's static type would
+ * be unknown, and the handlers' answers would go unchecked). Call at module scope: registerOpenApi adds them before
+ * any route is defined.
+ */
+export function Named<T extends TSchema>(name: string, schema: T): TUnsafe<Static<T>> {
+  if (NAMED.has(name)) throw new Error(`schema ${name} is named twice`)
+  NAMED.set(name, { ...(schema as unknown as Record<string, unknown>), $id: name })
+  return Type.Unsafe<Static<T>>({ $ref: `${name}#` })
+}
+
+/** Every named schema, for app.addSchema. */
+export function namedSchemas(): Record<string, unknown>[] {
+  return [...NAMED.values()]
+}
+
 const iso = (ms: number) => new Date(ms).toISOString()
 const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms))
 
-export const ErrorSchema = Type.Object({
+export const ErrorSchema = Named('Error', Type.Object({
   error: Type.String({ description: 'Error code (RB_ERR_...): branch on this, not on the message' }),
   message: Type.String(),
   details: Type.Unknown({ description: 'Code-specific details, or null' }),
-}, { description: 'Error' })
+}, { description: 'Error' }))
 
 /** The error answers a route can give, each with the common shape. */
 export function errors(...codes: number[]): Record<number, TSchema> {
@@ -41,11 +67,12 @@ export function errors(...codes: number[]): Record<number, TSchema> {
     503: 'Unavailable',
     504: 'The BMC did not answer, or never showed the result, in time (details.kind: timeout, unknown-outcome, not-verified)',
   }
+  // The description next to the $ref is the response's (the schema itself is the shared Error).
   return Object.fromEntries([401, 403, ...codes].map((c) => [c, { ...ErrorSchema, description: text[c] ?? 'Error' }]))
 }
 
 /** A string from a fixed set (one `enum`, which reads better in the OpenAPI document than an anyOf of constants). */
-export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}): TUnsafe<T[number]> {
+export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string; default?: T[number] } = {}): TUnsafe<T[number]> {
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
 }
 
@@ -55,32 +82,38 @@ export function StringEnumOrNull<const T extends readonly string[]>(values: T, o
 }
 
 /** The last power state read from a machine's BMC (by an operation or the status poller). */
-export const BmcPowerSchema = Type.Object({
-  state: Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Null()], { description: 'null when the last read failed' }),
+export const BmcPowerSchema = Named('LastPowerState', Type.Object({
+  state: StringEnumOrNull(['on', 'off'], { description: 'null when the last read failed' }),
   checkedAt: Time,
   error: Nullable(Type.String({ description: 'Why the last read failed' })),
-}, { description: 'The last power state read from the BMC' })
+}, { description: 'The last power state read from the BMC' }))
 
 /** What a machine list shows of its BMC. */
-export const BmcSummarySchema = Type.Object({
+export const BmcSummarySchema = Named('BmcSummary', Type.Object({
   type: StringEnum(['ipmi', 'redfish']),
   address: Type.String(),
   bootMethod: StringEnum(['pxe', 'uefi-http', 'virtual-media']),
-}, { description: 'The machine\'s BMC, in short' })
+}, { description: 'The machine\'s BMC, in short' }))
 
+/** Inline, for query strings (validated without the named schemas); answers use MachineStateRef. */
 export const StateSchema = Type.Unsafe<MachineState>({ type: 'string', enum: [...MACHINE_STATES] })
+const MachineStateRef = Named('MachineState', Type.Unsafe<MachineState>({ ...StateSchema, description: 'Where the machine is in its life' }))
 const Labels = Type.Record(Type.String(), Type.String())
 
-export const NicSchema = Type.Object({ mac: Type.String(), name: Nullable(Type.String()), boot: Type.Boolean() })
+export const NicSchema = Named('Nic', Type.Object({ mac: Type.String(), name: Nullable(Type.String()), boot: Type.Boolean() }))
 
-export const HardwareSummarySchema = Type.Object({
+export const HardwareSummarySchema = Named('HardwareSummary', Type.Object({
   cpuCores: Nullable(Type.Number()),
   memoryBytes: Nullable(Type.Number()),
   diskCount: Type.Integer(),
   nvmeCount: Type.Integer(),
-})
+}))
 
-export const MachineSchema = Type.Object({
+/** A machine's static network, as answers show it (request bodies use MachineNetworkSchema inline). */
+const MachineNetworkRef = Named('MachineNetwork', MachineNetworkSchema)
+
+/** Machine's fields, which MachineDetail extends. */
+const MachineFields = Type.Object({
   id: Type.String(),
   name: Nullable(Type.String()),
   uuid: Nullable(Type.String()),
@@ -89,14 +122,14 @@ export const MachineSchema = Type.Object({
   product: Nullable(Type.String()),
   arch: Nullable(Type.String()),
   firmware: Nullable(Type.String()),
-  state: StateSchema,
+  state: MachineStateRef,
   labels: Labels,
   rack: Nullable(Type.String()),
   rackUnit: Nullable(Type.Integer()),
   alwaysPxe: Type.Boolean(),
   profile: Nullable(Type.String()),
   managedBy: Nullable(Type.String()),
-  network: Nullable(MachineNetworkSchema),
+  network: Nullable(MachineNetworkRef),
   nics: Type.Array(NicSchema),
   hardware: Nullable(HardwareSummarySchema),
   hardwareReportedAt: Nullable(Time),
@@ -106,6 +139,7 @@ export const MachineSchema = Type.Object({
   bmc: Nullable(BmcSummarySchema),
   power: Nullable(BmcPowerSchema),
 }, { description: 'A machine (list view: hardware and BMC summarized)' })
+export const MachineSchema = Named('Machine', MachineFields)
 
 /** A machine as the API shows it; `bmc` is its BMC record (or null), which gives the summary and last power state. */
 export function machineView(m: Machine, bmc: Bmc | null) {
@@ -131,7 +165,7 @@ export function machineView(m: Machine, bmc: Bmc | null) {
   }
 }
 
-export const BmcSchema = Type.Object({
+const BmcFields = Type.Object({
   type: StringEnum(['ipmi', 'redfish']),
   address: Type.String({ description: 'Host or IP; Redfish also https://host[:port]' }),
   port: Nullable(Type.Integer()),
@@ -148,6 +182,7 @@ export const BmcSchema = Type.Object({
   bootVerify: StringEnumOrNull(['strict', 'device'], { description: 'IPMI: boot override read-back; null: the settings\' default' }),
   bootMethod: StringEnum(['pxe', 'uefi-http', 'virtual-media'], { description: 'How the lifecycle network-boots the machine through this BMC' }),
 }, { description: 'BMC access and settings, without secrets' })
+export const BmcSchema = Named('BmcSettings', BmcFields)
 
 export function bmcView(b: Bmc) {
   return {
@@ -162,55 +197,55 @@ export function bmcPowerView(p: BmcPowerState | null) {
 }
 
 /** The BMC's record with its last power state, as GET /machines/{id}/bmc answers. */
-export const BmcStateSchema = Type.Object({
+export const BmcStateSchema = Named('Bmc', Type.Object({
   machineId: Type.String(),
-  ...BmcSchema.properties,
+  ...BmcFields.properties,
   power: Nullable(BmcPowerSchema),
-}, { description: 'A machine\'s BMC: access, settings (no secrets) and the last power state read' })
+}, { description: 'A machine\'s BMC: access, settings (no secrets) and the last power state read' }))
 
 export function bmcStateView(b: Bmc) {
   return { machineId: b.machineId, ...bmcView(b), power: bmcPowerView(b.power) }
 }
 
-export const LeaseSchema = Type.Object({
+export const LeaseSchema = Named('Lease', Type.Object({
   ip: Type.String(), mac: Type.String(), subnet: Type.String(), state: Type.String(), hostname: Nullable(Type.String()), expiresAt: Time,
-})
+}, { description: 'A DHCP lease' }))
 
 export function leaseView(l: Lease) {
   return { ip: l.ip, mac: l.mac, subnet: l.subnet, state: l.state, hostname: l.hostname, expiresAt: iso(l.expiresAt) }
 }
 
-export const EventSchema = Type.Object({
+export const EventSchema = Named('Event', Type.Object({
   seq: Type.Integer({ description: 'Position in the event log: the stream cursor' }),
   machineId: Nullable(Type.String()),
   type: Type.String({ description: 'machine.state, machine.created, machine.updated, machine.deleted, boot.*, power, ...' }),
   at: Time,
   message: Type.String(),
   data: Type.Record(Type.String(), Type.Unknown()),
-})
+}, { description: 'An event of the event log (a machine\'s timeline)' }))
 
 export function eventView(e: StoredEvent) {
   return { seq: e.seq, machineId: e.machineId, type: e.type, at: iso(e.at), message: e.message, data: e.data }
 }
 
-const RoleSchema = Type.Union([Type.Literal('controlplane'), Type.Literal('worker')])
+const RoleRef = Named('Role', StringEnum(['controlplane', 'worker'], { description: 'Talos machine type' }))
 
-export const MachineAllocationSchema = Type.Object({
+export const MachineAllocationSchema = Named('MachineAllocation', Type.Object({
   allocationId: Type.String(),
   class: Nullable(Type.String()),
   cluster: Nullable(Type.String()),
-  role: Nullable(RoleSchema),
+  role: Nullable(RoleRef),
   profile: Nullable(Type.String()),
   patches: Type.Array(Type.Unknown()),
   allocatedAt: Time,
-})
+}, { description: 'The allocation that holds a machine' }))
 
 export function machineAllocationView(a: MachineAllocation) {
   return { allocationId: a.allocationId, class: a.class, cluster: a.cluster, role: a.role, profile: a.profile, patches: a.patches, allocatedAt: iso(a.allocatedAt) }
 }
 
-export const MachineDetailSchema = Type.Object({
-  ...MachineSchema.properties,
+export const MachineDetailSchema = Named('MachineDetail', Type.Object({
+  ...MachineFields.properties,
   facts: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: 'Hardware facts as reported by the discovery agent' })),
   bmc: Nullable(BmcSchema),
   power: Nullable(BmcPowerSchema),
@@ -225,34 +260,36 @@ export const MachineDetailSchema = Type.Object({
     phaseFailures: Type.Integer(),
     repairing: Type.Boolean(),
   }, { description: 'A provisioning machine\'s boot phase, its deadline and the failures counted so far' }))),
-}, { description: 'A machine with its hardware facts, BMC, leases, allocation and recent timeline' })
+}, { description: 'A machine with its hardware facts, BMC, leases, allocation and recent timeline' }))
 
-export const PowerOutcomeSchema = Type.Object({
-  status: Type.Union([Type.Literal('requested'), Type.Literal('done'), Type.Literal('failed'), Type.Literal('skipped')]),
+export const PowerOutcomeSchema = Named('PowerOutcome', Type.Object({
+  status: StringEnum(['requested', 'done', 'failed', 'skipped']),
   message: Type.String(),
-})
+}, { description: 'What became of the power action that came with a request' }))
 
-export const AllocationSchema = Type.Object({
+export const AllocatedMachineSchema = Named('AllocatedMachine', Type.Object({
+  id: Type.String(),
+  name: Nullable(Type.String()),
+  uuid: Nullable(Type.String()),
+  serial: Nullable(Type.String()),
+  macs: Type.Array(Type.String()),
+  role: Nullable(RoleRef),
+  power: Nullable(PowerOutcomeSchema),
+}, { description: 'A machine as an allocation handed it out' }))
+
+export const AllocationSchema = Named('Allocation', Type.Object({
   id: Type.String(),
   idempotencyKey: Nullable(Type.String()),
   class: Nullable(Type.String()),
   selector: Nullable(Type.String()),
   count: Type.Integer(),
   cluster: Nullable(Type.String()),
-  role: Nullable(RoleSchema),
+  role: Nullable(RoleRef),
   profile: Nullable(Type.String()),
   patches: Type.Array(Type.Unknown()),
-  machines: Type.Array(Type.Object({
-    id: Type.String(),
-    name: Nullable(Type.String()),
-    uuid: Nullable(Type.String()),
-    serial: Nullable(Type.String()),
-    macs: Type.Array(Type.String()),
-    role: Nullable(RoleSchema),
-    power: Nullable(PowerOutcomeSchema),
-  })),
+  machines: Type.Array(AllocatedMachineSchema),
   createdAt: Time,
-})
+}, { description: 'Machines taken together for a cluster' }))
 
 export function allocationView(a: Allocation) {
   return {
@@ -261,7 +298,7 @@ export function allocationView(a: Allocation) {
   }
 }
 
-export const ClassSchema = Type.Object({
+export const ClassSchema = Named('Class', Type.Object({
   name: Type.String(),
   description: Nullable(Type.String()),
   selectors: Type.Array(Type.String()),
@@ -270,13 +307,13 @@ export const ClassSchema = Type.Object({
   managedBy: Nullable(Type.String()),
   createdAt: Time,
   updatedAt: Time,
-})
+}, { description: 'A machine class: which machines are which' }))
 
 export function classView(c: MachineClass) {
   return { ...c, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt) }
 }
 
-export const ProfileSchema = Type.Object({
+export const ProfileSchema = Named('Profile', Type.Object({
   name: Type.String(),
   description: Nullable(Type.String()),
   talosVersion: Nullable(Type.String()),
@@ -285,18 +322,18 @@ export const ProfileSchema = Type.Object({
   kernelArgs: Type.Array(Type.String()),
   baseConfig: Nullable(Type.String()),
   patches: Type.Array(Type.Unknown()),
-  installDisk: Nullable(DiskSelectorSchema),
-  deadlines: Type.Optional(Nullable(PhaseDeadlinesSchema)),
+  installDisk: Nullable(Named('DiskSelector', DiskSelectorSchema)),
+  deadlines: Type.Optional(Nullable(Named('PhaseDeadlines', PhaseDeadlinesSchema))),
   managedBy: Nullable(Type.String()),
   createdAt: Time,
   updatedAt: Time,
-})
+}, { description: 'A profile: what machines install' }))
 
 export function profileView(p: Profile) {
   return { ...p, createdAt: iso(p.createdAt), updatedAt: iso(p.updatedAt) }
 }
 
-export const ClusterSchema = Type.Object({
+export const ClusterSchema = Named('Cluster', Type.Object({
   name: Type.String(),
   endpoint: Type.String(),
   talosVersion: Type.String(),
@@ -304,7 +341,7 @@ export const ClusterSchema = Type.Object({
   machines: Type.Integer({ description: 'Machines currently allocated to the cluster' }),
   createdAt: Time,
   updatedAt: Time,
-}, { description: 'A cluster (its secrets are never returned)' })
+}, { description: 'A cluster (its secrets are never returned)' }))
 
 export function clusterView(c: Cluster, machines: number) {
   return { name: c.name, endpoint: c.endpoint, talosVersion: c.talosVersion, kubernetesVersion: c.kubernetesVersion, machines, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt) }
