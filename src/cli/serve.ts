@@ -43,14 +43,14 @@ export async function serveCommand(args: string[]): Promise<number> {
     return 0
   }
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
-  const log = createLogger({ level: settings.log.level })
+  const log = createLogger({ level: settings.log.level, format: settings.log.format })
   prepareDataDir(settings.dataDir, (message) => log.warn({ dataDir: settings.dataDir }, message))
   mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
   const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true, warn: (message) => log.warn(message) })
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
-  const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }) })
+  const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }), registry })
   const base = publicBaseUrl(settings)
 
   if (settings.inventory.importOnStart) {

@@ -51,7 +51,7 @@ export function createDhcpMetrics(registry: Registry, poolUsage: PoolUsageSource
     registers: [registry],
   })
   new Gauge({
-    name: 'rackboot_dhcp_pool_utilisation',
+    name: 'rackboot_dhcp_pool_utilisation_ratio',
     help: 'Share of each pool range in use (offered, bound or declined), 0 to 1',
     labelNames: ['subnet'] as const,
     registers: [registry],

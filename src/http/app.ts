@@ -16,6 +16,7 @@ import type { DownloadGate } from './download-gate.js'
 import { apiRoutes, type ApiDeps } from './plugins/api/index.js'
 import { uiRoutes } from './ui/index.js'
 import { resetOnPeerEof } from './peer-eof.js'
+import { REDACTED, redactBootTokens } from './redact.js'
 import { DEFAULT_CONNECTION_LIMITS, limitConnections, serverTimeouts, type ConnectionLimits } from './connection-limits.js'
 
 /** What one client may cost the server (settings.http); each absent field takes the setting's default. */
@@ -54,6 +55,11 @@ export interface AppDeps {
   limits?: HttpLimits
 }
 
+/** A URL as the access log writes it: boot tokens and the values of token-, secret- or password-named parameters redacted. */
+export function accessLogUrl(url: string): string {
+  return redactBootTokens(url).replace(/([?&](?:[^=&#]*(?:token|secret|password|key)[^=&#]*)=)[^&#]*/gi, `$1${REDACTED}`)
+}
+
 /** The HTTP application: a route table only. It never listens; `serve` does (tests use inject). */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits: ConnectionLimits = {
@@ -77,6 +83,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   limitConnections(app.server, { limits, registry: deps.registry, log: app.log as unknown as Logger })
   resetOnPeerEof(app.server)
   app.setErrorHandler(errorHandler)
+  // The access log: one line per request at debug, so info stays quiet in a boot storm. Hooked only when debug is
+  // on (no cost otherwise); the query's boot tokens (?t=, rackboot.token=) and token-named values are redacted.
+  if (deps.log.isLevelEnabled('debug')) {
+    app.addHook('onResponse', async (request, reply) => {
+      const ms = Math.round(reply.elapsedTime * 10) / 10
+      request.log.debug({ method: request.method, url: accessLogUrl(request.url), status: reply.statusCode, ms, remote: request.ip },
+        `${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${ms} ms`)
+    })
+  }
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ error: 'RB_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}`, details: null })
   })

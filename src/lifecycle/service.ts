@@ -1,3 +1,4 @@
+import { Counter, type Registry } from 'prom-client'
 import type { EventBus, EventType, RackbootEvent } from '../events/bus.js'
 import { RackbootError, NotFoundError } from '../errors.js'
 import type { Inventory, Machine, MachineInput, MachineState } from '../inventory/index.js'
@@ -29,6 +30,8 @@ export interface LifecycleDeps {
   clock?: Clock
   /** Events kept per machine on its timeline. */
   timelineLimit?: number
+  /** Where rackboot_boot_steps_total{step} is counted; absent: not counted. */
+  registry?: Registry
 }
 
 export interface Lifecycle {
@@ -46,9 +49,22 @@ export interface Lifecycle {
   record(machineId: string | null, type: EventType, message: string, data?: Record<string, unknown>): void
 }
 
+// The steps of a boot as the timeline names them; boot.failure and boot.repair have their own counters (repair.ts).
+const BOOT_STEPS: ReadonlySet<EventType> = new Set<EventType>(['boot.dhcp', 'boot.tftp', 'boot.script', 'boot.asset', 'boot.agent', 'boot.config', 'boot.talos'])
+
+function bootStepCounter(registry: Registry): Counter<'step'> {
+  const existing = registry.getSingleMetric('rackboot_boot_steps_total') as Counter<'step'> | undefined
+  if (existing) return existing
+  const counter = new Counter({ name: 'rackboot_boot_steps_total', help: 'Boot events recorded on machine timelines, by step (dhcp, tftp, script, asset, agent, config, talos)', labelNames: ['step'] as const, registers: [registry] })
+  // Every step exported from the start at 0, so rate() sees the first boot.
+  for (const type of BOOT_STEPS) counter.inc({ step: type.slice('boot.'.length) }, 0)
+  return counter
+}
+
 export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   const { inventory, bus, log } = deps
   const clock = deps.clock ?? systemClock
+  const steps = deps.registry ? bootStepCounter(deps.registry) : null
 
   function publish(type: EventType, machineId: string | null, message: string, data: Record<string, unknown> = {}): void {
     const event: RackbootEvent = { type, machineId, at: clock.now(), message, data }
@@ -144,6 +160,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
       publish('machine.deleted', id, `deleted: ${cause}`, { cause })
     },
     record(machineId, type, message, data = {}) {
+      if (steps && BOOT_STEPS.has(type)) steps.inc({ step: type.slice('boot.'.length) })
       publish(type, machineId, message, data)
     },
   }

@@ -57,6 +57,8 @@ export const SettingsSchema = Type.Object(
           ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
           { default: 'info' },
         ),
+        /** auto: readable lines on a terminal, JSON lines anywhere else (pipes, files, containers); json or pretty force one. */
+        format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], { default: 'auto' }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -143,7 +143,7 @@ test('two clients never get the same address, and an offer holds its address', a
   x.clock.t += 31_000
   const again = await x.reply({ type: MessageType.Discover, mac: '52:54:00:aa:02:00' })
   assert.ok(seen.has(again.yiaddr))
-  assert.match(await x.registry.metrics(), /rackboot_dhcp_pool_utilisation\{subnet="198.18.1.0\/24"\} 0.1/)
+  assert.match(await x.registry.metrics(), /rackboot_dhcp_pool_utilisation_ratio\{subnet="198.18.1.0\/24"\} 0.1/)
 })
 
 test('a returning client gets its previous address back; a requested free address is honoured', async () => {

@@ -48,7 +48,7 @@ test('sockets: a relayed DORA over real UDP, with metrics for every step', async
   assert.match(m, /rackboot_dhcp_replies_sent_total\{type="offer"\} 1/)
   assert.match(m, /rackboot_dhcp_replies_sent_total\{type="ack"\} 1/)
   assert.match(m, /rackboot_dhcp_handle_seconds_count\{type="request"\} 1/)
-  assert.match(m, /rackboot_dhcp_pool_utilisation\{subnet="198.18.60.0\/24"\} 0.0041/)
+  assert.match(m, /rackboot_dhcp_pool_utilisation_ratio\{subnet="198.18.60.0\/24"\} 0.0041/)
 })
 
 test('sockets: ProxyDHCP answers on the boot-server port from that port, to the sender', async (t) => {
