@@ -1,7 +1,7 @@
 import type { Machine } from '../inventory/index.js'
 import { rebootHistory } from '../lifecycle/index.js'
 import {
-  createPowerManager, powerResultLine, type BootReadback, type PowerAction, type PowerOutcome, type PxeBootResult,
+  confirmedFields, createPowerManager, powerResultLine, type BootReadback, type PowerAction, type PowerOutcome, type PxeBootResult,
 } from '../power/index.js'
 import { renderTable } from './table.js'
 import { parse, printJson, UsageError, withContext } from './context.js'
@@ -140,7 +140,7 @@ export function readbackLine(r: BootReadback, checked = true): string {
   if (r.device === 'none' || (!r.enabled && !(checked && r.verified?.device))) return `cleared (reads back ${r.raw})`
   const persistence = r.persistent === null ? null : r.persistent ? 'every boot' : 'next boot only'
   if (!checked) return [r.device, r.mode ?? 'mode not reported', persistence ?? 'persistence not reported'].join(' ')
-  const v = r.verified ?? { device: true, mode: r.mode !== null, persistent: r.persistent !== null }
+  const v = confirmedFields(r)
   const parts = [r.device, v.mode ? r.mode : null, v.persistent ? persistence : null].filter(Boolean)
   const unverified = [!v.mode && `mode (reads ${r.mode ?? 'nothing'})`, !v.persistent && `persistence (reads ${persistence ?? 'nothing'})`].filter(Boolean)
   const fallback = r.fallback === 'continuous' ? ' (the BMC keeps it for every boot; rackboot clears it after this boot)' : ''

@@ -15,3 +15,4 @@ export {
 } from './manager.js'
 export { systemClock, type Clock } from './clock.js'
 export { powerResultLine } from './result-line.js'
+export { confirmedFields } from './readback.js'

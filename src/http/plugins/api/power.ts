@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
-import { isPowerError, type BootReadback, type PowerManager } from '../../../power/index.js'
+import { confirmedFields, isPowerError, type BootReadback, type PowerManager } from '../../../power/index.js'
 import { actor, findMachine, type ApiDeps } from './context.js'
 import { errors, MachineParams, Named, Nullable, StringEnum, StringEnumOrNull } from './schemas.js'
 
@@ -55,7 +55,7 @@ const PowerActionResult = Named('PowerActionResult', Type.Object({
 function overrideView(r: BootReadback, checked: boolean) {
   return {
     device: r.device, mode: r.mode, persistent: r.persistent, enabled: r.enabled, raw: r.raw,
-    verified: checked ? r.verified ?? { device: true, mode: r.mode !== null, persistent: r.persistent !== null } : null,
+    verified: checked ? confirmedFields(r) : null,
     fallback: r.fallback ?? null,
   }
 }
