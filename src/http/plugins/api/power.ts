@@ -119,14 +119,14 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
             : await power.netbootNow(m.id, b.action === 'media-boot' ? { ...options, method: 'virtual-media' } : options)
           return {
             machineId: m.id, action: b.action, state: 'on' as const, verified: r.verified, note: r.note, bootOverride: overrideView(r.readback, true),
-            result: `next boot ${r.readback.device}${r.readback.mode ? ` ${r.readback.mode}` : ''} verified (${r.method}); was ${r.previous}, ${r.action === 'cycle' ? 'power cycled' : 'powered on'}`,
+            result: `next boot ${r.readback.device}${r.readback.mode && confirmedFields(r.readback).mode ? ` ${r.readback.mode}` : ''} verified (${r.method}); was ${r.previous}, ${r.action === 'cycle' ? 'power cycled' : 'powered on'}`,
           }
         }
         case 'disk': case 'clear-override': {
           const r = await power.setBootDevice(m.id, b.action === 'disk' ? { device: 'disk', mode, persistent } : { device: 'none' })
           return {
             machineId: m.id, action: b.action, state: null, verified: true, note: null, bootOverride: overrideView(r, true),
-            result: b.action === 'disk' ? `next boot disk${r.mode ? ` ${r.mode}` : ''} verified` : 'boot override cleared (verified)',
+            result: b.action === 'disk' ? `next boot disk${r.mode && confirmedFields(r).mode ? ` ${r.mode}` : ''} verified` : 'boot override cleared (verified)',
           }
         }
         default: {
