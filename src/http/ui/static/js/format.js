@@ -13,8 +13,10 @@ function scaled(n, base, units) {
   return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1).replace(/\.0$/, '')} ${units[i]}`
 }
 
+/** Sizes in binary units (KiB, MiB, GiB, TiB), as the CLI prints them: one unit system wherever both show a size. */
+export const bytes = (n) => scaled(n, 1024, BINARY)
 /** Memory: binary units, as the kernel counts it (64 GiB). */
-export const memory = (bytes) => scaled(bytes, 1024, BINARY)
+export const memory = bytes
 /** Disks: decimal units, as the label on the drive says (960 GB). */
 export const diskSize = (bytes) => scaled(bytes, 1000, DECIMAL)
 
@@ -52,11 +54,19 @@ export function clock(iso, now = new Date()) {
   return today ? time : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`
 }
 
-/** Full local date and time, for tooltips. */
-export function fullTime(iso) {
+/**
+ * The one date format: local 2026-05-03 14:07:09, the same on every locale (toLocaleString gave 5/3/2026 on one
+ * browser and 03.05.2026 on the next, beside the ISO dates of the timeline).
+ */
+export function dateTime(iso) {
   const d = new Date(iso)
-  return Number.isNaN(d.getTime()) ? '' : d.toLocaleString()
+  if (Number.isNaN(d.getTime())) return ''
+  const pad = (n) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
 }
+
+/** Full local date and time, for tooltips: the one date format. */
+export const fullTime = dateTime
 
 // Control characters from machine reports (SMBIOS strings, disk models, kernel log lines come unauthenticated) are
 // shown, never passed on: C0 as their Control Pictures (ESC → ␛, BEL → ␇, LF → ␊), DEL as ␡, C1 and the

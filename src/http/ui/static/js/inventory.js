@@ -1,9 +1,10 @@
 // The inventory page: one server-side page of machines (never the whole inventory), filters by state, label
 // and text, counts per state, and live updates from the event stream: new machines appear, changed ones update
-// in place and flash.
+// in place and flash. A dense table (one line a machine), sorted by a column within the page, columns chosen by
+// the user, and bulk actions on the machines selected (this page, other pages, or everything that matches).
 import { ApiError } from './api.js'
 import { flash, h, machineHref, replace } from './dom.js'
-import { ago, fullTime, memory } from './format.js'
+import { ago, dateTime, memory } from './format.js'
 import { labelEntries, labelsMatch, parseLabelFilter } from './labels.js'
 import { classify, lastFailure } from './phases.js'
 
@@ -15,6 +16,22 @@ const COUNTS_MS = 1500
 /** Timeline events read to find where a failed machine failed, and such reads at once. */
 const FAILURE_TIMELINE = 100
 const FAILURE_READS = 4
+/** Bulk actions: requests at once. More would only queue behind the browser's six connections to the server. */
+const BULK_CONCURRENCY = 8
+/**
+ * A bulk action redraws its rows and progress at most this often: a frame that changes a row of a 500-row table
+ * costs a repaint of 100 ms or more (headless chromium), and drawn per answer those frames held the requests back.
+ */
+const BULK_PAINT_MS = 500
+/** Live refreshes of changed machines at once: a bulk action over 500 changes 500 rows. */
+const REFRESH_READS = 4
+/** /overview/latest-events takes this many machines a request. */
+const LATEST_BATCH = 200
+/** "Select all matching" reads the ids a page of 1000 at a time, up to this many machines. */
+const SELECT_ALL_MAX = 20_000
+const COLUMNS_KEY = 'rackboot.inventory.columns'
+/** The list API has no sort parameter (pages follow the id order): these sort the loaded page in the browser. */
+const SORT_KEYS = ['name', 'state', 'power', 'rack', 'serial', 'cpus', 'memory']
 
 /** Filters from the hash's query: #/?state=ready&label=rack%3Dr12&q=abc&limit=100. */
 export function readFilters(params) {
@@ -24,7 +41,16 @@ export function readFilters(params) {
     label: params.getAll('label').flatMap(parseLabelFilter),
     q: (params.get('q') ?? '').trim(),
     limit: PAGE_SIZES.includes(limit) ? limit : 100,
+    sort: readSort(params.get('sort')),
   }
+}
+
+/** sort=name (ascending) or sort=-memory (descending); anything else: the server's order (by id). */
+function readSort(value) {
+  const v = value ?? ''
+  const desc = v.startsWith('-')
+  const key = desc ? v.slice(1) : v
+  return SORT_KEYS.includes(key) ? { key, desc } : null
 }
 
 function filterHash(f) {
@@ -33,6 +59,7 @@ function filterHash(f) {
   for (const l of f.label) p.append('label', l)
   if (f.q) p.set('q', f.q)
   if (f.limit !== 100) p.set('limit', String(f.limit))
+  if (f.sort) p.set('sort', `${f.sort.desc ? '-' : ''}${f.sort.key}`)
   const s = p.toString()
   return s ? `#/?${s}` : '#/'
 }
@@ -51,7 +78,70 @@ function matchesFilters(m, f) {
 
 const dash = (v) => (v === null || v === undefined || v === '' ? '—' : String(v))
 
-const when = (event) => h('time', { datetime: event.at, title: fullTime(event.at), dataset: { ago: event.at } }, ago(event.at))
+const when = (event) => h('time', { datetime: event.at, title: dateTime(event.at), dataset: { ago: event.at } }, ago(event.at))
+
+/** on, off, unknown (not read yet or the read failed), none (no BMC). */
+function powerState(m) {
+  if (!m.bmc) return 'none'
+  return m.power?.state ?? 'unknown'
+}
+
+const POWER_ORDER = { on: 0, off: 1, unknown: 2, none: 3 }
+// Natural order: r2-u9 before r12-u1, SN9 before SN10.
+const natural = new Intl.Collator('en', { numeric: true, sensitivity: 'base' })
+
+/** The value a column sorts by; null sorts last in both directions (a machine without a serial is not "first"). */
+const SORTS = {
+  name: (m) => m.name ?? m.id,
+  state: (m) => STATES.indexOf(m.state),
+  power: (m) => POWER_ORDER[powerState(m)],
+  rack: (m) => (m.rack === null && m.rackUnit === null ? null : [m.rack ?? '', m.rackUnit ?? -1]),
+  serial: (m) => m.serial,
+  cpus: (m) => m.hardware?.cpuCores ?? null,
+  memory: (m) => m.hardware?.memoryBytes ?? null,
+}
+
+function compareValues(a, b) {
+  if (Array.isArray(a)) {
+    for (let i = 0; i < a.length; i++) {
+      const c = compareValues(a[i], b[i])
+      if (c) return c
+    }
+    return 0
+  }
+  if (typeof a === 'number' && typeof b === 'number') return a - b
+  return natural.compare(String(a), String(b))
+}
+
+/** Machines in the order of a sort ({ key, desc }); ties by id, so the order is stable across reloads. */
+export function sortMachines(machines, sort) {
+  const value = SORTS[sort.key]
+  return machines
+    .map((m) => ({ m, v: value(m) }))
+    .sort((x, y) => {
+      const xn = x.v === null || x.v === undefined
+      const yn = y.v === null || y.v === undefined
+      if (xn !== yn) return xn ? 1 : -1
+      const c = xn ? 0 : compareValues(x.v, y.v)
+      return (sort.desc ? -c : c) || natural.compare(x.m.id, y.m.id)
+    })
+    .map((x) => x.m)
+}
+
+/**
+ * The machine's addresses the list knows: its static addresses (network.addresses, prefix dropped). The list
+ * returns no DHCP lease (only the machine page reads leases), so a DHCP machine shows "DHCP".
+ */
+function ipCell(m) {
+  const ips = (m.network?.addresses ?? []).flatMap((l) => l.addresses.map((a) => a.replace(/\/\d+$/, '')))
+  if (ips.length === 0) return h('span', { class: 'muted', title: 'No static address: DHCP (the lease shows on the machine page)' }, 'DHCP')
+  return h('span', { class: 'mono', title: ips.join(', ') }, ips[0], ips.length > 1 ? ` +${ips.length - 1}` : '')
+}
+
+function rackCell(m) {
+  if (m.rack === null && m.rackUnit === null) return '—'
+  return `${m.rack ?? '?'}${m.rackUnit === null ? '' : ` U${m.rackUnit}`}`
+}
 
 /**
  * The last-event column: the newest event, or for a failed (quarantined) machine where it failed, from its last
@@ -83,18 +173,24 @@ function lastEventCell(event, machine, failure) {
 function cells(m, event, failure) {
   const hw = m.hardware
   return {
-    name: [h('a', { href: machineHref(m.id) }, m.name ?? m.id), m.name ? h('div', { class: 'sub' }, m.id) : null],
+    // One line: the id goes to the tooltip (an unnamed machine shows its id).
+    name: h('a', { href: machineHref(m.id), title: m.name ? `${m.name} (${m.id})` : m.id }, m.name ?? m.id),
     state: h('span', { class: `state state-${m.state}` }, m.state),
     power: powerCell(m),
+    rack: rackCell(m),
+    ip: ipCell(m),
+    bmc: m.bmc ? h('span', { class: 'mono', title: `${m.bmc.type} BMC ${m.bmc.address}` }, m.bmc.address) : '—',
+    profile: dash(m.profile),
     serial: dash(m.serial),
     model: [m.manufacturer, m.product].filter(Boolean).join(' ') || '—',
     cpus: dash(hw?.cpuCores),
     memory: hw?.memoryBytes ? memory(hw.memoryBytes) : '—',
     disks: hw ? `${hw.diskCount}${hw.nvmeCount ? ` (${hw.nvmeCount} NVMe)` : ''}` : '—',
-    macs: m.nics.length ? h('ul', { class: 'plain mono' }, m.nics.map((n) => h('li', null, n.mac))) : '—',
+    macs: m.nics.length ? h('span', { class: 'mono' }, m.nics.map((n) => n.mac).join(' ')) : '—',
     labels: labelEntries(m.labels).length
       ? h('ul', { class: 'chips' }, labelEntries(m.labels).map(([k, v]) => h('li', { class: 'chip' }, `${k}=${v}`)))
       : '',
+    since: h('time', { datetime: m.stateChangedAt }, dateTime(m.stateChangedAt)),
     last: lastEventCell(event, m, failure),
   }
 }
@@ -104,15 +200,92 @@ function powerCell(m) {
   if (!m.bmc) return h('span', { class: 'power power-none', title: 'no BMC in the inventory' }, '—')
   const p = m.power
   if (!p) return h('span', { class: 'power power-unknown', title: `${m.bmc.type} BMC ${m.bmc.address}: not read yet` }, '…')
-  const checked = p.checkedAt ? ` (checked ${new Date(p.checkedAt).toLocaleString()})` : ''
+  const checked = p.checkedAt ? ` (checked ${dateTime(p.checkedAt)})` : ''
   if (!p.state) return h('span', { class: 'power power-unknown', title: `${p.error ?? 'the BMC did not answer'}${checked}` }, '?')
   return h('span', { class: `power power-${p.state}`, title: `${m.bmc.type} BMC ${m.bmc.address}${checked}` }, p.state)
 }
 
+/** The table's columns; `hidden`: off until the user picks it; name cannot be hidden (it links to the machine). */
 const COLUMNS = [
-  ['name', 'Name'], ['state', 'State'], ['power', 'Power'], ['serial', 'Serial'], ['model', 'Manufacturer / product'], ['cpus', 'CPUs'],
-  ['memory', 'Memory'], ['disks', 'Disks'], ['macs', 'MACs'], ['labels', 'Labels'], ['last', 'Last event'],
+  { key: 'name', label: 'Name', fixed: true },
+  { key: 'state', label: 'State' },
+  { key: 'power', label: 'Power' },
+  { key: 'rack', label: 'Rack/U' },
+  { key: 'ip', label: 'IP' },
+  { key: 'bmc', label: 'BMC', hidden: true },
+  { key: 'profile', label: 'Profile' },
+  { key: 'serial', label: 'Serial' },
+  { key: 'model', label: 'Manufacturer / product', hidden: true },
+  { key: 'cpus', label: 'CPUs' },
+  { key: 'memory', label: 'Memory' },
+  { key: 'disks', label: 'Disks' },
+  { key: 'macs', label: 'MACs', hidden: true },
+  { key: 'labels', label: 'Labels' },
+  { key: 'since', label: 'State since', hidden: true },
+  { key: 'last', label: 'Last event' },
 ]
+
+/**
+ * Which columns show: the user's choice per column (kept in this browser), else the column's default. A choice is
+ * kept per column so a column added later starts at its default instead of hidden.
+ */
+function shownColumns() {
+  let chosen = {}
+  try {
+    chosen = JSON.parse(localStorage.getItem(COLUMNS_KEY) ?? '{}') ?? {}
+  } catch {
+    // unreadable or storage disabled: the defaults
+  }
+  return new Set(COLUMNS.filter((c) => c.fixed || (typeof chosen[c.key] === 'boolean' ? chosen[c.key] : !c.hidden)).map((c) => c.key))
+}
+
+function storeColumns(shown) {
+  try {
+    localStorage.setItem(COLUMNS_KEY, JSON.stringify(Object.fromEntries(COLUMNS.filter((c) => !c.fixed).map((c) => [c.key, shown.has(c.key)]))))
+  } catch {
+    // storage disabled: the choice lasts as long as the page
+  }
+}
+
+/** Runs fn over items with at most `limit` at once; stops taking new items once stop() says so. */
+async function eachLimited(items, limit, fn, stop = () => false) {
+  let i = 0
+  const worker = async () => {
+    while (i < items.length && !stop()) await fn(items[i++])
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}
+
+/** "rack=r12 role=db" → { rack: 'r12', role: 'db' }; "role=" removes the label (null); null when malformed. */
+export function parseLabelEdit(text) {
+  const pairs = String(text ?? '').split(/[\s,]+/).filter(Boolean)
+  if (pairs.length === 0) return null
+  const out = {}
+  for (const p of pairs) {
+    const i = p.indexOf('=')
+    const key = i > 0 ? p.slice(0, i) : ''
+    if (!/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$/.test(key)) return null
+    out[key] = p.slice(i + 1) === '' ? null : p.slice(i + 1)
+  }
+  return out
+}
+
+/** The bulk actions: the request for one machine, and the machine in its answer (to update the row at once). */
+const BULK = {
+  accept: { label: 'Accept', call: (api, id) => api.post(`/machines/${encodeURIComponent(id)}/accept`), machine: (r) => r },
+  label: { label: 'Label', call: (api, id, labels) => api.patch(`/machines/${encodeURIComponent(id)}`, { labels }), machine: (r) => r },
+  power: { label: 'Power', call: (api, id, action) => api.post(`/machines/${encodeURIComponent(id)}/power`, { action }), machine: () => null },
+  release: { label: 'Release', call: (api, id) => api.post(`/machines/${encodeURIComponent(id)}/release`, {}), machine: (r) => r?.machine ?? null },
+}
+
+/** A failed request as a line in the failures list: the HTTP status and the API's own message. */
+function failureText(err) {
+  if (err instanceof ApiError) {
+    if (err.status === 403) return `403 not allowed: ${err.message}`
+    return `${err.status || 'network'} ${err.code}: ${err.message}`
+  }
+  return String(err?.message ?? err)
+}
 
 /** inventoryView({ api, stream, params, notify }) → { el, dispose }. */
 export function inventoryView({ api, stream, params }) {
@@ -140,10 +313,77 @@ export function inventoryView({ api, stream, params }) {
   const queueEl = h('p', { class: 'queue', hidden: true })
   const errorEl = h('div', { class: 'error', role: 'alert', hidden: true })
   const tbody = h('tbody')
+  const shown = shownColumns()
+  /** Machines selected for a bulk action, by id: kept across pages, cleared when the filters change. */
+  const selected = new Set()
+  /** Names of selected machines not on this page (for the failures list). */
+  const names = new Map()
+  /** The last per-state counts under the current filters (how many "select all matching" would take). */
+  let lastCounts = null
+  let lastPicked = null
+  let job = null
+  let pageSize = 0
+
+  const pageBox = h('input', { type: 'checkbox', id: 'select-page', 'aria-label': 'Select every machine on this page', onchange: () => {
+    for (const id of rows.keys()) pageBox.checked ? selected.add(id) : selected.delete(id)
+    syncSelection()
+  } })
+  const headers = new Map(COLUMNS.map((c) => [c.key, h('th', { scope: 'col', class: `col-${c.key}`, hidden: !shown.has(c.key) },
+    SORT_KEYS.includes(c.key)
+      ? h('button', { type: 'button', class: 'sort', title: `Sort this page by ${c.label.toLowerCase()}`, onclick: () => sortBy(c.key) }, c.label, h('span', { class: 'arrow', 'aria-hidden': 'true' }))
+      : c.label)]))
   const table = h('table', { class: 'machines' },
     h('caption', { class: 'visually-hidden' }, 'Machines'),
-    h('thead', null, h('tr', null, COLUMNS.map(([key, label]) => h('th', { scope: 'col', class: `col-${key}` }, label)))),
+    h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'col-select' }, pageBox), [...headers.values()])),
     tbody)
+  // A row's checkbox; shift-click selects the range from the last one picked.
+  tbody.addEventListener('click', (e) => {
+    const box = e.target.closest?.('input.pick')
+    if (!box) return
+    const id = box.closest('tr').dataset.id
+    const ids = [...tbody.querySelectorAll('tr')].map((tr) => tr.dataset.id)
+    const range = e.shiftKey && lastPicked && ids.includes(lastPicked)
+      ? ids.slice(Math.min(ids.indexOf(lastPicked), ids.indexOf(id)), Math.max(ids.indexOf(lastPicked), ids.indexOf(id)) + 1)
+      : [id]
+    for (const r of range) box.checked ? selected.add(r) : selected.delete(r)
+    lastPicked = id
+    syncSelection()
+  })
+
+  // Column chooser: checkboxes, remembered in this browser.
+  const chooser = h('details', { class: 'column-chooser' },
+    h('summary', null, 'Columns'),
+    h('fieldset', null, h('legend', { class: 'visually-hidden' }, 'Columns to show'),
+      COLUMNS.filter((c) => !c.fixed).map((c) => h('label', null,
+        h('input', { type: 'checkbox', name: 'column', value: c.key, checked: shown.has(c.key), onchange: (e) => showColumn(c.key, e.target.checked) }),
+        ` ${c.label}`))))
+
+  // Bulk actions on the selection.
+  const selCount = h('span', { class: 'sel-count' }, 'None selected')
+  const allMatchingBtn = h('button', { type: 'button', class: 'link', hidden: true, onclick: () => void selectAllMatching() })
+  const clearSelBtn = h('button', { type: 'button', class: 'link', hidden: true, onclick: () => { selected.clear(); syncSelection() } }, 'Clear selection')
+  const acceptBtn = h('button', { type: 'button', id: 'bulk-accept', onclick: () => void runBulk('accept') }, 'Accept')
+  const bulkLabel = h('input', { id: 'bulk-label', type: 'text', placeholder: 'key=value', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Labels to set on the selected machines (key=value; key= removes it)' })
+  const labelBtn = h('button', { type: 'button', id: 'bulk-label-apply', onclick: () => {
+    const labels = parseLabelEdit(bulkLabel.value)
+    if (!labels) {
+      showBulkNote('Labels: key=value (several with spaces; key= removes a label); keys are letters, digits and . _ / -')
+      bulkLabel.focus()
+      return
+    }
+    void runBulk('label', labels, `Label ${bulkLabel.value.trim()}`)
+  } }, 'Label')
+  const powerSelect = h('select', { id: 'bulk-power', 'aria-label': 'Power action' },
+    h('option', { value: 'on' }, 'Power on'), h('option', { value: 'off' }, 'Power off'), h('option', { value: 'cycle' }, 'Power cycle'))
+  const powerBtn = h('button', { type: 'button', id: 'bulk-power-apply', onclick: () => confirmThen(powerBtn, 'Power', () => powerSelect.value !== 'on',
+    () => void runBulk('power', powerSelect.value, powerSelect.selectedOptions[0].textContent)) }, 'Power')
+  const releaseBtn = h('button', { type: 'button', id: 'bulk-release', class: 'danger', onclick: () => confirmThen(releaseBtn, 'Release', () => true, () => void runBulk('release')) }, 'Release')
+  const bulkButtons = [acceptBtn, bulkLabel, labelBtn, powerSelect, powerBtn, releaseBtn]
+  const bulkBar = h('div', { class: 'bulk', role: 'toolbar', 'aria-label': 'Act on the selected machines' },
+    selCount, allMatchingBtn, clearSelBtn, h('span', { class: 'sep', 'aria-hidden': 'true' }), bulkButtons)
+  // Progress of the running (or last) bulk action; the live region says only when one starts and ends.
+  const progressEl = h('div', { class: 'bulk-progress', hidden: true })
+  const bulkAnnounce = h('p', { class: 'visually-hidden', role: 'status', 'aria-live': 'polite' })
   const prevBtn = h('button', { type: 'button', onclick: () => go(previous.pop() ?? null, false) }, '← Previous')
   const nextBtn = h('button', { type: 'button', onclick: () => go(next, true) }, 'Next →')
   const pageInfo = h('span', { class: 'page-info' })
@@ -164,6 +404,9 @@ export function inventoryView({ api, stream, params }) {
     filters.limit = Number(sizeSelect.value)
     history.replaceState(null, '', filterHash(filters))
     previous.length = 0
+    // Other filters, other machines: a selection made under the old ones is not what the user sees now.
+    selected.clear()
+    names.clear()
     void load(null)
   }
   const typed = () => {
@@ -188,7 +431,8 @@ export function inventoryView({ api, stream, params }) {
 
   const el = h('section', { class: 'inventory', 'aria-labelledby': 'inv-title' },
     h('h1', { id: 'inv-title', tabindex: '-1' }, 'Inventory'),
-    countsEl, queueEl, form, errorEl, status,
+    countsEl, queueEl, h('div', { class: 'toolbar' }, form, chooser), errorEl,
+    h('div', { class: 'listbar' }, status, bulkBar), progressEl, bulkAnnounce,
     h('div', { class: 'table-wrap' }, table),
     h('nav', { class: 'pager', 'aria-label': 'Pages' }, prevBtn, pageInfo, nextBtn))
 
@@ -202,8 +446,11 @@ export function inventoryView({ api, stream, params }) {
     const c = cells(row.machine, row.event, row.failure)
     const keyOf = (k) => (k === 'last' ? `${row.event?.seq ?? ''} ${row.machine.state === 'failed' ? row.failure?.seq ?? '' : ''}` : JSON.stringify(k === 'name' ? [row.machine.name, row.machine.id] : c[k] instanceof Node ? c[k].textContent : c[k]))
     if (!row.tr) {
-      row.tr = h('tr', { dataset: { id } }, COLUMNS.map(([k]) => h('td', { class: `col-${k}`, dataset: { col: k } }, c[k])))
-      row.key = Object.fromEntries(COLUMNS.map(([k]) => [k, keyOf(k)]))
+      row.tr = h('tr', { dataset: { id } },
+        h('td', { class: 'col-select' }, h('input', { type: 'checkbox', class: 'pick', checked: selected.has(id), 'aria-label': `Select ${row.machine.name ?? id}` })),
+        COLUMNS.map(({ key: k }) => tip(h('td', { class: `col-${k}`, dataset: { col: k }, hidden: !shown.has(k) }, c[k]))))
+      row.tr.classList.toggle('selected', selected.has(id))
+      row.key = Object.fromEntries(COLUMNS.map(({ key: k }) => [k, keyOf(k)]))
       if (fresh) {
         row.tr.classList.add('is-new')
         row.tr.querySelector('.col-name')?.append(' ', h('span', { class: 'badge' }, 'new'))
@@ -211,12 +458,12 @@ export function inventoryView({ api, stream, params }) {
       }
       return row.tr
     }
-    for (const [k] of COLUMNS) {
+    for (const { key: k } of COLUMNS) {
       const key = keyOf(k)
       if (key === row.key[k]) continue
       row.key[k] = key
       const td = row.tr.querySelector(`td[data-col="${k}"]`)
-      replace(td, c[k])
+      tip(replace(td, c[k]))
       if (!quiet) flash(td)
     }
     row.tr.classList.toggle('left-filter', !matchesFilters(row.machine, filters))
@@ -237,6 +484,8 @@ export function inventoryView({ api, stream, params }) {
         },
       }, h('span', { class: 'n' }, n.toLocaleString()), ' ', label)
       replace(countsEl, button(null, c.total, 'machines'), STATES.map((s) => button(s, c.states[s] ?? 0, s)))
+      lastCounts = c
+      syncSelection()
       const q = await api.get('/overview/queue')
       if (disposed) return
       queueEl.hidden = q.items.length === 0
@@ -268,11 +517,14 @@ export function inventoryView({ api, stream, params }) {
         state: filters.state.join(',') || undefined, label: filters.label, q: filters.q || undefined,
         limit: filters.limit, cursor: at ?? undefined,
       })
-      const latest = page.items.length
-        ? await api.get('/overview/latest-events', { machine: page.items.map((m) => m.id).join(',') })
-        : { items: [] }
+      // The newest events, LATEST_BATCH machines a request (a page of 500 is more than one request takes).
+      const latest = []
+      for (let i = 0; i < page.items.length; i += LATEST_BATCH) {
+        const r = await api.get('/overview/latest-events', { machine: page.items.slice(i, i + LATEST_BATCH).map((m) => m.id).join(',') })
+        latest.push(...r.items)
+      }
       if (disposed || mine !== generation) return
-      const events = new Map(latest.items.map((i) => [i.machineId, i.event]))
+      const events = new Map(latest.map((i) => [i.machineId, i.event]))
       rows.clear()
       added = 0
       for (const m of page.items) {
@@ -281,14 +533,14 @@ export function inventoryView({ api, stream, params }) {
         const failure = event?.type === 'boot.failure' && (!known || event.seq > known.seq) ? event : known
         rows.set(m.id, { machine: m, event, failure, tr: null, key: null })
       }
-      replace(tbody, [...rows.keys()].map((id) => renderRow(id)))
+      replace(tbody, orderedIds().map((id) => renderRow(id)))
       for (const m of page.items) if (m.state === 'failed') findFailure(m.id)
       next = page.next
       showError(null)
+      pageSize = page.items.length
+      sayPage()
+      syncSelection()
       const pageNo = previous.length + 1
-      status.textContent = page.items.length
-        ? `Page ${pageNo}: ${page.items.length} machine${page.items.length === 1 ? '' : 's'}${next ? ' (more on the next pages)' : ''}, by id. New machines appear at the top of page 1.`
-        : 'No machine matches.'
       pageInfo.textContent = `Page ${pageNo}`
       prevBtn.disabled = previous.length === 0
       nextBtn.disabled = !next
@@ -346,6 +598,232 @@ export function inventoryView({ api, stream, params }) {
     }
   }
 
+  /** A cell's whole text as its tooltip: cells are cut to one line. Power and state badges have their own. */
+  function tip(td) {
+    if (td.dataset.col !== 'power' && td.dataset.col !== 'state') td.title = td.textContent.trim()
+    return td
+  }
+
+  const nameOf = (id) => rows.get(id)?.machine.name ?? names.get(id) ?? id
+
+  /** The page's rows in the chosen order (the server's, by id, without a sort). */
+  function orderedIds() {
+    if (!filters.sort) return [...rows.keys()]
+    return sortMachines([...rows.values()].map((r) => r.machine), filters.sort).map((m) => m.id)
+  }
+
+  function sayPage() {
+    const label = filters.sort && COLUMNS.find((c) => c.key === filters.sort.key).label.toLowerCase()
+    status.textContent = pageSize
+      ? `Page ${previous.length + 1}: ${pageSize} machine${pageSize === 1 ? '' : 's'}${next ? ' (more on the next pages)' : ''}, ${filters.sort ? `sorted by ${label}${filters.sort.desc ? ' (descending)' : ''} within this page` : 'by id'}.`
+      : 'No machine matches.'
+    status.title = 'Pages follow the machine id; a column sorts the page shown. New machines appear at the top of page 1.'
+  }
+
+  /** The sorted column says so (aria-sort and an arrow); the others say nothing. */
+  function markSort() {
+    for (const [key, th] of headers) {
+      const on = filters.sort?.key === key
+      if (on) th.setAttribute('aria-sort', filters.sort.desc ? 'descending' : 'ascending')
+      else th.removeAttribute('aria-sort')
+      const arrow = th.querySelector('.arrow')
+      if (arrow) arrow.textContent = on ? (filters.sort.desc ? ' ▼' : ' ▲') : ''
+    }
+  }
+
+  /** A header click: ascending first, then the other way; kept in the address (#/?sort=-memory). */
+  function sortBy(key) {
+    filters.sort = { key, desc: filters.sort?.key === key ? !filters.sort.desc : false }
+    history.replaceState(null, '', filterHash(filters))
+    markSort()
+    tbody.append(...orderedIds().map((id) => rows.get(id).tr))
+    sayPage()
+  }
+
+  function showColumn(key, on) {
+    on ? shown.add(key) : shown.delete(key)
+    storeColumns(shown)
+    headers.get(key).hidden = !on
+    for (const td of tbody.querySelectorAll(`td[data-col="${key}"]`)) td.hidden = !on
+  }
+
+  /** The selection as the page shows it: row checkboxes, the page's box (indeterminate when some), the bar. */
+  function syncSelection() {
+    let onPage = 0
+    for (const [id, row] of rows) {
+      const on = selected.has(id)
+      if (on) onPage++
+      const box = row.tr?.querySelector('input.pick')
+      if (box) box.checked = on
+      row.tr?.classList.toggle('selected', on)
+    }
+    pageBox.checked = rows.size > 0 && onPage === rows.size
+    pageBox.indeterminate = onPage > 0 && onPage < rows.size
+    const n = selected.size
+    const elsewhere = n - onPage
+    selCount.textContent = n === 0 ? 'None selected' : `${n.toLocaleString()} selected${elsewhere ? ` (${elsewhere.toLocaleString()} on other pages)` : ''}`
+    const matching = matchingCount()
+    allMatchingBtn.hidden = !(pageBox.checked && next && matching !== null && matching > n)
+    allMatchingBtn.textContent = `Select all ${matching?.toLocaleString() ?? ''} matching`
+    clearSelBtn.hidden = n === 0
+    for (const b of bulkButtons) b.disabled = n === 0 || job?.running === true
+  }
+
+  /** How many machines the filters match, from the counts (which take label and text, and count per state). */
+  function matchingCount() {
+    if (!lastCounts) return null
+    return filters.state.length ? filters.state.reduce((sum, s) => sum + (lastCounts.states[s] ?? 0), 0) : lastCounts.total
+  }
+
+  /** Every machine the filters match, across pages: their ids, read a page of 1000 at a time. */
+  async function selectAllMatching() {
+    allMatchingBtn.disabled = true
+    allMatchingBtn.textContent = 'Selecting…'
+    const mine = generation
+    try {
+      let at = null
+      do {
+        const page = await api.get('/machines', {
+          state: filters.state.join(',') || undefined, label: filters.label, q: filters.q || undefined, limit: 1000, cursor: at ?? undefined,
+        })
+        if (disposed || mine !== generation) return
+        for (const m of page.items) {
+          selected.add(m.id)
+          names.set(m.id, m.name ?? m.id)
+        }
+        at = page.next
+      } while (at && selected.size < SELECT_ALL_MAX)
+    } catch (err) {
+      showBulkNote(`Could not select every matching machine: ${failureText(err)}`)
+    } finally {
+      allMatchingBtn.disabled = false
+      syncSelection()
+    }
+  }
+
+  /** Actions that cannot be undone ask twice: the button turns into "Confirm …" for a few seconds. */
+  const confirming = new Map()
+  function confirmThen(button, label, needed, run) {
+    if (!needed() || confirming.has(button)) {
+      clearTimeout(confirming.get(button))
+      confirming.delete(button)
+      button.textContent = label
+      button.classList.remove('confirm')
+      run()
+      return
+    }
+    button.textContent = `Confirm: ${label === 'Power' ? powerSelect.selectedOptions[0].textContent.toLowerCase() : label.toLowerCase()} ${selected.size.toLocaleString()}?`
+    button.classList.add('confirm')
+    confirming.set(button, setTimeout(() => {
+      confirming.delete(button)
+      button.textContent = label
+      button.classList.remove('confirm')
+    }, 5000))
+  }
+
+  function showBulkNote(text) {
+    progressEl.hidden = false
+    replace(progressEl, h('p', { class: 'error', role: 'alert' }, text))
+  }
+
+  /**
+   * One bulk action over the selection: BULK_CONCURRENCY requests at once, in the background (the page stays
+   * usable, rows update as answers come). A 403 means the token lacks the scope for every machine alike: the
+   * rest are not sent.
+   */
+  async function runBulk(kind, arg, title = BULK[kind].label) {
+    if (job?.running || selected.size === 0) return
+    const ids = [...selected]
+    const mine = { running: true, title, total: ids.length, done: 0, failed: [], denied: null, stopped: false, kind, ids: new Set(ids), answered: new Set() }
+    job = mine
+    syncSelection()
+    bulkAnnounce.textContent = `${title}: ${ids.length} machine${ids.length === 1 ? '' : 's'}…`
+    renderProgress(mine)
+    let painting = null
+    const paint = () => {
+      painting ??= setTimeout(() => {
+        painting = null
+        flushJobRows()
+        renderProgress(mine)
+      }, BULK_PAINT_MS)
+    }
+    await eachLimited(ids, BULK_CONCURRENCY, async (id) => {
+      try {
+        const answer = await BULK[kind].call(api, id, arg)
+        const m = BULK[kind].machine(answer)
+        const row = rows.get(id)
+        if (m && row && !disposed) {
+          // The answer is the machine as it is now: the row shows it without waiting for the event stream.
+          const { facts: _f, leases: _l, allocation: _a, timeline: _t, ...rest } = m
+          row.machine = rest
+          jobRows.add(id)
+        }
+      } catch (err) {
+        mine.failed.push({ id, name: nameOf(id), text: failureText(err) })
+        if (err instanceof ApiError && (err.status === 403 || err.status === 401)) mine.denied ??= err
+      }
+      mine.answered.add(id)
+      mine.done++
+      paint()
+    }, () => mine.stopped || mine.denied !== null)
+    clearTimeout(painting)
+    mine.running = false
+    flushJobRows()
+    renderProgress(mine)
+    const notSent = mine.total - mine.done
+    bulkAnnounce.textContent = `${title}: ${mine.done - mine.failed.length} of ${mine.total} done${mine.failed.length ? `, ${mine.failed.length} failed` : ''}${notSent ? `, ${notSent} not sent` : ''}.`
+    if (!disposed) syncSelection()
+  }
+
+  /**
+   * Whether a machine's change is one a running bulk action is about to answer with (its answer carries the machine
+   * as it now is): then the row waits for that answer instead of reading the machine again. Without this, accepting
+   * 500 machines cost 500 more reads, which took the browser's few connections from the accepts (5 a second).
+   */
+  /**
+   * Rows a running bulk action changes do not flash: the user asked for it and the progress line says it; and each
+   * flash forces a layout of the whole table (dom.js flash), which at 500 rows held a bulk accept to 5 machines a second.
+   */
+  /** Rows a running bulk action changed, drawn together every BULK_PAINT_MS (see BULK_PAINT_MS). */
+  const jobRows = new Set()
+  function flushJobRows() {
+    if (disposed) return
+    for (const id of jobRows) if (rows.has(id)) renderRow(id, { quiet: true })
+    jobRows.clear()
+  }
+
+  function inJob(id) {
+    return job?.running === true && job.ids.has(id)
+  }
+
+  function awaitingAnswer(id) {
+    return job?.running === true && BULK[job.kind].machine !== BULK.power.machine && job.ids.has(id) && !job.answered.has(id)
+  }
+
+  function renderProgress(j) {
+    progressEl.hidden = false
+    const notSent = j.running ? 0 : j.total - j.done
+    const ok = j.done - j.failed.length
+    progressEl.classList.toggle('has-failures', j.failed.length > 0)
+    replace(progressEl,
+      h('div', { class: 'bulk-line' },
+        h('strong', null, j.title), ' ',
+        h('progress', { max: j.total, value: j.done, 'aria-label': `${j.title} progress` }), ' ',
+        h('span', { class: 'bulk-done', dataset: { done: j.done, total: j.total, failed: j.failed.length } },
+          `${j.done}/${j.total} done`, j.failed.length ? `, ${j.failed.length} failed` : '', notSent ? `, ${notSent} not sent` : '',
+          j.running ? '' : ` (${ok} succeeded)`),
+        j.running
+          ? h('button', { type: 'button', class: 'link', onclick: () => { j.stopped = true } }, j.stopped ? 'Stopping…' : 'Stop')
+          : h('button', { type: 'button', class: 'link', onclick: () => { progressEl.hidden = true } }, 'Dismiss')),
+      j.denied ? h('p', { class: 'error', role: 'alert' }, `${j.denied.advice} The other machines were not sent.`) : null,
+      j.failed.length
+        ? h('details', { class: 'bulk-failures', open: j.failed.length <= 20 },
+            h('summary', null, `${j.failed.length} failed`),
+            h('ul', null, j.failed.slice(0, 500).map((f) => h('li', null, h('a', { href: machineHref(f.id) }, f.name), `: ${f.text}`)),
+              j.failed.length > 500 ? h('li', null, `and ${j.failed.length - 500} more`) : null))
+        : null)
+  }
+
   function go(to, forward) {
     if (forward) previous.push(cursor)
     void load(to)
@@ -373,7 +851,8 @@ export function inventoryView({ api, stream, params }) {
       refreshTimer = null
       const ids = [...pending]
       pending.clear()
-      await Promise.all(ids.map(async (mid) => {
+      // A few at a time: a bulk action changes hundreds of rows at once, and these reads would crowd out its requests.
+      await eachLimited(ids, REFRESH_READS, async (mid) => {
         try {
           // timeline=0: the newest event is already here, from the stream (reading it costs the server a timeline).
           const m = await api.get(`/machines/${encodeURIComponent(mid)}`, { timeline: 0 })
@@ -386,7 +865,7 @@ export function inventoryView({ api, stream, params }) {
           if (row) {
             row.machine = machine
             if (event && (!row.event || event.seq >= row.event.seq)) row.event = event
-            renderRow(mid)
+            renderRow(mid, { quiet: inJob(mid) })
             if (machine.state === 'failed') findFailure(mid)
           } else if (cursor === null && matchesFilters(machine, filters)) {
             rows.set(mid, { machine, event, failure: null, tr: null, key: null })
@@ -401,7 +880,7 @@ export function inventoryView({ api, stream, params }) {
             if (row.tr) row.tr.title = 'deleted'
           }
         }
-      }))
+      })
     }, REFRESH_MS)
   }
 
@@ -414,7 +893,7 @@ export function inventoryView({ api, stream, params }) {
     const row = rows.get(e.machineId)
     // A power event may be a changed power state (the poller's "power is off"): the row reads it again.
     if (e.type.startsWith('machine.') || e.type === 'boot.agent' || e.type === 'boot.script' || (e.type === 'power' && 'state' in (e.data ?? {}))) {
-      if (row) scheduleRefresh(e.machineId)
+      if (row && !awaitingAnswer(e.machineId)) scheduleRefresh(e.machineId)
       else if (e.type === 'machine.created' && mayJoin()) scheduleRefresh(e.machineId)
     }
     if (e.type === 'boot.failure') {
@@ -428,7 +907,8 @@ export function inventoryView({ api, stream, params }) {
     }
     if (row && (!row.event || e.seq > row.event.seq)) {
       row.event = e
-      renderRow(e.machineId)
+      if (inJob(e.machineId)) jobRows.add(e.machineId)
+      else renderRow(e.machineId)
     }
   })
 
@@ -436,6 +916,8 @@ export function inventoryView({ api, stream, params }) {
   const ticker = setInterval(() => {
     for (const t of tbody.querySelectorAll('time[data-ago]')) t.textContent = ago(t.dataset.ago)
   }, 15_000)
+
+  markSort()
 
   // Start listening before the first read, so a machine that changes while the page loads is not missed.
   void Promise.race([stream.opened(), new Promise((r) => setTimeout(r, 3000))]).then(() => {
@@ -451,6 +933,7 @@ export function inventoryView({ api, stream, params }) {
       clearTimeout(countsTimer)
       clearTimeout(typing)
       clearInterval(ticker)
+      for (const t of confirming.values()) clearTimeout(t)
     },
   }
 }
