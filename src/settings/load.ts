@@ -23,6 +23,7 @@ const ENV_KEYS: Record<string, string> = {
   RACKBOOT_DATA_DIR: 'dataDir',
   RACKBOOT_ASSETS_DIR: 'assetsDir',
   RACKBOOT_LOG_LEVEL: 'log.level',
+  RACKBOOT_LOG_FORMAT: 'log.format',
   RACKBOOT_HTTP_PORT: 'http.port',
   RACKBOOT_HTTP_LISTEN: 'http.listen',
   RACKBOOT_PUBLIC_URL: 'http.publicUrl',

@@ -41,6 +41,7 @@ test('file, then environment, then --set flags; relative paths are relative to t
   assert.equal(s.http.port, 9001)
   assert.equal(s.tftp.port, 2069)
   assert.equal(s.log.level, 'debug')
+  assert.equal(loadSettings({ cwd, env: { RACKBOOT_LOG_FORMAT: 'json' } }).log.format, 'json')
   const other = join(cwd, 'sub')
   writeFileSync(join(cwd, 'x.yaml'), 'dataDir: state\n')
   assert.equal(loadSettings({ cwd: other, file: join(cwd, 'x.yaml'), env: {} }).dataDir, join(cwd, 'state'))
