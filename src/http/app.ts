@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client'
 import type { Inventory } from '../inventory/index.js'
 import type { Lifecycle } from '../lifecycle/index.js'
 import type { Logger } from '../log.js'
+import { registerCanonicalHeaders } from './canonical-headers.js'
 import { errorHandler } from './error-handler.js'
 import { healthRoutes } from './plugins/health.js'
 import { metricsRoutes } from './plugins/metrics.js'
@@ -82,6 +83,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   limitConnections(app.server, { limits, registry: deps.registry, log: app.log as unknown as Logger })
   resetOnPeerEof(app.server)
+  registerCanonicalHeaders(app)
   app.setErrorHandler(errorHandler)
   // The access log: one line per request at debug, so info stays quiet in a boot storm. Hooked only when debug is
   // on (no cost otherwise); the query's boot tokens (?t=, rackboot.token=) and token-named values are redacted.
