@@ -7,7 +7,7 @@ packages=(
   isc-dhcp-client kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa
   openipmi ipmitool python3-pyghmi redfishtool
-  qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf busybox-static cpio kmod xz-utils dash
+  qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf grub-efi-amd64-bin busybox-static cpio kmod xz-utils dash
   chromium fonts-liberation
   radvd ndisc6
   python3-flask python3-requests python3-tenacity python3-bcrypt python3-webob

@@ -8,6 +8,7 @@ import { errorHandler } from './error-handler.js'
 import { healthRoutes } from './plugins/health.js'
 import { metricsRoutes } from './plugins/metrics.js'
 import { bootRoutes, type BootRoutesDeps } from './plugins/boot.js'
+import { grubRoutes } from './plugins/grub.js'
 import { assetRoutes } from './plugins/assets.js'
 import { virtualMediaRoutes, type VirtualMediaRoutesDeps } from './plugins/virtual-media.js'
 import { agentRoutes } from './plugins/agent.js'
@@ -109,6 +110,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.boot) {
     const b = deps.boot
     await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
+    await app.register(grubRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
     await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate, registry: deps.registry, ...(b.assetBelongs ? { belongs: b.assetBelongs } : {}) })
     await app.register(agentRoutes, { boot: b.service })
     if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })

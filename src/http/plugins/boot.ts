@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { RackbootError } from '../../errors.js'
-import type { BootPlan, BootService } from '../../lifecycle/index.js'
+import type { BootPlan, BootRefusal, BootService } from '../../lifecycle/index.js'
 import type { Lifecycle } from '../../lifecycle/index.js'
 import { kernelArgs } from '../../talos/index.js'
 import type { DownloadGate } from '../download-gate.js'
@@ -49,58 +49,66 @@ export function talosAssetBase(base: string, profile: { talosVersion: string | n
   return `${base}/assets/${parts.join('/')}`
 }
 
-/** `GET /boot.ipxe`: the script the lifecycle decides for the machine asking; `GET /ipxe/bootstrap.ipxe`: stage one. */
-export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) => {
+/**
+ * What a boot loader is told to do, whichever loader it is: the one "what to boot" step shared by iPXE
+ * (`/boot.ipxe`) and GRUB (`grub.cfg-01-<mac>` over TFTP and HTTP). Each loader renders it in its own language and
+ * forms its own retry location from `retryAttempt`.
+ */
+export type BootTarget =
+  /** Download a kernel and an initramfs and boot them; on a failed download, wait and ask again at `retryAttempt`. */
+  | {
+      kind: 'kernel'
+      banner: string
+      kernelUrl: string
+      initrdUrl: string
+      /** The initramfs's file name (iPXE names it, and passes `initrd=<name>` for the EFI stub). */
+      initrdName: string
+      args: string[]
+      /** Add BOOTIF=01-<mac of the NIC the loader booted from> (the discovery agent takes its lease there). */
+      bootIf: boolean
+      retryAttempt: number
+    }
+  /** Say why, wait, ask again at `retryAttempt`. */
+  | { kind: 'hold'; message: string; sleepSeconds: number; retryAttempt: number }
+  /** Leave the loader so the firmware boots the next device (the local disk). */
+  | { kind: 'local-disk'; message: string }
+
+export interface BootTargets {
+  /** The target for a planned (or refused) boot, asked at `attempt`; a kernel target takes a download slot. */
+  target(plan: BootPlan | BootRefusal, base: string, attempt: number): BootTarget
+}
+
+/** The shared step: plan → target. Side effects as the boot script always had: a download slot, timeline lines. */
+export function createBootTargets(deps: BootRoutesDeps): BootTargets {
   const now = deps.now ?? Date.now
   const random = deps.random ?? Math.random
-
-  app.get('/ipxe/bootstrap.ipxe', async (request, reply) => {
-    reply.type('text/plain; charset=utf-8')
-    return bootstrapScript(baseUrlOf(request, deps.publicUrl))
-  })
-
-  app.get<{ Querystring: BootQueryT }>('/boot.ipxe', { schema: { querystring: BootQuery } }, async (request, reply) => {
-    const q = request.query
-    const base = baseUrlOf(request, deps.publicUrl)
-    const attempt = q.attempt ?? 0
-    const plan = await deps.boot.plan(
-      { mac: q.mac ?? null, uuid: q.uuid ?? null, serial: q.serial ?? null, manufacturer: q.manufacturer ?? null, product: q.product ?? null, buildArch: q.arch ?? null, platform: q.platform ?? null },
-      request.ip,
-    )
-    reply.type('text/plain; charset=utf-8')
-    if ('refused' in plan) {
-      // Said on the machine's console, and it keeps asking: a lease that arrives later, or a tech's fix, lets it on.
-      return holdScript({ message: plan.reason, sleepSeconds: backoff(attempt), retryUrl: retryUrl(base, attempt + 1) })
-    }
-    return render(plan, base, attempt)
-  })
 
   function backoff(attempt: number): number {
     const s = Math.min(deps.hold.seconds * 2 ** Math.min(attempt, 10), deps.hold.maxSeconds)
     return s * (0.8 + 0.4 * random())
   }
 
-  function render(plan: BootPlan, base: string, attempt: number): string {
+  function planned(plan: BootPlan, base: string, attempt: number): BootTarget {
     const { machine, decision } = plan
     const who = machine.name ?? machine.id
     switch (decision.kind) {
       case 'ignore':
       case 'local-disk':
-        return localBootScript(`${who}: ${decision.reason}`)
+        return { kind: 'local-disk', message: `${who}: ${decision.reason}` }
       case 'hold':
         // Waiting in line for an install slot: ask again soon, at the same attempt (the line moves, nothing failed).
-        if (plan.queued) return holdScript({ message: `${who}: ${decision.reason}`, sleepSeconds: 15 + 15 * random(), retryUrl: retryUrl(base, attempt) })
-        if (decision.mode === 'exit') return localBootScript(`${who}: ${decision.reason}`)
-        return holdScript({ message: `${who}: ${decision.reason}`, sleepSeconds: backoff(attempt), retryUrl: retryUrl(base, attempt + 1) })
+        if (plan.queued) return { kind: 'hold', message: `${who}: ${decision.reason}`, sleepSeconds: 15 + 15 * random(), retryAttempt: attempt }
+        if (decision.mode === 'exit') return { kind: 'local-disk', message: `${who}: ${decision.reason}` }
+        return { kind: 'hold', message: `${who}: ${decision.reason}`, sleepSeconds: backoff(attempt), retryAttempt: attempt + 1 }
       case 'blocked':
         deps.lifecycle.record(machine.id, 'boot.script', `cannot boot: ${decision.reason}`, { blocked: true })
-        return holdScript({ message: `${who}: cannot boot: ${decision.reason}`, sleepSeconds: backoff(attempt), retryUrl: retryUrl(base, attempt + 1) })
+        return { kind: 'hold', message: `${who}: cannot boot: ${decision.reason}`, sleepSeconds: backoff(attempt), retryAttempt: attempt + 1 }
       case 'discovery':
       case 'install': {
         if (!deps.gate.admit(machine.id, now())) {
           const sleep = 5 + 10 * random()
           deps.lifecycle.record(machine.id, 'boot.script', `download limit reached (${deps.gate.limit} machines): waiting ${Math.round(sleep)} s`, { waiting: true })
-          return holdScript({ message: `${who}: ${deps.gate.limit} machines are downloading, waiting for a slot`, sleepSeconds: sleep, retryUrl: retryUrl(base, attempt) })
+          return { kind: 'hold', message: `${who}: ${deps.gate.limit} machines are downloading, waiting for a slot`, sleepSeconds: sleep, retryAttempt: attempt }
         }
         const q = `?m=${machine.id}`
         if (decision.kind === 'discovery') {
@@ -112,16 +120,17 @@ export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) 
             `rackboot.after=${deps.agent.after}`,
             ...(decision.wipe ? ['rackboot.wipe=1'] : []),
           ]
-          return kernelScript({
+          return {
+            kind: 'kernel',
             banner: `rackboot: ${who}: ${decision.reason}`,
             kernelUrl: `${base}/assets/agent/vmlinuz${q}`,
             initrdUrl: `${base}/assets/agent/agent.img${q}`,
             initrdName: 'agent.img',
             args,
             // The agent takes its lease on the NIC it booted from.
-            templateArgs: ['BOOTIF=01-${net0/mac:hexhyp}'],
-            retryUrl: retryUrl(base, attempt + 1),
-          })
+            bootIf: true,
+            retryAttempt: attempt + 1,
+          }
         }
         const profile = decision.profile
         const arch = profile.arch ?? machine.arch ?? 'amd64'
@@ -137,15 +146,67 @@ export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) 
           ...(channels.kernelLogPort ? { loggingKernel: `tcp://${hostPort(channels.kernelLogPort)}/` } : {}),
           extra: profile.kernelArgs,
         })
-        return kernelScript({
+        return {
+          kind: 'kernel',
           banner: `rackboot: ${who}: ${decision.reason}`,
           kernelUrl: `${assets}/vmlinuz${q}`,
           initrdUrl: `${assets}/initramfs.xz${q}`,
           initrdName: 'initramfs.xz',
           args,
-          retryUrl: retryUrl(base, attempt + 1),
-        })
+          bootIf: false,
+          retryAttempt: attempt + 1,
+        }
       }
     }
   }
+
+  return {
+    target(plan, base, attempt) {
+      // Said on the machine's console, and it keeps asking: a lease that arrives later, or a tech's fix, lets it on.
+      if ('refused' in plan) return { kind: 'hold', message: plan.reason, sleepSeconds: backoff(attempt), retryAttempt: attempt + 1 }
+      return planned(plan, base, attempt)
+    },
+  }
+}
+
+/** A target as an iPXE script; `retryUrl(attempt)` is where iPXE asks again. */
+export function ipxeScript(target: BootTarget, retryUrl: (attempt: number) => string): string {
+  switch (target.kind) {
+    case 'local-disk':
+      return localBootScript(target.message)
+    case 'hold':
+      return holdScript({ message: target.message, sleepSeconds: target.sleepSeconds, retryUrl: retryUrl(target.retryAttempt) })
+    case 'kernel':
+      return kernelScript({
+        banner: target.banner,
+        kernelUrl: target.kernelUrl,
+        initrdUrl: target.initrdUrl,
+        initrdName: target.initrdName,
+        args: target.args,
+        ...(target.bootIf ? { templateArgs: ['BOOTIF=01-${net0/mac:hexhyp}'] } : {}),
+        retryUrl: retryUrl(target.retryAttempt),
+      })
+  }
+}
+
+/** `GET /boot.ipxe`: the script the lifecycle decides for the machine asking; `GET /ipxe/bootstrap.ipxe`: stage one. */
+export const bootRoutes: FastifyPluginAsync<BootRoutesDeps> = async (app, deps) => {
+  const targets = createBootTargets(deps)
+
+  app.get('/ipxe/bootstrap.ipxe', async (request, reply) => {
+    reply.type('text/plain; charset=utf-8')
+    return bootstrapScript(baseUrlOf(request, deps.publicUrl))
+  })
+
+  app.get<{ Querystring: BootQueryT }>('/boot.ipxe', { schema: { querystring: BootQuery } }, async (request, reply) => {
+    const q = request.query
+    const base = baseUrlOf(request, deps.publicUrl)
+    const attempt = q.attempt ?? 0
+    const plan = await deps.boot.plan(
+      { mac: q.mac ?? null, uuid: q.uuid ?? null, serial: q.serial ?? null, manufacturer: q.manufacturer ?? null, product: q.product ?? null, buildArch: q.arch ?? null, platform: q.platform ?? null },
+      request.ip,
+    )
+    reply.type('text/plain; charset=utf-8')
+    return ipxeScript(targets.target(plan, base, attempt), (next) => retryUrl(base, next))
+  })
 }
