@@ -16,6 +16,7 @@ import type { BootService, ConfigService } from '../lifecycle/index.js'
 import { talosConfigRoutes } from './plugins/talos-config.js'
 import type { DownloadGate } from './download-gate.js'
 import { apiRoutes, type ApiDeps } from './plugins/api/index.js'
+import { docsRoutes } from './plugins/docs.js'
 import { uiRoutes } from './ui/index.js'
 import { resetOnPeerEof } from './peer-eof.js'
 import { REDACTED, redactBootTokens } from './redact.js'
@@ -122,5 +123,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       ...(deps.limits?.maxEventStreamsPerToken !== undefined ? { maxEventStreamsPerToken: deps.limits.maxEventStreamsPerToken } : {}),
     })
   }
+  if (deps.api) await app.register(docsRoutes, { version: deps.version })
   return app
 }

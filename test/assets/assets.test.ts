@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { rackboot, rackbootAsync, tempCwd } from '../support/cli.js'
+import { arm64Image, bzImage, cpio, gzip, ipxePxe, pe } from './synthetic.js'
 
 // A stand-in for the Talos release page and the Image Factory on loopback (the real ones are out of reach here,
 // and an offline site's mirror looks just like this).
@@ -32,8 +33,9 @@ async function mirror(files: Record<string, Buffer | string>, redirects: Record<
 const sha = (alg: string, b: Buffer) => createHash(alg).update(b).digest('hex')
 
 test('fetch talos: kernel and initramfs from a release, verified against sha512sum.txt, recorded in the manifest', async (t) => {
-  const kernel = randomBytes(300_000)
-  const initrd = randomBytes(700_000)
+  // Real formats (the content is checked, formats.test.ts), at the sizes the listing below shows.
+  const kernel = bzImage({ size: 300_000 })
+  const initrd = gzip(cpio(), 700_000)
   const m = await mirror({
     '/v1.13.9/vmlinuz-amd64': kernel,
     '/v1.13.9/initramfs-amd64.xz': initrd,
@@ -78,9 +80,9 @@ test('a checksum mismatch discards the file and fails; a missing release fails c
 
 test('fetch talos --schematic follows the Image Factory redirect and records the hash', async (t) => {
   const schematic = '376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba'
-  const kernel = randomBytes(5000)
+  const kernel = arm64Image({ size: 5000 })
   const m = await mirror(
-    { '/cdn/kernel': kernel, [`/image/${schematic}/v1.13.9/initramfs-arm64.xz`]: 'initrd' },
+    { '/cdn/kernel': kernel, [`/image/${schematic}/v1.13.9/initramfs-arm64.xz`]: gzip(cpio()) },
     { [`/image/${schematic}/v1.13.9/kernel-arm64`]: '/cdn/kernel' },
   )
   t.after(() => m.server.close())
@@ -98,19 +100,19 @@ test('offline: fetch ipxe from the Debian package directory, import local Talos 
   const cwd = tempCwd()
   const ipxe = join(cwd, 'debian-ipxe')
   mkdirSync(ipxe)
-  writeFileSync(join(ipxe, 'undionly.kpxe'), 'bios')
-  writeFileSync(join(ipxe, 'ipxe.efi'), 'efi')
+  writeFileSync(join(ipxe, 'undionly.kpxe'), ipxePxe())
+  writeFileSync(join(ipxe, 'ipxe.efi'), pe())
   const res = rackboot(['assets', 'fetch', 'ipxe', '--set', `assetSources.ipxeDir=${ipxe}`], { cwd })
   assert.equal(res.code, 0, res.stderr)
-  assert.equal(readFileSync(join(cwd, 'assets', 'ipxe', 'ipxe.efi'), 'utf8'), 'efi')
+  assert.ok(readFileSync(join(cwd, 'assets', 'ipxe', 'ipxe.efi')).equals(pe()))
   const none = rackboot(['assets', 'fetch', 'ipxe', '--set', `assetSources.ipxeDir=${join(cwd, 'nope')}`], { cwd })
   assert.equal(none.code, 1)
   assert.match(none.stderr, /apt-get install ipxe/)
-  writeFileSync(join(cwd, 'vmlinuz-amd64'), 'k')
-  writeFileSync(join(cwd, 'initramfs-amd64.xz'), 'i')
+  writeFileSync(join(cwd, 'vmlinuz-amd64'), bzImage())
+  writeFileSync(join(cwd, 'initramfs-amd64.xz'), gzip(cpio()))
   const imp = rackboot(['assets', 'import', join(cwd, 'vmlinuz-amd64'), join(cwd, 'initramfs-amd64.xz'), '--talos', 'v1.12.11'], { cwd })
   assert.equal(imp.code, 0, imp.stderr)
-  assert.equal(readFileSync(join(cwd, 'assets', 'talos', 'v1.12.11', 'amd64', 'initramfs.xz'), 'utf8'), 'i')
+  assert.ok(readFileSync(join(cwd, 'assets', 'talos', 'v1.12.11', 'amd64', 'initramfs.xz')).equals(gzip(cpio())))
   assert.equal(rackboot(['assets', 'import', join(cwd, 'vmlinuz-amd64')], { cwd }).code, 2, 'a Talos file needs --talos')
   assert.equal(rackboot(['assets', 'import', join(cwd, 'vmlinuz-amd64'), '--to', '../outside'], { cwd }).code, 2)
 })
