@@ -281,6 +281,31 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** The embedded SQLite database (dataDir/rackboot.db). */
+    database: Type.Object(
+      {
+        /**
+         * When a commit is on disk. normal: a committed write (a lease before its ACK, an allocation) survives a crash
+         * of rackboot, but the last second or so of commits may be lost on power loss or a kernel crash (the database
+         * stays consistent, it just ends earlier). full: commits survive power loss too, at the cost of an fsync of
+         * the write-ahead log per commit (measured in `npm run bench -- sqlite`); for sites without a UPS or with
+         * disks that honour flushes and leases that must never be handed out twice after an outage.
+         */
+        synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
+        /**
+         * Size of the write-ahead log (MiB) past which `serve` restarts it with a brief checkpoint (queries wait a few
+         * tens of milliseconds; the event loop does not). The file stays near this size under any write rate, unless
+         * another process keeps a read transaction open for long.
+         */
+        walLimitMiB: Type.Integer({ minimum: 1, maximum: 4096, default: 16 }),
+        /**
+         * How long a query waits for a write lock another process holds (a CLI command writing while `serve` runs, a
+         * backup) before it fails with a storage error (ms). The wait is asynchronous: the server keeps answering.
+         */
+        busyTimeoutMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     power: Type.Object(
       {
         /** Budget of one BMC operation attempt, session set-up included; a BMC silent this long is not asked again at once. */

@@ -1,19 +1,21 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SQLite from 'better-sqlite3'
-import { Kysely, Migrator, SqliteDialect, type Transaction } from 'kysely'
+import { Kysely, Migrator, type Transaction } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
 import { createSecretBox, type SecretBox } from '../secret-box.js'
 import { createSqliteBmcs } from './bmcs.js'
 import { createSqliteClasses, createSqliteProfiles } from './classes-profiles.js'
 import { createSqliteEvents } from './events.js'
-import { createSqliteLeases, createSqliteReservations, type RawLeaseWrites } from './leases.js'
+import { createSqliteLeases, createSqliteReservations, type RawLeaseWrites, type SqliteLeaseRepository } from './leases.js'
+import type { Lease } from '../types.js'
 import { createSqliteMachines } from './machines.js'
 import { migrationProvider } from './migrations/index.js'
 import type { Database } from './schema.js'
 import { createSqliteTokens } from './tokens.js'
-import { startCheckpointer } from './checkpointer.js'
+import { startCheckpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js'
+import { BusyRetryingSqliteDialect, BusyRetryingSqliteDriver, DEFAULT_BUSY_TIMEOUT_MS, retryWhileBusy, SYNC_BUSY_MS, type BusyGate, type BusyStats } from './driver.js'
 import { createSqliteBootTokens } from './boot-tokens.js'
 import { openCheckedSecretBox } from './secret-key.js'
 import { randomBytes } from 'node:crypto'
@@ -33,20 +35,67 @@ export interface SqliteInventoryOptions {
   migrateTo?: string
   /** Run WAL checkpoints in a worker thread (the server: keeps fsyncs off the event loop). See checkpointer.ts. */
   backgroundCheckpoints?: boolean
+  /** The `database` settings section (settings/schema.ts); every field has the same default there. */
+  database?: DatabaseOptions
+  /** Tests only: SQLite's synchronous busy wait per attempt (default SYNC_BUSY_MS). */
+  syncBusyMs?: number
+  /** Tests only: checkpointer knobs (see checkpointer.ts). */
+  checkpoints?: { intervalMs?: number; tickMs?: number; escalate?: boolean; onCheckpoint?: (r: CheckpointResult) => void }
 }
+
+export interface DatabaseOptions {
+  /**
+   * PRAGMA synchronous. normal: a committed transaction survives a crash of the process, but the last ones may be
+   * lost on power loss or an OS crash (the database stays consistent). full: they survive power loss too, at the
+   * cost of an fsync of the WAL per commit.
+   */
+  synchronous?: 'normal' | 'full'
+  /** WAL size (MiB) past which the checkpointer restarts the log (background checkpoints); also its journal_size_limit. */
+  walLimitMiB?: number
+  /** How long a statement waits in all, asynchronously, for another process's write lock before failing (ms). */
+  busyTimeoutMs?: number
+}
+
+export const DATABASE_DEFAULTS: Required<DatabaseOptions> = { synchronous: 'normal', walLimitMiB: 16, busyTimeoutMs: DEFAULT_BUSY_TIMEOUT_MS }
 
 export interface SqliteInventory extends Inventory {
   /** The Kysely handle, for migration tests and benchmarks only: callers use the repositories. */
   readonly db: Kysely<Database>
+  /** What the background checkpointer did so far; null without one. */
+  checkpointStats(): CheckpointStats | null
+  /** How often this process waited for another connection's lock (driver.ts). */
+  busyStats(): BusyStats
 }
 
-function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>): Inventory {
+/** What a retry outside the driver needs (driver.ts retryWhileBusy). */
+interface BusyContext {
+  file: string
+  timeoutMs: number
+  stats: BusyStats
+  gate: BusyGate
+}
+
+/**
+ * Outside a transaction the lease writes run on the better-sqlite3 handle (leases.ts), beside Kysely's driver and its
+ * retries: a write that met another process's lock (SQLITE_BUSY) rolled back whole and is tried again
+ * asynchronously, as the driver does (an upsert of the same rows is safe to repeat).
+ */
+function retryingLeases(leases: SqliteLeaseRepository, busy: BusyContext): SqliteLeaseRepository {
+  const retry = <T>(fn: () => Promise<T>): Promise<T> => retryWhileBusy(fn, { deadline: performance.now() + busy.timeoutMs, file: busy.file, stats: busy.stats, gate: busy.gate })
+  return Object.assign(leases, {
+    put: ((put) => (lease: Lease) => retry(() => put(lease)))(leases.put.bind(leases)),
+    putMany: ((putMany) => (list: Lease[]) => retry(() => putMany(list)))(leases.putMany.bind(leases)),
+  })
+}
+
+function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>, busy: BusyContext): Inventory {
+  const leases = createSqliteLeases(db, raw)
   return {
     machines: createSqliteMachines(db),
     bmcs: createSqliteBmcs(db, box),
     classes: createSqliteClasses(db),
     profiles: createSqliteProfiles(db),
-    leases: createSqliteLeases(db, raw),
+    leases: raw.inTransaction ? leases : retryingLeases(leases, busy),
     reservations: createSqliteReservations(db),
     events: createSqliteEvents(db),
     tokens: createSqliteTokens(db),
@@ -92,6 +141,8 @@ function restrictDatabaseFiles(file: string, warn: (message: string) => void): v
 
 export async function openSqliteInventory(options: SqliteInventoryOptions): Promise<SqliteInventory> {
   const warn = options.warn ?? (() => {})
+  const settings = { ...DATABASE_DEFAULTS, ...options.database }
+  const walLimitBytes = Math.max(1, settings.walLimitMiB) * 1024 * 1024
   let sqlite: SQLite.Database
   try {
     if (options.file !== ':memory:') {
@@ -100,13 +151,17 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     }
     sqlite = new SQLite(options.file)
     sqlite.pragma('journal_mode = WAL')
-    sqlite.pragma('synchronous = NORMAL')
+    sqlite.pragma(`synchronous = ${settings.synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
     sqlite.pragma('foreign_keys = ON')
-    sqlite.pragma('busy_timeout = 5000')
+    // SQLite's busy handler would sleep on the event loop: no wait here, all of it asynchronous (driver.ts).
+    sqlite.pragma(`busy_timeout = ${options.syncBusyMs ?? SYNC_BUSY_MS}`)
+    // A log that restarted is cut back to this size at the next commit (else the file keeps its largest size).
+    sqlite.pragma(`journal_size_limit = ${walLimitBytes}`)
   } catch (cause) {
     throw new RackbootError('RB_ERR_STORAGE', `cannot open database ${options.file}: ${(cause as Error).message}`, { cause })
   }
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+  const driver = new BusyRetryingSqliteDriver(sqlite, options.file, settings.busyTimeoutMs)
+  const db = new Kysely<Database>({ dialect: new BusyRetryingSqliteDialect(driver) })
   let box: SecretBox
   try {
     await migrate(db, options.migrateTo)
@@ -117,11 +172,21 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     await db.destroy()
     throw err
   }
-  const checkpointer = options.backgroundCheckpoints && options.file !== ':memory:' ? startCheckpointer(sqlite, options.file) : null
+  const checkpointer = options.backgroundCheckpoints && options.file !== ':memory:'
+    ? startCheckpointer(sqlite, options.file, {
+        pause: (fn) => driver.exclusive(fn),
+        walLimitBytes,
+        synchronous: settings.synchronous,
+        warn,
+        ...options.checkpoints,
+      })
+    : null
+  if (checkpointer) driver.onAcquire = checkpointer.poll
   const close = async () => {
     await checkpointer?.stop()
     await db.destroy()
   }
+  const busy: BusyContext = { file: options.file, timeoutMs: settings.busyTimeoutMs, stats: driver.busyStats, gate: driver.gate }
 
   // Kysely's SQLite dialect runs on one connection behind a mutex: a transaction excludes every other query,
   // which is what makes allocation and import atomic.
@@ -129,8 +194,12 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     db.transaction().execute((trx: Transaction<Database>) => {
       const inner = repositories(trx, { handle: sqlite, inTransaction: true }, box, () => {
         throw new RackbootError('RB_ERR_INTERNAL', 'nested inventory transactions are not supported')
-      }, close)
+      }, close, busy)
       return fn(inner)
     })
-  return Object.assign(repositories(db, { handle: sqlite, inTransaction: false }, box, transaction, close), { db })
+  return Object.assign(repositories(db, { handle: sqlite, inTransaction: false }, box, transaction, close, busy), {
+    db,
+    checkpointStats: () => checkpointer?.stats() ?? null,
+    busyStats: () => ({ ...driver.busyStats }),
+  })
 }
