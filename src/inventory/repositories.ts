@@ -12,6 +12,8 @@ export interface MachineFilter {
   /** Free text over name, serial, uuid and MACs. */
   text?: string
   rack?: string
+  /** Exact serial (serials are not unique in the wild: this may match several machines). */
+  serial?: string
   /** Opaque cursor from a previous page. */
   after?: string
   limit?: number
@@ -161,6 +163,27 @@ import type { Allocation, AllocatedMachine, Cluster, HardwareBounds, MachineAllo
 /** A machine list query: the filters of `MachineFilter` plus hardware bounds (SQL pre-filter of selectors). */
 export interface MachineScan extends MachineFilter {
   hardware?: HardwareBounds
+  /**
+   * Page order: by this field, then by id (both descending with `desc`); absent: id order. Machines without a
+   * value (no name, rack or serial) come first ascending and last descending. A cursor holds the sort it was made
+   * for: one from another order is refused (RB_ERR_VALIDATION).
+   */
+  sort?: MachineSort
+}
+
+/** Fields the machine list can be sorted by. */
+export type MachineSortKey = 'name' | 'state' | 'rack' | 'serial' | 'createdAt' | 'updatedAt'
+
+export interface MachineSort {
+  key: MachineSortKey
+  desc: boolean
+}
+
+/** The address a machine is reachable at now, as the API shows it. */
+export interface MachineAddress {
+  ip: string
+  /** lease: an offered or bound DHCP lease that has not expired; reservation: the inventory's fixed address. */
+  source: 'lease' | 'reservation'
 }
 
 export interface MachineScanPage {
@@ -171,8 +194,16 @@ export interface MachineScanPage {
 
 /** Read-side queries the API needs beyond the per-table repositories. */
 export interface QueryRepository {
-  /** Machines matching `scan`, in id order, one keyset page. */
+  /** Machines matching `scan`, in id order (or `scan.sort`'s), one keyset page. */
   scanMachines(scan: MachineScan): Promise<MachineScanPage>
+  /** The cursor of the page that starts right after `machine` in this order (for a page a caller ends early). */
+  machineCursor(machine: Machine, sort?: MachineSort): string
+  /**
+   * Each machine's current address, in one read for a page: an active DHCP lease of one of its NICs (bound before
+   * offered, the boot NIC first, the newest), else a reservation of one of its MACs (the boot NIC's first).
+   * Machines with neither are left out.
+   */
+  addresses(machineIds: readonly string[], now: number): Promise<Map<string, MachineAddress>>
   /** The newest event's seq (0 when there is none): where a live event stream starts. */
   latestEventSeq(): Promise<number>
 }

@@ -17,6 +17,8 @@ const FIXTURE = join(import.meta.dirname, 'fixtures', 'openapi-client')
 const NAMED = [
   'Machine', 'MachinePage', 'MachineDetail', 'MachineState', 'Bmc', 'BmcSummary', 'PowerState', 'PowerActionResult', 'BootOverride',
   'Allocation', 'AllocatedMachine', 'AllocationPage', 'Event', 'Error', 'Class', 'Profile', 'Cluster', 'Token', 'Role',
+  'ApiToken', 'ApiTokenList', 'NewApiToken', 'ApiTokenRevocation', 'InventoryImportReport', 'InventoryChange', 'InventoryExport',
+  'ClassMatch', 'ClassEvaluation', 'SelectorResult', 'Asset', 'AssetList', 'IdentifyResult',
 ]
 
 /** The document of an app that serves the power routes too (they are only routed with a power manager). */

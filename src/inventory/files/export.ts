@@ -28,9 +28,29 @@ export async function allMachines(inventory: Inventory): Promise<Machine[]> {
   return out
 }
 
+/** The export's files in memory: name (relative) and content, and what they hold. */
+export interface RenderedInventory {
+  files: { path: string; content: string }[]
+  machines: number
+  classes: number
+  profiles: number
+}
+
 /** Writes the database's machines, classes and profiles as inventory files that `import` reads back unchanged. */
 export async function exportInventory(inventory: Inventory, dir: string): Promise<ExportResult> {
+  const rendered = await renderInventoryFiles(inventory)
   mkdirSync(dir, { recursive: true })
+  const files: string[] = []
+  for (const f of rendered.files) {
+    const file = join(dir, f.path)
+    writeFileSync(file, f.content)
+    files.push(file)
+  }
+  return { files, machines: rendered.machines, classes: rendered.classes, profiles: rendered.profiles }
+}
+
+/** The export as files in memory (profiles.yaml, classes.yaml, machines.yaml), for the API or a directory. */
+export async function renderInventoryFiles(inventory: Inventory): Promise<RenderedInventory> {
   const reservations = await inventory.reservations.list()
   const machines = (await allMachines(inventory)).sort((a, b) => (a.name ?? a.id).localeCompare(b.name ?? b.id))
   const fileMachines: FileMachine[] = []
@@ -97,14 +117,10 @@ export async function exportInventory(inventory: Inventory, dir: string): Promis
     }),
   )
   const header = '# Written by `rackboot inventory export`; `rackboot inventory import` reads it back.\n'
-  const files: string[] = []
-  const write = (name: string, body: object) => {
-    const file = join(dir, name)
-    writeFileSync(file, header + stringify(body, { lineWidth: 0 }))
-    files.push(file)
-  }
-  write('profiles.yaml', { profiles })
-  write('classes.yaml', { classes })
-  write('machines.yaml', { machines: fileMachines })
+  const files = [
+    { path: 'profiles.yaml', content: header + stringify({ profiles }, { lineWidth: 0 }) },
+    { path: 'classes.yaml', content: header + stringify({ classes }, { lineWidth: 0 }) },
+    { path: 'machines.yaml', content: header + stringify({ machines: fileMachines }, { lineWidth: 0 }) },
+  ]
   return { files, machines: fileMachines.length, classes: classes.length, profiles: profiles.length }
 }

@@ -1,6 +1,9 @@
-export { loadInventoryFiles, InventoryFileError, type DesiredInventory, type DesiredMachine, type InventoryProblem } from './load.js'
+export {
+  loadInventoryFiles, loadInventorySources, inventoryPathProblem, InventoryFileError, type DesiredInventory, type DesiredMachine, type InventoryProblem,
+  type InventorySource,
+} from './load.js'
 export { importInventory, MANAGED_BY, type ImportReport, type ImportOptions, type Change } from './reconcile.js'
-export { allMachines, exportInventory, type ExportResult } from './export.js'
+export { allMachines, exportInventory, renderInventoryFiles, type ExportResult, type RenderedInventory } from './export.js'
 export type { FileMachine, FileClass, FileProfile, FileBmc, InventoryFile } from './schema.js'
 export { PhaseDeadlinesSchema } from './schema.js'
 export {

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
-import { dirname, join, relative, resolve } from 'node:path'
+import { dirname, join, posix, relative, resolve } from 'node:path'
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
 import Value from 'typebox/value'
 import { RackbootError } from '../../errors.js'
@@ -25,6 +25,28 @@ export interface Located<T> {
   file: string
   /** JSON pointer of the entry inside its file. */
   pointer: string[]
+  /** The file's text as loaded and its name in messages (locate() uses them instead of reading the file again). */
+  source?: { text: string; shown: string }
+}
+
+/** One file given in memory (the API's import): its path, / separated and relative, and its text. */
+export interface InventorySource {
+  path: string
+  content: string
+  /**
+   * inventory: an inventory document (machines, classes, profiles); referenced: only read where a document names
+   * it (baseConfigFile, caFile). Default: inventory for *.yaml and *.yml outside dot-directories (as a directory
+   * import reads), referenced otherwise.
+   */
+  kind?: 'inventory' | 'referenced'
+}
+
+/** Where loading gets a file's text and the files a document refers to (baseConfigFile, caFile). */
+interface FileAccess {
+  /** The text of `relPath` as named in `fromFile`, or the error code (ENOENT, ...) to report. */
+  readRelative(fromFile: string, relPath: string): { text: string } | { error: string }
+  /** The name a file has in messages. */
+  show(file: string): string
 }
 
 /**
@@ -68,6 +90,7 @@ function listYamlFiles(dir: string): string[] {
 
 interface ParsedFile {
   file: string
+  text: string
   doc: Document
   lines: LineCounter
   data: InventoryFile
@@ -91,13 +114,76 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
   } catch (cause) {
     throw new RackbootError('RB_ERR_INVENTORY_FILE', `cannot read inventory ${target}: ${(cause as Error).message}`, { cause })
   }
-  const show = (f: string) => relative(process.cwd(), f) || f
+  const access: FileAccess = {
+    show: (f) => relative(process.cwd(), f) || f,
+    readRelative(fromFile, relPath) {
+      try {
+        return { text: readFileSync(resolve(dirname(fromFile), relPath), 'utf8') }
+      } catch (err) {
+        return { error: (err as NodeJS.ErrnoException).code ?? (err as Error).message }
+      }
+    },
+  }
+  return loadTexts(files.map((file) => ({ file, text: readFileSync(file, 'utf8') })), access, options)
+}
+
+/** Why an in-memory file's path cannot be used (absolute, .., empty parts, backslashes), or null. */
+export function inventoryPathProblem(path: string): string | null {
+  if (path.length === 0) return 'empty path'
+  if (path.startsWith('/')) return 'must be relative (no leading /)'
+  if (path.includes('\\')) return 'use / to separate directories, not \\'
+  if (path.includes('\0')) return 'contains a NUL character'
+  const parts = path.split('/')
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) return 'no empty, . or .. parts'
+  return null
+}
+
+/** Directory-listing order (each level by name, as listYamlFiles walks): racks/a.yaml before racks.yaml. */
+function listingOrder(a: string, b: string): number {
+  const pa = a.split('/')
+  const pb = b.split('/')
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const c = pa[i]!.localeCompare(pb[i]!)
+    if (c !== 0) return c
+  }
+  return pa.length - pb.length
+}
+
+/**
+ * As loadInventoryFiles, from files given in memory (the API's import): the inventory documents among them are
+ * loaded in the order a directory import reads them, and the references in them (baseConfigFile, caFile, relative
+ * to the document) are looked up among the others. Problems name each file by its `path`.
+ */
+export function loadInventorySources(sources: readonly InventorySource[], options: Pick<LoadOptions, 'checkSelector'> = {}): DesiredInventory {
+  const byPath = new Map<string, string>()
+  for (const s of sources) {
+    const why = inventoryPathProblem(s.path)
+    if (why) throw new RackbootError('RB_ERR_VALIDATION', `${s.path}: ${why}`, { details: [{ file: s.path, line: 0, column: 0, field: '(path)', message: why }] })
+    if (byPath.has(s.path)) throw new RackbootError('RB_ERR_VALIDATION', `${s.path}: given twice`, { details: [{ file: s.path, line: 0, column: 0, field: '(path)', message: 'given twice' }] })
+    byPath.set(s.path, s.content)
+  }
+  const isDocument = (s: InventorySource) => (s.kind ? s.kind === 'inventory' : /\.ya?ml$/.test(s.path) && !s.path.split('/').some((p) => p.startsWith('.')))
+  const documents = sources.filter(isDocument).map((s) => s.path).sort(listingOrder)
+  const access: FileAccess = {
+    show: (f) => f,
+    readRelative(fromFile, relPath) {
+      if (relPath.startsWith('/')) return { error: 'ENOENT' }
+      const target = posix.normalize(posix.join(posix.dirname(fromFile), relPath))
+      const text = target.startsWith('../') ? undefined : byPath.get(target)
+      return text === undefined ? { error: 'ENOENT' } : { text }
+    },
+  }
+  return loadTexts(documents.map((file) => ({ file, text: byPath.get(file)! })), access, options)
+}
+
+function loadTexts(inputs: { file: string; text: string }[], access: FileAccess, options: Pick<LoadOptions, 'checkSelector'>): DesiredInventory {
+  const files = inputs.map((i) => i.file)
+  const show = access.show
   const problems: InventoryProblem[] = []
   const parsed: ParsedFile[] = []
 
-  for (const file of files) {
+  for (const { file, text } of inputs) {
     const lines = new LineCounter()
-    const text = readFileSync(file, 'utf8')
     const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, merge: true })
     const at = (path: (string | number)[]): { line: number; col: number } => {
       // Walk up to the nearest node that exists: a missing field is reported at its parent.
@@ -143,13 +229,14 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
       }
       continue
     }
-    parsed.push({ file, doc, lines, data: data as InventoryFile })
+    parsed.push({ file, text, doc, lines, data: data as InventoryFile })
   }
   if (problems.length > 0) throw new InventoryFileError(problems)
 
   const desired: DesiredInventory = { machines: [], classes: [], profiles: [], files }
   const owners = new Map<string, string>()
-  for (const { file, doc, lines, data } of parsed) {
+  for (const { file, text, doc, lines, data } of parsed) {
+    const source = { text, shown: show(file) }
     const report = (path: (string | number)[], message: string) => {
       // A field that came in through a merge key (<<: *anchor) has no node of its own: its entry's line then.
       let pos = { line: 1, col: 1 }
@@ -201,11 +288,11 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
       }
       let bmcCaPem: string | null = null
       if (m.bmc) {
-        const checked = checkFileBmc(m.name, m.bmc, dirname(file), (field, message) => report(['machines', i, 'bmc', field], message))
+        const checked = checkFileBmc(m.name, m.bmc, (rel) => access.readRelative(file, rel), (field, message) => report(['machines', i, 'bmc', field], message))
         m.bmc = checked.bmc
         bmcCaPem = checked.caPem
       }
-      desired.machines.push({ value: { ...m, bmcCaPem }, file, pointer: ['machines', String(i)] })
+      desired.machines.push({ value: { ...m, bmcCaPem }, file, pointer: ['machines', String(i)], source })
     })
     ;(data.classes ?? []).forEach((c, i) => {
       claim('class', c.name, ['classes', i, 'name'])
@@ -213,7 +300,7 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
         const wrong = options.checkSelector?.(sel)
         if (wrong) report(['classes', i, 'selectors', j], wrong)
       })
-      desired.classes.push({ value: c, file, pointer: ['classes', String(i)] })
+      desired.classes.push({ value: c, file, pointer: ['classes', String(i)], source })
     })
     ;(data.profiles ?? []).forEach((p, i) => {
       claim('profile', p.name, ['profiles', i, 'name'])
@@ -221,11 +308,9 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
       if (p.baseConfig !== undefined && p.baseConfigFile !== undefined) {
         report(['profiles', i, 'baseConfigFile'], 'give baseConfig or baseConfigFile, not both')
       } else if (p.baseConfigFile !== undefined) {
-        try {
-          baseConfigText = readFileSync(resolve(dirname(file), p.baseConfigFile), 'utf8')
-        } catch (err) {
-          report(['profiles', i, 'baseConfigFile'], `cannot read ${p.baseConfigFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-        }
+        const read = access.readRelative(file, p.baseConfigFile)
+        if ('text' in read) baseConfigText = read.text
+        else report(['profiles', i, 'baseConfigFile'], `cannot read ${p.baseConfigFile}: ${read.error}`)
       }
       if (baseConfigText !== null) {
         const base = parseDocument(baseConfigText)
@@ -234,7 +319,7 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
       if (p.installDisk) {
         for (const problem of checkDiskSelector(p.installDisk)) report(['profiles', i, 'installDisk', ...problem.path], problem.message)
       }
-      desired.profiles.push({ value: { ...p, baseConfigText }, file, pointer: ['profiles', String(i)] })
+      desired.profiles.push({ value: { ...p, baseConfigText }, file, pointer: ['profiles', String(i)], source })
     })
   }
   // References: profiles named by machines and classes must exist (in the files or the database: checked at import).
@@ -246,7 +331,9 @@ export function loadInventoryFiles(target: string, options: LoadOptions = {}): D
  * The checks a BMC entry needs beyond its schema: settings of the other BMC type, the system path in a Redfish
  * address (split off into systemId), the CA certificate (read and parsed now), cipher suites and boot method.
  */
-function checkFileBmc(machine: string, b: FileBmc, baseDir: string, report: (field: string, message: string) => void): { bmc: FileBmc; caPem: string | null } {
+function checkFileBmc(
+  machine: string, b: FileBmc, readRelative: (relPath: string) => { text: string } | { error: string }, report: (field: string, message: string) => void,
+): { bmc: FileBmc; caPem: string | null } {
   for (const field of Object.keys(b)) {
     const why = misplacedBmcField(b.type, field)
     if (why) report(field, why)
@@ -284,12 +371,9 @@ function checkFileBmc(machine: string, b: FileBmc, baseDir: string, report: (fie
     // Already reported as misplaced; nothing to read for an IPMI BMC.
   } else if (b.ca !== undefined && b.caFile !== undefined) report('caFile', 'give ca or caFile, not both')
   else if (b.caFile !== undefined) {
-    let text: string | null = null
-    try {
-      text = readFileSync(resolve(baseDir, b.caFile), 'utf8')
-    } catch (err) {
-      report('caFile', `cannot read ${b.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-    }
+    const read = readRelative(b.caFile)
+    const text = 'text' in read ? read.text : null
+    if (!('text' in read)) report('caFile', `cannot read ${b.caFile}: ${read.error}`)
     if (text !== null) {
       const parsed = parseCaPem(text)
       if ('error' in parsed) report('caFile', `${b.caFile} ${parsed.error}`)
@@ -304,16 +388,17 @@ function checkFileBmc(machine: string, b: FileBmc, baseDir: string, report: (fie
 }
 
 /** Where an entry lives, for messages about it after loading (e.g. a reference to an unknown profile). */
-export function locate(parsedFile: string, pointer: string[], field: string): InventoryProblem {
+export function locate(parsedFile: string, pointer: string[], field: string, source?: { text: string; shown: string }): InventoryProblem {
   const lines = new LineCounter()
-  const doc = parseDocument(readFileSync(parsedFile, 'utf8'), { lineCounter: lines, merge: true })
+  const doc = parseDocument(source?.text ?? readFileSync(parsedFile, 'utf8'), { lineCounter: lines, merge: true })
+  const shown = source?.shown ?? (relative(process.cwd(), parsedFile) || parsedFile)
   const path = [...pointer.map((p) => (/^\d+$/.test(p) ? Number(p) : p)), field]
   for (let n = path.length; n > 0; n--) {
     const node = doc.getIn(path.slice(0, n), true)
     if (isNode(node) && node.range) {
       const pos = lines.linePos(node.range[0])
-      return { file: relative(process.cwd(), parsedFile) || parsedFile, line: pos.line, column: pos.col, field: fieldName(path), message: '' }
+      return { file: shown, line: pos.line, column: pos.col, field: fieldName(path), message: '' }
     }
   }
-  return { file: parsedFile, line: 1, column: 1, field: fieldName(path), message: '' }
+  return { file: source ? shown : parsedFile, line: 1, column: 1, field: fieldName(path), message: '' }
 }

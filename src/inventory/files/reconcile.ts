@@ -30,6 +30,12 @@ export interface ImportOptions {
   prune?: boolean
   now: number
   env?: NodeJS.ProcessEnv
+  /**
+   * Where `passwordFrom`/`kgFrom` references are read; default: this process's environment and files. An import
+   * through the API passes the values its caller read where it runs: the server never reads its own environment or
+   * files for a remote caller (an admin token must not be able to send any server file to a BMC address it names).
+   */
+  resolveSecret?: (ref: string) => { value?: string; warning?: string }
   /** Compute the report without writing anything. */
   dryRun?: boolean
 }
@@ -94,7 +100,7 @@ function bmcFields(b: Bmc | BmcInput) {
 }
 
 /** What the files say a machine's BMC is, secrets resolved; warnings for secrets that cannot be read. */
-async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: string; pointer: string[] }, machineId: string, env: NodeJS.ProcessEnv, warnings: string[]): Promise<BmcInput> {
+async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: string; pointer: string[]; source?: { text: string; shown: string } }, machineId: string, resolveSecret: (ref: string) => { value?: string; warning?: string }, warnings: string[]): Promise<BmcInput> {
   const m = entry.value
   const b = m.bmc!
   // Every setting is given, defaults included: a setting taken out of the file goes back to its default.
@@ -117,18 +123,18 @@ async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: s
   }
   const current = b.passwordFrom || b.kgFrom ? await tx.bmcs.credentials(machineId) : null
   if (b.passwordFrom) {
-    const { value, warning } = resolveSecretRef(b.passwordFrom, env)
+    const { value, warning } = resolveSecret(b.passwordFrom)
     if (warning) warnings.push(`machine ${m.name}: BMC password not set: ${warning}`)
     else if (current?.password !== value) want.password = value!
   }
   if (b.kgFrom) {
-    const { value, warning } = resolveSecretRef(b.kgFrom, env)
+    const { value, warning } = resolveSecret(b.kgFrom)
     if (warning) warnings.push(`machine ${m.name}: BMC K_G not set: ${warning}`)
     else {
       const kg = parseKg(value!)
       if ('error' in kg) {
         // Named by its reference only: the value is a secret.
-        throw new InventoryFileError([{ ...locate(entry.file, [...entry.pointer, 'bmc'], 'kgFrom'), message: `${b.kgFrom} ${kg.error}` }])
+        throw new InventoryFileError([{ ...locate(entry.file, [...entry.pointer, 'bmc'], 'kgFrom', entry.source), message: `${b.kgFrom} ${kg.error}` }])
       }
       if (current?.kg?.toString('hex') !== kg.hex) want.kg = kg.hex
     }
@@ -144,6 +150,7 @@ async function desiredBmc(tx: Inventory, entry: { value: DesiredMachine; file: s
 async function reconcile(tx: Inventory, desired: DesiredInventory, options: ImportOptions): Promise<ImportReport> {
   const { now } = options
   const env = options.env ?? process.env
+  const resolveSecret = options.resolveSecret ?? ((ref: string) => resolveSecretRef(ref, env))
   const report: ImportReport = { changes: [], unchanged: 0, warnings: [] }
 
   // References to profiles must resolve, to the files or to what the database already has.
@@ -152,7 +159,7 @@ async function reconcile(tx: Inventory, desired: DesiredInventory, options: Impo
   for (const entry of [...desired.machines, ...desired.classes]) {
     const profile = entry.value.profile
     if (profile && !profileNames.has(profile)) {
-      problems.push({ ...locate(entry.file, entry.pointer, 'profile'), message: `unknown profile '${profile}'` })
+      problems.push({ ...locate(entry.file, entry.pointer, 'profile', entry.source), message: `unknown profile '${profile}'` })
     }
   }
   if (problems.length > 0) throw new InventoryFileError(problems)
@@ -219,7 +226,7 @@ async function reconcile(tx: Inventory, desired: DesiredInventory, options: Impo
     }
 
     if (m.bmc) {
-      const want = await desiredBmc(tx, entry, machine.id, env, report.warnings)
+      const want = await desiredBmc(tx, entry, machine.id, resolveSecret, report.warnings)
       const have = await tx.bmcs.get(machine.id)
       const same = have && want.password === undefined && want.kg === undefined && isDeepStrictEqual(bmcFields(have), bmcFields(want))
       if (!same) {

@@ -7,7 +7,7 @@ import type {
   AllocatedMachine, Allocation, Cluster, HardwareBounds, Machine, MachineAllocation, MachineRole, Nic,
 } from '../types.js'
 import { parseJson } from './json.js'
-import { machineFromRow } from './machines.js'
+import { countNullColumn, decodeSortCursor, encodeMachineCursor, machineAddresses, machineFromRow, sortedMachineRows } from './machines.js'
 import type { Database, MachinesTable } from './schema.js'
 
 // Storage for the cluster API (issue 8): machine scans with hardware pre-filters, allocations, clusters.
@@ -111,6 +111,7 @@ export function createSqliteQueries(base: Kysely<Database>): QueryRepository {
         q = q.where('machines.state', 'in', states)
       }
       if (scan.rack !== undefined) q = q.where('machines.rack', '=', scan.rack)
+      if (scan.serial !== undefined) q = q.where('machines.serial', '=', scan.serial)
       labels.slice(1).forEach(([k, v], i) => {
         q = q.where((eb: any) => eb.exists(eb.selectFrom(`machine_labels as l${i + 1}`).select(sql.lit(1).as('x'))
           .whereRef(`l${i + 1}.machine_id`, '=', 'machines.id').where(`l${i + 1}.key`, '=', k).where(`l${i + 1}.value`, '=', v)))
@@ -143,13 +144,29 @@ export function createSqliteQueries(base: Kysely<Database>): QueryRepository {
         if (range.min !== undefined) q = q.where(col, '>=', range.min)
         if (range.max !== undefined) q = q.where(col, '<=', range.max)
       }
-      if (scan.after) q = q.where(order, '>', decodeCursor(scan.after))
+      if (scan.sort) {
+        // The cursor is checked first: one made for another order is refused, not misread.
+        const after = scan.after ? decodeSortCursor(scan.after, scan.sort) : null
+        const { rows, more } = await sortedMachineRows<MachineRow>(q, scan.sort, after, limit + 1, (column) => countNullColumn(base, column))
+        const items = await hydrate(rows.slice(0, limit))
+        return { items, next: more && items.length > 0 ? encodeMachineCursor(items[items.length - 1]!, scan.sort) : null }
+      }
+      if (scan.after) {
+        decodeSortCursor(scan.after, null) // refuses a sorted list's cursor
+        q = q.where(order, '>', decodeCursor(scan.after))
+      }
       const rows = (await q.orderBy(order).limit(limit + 1).execute()) as MachineRow[]
       const page = rows.slice(0, limit)
       return {
         items: await hydrate(page),
         next: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
       }
+    },
+    machineCursor(machine, sort) {
+      return encodeMachineCursor(machine, sort)
+    },
+    addresses(machineIds, now) {
+      return machineAddresses(base, machineIds, now)
     },
     async latestEventSeq() {
       const row = await db.selectFrom('events').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst()

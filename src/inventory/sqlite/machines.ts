@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Selectable } from 'kysely'
 import { NotFoundError, RackbootError } from '../../errors.js'
 import { newMachineId, normalizeMac, normalizeUuid } from '../identifiers.js'
-import type { MachineFilter, MachinePage, MachineRepository } from '../repositories.js'
+import type { MachineAddress, MachineFilter, MachinePage, MachineRepository, MachineSort, MachineSortKey } from '../repositories.js'
 import type { Arch, Firmware, HardwareFacts, Machine, MachineInput, MachineNetwork, MachineState, Nic } from '../types.js'
 import { parseJson } from './json.js'
 import { summarizeFacts } from './migrations/0002-hardware-summary.js'
@@ -94,6 +94,7 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
       q = q.where('machines.state', 'in', states)
     }
     if (filter.rack !== undefined) q = q.where('machines.rack', '=', filter.rack)
+    if (filter.serial !== undefined) q = q.where('machines.serial', '=', filter.serial)
     for (const [k, v] of Object.entries(filter.labels ?? {})) {
       q = q.where((eb) => eb(eb.fn('json_extract', ['machines.labels', eb.val(`$."${k.replaceAll('"', '')}"`)]), '=', v))
     }
@@ -245,4 +246,151 @@ export function machineFromRow(
 
 export function sortKeys(labels: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)))
+}
+
+// ---- Sorted machine pages (the API's `sort`) ----
+
+/** Each sort key's column, whether it can be NULL, and its value in a Machine (for the cursor). */
+const SORT_COLUMNS: Record<MachineSortKey, { column: string; nullable: boolean; value: (m: Machine) => string | number | null }> = {
+  name: { column: 'machines.name', nullable: true, value: (m) => m.name },
+  state: { column: 'machines.state', nullable: false, value: (m) => m.state },
+  rack: { column: 'machines.rack', nullable: true, value: (m) => m.rack },
+  serial: { column: 'machines.serial', nullable: true, value: (m) => m.serial },
+  createdAt: { column: 'machines.created_at', nullable: false, value: (m) => m.createdAt },
+  updatedAt: { column: 'machines.updated_at', nullable: false, value: (m) => m.updatedAt },
+}
+
+/** Where a sorted page starts: after the machine with this sort value and id. */
+interface SortCursor {
+  /** Sort key and direction the cursor was made for. */
+  k: MachineSortKey
+  d: 0 | 1
+  v: string | number | null
+  i: string
+}
+
+const describeSort = (sort: { key: string; desc: boolean | 0 | 1 } | null) => (sort ? `${sort.desc ? '-' : ''}${sort.key}` : 'id')
+
+/**
+ * The cursor of the page after `m`: the id alone in id order (as machines.list and scanMachines always made them),
+ * or, sorted, the sort key, direction, m's value and id as JSON. Both base64url, opaque to callers.
+ */
+export function encodeMachineCursor(m: Machine, sort?: MachineSort): string {
+  if (!sort) return encodeCursor(m.id)
+  const c: SortCursor = { k: sort.key, d: sort.desc ? 1 : 0, v: SORT_COLUMNS[sort.key].value(m), i: m.id }
+  return encodeCursor(JSON.stringify(c))
+}
+
+/** A sorted page's cursor; RB_ERR_VALIDATION when it is not one, or was made for another order. */
+export function decodeSortCursor(cursor: string, sort: MachineSort | null): SortCursor | null {
+  const text = decodeCursor(cursor)
+  let parsed: SortCursor | null = null
+  if (text.startsWith('{')) {
+    try {
+      const c = JSON.parse(text) as SortCursor
+      const value = c.v === null || typeof c.v === 'string' || typeof c.v === 'number'
+      if (c && typeof c.i === 'string' && c.k in SORT_COLUMNS && (c.d === 0 || c.d === 1) && value) parsed = c
+    } catch {
+      // Not JSON: refused below.
+    }
+    if (!parsed) throw new RackbootError('RB_ERR_VALIDATION', 'cursor: not a cursor this server made', { details: { field: 'cursor' } })
+  }
+  const made = parsed ? { key: parsed.k, desc: parsed.d } : null
+  if (describeSort(made) !== describeSort(sort)) {
+    throw new RackbootError('RB_ERR_VALIDATION', `cursor: it continues a list sorted by ${describeSort(made)}, not by ${describeSort(sort)}; ask again with the same sort`, {
+      details: { field: 'cursor', cursorSort: describeSort(made), sort: describeSort(sort) },
+    })
+  }
+  return parsed
+}
+
+/**
+ * Above this many machines without a value, their run is walked in id order; below, read through the column's index
+ * and sorted (measured at 100,000 machines: sorting 10,000 such rows costs ~20 ms a page, walking ~1 ms; with one
+ * such machine the walk reads the whole table, ~60 ms, and the index 0.02 ms).
+ */
+const NULL_RUN_SORT_MAX = 2000
+
+/** How many machines have no value in `column` (a count over the column's index; the caller may cache it). */
+export async function countNullColumn(db: Kysely<Database>, column: string): Promise<number> {
+  const row = await sql<{ n: number }>`select count(*) as n from machines where ${sql.ref(column)} is null`.execute(db)
+  return Number(row.rows[0]?.n ?? 0)
+}
+
+/**
+ * One page of `q` (machine rows, filtered, not yet ordered) in `sort` order after `after`, at most `count` rows, and
+ * whether there were `count` (more may follow).
+ *
+ * Keyset pagination on (column, id). A column that can be NULL is read as two runs, one query each, so each can walk
+ * an index instead of the whole table being sorted: ascending the machines without a value (by id) and then those
+ * with one (by value, id); descending the reverse. Inside a run the condition is written `col >= v AND (col > v OR
+ * id > i)`, so SQLite seeks to v on the column's index (name and serial are indexed, state with id) rather than
+ * scanning from the start.
+ */
+export async function sortedMachineRows<R extends { id: string }>(q: any, sort: MachineSort, after: SortCursor | null, count: number, countNulls: (column: string) => Promise<number>): Promise<{ rows: R[]; more: boolean }> {
+  const { column, nullable } = SORT_COLUMNS[sort.key]
+  const col = sql.ref(column)
+  const id = sql.ref('machines.id')
+  const dir = sort.desc ? 'desc' : 'asc'
+  type Run = { nulls: boolean; where: ReturnType<typeof sql> | null }
+  const runs: Run[] = []
+  const valued = (): Run | null => {
+    if (!after) return { nulls: false, where: null }
+    if (after.v === null) return sort.desc ? null : { nulls: false, where: null }
+    return { nulls: false, where: sort.desc ? sql`${col} <= ${after.v} and (${col} < ${after.v} or ${id} < ${after.i})` : sql`${col} >= ${after.v} and (${col} > ${after.v} or ${id} > ${after.i})` }
+  }
+  const empty = (): Run | null => {
+    if (!nullable) return null
+    if (!after) return { nulls: true, where: null }
+    if (after.v === null) return { nulls: true, where: sort.desc ? sql`${id} < ${after.i}` : sql`${id} > ${after.i}` }
+    return sort.desc ? { nulls: true, where: null } : null
+  }
+  for (const run of sort.desc ? [valued(), empty()] : [empty(), valued()]) if (run) runs.push(run)
+  // Each run picks ids only (a sort that cannot walk an index then sorts small rows, not whole machines: measured
+  // 3-4x faster at 100,000 machines); the page's rows are read by id afterwards.
+  const ids: string[] = []
+  for (const run of runs) {
+    if (ids.length >= count) break
+    let nulls = sql`${col} is null`
+    if (run.nulls && (await countNulls(column)) > NULL_RUN_SORT_MAX) {
+      // Many machines without a value: walk them in id order (the unary + keeps SQLite off the column's index,
+      // which would hand them over unordered and sort every one of them for each page).
+      nulls = sql`+${col} is null`
+    }
+    let r = q.where(run.nulls ? nulls : nullable ? sql`${col} is not null` : sql`1 = 1`)
+    if (run.where) r = r.where(run.where)
+    r = run.nulls ? r.orderBy('machines.id', dir) : r.orderBy(column, dir).orderBy('machines.id', dir)
+    const picked = (await r.clearSelect().select('machines.id as id').limit(count - ids.length).execute()) as { id: string }[]
+    ids.push(...picked.map((p) => p.id))
+  }
+  if (ids.length === 0) return { rows: [], more: false }
+  const byId = new Map(((await q.where('machines.id', 'in', ids).execute()) as R[]).map((row) => [row.id, row]))
+  // A machine deleted between the two reads is left out; `more` still says whether the runs went on.
+  return { rows: ids.flatMap((id) => byId.get(id) ?? []), more: ids.length >= count }
+}
+
+/** See QueryRepository.addresses. */
+export async function machineAddresses(db: Kysely<Database>, machineIds: readonly string[], now: number): Promise<Map<string, MachineAddress>> {
+  const out = new Map<string, MachineAddress>()
+  if (machineIds.length === 0) return out
+  const ids = [...new Set(machineIds)]
+  // SQLite takes at most 32,766 bound values a statement; a page is 1000 machines.
+  for (let start = 0; start < ids.length; start += 1000) {
+    const chunk = ids.slice(start, start + 1000)
+    const leases = await db.selectFrom('nics').innerJoin('leases', 'leases.mac', 'nics.mac')
+      .select(['nics.machine_id', 'nics.boot', 'leases.ip', 'leases.state', 'leases.expires_at'])
+      .where('nics.machine_id', 'in', chunk).where('leases.state', 'in', ['bound', 'offered']).where('leases.expires_at', '>', now)
+      .execute()
+    leases.sort((a, b) => (a.state === b.state ? 0 : a.state === 'bound' ? -1 : 1) || b.boot - a.boot || Number(b.expires_at) - Number(a.expires_at))
+    for (const l of leases) if (!out.has(l.machine_id)) out.set(l.machine_id, { ip: l.ip, source: 'lease' })
+    const missing = chunk.filter((id) => !out.has(id))
+    if (missing.length === 0) continue
+    const reserved = await db.selectFrom('nics').innerJoin('reservations', 'reservations.mac', 'nics.mac')
+      .select(['nics.machine_id', 'nics.boot', 'reservations.ip'])
+      .where('nics.machine_id', 'in', missing)
+      .execute()
+    reserved.sort((a, b) => b.boot - a.boot || a.ip.localeCompare(b.ip))
+    for (const r of reserved) if (!out.has(r.machine_id)) out.set(r.machine_id, { ip: r.ip, source: 'reservation' })
+  }
+  return out
 }

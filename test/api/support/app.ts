@@ -31,10 +31,10 @@ export async function apiSetup(options: {
   const allocator = createAllocator({ inventory, lifecycle, log, registry, power: options.power ?? null, powerWaitMs: 2_000 })
   const auth = createApiAuth({ tokens: inventory.tokens, cacheMs: options.tokenCacheMs ?? 0, registry })
   const clock = { now: () => Date.now() }
-  let assetsDir: string | null = null
+  // The assets directory: the boot routes serve from it, GET /api/v1/assets lists it.
+  const assetsDir = mkdtempSync(join(tmpdir(), 'rb-api-assets-'))
   let boot: Parameters<typeof buildApp>[0]['boot']
   if (options.boot) {
-    assetsDir = mkdtempSync(join(tmpdir(), 'rb-api-assets-'))
     mkdirSync(join(assetsDir, 'agent'))
     writeFileSync(join(assetsDir, 'agent', 'vmlinuz'), 'agent kernel')
     writeFileSync(join(assetsDir, 'agent', 'agent.img'), 'agent initramfs')
@@ -48,7 +48,7 @@ export async function apiSetup(options: {
   const app = await buildApp({
     inventory, lifecycle, registry, log, version: 'test',
     ...(boot ? { boot } : {}),
-    api: { allocator, auth, bus, flushTimeline: timeline.flush, ...(options.events ? { events: options.events } : {}), ...(powerManager ? { power: powerManager } : {}) },
+    api: { allocator, auth, bus, flushTimeline: timeline.flush, assetsDir, ...(options.events ? { events: options.events } : {}), ...(powerManager ? { power: powerManager } : {}) },
   })
   const now = Date.now()
   const secrets: Record<Scope, string> = {
@@ -58,7 +58,7 @@ export async function apiSetup(options: {
     none: 'rbk_not-a-real-token-at-all-0000000000000000',
   }
   return {
-    inventory, lifecycle, bus, timeline, app, allocator, registry, secrets,
+    inventory, lifecycle, bus, timeline, app, allocator, registry, secrets, assetsDir, apiAuth: auth,
     auth: (scope: Scope) => ({ authorization: `Bearer ${secrets[scope]}` }),
     async close() {
       await app.close()
@@ -66,7 +66,7 @@ export async function apiSetup(options: {
       await timeline.flush()
       timeline.detach()
       await inventory.close()
-      if (assetsDir) rmSync(assetsDir, { recursive: true, force: true })
+      rmSync(assetsDir, { recursive: true, force: true })
     },
   }
 }

@@ -6,7 +6,7 @@ import {
   adoptedBmcAddress, applyBmcChanges, BMC_DRAFT_DEFAULTS, bmcChangedFields, bmcDraftOf, bmcHost, bmcInputOf,
   refuseBmcProblems, reportedBmcAddressProblem, type Bmc, type BmcDraft, type IpmiCipherSuite, type Machine,
 } from '../../../inventory/index.js'
-import { actor, findMachine, type ApiDeps } from './context.js'
+import { actor, machineOf, type ApiDeps } from './context.js'
 import { BmcStateSchema, bmcStateView, errors, MachineParams, Named, Nullable, StringEnum, StringEnumOrNull } from './schemas.js'
 
 // A machine's BMC through the API (issue 18): read without secrets, set whole (PUT, or POST as the issue names
@@ -84,15 +84,15 @@ export const bmcRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
     config: { scope: 'read' },
     schema: {
       tags: ['bmc'], operationId: 'getBmc', summary: 'The machine\'s BMC: access, settings and last power state (no secrets)',
-      params: MachineParams, response: { 200: BmcStateSchema, ...errors(400, 404) },
+      params: MachineParams, response: { 200: BmcStateSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     return bmcStateView(await bmcOf(m))
   })
 
   const put = async (request: FastifyRequest<{ Params: { id: string }; Body: PutBody }>, reply: FastifyReply) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const before = await inventory.bmcs.get(m.id)
     // Replaced whole; the stored secrets and where they came from stay unless given (they cannot be read back).
     const kept: BmcDraft = {
@@ -113,7 +113,7 @@ export const bmcRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
     schema: {
       tags: ['bmc'], operationId, summary,
       description: 'Settings of the other BMC type are refused. Secrets are write-only: left out, the stored ones stay; null removes them.',
-      params: MachineParams, body: BmcPutBody, response: { 200: BmcStateSchema, 201: BmcStateSchema, ...errors(400, 404) },
+      params: MachineParams, body: BmcPutBody, response: { 200: BmcStateSchema, 201: BmcStateSchema, ...errors(400, 404, 409) },
     },
   })
   app.put('/machines/:id/bmc', putSchema('putBmc', 'Set the machine\'s BMC, whole (created or replaced)'), put)
@@ -124,10 +124,10 @@ export const bmcRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
     schema: {
       tags: ['bmc'], operationId: 'patchBmc', summary: 'Change some of the BMC\'s fields (null clears one)',
       description: 'A type change drops the stored settings of the other type.',
-      params: MachineParams, body: BmcPatchBody, response: { 200: BmcStateSchema, ...errors(400, 404) },
+      params: MachineParams, body: BmcPatchBody, response: { 200: BmcStateSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const before = await bmcOf(m)
     const { draft, problems } = applyBmcChanges(bmcDraftOf(before), request.body, before)
     refuseBmcProblems(problems)
@@ -138,10 +138,10 @@ export const bmcRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
     config: { scope: 'admin' },
     schema: {
       tags: ['bmc'], operationId: 'deleteBmc', summary: 'Remove the machine\'s BMC (and its stored secrets)',
-      params: MachineParams, response: { 204: Type.Null({ description: 'Removed' }), ...errors(400, 404) },
+      params: MachineParams, response: { 204: Type.Null({ description: 'Removed' }), ...errors(400, 404, 409) },
     },
   }, async (request, reply) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const before = await bmcOf(m)
     await inventory.bmcs.remove(m.id)
     lifecycle.record(m.id, 'machine.updated', `BMC removed by ${actor(request)}: ${before.type} ${before.address}`, { bmc: null })
@@ -161,7 +161,7 @@ export const bmcRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
       params: MachineParams, body: BmcAdoptBody, response: { 200: AdoptResponse, ...errors(400, 404, 409, 422) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const reported = m.hardware?.bmc?.address
     const why = reportedBmcAddressProblem(reported)
     if (why) throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.name ?? m.id}: ${why}; nothing to adopt`, { details: { reported: reported ?? null } })

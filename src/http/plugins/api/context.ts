@@ -1,4 +1,6 @@
+import type { FastifyRequest } from 'fastify'
 import type { Registry } from 'prom-client'
+import { RackbootError } from '../../../errors.js'
 import type { EventBus } from '../../../events/bus.js'
 import { findMachineByRef, type Inventory, type Machine, type Profile } from '../../../inventory/index.js'
 import type { Allocator, Clock, Lifecycle, Repair } from '../../../lifecycle/index.js'
@@ -30,11 +32,45 @@ export interface ApiDeps {
   power?: PowerManager
   /** Talos kernel logs kept in memory, and the addresses a machine is known by: /machines/{id}/logs when given. */
   kernelLogs?: { store: KernelLogStore; peersOf(machineId: string): Promise<string[]> }
+  /** The boot assets directory (settings.assetsDir): GET /assets lists it; without it that route answers 503. */
+  assetsDir?: string
 }
 
-/** A machine by id, or by its name, a MAC or its SMBIOS UUID (what a tech has at hand). */
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The machine a /machines/{id}/... route names, resolved once before its handler (machineRefHook). */
+    machine?: Machine
+  }
+}
+
+/**
+ * A machine by what a tech has at hand: its id, name, a MAC (any spelling), its SMBIOS UUID, or a serial only one
+ * machine has. 404 RB_ERR_MACHINE_NOT_FOUND naming the ref; 409 RB_ERR_CONFLICT naming the candidates when the
+ * serial is several machines'.
+ */
 export function findMachine(inventory: Inventory, ref: string): Promise<Machine> {
-  return findMachineByRef(inventory, ref)
+  return findMachineByRef(inventory, ref, { serial: true })
+}
+
+/** Routes whose `:id` is a machine reference: /machines/:id and everything under it. */
+const MACHINE_ROUTE = /\/machines\/:id(\/|$)/
+
+/**
+ * A preHandler hook for the API context: every route under /machines/:id gets its machine resolved here, once,
+ * after authentication and validation (an unauthenticated caller learns nothing of which machines exist), as
+ * `request.machine`. Handlers take it with machineOf().
+ */
+export function machineRefHook(inventory: Inventory) {
+  return async (request: FastifyRequest): Promise<void> => {
+    if (!MACHINE_ROUTE.test(request.routeOptions.url ?? '')) return
+    request.machine = await findMachine(inventory, (request.params as { id: string }).id)
+  }
+}
+
+/** The machine this request's `:id` names (resolved by machineRefHook). */
+export function machineOf(request: FastifyRequest): Machine {
+  if (!request.machine) throw new RackbootError('RB_ERR_INTERNAL', `no machine resolved for ${request.routeOptions.url ?? request.url}`)
+  return request.machine
 }
 
 /** Who did it, for the timeline: the token's name. */

@@ -7,13 +7,17 @@ import { allocationRoutes } from './allocations.js'
 import { bmcRoutes } from './bmc.js'
 import { classRoutes } from './classes.js'
 import { clusterRoutes } from './clusters.js'
-import type { ApiDeps } from './context.js'
+import { machineRefHook, type ApiDeps } from './context.js'
 import { eventRoutes } from './events.js'
 import { machineRoutes } from './machines.js'
 import { profileRoutes } from './profiles.js'
 import { powerRoutes } from './power.js'
 import { logRoutes } from './logs.js'
 import { overviewRoutes } from './overview.js'
+import { tokenRoutes } from './tokens.js'
+import { inventoryRoutes } from './inventory.js'
+import { assetRoutes } from './assets.js'
+import { classMatchRoutes } from './class-match.js'
 import { errors, Named } from './schemas.js'
 
 // Module scope: named schemas are registered (registerOpenApi) before any route is.
@@ -38,6 +42,8 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
   const coercing = new Ajv({ allErrors: false, coerceTypes: 'array', useDefaults: true, removeAdditional: false, strict: false, validateFormats: false })
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema))
   app.addHook('onRequest', deps.auth.hook)
+  // /machines/:id/... : the machine named (id, name, MAC, UUID or serial) is resolved once, after auth and validation.
+  app.addHook('preHandler', machineRefHook(deps.inventory))
 
   await registerOpenApi(app, { version: deps.version })
   await app.register(openApiRoutes)
@@ -49,6 +55,10 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
   await app.register(profileRoutes, deps)
   await app.register(clusterRoutes, deps)
   await app.register(overviewRoutes, deps)
+  await app.register(classMatchRoutes, deps)
+  await app.register(tokenRoutes, deps)
+  await app.register(inventoryRoutes, deps)
+  await app.register(assetRoutes, deps)
   if (deps.power) await app.register(powerRoutes, { ...deps, power: deps.power })
   if (deps.kernelLogs) await app.register(logRoutes, { ...deps, logStore: deps.kernelLogs.store, peersOf: deps.kernelLogs.peersOf })
 

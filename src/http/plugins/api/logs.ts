@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import type { KernelLogStore } from '../../../talos/receivers/index.js'
 import { redactBootTokens, seesBootTokens } from '../../redact.js'
-import { findMachine, type ApiDeps } from './context.js'
+import { machineOf, type ApiDeps } from './context.js'
 import { errors, MachineParams, Named } from './schemas.js'
 
 const Query = Type.Object({
@@ -28,10 +28,10 @@ export const logRoutes: FastifyPluginAsync<ApiDeps & { logStore: KernelLogStore;
     schema: {
       tags: ['machines'], operationId: 'machineLogs', summary: 'Kernel log lines Talos sent for this machine (bounded, in memory)',
       params: MachineParams, querystring: Query,
-      response: { 200: Type.Object({ machineId: Type.String(), peers: Type.Array(Type.String()), lines: Type.Array(LineSchema), next: Type.Union([Type.Integer(), Type.Null()]) }), ...errors(400, 404) },
+      response: { 200: Type.Object({ machineId: Type.String(), peers: Type.Array(Type.String()), lines: Type.Array(LineSchema), next: Type.Union([Type.Integer(), Type.Null()]) }), ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(deps.inventory, request.params.id)
+    const m = machineOf(request)
     const peers = await deps.peersOf(m.id)
     const limit = request.query.limit ?? 200
     const lines = peers

@@ -3,12 +3,14 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import {
-  checkMachineNetwork, MachineNetworkSchema, normalizeMachineNetwork, type Bmc, type Inventory, type Machine, type MachineInput, type MachineScan, type MachineState,
+  checkMachineNetwork, MachineNetworkSchema, normalizeMachineNetwork, type Inventory, type Machine, type MachineInput, type MachineScan,
+  type MachineSort, type MachineSortKey, type MachineState,
 } from '../../../inventory/index.js'
 import { andSelectors, compileSelector, type Selector } from '../../../matching/index.js'
 import { redactBootTokensDeep, seesBootTokens } from '../../redact.js'
-import { actor, findMachine, type ApiDeps } from './context.js'
+import { actor, machineOf, type ApiDeps } from './context.js'
 import { commaList, machineFilter } from './query.js'
+import { machineExtras, machineViews, oneMachineView } from './views.js'
 import {
   bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
   machineView, Named, Nullable, PowerOutcomeSchema, refuseValue, StateSchema, StringEnum, AllocationSchema, allocationView,
@@ -18,12 +20,26 @@ const LABEL_KEY = '^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$'
 /** Rows a list request examines at most when a selector filters in JS; the page then ends early with a cursor. */
 const SCAN_BUDGET = 5000
 
+const SORT_KEYS = ['name', 'state', 'rack', 'serial', 'createdAt', 'updatedAt'] as const satisfies readonly MachineSortKey[]
+const SORTS = [...SORT_KEYS, ...SORT_KEYS.map((k) => `-${k}` as const)] as const
+
+/** `-name` → name, descending. */
+export function parseSort(sort: string | undefined): MachineSort | undefined {
+  if (!sort) return undefined
+  const desc = sort.startsWith('-')
+  return { key: (desc ? sort.slice(1) : sort) as MachineSortKey, desc }
+}
+
 const ListQuery = Type.Object({
   state: Type.Optional(Type.Array(StateSchema, { description: 'Repeat or comma-separate: state=ready&state=discovered' })),
   class: Type.Optional(Type.String({ minLength: 1, maxLength: 63, description: "Machines matching this class's selectors" })),
   selector: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'A selector expression, e.g. cpu.cores >= 32 and labels.rack in [r12, r13]' })),
   label: Type.Optional(Type.Array(Type.String({ pattern: '^[^=]+=.*$' }), { description: 'key=value, repeatable; all must match' })),
-  rack: Type.Optional(Type.String({ maxLength: 128 })),
+  rack: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Exact rack (the machine's rack field, not a label)" })),
+  serial: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Exact serial' })),
+  sort: Type.Optional(StringEnum(SORTS, {
+    description: 'Page order: by this field then id; a leading - for descending. Default: id order. Machines without a name, rack or serial come first ascending, last descending. A cursor continues the order it was made in (400 for another sort).',
+  })),
   q: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Free text over id, name, serial, UUID and MACs' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   cursor: Type.Optional(Type.String({ maxLength: 512, description: 'The `next` of the previous page' })),
@@ -102,7 +118,7 @@ export async function listMachines(inventory: Inventory, scan: MachineScan, sele
       examined++
       if (selector.matches(m)) {
         items.push(m)
-        if (items.length === limit) return { items, next: Buffer.from(m.id, 'utf8').toString('base64url') }
+        if (items.length === limit) return { items, next: inventory.queries.machineCursor(m, scan.sort) }
       }
     }
     if (!page.next) return { items, next: null }
@@ -111,20 +127,11 @@ export async function listMachines(inventory: Inventory, scan: MachineScan, sele
   }
 }
 
-/**
- * The BMC records of one page of machines. BmcRepository has no read of many at once, so this is one primary-key
- * read per row, in sequence (measured ~40 us a row on a file database, less than concurrent reads): a page of 100
- * costs a few ms, one of 1000 some 40 ms. A bulk read (WHERE machine_id IN ...) would make it one query.
- */
-async function bmcsOf(inventory: Inventory, machines: Machine[]): Promise<Map<string, Bmc>> {
-  return inventory.bmcs.many(machines.map((m) => m.id))
-}
-
 export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
   const app = base.withTypeProvider<TypeBoxTypeProvider>()
   const { inventory, lifecycle } = deps
-  /** A machine with its BMC summary and last power state, as every machine answer has them. */
-  const view = async (m: Machine) => machineView(m, await inventory.bmcs.get(m.id))
+  /** A machine with its BMC summary, last power state, address and class, as every machine answer has them. */
+  const view = (m: Machine) => oneMachineView(inventory, m)
 
   app.get('/machines', {
     config: { scope: 'read' },
@@ -132,7 +139,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     preValidation: commaList('state'),
     schema: {
       tags: ['machines'], operationId: 'listMachines', summary: 'List machines',
-      description: 'Filters combine (and). Pages follow the machine id order; pass `next` back as `cursor`.',
+      description: 'Filters combine (and). Pages follow the machine id order, or `sort`; pass `next` back as `cursor` (with the same filters and sort).',
       querystring: ListQuery, response: { 200: ListResponse, ...errors(400, 422) },
     },
   }, async (request) => {
@@ -147,31 +154,33 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     const page = await listMachines(inventory, {
       ...(q.state ? { state: q.state as MachineState[] } : {}),
       ...machineFilter(q),
+      ...(q.serial ? { serial: q.serial } : {}),
+      ...(q.sort ? { sort: parseSort(q.sort)! } : {}),
       ...(q.cursor ? { after: q.cursor } : {}),
       limit: q.limit ?? 100,
     }, selector)
-    const bmcs = await bmcsOf(inventory, page.items)
-    return { items: page.items.map((m) => machineView(m, bmcs.get(m.id) ?? null)), next: page.next }
+    return { items: await machineViews(inventory, page.items), next: page.next }
   })
 
   app.get('/machines/:id', {
     config: { scope: 'read' },
     schema: {
       tags: ['machines'], operationId: 'getMachine', summary: 'One machine with hardware, BMC (no secrets), leases, allocation and timeline',
-      params: MachineParams, querystring: DetailQuery, response: { 200: MachineDetailSchema, ...errors(400, 404) },
+      params: MachineParams, querystring: DetailQuery, response: { 200: MachineDetailSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const n = request.query.timeline ?? 50
-    const [bmc, allocation, events, leases] = await Promise.all([
-      inventory.bmcs.get(m.id),
+    const [{ bmcs, extras }, allocation, events, leases] = await Promise.all([
+      machineExtras(inventory, [m]),
       inventory.allocations.current(m.id),
       n > 0 ? inventory.events.list({ machineId: m.id, limit: n, newest: true }) : Promise.resolve([]),
       Promise.all(m.nics.map((nic) => inventory.leases.list({ mac: nic.mac }))),
     ])
     const now = Date.now()
+    const bmc = bmcs.get(m.id) ?? null
     return {
-      ...machineView(m, bmc),
+      ...machineView(m, bmc, extras(m)),
       facts: m.hardware,
       bmc: bmc ? bmcView(bmc) : null,
       leases: leases.flat().filter((l) => (l.state === 'bound' || l.state === 'offered') && l.expiresAt > now).map(leaseView),
@@ -189,7 +198,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       params: MachineParams, body: PatchBody, response: { 200: MachineSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const b = request.body
     const input: MachineInput = {}
     if (b.labels) {
@@ -216,7 +225,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       params: MachineParams, response: { 200: MachineSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     if (m.state === 'ready') return view(m)
     return view(await lifecycle.accept(m.id, `accepted by ${actor(request)}`))
   })
@@ -228,7 +237,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       params: MachineParams, body: MaintenanceBody, response: { 200: MachineSchema, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const { on, reason } = request.body
     if (on && m.state === 'maintenance') return view(m)
     const cause = `maintenance ${on ? 'on' : 'off'} by ${actor(request)}${reason ? `: ${reason}` : ''}`
@@ -247,7 +256,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       params: MachineParams, body: ReleaseBody, response: { 200: ReleaseResponse, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const r = await deps.allocator.release(m.id, { cause: `released by ${actor(request)}`, pxeBoot: request.body?.pxeBoot ?? true })
     return { machine: await view(r.machine), released: r.released, allocationId: r.allocation?.allocationId ?? null, power: r.power }
   })
@@ -260,7 +269,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       params: MachineParams, body: Type.Optional(RetryBody), response: { 200: RetryResponse, ...errors(400, 404, 409) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     if (m.state !== 'failed') {
       throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${m.id} is ${m.state}: only a failed machine is retried`, { details: { id: m.id, state: m.state } })
     }
@@ -292,7 +301,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       params: MachineParams, body: ReplaceBody, response: { 201: ReplaceResponse, 200: ReplaceResponse, ...errors(400, 404, 409, 422) },
     },
   }, async (request, reply) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     const r = await deps.allocator.replace(m.id, { idempotencyKey: request.body.idempotencyKey ?? null, powerOn: request.body.powerOn ?? false, cause: `replacement by ${actor(request)}` })
     reply.status(r.replayed ? 200 : 201)
     return { allocation: allocationView(r.allocation), replayed: r.replayed, replaced: r.replaced }
@@ -306,7 +315,7 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       response: { 204: Type.Null({ description: 'Deleted' }), ...errors(400, 404, 409) },
     },
   }, async (request, reply) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     if ((m.state === 'provisioning' || m.state === 'installed') && !request.query.force) {
       throw new RackbootError('RB_ERR_CONFLICT', `machine ${m.id} is ${m.state}: release it first, or pass force=true`, { details: { id: m.id, state: m.state } })
     }

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import { confirmedFields, isPowerError, type BootReadback, type PowerManager } from '../../../power/index.js'
-import { actor, findMachine, type ApiDeps } from './context.js'
+import { actor, machineOf, type ApiDeps } from './context.js'
 import { errors, MachineParams, Named, Nullable, StringEnum, StringEnumOrNull } from './schemas.js'
 
 const ACTIONS = ['on', 'off', 'soft-off', 'cycle', 'reset', 'pxe', 'netboot', 'media-boot', 'disk', 'clear-override'] as const
@@ -52,6 +52,19 @@ const PowerActionResult = Named('PowerActionResult', Type.Object({
   bootOverride: Nullable(BootOverrideView),
 }, { description: 'What a power action did, as the BMC showed it' }))
 
+const IdentifyBody = Type.Object({
+  on: Type.Optional(Type.Boolean({ default: true, description: 'true: light on; false: off' })),
+  seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'IPMI: how long it stays on (IPMI caps it at 255 s); left out: on until turned off. Redfish has no timer: on until turned off' })),
+}, { additionalProperties: false })
+
+const IdentifyResult = Named('IdentifyResult', Type.Object({
+  machineId: Type.String(),
+  on: Type.Boolean(),
+  seconds: Nullable(Type.Integer({ description: 'How long the BMC was asked to keep it on; null: until turned off (or off)' })),
+  result: Type.String({ description: 'One line for a person' }),
+  note: Nullable(Type.String({ description: 'Something a person should know (a capped or ignored interval)' })),
+}, { description: 'What a chassis identify request did' }))
+
 function overrideView(r: BootReadback, checked: boolean) {
   return {
     device: r.device, mode: r.mode, persistent: r.persistent, enabled: r.enabled, raw: r.raw,
@@ -74,10 +87,10 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
     schema: {
       tags: ['power'], operationId: 'getPower', summary: 'Power state asked from the BMC now, and the next-boot override',
       description: 'A BMC that fails answers 502 (it refused or answered wrongly) or 504 (no answer in time), with its address and message; details.lastKnown is the last state read.',
-      params: MachineParams, response: { 200: PowerView, ...errors(404, 422, 502, 504) },
+      params: MachineParams, response: { 200: PowerView, ...errors(404, 409, 422, 502, 504) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     await noBmc(m.id)
     try {
       const state = await power.status(m.id)
@@ -104,7 +117,7 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
       response: { 200: PowerActionResult, ...errors(404, 409, 422, 501, 502, 503, 504) },
     },
   }, async (request) => {
-    const m = await findMachine(inventory, request.params.id)
+    const m = machineOf(request)
     await noBmc(m.id)
     const b = request.body
     const ifTooSoon = b.ifTooSoon ?? 'error'
@@ -146,6 +159,60 @@ export const powerRoutes: FastifyPluginAsync<ApiDeps & { power: PowerManager }> 
         })
       }
       throw err
+    }
+  })
+
+  app.post('/machines/:id/identify', {
+    config: { scope: 'provision' },
+    // No body means on, until turned off.
+    preValidation: async (request) => {
+      if (request.body === undefined || request.body === null) request.body = {}
+    },
+    schema: {
+      tags: ['power'], operationId: 'identifyMachine', summary: 'Chassis identify light on (for a while) or off, through the BMC',
+      description: 'IPMI: Chassis Identify with the interval (at most 255 s; left out, on until turned off). Redfish: LocationIndicatorActive '
+        + '(or IndicatorLED Blinking), which has no timer. 409 when the machine has no BMC. A BMC that fails answers 502 (refused or '
+        + 'answered wrongly), 504 (no answer in time) or 501 (it has no identify light), with its address and message.',
+      params: MachineParams, body: IdentifyBody,
+      response: { 200: IdentifyResult, ...errors(400, 404, 409, 501, 502, 503, 504) },
+    },
+  }, async (request) => {
+    const m = machineOf(request)
+    const bmc = await inventory.bmcs.get(m.id)
+    const label = m.name ?? m.id
+    if (!bmc) {
+      throw new RackbootError('RB_ERR_CONFLICT', `machine ${label} has no BMC in the inventory: nothing to blink (set one with PUT /api/v1/machines/${m.id}/bmc)`, {
+        details: { id: m.id, reason: 'no-bmc' },
+      })
+    }
+    const on = request.body.on ?? true
+    const asked = on ? request.body.seconds ?? null : null
+    let seconds = asked
+    let note: string | null = null
+    if (asked !== null && bmc.type === 'ipmi' && asked > 255) {
+      seconds = 255
+      note = `IPMI identify lasts at most 255 s: asked for ${asked} s, on for 255 s`
+    } else if (asked !== null && bmc.type === 'redfish') {
+      seconds = null
+      note = `Redfish has no identify timer: on until turned off (asked for ${asked} s)`
+    }
+    deps.lifecycle.record(m.id, 'power', `identify ${on ? 'on' : 'off'} requested by ${actor(request)}`, { action: 'identify', on, seconds, requested: true })
+    try {
+      await power.identify(m.id, on, seconds ?? undefined)
+    } catch (err) {
+      if (isPowerError(err, 'no-bmc')) {
+        throw new RackbootError('RB_ERR_CONFLICT', `machine ${label}: ${err.message}`, { cause: err, details: { id: m.id, reason: 'no-bmc' } })
+      }
+      if (isPowerError(err)) {
+        throw new RackbootError('RB_ERR_BMC', `identify ${on ? 'on' : 'off'} on ${label}: ${err.message}`, {
+          statusCode: err.statusCode, cause: err, details: { kind: err.kind, ...(err.details as Record<string, unknown> ?? {}) },
+        })
+      }
+      throw err
+    }
+    return {
+      machineId: m.id, on, seconds, note,
+      result: on ? `identify light on${seconds !== null ? ` for ${seconds} s` : ' until turned off'} (${bmc.type} ${bmc.address})` : `identify light off (${bmc.type} ${bmc.address})`,
     }
   })
 }

@@ -2,7 +2,7 @@ import Type, { type Static, type TSchema, type TUnsafe } from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import { DiskSelectorSchema, MACHINE_STATES, MachineNetworkSchema, PhaseDeadlinesSchema, type ValueProblem } from '../../../inventory/index.js'
 import type {
-  Allocation, Bmc, BmcPowerState, Cluster, Lease, Machine, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
+  Allocation, Bmc, BmcPowerState, Cluster, Lease, Machine, MachineAddress, MachineAllocation, MachineClass, MachineState, Profile, StoredEvent,
 } from '../../../inventory/index.js'
 
 // The API's shapes (TypeBox → JSON Schema): request validation, response serialization and the OpenAPI document
@@ -60,7 +60,8 @@ export function errors(...codes: number[]): Record<number, TSchema> {
     401: 'Missing, unknown, revoked or expired API token',
     403: 'The token lacks the scope this route needs',
     404: 'Not found',
-    409: 'Conflict with the current state',
+    409: 'Conflict with the current state (or a serial that several machines have: details.candidates)',
+    413: 'The request body is larger than this route accepts',
     422: 'Well-formed but refers to something that cannot be used',
     501: 'The BMC cannot do this (no such reset type, boot device or virtual media)',
     502: 'The BMC refused or answered wrongly (its address and answer in the message)',
@@ -97,7 +98,7 @@ export const BmcSummarySchema = Named('BmcSummary', Type.Object({
 
 /** Inline, for query strings (validated without the named schemas); answers use MachineStateRef. */
 export const StateSchema = Type.Unsafe<MachineState>({ type: 'string', enum: [...MACHINE_STATES] })
-const MachineStateRef = Named('MachineState', Type.Unsafe<MachineState>({ ...StateSchema, description: 'Where the machine is in its life' }))
+export const MachineStateRef = Named('MachineState', Type.Unsafe<MachineState>({ ...StateSchema, description: 'Where the machine is in its life' }))
 const Labels = Type.Record(Type.String(), Type.String())
 
 export const NicSchema = Named('Nic', Type.Object({ mac: Type.String(), name: Nullable(Type.String()), boot: Type.Boolean() }))
@@ -138,11 +139,25 @@ const MachineFields = Type.Object({
   stateChangedAt: Time,
   bmc: Nullable(BmcSummarySchema),
   power: Nullable(BmcPowerSchema),
+  ip: Nullable(Type.String({ description: 'The address the machine has now: an offered or bound DHCP lease of one of its NICs that has not expired, else the reservation of one of its MACs; null when neither' })),
+  ipSource: StringEnumOrNull(['lease', 'reservation'], { description: 'Where `ip` comes from' }),
+  class: Nullable(Type.String({ description: 'The class the machine matches now (every selector holds; the most selectors wins, a tie by name), as `GET /machines/{id}/class-match` explains; null when none' })),
+  effectiveProfile: Nullable(Type.String({ description: 'The profile the machine installs: its own (`profile`), else its class\'s; null when neither names one' })),
 }, { description: 'A machine (list view: hardware and BMC summarized)' })
 export const MachineSchema = Named('Machine', MachineFields)
 
-/** A machine as the API shows it; `bmc` is its BMC record (or null), which gives the summary and last power state. */
-export function machineView(m: Machine, bmc: Bmc | null) {
+/** What a machine answer shows beyond the machine's own record (machineViews computes them for a page at once). */
+export interface MachineExtras {
+  address: MachineAddress | null
+  /** The class it matches now, and that class's profile. */
+  class: { name: string; profile: string | null } | null
+}
+
+/**
+ * A machine as the API shows it; `bmc` is its BMC record (or null), which gives the summary and last power state,
+ * `extras` its address and class (views.ts machineViews).
+ */
+export function machineView(m: Machine, bmc: Bmc | null, extras: MachineExtras) {
   const disks = m.hardware?.disks ?? []
   return {
     id: m.id, name: m.name, uuid: m.uuid, serial: m.serial, manufacturer: m.manufacturer, product: m.product,
@@ -162,6 +177,10 @@ export function machineView(m: Machine, bmc: Bmc | null) {
     stateChangedAt: iso(m.stateChangedAt),
     bmc: bmc ? { type: bmc.type, address: bmc.address, bootMethod: bmc.bootMethod } : null,
     power: bmcPowerView(bmc?.power ?? null),
+    ip: extras.address?.ip ?? null,
+    ipSource: extras.address?.source ?? null,
+    class: extras.class?.name ?? null,
+    effectiveProfile: m.profile ?? extras.class?.profile ?? null,
   }
 }
 
@@ -360,4 +379,4 @@ export function refuseValue(field: string, problems: readonly ValueProblem[]): v
 /** Names of classes, profiles and clusters: DNS-label-like, so they read well in URLs and configs. */
 export const NameSchema = Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$', description: 'Letters, digits, . _ -; up to 63 characters' })
 export const NameParams = Type.Object({ name: NameSchema })
-export const MachineParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, description: 'Machine id, or its name, a MAC or the SMBIOS UUID' }) })
+export const MachineParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, description: 'Machine id, or its name, a MAC (any spelling; URL-encode the colons or not), the SMBIOS UUID, or a serial only one machine has (409 naming the candidates when several have it)' }) })

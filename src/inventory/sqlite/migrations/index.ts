@@ -7,6 +7,7 @@ import * as m0005 from './0005-install-disk-network.js'
 import * as m0006 from './0006-boot-trust.js'
 import * as m0007 from './0007-profile-deadlines.js'
 import * as m0008 from './0008-bmc-options.js'
+import * as m0009 from './0009-machine-sort-indexes.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -18,6 +19,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0006-boot-trust': m0006,
   '0007-profile-deadlines': m0007,
   '0008-bmc-options': m0008,
+  '0009-machine-sort-indexes': m0009,
 }
 
 export const migrationProvider: MigrationProvider = {
