@@ -4,18 +4,7 @@ import { join } from 'node:path'
 import { buildAgentAssets, type BuildProgress } from '../agent/index.js'
 import { createLogger } from '../log.js'
 import { loadSettings } from '../settings/index.js'
-import { parse, printJson } from './context.js'
-
-export const ASSETS_AGENT_USAGE = `rackboot assets build agent [--cache-dir DIR] [--kernel-package NAME] [--force] [--json]
-
-Builds the discovery agent into <assetsDir>/agent/: vmlinuz and agent.img (served as /assets/agent/...).
-The kernel and its modules come from Debian's linux-image-amd64 (whatever it depends on today), fetched with
-apt-get download into the cache directory and unpacked there; nothing is installed on this host. A build whose
-inputs are unchanged is reused.
-
-  --cache-dir DIR         downloaded packages and unpacked trees (default: <dataDir>/cache)
-  --kernel-package NAME   a specific kernel package, e.g. linux-image-6.1.0-56-amd64
-  --force                 rebuild even when the cached build is current`
+import { printJson, type GlobalOptions } from './common.js'
 
 const PHASE_LABEL: Record<BuildProgress['phase'], string> = {
   resolve: 'resolving',
@@ -83,19 +72,10 @@ export function createProgressDisplay(stream: ProgressStream): { update(p: Build
 }
 
 /** Builds the agent assets; returns the exit code (0 built or up to date, 1 failed, 2 usage). */
-export async function assetsBuildAgent(args: string[]): Promise<number> {
-  const { values } = parse(args, {
-    'cache-dir': { type: 'string' },
-    'kernel-package': { type: 'string' },
-    force: { type: 'boolean' },
-  })
-  if (values.help) {
-    console.log(ASSETS_AGENT_USAGE)
-    return 0
-  }
+export async function assetsBuildAgent(values: GlobalOptions & { cacheDir?: string; kernelPackage?: string; force?: boolean }): Promise<number> {
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
   const outDir = join(settings.assetsDir, 'agent')
-  const cacheDir = values['cache-dir'] ?? join(settings.dataDir, 'cache')
+  const cacheDir = values.cacheDir ?? join(settings.dataDir, 'cache')
   const log = createLogger({ level: 'warn', destination: process.stderr })
   const display = createProgressDisplay(process.stderr)
   try {
@@ -104,7 +84,7 @@ export async function assetsBuildAgent(args: string[]): Promise<number> {
       cacheDir,
       log,
       onProgress: (p) => display.update(p),
-      ...(values['kernel-package'] ? { kernelPackage: values['kernel-package'] } : {}),
+      ...(values.kernelPackage ? { kernelPackage: values.kernelPackage } : {}),
       ...(values.force ? { force: true } : {}),
     })
     display.end()

@@ -1,102 +1,158 @@
+// `rackboot assets ...`. list asks the server what it serves (GET /api/v1/assets), or reads this box's assets
+// directory with --local. fetch, import and build are file operations on the assets directory of the box they run
+// on (the settings' assetsDir): run them beside the server. Downloads show a progress bar on a terminal, and each
+// retry of a failed download is a line.
 import { basename } from 'node:path'
-import { createAssetStore, IPXE_FILES, talosAssetDir, type ManifestEntry } from '../assets/index.js'
-import { loadSettings } from '../settings/index.js'
+import { isRackbootError, RackbootError } from '../errors.js'
+import { connect } from './client.js'
+import { palette, printJson, statusLine, UsageError, type GlobalOptions } from './common.js'
 import { formatBytes, renderTable } from './table.js'
-import { parse, printJson, UsageError } from './context.js'
 
-export const ASSETS_USAGE = `rackboot assets <command>
+type Options = GlobalOptions & { arch?: string; schematic?: string; talos?: string; to?: string; local?: boolean }
 
-  list [--json]                                  what is in the assets directory, checked against its manifest
-  fetch talos VERSION [--arch amd64|arm64] [--schematic ID]
-                                                 kernel + initramfs from the Talos release (sha512-verified)
-                                                 or the Image Factory (with --schematic)
-  fetch ipxe                                     iPXE binaries from Debian's ipxe package (offline)
-  build agent [--force] [--cache-dir DIR]          the discovery agent (Debian kernel + busybox initramfs)
-  import FILE... [--talos VERSION [--arch A] [--schematic ID]] [--to DIR/]
-                                                 add local files: Talos vmlinuz-<arch>/initramfs-<arch>.xz with
-                                                 --talos, iPXE binaries by name, anything else with --to`
+interface AssetFile {
+  path: string
+  bytes: number
+  source: string | null
+  ok: boolean | null
+  format?: string
+}
 
-function printEntries(entries: ManifestEntry[], json: boolean | undefined): void {
+interface Entry {
+  path: string
+  bytes: number
+  sha256: string
+  verified: string | null
+}
+
+async function store(o: Options) {
+  const [{ loadSettings }, { createAssetStore }] = await Promise.all([import('../settings/index.js'), import('../assets/index.js')])
+  const settings = loadSettings({ ...(o.config ? { file: o.config } : {}), overrides: o.set ?? [] })
+  return { settings, store: createAssetStore({ dir: settings.assetsDir }) }
+}
+
+function printEntries(entries: Entry[], json: boolean | undefined): void {
   if (json) return printJson(entries)
   console.log(renderTable(entries, [
     { header: 'path', value: (e) => e.path },
     { header: 'size', value: (e) => formatBytes(e.bytes), align: 'right' },
     { header: 'sha256', value: (e) => e.sha256.slice(0, 16) + '…' },
     { header: 'verified', value: (e) => e.verified ?? 'recorded' },
-  ]))
+  ], { palette: palette() }))
 }
 
-export async function assetsCommand(args: string[]): Promise<number> {
-  const [sub, ...rest] = args
-  if (sub === 'build') {
-    const [what, ...more] = rest
-    if (what !== 'agent') throw new UsageError(`assets build takes agent\n\n${ASSETS_USAGE}`)
-    return (await import('./assets-agent.js')).assetsBuildAgent(more)
+function printFiles(files: AssetFile[], where: string): number {
+  if (files.length === 0) console.log(`no assets in ${where} yet: try 'rackboot assets fetch ipxe' and 'rackboot assets fetch talos v1.13.9'`)
+  else console.log(renderTable(files, [
+    { header: 'path', value: (f) => f.path },
+    { header: 'size', value: (f) => formatBytes(f.bytes), align: 'right' },
+    { header: 'check', value: (f) => (f.ok === null ? 'not in manifest' : f.ok ? 'ok' : 'CHANGED'), colour: (c, f, p) => (f.ok === false ? p.red(c) : f.ok ? p.green(c) : c) },
+    { header: 'source', value: (f) => f.source },
+  ], { palette: palette() }))
+  return files.some((f) => f.ok === false) ? 1 : 0
+}
+
+interface ServerAsset {
+  path: string
+  kind: string
+  bytes: number | null
+  source: string | null
+  status: 'verified' | 'recorded' | 'changed' | 'unrecorded' | 'missing'
+}
+
+export async function list(o: Options & { verify?: boolean }): Promise<number> {
+  if (o.local) {
+    const { settings, store: s } = await store(o)
+    const files = await s.list()
+    if (o.json) printJson(files)
+    else printFiles(files, settings.assetsDir)
+    return files.some((f) => f.ok === false) ? 1 : 0
   }
-  const { values, positionals } = parse(rest, {
-    arch: { type: 'string' },
-    schematic: { type: 'string' },
-    talos: { type: 'string' },
-    to: { type: 'string' },
+  const api = await connect(o)
+  const body = await api.get<{ dir: string; items: ServerAsset[]; problems: number }>('/assets', { query: { verify: o.verify === true }, timeoutMs: o.verify ? 600_000 : 30_000 })
+  if (o.json) printJson(body)
+  else if (body.items.length === 0) console.log(`no assets in ${body.dir} on ${api.server} yet: run 'rackboot assets fetch ipxe' and 'rackboot assets fetch talos v1.13.9' there`)
+  else {
+    const bad = (a: ServerAsset) => a.status === 'changed' || a.status === 'missing'
+    console.log(renderTable(body.items, [
+      { header: 'path', value: (a) => a.path },
+      { header: 'kind', value: (a) => a.kind },
+      { header: 'size', value: (a) => (a.bytes === null ? null : formatBytes(a.bytes)), align: 'right' },
+      { header: 'check', value: (a) => a.status, colour: (c, a, p) => (bad(a) ? p.red(c) : a.status === 'verified' ? p.green(c) : c) },
+      { header: 'source', value: (a) => a.source },
+    ], { palette: palette() }))
+    console.log(`\n${body.items.length} file${body.items.length === 1 ? '' : 's'} in ${body.dir}${body.problems ? `, ${body.problems} changed or missing` : ''}${o.verify ? '' : ' (sizes compared; --verify hashes them)'}`)
+  }
+  return body.problems > 0 ? 1 : 0
+}
+
+/** Worth another try: the network or the far side failed, not the request (404) or the bytes (a wrong checksum). */
+export function retryable(err: unknown): boolean {
+  if (!isRackbootError(err)) return true
+  if (err.code === 'RB_ERR_INTERNAL') return /cannot reach|broke off|is short|timed? ?out|reset/i.test(err.message)
+  return /HTTP (5\d\d|429)/.test(err.message)
+}
+
+/** Runs a download up to `attempts` times, with a line for each failed attempt and backoff (1 s, 3 s, 9 s...). */
+export async function withRetries<T>(what: string, fn: () => Promise<T>, options: { attempts?: number; baseMs?: number; line?: (s: string) => void } = {}): Promise<T> {
+  const attempts = options.attempts ?? 3
+  const line = options.line ?? ((s: string) => void process.stderr.write(`${s}\n`))
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn()
+    } catch (err) {
+      if (attempt >= attempts || !retryable(err)) throw err
+      const wait = (options.baseMs ?? 1000) * 3 ** (attempt - 1)
+      line(`${what}: attempt ${attempt} of ${attempts} failed: ${(err as Error).message}; trying again in ${Math.round(wait / 100) / 10} s`)
+      await new Promise((r) => setTimeout(r, wait))
+    }
+  }
+}
+
+export async function fetchTalos(version: string, o: Options): Promise<number> {
+  const { settings, store: s } = await store(o)
+  const entries = await withRetries(`assets fetch talos ${version}`, () => s.fetchTalos({
+    version, arch: (o.arch ?? 'amd64') as 'amd64' | 'arm64', schematic: o.schematic ?? null,
+    releasesUrl: settings.assetSources.talosReleases, factoryUrl: settings.assetSources.imageFactory,
+  }))
+  printEntries(entries, o.json)
+  return 0
+}
+
+export async function fetchIpxe(o: Options): Promise<number> {
+  const { settings, store: s } = await store(o)
+  printEntries(await s.importIpxe(settings.assetSources.ipxeDir), o.json)
+  return 0
+}
+
+export async function importAssets(files: string[], o: Options): Promise<number> {
+  const [{ store: s }, { talosAssetDir, IPXE_FILES }] = await Promise.all([store(o), import('../assets/index.js')])
+  const arch = o.arch ?? 'amd64'
+  // Where each file goes, all decided before anything is copied: a wrong name changes nothing.
+  const plan = files.map((file) => {
+    const name = basename(file)
+    if (o.to) return { file, rel: `${o.to.replace(/\/+$/, '')}/${name}` }
+    if (o.talos) {
+      const m = /^(vmlinuz|kernel|initramfs)(-(amd64|arm64))?(\.xz)?$/.exec(name)
+      if (!m) throw new UsageError(`${name}: with --talos give vmlinuz-<arch> or initramfs-<arch>.xz (or use --to)`)
+      return { file, rel: `${talosAssetDir(o.talos, m[3] ?? arch, o.schematic ?? null)}/${m[1] === 'initramfs' ? 'initramfs.xz' : 'vmlinuz'}` }
+    }
+    if ((IPXE_FILES as readonly string[]).includes(name)) return { file, rel: `ipxe/${name}` }
+    throw new UsageError(`${name}: say where it goes with --talos VERSION or --to DIR/`)
   })
-  if (!sub || values.help) {
-    console.log(ASSETS_USAGE)
-    return sub ? 0 : 2
+  const status = statusLine()
+  const entries: Entry[] = []
+  try {
+    for (const [i, { file, rel }] of plan.entries()) {
+      status.draw(`importing ${i + 1}/${plan.length}: ${rel}`)
+      entries.push(await s.importFile(file, rel))
+    }
+  } catch (err) {
+    status.end()
+    if (isRackbootError(err)) throw err
+    throw new RackbootError('RB_ERR_INTERNAL', (err as Error).message)
   }
-  const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
-  const store = createAssetStore({ dir: settings.assetsDir })
-  const arch = values.arch ?? 'amd64'
-  if (arch !== 'amd64' && arch !== 'arm64') throw new UsageError(`--arch must be amd64 or arm64, not '${arch}'`)
-  switch (sub) {
-    case 'list': {
-      const files = await store.list()
-      if (values.json) printJson(files)
-      else if (files.length === 0) console.log(`no assets in ${settings.assetsDir} yet: try 'rackboot assets fetch ipxe' and 'rackboot assets fetch talos v1.13.9'`)
-      else console.log(renderTable(files, [
-        { header: 'path', value: (f) => f.path },
-        { header: 'size', value: (f) => formatBytes(f.bytes), align: 'right' },
-        { header: 'check', value: (f) => (f.ok === null ? 'not in manifest' : f.ok ? 'ok' : 'CHANGED') },
-        { header: 'source', value: (f) => f.source },
-      ]))
-      return files.some((f) => f.ok === false) ? 1 : 0
-    }
-    case 'fetch': {
-      const [what, version] = positionals
-      if (what === 'talos') {
-        if (!version) throw new UsageError('assets fetch talos needs a VERSION, e.g. v1.13.9')
-        const entries = await store.fetchTalos({
-          version, arch, schematic: values.schematic ?? null,
-          releasesUrl: settings.assetSources.talosReleases, factoryUrl: settings.assetSources.imageFactory,
-        })
-        printEntries(entries, values.json)
-        return 0
-      }
-      if (what === 'ipxe') {
-        printEntries(await store.importIpxe(settings.assetSources.ipxeDir), values.json)
-        return 0
-      }
-      throw new UsageError(`assets fetch takes talos or ipxe\n\n${ASSETS_USAGE}`)
-    }
-    case 'import': {
-      if (positionals.length === 0) throw new UsageError('assets import needs at least one FILE')
-      const entries: ManifestEntry[] = []
-      for (const file of positionals) {
-        const name = basename(file)
-        let rel: string
-        if (values.to) rel = `${values.to.replace(/\/+$/, '')}/${name}`
-        else if (values.talos) {
-          const m = /^(vmlinuz|kernel|initramfs)(-(amd64|arm64))?(\.xz)?$/.exec(name)
-          if (!m) throw new UsageError(`${name}: with --talos give vmlinuz-<arch> or initramfs-<arch>.xz (or use --to)`)
-          const fileArch = m[3] ?? arch
-          rel = `${talosAssetDir(values.talos, fileArch, values.schematic ?? null)}/${m[1] === 'initramfs' ? 'initramfs.xz' : 'vmlinuz'}`
-        } else if ((IPXE_FILES as readonly string[]).includes(name)) rel = `ipxe/${name}`
-        else throw new UsageError(`${name}: say where it goes with --talos VERSION or --to DIR/`)
-        entries.push(await store.importFile(file, rel))
-      }
-      printEntries(entries, values.json)
-      return 0
-    }
-    default:
-      throw new UsageError(`unknown assets command '${sub}'\n\n${ASSETS_USAGE}`)
-  }
+  status.end()
+  printEntries(entries, o.json)
+  return 0
 }

@@ -1,34 +1,14 @@
-import { chmodSync, mkdirSync, statSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { RackbootError } from '../errors.js'
 import { createEventBus, type EventBus } from '../events/bus.js'
 import { openSqliteInventory, type Inventory } from '../inventory/index.js'
 import { attachTimeline, createLifecycle, type Lifecycle } from '../lifecycle/index.js'
 import { createLogger, silentLogger, type Logger } from '../log.js'
 import { loadSettings, type Settings } from '../settings/index.js'
+import { printJson, UsageError } from './common.js'
 
-/** Flags every command takes. */
-export const COMMON_OPTIONS = {
-  config: { type: 'string', short: 'c' },
-  set: { type: 'string', multiple: true },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies ParseArgsConfig['options']
-
-export class UsageError extends RackbootError {
-  constructor(message: string) {
-    super('RB_ERR_VALIDATION', message)
-  }
-}
-
-export function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
-}
+export { printJson, UsageError }
 
 export interface CommandContext {
   settings: Settings
@@ -78,12 +58,32 @@ export function prepareDataDir(dir: string, warn: (message: string) => void = wa
   return mode
 }
 
+export interface ContextValues {
+  config?: string | undefined
+  set?: string[] | undefined
+  /** The data directory to open (--data-dir), instead of the settings' dataDir. */
+  dataDir?: string | undefined
+}
+
+export interface OpenOptions {
+  log?: Logger
+  /**
+   * Whether a missing database may be made (a bootstrap token, a first import). A read never makes one: it fails,
+   * naming the file it looked for.
+   */
+  create?: boolean
+}
+
 /** Settings, inventory and lifecycle for a one-shot command; events still reach the timeline. */
-export async function openContext(values: { config?: string | undefined; set?: string[] | undefined }, options: { log?: Logger } = {}): Promise<CommandContext> {
-  const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
+export async function openContext(values: ContextValues, options: OpenOptions = {}): Promise<CommandContext> {
+  const loaded = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
+  const settings: Settings = values.dataDir ? { ...loaded, dataDir: resolve(values.dataDir) } : loaded
   const log = options.log ?? (process.env.RACKBOOT_CLI_LOG ? createLogger({ level: settings.log.level }) : silentLogger())
+  if (options.create === false && !existsSync(databaseFile(settings))) {
+    throw new RackbootError('RB_ERR_NOT_FOUND', `no rackboot database at ${databaseFile(settings)}: --data-dir names the server's data directory (nothing was created there)`)
+  }
   prepareDataDir(settings.dataDir)
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), warn: warnOnStderr })
+  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), database: settings.database, warn: warnOnStderr })
   const bus = createEventBus((err) => log.error({ err }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log })
   const lifecycle = createLifecycle({ inventory, bus, log })
@@ -97,8 +97,8 @@ export async function openContext(values: { config?: string | undefined; set?: s
   }
 }
 
-export async function withContext<T>(values: { config?: string | undefined; set?: string[] | undefined }, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
-  const ctx = await openContext(values)
+export async function withContext<T>(values: ContextValues, fn: (ctx: CommandContext) => Promise<T>, options: OpenOptions = {}): Promise<T> {
+  const ctx = await openContext(values, options)
   try {
     return await fn(ctx)
   } finally {
@@ -106,6 +106,3 @@ export async function withContext<T>(values: { config?: string | undefined; set?
   }
 }
 
-export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
-}

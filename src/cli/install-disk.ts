@@ -1,19 +1,10 @@
 import type { InstallDiskSelector, Machine, Profile } from '../inventory/index.js'
 import { installDiskOf } from '../talos/index.js'
+import { describeDiskSelector } from './classes.js'
+
+export { describeDiskSelector }
 
 // What a tech wants to see next to a machine's profile: the install-disk rule and the disk it picks today.
-
-/** `type=nvme size=">= 400GB" prefer=smallest`; "smallest fixed disk" for no selector. */
-export function describeDiskSelector(selector: InstallDiskSelector | null): string {
-  if (!selector || Object.keys(selector).length === 0) return 'smallest fixed disk'
-  return Object.entries(selector)
-    .map(([k, v]) => {
-      if (Array.isArray(v)) return `${k}=${v.join(',')}`
-      if (typeof v === 'object' && v !== null) return `${k}=${[v.min ?? '', v.max ?? ''].join('..')}`
-      return `${k}=${/[\s<>=,]/.test(String(v)) ? JSON.stringify(v) : v}`
-    })
-    .join(' ')
-}
 
 export interface InstallDiskView {
   profile: string

@@ -20,34 +20,40 @@ import { loadSettings, type Settings } from '../settings/index.js'
 import { publicBaseUrl } from '../settings/public-url.js'
 import { createConfigLinter } from '../talos/index.js'
 import { createFileSource, createRoutingSource, createTftpServer } from '../tftp/index.js'
+import { createGrubTftp } from '../tftp/grub-source.js'
+import { createGrubConfigs } from '../http/grub/service.js'
+import { seedAssets } from '../assets/seed.js'
 import { VERSION } from '../version.js'
-import { databaseFile, parse, prepareDataDir, secretKeyFile } from './context.js'
+import { databaseFile, prepareDataDir, secretKeyFile } from './context.js'
 import { checkSelector } from '../matching/index.js'
 import { bootFileProblems, missingTalosAssets } from '../assets/readiness.js'
 import { createBootIsoProvider } from '../assets/virtual-media.js'
 import { VIRTUAL_MEDIA_PATH } from '../http/plugins/virtual-media.js'
 import type { Repair } from '../lifecycle/index.js'
 
-export const SERVE_USAGE = `rackboot serve [--config FILE] [--set key=value]...
-
-Starts the HTTP server (boot scripts, assets, API, /healthz, /metrics), TFTP and, when configured, DHCP.
-Settings: rackboot.yaml (or --config / RACKBOOT_CONFIG), RACKBOOT_* environment variables, --set flags.`
-
 export { publicBaseUrl }
 
 /** Builds every concrete piece (the only place that does) and runs until SIGINT/SIGTERM. */
-export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, {})
-  if (values.help) {
-    console.log(SERVE_USAGE)
-    return 0
-  }
+export async function serveCommand(values: { config?: string | undefined; set?: string[] | undefined }): Promise<number> {
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
   const log = createLogger({ level: settings.log.level, format: settings.log.format })
   prepareDataDir(settings.dataDir, (message) => log.warn({ dataDir: settings.dataDir }, message))
+  // An empty assets volume (the appliance's first start) gets the iPXE loaders and discovery agent baked into the image.
+  await seedAssets({ assetsDir: settings.assetsDir, log: log.child({ svc: 'assets' }) })
   mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true, warn: (message) => log.warn(message) })
+  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true, database: settings.database, warn: (message) => log.warn(message) })
+  try {
+    return await serveWith(settings, log, registry, inventory)
+  } catch (err) {
+    // A start that fails (an address not on this host, a port taken) still closes the database, whose checkpoint
+    // worker would keep the process alive.
+    await inventory.close().catch(() => undefined)
+    throw err
+  }
+}
+
+async function serveWith(settings: Settings, log: ReturnType<typeof createLogger>, registry: ReturnType<typeof createMetricsRegistry>, inventory: Awaited<ReturnType<typeof openSqliteInventory>>): Promise<number> {
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
   const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }), registry })
@@ -124,13 +130,26 @@ export async function serveCommand(args: string[]): Promise<number> {
   if (settings.power.poll) power.startPolling(() => inventory.bmcs.machineIds())
   const gate = createDownloadGate({ limit: settings.http.maxConcurrentDownloads, holdMs: 10 * 60_000 })
 
+  // GRUB (MAAS-style per-machine configs): grub.cfg-01-<mac> over TFTP, the same decisions as /boot.ipxe.
+  const grubConfigs = createGrubConfigs({
+    boot: bootService, lifecycle, gate, publicUrl: settings.http.publicUrl,
+    hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
+    agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
+    talosChannels: () => channels,
+  })
+  const tftpFiles = createFileSource({ root: join(settings.assetsDir, 'ipxe') })
+  const grubTftp = createGrubTftp({
+    config: (mac, ip) => grubConfigs.forMac({ mac }, ip, base),
+    bootstrap: () => grubConfigs.bootstrap(base),
+    files: tftpFiles, registry, log: log.child({ svc: 'tftp-grub' }),
+  })
+  const tftpSource = createRoutingSource({ fallback: tftpFiles })
+  grubTftp.attach(tftpSource)
   // TFTP serves the iPXE loaders (assets/ipxe) that firmware PXE fetches before it can speak HTTP.
   const tftp = settings.tftp.enabled
     ? createTftpServer({
-        settings: settings.tftp,
-        source: createRoutingSource({ fallback: createFileSource({ root: join(settings.assetsDir, 'ipxe') }) }),
-        log, metrics: registry,
-        observer: createTftpObserver({ lifecycle, inventory, log }),
+        settings: settings.tftp, source: tftpSource, log, metrics: registry,
+        observer: grubTftp.quiet(createTftpObserver({ lifecycle, inventory, log })),
       })
     : null
   const dhcp = settings.dhcp.mode !== 'off'
@@ -202,6 +221,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       kernelLogs: { store: kernelLogs, peersOf: (id) => peers.addressesOf(id) },
       allocator: createAllocator({ inventory, lifecycle, log: log.child({ svc: 'allocation' }), power, registry, missingAssets }),
       missingAssets,
+      assetsDir: settings.assetsDir,
       ...(repair ? { repair } : {}),
     },
   })

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { rackboot, REPO, startServe, tempCwd } from '../support/cli.js'
+import { rackboot, REPO, startApi, startServe, tempCwd } from '../support/cli.js'
 
 const EXAMPLE = join(REPO, 'inventory')
 
@@ -33,55 +33,68 @@ test('serve starts with no settings file and answers /healthz; SIGTERM stops it 
   assert.equal(await server.stop(), 0)
 })
 
-test('inventory import of the example twice: the second changes nothing; machines list and show', () => {
-  const cwd = tempCwd()
-  const first = rackboot(['inventory', 'import', EXAMPLE], { cwd })
+test('through the API: inventory import twice (the second changes nothing), machines list and show', async (t) => {
+  const api = await startApi()
+  t.after(() => api.close())
+  const first = await api.cli(['inventory', 'import', EXAMPLE])
   assert.equal(first.code, 0, first.stderr)
   assert.match(first.stdout, /9 created, 0 updated, 0 deleted, 0 unchanged/)
-  const second = rackboot(['inventory', 'import', EXAMPLE], { cwd })
+  const second = await api.cli(['inventory', 'import', EXAMPLE])
   assert.equal(second.code, 0, second.stderr)
   assert.match(second.stdout, /0 created, 0 updated, 0 deleted, 9 unchanged/)
-  const list = rackboot(['machines', 'list'], { cwd })
+
+  const [list, json, show, fixed, fixedJson, classes] = await Promise.all([
+    api.cli(['machines', 'list']),
+    api.cli(['machines', 'list', '--state', 'new', '--label', 'role=controlplane', '--json']),
+    api.cli(['machines', 'show', 'b0:7b:25:de:07:11']),
+    api.cli(['machines', 'show', 'r12-u03']),
+    api.cli(['machines', 'show', 'r12-u02', '--json']),
+    api.cli(['classes', 'test', 'r12-u02', '--json']),
+  ])
   assert.match(list.stdout, /r12-u07\s+new\s+7XK4Q93\s+b0:7b:25:de:07:10\s+r12\/u7/)
+  assert.match(list.stdout, /^ID\s+NAME\s+STATE\s+SERIAL/m)
   assert.match(list.stdout, /4 of 4 machines/)
-  const json = JSON.parse(rackboot(['machines', 'list', '--state', 'new', '--label', 'role=controlplane', '--json'], { cwd }).stdout)
-  assert.deepEqual(json.items.map((m: { name: string }) => m.name).sort(), ['r12-u02', 'r12-u03'])
-  const show = rackboot(['machines', 'show', 'b0:7b:25:de:07:11'], { cwd })
+  assert.deepEqual(JSON.parse(json.stdout).items.map((m: { name: string }) => m.name).sort(), ['r12-u02', 'r12-u03'])
   assert.equal(show.code, 0, show.stderr)
   assert.match(show.stdout, /name\s+r12-u07/)
   assert.match(show.stdout, /bmc\s+redfish 10\.30\.12\.7 user root \(no password\)/)
   assert.match(show.stdout, /machine\.created\s+created by inventory import/)
   assert.match(show.stdout, /network\s+DHCP/)
   assert.match(show.stdout, /install disk\s+none: chosen once the machine reports its disks \(profile talos-worker: type=nvme size=">= 400GB" prefer=smallest\)/)
-  const fixed = rackboot(['machines', 'show', 'r12-u03'], { cwd })
   assert.match(fixed.stdout, /network\s+static: 10\.20\.12\.3\/24/)
   assert.match(fixed.stdout, /mac 3c:ec:ef:12:30:03\s+10\.20\.12\.3\/24\s+10\.20\.12\.1\s+9000/)
   assert.match(fixed.stdout, /nameservers: 10\.20\.0\.53, 10\.20\.0\.54/)
   assert.match(fixed.stdout, /profile\s+talos-controlplane \(class control-plane gives profile talos-controlplane\)/)
-  const fixedJson = JSON.parse(rackboot(['machines', 'show', 'r12-u02', '--json'], { cwd }).stdout)
-  assert.deepEqual(fixedJson.network, { addresses: [{ link: 'eno1', addresses: ['10.20.12.2/24'], gateway: '10.20.12.1' }], nameservers: ['10.20.0.53', '10.20.0.54'] })
-  assert.deepEqual(fixedJson.installDisk.selector, { type: 'ssd', size: '<= 1TB', model: 'SAMSUNG MZ7L*' })
+  assert.deepEqual(JSON.parse(fixedJson.stdout).network, { addresses: [{ link: 'eno1', addresses: ['10.20.12.2/24'], gateway: '10.20.12.1' }], nameservers: ['10.20.0.53', '10.20.0.54'] })
+  assert.deepEqual(JSON.parse(classes.stdout).installDisk.selector, { type: 'ssd', size: '<= 1TB', model: 'SAMSUNG MZ7L*' })
 })
 
-test('a malformed inventory file: precise error, exit 2, database untouched', () => {
-  const cwd = tempCwd()
-  assert.equal(rackboot(['inventory', 'import', EXAMPLE], { cwd }).code, 0)
-  const db = readFileSync(join(cwd, 'data', 'rackboot.db'))
+test('through the API: a malformed inventory file is refused with file:line:column, exit 2, and changes nothing', async (t) => {
+  const api = await startApi()
+  t.after(() => api.close())
+  assert.equal((await api.cli(['inventory', 'import', EXAMPLE])).code, 0)
   const bad = tempCwd('rb-inv-')
   cpSync(EXAMPLE, bad, { recursive: true })
   writeFileSync(join(bad, 'racks', 'r12.yaml'), readFileSync(join(bad, 'racks', 'r12.yaml'), 'utf8').replace('unit: 7', 'unit: seven').replace('name: r12-u09', 'name: r12-u09\n    colour: blue'))
-  const res = rackboot(['inventory', 'import', bad], { cwd })
-  assert.equal(res.code, 2)
-  assert.match(res.stderr, /r12\.yaml:\d+:\d+: machines\[2\]\.unit: must be integer/)
-  assert.match(res.stderr, /r12\.yaml:\d+:\d+: machines\[3\]\.colour: unknown field 'colour'/)
-  assert.equal(readFileSync(join(cwd, 'data', 'rackboot.db')).equals(db), true, 'the database file is byte for byte the same')
-  const list = JSON.parse(rackboot(['machines', 'list', '--json'], { cwd }).stdout)
-  assert.equal(list.items.find((m: { name: string }) => m.name === 'r12-u07').rackUnit, 7)
+  const [res, check] = await Promise.all([api.cli(['inventory', 'import', bad]), api.cli(['inventory', 'check', bad])])
+  assert.equal(res.code, 2, res.stderr)
+  // Named as given on the command line, one problem a line.
+  assert.match(res.stderr, new RegExp(`^rackboot inventory import: ${bad}/racks/r12\\.yaml:\\d+:\\d+: machines\\[2\\]\\.unit: must be integer`, 'm'))
+  assert.match(res.stderr, /^ {2}\S*r12\.yaml:\d+:\d+: machines\[3\]\.colour: unknown field 'colour'$/m)
+  // The same problems offline, without a server or a database.
+  assert.equal(check.code, 2)
+  assert.match(check.stderr, /r12\.yaml:\d+:\d+: machines\[2\]\.unit: must be integer/)
+  const machine = await api.inventory.machines.byName('r12-u07')
+  assert.equal(machine?.rackUnit, 7, 'nothing was imported')
+  const ok = await api.cli(['inventory', 'check', EXAMPLE])
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.match(ok.stdout, /3 files, 4 machines, 3 classes, 2 profiles: valid/)
 })
 
 test('a malformed settings file: one clear message, exit 2, no database created', () => {
   const cwd = tempCwd()
   writeFileSync(join(cwd, 'rackboot.yaml'), 'http:\n  port: 8080\ndhcp:\n  mode: maybe\n')
+  // machines list reads the settings only to find the server (no RACKBOOT_URL, no context).
   for (const args of [['serve'], ['machines', 'list']]) {
     const res = rackboot(args, { cwd })
     assert.equal(res.code, 2, res.stderr)
@@ -90,23 +103,45 @@ test('a malformed settings file: one clear message, exit 2, no database created'
   assert.equal(existsSync(join(cwd, 'data')), false)
 })
 
-test('accept, label, delete and tokens through the CLI', () => {
-  const cwd = tempCwd()
-  rackboot(['inventory', 'import', EXAMPLE], { cwd })
-  const accept = rackboot(['machines', 'accept', 'r12-u02'], { cwd })
+test('through the API: accept, label, delete and tokens', async (t) => {
+  const api = await startApi()
+  t.after(() => api.close())
+  assert.equal((await api.cli(['inventory', 'import', EXAMPLE])).code, 0)
+  const [accept, label, unconfirmed, created, badScope, bogus] = await Promise.all([
+    api.cli(['machines', 'accept', 'r12-u02']),
+    api.cli(['machines', 'label', 'r12-u02', 'pool=blue', 'zone-']),
+    api.cli(['machines', 'delete', 'r12-u09']),
+    api.cli(['tokens', 'create', 'ops', '--scope', 'read,provision', '--json']),
+    api.cli(['tokens', 'create', 'x', '--scope', 'root']),
+    api.cli(['bogus']),
+  ])
   assert.equal(accept.code, 1, 'a new machine cannot be accepted before it is discovered')
-  assert.match(accept.stderr, /is new, not discovered/)
-  const label = rackboot(['machines', 'label', 'r12-u02', 'pool=blue', 'zone-'], { cwd })
+  assert.match(accept.stderr, /^rackboot machines accept: .*is new/m)
   assert.equal(label.code, 0, label.stderr)
   assert.match(label.stdout, /pool=blue, role=controlplane/)
-  assert.equal(rackboot(['machines', 'delete', 'r12-u09'], { cwd }).code, 2, 'delete asks for --yes')
-  assert.equal(rackboot(['machines', 'delete', 'r12-u09', '--yes'], { cwd }).code, 0)
-  assert.equal(rackboot(['machines', 'show', 'r12-u09'], { cwd }).code, 1)
-  const created = JSON.parse(rackboot(['tokens', 'create', 'capi', '--scope', 'read,provision', '--json'], { cwd }).stdout)
-  assert.match(created.secret, /^rbk_/)
-  assert.match(rackboot(['tokens', 'list'], { cwd }).stdout, /capi\s+read,provision.*active/)
-  assert.equal(rackboot(['tokens', 'create', 'x', '--scope', 'root'], { cwd }).code, 2)
-  assert.equal(rackboot(['tokens', 'revoke', 'capi'], { cwd }).code, 0)
-  assert.match(rackboot(['tokens', 'list'], { cwd }).stdout, /revoked/)
-  assert.equal(rackboot(['bogus'], { cwd }).code, 2)
+  assert.equal(unconfirmed.code, 2, 'delete asks for --yes')
+  assert.match(created.stdout, /"secret": "rbk_/)
+  const secret = JSON.parse(created.stdout).secret as string
+  assert.equal(badScope.code, 2)
+  assert.equal(bogus.code, 2)
+  const del = await api.cli(['machines', 'delete', 'r12-u09', '--yes'])
+  assert.equal(del.code, 0, del.stderr)
+  const [gone, listed, readOnly] = await Promise.all([
+    api.cli(['machines', 'show', 'r12-u09']),
+    api.cli(['tokens', 'list']),
+    // The new token works, with its scopes: reading yes, deleting no (the needed scope is named).
+    api.cli(['machines', 'delete', 'r12-u07', '--yes'], { env: { RACKBOOT_TOKEN: secret } }),
+  ])
+  assert.equal(gone.code, 1)
+  assert.match(gone.stderr, /not found: r12-u09/)
+  assert.match(listed.stdout, /ops\s+read,provision.*active/)
+  assert.equal(readOnly.code, 1)
+  assert.match(readOnly.stderr, /lacks the 'admin' scope/)
+  assert.ok(!(readOnly.stdout + readOnly.stderr).includes(secret), 'the token is never printed')
+  assert.equal((await api.cli(['tokens', 'revoke', 'ops'])).code, 0)
+  const after = await api.cli(['tokens', 'list'])
+  assert.match(after.stdout, /ops\s+read,provision.*revoked/)
+  const refused = await api.cli(['machines', 'list'], { env: { RACKBOOT_TOKEN: secret } })
+  assert.equal(refused.code, 1)
+  assert.match(refused.stderr, /refused the API token: the API token is unknown, revoked or expired \(this needs an API token with the 'read' scope/)
 })

@@ -5,11 +5,11 @@ import { join } from 'node:path'
 import { prepareDataDir } from '../../src/cli/context.js'
 import { printable } from '../../src/cli/table.js'
 import { openSqliteInventory } from '../../src/inventory/index.js'
-import { rackboot, tempCwd } from '../support/cli.js'
+import { rackboot, rackbootAsync, startApi, tempCwd } from '../support/cli.js'
 
 // Issue 13 at the command line: an owner-only data directory, a lost or wrong secrets key refused in one line
-// (exit 1, no stack trace) by every command including serve, and machine-supplied strings never reaching the
-// operator's terminal raw.
+// (exit 1, no stack trace) by serve and by every command given --data-dir, and machine-supplied strings never
+// reaching the operator's terminal raw, whether they come from the API or the database.
 
 const mode = (path: string) => statSync(path).mode & 0o777
 /** What an unauthenticated report can put in an SMBIOS string: set the terminal title (OSC 0, BEL), clear it. */
@@ -43,20 +43,22 @@ test('prepareDataDir: made 0700; a wider one tightened with a warning; a private
   assert.equal(warnings.length, 1, 'no warning for a private directory')
 })
 
-test('a command makes ./data 0700 and the database 0600; an older 0755 data directory is tightened, with a warning', () => {
+test('--data-dir: a bootstrap token makes the data directory 0700 and the database 0600; an older 0755 one is tightened, with a warning', () => {
   const cwd = tempCwd()
-  const first = rackboot(['machines', 'list'], { cwd })
+  const dataDir = join(cwd, 'data')
+  const first = rackboot(['tokens', 'create', 'admin', '--scope', 'admin', '--data-dir', dataDir], { cwd })
   assert.equal(first.code, 0, first.stderr)
   assert.equal(first.stderr, '')
-  assert.equal(mode(join(cwd, 'data')), 0o700)
-  for (const f of ['rackboot.db', 'secret.key']) assert.equal(mode(join(cwd, 'data', f)), 0o600, f)
-  chmodSync(join(cwd, 'data'), 0o755)
-  chmodSync(join(cwd, 'data', 'rackboot.db'), 0o644)
-  const again = rackboot(['machines', 'list'], { cwd })
+  assert.equal(mode(dataDir), 0o700)
+  for (const f of ['rackboot.db', 'secret.key']) assert.equal(mode(join(dataDir, f)), 0o600, f)
+  chmodSync(dataDir, 0o755)
+  chmodSync(join(dataDir, 'rackboot.db'), 0o644)
+  const again = rackboot(['tokens', 'list', '--data-dir', dataDir], { cwd })
   assert.equal(again.code, 0, again.stderr)
+  assert.match(again.stdout, /admin\s+admin/)
   assert.match(again.stderr, /^rackboot: warning: data directory \S+ was mode 0755 .*now 0700\n$/)
-  assert.equal(mode(join(cwd, 'data')), 0o700)
-  assert.equal(mode(join(cwd, 'data', 'rackboot.db')), 0o600)
+  assert.equal(mode(dataDir), 0o700)
+  assert.equal(mode(join(dataDir, 'rackboot.db')), 0o600)
 })
 
 test('serve makes its data directory 0700', () => {
@@ -77,48 +79,54 @@ test('a missing secrets key: serve and the other commands refuse in one line nam
   })
   const key = join(cwd, 'data', 'secret.key')
   rmSync(key)
-  for (const args of [['machines', 'list'], ['serve', ...SERVE_ARGS]]) {
+  for (const args of [['machines', 'list', '--data-dir', join(cwd, 'data')], ['serve', ...SERVE_ARGS]]) {
     const res = rackboot(args, { cwd, timeoutMs: 30_000 })
-    assert.equal(res.code, 1, `${args[0]}: ${res.stderr}${res.stdout}`)
+    const command = args[0] === 'serve' ? 'serve' : 'machines list'
+    assert.equal(res.code, 1, `${command}: ${res.stderr}${res.stdout}`)
     const lines = res.stderr.trimEnd().split('\n')
     assert.equal(lines.length, 1, `one line, no stack trace:\n${res.stderr}`)
-    assert.match(lines[0]!, new RegExp(`^rackboot ${args[0]}: secret key file ${key} is missing, but the database ${join(cwd, 'data', 'rackboot.db')} .*restore`))
+    assert.match(lines[0]!, new RegExp(`^rackboot ${command}: secret key file ${key} is missing, but the database ${join(cwd, 'data', 'rackboot.db')} .*restore`))
     assert.equal(statSync(key, { throwIfNoEntry: false }), undefined, 'no new key file')
   }
 })
 
-test('machine-supplied strings: escaped in machines list and show, exact in --json', async () => {
-  const cwd = tempCwd()
-  let id = ''
-  await seed(cwd, async (inv) => {
-    const now = Date.now()
-    const m = await inv.machines.create({ serial: EVIL, manufacturer: EVIL, product: `R6625${EVIL}`, nics: [{ mac: '02:00:00:00:00:01', name: null, boot: true }] }, now)
-    id = m.id
-    await inv.machines.setHardware(m.id, { cpu: { cores: 8 }, disks: [{ name: 'sda', model: EVIL, serial: 'D1\u202eevil', sizeBytes: 1e12, type: 'ssd' }] }, now)
-    await inv.events.append({ machineId: m.id, type: 'boot.agent', at: now, message: `hardware report from ${EVIL}`, data: {} })
-  })
+test('machine-supplied strings: escaped in machines list and show (through the API and --data-dir), exact in --json', async (t) => {
+  const api = await startApi()
+  t.after(() => api.close())
+  const now = Date.now()
+  const inv = api.inventory
+  const m = await inv.machines.create({ serial: EVIL, manufacturer: EVIL, product: `R6625${EVIL}`, nics: [{ mac: '02:00:00:00:00:01', name: null, boot: true }] }, now)
+  await inv.machines.setHardware(m.id, { cpu: { cores: 8 }, disks: [{ name: 'sda', model: EVIL, serial: 'D1\u202eevil', sizeBytes: 1e12, type: 'ssd' }] }, now)
+  await inv.events.append({ machineId: m.id, type: 'boot.agent', at: now, message: `hardware report from ${EVIL}`, data: {} })
   const shown = printable(EVIL)
   assert.equal(shown, '\\x1b]0;pwned\\x07\\x1b[2J')
 
-  const list = rackboot(['machines', 'list'], { cwd })
+  const [list, show, json, listJson, local] = await Promise.all([
+    api.cli(['machines', 'list'], { scope: 'read' }),
+    api.cli(['machines', 'show', m.id], { scope: 'read' }),
+    api.cli(['machines', 'show', m.id, '--json'], { scope: 'read' }),
+    api.cli(['machines', 'list', '--json'], { scope: 'read' }),
+    rackbootAsync(['machines', 'show', m.id, '--data-dir', api.dir], { cwd: api.dir }),
+  ])
   assert.equal(list.code, 0, list.stderr)
   assert.doesNotMatch(list.stdout, RAW_CONTROL)
   assert.ok(list.stdout.includes(shown), list.stdout)
 
-  const show = rackboot(['machines', 'show', id], { cwd })
-  assert.equal(show.code, 0, show.stderr)
-  assert.doesNotMatch(show.stdout, RAW_CONTROL)
-  assert.doesNotMatch(show.stdout, /\u202e/, 'no bidi override')
-  assert.match(show.stdout, /^serial\s+\\x1b\]0;pwned\\x07\\x1b\[2J$/m)
-  assert.ok(show.stdout.includes(`manufacturer  ${shown}`), show.stdout)
-  assert.ok(show.stdout.includes(`R6625${shown}`))
-  assert.ok(show.stdout.includes('D1\\u202eevil'), 'the disk serial, escaped in the table')
-  assert.ok(show.stdout.includes(`hardware report from ${shown}`), 'the timeline message')
+  for (const r of [show, local]) {
+    assert.equal(r.code, 0, r.stderr)
+    assert.doesNotMatch(r.stdout, RAW_CONTROL)
+    assert.doesNotMatch(r.stdout, /\u202e/, 'no bidi override')
+    assert.match(r.stdout, /^serial\s+\\x1b\]0;pwned\\x07\\x1b\[2J$/m)
+    assert.ok(r.stdout.includes(`manufacturer  ${shown}`), r.stdout)
+    assert.ok(r.stdout.includes(`R6625${shown}`))
+    assert.ok(r.stdout.includes('D1\\u202eevil'), 'the disk serial, escaped in the table')
+    assert.ok(r.stdout.includes(`hardware report from ${shown}`), 'the timeline message')
+  }
 
   // JSON escapes control characters itself, and must keep the exact value.
-  const json = JSON.parse(rackboot(['machines', 'show', id, '--json'], { cwd }).stdout)
-  assert.equal(json.serial, EVIL)
-  assert.equal(json.manufacturer, EVIL)
-  assert.equal(json.hardware.disks[0].model, EVIL)
-  assert.equal(JSON.parse(rackboot(['machines', 'list', '--json'], { cwd }).stdout).items[0].serial, EVIL)
+  const view = JSON.parse(json.stdout)
+  assert.equal(view.serial, EVIL)
+  assert.equal(view.manufacturer, EVIL)
+  assert.equal(view.facts.disks[0].model, EVIL)
+  assert.equal(JSON.parse(listJson.stdout).items[0].serial, EVIL)
 })

@@ -84,7 +84,7 @@ function publishEvent(sport: number, from: string, id: string, typeName: string,
 const RUNNING_READY = message(vint(1, 4), bytes(2, message(vint(1, true))))
 
 async function showState(cwd: string, name: string): Promise<string> {
-  return /state\s+(\S+)/.exec(rackboot(['machines', 'show', name], { cwd }).stdout)?.[1] ?? '?'
+  return /state\s+(\S+)/.exec(rackboot(['machines', 'show', name, '--data-dir', join(cwd, 'data')], { cwd }).stdout)?.[1] ?? '?'
 }
 
 async function waitState(cwd: string, name: string, want: string, ms = 10_000): Promise<string> {
@@ -106,7 +106,7 @@ machines:
   - { name: victim, serial: ${VICTIM.serial}, uuid: ${VICTIM.uuid}, profile: cp, nics: [{ mac: "${VICTIM.mac}", boot: true }] }
   - { name: old-tenant, serial: OLD-1, nics: [{ mac: "${RELEASED.mac}", boot: true }] }
 `)
-  assert.equal(rackboot(['inventory', 'import', join(cwd, 'inv')], { cwd }).code, 0)
+  assert.equal(rackboot(['inventory', 'import', join(cwd, 'inv'), '--data-dir', join(cwd, 'data')], { cwd }).code, 0)
   const { openSqliteInventory } = await import('../../src/inventory/index.js')
   const { generateConfig, generateSecretsBundle } = await import('../../src/talos/index.js')
   const inv = await openSqliteInventory({ file: join(cwd, 'data', 'rackboot.db'), secretKeyFile: join(cwd, 'data', 'secret.key') })
@@ -144,7 +144,7 @@ machines:
     const nobody = await script(NOBODY, `mac=${dash(VICTIM.mac)}`)
     assert.doesNotMatch(nobody.body, /talos\.config=/)
     assert.match(nobody.body, /no lease or neighbour entry vouches for that address/)
-    const shown = rackboot(['machines', 'show', 'victim'], { cwd }).stdout
+    const shown = rackboot(['machines', 'show', 'victim', '--data-dir', join(cwd, 'data')], { cwd }).stdout
     assert.match(shown, /identity claim for 02:00:00:00:0a:01 from 127\.0\.0\.3 refused: leased to 127\.0\.0\.2/)
     assert.doesNotMatch(shown, /02:00:00:00:ee:01.*boot/i, 'the attacker\'s MAC is not among the victim\'s NICs')
   })
@@ -218,24 +218,24 @@ machines:
     const own = await script(ATTACKER.ip, `mac=${dash(ATTACKER.mac)}`)
     const token = /rackboot\.token=(\w+)/.exec(own.body)?.[1]
     assert.ok(token, own.body)
-    const victimId = JSON.parse(rackboot(['machines', 'show', 'victim', '--json'], { cwd }).stdout).id as string
+    const victimId = JSON.parse(rackboot(['machines', 'show', 'victim', '--json', '--data-dir', join(cwd, 'data')], { cwd }).stdout).id as string
     const res = await post(base, '/api/v1/agent/report', ATTACKER.ip, token!, { machineId: victimId, disks: [{ name: 'sdz', sizeBytes: 1 }], smbios: { uuid: '00000000-0000-4000-8000-000000000000' } })
     assert.equal(res.status, 403)
-    const shown = JSON.parse(rackboot(['machines', 'show', 'victim', '--json'], { cwd }).stdout)
+    const shown = JSON.parse(rackboot(['machines', 'show', 'victim', '--json', '--data-dir', join(cwd, 'data')], { cwd }).stdout)
     assert.equal(shown.uuid, VICTIM.uuid)
     assert.deepEqual(shown.nics.map((n: { mac: string }) => n.mac), [VICTIM.mac])
     assert.deepEqual(shown.hardware.disks.map((d: { name: string }) => d.name), ['sda', 'nvme0n1'])
   })
 
   await t.test('a flood of claimed MACs from one address creates no machines', async () => {
-    const before = JSON.parse(rackboot(['machines', 'list', '--json'], { cwd }).stdout).length as number
+    const before = JSON.parse(rackboot(['machines', 'list', '--json', '--data-dir', join(cwd, 'data')], { cwd }).stdout).items.length as number
     // The CLI above blocked this process for seconds (spawnSync): pooled keep-alive sockets the server closed
     // meanwhile are not noticed yet. A fresh client, as a flooder would be.
     await agents.get(ATTACKER.ip)?.close()
     agents.delete(ATTACKER.ip)
     const results = await Promise.all(Array.from({ length: 300 }, (_, i) => script(ATTACKER.ip, `mac=02-00-00-99-${(i >> 8).toString(16).padStart(2, '0')}-${(i & 255).toString(16).padStart(2, '0')}`)))
     assert.ok(results.every((r) => r.status === 200 && /refused/.test(r.body)))
-    const after = JSON.parse(rackboot(['machines', 'list', '--json'], { cwd }).stdout).length as number
+    const after = JSON.parse(rackboot(['machines', 'list', '--json', '--data-dir', join(cwd, 'data')], { cwd }).stdout).items.length as number
     assert.equal(after, before)
   })
 })

@@ -57,7 +57,8 @@ export async function startRackboot(t: { after(fn: () => unknown): void }, optio
   const dbFile = join(dir, 'data', 'rackboot.db')
   return {
     lab, config, url, dataDir: join(dir, 'data'),
-    cli: (args) => rackbootAsync([...args, '--config', config], { cwd: dir }),
+    // The lab's database directly (the CLI goes to a server only when told which, with a token).
+    cli: (args) => rackbootAsync([...args, '--config', config, '--data-dir', join(dir, 'data')], { cwd: dir }),
     async machine(mac) {
       const inv = await openSqliteInventory({ file: dbFile })
       try {
