@@ -9,7 +9,7 @@ packages=(
   openipmi ipmitool python3-pyghmi redfishtool
   qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf grub-efi-amd64-bin busybox-static cpio kmod xz-utils dash
   chromium fonts-liberation
-  radvd ndisc6
+  radvd ndisc6 libcap2-bin
   python3-flask python3-requests python3-tenacity python3-bcrypt python3-webob
   xorriso mtools isolinux syslinux-common
   # python3-*: sushy-emulator (../shared/harness/sushy-tools), the Redfish peer; xorriso, mtools, isolinux: the

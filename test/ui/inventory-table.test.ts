@@ -124,7 +124,7 @@ test('web UI inventory table: 500 discovered machines, dense rows, sort, column 
   await page.check('.column-chooser input[value=bmc]')
   assert.equal(await page.locator('table.machines th.col-bmc').isVisible(), true)
   assert.deepEqual(JSON.parse((await page.evaluate(`localStorage.getItem('rackboot.inventory.columns')`)) as string), {
-    state: true, power: true, rack: true, ip: true, bmc: true, profile: true, serial: false, model: false, cpus: true,
+    state: true, power: true, rack: true, ip: true, bmc: true, class: true, profile: true, serial: false, model: false, cpus: true,
     memory: true, disks: true, macs: false, labels: true, since: false, last: true,
   })
   await page.reload()

@@ -39,6 +39,10 @@ test('web UI: machines waiting for an install slot are shown in order on the inv
   await signIn(page, rb.tokens.viewer)
   const line = page.locator('.inventory .queue')
   await line.getByText('2 waiting for an install slot').waitFor(WAIT)
-  assert.equal(await line.textContent(), `2 waiting for an install slot: 1. ${ids[1]}, 2. ${ids[2]}`)
+  // Each by what a tech knows it by (these have no name: their serials), the id in the tooltip.
+  await line.getByText(`1. ${hw[1]!.serial}`).waitFor(WAIT)
+  await page.waitForFunction((want) => (globalThis as any).document.querySelector('.inventory .queue')?.textContent === want,
+    `2 waiting for an install slot: 1. ${hw[1]!.serial}, 2. ${hw[2]!.serial}`, WAIT)
+  assert.equal(await line.locator('a').first().getAttribute('title'), ids[1])
   assert.equal(await line.locator('a').first().getAttribute('href'), `#/machines/${ids[1]}`)
 })

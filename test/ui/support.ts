@@ -52,7 +52,9 @@ export async function startRackboot(options: StartOptions = {}): Promise<Rackboo
     '--set', 'security.trustClaimedIdentity=true',
     ...(options.set ?? []).flatMap((s) => ['--set', s]),
   ]
-  let server = await startServe(args(0), { cwd })
+  // A loaded machine (the tests share two cores with others) takes minutes, not the default 30 s, to start serve.
+  const SERVE_START_MS = 180_000
+  let server = await startServe(args(0), { cwd, timeoutMs: SERVE_START_MS })
   const line = server.output().split('\n').find((l) => l.includes('rackboot is serving'))!
   const base = JSON.parse(line).address as string
   return {
@@ -62,7 +64,7 @@ export async function startRackboot(options: StartOptions = {}): Promise<Rackboo
     async restart(between) {
       await server.stop()
       await between?.()
-      server = await startServe(args(Number(new URL(base).port)), { cwd })
+      server = await startServe(args(Number(new URL(base).port)), { cwd, timeoutMs: SERVE_START_MS })
     },
   }
 }

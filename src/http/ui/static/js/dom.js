@@ -1,7 +1,7 @@
 // Building DOM from data without ever parsing it as HTML: every string becomes a text node or an attribute value,
 // so a machine named `<img onerror=…>` shows as those characters. The UI never parses a string as HTML. Text and
 // the attributes people read (title, aria-label) also show control characters (visible()): ESC reads as ␛.
-import { visible } from './format.js'
+import { dateTime, machineLabel, timeTitle, visible } from './format.js'
 
 /** Attributes whose value is shown to people (tooltips, screen readers), so made visible like text. */
 const READ_ATTRIBUTES = new Set(['title', 'aria-label', 'placeholder', 'alt'])
@@ -51,4 +51,21 @@ export function flash(el) {
 /** A machine's page link target. */
 export function machineHref(id) {
   return `#/machines/${encodeURIComponent(id)}`
+}
+
+/** A time as the UI shows every time (format.js dateTime), with milliseconds and zone name as its tooltip. */
+export function timeEl(iso, props = {}) {
+  if (!iso) return h('span', { class: 'muted' }, '—')
+  return h('time', { datetime: iso, title: timeTitle(iso), ...props }, dateTime(iso))
+}
+
+/**
+ * A machine as a tech recognises it (format.js machineLabel): its name, else its serial, MAC or a short id marked as
+ * not a name; the id in the tooltip. `link`: an <a> to its page.
+ */
+export function machineNameEl(m, { link = false } = {}) {
+  const l = machineLabel(m)
+  const title = l.named ? `${m.name} (${m.id})` : `No name: ${l.by === 'id' ? 'id' : l.by} ${l.by === 'id' ? m.id : `${l.text} (${m.id})`}`
+  const props = { class: l.named ? 'mname' : `mname unnamed by-${l.by.toLowerCase()}`, title, dataset: { by: l.by } }
+  return link ? h('a', { ...props, href: machineHref(m.id) }, l.text) : h('span', props, l.text)
 }

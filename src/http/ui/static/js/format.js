@@ -1,24 +1,22 @@
 // Numbers and times as a tech reads them.
 
 const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB', 'PB']
 
-function scaled(n, base, units) {
+/**
+ * Sizes in binary units (KiB, MiB, GiB, TiB), as the CLI prints them: one unit system for memory and disks alike,
+ * wherever the UI shows a size (a 960 GB drive reads 894 GiB, as `rackboot machines show` says).
+ */
+export function bytes(n) {
   if (typeof n !== 'number' || !Number.isFinite(n)) return '—'
   let i = 0
-  while (n >= base && i < units.length - 1) {
-    n /= base
+  while (n >= 1024 && i < BINARY.length - 1) {
+    n /= 1024
     i++
   }
-  return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1).replace(/\.0$/, '')} ${units[i]}`
+  return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1).replace(/\.0$/, '')} ${BINARY[i]}`
 }
-
-/** Sizes in binary units (KiB, MiB, GiB, TiB), as the CLI prints them: one unit system wherever both show a size. */
-export const bytes = (n) => scaled(n, 1024, BINARY)
-/** Memory: binary units, as the kernel counts it (64 GiB). */
 export const memory = bytes
-/** Disks: decimal units, as the label on the drive says (960 GB). */
-export const diskSize = (bytes) => scaled(bytes, 1000, DECIMAL)
+export const diskSize = bytes
 
 /** A duration in ms: 850 ms, 2.4 s, 3 min 05 s, 2 h 10 min. */
 export function duration(ms) {
@@ -32,41 +30,59 @@ export function duration(ms) {
   return `${Math.round(m / 1440)} d`
 }
 
-/** "3 min ago" from an RFC 3339 time. */
-export function ago(iso, now = Date.now()) {
-  const t = Date.parse(iso)
-  if (!Number.isFinite(t)) return ''
-  const d = Math.max(0, now - t)
-  if (d < 5_000) return 'just now'
-  if (d < 60_000) return `${Math.round(d / 1000)} s ago`
-  if (d < 3_600_000) return `${Math.round(d / 60_000)} min ago`
-  if (d < 86_400_000) return `${Math.round(d / 3_600_000)} h ago`
-  return `${Math.round(d / 86_400_000)} d ago`
-}
+const pad = (n, w = 2) => String(n).padStart(w, '0')
 
-/** Local wall-clock time with milliseconds; the date too when it is not today. */
-export function clock(iso, now = new Date()) {
-  const d = new Date(iso)
-  if (Number.isNaN(d.getTime())) return ''
-  const pad = (n, w = 2) => String(n).padStart(w, '0')
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`
-  const today = d.toDateString() === now.toDateString()
-  return today ? time : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`
+/** The browser's UTC offset at that time as ISO 8601 writes it: +01:00, -05:00, +00:00 (daylight saving included). */
+export function zoneOffset(d) {
+  const off = -d.getTimezoneOffset()
+  const a = Math.abs(off)
+  return `${off < 0 ? '-' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}`
 }
 
 /**
- * The one date format: local 2026-05-03 14:07:09, the same on every locale (toLocaleString gave 5/3/2026 on one
- * browser and 03.05.2026 on the next, beside the ISO dates of the timeline).
+ * THE date format of the UI, for every time it shows (inventory, machine page, timeline, failures, power, kernel
+ * log): local time, ISO-like, with the zone's offset: `2026-12-07 08:47:35 +01:00`. The same on every browser and
+ * locale (toLocaleString gave 5/3/2026 on one and 03.05.2026 on the next), sortable, and comparable with the CLI's
+ * UTC times because the offset is written. Relative times ("3 min ago") are not used: they go stale on an open
+ * page and cannot be matched against a log. '' for a missing or unreadable time.
  */
 export function dateTime(iso) {
+  if (iso === null || iso === undefined || iso === '') return ''
   const d = new Date(iso)
   if (Number.isNaN(d.getTime())) return ''
-  const pad = (n) => String(n).padStart(2, '0')
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneOffset(d)}`
 }
 
-/** Full local date and time, for tooltips: the one date format. */
-export const fullTime = dateTime
+/** The tooltip of a time: the same format with milliseconds, and the zone's name. */
+export function timeTitle(iso) {
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return ''
+  let zone = ''
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone ?? ''
+  } catch {
+    // no Intl time zone: the offset says it
+  }
+  const text = dateTime(iso)
+  return `${text.slice(0, 19)}.${pad(d.getMilliseconds(), 3)}${text.slice(19)}${zone ? ` (${zone})` : ''}`
+}
+
+/**
+ * What a tech calls a machine: its name; without one its serial (on the sticker and in the BMC), else its first
+ * MAC (on the switch port and in the DHCP log), else a short id ("unnamed m-3f9a2b"): never a bare m-<hex> that
+ * nobody at the rack can match. `named` says whether it is the machine's own name.
+ */
+export function machineLabel(m) {
+  if (!m) return { text: '', named: false, by: 'none' }
+  if (m.name) return { text: m.name, named: true, by: 'name' }
+  if (m.serial) return { text: m.serial, named: false, by: 'serial' }
+  const mac = (m.nics ?? []).find((n) => n?.mac)?.mac
+  if (mac) return { text: mac, named: false, by: 'MAC' }
+  return { text: `unnamed ${String(m.id ?? '').slice(0, 8)}`, named: false, by: 'id' }
+}
+
+/** machineLabel's text. */
+export const machineName = (m) => machineLabel(m).text
 
 // Control characters from machine reports (SMBIOS strings, disk models, kernel log lines come unauthenticated) are
 // shown, never passed on: C0 as their Control Pictures (ESC → ␛, BEL → ␇, LF → ␊), DEL as ␡, C1 and the

@@ -3,9 +3,9 @@
 // in place and flash. A dense table (one line a machine), sorted by a column within the page, columns chosen by
 // the user, and bulk actions on the machines selected (this page, other pages, or everything that matches).
 import { ApiError } from './api.js'
-import { flash, h, machineHref, replace } from './dom.js'
-import { ago, dateTime, memory } from './format.js'
-import { labelEntries, labelsMatch, parseLabelFilter } from './labels.js'
+import { flash, h, machineHref, machineNameEl, replace, timeEl } from './dom.js'
+import { dateTime, machineName, memory } from './format.js'
+import { labelEntries, labelsMatch, parseLabelFilter, splitFilter } from './labels.js'
 import { classify, lastFailure } from './phases.js'
 
 export const STATES = ['new', 'discovered', 'ready', 'provisioning', 'installed', 'released', 'maintenance', 'failed']
@@ -64,10 +64,21 @@ function filterHash(f) {
   return s ? `#/?${s}` : '#/'
 }
 
+/**
+ * The filters as the list API takes them: `rack=r12` in the filter box is the machine's rack field (the API's `rack`
+ * parameter, exact), any other key=value a label.
+ */
+function apiFilters(f) {
+  const { rack, labels } = splitFilter(f.label)
+  return { state: f.state.join(',') || undefined, label: labels, rack: rack ?? undefined, q: f.q || undefined }
+}
+
 /** The same test the server applies, for machines that appear while the page is open. */
 function matchesFilters(m, f) {
   if (f.state.length && !f.state.includes(m.state)) return false
-  if (!labelsMatch(m.labels, f.label)) return false
+  const { rack, labels } = splitFilter(f.label)
+  if (rack !== null && m.rack !== rack) return false
+  if (!labelsMatch(m.labels, labels)) return false
   if (f.q) {
     const t = f.q.toLowerCase()
     const hay = [m.id, m.name, m.serial, m.uuid, ...(m.nics ?? []).map((n) => n.mac)].filter(Boolean)
@@ -78,7 +89,7 @@ function matchesFilters(m, f) {
 
 const dash = (v) => (v === null || v === undefined || v === '' ? '—' : String(v))
 
-const when = (event) => h('time', { datetime: event.at, title: dateTime(event.at), dataset: { ago: event.at } }, ago(event.at))
+const when = (event) => timeEl(event.at)
 
 /** on, off, unknown (not read yet or the read failed), none (no BMC). */
 function powerState(m) {
@@ -92,7 +103,7 @@ const natural = new Intl.Collator('en', { numeric: true, sensitivity: 'base' })
 
 /** The value a column sorts by; null sorts last in both directions (a machine without a serial is not "first"). */
 const SORTS = {
-  name: (m) => m.name ?? m.id,
+  name: (m) => machineName(m),
   state: (m) => STATES.indexOf(m.state),
   power: (m) => POWER_ORDER[powerState(m)],
   rack: (m) => (m.rack === null && m.rackUnit === null ? null : [m.rack ?? '', m.rackUnit ?? -1]),
@@ -129,12 +140,16 @@ export function sortMachines(machines, sort) {
 }
 
 /**
- * The machine's addresses the list knows: its static addresses (network.addresses, prefix dropped). The list
- * returns no DHCP lease (only the machine page reads leases), so a DHCP machine shows "DHCP".
+ * The machine's address: the API's `ip` (an unexpired DHCP lease, else a reservation), else its static addresses
+ * (network.addresses, prefix dropped); a machine with neither shows "DHCP" (it gets one when it boots).
  */
 function ipCell(m) {
+  if (typeof m.ip === 'string' && m.ip) {
+    const from = m.ipSource === 'lease' ? 'DHCP lease' : m.ipSource === 'reservation' ? 'DHCP reservation' : 'address'
+    return h('span', { class: 'mono', title: `${m.ip} (${from})`, dataset: { source: m.ipSource ?? '' } }, m.ip)
+  }
   const ips = (m.network?.addresses ?? []).flatMap((l) => l.addresses.map((a) => a.replace(/\/\d+$/, '')))
-  if (ips.length === 0) return h('span', { class: 'muted', title: 'No static address: DHCP (the lease shows on the machine page)' }, 'DHCP')
+  if (ips.length === 0) return h('span', { class: 'muted', title: 'No static address, and no DHCP lease or reservation now: it gets one by DHCP when it boots' }, 'DHCP')
   return h('span', { class: 'mono', title: ips.join(', ') }, ips[0], ips.length > 1 ? ` +${ips.length - 1}` : '')
 }
 
@@ -173,14 +188,16 @@ function lastEventCell(event, machine, failure) {
 function cells(m, event, failure) {
   const hw = m.hardware
   return {
-    // One line: the id goes to the tooltip (an unnamed machine shows its id).
-    name: h('a', { href: machineHref(m.id), title: m.name ? `${m.name} (${m.id})` : m.id }, m.name ?? m.id),
+    // One line: what a tech knows it by (name, else serial, MAC, short id); the id goes to the tooltip.
+    name: machineNameEl(m, { link: true }),
     state: h('span', { class: `state state-${m.state}` }, m.state),
     power: powerCell(m),
     rack: rackCell(m),
     ip: ipCell(m),
     bmc: m.bmc ? h('span', { class: 'mono', title: `${m.bmc.type} BMC ${m.bmc.address}` }, m.bmc.address) : '—',
-    profile: dash(m.profile),
+    class: dash(m.class),
+    // The profile it installs: its own, else its class's (effectiveProfile).
+    profile: m.profile || !m.effectiveProfile ? dash(m.profile) : h('span', { class: 'inherited', title: `${m.effectiveProfile}: from class ${m.class ?? '?'}` }, m.effectiveProfile),
     serial: dash(m.serial),
     model: [m.manufacturer, m.product].filter(Boolean).join(' ') || '—',
     cpus: dash(hw?.cpuCores),
@@ -190,7 +207,7 @@ function cells(m, event, failure) {
     labels: labelEntries(m.labels).length
       ? h('ul', { class: 'chips' }, labelEntries(m.labels).map(([k, v]) => h('li', { class: 'chip' }, `${k}=${v}`)))
       : '',
-    since: h('time', { datetime: m.stateChangedAt }, dateTime(m.stateChangedAt)),
+    since: timeEl(m.stateChangedAt),
     last: lastEventCell(event, m, failure),
   }
 }
@@ -213,6 +230,7 @@ const COLUMNS = [
   { key: 'rack', label: 'Rack/U' },
   { key: 'ip', label: 'IP' },
   { key: 'bmc', label: 'BMC', hidden: true },
+  { key: 'class', label: 'Class' },
   { key: 'profile', label: 'Profile' },
   { key: 'serial', label: 'Serial' },
   { key: 'model', label: 'Manufacturer / product', hidden: true },
@@ -276,6 +294,11 @@ const BULK = {
   label: { label: 'Label', call: (api, id, labels) => api.patch(`/machines/${encodeURIComponent(id)}`, { labels }), machine: (r) => r },
   power: { label: 'Power', call: (api, id, action) => api.post(`/machines/${encodeURIComponent(id)}/power`, { action }), machine: () => null },
   release: { label: 'Release', call: (api, id) => api.post(`/machines/${encodeURIComponent(id)}/release`, {}), machine: (r) => r?.machine ?? null },
+  maintenance: {
+    label: 'Maintenance',
+    call: (api, id, on) => api.post(`/machines/${encodeURIComponent(id)}/maintenance`, { on, reason: `${on ? 'taken out of' : 'back in'} service from the web UI (bulk)` }),
+    machine: (r) => r,
+  },
 }
 
 /** A failed request as a line in the failures list: the HTTP status and the API's own message. */
@@ -377,8 +400,14 @@ export function inventoryView({ api, stream, params }) {
     h('option', { value: 'on' }, 'Power on'), h('option', { value: 'off' }, 'Power off'), h('option', { value: 'cycle' }, 'Power cycle'))
   const powerBtn = h('button', { type: 'button', id: 'bulk-power-apply', onclick: () => confirmThen(powerBtn, 'Power', () => powerSelect.value !== 'on',
     () => void runBulk('power', powerSelect.value, powerSelect.selectedOptions[0].textContent)) }, 'Power')
-  const releaseBtn = h('button', { type: 'button', id: 'bulk-release', class: 'danger', onclick: () => confirmThen(releaseBtn, 'Release', () => true, () => void runBulk('release')) }, 'Release')
-  const bulkButtons = [acceptBtn, bulkLabel, labelBtn, powerSelect, powerBtn, releaseBtn]
+  // Maintenance on takes machines out of service (nothing boots them): asked twice; off is not.
+  const maintenanceSelect = h('select', { id: 'bulk-maintenance', 'aria-label': 'Maintenance on or off' },
+    h('option', { value: 'on' }, 'Maintenance on'), h('option', { value: 'off' }, 'Maintenance off'))
+  const maintenanceBtn = h('button', { type: 'button', id: 'bulk-maintenance-apply', onclick: () => confirmThen(maintenanceBtn, 'Maintenance', () => maintenanceSelect.value === 'on',
+    () => void runBulk('maintenance', maintenanceSelect.value === 'on', maintenanceSelect.selectedOptions[0].textContent)) }, 'Maintenance')
+  const releaseBtn = h('button', { type: 'button', id: 'bulk-release', class: 'danger', title: 'Release provisioning or installed machines: their disks are wiped and they return to the pool',
+    onclick: () => confirmThen(releaseBtn, 'Release', () => true, () => void runBulk('release')) }, 'Release')
+  const bulkButtons = [acceptBtn, bulkLabel, labelBtn, powerSelect, powerBtn, maintenanceSelect, maintenanceBtn, releaseBtn]
   const bulkBar = h('div', { class: 'bulk', role: 'toolbar', 'aria-label': 'Act on the selected machines' },
     selCount, allMatchingBtn, clearSelBtn, h('span', { class: 'sep', 'aria-hidden': 'true' }), bulkButtons)
   // Progress of the running (or last) bulk action; the live region says only when one starts and ends.
@@ -392,8 +421,9 @@ export function inventoryView({ api, stream, params }) {
   const stateSelect = h('select', { id: 'f-state', name: 'state' },
     h('option', { value: '' }, 'any state'),
     STATES.map((s) => h('option', { value: s, selected: filters.state.length === 1 && filters.state[0] === s }, s)))
-  const labelInput = h('input', { id: 'f-label', name: 'label', type: 'text', placeholder: 'rack=r12 role=db', value: filters.label.join(' '), autocomplete: 'off', spellcheck: 'false' })
-  const searchInput = h('input', { id: 'f-q', name: 'q', type: 'search', placeholder: 'name, serial, MAC, UUID, id', value: filters.q, autocomplete: 'off', spellcheck: 'false' })
+  const labelInput = h('input', { id: 'f-label', name: 'label', type: 'text', placeholder: 'rack=r12 role=db', title: 'rack=r12: the rack field; other keys: labels (all must match)', value: filters.label.join(' '), autocomplete: 'off', spellcheck: 'false' })
+  const searchInput = h('input', { id: 'f-q', name: 'q', type: 'search', placeholder: 'serial, name, MAC, UUID, id', value: filters.q, autocomplete: 'off', spellcheck: 'false',
+    title: 'Filters as you type; Enter opens the machine when exactly one matches' })
   const sizeSelect = h('select', { id: 'f-limit', name: 'limit', 'aria-label': 'Machines per page' }, PAGE_SIZES.map((n) => h('option', { value: n, selected: n === filters.limit }, `${n} per page`)))
   let typing = null
   const applyFilters = () => {
@@ -417,9 +447,41 @@ export function inventoryView({ api, stream, params }) {
   sizeSelect.addEventListener('change', applyFilters)
   labelInput.addEventListener('input', typed)
   searchInput.addEventListener('input', typed)
+  searchInput.addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter' || e.isComposing) return
+    e.preventDefault()
+    void jump()
+  })
+
+  /**
+   * Enter in the search box: a serial (or name, MAC, UUID, id) that matches exactly one machine opens its page; one
+   * of several matches that equals what was typed (SN-1 among SN-1, SN-10, SN-11) counts as the one. Otherwise the
+   * list shows every match. Only the text counts here: a serial scanned at the rack finds its machine whatever the
+   * state filter.
+   */
+  async function jump() {
+    clearTimeout(typing)
+    const q = searchInput.value.trim()
+    if (q) {
+      try {
+        const page = await api.get('/machines', { q, limit: 50 })
+        const same = (v) => typeof v === 'string' && v.toLowerCase() === q.toLowerCase()
+        const exact = page.items.filter((m) => [m.id, m.name, m.serial, m.uuid, ...(m.nics ?? []).map((n) => n.mac)].some(same))
+        const one = page.items.length === 1 ? page.items[0] : exact.length === 1 ? exact[0] : null
+        if (disposed) return
+        if (one) {
+          location.hash = machineHref(one.id)
+          return
+        }
+      } catch {
+        // the list below reads it again and shows the error
+      }
+    }
+    applyFilters()
+  }
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter machines', onsubmit: (e) => { e.preventDefault(); applyFilters() } },
     h('label', { for: 'f-state' }, 'State'), stateSelect,
-    h('label', { for: 'f-label' }, 'Labels'), labelInput,
+    h('label', { for: 'f-label', title: 'rack=r12 filters by the rack the machine is in; any other key=value by a label' }, 'Rack, labels'), labelInput,
     h('label', { for: 'f-q' }, 'Search'), searchInput,
     sizeSelect,
     h('button', { type: 'button', onclick: () => {
@@ -444,10 +506,10 @@ export function inventoryView({ api, stream, params }) {
   function renderRow(id, { fresh = false, quiet = false } = {}) {
     const row = rows.get(id)
     const c = cells(row.machine, row.event, row.failure)
-    const keyOf = (k) => (k === 'last' ? `${row.event?.seq ?? ''} ${row.machine.state === 'failed' ? row.failure?.seq ?? '' : ''}` : JSON.stringify(k === 'name' ? [row.machine.name, row.machine.id] : c[k] instanceof Node ? c[k].textContent : c[k]))
+    const keyOf = (k) => (k === 'last' ? `${row.event?.seq ?? ''} ${row.machine.state === 'failed' ? row.failure?.seq ?? '' : ''}` : JSON.stringify(k === 'name' ? [machineName(row.machine), row.machine.id] : c[k] instanceof Node ? c[k].textContent : c[k]))
     if (!row.tr) {
       row.tr = h('tr', { dataset: { id } },
-        h('td', { class: 'col-select' }, h('input', { type: 'checkbox', class: 'pick', checked: selected.has(id), 'aria-label': `Select ${row.machine.name ?? id}` })),
+        h('td', { class: 'col-select' }, h('input', { type: 'checkbox', class: 'pick', checked: selected.has(id), 'aria-label': `Select ${machineName(row.machine)}` })),
         COLUMNS.map(({ key: k }) => tip(h('td', { class: `col-${k}`, dataset: { col: k }, hidden: !shown.has(k) }, c[k]))))
       row.tr.classList.toggle('selected', selected.has(id))
       row.key = Object.fromEntries(COLUMNS.map(({ key: k }) => [k, keyOf(k)]))
@@ -473,7 +535,8 @@ export function inventoryView({ api, stream, params }) {
 
   async function loadCounts() {
     try {
-      const c = await api.get('/overview/counts', { label: filters.label, q: filters.q || undefined })
+      const f = apiFilters(filters)
+      const c = await api.get('/overview/counts', { label: f.label, rack: f.rack, q: f.q })
       if (disposed) return
       const button = (state, n, label) => h('button', {
         type: 'button', class: `count ${state ? `state-${state}` : 'all'}${n === 0 ? ' none' : ''}`, dataset: { state: state ?? '' },
@@ -488,15 +551,36 @@ export function inventoryView({ api, stream, params }) {
       syncSelection()
       const q = await api.get('/overview/queue')
       if (disposed) return
-      queueEl.hidden = q.items.length === 0
-      replace(queueEl, q.items.length === 0 ? '' : [
-        `${q.items.length.toLocaleString()} waiting for an install slot: `,
-        q.items.slice(0, 10).flatMap((item, i) => [i ? ', ' : '', h('a', { href: machineHref(item.machineId) }, `${item.position}. ${item.machineId}`), item.rack ? ` (rack ${item.rack})` : '']),
-        q.items.length > 10 ? ', …' : '',
-      ])
+      lastQueue = q
+      renderQueue()
     } catch (err) {
       if (!disposed) showError(err)
     }
+  }
+
+  /** The install queue's first ten, each by the name a tech knows it by (read once for machines not on this page). */
+  let lastQueue = null
+  const queueNames = new Map()
+  function renderQueue() {
+    const q = lastQueue
+    if (!q) return
+    const first = q.items.slice(0, 10)
+    const label = (id) => (rows.has(id) ? machineName(rows.get(id).machine) : queueNames.get(id) ?? id)
+    queueEl.hidden = q.items.length === 0
+    replace(queueEl, q.items.length === 0 ? '' : [
+      `${q.items.length.toLocaleString()} waiting for an install slot: `,
+      first.flatMap((item, i) => [i ? ', ' : '', h('a', { href: machineHref(item.machineId), title: item.machineId }, `${item.position}. ${label(item.machineId)}`), item.rack ? ` (rack ${item.rack})` : '']),
+      q.items.length > 10 ? ', …' : '',
+    ])
+    const unknown = first.map((i) => i.machineId).filter((id) => !rows.has(id) && !queueNames.has(id))
+    if (unknown.length === 0) return
+    for (const id of unknown) queueNames.set(id, id)
+    if (queueNames.size > 1000) queueNames.clear()
+    void Promise.all(unknown.map((id) => api.get(`/machines/${encodeURIComponent(id)}`, { timeline: 0 })
+      .then((m) => queueNames.set(id, machineName(m)))
+      .catch(() => {}))).then(() => {
+      if (!disposed) renderQueue()
+    })
   }
 
   function scheduleCounts() {
@@ -513,10 +597,7 @@ export function inventoryView({ api, stream, params }) {
     status.textContent = 'Loading…'
     void loadCounts()
     try {
-      const page = await api.get('/machines', {
-        state: filters.state.join(',') || undefined, label: filters.label, q: filters.q || undefined,
-        limit: filters.limit, cursor: at ?? undefined,
-      })
+      const page = await api.get('/machines', { ...apiFilters(filters), limit: filters.limit, cursor: at ?? undefined })
       // The newest events, LATEST_BATCH machines a request (a page of 500 is more than one request takes).
       const latest = []
       for (let i = 0; i < page.items.length; i += LATEST_BATCH) {
@@ -604,7 +685,7 @@ export function inventoryView({ api, stream, params }) {
     return td
   }
 
-  const nameOf = (id) => rows.get(id)?.machine.name ?? names.get(id) ?? id
+  const nameOf = (id) => (rows.has(id) ? machineName(rows.get(id).machine) : names.get(id) ?? id)
 
   /** The page's rows in the chosen order (the server's, by id, without a sort). */
   function orderedIds() {
@@ -683,13 +764,11 @@ export function inventoryView({ api, stream, params }) {
     try {
       let at = null
       do {
-        const page = await api.get('/machines', {
-          state: filters.state.join(',') || undefined, label: filters.label, q: filters.q || undefined, limit: 1000, cursor: at ?? undefined,
-        })
+        const page = await api.get('/machines', { ...apiFilters(filters), limit: 1000, cursor: at ?? undefined })
         if (disposed || mine !== generation) return
         for (const m of page.items) {
           selected.add(m.id)
-          names.set(m.id, m.name ?? m.id)
+          names.set(m.id, machineName(m))
         }
         at = page.next
       } while (at && selected.size < SELECT_ALL_MAX)
@@ -712,7 +791,11 @@ export function inventoryView({ api, stream, params }) {
       run()
       return
     }
-    button.textContent = `Confirm: ${label === 'Power' ? powerSelect.selectedOptions[0].textContent.toLowerCase() : label.toLowerCase()} ${selected.size.toLocaleString()}?`
+    const n = selected.size.toLocaleString()
+    button.textContent = label === 'Power' ? `Confirm: ${powerSelect.selectedOptions[0].textContent.toLowerCase()} ${n}?`
+      : label === 'Release' ? `Confirm: release and wipe ${n}?`
+        : label === 'Maintenance' ? `Confirm: ${maintenanceSelect.selectedOptions[0].textContent.toLowerCase()} for ${n}?`
+          : `Confirm: ${label.toLowerCase()} ${n}?`
     button.classList.add('confirm')
     confirming.set(button, setTimeout(() => {
       confirming.delete(button)
@@ -912,11 +995,6 @@ export function inventoryView({ api, stream, params }) {
     }
   })
 
-  // Times read "3 min ago": keep them true while the page stays open.
-  const ticker = setInterval(() => {
-    for (const t of tbody.querySelectorAll('time[data-ago]')) t.textContent = ago(t.dataset.ago)
-  }, 15_000)
-
   markSort()
 
   // Start listening before the first read, so a machine that changes while the page loads is not missed.
@@ -932,7 +1010,6 @@ export function inventoryView({ api, stream, params }) {
       clearTimeout(refreshTimer)
       clearTimeout(countsTimer)
       clearTimeout(typing)
-      clearInterval(ticker)
       for (const t of confirming.values()) clearTimeout(t)
     },
   }

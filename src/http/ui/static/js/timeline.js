@@ -1,8 +1,8 @@
 // A machine's boot timeline: every event in order with its time, phase and the time since the step before, the
 // newest boot's progress (DHCP → … → install) and, when it failed, where it stopped, in red, with the message (a
 // boot.failure as "Failed in phase X: reason").
-import { flash, h, replace } from './dom.js'
-import { ago, clock, duration, fullTime } from './format.js'
+import { flash, h, replace, timeEl } from './dom.js'
+import { duration } from './format.js'
 import { bootProgress, classify, failureText, phaseLabel } from './phases.js'
 
 const STATUS_TEXT = { ok: 'done', fail: 'failed', warn: 'warning', progress: 'in progress', info: '' }
@@ -34,7 +34,7 @@ export function createTimeline({ limit = 500, onChange = () => {} } = {}) {
     const delta = prev ? Date.parse(e.at) - Date.parse(prev.at) : null
     const stoppedHere = progress.failed && progress.failed.seq === e.seq
     const tr = h('tr', { class: `ev ev-${c.status}${stoppedHere ? ' stopped' : ''}${i === progress.start ? ' attempt-start' : ''}`, dataset: { seq: e.seq, type: e.type } },
-      h('td', { class: 'mono nowrap' }, h('time', { datetime: e.at, title: fullTime(e.at) }, clock(e.at))),
+      h('td', { class: 'mono nowrap' }, timeEl(e.at)),
       h('td', { class: 'mono nowrap delta' }, delta === null ? '' : `+${duration(delta)}`),
       h('td', { class: 'nowrap' }, h('span', { class: `phase phase-${c.status}` }, c.label ?? e.type),
         c.tag ? h('span', { class: 'tag-fail' }, ` ${c.tag}`) : null),
@@ -57,20 +57,20 @@ export function createTimeline({ limit = 500, onChange = () => {} } = {}) {
     } else if (progress.failed?.type === 'boot.failure') {
       const f = progress.failed
       summaryEl.className = 'boot-summary fail'
-      replace(summaryEl, h('strong', null, failureText(f)), ` (${clock(f.at)}, ${ago(f.at)})`,
+      replace(summaryEl, h('strong', null, failureText(f)), ' (', timeEl(f.at), ')',
         state === 'failed' ? '. Quarantined: see Failures above to retry or replace it.' : '')
     } else if (progress.failed) {
       const f = progress.failed
       summaryEl.className = 'boot-summary fail'
-      replace(summaryEl, h('strong', null, `Boot stopped at ${phaseLabel(progress.last?.phase)}`), ` (${clock(f.at)}, ${ago(f.at)}): `, f.message)
+      replace(summaryEl, h('strong', null, `Boot stopped at ${phaseLabel(progress.last?.phase)}`), ' (', timeEl(f.at), '): ', f.message)
     } else if (progress.waiting) {
       const w = progress.waiting
       summaryEl.className = 'boot-summary'
-      replace(summaryEl, h('strong', null, 'Waiting for the machine to boot'), ` since ${clock(w.at)} (${ago(w.at)}): `, w.message)
+      replace(summaryEl, h('strong', null, 'Waiting for the machine to boot'), ' since ', timeEl(w.at), ': ', w.message)
     } else if (progress.last) {
       const l = progress.last
       summaryEl.className = 'boot-summary ok'
-      replace(summaryEl, h('strong', null, `Last step reached: ${phaseLabel(l.phase)}`), ` (${clock(l.event.at)}, ${ago(l.event.at)}): `, l.event.message)
+      replace(summaryEl, h('strong', null, `Last step reached: ${phaseLabel(l.phase)}`), ' (', timeEl(l.event.at), '): ', l.event.message)
     }
   }
 
