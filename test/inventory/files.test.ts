@@ -27,9 +27,9 @@ test('the example inventory imports, and a second import changes nothing', async
   assert.equal(m?.rack, 'r12')
   assert.deepEqual(m?.nics.map((n) => n.mac), ['3c:ec:ef:12:30:03'])
   const bmc = await inv.bmcs.get(m!.id)
-  assert.equal(bmc?.address, '10.30.12.3', 'the YAML merge key overrides the shared anchor')
+  assert.equal(bmc?.address, '198.51.100.3', 'the YAML merge key overrides the shared anchor')
   assert.equal((await inv.bmcs.credentials(m!.id))?.password, 'pw-r12')
-  assert.equal((await inv.reservations.byMac('3c:ec:ef:12:30:03'))?.ip, '10.20.12.3')
+  assert.equal((await inv.reservations.byMac('3c:ec:ef:12:30:03'))?.ip, '192.0.2.23')
   assert.equal((await inv.machines.byUuid('4c4c4544-0058-4b10-8034-b7c04f513933'))?.name, 'r12-u09')
 })
 
@@ -128,10 +128,10 @@ test('install-disk selectors and static networks: imported from the example, exp
   assert.deepEqual((await inv.profiles.get('talos-worker'))?.installDisk, { type: 'nvme', size: '>= 400GB', prefer: 'smallest' })
   assert.deepEqual((await inv.profiles.get('talos-controlplane'))?.installDisk, { type: 'ssd', size: '<= 1TB', model: 'SAMSUNG MZ7L*' })
   assert.deepEqual((await inv.machines.byName('r12-u02'))?.network, {
-    addresses: [{ link: 'eno1', addresses: ['10.20.12.2/24'], gateway: '10.20.12.1' }],
-    nameservers: ['10.20.0.53', '10.20.0.54'],
+    addresses: [{ link: 'eno1', addresses: ['192.0.2.22/24'], gateway: '192.0.2.1' }],
+    nameservers: ['192.0.2.53', '192.0.2.54'],
   })
-  assert.deepEqual((await inv.machines.byName('r12-u03'))?.network?.addresses, [{ mac: '3c:ec:ef:12:30:03', addresses: ['10.20.12.3/24'], gateway: '10.20.12.1', mtu: 9000 }])
+  assert.deepEqual((await inv.machines.byName('r12-u03'))?.network?.addresses, [{ mac: '3c:ec:ef:12:30:03', addresses: ['192.0.2.23/24'], gateway: '192.0.2.1', mtu: 9000 }])
   assert.equal((await inv.machines.byName('r12-u07'))?.network, null)
 
   const out = tempDir()
@@ -152,7 +152,7 @@ test('install-disk selectors and static networks: imported from the example, exp
   const profiles = join(dir, 'profiles.yaml')
   writeFileSync(profiles, readFileSync(profiles, 'utf8').replace('prefer: smallest', 'prefer: largest'))
   const rack = join(dir, 'racks', 'r12.yaml')
-  writeFileSync(rack, readFileSync(rack, 'utf8').replace('addresses: [10.20.12.3/24]', 'addresses: [10.20.12.33/24]'))
+  writeFileSync(rack, readFileSync(rack, 'utf8').replace('addresses: [192.0.2.23/24]', 'addresses: [192.0.2.33/24]'))
   const res = await importInventory(inv, loadInventoryFiles(dir), { now: 3, env: {} })
   assert.deepEqual(res.changes.map((c) => `${c.action} ${c.kind} ${c.name} ${c.fields?.join(',') ?? ''}`), ['updated profile talos-worker ', 'updated machine r12-u03 network'])
 })
