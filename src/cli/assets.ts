@@ -8,7 +8,7 @@ import { connect } from './client.js'
 import { palette, printJson, statusLine, UsageError, type GlobalOptions } from './common.js'
 import { formatBytes, renderTable } from './table.js'
 
-type Options = GlobalOptions & { arch?: string; schematic?: string; talos?: string; to?: string; local?: boolean }
+type Options = GlobalOptions & { arch?: string; schematic?: string; talos?: string; to?: string; local?: boolean; sha256?: string; checksums?: string }
 
 interface AssetFile {
   path: string
@@ -111,6 +111,8 @@ export async function withRetries<T>(what: string, fn: () => Promise<T>, options
 
 export async function fetchTalos(version: string, o: Options): Promise<number> {
   const { settings, store: s } = await store(o)
+  // A command that reaches out says where before it does.
+  process.stderr.write(`fetching Talos ${version} (${o.arch ?? 'amd64'}) from ${o.schematic ? settings.assetSources.imageFactory : settings.assetSources.talosReleases} into ${settings.assetsDir}\n`)
   const entries = await withRetries(`assets fetch talos ${version}`, () => s.fetchTalos({
     version, arch: (o.arch ?? 'amd64') as 'amd64' | 'arm64', schematic: o.schematic ?? null,
     releasesUrl: settings.assetSources.talosReleases, factoryUrl: settings.assetSources.imageFactory,
@@ -140,12 +142,13 @@ export async function importAssets(files: string[], o: Options): Promise<number>
     if ((IPXE_FILES as readonly string[]).includes(name)) return { file, rel: `ipxe/${name}` }
     throw new UsageError(`${name}: say where it goes with --talos VERSION or --to DIR/`)
   })
+  if (o.sha256 && plan.length > 1) throw new UsageError('--sha256 names one file\'s hash: give one FILE, or --checksums with the release\'s list')
   const status = statusLine()
   const entries: Entry[] = []
   try {
     for (const [i, { file, rel }] of plan.entries()) {
       status.draw(`importing ${i + 1}/${plan.length}: ${rel}`)
-      entries.push(await s.importFile(file, rel))
+      entries.push(await s.importFile(file, rel, { ...(o.sha256 ? { sha256: o.sha256 } : {}), ...(o.checksums ? { checksums: o.checksums } : {}) }))
     }
   } catch (err) {
     status.end()

@@ -291,6 +291,8 @@ export function buildProgram(io: Io = STDIO): Built {
     .addOption(new Option('--arch <arch>', 'architecture').choices(['amd64', 'arm64']).default('amd64'))
     .option('--schematic <id>', 'an Image Factory schematic')
     .option('--to <dir/>', 'put them in this directory of the assets')
+    .option('--sha256 <hex>', 'the SHA-256 the release publishes for the one FILE: refused unless the bytes match')
+    .option('--checksums <file>', 'the release\'s sha256sum.txt or sha512sum.txt: each FILE must be in it, with its hash')
     .action(run(async ([files], o) => (await import('./assets.js')).importAssets(files as string[], o)))
   const build = group(assets, 'build', 'build boot assets here')
   json(build.command('agent').description('the discovery agent (Debian kernel + busybox initramfs) into <assetsDir>/agent/'))
