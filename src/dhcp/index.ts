@@ -126,6 +126,7 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
         port: s.port,
         serverAddress,
         bootServerPort: s.mode === 'proxy' ? s.proxyPort : null,
+        receiveBufferBytes: s.receiveBufferBytes,
         metrics,
         log,
         ...(deps.now ? { now: deps.now } : {}),

@@ -1,14 +1,20 @@
 // rackboot_dhcp_* metrics on the registry the server is given.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { registerUdpReceiveErrors } from './kernel-drops.js'
 
 export interface DhcpMetrics {
   received(type: string): void
   replied(type: string): void
-  dropped(reason: string): void
+  /** Datagrams not answered; reason "kernel": dropped by the kernel before the server read them (kernel-drops.ts). */
+  dropped(reason: string, count?: number): void
   /** Seconds from datagram to reply sent (or decision not to reply). */
   handled(type: string, seconds: number): void
   portFailure(reason: 'error' | 'timeout'): void
   storageFailure(): void
+  /** The receive buffer the kernel granted a socket (bytes). */
+  receiveBuffer?(socket: string, bytes: number): void
+  /** Runs `sample` before each scrape of the drop counter (kernel drops are read then); returns its removal. */
+  onScrape?(sample: () => void): () => void
 }
 
 export type PoolUsageSource = () => { subnet: string; used: number; total: number }[]
@@ -26,12 +32,29 @@ export function createDhcpMetrics(registry: Registry, poolUsage: PoolUsageSource
     labelNames: ['type'] as const,
     registers: [registry],
   })
+  const samplers = new Set<() => void>()
   const dropped = new Counter({
     name: 'rackboot_dhcp_dropped_total',
-    help: 'DHCP datagrams not answered, by reason (malformed, not for us, no subnet, pool exhausted, errors)',
+    help: 'DHCP datagrams not answered, by reason (malformed, not for us, no subnet, pool exhausted, errors; kernel: dropped by the kernel, socket receive buffer full, before rackboot read them)',
     labelNames: ['reason'] as const,
     registers: [registry],
+    collect() {
+      for (const sample of samplers) {
+        try {
+          sample()
+        } catch {
+          // a /proc read that fails leaves the count where it was
+        }
+      }
+    },
   })
+  const receiveBuffers = new Gauge({
+    name: 'rackboot_dhcp_socket_receive_buffer_bytes',
+    help: 'Receive buffer the kernel granted each DHCP socket (dhcp.receiveBufferBytes, capped by net.core.rmem_max)',
+    labelNames: ['socket'] as const,
+    registers: [registry],
+  })
+  registerUdpReceiveErrors(registry)
   const duration = new Histogram({
     name: 'rackboot_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply (or deciding not to), by request type',
@@ -89,9 +112,14 @@ export function createDhcpMetrics(registry: Registry, poolUsage: PoolUsageSource
   return {
     received: (type) => receivedBy(type).inc(),
     replied: (type) => repliedBy(type).inc(),
-    dropped: (reason) => droppedBy(reason).inc(),
+    dropped: (reason, count = 1) => droppedBy(reason).inc(count),
     handled: (type, seconds) => durationBy(type).observe(seconds),
     portFailure: (reason) => portFailures.inc({ reason }),
     storageFailure: () => storageFailures.inc(),
+    receiveBuffer: (socket, bytes) => receiveBuffers.set({ socket }, bytes),
+    onScrape(sample) {
+      samplers.add(sample)
+      return () => samplers.delete(sample)
+    },
   }
 }

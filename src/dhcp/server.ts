@@ -13,6 +13,7 @@ import type { Logger } from '../log.js'
 import { encode, tryDecode, type DhcpPacket } from './codec.js'
 import type { RequestMeta } from './facts.js'
 import type { DhcpHandler, DhcpReply } from './handler.js'
+import { cappedBufferMessage, createKernelDropTracker, DEFAULT_RECEIVE_BUFFER_BYTES, receiveBufferOf, type ProcSource } from './kernel-drops.js'
 import type { DhcpMetrics } from './metrics.js'
 import { MessageType, getMessageType, messageName } from './options.js'
 
@@ -64,6 +65,13 @@ export interface DhcpSocketsDeps {
   maxQueuedDiscovers?: number
   /** Requests begun per turn of the event loop before the sockets are read again (default: all that are queued). */
   perTurn?: number
+  /**
+   * SO_RCVBUF asked for each socket (default 8 MiB; 0: the kernel default, ~208 KiB). What a stall of the event loop
+   * can absorb: a boot storm's DISCOVERs arriving meanwhile wait in it instead of being dropped.
+   */
+  receiveBufferBytes?: number
+  /** Where kernel drops are read from (tests). */
+  proc?: ProcSource
 }
 
 export interface DhcpSockets {
@@ -79,9 +87,9 @@ const literalLookup = ((host: string, family: unknown, cb: (err: Error | null, a
   else dnsLookup(host, 4, cb)
 }) as unknown as NonNullable<Parameters<typeof createSocket>[0] & object>['lookup']
 
-function bindSocket(address: string, port: number): Promise<Socket> {
+function bindSocket(address: string, port: number, recvBufferSize: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createSocket({ type: 'udp4', reuseAddr: true, lookup: literalLookup })
+    const s = createSocket({ type: 'udp4', reuseAddr: true, lookup: literalLookup, ...(recvBufferSize > 0 ? { recvBufferSize } : {}) })
     const onError = (err: Error) => {
       s.close()
       reject(err)
@@ -152,6 +160,26 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
   let port = deps.port
   let bootPort: number | null = null
   const inFlight = new Set<Promise<void>>()
+  const recvBuffer = deps.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES
+  // Datagrams the kernel dropped (receive buffer full) are counted from /proc at each scrape: rackboot never sees them.
+  const kernelDrops = createKernelDropTracker({
+    onDrops: (count) => metrics.dropped('kernel', count),
+    log,
+    ...(deps.proc ? { proc: deps.proc } : {}),
+  })
+  let stopSampling: (() => void) | null = null
+  let warnedCapped = false
+  const bind = async (address: string, bindPort: number, name: string): Promise<Socket> => {
+    const sock = await bindSocket(address, bindPort, recvBuffer)
+    const buffer = receiveBufferOf(sock, recvBuffer)
+    metrics.receiveBuffer?.(name, buffer.granted)
+    if (buffer.capped && !warnedCapped) {
+      warnedCapped = true
+      log.warn({ socket: name, requested: buffer.requested, granted: buffer.granted }, cappedBufferMessage('dhcp', buffer))
+    }
+    kernelDrops.track(sock, name)
+    return sock
+  }
 
   const send = (sock: Socket, buf: Buffer, dest: Destination, type: string): void => {
     sock.send(buf, dest.port, dest.address, (err) => {
@@ -285,13 +313,13 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
 
   return {
     async start() {
-      main = await bindSocket(deps.listen, deps.port)
+      main = await bind(deps.listen, deps.port, 'main')
       port = main.address().port
       main.on('message', onMessage(() => port))
       main.on('error', onSocketError('main'))
       if (deps.serverAddress && deps.listen === ZERO && deps.serverAddress !== ZERO) {
         try {
-          own = await bindSocket(deps.serverAddress, port)
+          own = await bind(deps.serverAddress, port, 'server-address')
           own.on('message', onMessage(() => port))
           own.on('error', onSocketError('server-address'))
         } catch (err) {
@@ -300,17 +328,22 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
         }
       }
       if (deps.bootServerPort !== undefined && deps.bootServerPort !== null) {
-        boot = await bindSocket(deps.listen, deps.bootServerPort)
+        boot = await bind(deps.listen, deps.bootServerPort, 'boot-server')
         bootPort = boot.address().port
         boot.on('message', onMessage(() => bootPort ?? -1))
         boot.on('error', onSocketError('boot-server'))
       }
-      log.info({ listen: deps.listen, port, serverAddress: deps.serverAddress, bootServerPort: bootPort, mode: handler.mode }, 'dhcp listening')
+      stopSampling = metrics.onScrape?.(() => kernelDrops.sample()) ?? null
+      log.info({ listen: deps.listen, port, serverAddress: deps.serverAddress, bootServerPort: bootPort, mode: handler.mode, receiveBufferBytes: recvBuffer }, 'dhcp listening')
       return { port, bootServerPort: bootPort }
     },
     async stop() {
       const socks = [main, own, boot].filter((s): s is Socket => s !== null)
       main = own = boot = null
+      // What the kernel dropped up to now still counts.
+      for (const s of socks) kernelDrops.untrack(s)
+      stopSampling?.()
+      stopSampling = null
       // Not yet begun: dropped with the sockets, as if they had arrived a moment later.
       urgent.clear()
       discovers.clear()

@@ -107,6 +107,11 @@ export const SettingsSchema = Type.Object(
         busyPollMicros: Type.Integer({ minimum: 0, maximum: 100000, default: 1000 }),
         /** Memory for boot files kept as ready DATA packets and shared by transfers (MiB; 0: off). */
         cacheMiB: Type.Integer({ minimum: 0, default: 128 }),
+        /**
+         * SO_RCVBUF of the server-port sockets (bytes; 0: the kernel default, ~208 KiB). The kernel caps it at
+         * net.core.rmem_max (a warning says so); what overflows is counted as reason="kernel" drops.
+         */
+        receiveBufferBytes: Type.Integer({ minimum: 0, maximum: 1073741824, default: 8388608 }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -162,6 +167,12 @@ export const SettingsSchema = Type.Object(
         reservationRefreshSeconds: Type.Integer({ minimum: 1, default: 30 }),
         /** How long a reply waits for the lifecycle's per-machine advice before going out without it. */
         bootPortTimeoutMs: Type.Integer({ minimum: 1, default: 500 }),
+        /**
+         * SO_RCVBUF of the DHCP sockets (bytes; 0: the kernel default, ~208 KiB): what a boot storm's datagrams can fill
+         * while the server is busy. The kernel caps it at net.core.rmem_max (a warning says so, with the sysctl);
+         * what overflows is counted as rackboot_dhcp_dropped_total{reason="kernel"}.
+         */
+        receiveBufferBytes: Type.Integer({ minimum: 0, maximum: 1073741824, default: 8388608 }),
       },
       { additionalProperties: false, default: {} },
     ),

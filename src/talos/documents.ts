@@ -126,3 +126,128 @@ export function stringifyConfigDocuments(docs: readonly ConfigDocument[]): strin
 export function cloneValue<T>(value: T): T {
   return structuredClone(value)
 }
+
+// Immutable documents and incremental YAML. A boot storm renders thousands of configs from a few profiles: the
+// profile's documents (base + patches) are deep-frozen once and shared by every machine's config, which copies only
+// the objects its own values change (render.ts). The YAML of a frozen subtree never changes, so it is written once
+// and remembered by object identity; a machine's config is then its few changed mappings plus remembered text.
+
+const deepFrozen = new WeakSet<object>()
+
+/** Freezes JSON-like data all the way down (objects already deep-frozen are not walked again); returns it. */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || deepFrozen.has(value)) return value
+  for (const child of Object.values(value)) deepFreeze(child)
+  Object.freeze(value)
+  deepFrozen.add(value)
+  return value
+}
+
+/** Whether deepFreeze froze this object (Object.isFrozen alone says nothing about its children). */
+export function isDeepFrozen(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && deepFrozen.has(value)
+}
+
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  if (!isRecord(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** Text of a deep-frozen mapping, by nesting depth. */
+const mappingTexts = new WeakMap<object, string[]>()
+/** Text of `key: value` for a deep-frozen value, by depth and key. */
+const pairTexts = new WeakMap<object, Map<string, string>>()
+/** Text of `key: scalar` by depth; bounded, cleared when full (per-machine values pass through here). */
+let scalarPairs = new Map<string, string>()
+const SCALAR_PAIRS_MAX = 8192
+const SCALAR_PAIR_MAX_CHARS = 512
+/** `key:` as the writer spells the key, or null when it needs the explicit `? key` form. */
+const keyPrefixes = new Map<string, string | null>()
+
+function keyPrefix(key: string): string | null {
+  let prefix = keyPrefixes.get(key)
+  if (prefix === undefined) {
+    const m = key === '__proto__' ? null : /^([^\n]*): \{\}\n$/.exec(stringifyConfigDocument({ [key]: {} }))
+    prefix = m && !m[1]!.startsWith('? ') ? `${m[1]}:` : null
+    if (keyPrefixes.size >= SCALAR_PAIRS_MAX) keyPrefixes.clear()
+    keyPrefixes.set(key, prefix)
+  }
+  return prefix
+}
+
+// The writer's indent is four spaces a level; empty lines (inside block scalars) stay empty, as the writer leaves them.
+function indented(text: string, depth: number): string {
+  if (depth === 0) return text
+  const pad = ' '.repeat(4 * depth)
+  return text.split('\n').map((line) => (line === '' ? line : pad + line)).join('\n')
+}
+
+function pairText(key: string, value: unknown, depth: number): string {
+  if (typeof value === 'object' && value !== null) {
+    if (!isDeepFrozen(value)) return indented(stringifyConfigDocument({ [key]: value }), depth)
+    let byKey = pairTexts.get(value)
+    if (!byKey) pairTexts.set(value, (byKey = new Map()))
+    const id = `${depth}\0${key}`
+    let text = byKey.get(id)
+    if (text === undefined) byKey.set(id, (text = indented(stringifyConfigDocument({ [key]: value }), depth)))
+    return text
+  }
+  // (String(-0) is '0', but the writer tells them apart.)
+  const id = `${depth}\0${typeof value}\0${key}\0${Object.is(value, -0) ? '-0' : String(value)}`
+  let text = scalarPairs.get(id)
+  if (text === undefined) {
+    text = indented(stringifyConfigDocument({ [key]: value }), depth)
+    // Long values (certificates, keys) are written each time rather than kept: the map stays a few MiB at most.
+    if (id.length > SCALAR_PAIR_MAX_CHARS) return text
+    if (scalarPairs.size >= SCALAR_PAIRS_MAX) scalarPairs = new Map()
+    scalarPairs.set(id, text)
+  }
+  return text
+}
+
+function hasDefinedValue(obj: Record<string, unknown>): boolean {
+  for (const key in obj) if (Object.hasOwn(obj, key) && obj[key] !== undefined) return true
+  return false
+}
+
+// A block mapping is written pair after pair, and a nested mapping is its parent's key line followed by the
+// mapping written on its own, one level deeper: the writer's output, assembled from parts
+// (test/talos/render-cache.test.ts compares the two on generated configs and on random data).
+function mappingText(obj: Record<string, unknown>, depth: number): string {
+  const frozen = isDeepFrozen(obj)
+  if (frozen) {
+    const hit = mappingTexts.get(obj)?.[depth]
+    if (hit !== undefined) return hit
+  }
+  const pad = ' '.repeat(4 * depth)
+  let out = ''
+  for (const key of Object.keys(obj)) {
+    const value = obj[key]
+    if (value === undefined) continue
+    if (isPlainRecord(value) && hasDefinedValue(value)) {
+      const prefix = keyPrefix(key)
+      if (prefix !== null) {
+        out += `${pad}${prefix}\n${mappingText(value, depth + 1)}`
+        continue
+      }
+    }
+    out += pairText(key, value, depth)
+  }
+  if (frozen) {
+    let byDepth = mappingTexts.get(obj)
+    if (!byDepth) mappingTexts.set(obj, (byDepth = []))
+    byDepth[depth] = out
+  }
+  return out
+}
+
+/**
+ * stringifyConfigDocuments, reusing the text of deep-frozen subtrees written before: the same output, at the cost
+ * of the objects that are not frozen.
+ */
+export function stringifyConfigDocumentsIncremental(docs: readonly ConfigDocument[]): string {
+  return docs
+    .map((d) => (isPlainRecord(d) && hasDefinedValue(d) ? mappingText(d, 0) : stringifyConfigDocument(d)))
+    .join('---\n')
+}

@@ -1,6 +1,8 @@
 import { isIPv6 } from 'node:net'
 import { RackbootError } from '../errors.js'
-import { stringifyConfigDocuments, type ConfigDocument } from './documents.js'
+import { createHash } from 'node:crypto'
+import { cloneValue, deepFreeze, stringifyConfigDocuments, type ConfigDocument } from './documents.js'
+import { entryBytes, Lru, type RenderedEntry } from './render-cache.js'
 import { decodePem, type SecretsBundle } from './secrets.js'
 import { contractGreater, formatTalosVersion, minorKey, parseTalosVersion, versionAtLeast, type TalosVersion } from './version.js'
 
@@ -390,6 +392,28 @@ function multidocDocuments(c: Context): ConfigDocument[] {
  * (controlplane.yaml or worker.yaml), without the comments.
  */
 export function generateConfig(options: GenerateConfigOptions): RenderedConfig {
+  // A cluster's machines all fetch configs generated from the same options (lifecycle's baseConfigFor, per fetch):
+  // generated once, then shared (frozen; each caller that reads `documents` gets a copy of its own).
+  const key = createHash('sha256').update(JSON.stringify(options)).digest('base64url')
+  let entry = generatedConfigs.get(key)
+  if (!entry) {
+    const fresh = generate(options)
+    entry = { yaml: fresh.yaml, documents: deepFreeze(fresh.documents) }
+    generatedConfigs.set(key, entry, entryBytes(entry.yaml))
+  }
+  const shared = entry
+  let documents: ConfigDocument[] | undefined
+  return {
+    yaml: shared.yaml,
+    get documents() {
+      return (documents ??= shared.documents.map((d) => cloneValue(d)))
+    },
+  }
+}
+
+const generatedConfigs = new Lru<RenderedEntry>({ maxEntries: 64, maxBytes: 16 * 1024 * 1024 })
+
+function generate(options: GenerateConfigOptions): RenderedConfig {
   const v = parseTalosVersion(options.talosVersion)
   if (!versionAtLeast(v, MIN_GENERATE_VERSION.major, MIN_GENERATE_VERSION.minor)) {
     throw invalid(`config generation supports Talos ${MIN_GENERATE_VERSION.major}.${MIN_GENERATE_VERSION.minor} and later, not ${formatTalosVersion(v)}`)

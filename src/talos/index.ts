@@ -67,4 +67,5 @@ export {
   type StaticAddress,
   type InstallDiskValue,
 } from './render.js'
+export { renderCacheStats, configureRenderCache, clearRenderCache, DEFAULT_RENDER_CACHE_LIMITS, type RenderCacheStats, type LruLimits } from './render-cache.js'
 export { chooseInstallDisk, installDiskOf, parseSize, parseSizeCondition, diskKind, diskPath, type DiskSelector, type DiskChoice, type DiskKind } from './disks.js'

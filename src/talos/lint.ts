@@ -5,14 +5,16 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { Counter, type Registry } from 'prom-client'
 import { RackbootError } from '../errors.js'
 import {
-  cloneValue,
   documentIdentity,
   documentKey,
+  isDeepFrozen,
   isRecord,
   isV1Alpha1Document,
   parseConfigDocuments,
   type ConfigDocument,
+  type DocumentIdentity,
 } from './documents.js'
+import { renderedDocumentsOf } from './render-cache.js'
 import { formatTalosVersion, parseTalosVersion, versionAtLeast, type TalosVersion } from './version.js'
 
 // Lint of a rendered machine config against Talos's official JSON schema (draft 2020-12) for the target
@@ -80,6 +82,25 @@ export interface ConfigLinter {
   schemas(): SchemaInfo[]
 }
 
+type IssueSink = (path: string, message: string, keyword: string, warning?: boolean) => void
+
+interface CheckedDocument {
+  issues: Array<{ path: string; message: string; keyword: string; warning: boolean }>
+  /** An UnattendedInstallConfig the schema knows (the install-disk rule then only warns). */
+  unattended: boolean
+}
+
+interface DocumentContext {
+  /** The schema choice this result holds for: schema file, legacy schema file, Talos version. */
+  key: string
+  v: TalosVersion
+  info: SchemaInfo
+  schema: LoadedSchema
+  legacy: LoadedSchema | null
+  exactMinor: boolean
+  lenient: (e: ErrorObject) => boolean
+}
+
 /** The repository root (two levels above this file: src/talos/). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -104,6 +125,8 @@ interface LoadedSchema {
   /** `${apiVersion}/${kind}` (or 'v1alpha1') to $defs name. */
   defs: Map<string, string>
   validators: Map<string, ValidateFunction>
+  /** Property names of a $defs entry. */
+  properties: Map<string, Set<string>>
   raw: { $defs: Record<string, { properties?: Record<string, unknown> }> }
 }
 
@@ -144,6 +167,21 @@ function getPath(root: unknown, path: readonly string[]): unknown {
   let node = root
   for (const key of path) node = isRecord(node) ? node[key] : undefined
   return node
+}
+
+/**
+ * A copy of a v1alpha1 document that the lint may change: the containers it removes fields from (and their
+ * parents) are copied, everything else is shared with the document (which is not changed).
+ */
+function copyContainers(doc: ConfigDocument): ConfigDocument {
+  const root: ConfigDocument = { ...doc }
+  for (const [path] of V1ALPHA1_CONTAINERS) {
+    if (path.length === 0) continue
+    const parent = getPath(root, path.slice(0, -1))
+    const key = path[path.length - 1]!
+    if (isRecord(parent) && isRecord(parent[key])) parent[key] = { ...parent[key] }
+  }
+  return root
 }
 
 function compareVersions(a: TalosVersion, b: TalosVersion): number {
@@ -251,7 +289,7 @@ function loadSchema(info: SchemaInfo): LoadedSchema {
     const apiVersions = (def.properties.apiVersion as { enum?: unknown[] } | undefined)?.enum ?? []
     for (const k of kinds) for (const a of apiVersions) defs.set(`${String(a)}/${String(k)}`, name)
   }
-  return { info, ajv, id: raw.$id, defs, validators: new Map(), raw: raw as LoadedSchema['raw'] }
+  return { info, ajv, id: raw.$id, defs, validators: new Map(), properties: new Map(), raw: raw as LoadedSchema['raw'] }
 }
 
 function validatorFor(schema: LoadedSchema, defName: string): ValidateFunction {
@@ -268,7 +306,9 @@ function validatorFor(schema: LoadedSchema, defName: string): ValidateFunction {
 }
 
 function propertiesOf(schema: LoadedSchema, defName: string): Set<string> {
-  return new Set(Object.keys(schema.raw.$defs[defName]?.properties ?? {}))
+  let props = schema.properties.get(defName)
+  if (!props) schema.properties.set(defName, (props = new Set(Object.keys(schema.raw.$defs[defName]?.properties ?? {}))))
+  return props
 }
 
 export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
@@ -311,7 +351,7 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     legacy: LoadedSchema | null,
     lenient: (e: ErrorObject) => boolean,
   ): void {
-    const subject = cloneValue(doc)
+    const subject = copyContainers(doc)
     const machine = isRecord(subject.machine) ? subject.machine : null
     if (machine?.type === 'init') {
       issue('/machine/type', "machine type 'init' is a legacy alias of controlplane", 'allowance', true)
@@ -357,6 +397,63 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     if (!check(subject)) for (const e of check.errors ?? []) issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
   }
 
+  // The checks of one document on its own (the schema, and rules that read only that document). A deep-frozen
+  // document cannot change, so its result is remembered (by identity, for this schema choice): a profile's
+  // documents are checked once, however many machines' configs share them (render.ts).
+  const checkedDocuments = new WeakMap<object, Map<string, CheckedDocument>>()
+
+  function checkDocument(doc: ConfigDocument, id: DocumentIdentity, ctx: DocumentContext): CheckedDocument {
+    const frozen = isDeepFrozen(doc)
+    if (frozen) {
+      const hit = checkedDocuments.get(doc)?.get(ctx.key)
+      if (hit) return hit
+    }
+    const out: CheckedDocument = { issues: [], unattended: false }
+    const issue = (path: string, message: string, keyword: string, warning = false): void => {
+      out.issues.push({ path, message, keyword, warning })
+    }
+    checkDocumentInto(doc, id, ctx, issue, out)
+    if (frozen) {
+      let byContext = checkedDocuments.get(doc)
+      if (!byContext) checkedDocuments.set(doc, (byContext = new Map()))
+      byContext.set(ctx.key, out)
+    }
+    return out
+  }
+
+  function checkDocumentInto(doc: ConfigDocument, id: DocumentIdentity, ctx: DocumentContext, issue: IssueSink, out: CheckedDocument): void {
+    const { schema, legacy, lenient, info, v, exactMinor } = ctx
+    if (isV1Alpha1Document(doc)) {
+      lintV1Alpha1(doc, issue, schema, legacy, lenient)
+      return
+    }
+    const schemaKind = SCHEMA_KIND_ALIASES[id.kind] ?? id.kind
+    const defName = schema.defs.get(`${id.apiVersion}/${schemaKind}`)
+    const talosSpelling = Object.entries(SCHEMA_KIND_ALIASES).find(([, alias]) => alias === id.kind)?.[0]
+    if (talosSpelling) {
+      issue('/kind', `Talos registers this kind as ${talosSpelling}; '${id.kind}' is only the schema's spelling`, 'kind')
+      return
+    }
+    if (!defName) {
+      if (KINDS_MISSING_FROM_SCHEMA.has(id.kind) && versionAtLeast(v, 1, 13)) {
+        issue('', `${id.kind} is not in the Talos ${info.label} schema (not checked)`, 'allowance', true)
+      } else {
+        issue('/kind', `unknown document kind ${id.apiVersion}/${id.kind} for Talos ${info.label}`, 'kind', !exactMinor)
+      }
+      return
+    }
+    if (id.kind === 'UnattendedInstallConfig') out.unattended = true
+    const check = validatorFor(schema, defName)
+    if (!check(schemaKind === id.kind ? doc : { ...doc, kind: schemaKind })) {
+      for (const e of check.errors ?? []) issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
+    }
+    if (id.kind === 'HostnameConfig') {
+      const hostname = typeof doc.hostname === 'string' ? doc.hostname : ''
+      if (hostname && doc.auto !== undefined && doc.auto !== 'off') issue('/auto', "'auto' and 'hostname' cannot be set at the same time (use auto: off)", 'hostname')
+      if (!hostname && doc.auto === undefined) issue('', "either 'auto' or 'hostname' must be set", 'hostname')
+    }
+  }
+
   function lint(config: string | readonly ConfigDocument[], options: LintOptions): LintResult {
     const v = parseTalosVersion(options.talosVersion)
     const mode = options.mode ?? 'metal'
@@ -368,7 +465,12 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     const warnings: LintIssue[] = []
 
     let docs: readonly ConfigDocument[]
-    if (typeof config === 'string') {
+    // The text of a config rendered a moment ago (the config route renders, then lints the text it will serve):
+    // its documents are what parsing the text gives (render.ts reads its prepared documents back from YAML), so they
+    // are checked without parsing again.
+    const rendered = typeof config === 'string' ? renderedDocumentsOf(config) : undefined
+    if (rendered) docs = rendered
+    else if (typeof config === 'string') {
       try {
         docs = parseConfigDocuments(config)
       } catch (err) {
@@ -388,6 +490,7 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     const seen = new Map<string, number>()
     let v1alpha1: ConfigDocument | null = null
     let unattended = false
+    const ctx: DocumentContext = { key: `${info.file}\0${legacy?.info.file ?? ''}\0${formatTalosVersion(v)}`, v, info, schema, legacy, exactMinor, lenient }
     docs.forEach((doc, index) => {
       if (!isRecord(doc)) {
         errors.push({ documentIndex: index, kind: '', path: '', message: 'document is not a mapping', keyword: 'type' })
@@ -407,36 +510,10 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
       if (first !== undefined) issue('', `duplicate document (also document ${first}); Talos rejects duplicates`, 'duplicate')
       else seen.set(key, index)
 
-      if (isV1Alpha1Document(doc)) {
-        v1alpha1 = doc
-        lintV1Alpha1(doc, issue, schema, legacy, lenient)
-        return
-      }
-      const schemaKind = SCHEMA_KIND_ALIASES[id.kind] ?? id.kind
-      const defName = schema.defs.get(`${id.apiVersion}/${schemaKind}`)
-      const talosSpelling = Object.entries(SCHEMA_KIND_ALIASES).find(([, alias]) => alias === id.kind)?.[0]
-      if (talosSpelling) {
-        issue('/kind', `Talos registers this kind as ${talosSpelling}; '${id.kind}' is only the schema's spelling`, 'kind')
-        return
-      }
-      if (!defName) {
-        if (KINDS_MISSING_FROM_SCHEMA.has(id.kind) && versionAtLeast(v, 1, 13)) {
-          issue('', `${id.kind} is not in the Talos ${info.label} schema (not checked)`, 'allowance', true)
-        } else {
-          issue('/kind', `unknown document kind ${id.apiVersion}/${id.kind} for Talos ${info.label}`, 'kind', !exactMinor)
-        }
-        return
-      }
-      if (id.kind === 'UnattendedInstallConfig') unattended = true
-      const check = validatorFor(schema, defName)
-      if (!check(schemaKind === id.kind ? doc : { ...doc, kind: schemaKind })) {
-        for (const e of check.errors ?? []) issue(e.instancePath, readableMessage(e), e.keyword, lenient(e))
-      }
-      if (id.kind === 'HostnameConfig') {
-        const hostname = typeof doc.hostname === 'string' ? doc.hostname : ''
-        if (hostname && doc.auto !== undefined && doc.auto !== 'off') issue('/auto', "'auto' and 'hostname' cannot be set at the same time (use auto: off)", 'hostname')
-        if (!hostname && doc.auto === undefined) issue('', "either 'auto' or 'hostname' must be set", 'hostname')
-      }
+      if (isV1Alpha1Document(doc)) v1alpha1 = doc
+      const checked = checkDocument(doc, id, ctx)
+      if (checked.unattended) unattended = true
+      for (const i of checked.issues) issue(i.path, i.message, i.keyword, i.warning)
     })
 
     const main = v1alpha1 as ConfigDocument | null

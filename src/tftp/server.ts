@@ -18,6 +18,7 @@ import { isDenied, type TftpClient, type TftpContent, type TftpSource } from './
 import { Transfer, netasciiContent, systemClock, type TransferClock, type TransferResult } from './transfer.js'
 import { createTftpMetrics, type TftpMetrics } from './metrics.js'
 import { createBusyPoller, type BusyPoller } from './busy-poll.js'
+import { cappedBufferMessage, createKernelDropTracker, DEFAULT_RECEIVE_BUFFER_BYTES, receiveBufferOf } from '../dhcp/kernel-drops.js'
 import { createPacketCache } from './packet-cache.js'
 
 /** The slice of settings.tftp the server reads. */
@@ -34,6 +35,8 @@ export interface TftpServerSettings extends NegotiationLimits {
   busyPollMicros?: number
   /** Memory for boot files kept as ready packets, in MiB (0: off; default 128). See packet-cache.ts. */
   cacheMiB?: number
+  /** SO_RCVBUF of the server-port sockets (default 8 MiB; 0: the kernel default). See dhcp/kernel-drops.ts. */
+  receiveBufferBytes?: number
 }
 
 export interface TftpTransferInfo {
@@ -102,9 +105,12 @@ function literalLookup(address: string, _family: unknown, callback: (err: Error 
   callback(null, address, 4)
 }
 
-function bindSocket(address: string, port: number, reuseAddr: boolean): Promise<Socket> {
+/** How often the server-port sockets' kernel drops are read from /proc. */
+const KERNEL_DROPS_INTERVAL_MS = 5_000
+
+function bindSocket(address: string, port: number, reuseAddr: boolean, recvBufferSize = 0): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = createSocket({ type: 'udp4', reuseAddr, lookup: literalLookup as never })
+    const socket = createSocket({ type: 'udp4', reuseAddr, lookup: literalLookup as never, ...(recvBufferSize > 0 ? { recvBufferSize } : {}) })
     const onError = (err: Error) => {
       socket.close()
       reject(err)
@@ -206,6 +212,29 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   function drop(reason: ServerDropReason): void {
     dropped[reason] = (dropped[reason] ?? 0) + 1
     m.dropped.inc({ reason })
+  }
+
+  // RRQs the kernel dropped on the server-port sockets (receive buffer full), read from /proc every few seconds
+  // and when the server stops: reason "kernel".
+  const recvBuffer = settings.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES
+  const kernelDrops = createKernelDropTracker({
+    onDrops(count) {
+      dropped.kernel = (dropped.kernel ?? 0) + count
+      m.dropped.inc({ reason: 'kernel' }, count)
+    },
+    log,
+  })
+  let kernelTimer: NodeJS.Timeout | null = null
+  let warnedCapped = false
+  async function bindMain(address: string, port: number, reuseAddr: boolean): Promise<Socket> {
+    const socket = await bindSocket(address, port, reuseAddr, recvBuffer)
+    const buffer = receiveBufferOf(socket, recvBuffer)
+    if (buffer.capped && !warnedCapped) {
+      warnedCapped = true
+      log.warn({ address, requested: buffer.requested, granted: buffer.granted }, cappedBufferMessage('tftp', buffer))
+    }
+    kernelDrops.track(socket, address)
+    return socket
   }
 
   function claim(entry: ActiveTransfer): void {
@@ -480,13 +509,13 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
         // Node cannot tell which address a datagram on a wildcard socket was sent to, yet the transfer socket
         // should answer from that address (PXE ROMs check it). So each local address gets a socket of its own
         // on the same port (the kernel delivers to the most specific one) and the wildcard catches the rest.
-        const wildcard = await bindSocket('0.0.0.0', settings.port, true)
+        const wildcard = await bindMain('0.0.0.0', settings.port, true)
         mainSockets.push(wildcard)
         const port = wildcard.address().port
         wildcard.on('message', (msg, rinfo) => onMainMessage(wildcard, '0.0.0.0', msg, rinfo))
         for (const address of localIPv4Addresses()) {
           try {
-            const s = await bindSocket(address, port, true)
+            const s = await bindMain(address, port, true)
             mainSockets.push(s)
             s.on('message', (msg, rinfo) => onMainMessage(s, address, msg, rinfo))
           } catch (err) {
@@ -495,19 +524,24 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
         }
         bound = { address: '0.0.0.0', port }
       } else {
-        const s = await bindSocket(listen, settings.port, false)
+        const s = await bindMain(listen, settings.port, false)
         mainSockets.push(s)
         s.on('message', (msg, rinfo) => onMainMessage(s, listen, msg, rinfo))
         bound = { address: listen, port: s.address().port }
       }
     } catch (err) {
+      for (const s of mainSockets) kernelDrops.untrack(s)
       await Promise.all(mainSockets.splice(0).map(closeSocket))
       throw new RackbootError('RB_ERR_INTERNAL', `cannot listen for TFTP on ${listen}:${settings.port}`, { cause: err })
     }
     for (const s of mainSockets) s.on('error', (err) => log.error({ err }, 'tftp server socket error'))
     running = true
     poller = createBusyPoller({ budgetMicros: settings.busyPollMicros ?? 1000 })
-    log.info({ ...bound, sockets: mainSockets.length }, 'tftp server listening')
+    if (kernelDrops.size > 0) {
+      kernelTimer = setInterval(() => kernelDrops.sample(), KERNEL_DROPS_INTERVAL_MS)
+      kernelTimer.unref()
+    }
+    log.info({ ...bound, sockets: mainSockets.length, receiveBufferBytes: recvBuffer }, 'tftp server listening')
     return bound
   }
 
@@ -516,6 +550,9 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
     running = false
     poller?.stop()
     poller = null
+    if (kernelTimer) clearInterval(kernelTimer)
+    kernelTimer = null
+    for (const s of mainSockets) kernelDrops.untrack(s)
     await Promise.all(mainSockets.splice(0).map(closeSocket))
     const closing: Promise<void>[] = []
     for (const entry of [...transfers.values()]) {

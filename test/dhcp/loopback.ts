@@ -30,6 +30,7 @@ export function loopbackSettings(overrides: Partial<DhcpSettings> = {}): DhcpSet
     authoritative: true,
     reservationRefreshSeconds: 3600,
     bootPortTimeoutMs: 500,
+    receiveBufferBytes: 8 * 1024 * 1024,
     ...overrides,
   }
 }

@@ -70,12 +70,12 @@ describe('failure as routine, end to end', { concurrency: 2 }, () => {
     })
     const dir = rb.lab.tmpDir
     writeFileSync(join(dir, 'rack.yaml'), stringify({ machines: [{ name: 'rack-u21', nics: [{ mac, boot: true }], bmc: { type: 'ipmi', address: rack.bmc.address, port: rack.bmc.port, username: rack.bmc.username, passwordFrom: 'env:BMC_PW' } }] }))
-    const imp = await rb.lab.exec(['node', BIN, 'inventory', 'import', join(dir, 'rack.yaml'), '--config', rb.config], { env: { ...process.env, BMC_PW: rack.bmc.password }, timeoutMs: 60_000, check: false })
+    const imp = await rb.lab.exec(['node', BIN, 'inventory', 'import', join(dir, 'rack.yaml'), '--config', rb.config], { env: { ...process.env, ...(await rb.cliEnv()), BMC_PW: rack.bmc.password }, timeoutMs: 60_000, check: false })
     assert.equal(imp.code, 0, imp.stderr)
-    await until('the BMC to answer', 20_000, async () => (await rb.lab.exec(['node', BIN, 'power', 'status', 'rack-u21', '--config', rb.config], { timeoutMs: 60_000, check: false })).code === 0)
+    await until('the BMC to answer', 20_000, async () => (await rb.lab.exec(['node', BIN, 'power', 'status', 'rack-u21', '--config', rb.config], { env: { ...process.env, ...(await rb.cliEnv()) }, timeoutMs: 60_000, check: false })).code === 0)
 
     // 1. Discovered through the BMC: `rackboot power pxe` powers it on, it boots the agent, reports and powers off.
-    const pxe = await rb.lab.exec(['node', BIN, 'power', 'pxe', 'rack-u21', '--bios', '--config', rb.config], { timeoutMs: 90_000, check: false })
+    const pxe = await rb.lab.exec(['node', BIN, 'power', 'pxe', 'rack-u21', '--bios', '--config', rb.config], { env: { ...process.env, ...(await rb.cliEnv()) }, timeoutMs: 90_000, check: false })
     assert.equal(pxe.code, 0, pxe.stdout + pxe.stderr)
     const agentVm = await rack.nextVm(90_000) // a VM slot may be busy with another test's guest
     await agentVm.waitFor(/rackboot-agent: report sent/, HARD_TIMEOUT)

@@ -25,15 +25,15 @@ test('virtual rack: rackboot power pxe --uefi through ipmi_sim starts a UEFI VM 
   const rack = await startIpmiRack(rb, t, { mode: 'uefi', mac, smbios: { uuid, serial: 'RACK-U07' }, disks: [{ sizeMiB: 32 }], hardTimeoutMs: HARD_TIMEOUT })
   const port = rack.bmc.port
   writeFileSync(join(dir, 'rack.yaml'), stringify({ machines: [{ name: 'rack-u07', nics: [{ mac, boot: true }], bmc: { type: 'ipmi', address: '127.0.0.1', port, username: 'admin', passwordFrom: 'env:BMC_PW' } }] }))
-  const imp = await rb.lab.exec(['node', BIN, 'inventory', 'import', join(dir, 'rack.yaml'), '--config', rb.config], { env: { ...process.env, BMC_PW: 'password' }, timeoutMs: 60_000, check: false })
+  const imp = await rb.lab.exec(['node', BIN, 'inventory', 'import', join(dir, 'rack.yaml'), '--config', rb.config], { env: { ...process.env, ...(await rb.cliEnv()), BMC_PW: 'password' }, timeoutMs: 60_000, check: false })
   assert.equal(imp.code, 0, imp.stderr)
 
   for (let i = 0; i < 40; i++) {
-    const st = await rb.lab.exec(['node', BIN, 'power', 'status', 'rack-u07', '--config', rb.config], { timeoutMs: 60_000, check: false })
+    const st = await rb.lab.exec(['node', BIN, 'power', 'status', 'rack-u07', '--config', rb.config], { env: { ...process.env, ...(await rb.cliEnv()) }, timeoutMs: 60_000, check: false })
     if (st.code === 0) break
     await new Promise((r) => setTimeout(r, 250))
   }
-  const pxe = await rb.lab.exec(['node', BIN, 'power', 'pxe', 'rack-u07', '--uefi', '--config', rb.config], { timeoutMs: 90_000, check: false })
+  const pxe = await rb.lab.exec(['node', BIN, 'power', 'pxe', 'rack-u07', '--uefi', '--config', rb.config], { env: { ...process.env, ...(await rb.cliEnv()) }, timeoutMs: 90_000, check: false })
   assert.equal(pxe.code, 0, pxe.stdout + pxe.stderr)
   assert.match(pxe.stdout, /next boot pxe, verified; mode \(reads bios\) and persistence \(reads next boot only\) not verifiable on this BMC; was off, powered on, on \(verified\)/)
   // Exactly one power on reached the BMC for one command.

@@ -16,6 +16,8 @@ export interface Rackboot {
   dataDir: string
   url: string
   cli(args: string[]): ReturnType<typeof rackbootAsync>
+  /** RACKBOOT_TOKEN for CLI commands that go through the server (an admin token, made once on the lab's database). */
+  cliEnv(): Promise<NodeJS.ProcessEnv>
   machine(mac: string): Promise<Machine | null>
   events(machineId: string): Promise<{ type: string; message: string; at: number; data: Record<string, unknown> }[]>
   api(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: any }>
@@ -55,10 +57,19 @@ export async function startRackboot(t: { after(fn: () => unknown): void }, optio
   // No router on the lab segment: rackboot's own router advertisements (dhcp.routerAdverts auto, full mode) end
   // iPXE's IPv6 wait, ~16 s a boot otherwise (lab.md).
   const dbFile = join(dir, 'data', 'rackboot.db')
+  let adminToken: Promise<string> | null = null
   return {
     lab, config, url, dataDir: join(dir, 'data'),
     // The lab's database directly (the CLI goes to a server only when told which, with a token).
     cli: (args) => rackbootAsync([...args, '--config', config, '--data-dir', join(dir, 'data')], { cwd: dir }),
+    async cliEnv() {
+      adminToken ??= rackbootAsync(['tokens', 'create', 'e2e-cli', '--scope', 'admin', '--json', '--config', config, '--data-dir', join(dir, 'data')], { cwd: dir })
+        .then((r) => {
+          assert.equal(r.code, 0, r.stderr)
+          return JSON.parse(r.stdout).secret as string
+        })
+      return { RACKBOOT_TOKEN: await adminToken }
+    },
     async machine(mac) {
       const inv = await openSqliteInventory({ file: dbFile })
       try {
