@@ -119,7 +119,7 @@ export const inventoryRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) =
     }
     const resolveSecret = (ref: string) => Object.hasOwn(secrets, ref)
       ? { value: secrets[ref]! }
-      : { warning: `${ref} was not sent with the import (the caller reads env: and file: references where it runs)` }
+      : { warning: `${ref} was not sent with the import: set it where you run the import (the CLI reads env: and file: references there, the server never reads its own)` }
     const report = await importInventory(inventory, desired, { now: Date.now(), prune, dryRun, resolveSecret })
     if (!dryRun) {
       const who = actor(request)
