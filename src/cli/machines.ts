@@ -5,6 +5,7 @@ import { connect, machinePath } from './client.js'
 import { keyValues, labelChanges, palette, positiveInt, printJson, stateColour, statusLine, terminalWidth, UsageError, type GlobalOptions } from './common.js'
 import { describeDiskSelector, type ClassTestView } from './classes.js'
 import { formatAge, formatBytes, printable, renderTable } from './table.js'
+import { printMachineTable } from './machine-list.js'
 
 type Options = GlobalOptions & Record<string, unknown>
 
@@ -107,22 +108,7 @@ export async function list(o: Options): Promise<number> {
       if (counts) total = states.length ? states.reduce((n, s) => n + (counts.states[s] ?? 0), 0) : counts.total
     }
   }
-  const now = Date.now()
-  const p = palette()
-  console.log(renderTable(items, [
-    { header: 'id', value: (m) => m.id, keep: true },
-    { header: 'name', value: (m) => m.name, keep: true },
-    { header: 'state', value: (m) => m.state, colour: (c, m) => c.replace(m.state, stateColour(p, m.state)) },
-    { header: 'serial', value: (m) => m.serial },
-    { header: 'boot mac', value: (m) => (m.nics.find((n) => n.boot) ?? m.nics[0])?.mac },
-    { header: 'rack', value: (m) => (m.rack ? `${m.rack}${m.rackUnit ? `/u${m.rackUnit}` : ''}` : null) },
-    { header: 'hardware', value: (m) => hardwareSummary(m.hardware) },
-    { header: 'labels', value: (m) => Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(',') },
-    { header: 'changed', value: (m) => formatAge(Date.parse(m.stateChangedAt), now), align: 'right' },
-  ], { maxWidth: terminalWidth(), palette: p }))
-  const n = total ?? items.length
-  const counted = total !== undefined ? `${items.length} of ${total} machine${n === 1 ? '' : 's'}` : `${items.length} machine${items.length === 1 ? '' : 's'}`
-  console.log(`\n${counted}${next ? ' (--all for every one, or --limit N)' : ''}`)
+  printMachineTable(items.map((m) => ({ ...m, hardware: hardwareSummary(m.hardware), stateChangedAt: Date.parse(m.stateChangedAt) })), total, next !== null)
   return 0
 }
 

@@ -6,6 +6,7 @@ import { formatAge, formatBytes, printable, renderTable } from '../table.js'
 import { withContext } from '../context.js'
 import { keyValues, labelChanges, palette, positiveInt, printJson, stateColour, terminalWidth, UsageError, type GlobalOptions } from '../common.js'
 import { resolveMachine } from '../resolve.js'
+import { printMachineTable } from '../machine-list.js'
 
 // `rackboot machines ... --data-dir DIR`: the same commands on a data directory's database, without a server (it is
 // stopped, or the box is being prepared). A read never creates a database.
@@ -68,20 +69,7 @@ export async function list(o: Options): Promise<number> {
       return 0
     }
     const total = await inventory.machines.count(filter)
-    const now = Date.now()
-    const p = palette()
-    console.log(renderTable(items, [
-      { header: 'id', value: (m) => m.id, keep: true },
-      { header: 'name', value: (m) => m.name, keep: true },
-      { header: 'state', value: (m) => m.state, colour: (c, m) => c.replace(m.state, stateColour(p, m.state)) },
-      { header: 'serial', value: (m) => m.serial },
-      { header: 'boot mac', value: (m) => (m.nics.find((n) => n.boot) ?? m.nics[0])?.mac },
-      { header: 'rack', value: (m) => (m.rack ? `${m.rack}${m.rackUnit ? `/u${m.rackUnit}` : ''}` : null) },
-      { header: 'hardware', value: summary },
-      { header: 'labels', value: (m) => Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(',') },
-      { header: 'changed', value: (m) => formatAge(m.stateChangedAt, now), align: 'right' },
-    ], { maxWidth: terminalWidth(), palette: p }))
-    console.log(`\n${items.length} of ${total} machine${total === 1 ? '' : 's'}${next ? ' (--all for every one, or --limit N)' : ''}`)
+    printMachineTable(items.map((m) => ({ ...m, hardware: summary(m) })), total, next !== null)
     return 0
   }, { create: false })
 }
