@@ -12,8 +12,10 @@ packages=(
   radvd ndisc6 libcap2-bin
   python3-flask python3-requests python3-tenacity python3-bcrypt python3-webob
   xorriso mtools isolinux syslinux-common
+  postgresql
   # python3-*: sushy-emulator (../shared/harness/sushy-tools), the Redfish peer; xorriso, mtools, isolinux: the
   # virtual media ISO rackboot builds
+  # postgresql: the shared inventory backend; tests start their own clusters (initdb + pg_ctl), never the service
   # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does
   # chromium: the web UI tests drive Debian's browser through playwright-core
   # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)
@@ -22,7 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # The Debian packages start their daemons; the tests run their own on private ports.
-for svc in tftpd-hpa kea-dhcp4-server isc-kea-dhcp4-server radvd; do
+for svc in tftpd-hpa kea-dhcp4-server isc-kea-dhcp4-server radvd postgresql; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || (service "$svc" stop 2>/dev/null) || true
 done
 pkill -x in.tftpd 2>/dev/null || true

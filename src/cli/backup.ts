@@ -10,7 +10,7 @@
 // The secrets key (dataDir/secret.key) is not in the database and not in the backup, on purpose: a database backup
 // should not carry the key that opens its sealed BMC passwords and cluster secrets. It must be backed up separately,
 // once (it never changes); without it the restored secrets cannot be opened (serve refuses a database whose key is
-// missing or different: inventory/sqlite/secret-key.ts).
+// missing or different: inventory/sql/secret-key.ts).
 //
 // restore puts a backup in place of the database: only with `yes`, only when no process has the database open
 // (serve, another command), and only a backup that passes integrity_check and whose schema this rackboot knows. The

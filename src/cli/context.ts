@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { RackbootError } from '../errors.js'
 import { createEventBus, type EventBus } from '../events/bus.js'
-import { openSqliteInventory, type Inventory } from '../inventory/index.js'
+import { openInventory, type Inventory } from '../inventory/index.js'
 import { attachTimeline, createLifecycle, type Lifecycle } from '../lifecycle/index.js'
 import { createLogger, silentLogger, type Logger } from '../log.js'
 import { loadSettings, type Settings } from '../settings/index.js'
@@ -79,11 +79,11 @@ export async function openContext(values: ContextValues, options: OpenOptions = 
   const loaded = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
   const settings: Settings = values.dataDir ? { ...loaded, dataDir: resolve(values.dataDir) } : loaded
   const log = options.log ?? (process.env.RACKBOOT_CLI_LOG ? createLogger({ level: settings.log.level }) : silentLogger())
-  if (options.create === false && !existsSync(databaseFile(settings))) {
+  if (options.create === false && !settings.database.url && !existsSync(databaseFile(settings))) {
     throw new RackbootError('RB_ERR_NOT_FOUND', `no rackboot database at ${databaseFile(settings)}: --data-dir names the server's data directory (nothing was created there)`)
   }
   prepareDataDir(settings.dataDir)
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), database: settings.database, warn: warnOnStderr })
+  const inventory = await openInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), database: settings.database, warn: warnOnStderr })
   const bus = createEventBus((err) => log.error({ err }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log })
   const lifecycle = createLifecycle({ inventory, bus, log })

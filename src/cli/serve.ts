@@ -6,7 +6,7 @@ import { buildApp } from '../http/index.js'
 import { createDownloadGate } from '../http/download-gate.js'
 import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
-import { importInventory, loadInventoryFiles, openSqliteInventory } from '../inventory/index.js'
+import { importInventory, loadInventoryFiles, openInventory, type OpenedInventory } from '../inventory/index.js'
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
@@ -42,7 +42,7 @@ export async function serveCommand(values: { config?: string | undefined; set?: 
   await seedAssets({ assetsDir: settings.assetsDir, log: log.child({ svc: 'assets' }) })
   mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
-  const inventory = await openSqliteInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), backgroundCheckpoints: true, database: settings.database, warn: (message) => log.warn(message) })
+  const inventory = await openInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), server: true, database: settings.database, warn: (message) => log.warn(message) })
   try {
     return await serveWith(settings, log, registry, inventory)
   } catch (err) {
@@ -53,7 +53,7 @@ export async function serveCommand(values: { config?: string | undefined; set?: 
   }
 }
 
-async function serveWith(settings: Settings, log: ReturnType<typeof createLogger>, registry: ReturnType<typeof createMetricsRegistry>, inventory: Awaited<ReturnType<typeof openSqliteInventory>>): Promise<number> {
+async function serveWith(settings: Settings, log: ReturnType<typeof createLogger>, registry: ReturnType<typeof createMetricsRegistry>, inventory: OpenedInventory): Promise<number> {
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
   const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }), registry })
@@ -155,7 +155,9 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   const dhcp = settings.dhcp.mode !== 'off'
     ? createDhcpServer({
         settings: settings.dhcp, leases: inventory.leases, reservations: inventory.reservations,
-        leaseTransaction: (fn) => inventory.transaction((tx) => fn(tx.leases)),
+        // SQLite: one server owns the file, group commits share a transaction. PostgreSQL: other instances may
+        // answer on the same segment, so every lease is a claim the database arbitrates.
+        ...(inventory.backend === 'postgres' ? { sharedLeases: true } : { leaseTransaction: (fn) => inventory.transaction((tx) => fn(tx.leases)) }),
         bootPort: createDhcpBootPort({ lifecycle, log }),
         urls: {
           scriptUrl: `${base}/boot.ipxe?${IPXE_IDENTITY_QUERY}`,
@@ -235,7 +237,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   if (kmsg) channels.kernelLogPort = (await kmsg.start()).tcpPort
   log.info({
     address, publicUrl: base, tftp: tftpAt, dhcp: dhcpAt, talosEvents: channels.eventsSinkPort, talosKernelLog: channels.kernelLogPort, dataDir: settings.dataDir, assetsDir: settings.assetsDir,
-    settings: settings.source ?? '(defaults)', version: VERSION,
+    database: `${inventory.backend} ${inventory.location}`, settings: settings.source ?? '(defaults)', version: VERSION,
   }, 'rackboot is serving')
 
   // Every boot leaves a token row behind; voided and expired ones go every few minutes.

@@ -21,8 +21,8 @@ export type DhcpSettings = Settings['dhcp']
 export interface DhcpServerDeps {
   settings: DhcpSettings
   /**
-   * Lease storage (full mode); this server is the only writer for its subnets. An optional `putMany(leases)` on it
-   * is used for batches of writes (group commit).
+   * Lease storage (full mode); this server is the only writer for its subnets unless `sharedLeases`. An optional
+   * `putMany(leases)` on it is used for batches of writes (group commit).
    */
   leases: BatchLeaseRepository
   /**
@@ -30,6 +30,11 @@ export interface DhcpServerDeps {
    * `(fn) => inventory.transaction((inv) => fn(inv.leases))`. Optional; strongly advised for SQLite.
    */
   leaseTransaction?: LeaseTransaction
+  /**
+   * Full mode: other rackboot instances share this lease store (PostgreSQL); offers and bindings are claimed in it
+   * (handlers/full.ts). Needs `leases.claimMany`.
+   */
+  sharedLeases?: boolean
   /** Fixed addresses from the inventory (full mode). */
   reservations: ReservationRepository
   /** The lifecycle: timeline events and per-machine advice. Defaults to a port that does nothing. */
@@ -112,6 +117,7 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
           log,
           ...(deps.now ? { now: deps.now } : {}),
           ...(deps.inspectAllClients ? { inspectAllClients: true } : {}),
+          ...(deps.sharedLeases ? { shared: {} } : {}),
         })
         const h = full
         usage = () => h.poolUsage()

@@ -17,6 +17,9 @@ export type LeaseTransaction = <T>(fn: (leases: LeaseRepository) => Promise<T>) 
  */
 export type BatchLeaseRepository = LeaseRepository & { putMany?(leases: Lease[]): Promise<void> }
 
+/** A store that several servers share: every write is a claim the database may refuse (LeaseRepository.claimMany). */
+export type ClaimingLeaseRepository = LeaseRepository & { claimMany(leases: Lease[]): Promise<Set<string>> }
+
 export interface LeaseWriterDeps {
   leases: BatchLeaseRepository
   transaction?: LeaseTransaction
@@ -24,18 +27,24 @@ export interface LeaseWriterDeps {
   maxBatch?: number
   /** Least time between the starts of two commits (default 2 ms; 0 commits as soon as the event loop turns). */
   minCommitIntervalMs?: number
+  /** Write through `leases.claimMany`: a lease another server holds is refused, and write() says so. */
+  claim?: boolean
 }
 
 export interface LeaseWriter {
-  /** Resolves once the lease is stored; rejects when its batch failed. */
-  write(lease: Lease): Promise<void>
+  /**
+   * Resolves once the lease is stored (true), or refused because another client holds the address in the shared
+   * database (false, claim mode only); rejects when its batch failed.
+   */
+  write(lease: Lease): Promise<boolean>
   /** Resolves when everything queued so far is stored (or failed). */
   flush(): Promise<void>
 }
 
 interface Pending {
   lease: Lease
-  waiters: { resolve: () => void; reject: (err: unknown) => void }[]
+  /** Each waiter with the client it wrote for: a later write of the address by another client supersedes its claim. */
+  waiters: { resolve: (stored: boolean) => void; reject: (err: unknown) => void; mac: string }[]
 }
 
 export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
@@ -46,7 +55,16 @@ export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
   let queue = new Map<string, Pending>()
   let running: Promise<void> | null = null
 
-  const commit = async (batch: Pending[]): Promise<void> => {
+  const claiming = deps.leases as Partial<ClaimingLeaseRepository>
+  if (deps.claim && !claiming.claimMany) throw new Error('lease writer: claim mode needs a store with claimMany')
+
+  /** The addresses stored (all of them, unless claiming). */
+  const commit = async (batch: Pending[]): Promise<Set<string> | null> => {
+    if (deps.claim) return claiming.claimMany!(batch.map((p) => p.lease))
+    await store(batch)
+    return null
+  }
+  const store = async (batch: Pending[]): Promise<void> => {
     if (deps.leases.putMany && batch.length > 1) return deps.leases.putMany(batch.map((p) => p.lease))
     const putAll = async (repo: LeaseRepository) => {
       for (const p of batch) await repo.put(p.lease)
@@ -68,8 +86,8 @@ export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
         queue = new Map(all.slice(maxBatch).map((p) => [p.lease.ip, p]))
       } else queue = new Map()
       try {
-        await commit(batch)
-        for (const p of batch) for (const w of p.waiters) w.resolve()
+        const stored = await commit(batch)
+        for (const p of batch) for (const w of p.waiters) w.resolve(stored === null || (stored.has(p.lease.ip) && w.mac === p.lease.mac))
       } catch (err) {
         for (const p of batch) for (const w of p.waiters) w.reject(err)
       }
@@ -86,12 +104,12 @@ export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
 
   return {
     write(lease) {
-      return new Promise<void>((resolve, reject) => {
+      return new Promise<boolean>((resolve, reject) => {
         const prev = queue.get(lease.ip)
         if (prev) {
           prev.lease = lease
-          prev.waiters.push({ resolve, reject })
-        } else queue.set(lease.ip, { lease, waiters: [{ resolve, reject }] })
+          prev.waiters.push({ resolve, reject, mac: lease.mac })
+        } else queue.set(lease.ip, { lease, waiters: [{ resolve, reject, mac: lease.mac }] })
         kick()
       })
     },

@@ -69,24 +69,37 @@ export class LeasePool {
   /** Rotating scan position for reusing expired or released addresses once the range is used up. */
   private scan: number
 
-  constructor(subnet: Subnet, excluded: Iterable<string> = []) {
+  /** Where never-used addresses start being handed out, and how many of the range are still unwalked. */
+  private freshLeft: number
+
+  /**
+   * `startAt` (an offset into the range) spreads servers that share one database over the range, so they do not all
+   * offer the same next address and have all but one claim refused.
+   */
+  constructor(subnet: Subnet, excluded: Iterable<string> = [], startAt = 0) {
     this.subnet = subnet
     this.excluded = new Set([...excluded].map(ipToInt).filter((n) => !Number.isNaN(n)))
-    this.fresh = subnet.rangeStart
-    this.scan = subnet.rangeStart
+    const size = subnet.rangeEnd - subnet.rangeStart + 1
+    this.fresh = subnet.rangeStart + (Math.abs(Math.trunc(startAt)) % size)
+    this.freshLeft = size
+    this.scan = this.fresh
   }
 
   get size(): number {
     return this.subnet.rangeEnd - this.subnet.rangeStart + 1
   }
 
-  /** Loads stored leases (any state; expired ones still give a returning client its old address). */
-  load(leases: Iterable<Lease>): void {
+  /**
+   * Loads stored leases (any state; expired ones still give a returning client its old address). A lease older than
+   * the entry already here is skipped, unless `force` (the store just said what it holds: it is the truth).
+   */
+  load(leases: Iterable<Lease>, force = false): void {
     for (const l of leases) {
       const ip = ipToInt(l.ip)
       if (Number.isNaN(ip) || !isHostAddress(this.subnet, ip)) continue
       const prev = this.byIp.get(ip)
-      if (prev && prev.updatedAt > l.updatedAt) continue
+      if (prev && prev.updatedAt > l.updatedAt && !force) continue
+      if (prev) this.drop(prev)
       this.put({ ip, mac: l.mac, clientId: l.clientId, state: l.state, expiresAt: l.expiresAt, hostname: l.hostname, updatedAt: l.updatedAt })
     }
   }
@@ -149,8 +162,10 @@ export class LeasePool {
   /** A free address from the range: never-used ones first, then expired or released ones. */
   allocate(now: number): number | undefined {
     const { rangeEnd, rangeStart } = this.subnet
-    while (this.fresh <= rangeEnd) {
-      const ip = this.fresh++
+    while (this.freshLeft > 0) {
+      const ip = this.fresh
+      this.fresh = this.fresh >= rangeEnd ? rangeStart : this.fresh + 1
+      this.freshLeft--
       if (!this.byIp.has(ip) && !this.excluded.has(ip) && !this.reserved.has(ip)) return ip
     }
     const n = rangeEnd - rangeStart + 1

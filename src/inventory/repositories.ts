@@ -79,9 +79,17 @@ export interface LeaseRepository {
   byClient(mac: string, clientId: string | null): Promise<Lease | null>
   /** Every lease in a subnet that still holds its address at `now` (offered or bound, not expired). */
   activeIn(subnet: string, now: number): Promise<Lease[]>
-  list(filter?: { subnet?: string; state?: LeaseState; mac?: string }): Promise<Lease[]>
+  /** With `updatedSince`, only leases written after that time (ms): what other instances changed lately. */
+  list(filter?: { subnet?: string; state?: LeaseState; mac?: string; updatedSince?: number }): Promise<Lease[]>
   /** Insert or replace the lease of `lease.ip`. */
   put(lease: Lease): Promise<void>
+  /**
+   * Writes each lease only where the database agrees its address is this lease's client's to take, atomically per
+   * address: free (no row, or released, expired, or past its expiry at the lease's updatedAt), or already held by
+   * the same client (same MAC or client id) and not declined. Returns the addresses written. Several DHCP servers
+   * on one database claim through this: the database, not a process's memory, decides who holds an address.
+   */
+  claimMany?(leases: Lease[]): Promise<Set<string>>
   remove(ip: string): Promise<boolean>
   /** Marks offered/bound leases past their expiry as expired; returns how many. */
   expire(now: number): Promise<number>

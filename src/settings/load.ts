@@ -21,6 +21,7 @@ export interface LoadOptions {
 // Environment variables with a fixed meaning; anything else goes through --set or the file.
 const ENV_KEYS: Record<string, string> = {
   RACKBOOT_DATA_DIR: 'dataDir',
+  RACKBOOT_DATABASE_URL: 'database.url',
   RACKBOOT_ASSETS_DIR: 'assetsDir',
   RACKBOOT_LOG_LEVEL: 'log.level',
   RACKBOOT_LOG_FORMAT: 'log.format',

@@ -292,9 +292,23 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    /** The embedded SQLite database (dataDir/rackboot.db). */
+    /** The database: the embedded SQLite (dataDir/rackboot.db), or a PostgreSQL several instances share (`url`). */
     database: Type.Object(
       {
+        /**
+         * postgres://user@host:port/dbname (or postgresql://; `?host=/run/postgresql` for a Unix socket): keep the
+         * inventory, leases and events in PostgreSQL, shared by every rackboot instance given the same URL. Absent:
+         * SQLite in the data directory. A password may be in the URL, in PGPASSWORD or in ~/.pgpass; it is never
+         * logged. Each instance still needs the same secrets key file (dataDir/secret.key) to open sealed secrets.
+         */
+        url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+        /** PostgreSQL connections this instance keeps open at most. */
+        poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+        /**
+         * How long start-up waits for PostgreSQL to accept connections (ms), saying so while it waits; 0 waits for
+         * ever (an instance started before its database, as systemd or Compose may).
+         */
+        connectTimeoutMs: Type.Integer({ minimum: 0, default: 0 }),
         /**
          * When a commit is on disk. normal: a committed write (a lease before its ACK, an allocation) survives a crash
          * of rackboot, but the last second or so of commits may be lost on power loss or a kernel crash (the database
@@ -303,6 +317,7 @@ export const SettingsSchema = Type.Object(
          * disks that honour flushes and leases that must never be handed out twice after an outage.
          */
         synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
+        // (SQLite only, as are walLimitMiB and busyTimeoutMs: PostgreSQL keeps its own settings.)
         /**
          * Size of the write-ahead log (MiB) past which `serve` restarts it with a brief checkpoint (queries wait a few
          * tens of milliseconds; the event loop does not). The file stays near this size under any write rate, unless

@@ -14,7 +14,9 @@ const pragma = async (inv: Awaited<ReturnType<typeof openSqliteInventory>>, name
 test('database settings: defaults, validation, and what open() makes of them', async (t) => {
   const env = {}
   const defaults = loadSettings({ env, cwd: tmpdir() }).database
-  assert.deepEqual(defaults, DATABASE_DEFAULTS)
+  assert.deepEqual(defaults, { ...DATABASE_DEFAULTS, poolSize: 10, connectTimeoutMs: 0 })
+  assert.equal(defaults.url, undefined, 'SQLite unless a PostgreSQL URL is given')
+  assert.throws(() => loadSettings({ env, cwd: tmpdir(), overrides: ['database.url=mysql://db'] }), /url/)
   const full = loadSettings({ env, cwd: tmpdir(), overrides: ['database.synchronous=full', 'database.walLimitMiB=4'] }).database
   assert.equal(full.synchronous, 'full')
   assert.throws(() => loadSettings({ env, cwd: tmpdir(), overrides: ['database.synchronous=off'] }), /synchronous/)

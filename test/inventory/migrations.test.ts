@@ -40,7 +40,7 @@ test('migrations run down and up again cleanly (each has a working down)', async
   const inv = await openSqliteInventory({ file: ':memory:' })
   const { migrate } = await import('../../src/inventory/index.js')
   const { Migrator, NO_MIGRATIONS } = await import('kysely')
-  const { migrationProvider } = await import('../../src/inventory/sqlite/migrations/index.js')
+  const { migrationProvider } = await import('../../src/inventory/sql/migrations/index.js')
   const down = await new Migrator({ db: inv.db, provider: migrationProvider }).migrateTo(NO_MIGRATIONS)
   assert.equal(down.error, undefined)
   const tables = await sql<{ name: string }>`select name from sqlite_master where type='table' and name not like 'kysely%' and name not like 'sqlite%'`.execute(inv.db)

@@ -243,7 +243,8 @@ test('issue 13: a flood of silent RRQs from many addresses does not lock a real 
   await waitFor(() => srv.server.stats().activeTransfers === 0, 10_000)
   const drainMs = Date.now() - stopped
   t.diagnostic(`flood transfers drained ${drainMs} ms after the last wave`)
-  assert.ok(drainMs < settings.retransmitMs * (settings.unackedRetries + 1) + 1500, `drained after ${drainMs} ms`)
+  // The slack covers a loaded 2-core machine (4 s seen with other work running); the old fault held them ~30 s.
+  assert.ok(drainMs < settings.retransmitMs * (settings.unackedRetries + 1) + 5000, `drained after ${drainMs} ms`)
   assert.ok((await metricValue(srv.metrics, 'rackboot_tftp_transfers_finished_total', { result: 'no_ack' })) > 0)
   assert.ok((await evicted()) > 0, 'the flood went on evicting its own stale transfers')
   assert.equal(await metricValue(srv.metrics, 'rackboot_tftp_transfers_finished_total', { result: 'timeout' }), 0)

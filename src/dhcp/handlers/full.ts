@@ -44,6 +44,13 @@ export interface FullHandlerDeps {
   now?: () => number
   /** Ask the boot port about every client, not only network-boot ones (PXE, HTTP boot, iPXE). */
   inspectAllClients?: boolean
+  /**
+   * Other DHCP servers share this lease store (several rackboot instances on one PostgreSQL). Every offer and binding
+   * is then claimed in the store before it is sent (LeaseRepository.claimMany): the database decides who holds an
+   * address, this server offers only what it claimed, learns the leases the others granted (to renew them) and
+   * says nothing when the store cannot be reached.
+   */
+  shared?: { syncSeconds?: number; startAt?: number }
 }
 
 export interface FullHandler extends DhcpHandler {
@@ -65,10 +72,11 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
   const pools = new Map<string, LeasePool>()
   for (const s of deps.subnets) {
     // Never hand out this server's address or a router's.
-    pools.set(s.cidr, new LeasePool(s, [serverId, ...s.routers]))
+    pools.set(s.cidr, new LeasePool(s, [serverId, ...s.routers], deps.shared ? (deps.shared.startAt ?? Math.floor(Math.random() * 2 ** 31)) : 0))
   }
+  const shared = deps.shared !== undefined
   let reservations: ReservationIndex = indexReservations([])
-  const writer = createLeaseWriter({ leases: deps.leases, ...(deps.leaseTransaction ? { transaction: deps.leaseTransaction } : {}) })
+  const writer = createLeaseWriter({ leases: deps.leases, claim: shared, ...(deps.leaseTransaction ? { transaction: deps.leaseTransaction } : {}) })
   let timers: NodeJS.Timeout[] = []
 
   const applyReservations = (index: ReservationIndex): void => {
@@ -191,16 +199,41 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     return { kind: 'reply', type: 'nak', packet: replyTo(req, ...mods) }
   }
 
-  const persist = async (entries: PoolEntry[], subnet: Subnet): Promise<boolean> => {
+  /**
+   * Stores the entries; null when the store failed, else whether each was stored (always, unless shared: a claim
+   * another server's lease refused).
+   */
+  const persist = async (entries: PoolEntry[], subnet: Subnet): Promise<boolean[] | null> => {
     try {
-      await Promise.all(entries.map((e) => writer.write(toLease(e, subnet))))
-      return true
+      return await Promise.all(entries.map((e) => writer.write(toLease(e, subnet))))
     } catch (err) {
       deps.advice.metrics.storageFailure()
       deps.log.error({ err, subnet: subnet.cidr }, 'dhcp lease write failed')
+      return null
+    }
+  }
+
+  /**
+   * Shared store: what it holds for an address and/or a client replaces this server's view of them (another
+   * instance may have granted, renewed or released them). False when the store cannot be read.
+   */
+  const learn = async (pool: LeasePool, what: { ip?: number; client?: ClientKey }): Promise<boolean> => {
+    try {
+      const found = await Promise.all([
+        what.ip !== undefined ? deps.leases.byIp(intToIp(what.ip)) : null,
+        what.client ? deps.leases.byClient(what.client.mac, what.client.clientId) : null,
+      ])
+      pool.load(found.filter((l): l is NonNullable<typeof l> => l !== null && l.subnet === pool.subnet.cidr), true)
+      return true
+    } catch (err) {
+      deps.advice.metrics.storageFailure()
+      deps.log.error({ err, subnet: pool.subnet.cidr }, 'dhcp lease read failed')
       return false
     }
   }
+
+  /** Attempts at a free address when other servers' claims keep winning, per DISCOVER. */
+  const CLAIM_ATTEMPTS = 8
 
   const discover = async (req: DhcpPacket, f: RequestFacts): Promise<DhcpResult> => {
     const subnet = subnetFor(f)
@@ -209,6 +242,8 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     const client = clientOf(f)
     const t = now()
     const reserved = reservationIn(client, subnet)
+    // A client this server has not seen may hold a lease another instance granted: offer it that one.
+    if (shared && !pool.clientEntry(client) && !(await learn(pool, { client }))) return ignore('storage-error')
     const existing = pool.clientEntry(client)
     let ip: number | undefined
     if (reserved && pool.available(reserved.ip, client, t)) ip = reserved.ip
@@ -220,14 +255,16 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
         if (!Number.isNaN(want) && pool.available(want, client, t)) ip = want
       }
     }
-    ip ??= pool.allocate(t)
-    if (ip === undefined) {
-      deps.log.warn({ subnet: subnet.cidr }, 'dhcp pool exhausted')
-      return ignore('pool-exhausted', subnet.cidr)
-    }
-    // Hold it for this client (in memory only: an offer is not a lease), unless the client is already bound to it.
-    const current = pool.entry(ip)
-    if (!(current && current.state === 'bound' && isActive(current, t) && sameClient(current, client))) {
+    for (let attempt = 1; ; attempt++) {
+      ip ??= pool.allocate(t)
+      if (ip === undefined) {
+        deps.log.warn({ subnet: subnet.cidr }, 'dhcp pool exhausted')
+        return ignore('pool-exhausted', subnet.cidr)
+      }
+      // Hold it for this client, unless the client is already bound to it. Alone, in memory only (an offer is not a
+      // lease); shared, claimed in the store first, so no other server offers or binds it meanwhile.
+      const current = pool.entry(ip)
+      if (current && current.state === 'bound' && isActive(current, t) && sameClient(current, client)) break
       const offered: PoolEntry = {
         ip, mac: f.mac, clientId: f.clientId, state: 'offered', expiresAt: t + settings.offerSeconds * 1000,
         hostname: f.hostname, updatedAt: t,
@@ -236,6 +273,14 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
       if (existing && existing.ip !== ip && existing.state === 'bound' && isActive(existing, t)) offered.replaces = existing.ip
       else if (existing?.replaces !== undefined && existing.replaces !== ip) offered.replaces = existing.replaces
       pool.put(offered)
+      if (!shared) break
+      const stored = await persist([offered], subnet)
+      if (!stored) return ignore('storage-error')
+      if (stored[0]) break
+      // Another server holds it: take the store's word for it and try another address.
+      if (!(await learn(pool, { ip }))) return ignore('storage-error')
+      if (attempt >= CLAIM_ATTEMPTS || reserved) return ignore('claim-lost', `${intToIp(ip)} is held through another server`)
+      ip = undefined
     }
     const { choice } = await bootFor(f, { reply: 'offer', ip: intToIp(ip), subnet: subnet.cidr })
     return leaseReply(req, f, MessageType.Offer, subnet, ip, choice, reserved?.r.hostname ?? null)
@@ -247,6 +292,12 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     const client = clientOf(f)
     const t = now()
     const reserved = reservationIn(client, subnet)
+    if (shared) {
+      // This server's view may be stale: another instance may have granted the address (a renewal of its lease) or
+      // released it. Ask the store unless this server itself holds it for this client.
+      const local = pool.entry(ip)
+      if (!(local && sameClient(local, client) && pool.clientEntry(client) === local) && !(await learn(pool, { ip, client }))) return ignore('storage-error')
+    }
     // A client with a reservation is moved onto it, unless someone else still holds the reserved address.
     if (reserved && reserved.ip !== ip && pool.available(reserved.ip, client, t)) {
       return nak(req, f, 'address reserved elsewhere for this client', subnet)
@@ -280,7 +331,13 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     }
     pool.put(entry)
     writes.push(entry)
-    if (!(await persist(writes, subnet))) return ignore('storage-error')
+    const stored = await persist(writes, subnet)
+    if (!stored) return ignore('storage-error')
+    if (!stored[stored.length - 1]) {
+      // Shared store: another server's client got the address first.
+      await learn(pool, { ip })
+      return nak(req, f, 'address in use', subnet)
+    }
     const { choice } = await bootFor(f, { reply: 'ack', ip: intToIp(ip), subnet: subnet.cidr })
     return leaseReply(req, f, MessageType.Ack, subnet, ip, choice, reserved?.r.hostname ?? null)
   }
@@ -328,6 +385,7 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     if (!subnet || !f.requestedIp) return ignore('bad-decline')
     const pool = pools.get(subnet.cidr)!
     const ip = ipToInt(f.requestedIp)
+    if (shared && !(await learn(pool, { ip }))) return ignore('storage-error')
     const e = pool.entry(ip)
     if (!e || !sameClient(e, clientOf(f))) return ignore('bad-decline', 'address not leased to this client')
     const t = now()
@@ -339,7 +397,7 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     }
     pool.put(declined)
     deps.log.warn({ ip: f.requestedIp, mac: f.mac }, 'dhcp address declined by client (in use on the network?)')
-    return (await persist([declined], subnet)) ? silent('declined') : ignore('storage-error')
+    return (await persist([declined], subnet))?.[0] ? silent('declined') : ignore('storage-error')
   }
 
   const release = async (f: RequestFacts): Promise<DhcpResult> => {
@@ -347,12 +405,13 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
     const subnet = subnetFor(f)
     if (!subnet || !f.ciaddr) return ignore('bad-release')
     const pool = pools.get(subnet.cidr)!
+    if (shared && !(await learn(pool, { ip: ipToInt(f.ciaddr) }))) return ignore('storage-error')
     const e = pool.entry(ipToInt(f.ciaddr))
     if (!e || !sameClient(e, clientOf(f)) || e.state !== 'bound') return ignore('bad-release', 'address not bound to this client')
     const t = now()
     const released: PoolEntry = { ...e, state: 'released', expiresAt: t, updatedAt: t }
     pool.put(released)
-    return (await persist([released], subnet)) ? silent('released') : ignore('storage-error')
+    return (await persist([released], subnet))?.[0] ? silent('released') : ignore('storage-error')
   }
 
   const inform = async (req: DhcpPacket, f: RequestFacts): Promise<DhcpResult> => {
@@ -392,6 +451,18 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
       refresh.unref()
       expire.unref()
       timers = [refresh, expire]
+      if (shared) {
+        // What the other servers granted lately, so this one neither offers their addresses nor forgets their clients.
+        let since = t - 1000
+        const sync = setInterval(() => {
+          const from = now()
+          Promise.all([...pools].map(async ([cidr, pool]) => pool.load(await deps.leases.list({ subnet: cidr, updatedSince: since }))))
+            .then(() => { since = from - 5000 }) // margin for clock skew between the servers
+            .catch((err: unknown) => deps.log.warn({ err }, 'dhcp shared lease sync failed'))
+        }, (deps.shared?.syncSeconds ?? 5) * 1000)
+        sync.unref()
+        timers.push(sync)
+      }
     },
     async stop() {
       for (const t of timers) clearInterval(t)

@@ -1,25 +1,25 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SQLite from 'better-sqlite3'
-import { Kysely, Migrator, type Transaction } from 'kysely'
+import { Kysely, type Transaction } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
 import { createSecretBox, type SecretBox } from '../secret-box.js'
-import { createSqliteBmcs } from './bmcs.js'
-import { createSqliteClasses, createSqliteProfiles } from './classes-profiles.js'
-import { createSqliteEvents } from './events.js'
-import { createSqliteLeases, createSqliteReservations, type RawLeaseWrites, type SqliteLeaseRepository } from './leases.js'
+import { createSqlBmcs } from '../sql/bmcs.js'
+import { createSqlClasses, createSqlProfiles } from '../sql/classes-profiles.js'
+import { createSqlEvents } from '../sql/events.js'
+import { createSqlLeases, createSqlReservations, type RawLeaseWrites, type SqlLeaseRepository } from '../sql/leases.js'
 import type { Lease } from '../types.js'
-import { createSqliteMachines } from './machines.js'
-import { migrationProvider } from './migrations/index.js'
-import type { Database } from './schema.js'
-import { createSqliteTokens } from './tokens.js'
+import { createSqlMachines } from '../sql/machines.js'
+import { migrateDatabase as migrate } from '../sql/migrate.js'
+import type { Database } from '../sql/schema.js'
+import { createSqlTokens } from '../sql/tokens.js'
 import { startCheckpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js'
 import { BusyRetryingSqliteDialect, BusyRetryingSqliteDriver, DEFAULT_BUSY_TIMEOUT_MS, retryWhileBusy, SYNC_BUSY_MS, type BusyGate, type BusyStats } from './driver.js'
-import { createSqliteBootTokens } from './boot-tokens.js'
-import { openCheckedSecretBox } from './secret-key.js'
+import { createSqlBootTokens } from '../sql/boot-tokens.js'
+import { openCheckedSecretBox } from '../sql/secret-key.js'
 import { randomBytes } from 'node:crypto'
-import { createSqliteAllocations, createSqliteClusters, createSqliteQueries } from './allocations.js'
+import { createSqlAllocations, createSqlClusters, createSqlQueries } from '../sql/allocations.js'
 
 export interface SqliteInventoryOptions {
   /** Database file, or ':memory:'. */
@@ -80,7 +80,7 @@ interface BusyContext {
  * retries: a write that met another process's lock (SQLITE_BUSY) rolled back whole and is tried again
  * asynchronously, as the driver does (an upsert of the same rows is safe to repeat).
  */
-function retryingLeases(leases: SqliteLeaseRepository, busy: BusyContext): SqliteLeaseRepository {
+function retryingLeases(leases: SqlLeaseRepository, busy: BusyContext): SqlLeaseRepository {
   const retry = <T>(fn: () => Promise<T>): Promise<T> => retryWhileBusy(fn, { deadline: performance.now() + busy.timeoutMs, file: busy.file, stats: busy.stats, gate: busy.gate })
   return Object.assign(leases, {
     put: ((put) => (lease: Lease) => retry(() => put(lease)))(leases.put.bind(leases)),
@@ -89,34 +89,26 @@ function retryingLeases(leases: SqliteLeaseRepository, busy: BusyContext): Sqlit
 }
 
 function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>, busy: BusyContext): Inventory {
-  const leases = createSqliteLeases(db, raw)
+  const leases = createSqlLeases(db, raw)
   return {
-    machines: createSqliteMachines(db),
-    bmcs: createSqliteBmcs(db, box),
-    classes: createSqliteClasses(db),
-    profiles: createSqliteProfiles(db),
+    machines: createSqlMachines(db),
+    bmcs: createSqlBmcs(db, box),
+    classes: createSqlClasses(db),
+    profiles: createSqlProfiles(db),
     leases: raw.inTransaction ? leases : retryingLeases(leases, busy),
-    reservations: createSqliteReservations(db),
-    events: createSqliteEvents(db),
-    tokens: createSqliteTokens(db),
-    bootTokens: createSqliteBootTokens(db),
-    queries: createSqliteQueries(db),
-    allocations: createSqliteAllocations(db),
-    clusters: createSqliteClusters(db, box),
+    reservations: createSqlReservations(db),
+    events: createSqlEvents(db),
+    tokens: createSqlTokens(db),
+    bootTokens: createSqlBootTokens(db),
+    queries: createSqlQueries(db),
+    allocations: createSqlAllocations(db),
+    clusters: createSqlClusters(db, box),
     transaction: tx,
     close,
   }
 }
 
-export async function migrate(db: Kysely<Database>, target?: string): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: migrationProvider })
-  const { error, results } = target ? await migrator.migrateTo(target) : await migrator.migrateToLatest()
-  if (error) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName
-    throw new RackbootError('RB_ERR_STORAGE', `database migration ${failed ?? ''} failed: ${(error as Error).message}`, { cause: error })
-  }
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
-}
+export { migrateDatabase as migrate } from '../sql/migrate.js'
 
 /** The database and the files SQLite keeps beside it in WAL mode. */
 function databaseFiles(file: string): string[] {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
 import type { SqliteInventory } from '../../../src/inventory/index.js'
-import { summarizeFacts } from '../../../src/inventory/sqlite/migrations/0002-hardware-summary.js'
+import { summarizeFacts } from '../../../src/inventory/sql/migrations/0002-hardware-summary.js'
 import type { HardwareFacts } from '../../../src/inventory/index.js'
 
 export interface SeedOptions {

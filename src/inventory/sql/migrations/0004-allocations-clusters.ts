@@ -1,10 +1,12 @@
 import { sql, type Kysely } from 'kysely'
+import { dialectOf } from '../dialect.js'
+import { downPostgres, upPostgres } from './0004-postgres-indexes.js'
 
 // The cluster API (issue 8): allocations (with their idempotency keys and results), each machine's current
 // allocation (cluster, role, patches: what its Talos config is made from), and clusters whose secrets bundle is
 // sealed at rest. Plus two indexes the machine list needs to stay fast at 100,000 machines, kept up to date by
 // triggers so no repository code changes: labels as rows (key, value, machine), and a trigram full-text index
-// over id, name, serial, uuid and MACs for free-text search (SQLite FTS5; PostgreSQL would use pg_trgm).
+// over id, name, serial, uuid and MACs for free-text search (SQLite FTS5; on PostgreSQL pg_trgm, 0004-postgres-indexes.ts).
 
 /** The search document of machine `id` (an SQL expression over the machines and nics tables). */
 const searchDoc = (id: string) => `(SELECT lower(m.id || ' ' || ifnull(m.name, '') || ' ' || ifnull(m.serial, '') || ' ' || ifnull(m.uuid, '') || ' ' ||
@@ -77,6 +79,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .execute()
 
+  if (dialectOf(db) === 'postgres') return upPostgres(db)
   await sql`CREATE TABLE machine_labels (
     machine_id TEXT NOT NULL REFERENCES machines (id) ON DELETE CASCADE,
     key TEXT NOT NULL,
@@ -94,10 +97,13 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const name of Object.keys(TRIGGERS)) await sql.raw(`DROP TRIGGER ${name}`).execute(db)
-  await sql`DROP TABLE machine_search`.execute(db)
-  await sql`DROP TABLE machine_search_ids`.execute(db)
-  await sql`DROP TABLE machine_labels`.execute(db)
+  if (dialectOf(db) === 'postgres') await downPostgres(db)
+  else {
+    for (const name of Object.keys(TRIGGERS)) await sql.raw(`DROP TRIGGER ${name}`).execute(db)
+    await sql`DROP TABLE machine_search`.execute(db)
+    await sql`DROP TABLE machine_search_ids`.execute(db)
+    await sql`DROP TABLE machine_labels`.execute(db)
+  }
   await db.schema.dropTable('clusters').execute()
   await db.schema.dropTable('allocation_machines').execute()
   await db.schema.dropTable('allocations').execute()

@@ -3,6 +3,7 @@ import { NotFoundError, RackbootError } from '../../errors.js'
 import { newMachineId, normalizeMac, normalizeUuid } from '../identifiers.js'
 import type { MachineAddress, MachineFilter, MachinePage, MachineRepository, MachineSort, MachineSortKey } from '../repositories.js'
 import type { Arch, Firmware, HardwareFacts, Machine, MachineInput, MachineNetwork, MachineState, Nic } from '../types.js'
+import { isUniqueViolation, withoutIndex, dialectOf, type SqlDialectName } from './dialect.js'
 import { parseJson } from './json.js'
 import { summarizeFacts } from './migrations/0002-hardware-summary.js'
 import type { Database, MachinesTable } from './schema.js'
@@ -18,14 +19,13 @@ function decodeCursor(cursor: string): string {
 }
 
 function conflict(err: unknown, input: MachineInput): never {
-  const msg = String((err as Error)?.message ?? err)
-  if (/UNIQUE constraint failed: machines\.name/.test(msg)) {
+  if (isUniqueViolation(err, 'machines', 'name')) {
     throw new RackbootError('RB_ERR_CONFLICT', `a machine named '${input.name}' already exists`, { cause: err })
   }
-  if (/UNIQUE constraint failed: machines\.uuid/.test(msg)) {
+  if (isUniqueViolation(err, 'machines', 'uuid')) {
     throw new RackbootError('RB_ERR_CONFLICT', `a machine with uuid ${input.uuid} already exists`, { cause: err })
   }
-  if (/UNIQUE constraint failed: nics\.mac/.test(msg)) {
+  if (isUniqueViolation(err, 'nics', 'mac')) {
     throw new RackbootError('RB_ERR_CONFLICT', `a MAC address of this machine belongs to another machine`, { cause: err })
   }
   throw new RackbootError('RB_ERR_STORAGE', 'cannot write machine', { cause: err })
@@ -36,7 +36,7 @@ function atomic<T>(db: Kysely<Database>, fn: (db: Kysely<Database>) => Promise<T
   return db.isTransaction ? fn(db) : db.transaction().execute(fn)
 }
 
-export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
+export function createSqlMachines(db: Kysely<Database>): MachineRepository {
   async function hydrate(rows: Selectable<MachinesTable>[]): Promise<Machine[]> {
     if (rows.length === 0) return []
     const ids = rows.map((r) => r.id)
@@ -96,7 +96,9 @@ export function createSqliteMachines(db: Kysely<Database>): MachineRepository {
     if (filter.rack !== undefined) q = q.where('machines.rack', '=', filter.rack)
     if (filter.serial !== undefined) q = q.where('machines.serial', '=', filter.serial)
     for (const [k, v] of Object.entries(filter.labels ?? {})) {
-      q = q.where((eb) => eb(eb.fn('json_extract', ['machines.labels', eb.val(`$."${k.replaceAll('"', '')}"`)]), '=', v))
+      // The label index rows (migration 0004), the same in both dialects.
+      q = q.where((eb) => eb.exists(eb.selectFrom('machine_labels' as any).select(sql.lit(1).as('x'))
+        .whereRef('machine_labels.machine_id' as any, '=', 'machines.id').where('machine_labels.key' as any, '=', k).where('machine_labels.value' as any, '=', v)))
     }
     if (filter.text) {
       const like = `%${filter.text.toLowerCase().replace(/[%_\\]/g, (ch) => `\\${ch}`)}%`
@@ -327,7 +329,7 @@ export async function countNullColumn(db: Kysely<Database>, column: string): Pro
  * id > i)`, so SQLite seeks to v on the column's index (name and serial are indexed, state with id) rather than
  * scanning from the start.
  */
-export async function sortedMachineRows<R extends { id: string }>(q: any, sort: MachineSort, after: SortCursor | null, count: number, countNulls: (column: string) => Promise<number>): Promise<{ rows: R[]; more: boolean }> {
+export async function sortedMachineRows<R extends { id: string }>(q: any, sort: MachineSort, after: SortCursor | null, count: number, countNulls: (column: string) => Promise<number>, dialect: SqlDialectName): Promise<{ rows: R[]; more: boolean }> {
   const { column, nullable } = SORT_COLUMNS[sort.key]
   const col = sql.ref(column)
   const id = sql.ref('machines.id')
@@ -355,7 +357,7 @@ export async function sortedMachineRows<R extends { id: string }>(q: any, sort: 
     if (run.nulls && (await countNulls(column)) > NULL_RUN_SORT_MAX) {
       // Many machines without a value: walk them in id order (the unary + keeps SQLite off the column's index,
       // which would hand them over unordered and sort every one of them for each page).
-      nulls = sql`+${col} is null`
+      nulls = sql`${withoutIndex(dialect, col, false)} is null`
     }
     let r = q.where(run.nulls ? nulls : nullable ? sql`${col} is not null` : sql`1 = 1`)
     if (run.where) r = r.where(run.where)

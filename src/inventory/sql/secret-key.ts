@@ -4,6 +4,7 @@ import { sql, type Kysely } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import { createKeyFile, createSecretBox, readKeyFile, secretKeyCheck, type SecretBox } from '../secret-box.js'
 import type { Database } from './schema.js'
+import { hasTable } from './dialect.js'
 
 // The secrets key is checked against the database it seals, never silently replaced (DESIGN "Trust on the
 // provisioning network"). The database keeps secretKeyCheck(key) in `meta`; at open:
@@ -25,11 +26,6 @@ export interface SecretKeyOptions {
   /** The database file, named in refusals. */
   dbFile: string
   warn?: (message: string) => void
-}
-
-async function hasTable(db: Kysely<Database>, name: string): Promise<boolean> {
-  const r = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`.execute(db)
-  return (r.rows[0]?.n ?? 0) > 0
 }
 
 /** Every sealed secret in the database, with what it is. */

@@ -19,7 +19,7 @@ function toLease(r: Selectable<LeasesTable>): Lease {
 }
 
 /** Leases plus a batch write: DHCP commits the leases of a burst of ACKs in one call (the boot-storm path). */
-export type SqliteLeaseRepository = LeaseRepository & { putMany(leases: Lease[]): Promise<void> }
+export type SqlLeaseRepository = LeaseRepository & { putMany(leases: Lease[]): Promise<void> }
 
 const UPSERT_SQL = `insert into leases (ip, mac, client_id, subnet, state, hostname, expires_at, updated_at)
   values (?, ?, ?, ?, ?, ?, ?, ?)
@@ -40,25 +40,63 @@ export interface RawLeaseWrites {
   inTransaction: boolean
 }
 
-export function createSqliteLeases(db: Kysely<Database>, raw: RawLeaseWrites): SqliteLeaseRepository {
+/** Without `raw` (PostgreSQL), a batch is one multi-row upsert per chunk: a round trip costs more than planning. */
+async function upsertStatements(db: Kysely<Database>, list: Lease[]): Promise<void> {
+  for (let i = 0; i < list.length; i += 500) {
+    const rows = list.slice(i, i + 500).map((l) => ({
+      ip: l.ip, mac: l.mac, client_id: l.clientId, subnet: l.subnet, state: l.state, hostname: l.hostname, expires_at: l.expiresAt, updated_at: l.updatedAt,
+    }))
+    await db.insertInto('leases').values(rows).onConflict((oc) => oc.column('ip').doUpdateSet((eb) => ({
+      mac: eb.ref('excluded.mac'), client_id: eb.ref('excluded.client_id'), subnet: eb.ref('excluded.subnet'), state: eb.ref('excluded.state'),
+      hostname: eb.ref('excluded.hostname'), expires_at: eb.ref('excluded.expires_at'), updated_at: eb.ref('excluded.updated_at'),
+    }))).execute()
+  }
+}
+
+export function createSqlLeases(db: Kysely<Database>, raw: RawLeaseWrites | null): SqlLeaseRepository {
   // Prepared on first use: every inventory transaction builds its repositories afresh, and most write no lease.
   let writeAll: ((leases: Lease[]) => void) | null = null
   const prepared = (): ((leases: Lease[]) => void) => {
     if (writeAll) return writeAll
-    const stmt = raw.handle.prepare(UPSERT_SQL)
-    writeAll = raw.handle.transaction((leases: Lease[]) => {
+    const stmt = raw!.handle.prepare(UPSERT_SQL)
+    writeAll = raw!.handle.transaction((leases: Lease[]) => {
       for (const l of leases) stmt.run(l.ip, l.mac, l.clientId, l.subnet, l.state, l.hostname, l.expiresAt, l.updatedAt)
     })
     return writeAll
   }
   async function upsert(list: Lease[]): Promise<void> {
     if (list.length === 0) return
+    if (!raw) return upsertStatements(db, list)
     const write = prepared()
     if (raw.inTransaction) write(list)
     else await db.connection().execute(async () => write(list))
   }
   return {
     putMany: upsert,
+    async claimMany(list) {
+      const claimed = new Set<string>()
+      // One statement per chunk; a lease the condition refuses is neither written nor returned.
+      for (let i = 0; i < list.length; i += 500) {
+        const rows = await db.insertInto('leases').values(list.slice(i, i + 500).map((l) => ({
+          ip: l.ip, mac: l.mac, client_id: l.clientId, subnet: l.subnet, state: l.state, hostname: l.hostname, expires_at: l.expiresAt, updated_at: l.updatedAt,
+        }))).onConflict((oc) => oc.column('ip').doUpdateSet((eb) => ({
+          mac: eb.ref('excluded.mac'), client_id: eb.ref('excluded.client_id'), subnet: eb.ref('excluded.subnet'), state: eb.ref('excluded.state'),
+          hostname: eb.ref('excluded.hostname'), expires_at: eb.ref('excluded.expires_at'), updated_at: eb.ref('excluded.updated_at'),
+        })).where((eb) => eb.or([
+          eb('leases.state', 'in', ['released', 'expired']),
+          eb('leases.expires_at', '<=', eb.ref('excluded.updated_at')),
+          eb.and([
+            eb('leases.state', '!=', 'declined'),
+            eb.or([
+              eb('leases.mac', '=', eb.ref('excluded.mac')),
+              eb.and([eb('leases.client_id', 'is not', null), eb('leases.client_id', '=', eb.ref('excluded.client_id'))]),
+            ]),
+          ]),
+        ]))).returning('ip').execute()
+        for (const r of rows) claimed.add(r.ip)
+      }
+      return claimed
+    },
     async byIp(ip) {
       const r = await db.selectFrom('leases').selectAll().where('ip', '=', ip).executeTakeFirst()
       return r ? toLease(r) : null
@@ -84,6 +122,7 @@ export function createSqliteLeases(db: Kysely<Database>, raw: RawLeaseWrites): S
       if (filter.subnet) q = q.where('subnet', '=', filter.subnet)
       if (filter.state) q = q.where('state', '=', filter.state)
       if (filter.mac) q = q.where('mac', '=', filter.mac)
+      if (filter.updatedSince !== undefined) q = q.where('updated_at', '>', filter.updatedSince)
       return (await q.orderBy('ip').execute()).map(toLease)
     },
     async put(lease) {
@@ -109,7 +148,7 @@ function toReservation(r: Selectable<ReservationsTable>): Reservation {
   return { ip: r.ip, mac: r.mac, clientId: r.client_id, hostname: r.hostname, machineId: r.machine_id }
 }
 
-export function createSqliteReservations(db: Kysely<Database>): ReservationRepository {
+export function createSqlReservations(db: Kysely<Database>): ReservationRepository {
   async function insert(rows: Reservation[]): Promise<void> {
     if (rows.length === 0) return
     try {

@@ -6,6 +6,7 @@ import type { SecretBox } from '../secret-box.js'
 import type {
   AllocatedMachine, Allocation, Cluster, HardwareBounds, Machine, MachineAllocation, MachineRole, Nic,
 } from '../types.js'
+import { dialectOf, isUniqueViolation, type SqlDialectName } from './dialect.js'
 import { parseJson } from './json.js'
 import { countNullColumn, decodeSortCursor, encodeMachineCursor, machineAddresses, machineFromRow, sortedMachineRows } from './machines.js'
 import type { Database, MachinesTable } from './schema.js'
@@ -78,8 +79,27 @@ const COLUMNS = {
 
 type MachineRow = Selectable<MachinesTable> & { facts: string | null; reported_at: number | null }
 
-export function createSqliteQueries(base: Kysely<Database>): QueryRepository {
+/**
+ * Ids of machines whose search document (id, name, serial, uuid, MACs; migration 0004) contains `needle`, at most
+ * `cap`: SQLite's FTS5 trigram index, PostgreSQL's pg_trgm index under LIKE.
+ */
+async function searchMachineIds(db: Kysely<Database>, dialect: SqlDialectName, needle: string, cap: number): Promise<string[]> {
+  const any = db as unknown as Kysely<any>
+  if (dialect === 'postgres') {
+    const like = `%${needle.replace(/[%_\\]/g, (ch) => `\\${ch}`)}%`
+    const rows = await any.selectFrom('machine_search').select('machine_id').where(sql<boolean>`doc like ${like} escape '\\'`).limit(cap).execute()
+    return rows.map((r: { machine_id: string }) => r.machine_id)
+  }
+  const rows = await any.selectFrom('machine_search_ids').select('machine_id')
+    .where('key', 'in', (eb: any) => eb.selectFrom('machine_search').select(sql<number>`rowid`.as('key'))
+      .where(sql`machine_search`, 'match', `"${needle.replaceAll('"', '""')}"`).limit(cap))
+    .execute()
+  return rows.map((r: { machine_id: string }) => r.machine_id)
+}
+
+export function createSqlQueries(base: Kysely<Database>): QueryRepository {
   const db = base as unknown as Kysely<ApiTables>
+  const dialect = dialectOf(base)
 
   async function hydrate(rows: MachineRow[]): Promise<Machine[]> {
     if (rows.length === 0) return []
@@ -121,14 +141,10 @@ export function createSqliteQueries(base: Kysely<Database>): QueryRepository {
         const needle = isMac(text) ? normalizeMac(text) : text
         // The trigram index answers substring queries of three characters or more, fast when few machines match;
         // a substring that thousands of machines share is found sooner by walking machines in order.
-        const keys = [...needle].length >= 3
-          ? await db.selectFrom('machine_search' as any).select(sql<number>`rowid`.as('key'))
-            .where(sql`machine_search`, 'match', `"${needle.replaceAll('"', '""')}"`).limit(SEARCH_CAP + 1).execute()
-          : null
-        if (keys && keys.length <= SEARCH_CAP) {
-          if (keys.length === 0) return { items: [], next: null }
-          q = q.where('machines.id', 'in', (eb: any) => eb.selectFrom('machine_search_ids').select('machine_id')
-            .where('key', 'in', keys.map((k) => k.key)))
+        const hits = [...needle].length >= 3 ? await searchMachineIds(base, dialect, needle, SEARCH_CAP + 1) : null
+        if (hits && hits.length <= SEARCH_CAP) {
+          if (hits.length === 0) return { items: [], next: null }
+          q = q.where('machines.id', 'in', hits)
         } else {
           const like = `%${needle.replace(/[%_\\]/g, (ch) => `\\${ch}`)}%`
           q = q.where(sql<boolean>`(lower(machines.name) LIKE ${like} ESCAPE '\\' OR lower(machines.serial) LIKE ${like} ESCAPE '\\'
@@ -147,7 +163,7 @@ export function createSqliteQueries(base: Kysely<Database>): QueryRepository {
       if (scan.sort) {
         // The cursor is checked first: one made for another order is refused, not misread.
         const after = scan.after ? decodeSortCursor(scan.after, scan.sort) : null
-        const { rows, more } = await sortedMachineRows<MachineRow>(q, scan.sort, after, limit + 1, (column) => countNullColumn(base, column))
+        const { rows, more } = await sortedMachineRows<MachineRow>(q, scan.sort, after, limit + 1, (column) => countNullColumn(base, column), dialect)
         const items = await hydrate(rows.slice(0, limit))
         return { items, next: more && items.length > 0 ? encodeMachineCursor(items[items.length - 1]!, scan.sort) : null }
       }
@@ -206,8 +222,11 @@ function toMachineAllocation(r: Selectable<AllocationMachinesTable>): MachineAll
   }
 }
 
-export function createSqliteAllocations(base: Kysely<Database>): AllocationRepository {
+export function createSqlAllocations(base: Kysely<Database>): AllocationRepository {
   const db = base as unknown as Kysely<ApiTables>
+  // NULL-safe equality: SQLite's IS takes any value; PostgreSQL's IS only NULL, TRUE or FALSE (a value there is a
+  // syntax error), its NULL-safe equality is IS NOT DISTINCT FROM.
+  const sameAs = dialectOf(base) === 'postgres' ? 'is not distinct from' as const : 'is' as const
   const current = (machineId: string) =>
     db
       .selectFrom('allocation_machines')
@@ -247,7 +266,7 @@ export function createSqliteAllocations(base: Kysely<Database>): AllocationRepos
           })
           .execute()
       } catch (cause) {
-        if (/UNIQUE constraint failed: allocations\.idempotency_key/.test(String((cause as Error)?.message))) {
+        if (isUniqueViolation(cause, 'allocations', 'idempotency_key')) {
           throw new RackbootError('RB_ERR_CONFLICT', `an allocation with idempotency key '${a.idempotencyKey}' already exists`, { cause })
         }
         throw new RackbootError('RB_ERR_STORAGE', 'cannot record allocation', { cause })
@@ -295,7 +314,7 @@ export function createSqliteAllocations(base: Kysely<Database>): AllocationRepos
         .updateTable('machines')
         .set({ profile: r.previous_profile, updated_at: now })
         .where('id', '=', machineId)
-        .where('profile', 'is', r.profile)
+        .where('profile', sameAs, r.profile)
         .execute()
       return toMachineAllocation(r)
     },
@@ -325,7 +344,7 @@ function toCluster(r: Selectable<ClustersTable>): Cluster {
   }
 }
 
-export function createSqliteClusters(base: Kysely<Database>, box: SecretBox): ClusterRepository {
+export function createSqlClusters(base: Kysely<Database>, box: SecretBox): ClusterRepository {
   const db = base as unknown as Kysely<ApiTables>
   return {
     async get(name) {
@@ -345,7 +364,7 @@ export function createSqliteClusters(base: Kysely<Database>, box: SecretBox): Cl
           })
           .execute()
       } catch (cause) {
-        if (/UNIQUE constraint failed: clusters\.name/.test(String((cause as Error)?.message))) {
+        if (isUniqueViolation(cause, 'clusters', 'name')) {
           throw new RackbootError('RB_ERR_CONFLICT', `a cluster named '${c.name}' already exists`, { cause, details: { name: c.name } })
         }
         throw new RackbootError('RB_ERR_STORAGE', 'cannot write cluster', { cause })

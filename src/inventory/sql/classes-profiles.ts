@@ -4,7 +4,7 @@ import type { Arch, InstallDiskSelector, PhaseDeadlineOverrides, Profile } from 
 import { parseJson } from './json.js'
 import type { Database } from './schema.js'
 
-export function createSqliteClasses(db: Kysely<Database>): ClassRepository {
+export function createSqlClasses(db: Kysely<Database>): ClassRepository {
   const read = (r: any) => ({
     name: r.name as string,
     description: r.description as string | null,
@@ -46,7 +46,7 @@ export function createSqliteClasses(db: Kysely<Database>): ClassRepository {
   }
 }
 
-export function createSqliteProfiles(db: Kysely<Database>): ProfileRepository {
+export function createSqlProfiles(db: Kysely<Database>): ProfileRepository {
   const read = (r: any): Profile => ({
     name: r.name as string,
     description: r.description as string | null,

@@ -35,7 +35,7 @@ function judge(row: Selectable<BootTokensTable> | undefined, purpose: BootTokenP
   return { ok: true, token }
 }
 
-export function createSqliteBootTokens(db: Kysely<Database>): BootTokenRepository {
+export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
   async function load(secret: string) {
     if (!SHAPE.test(secret)) return undefined
     return db.selectFrom('boot_tokens').selectAll().where('hash', '=', hash(secret)).executeTakeFirst()

@@ -41,7 +41,7 @@ function toBmc(r: Selectable<BmcsTable>): Bmc {
   }
 }
 
-export function createSqliteBmcs(db: Kysely<Database>, box: SecretBox): BmcRepository {
+export function createSqlBmcs(db: Kysely<Database>, box: SecretBox): BmcRepository {
   return {
     async get(machineId) {
       const r = await db.selectFrom('bmcs').selectAll().where('machine_id', '=', machineId).executeTakeFirst()

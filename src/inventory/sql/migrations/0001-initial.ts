@@ -1,7 +1,9 @@
 import { sql, type Kysely } from 'kysely'
+import { dialectOf } from '../dialect.js'
 
 // The first schema. Written with Kysely's schema builder so the same migration runs on PostgreSQL later.
 export async function up(db: Kysely<any>): Promise<void> {
+  const postgres = dialectOf(db) === 'postgres'
   await db.schema
     .createTable('machines')
     .addColumn('id', 'text', (c) => c.primaryKey())
@@ -108,7 +110,8 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('events')
-    .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+    // PostgreSQL has no AUTOINCREMENT: an identity column (64-bit) does the same there.
+    .addColumn('seq', postgres ? 'bigint' : 'integer', (c) => (postgres ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey().autoIncrement()))
     .addColumn('machine_id', 'text')
     .addColumn('type', 'text', (c) => c.notNull())
     .addColumn('at', 'bigint', (c) => c.notNull())

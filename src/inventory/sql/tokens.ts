@@ -25,7 +25,7 @@ function toToken(r: Selectable<ApiTokensTable>): ApiToken {
   }
 }
 
-export function createSqliteTokens(db: Kysely<Database>): TokenRepository {
+export function createSqlTokens(db: Kysely<Database>): TokenRepository {
   return {
     async create(input, now) {
       const secret = PREFIX + randomBytes(30).toString('base64url')

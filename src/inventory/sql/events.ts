@@ -3,7 +3,7 @@ import type { EventRepository } from '../repositories.js'
 import { parseJson } from './json.js'
 import type { Database } from './schema.js'
 
-export function createSqliteEvents(db: Kysely<Database>): EventRepository {
+export function createSqlEvents(db: Kysely<Database>): EventRepository {
   return {
     async append(event) {
       const row = await db

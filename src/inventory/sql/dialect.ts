@@ -1,0 +1,45 @@
+import { PostgresAdapter, sql, type Kysely, type RawBuilder } from 'kysely'
+
+// The few places where SQLite and PostgreSQL differ under the same repository code: which one a handle talks to,
+// how each reports a broken unique constraint, and the SQL that only one of them has.
+
+export type SqlDialectName = 'sqlite' | 'postgres'
+
+export function dialectOf(db: Kysely<any>): SqlDialectName {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite'
+}
+
+/**
+ * The table and column of a broken unique constraint, or null for any other error. SQLite says "UNIQUE constraint
+ * failed: machines.name"; PostgreSQL gives code 23505 with the table and "Key (name)=(...) already exists".
+ */
+export function uniqueViolation(err: unknown): { table: string; column: string } | null {
+  const e = err as { code?: unknown; table?: unknown; detail?: unknown; message?: unknown } | null
+  if (e?.code === '23505' && typeof e.table === 'string') {
+    const column = /^Key \(([^)]+)\)=/.exec(String(e.detail ?? ''))?.[1] ?? ''
+    return { table: e.table, column }
+  }
+  const m = /UNIQUE constraint failed: (\w+)\.(\w+)/.exec(String(e?.message ?? ''))
+  return m ? { table: m[1]!, column: m[2]! } : null
+}
+
+export function isUniqueViolation(err: unknown, table: string, column: string): boolean {
+  const v = uniqueViolation(err)
+  return v !== null && v.table === table && v.column === column
+}
+
+/**
+ * `col` in a form the planner cannot serve from an index on it (SQLite's unary plus; PostgreSQL accepts it on
+ * numbers only, and its planner needs no such hint: a text column is returned as is there).
+ */
+export function withoutIndex(dialect: SqlDialectName, col: RawBuilder<unknown> | ReturnType<typeof sql.ref>, numeric: boolean): RawBuilder<unknown> {
+  return dialect === 'sqlite' || numeric ? sql`+${col}` : sql`${col}`
+}
+
+/** Whether a table exists (migration-aware code: upgrade tests stop before some tables are made). */
+export async function hasTable(db: Kysely<any>, name: string): Promise<boolean> {
+  const r = dialectOf(db) === 'postgres'
+    ? await sql<{ n: number }>`select count(*) as n from information_schema.tables where table_schema = current_schema() and table_name = ${name}`.execute(db)
+    : await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`.execute(db)
+  return Number(r.rows[0]?.n ?? 0) > 0
+}
