@@ -1,28 +1,13 @@
 import pg from 'pg'
 import { RackbootError } from '../../errors.js'
+import { isUnavailable } from '../unavailable.js'
+
+export { isUnavailable }
 
 /** The URL with its password replaced, for messages and logs. */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = '***'
-    return u.toString()
-  } catch {
-    return 'postgres://(unparsable URL)'
-  }
-}
-
-/**
- * Errors that mean the database is not there (refused, reset, shutting down, too many connections, a starting
- * server), as opposed to a query it refused: the caller may wait and try again.
- */
-export function isUnavailable(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown } | null
-  const code = typeof e?.code === 'string' ? e.code : ''
-  if (['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOENT', 'EPIPE'].includes(code)) return true
-  // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now; 53300: too many connections.
-  if (code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code)) return true
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(String(e?.message ?? ''))
+  // WHATWG URL refuses libpq's socket form (postgres://user@/db?host=/run/postgresql): redact by pattern.
+  return url.replace(/^(postgres(?:ql)?:\/\/[^:@/?#]*):[^@/?#]*@/, '$1:***@').replace(/([?&]password=)[^&#]*/gi, '$1***')
 }
 
 /**

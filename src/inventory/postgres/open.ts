@@ -1,11 +1,12 @@
 import pg from 'pg'
-import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely'
+import { Kysely, PostgresDialect, sql, type PostgresPool, type PostgresPoolClient, type Transaction } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
 import { createSecretBox, type SecretBox } from '../secret-box.js'
 import { randomBytes } from 'node:crypto'
 import { createSqlAllocations, createSqlClusters, createSqlQueries } from '../sql/allocations.js'
 import { createSqlBmcs } from '../sql/bmcs.js'
+import { createSqlBmcLeases } from '../sql/bmc-leases.js'
 import { createSqlBootTokens } from '../sql/boot-tokens.js'
 import { createSqlClasses, createSqlProfiles } from '../sql/classes-profiles.js'
 import { createSqlEvents } from '../sql/events.js'
@@ -46,6 +47,32 @@ export interface PostgresInventory extends Inventory {
   retryStats(): { retries: number; failures: number }
 }
 
+/**
+ * The pool as Kysely sees it, with "cannot reach the database" turned into RB_ERR_STORAGE 503 naming the server:
+ * an API caller is told to retry, DHCP stays silent, nothing reads like an internal error.
+ */
+function guardedPool(pool: pg.Pool, where: string): PostgresPool {
+  const unavailable = (err: unknown) =>
+    isUnavailable(err) ? new RackbootError('RB_ERR_STORAGE', `PostgreSQL ${where} is unavailable: ${(err as Error).message}`, { cause: err, statusCode: 503 }) : err
+  return {
+    async connect() {
+      let client: pg.PoolClient
+      try {
+        client = await pool.connect()
+      } catch (err) {
+        throw unavailable(err)
+      }
+      return {
+        query: ((text: string, values: unknown[]) => client.query(text, values).catch((err: unknown) => {
+          throw unavailable(err)
+        })) as unknown as PostgresPoolClient['query'],
+        release: () => client.release(),
+      }
+    },
+    end: () => pool.end(),
+  }
+}
+
 const INT8_OID = 20
 const DEFAULT_ATTEMPTS = 10
 
@@ -83,6 +110,7 @@ function repositories(db: Kysely<Database>, box: SecretBox, tx: Inventory['trans
     queries: createSqlQueries(db),
     allocations: createSqlAllocations(db),
     clusters: createSqlClusters(db, box),
+    bmcLeases: createSqlBmcLeases(db),
     transaction: tx,
     close,
   }
@@ -95,7 +123,7 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10, types, application_name: 'rackboot' })
   // An idle connection the server closed (restart, failover) must not take the process down; the pool replaces it.
   pool.on('error', (err) => warn(`PostgreSQL ${where}: an idle connection failed (${err.message}); it will be replaced`))
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guardedPool(pool, where) }) })
   let box: SecretBox
   try {
     await migrateDatabase(db, options.migrateTo)
