@@ -19,6 +19,7 @@ import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renam
 import { dirname, resolve } from 'node:path'
 import SQLite from 'better-sqlite3'
 import { RackbootError } from '../errors.js'
+import { redactUrl } from '../inventory/postgres/url.js'
 import { MIGRATIONS, readKeyFile, secretKeyCheck, SECRET_KEY_CHECK } from '../inventory/index.js'
 import { loadSettings } from '../settings/index.js'
 import { databaseFile, secretKeyFile } from './context.js'
@@ -44,6 +45,11 @@ function locate(options: BackupOptions): Located {
   const settings = loadSettings({ ...(options.config ? { file: options.config } : {}), overrides: options.set ?? [] })
   const dataDir = options.dataDir ? resolve(options.dataDir) : resolve(settings.dataDir)
   const s = { ...settings, dataDir }
+  if (settings.database.url && !options.dataDir) {
+    // These commands copy the SQLite file; PostgreSQL has its own consistent online copy.
+    const url = redactUrl(settings.database.url)
+    throw new RackbootError('RB_ERR_VALIDATION', `the database is PostgreSQL (${url}), not a file this command copies: use pg_dump -Fc '${url}' > FILE and pg_restore to put it back, and keep ${secretKeyFile(s)} apart from the dumps (the sealed secrets need it)`)
+  }
   return { db: databaseFile(s), key: secretKeyFile(s) }
 }
 

@@ -1,4 +1,5 @@
 import type { Inventory } from './repositories.js'
+import { redactUrl } from './postgres/url.js'
 import { openSqliteInventory, type DatabaseOptions } from './sqlite/open.js'
 
 /** The `database` settings section (settings/schema.ts). */
@@ -30,7 +31,6 @@ export async function openInventory(options: OpenInventoryOptions): Promise<Open
   if (database.url) {
     // Loaded only when used: the pg client is not part of a SQLite start-up.
     const { openPostgresInventory } = await import('./postgres/open.js')
-    const { redactUrl } = await import('./postgres/connect.js')
     const inventory = await openPostgresInventory({
       url: database.url, poolSize: database.poolSize, connectTimeoutMs: options.server ? database.connectTimeoutMs : (database.connectTimeoutMs || 10_000),
       secretKeyFile: options.secretKeyFile, warn: options.warn,

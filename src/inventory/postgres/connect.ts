@@ -1,14 +1,10 @@
 import pg from 'pg'
 import { RackbootError } from '../../errors.js'
 import { isUnavailable } from '../unavailable.js'
+import { redactUrl } from './url.js'
 
-export { isUnavailable }
+export { isUnavailable, redactUrl }
 
-/** The URL with its password replaced, for messages and logs. */
-export function redactUrl(url: string): string {
-  // WHATWG URL refuses libpq's socket form (postgres://user@/db?host=/run/postgresql): redact by pattern.
-  return url.replace(/^(postgres(?:ql)?:\/\/[^:@/?#]*):[^@/?#]*@/, '$1:***@').replace(/([?&]password=)[^&#]*/gi, '$1***')
-}
 
 /**
  * Waits until PostgreSQL accepts a connection, saying so (once at first, then every 30 s) while it waits; fails
