@@ -6,6 +6,8 @@ import { openSqliteInventory } from '../src/inventory/index.js'
 import { createLifecycle } from '../src/lifecycle/index.js'
 import { silentLogger } from '../src/log.js'
 import { createMetricsRegistry } from '../src/metrics.js'
+import { registerDatabaseMetrics } from '../src/inventory/metrics.js'
+import type { OpenedInventory } from '../src/inventory/index.js'
 import { createEventSinkMetrics, createKernelLogMetrics } from '../src/talos/receivers/metrics.js'
 import { startServe, tempCwd } from './support/cli.js'
 
@@ -65,6 +67,10 @@ test('serve: /metrics follows the naming rules, with Node metrics unprefixed, ma
     assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), `${name} missing`)
   }
   assert.doesNotMatch(text, /^rackboot_(process|nodejs)_/m)
+  // The SQLite backend's own counters (checkpoints, another process's lock).
+  for (const name of ['rackboot_sqlite_checkpoints_total', 'rackboot_sqlite_busy_total', 'rackboot_sqlite_busy_wait_seconds_total', 'rackboot_sqlite_wal_max_bytes']) {
+    assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), `${name} missing`)
+  }
   assert.match(text, /^rackboot_machines\{state="new"\} 0$/m)
   assert.match(text, /^rackboot_machines\{state="ready"\} 0$/m)
   for (const step of ['dhcp', 'tftp', 'script', 'asset', 'agent', 'config', 'talos']) {
@@ -101,4 +107,21 @@ test('rackboot_boot_steps_total counts the boot steps lifecycle records, by step
   // A second lifecycle on the same registry (tests, tools) shares the counter rather than failing to register.
   createLifecycle({ inventory, bus: createEventBus(), log: silentLogger(), registry }).record(null, 'boot.talos', 'installing')
   assert.match(await registry.metrics(), /^rackboot_boot_steps_total\{step="talos"\} 1$/m)
+})
+
+test('database metrics follow the backend\'s running totals (PostgreSQL: conflicts retried, pool connections)', async () => {
+  const registry = createMetricsRegistry()
+  const totals = { retries: 3, failures: 0 }
+  const pool = { totalCount: 4, idleCount: 1, waitingCount: 2 }
+  registerDatabaseMetrics(registry, { backend: 'postgres', location: 'postgres://db', retryStats: () => ({ ...totals }), pool } as unknown as OpenedInventory)
+  let text = await registry.metrics()
+  assert.deepEqual(namingProblems(text), [])
+  assert.match(text, /^rackboot_postgres_transaction_conflicts_total\{outcome="retried"\} 3$/m)
+  assert.match(text, /^rackboot_postgres_pool_connections\{state="busy"\} 3$/m)
+  assert.match(text, /^rackboot_postgres_pool_connections\{state="waiting"\} 2$/m)
+  totals.retries = 5
+  totals.failures = 1
+  text = await registry.metrics()
+  assert.match(text, /^rackboot_postgres_transaction_conflicts_total\{outcome="retried"\} 5$/m, 'a scrape adds what happened since the last')
+  assert.match(text, /^rackboot_postgres_transaction_conflicts_total\{outcome="failed"\} 1$/m)
 })

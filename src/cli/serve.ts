@@ -15,6 +15,7 @@ import {
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
+import { registerDatabaseMetrics } from '../inventory/metrics.js'
 import { createPowerManager, powerResultLine } from '../power/index.js'
 import { loadSettings, type Settings } from '../settings/index.js'
 import { publicBaseUrl } from '../settings/public-url.js'
@@ -54,6 +55,7 @@ export async function serveCommand(values: { config?: string | undefined; set?: 
 }
 
 async function serveWith(settings: Settings, log: ReturnType<typeof createLogger>, registry: ReturnType<typeof createMetricsRegistry>, inventory: OpenedInventory): Promise<number> {
+  registerDatabaseMetrics(registry, inventory)
   const bus = createEventBus((err, event) => log.error({ err, type: event.type }, 'event listener failed'))
   const timeline = attachTimeline({ inventory, bus, log: log.child({ svc: 'timeline' }) })
   const lifecycle = createLifecycle({ inventory, bus, log: log.child({ svc: 'lifecycle' }), registry })
