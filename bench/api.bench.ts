@@ -1,7 +1,9 @@
-// `npm run bench -- api [--machines=N] [--requests=N] [--allocations=N]`
-// The cluster API over real sockets with a 100,000-machine inventory (a temporary SQLite file, WAL, as served):
-// list/filter latency p50/p99 per kind of query (goal: p99 < 20 ms), then allocation throughput, sequential and
-// with concurrent callers. There is no reference peer for this one; the figures are compared with the goal.
+// `npm run bench -- api [--machines=N] [--requests=N] [--allocations=N] [--store=sqlite|postgres|both]`
+// The cluster API over real sockets with a 100,000-machine inventory, on each backend: a temporary SQLite file (WAL,
+// as served) and a private PostgreSQL cluster (test/support/postgres.ts, Unix socket). List/filter latency p50/p99
+// per kind of query (goal: p99 < 20 ms on both), then allocation throughput, sequential and with concurrent
+// callers; on PostgreSQL also two instances (two apps, two pools, one database) allocating at once against one.
+// There is no reference peer for this one; the figures are compared with the goal.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,7 +11,9 @@ import { Agent, request } from 'undici'
 import { createEventBus } from '../src/events/bus.js'
 import { createApiAuth } from '../src/http/auth.js'
 import { buildApp } from '../src/http/index.js'
-import { openSqliteInventory } from '../src/inventory/index.js'
+import { openSqliteInventory, type Inventory } from '../src/inventory/index.js'
+import { openPostgresInventory } from '../src/inventory/postgres/open.js'
+import { startPostgres, type PgCluster } from '../test/support/postgres.js'
 import { attachTimeline, createAllocator, createLifecycle } from '../src/lifecycle/index.js'
 import { silentLogger } from '../src/log.js'
 import { createMetricsRegistry } from '../src/metrics.js'
@@ -29,11 +33,35 @@ function quantile(sorted: number[], q: number): number {
 }
 
 export async function run(args: string[]): Promise<void> {
-  const count = flag(args, 'machines', 100_000)
-  const requests = flag(args, 'requests', 200)
-  const allocations = flag(args, 'allocations', 400)
+  const store = args.find((a) => a.startsWith('--store='))?.slice(8) ?? 'both'
+  if (!['sqlite', 'postgres', 'both'].includes(store)) throw new Error('--store must be sqlite, postgres or both')
   const dir = mkdtempSync(join(tmpdir(), 'rb-bench-api-'))
-  const inventory = await openSqliteInventory({ file: join(dir, 'rackboot.db'), secretKeyFile: join(dir, 'secret.key') })
+  let cluster: PgCluster | null = null
+  try {
+    if (store !== 'postgres') {
+      console.log('\n=== SQLite ===')
+      await runOn(args, await openSqliteInventory({ file: join(dir, 'rackboot.db'), secretKeyFile: join(dir, 'secret.key') }), 'SQLite transaction', null)
+    }
+    if (store !== 'sqlite') {
+      console.log('\n=== PostgreSQL ===')
+      const c = await startPostgres()
+      if ('skip' in c) {
+        console.log(`PostgreSQL part skipped: ${c.skip}`)
+        return
+      }
+      cluster = c
+      const url = await c.createDatabase('rbbench')
+      const open = () => openPostgresInventory({ url, secretKeyFile: join(dir, 'secret.key'), poolSize: 10 })
+      await runOn(args, await open(), 'PostgreSQL SERIALIZABLE transaction', open)
+    }
+  } finally {
+    await cluster?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Builds an API app over `inventory` (one instance), as serve does for the routes measured here. */
+async function instance(inventory: Inventory & { db?: unknown }) {
   const log = silentLogger()
   const bus = createEventBus()
   const timeline = attachTimeline({ inventory, bus, log })
@@ -47,7 +75,37 @@ export async function run(args: string[]): Promise<void> {
       allocator: createAllocator({ inventory, lifecycle, log, registry }),
     },
   })
-  const agent = new Agent({ connections: 32, keepAliveTimeout: 10_000 })
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  return {
+    base,
+    async close() {
+      await app.close()
+      await timeline.flush()
+      timeline.detach()
+      await inventory.close()
+    },
+  }
+}
+
+async function runOn(args: string[], inventory: Awaited<ReturnType<typeof openSqliteInventory>> | Awaited<ReturnType<typeof openPostgresInventory>>, txLabel: string, second: (() => Promise<Inventory>) | null): Promise<void> {
+  const count = flag(args, 'machines', 100_000)
+  const requests = flag(args, 'requests', 200)
+  const allocations = flag(args, 'allocations', 400)
+  const log = silentLogger()
+  const bus = createEventBus()
+  const timeline = attachTimeline({ inventory, bus, log })
+  const lifecycle = createLifecycle({ inventory, bus, log })
+  const registry = createMetricsRegistry()
+  const app = await buildApp({
+    inventory, lifecycle, registry, log, version: 'bench',
+    api: {
+      bus, flushTimeline: timeline.flush,
+      auth: createApiAuth({ tokens: inventory.tokens, registry }),
+      allocator: createAllocator({ inventory, lifecycle, log, registry }),
+    },
+  })
+  // Shorter than the server's keep-alive (5 s): else a POST can go out on a connection the server is just closing (ECONNRESET).
+  const agent = new Agent({ connections: 32, keepAliveTimeout: 2_000 })
   try {
     let t = performance.now()
     const ids = await seedMachines(inventory, { count })
@@ -94,23 +152,24 @@ export async function run(args: string[]): Promise<void> {
     console.log(`  ${'all list/filter requests'.padEnd(44)} p50 ${quantile(all, 0.5).toFixed(2).padStart(7)} ms   p99 ${p99.toFixed(2).padStart(7)} ms`)
     console.log(`  goal p99 < ${GOAL_P99_MS} ms: ${p99 < GOAL_P99_MS ? 'met' : 'NOT met'} (rackboot ${p99.toFixed(2)} ms / goal ${GOAL_P99_MS} ms = ${(p99 / GOAL_P99_MS).toFixed(2)})`)
 
-    console.log(`\nallocation throughput (each request one SQLite transaction), ${count} machines:`)
-    const allocate = async (body: object): Promise<number> => {
-      const r = await request(`${base}/api/v1/allocations`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body), dispatcher: agent })
+    console.log(`\nallocation throughput (each request one ${txLabel}), ${count} machines:`)
+    const allocate = async (body: object, at = base, dispatcher = agent): Promise<number> => {
+      const r = await request(`${at}/api/v1/allocations`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body), dispatcher })
       const text = await r.body.text()
       if (r.statusCode !== 201) throw new Error(`allocation: ${r.statusCode} ${text.slice(0, 200)}`)
       return (JSON.parse(text) as { machines: unknown[] }).machines.length
     }
-    const runAllocations = async (label: string, n: number, concurrency: number, body: object) => {
+    const runAllocations = async (label: string, n: number, concurrency: number, body: object, bases: [string, Agent][] = [[base, agent]]) => {
       let next = 0
       let machines = 0
       const lat: number[] = []
       t = performance.now()
-      await Promise.all(Array.from({ length: concurrency }, async () => {
+      await Promise.all(Array.from({ length: concurrency }, async (_, caller) => {
         while (next < n) {
           next++
           const s = performance.now()
-          const got = await allocate(body)
+          const [at, dispatcher] = bases[caller % bases.length]!
+          const got = await allocate(body, at, dispatcher)
           machines += got
           lat.push(performance.now() - s)
         }
@@ -122,6 +181,21 @@ export async function run(args: string[]): Promise<void> {
     await runAllocations('count=1, selector cpu.cores>=8, 1 caller', allocations, 1, { selector: 'cpu.cores >= 8', profile: 'w', count: 1 })
     await runAllocations('count=1, selector cpu.cores>=8, 16 callers', allocations, 16, { selector: 'cpu.cores >= 8', profile: 'w', count: 1 })
     await runAllocations('count=10, class big (8% of machines), 16 callers', Math.max(1, Math.floor(allocations / 4)), 16, { class: 'big', count: 10 })
+    if (second) {
+      // Another instance on the same database: callers alternate between the two; no machine may be taken twice.
+      const other = await instance(await second())
+      const otherAgent = new Agent({ connections: 32, keepAliveTimeout: 2_000 })
+      try {
+        await runAllocations('count=1, 16 callers, 1 instance', allocations, 16, { selector: 'cpu.cores >= 8', profile: 'w', count: 1 })
+        await runAllocations('count=1, 16 callers over 2 instances', allocations, 16, { selector: 'cpu.cores >= 8', profile: 'w', count: 1 }, [[base, agent], [other.base, otherAgent]])
+      } finally {
+        await otherAgent.close()
+        await other.close()
+      }
+      const taken = await inventory.allocations.list({ limit: 100_000 })
+      const machineIds = taken.items.flatMap((a) => a.machines.map((m) => m.id))
+      console.log(`  machines allocated ${machineIds.length}, distinct ${new Set(machineIds).size} (must be equal)`)
+    }
     await timeline.flush()
     console.log(`\n(load average on this machine during the run: ${loadavg().map((l) => l.toFixed(1)).join(' ')}; figures are noisy on shared machines)`)
   } finally {
@@ -130,6 +204,5 @@ export async function run(args: string[]): Promise<void> {
     await timeline.flush()
     timeline.detach()
     await inventory.close()
-    rmSync(dir, { recursive: true, force: true })
   }
 }
