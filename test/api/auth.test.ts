@@ -1,6 +1,5 @@
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { apiSetup, type Scope } from './support/app.js'
+import { apiSetup, eachBackend, type Scope } from './support/app.js'
 
 const RANK: Record<string, number> = { read: 1, provision: 2, admin: 3 }
 
@@ -11,8 +10,8 @@ function requestFor(path: string, method: string) {
   return { method: method.toUpperCase() as 'GET', url, ...(payload ? { payload } : {}) }
 }
 
-test('every API route: 401 without a valid token, 403 with too small a scope, through with enough (scopes nest)', async (t) => {
-  const s = await apiSetup()
+eachBackend('every API route: 401 without a valid token, 403 with too small a scope, through with enough (scopes nest)', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const doc = (await s.app.inject({ url: '/api/v1/openapi.json' })).json()
   let checked = 0
@@ -51,8 +50,8 @@ test('every API route: 401 without a valid token, 403 with too small a scope, th
   assert.ok(checked >= 25, `checked ${checked} operations`)
 })
 
-test('revoked and expired tokens are refused; use is recorded; refusals are counted', async (t) => {
-  const s = await apiSetup()
+eachBackend('revoked and expired tokens are refused; use is recorded; refusals are counted', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const now = Date.now()
   const { secret } = await s.inventory.tokens.create({ name: 'short', scopes: ['read'], expiresAt: now + 60_000 }, now)
@@ -74,8 +73,8 @@ test('revoked and expired tokens are refused; use is recorded; refusals are coun
   assert.match(metrics, /reason="invalid"} [1-9]/)
 })
 
-test('with the verification cache, a revoked token keeps working at most the cache time', async (t) => {
-  const s = await apiSetup({ tokenCacheMs: 60_000 })
+eachBackend('with the verification cache, a revoked token keeps working at most the cache time', async (t, backend) => {
+  const s = await apiSetup({ backend, tokenCacheMs: 60_000 })
   t.after(() => s.close())
   const now = Date.now()
   const { secret } = await s.inventory.tokens.create({ name: 'cached', scopes: ['read'] }, now)

@@ -6,7 +6,8 @@ import { Writable } from 'node:stream'
 import { createEventBus } from '../../src/events/bus.js'
 import { createEventHub } from '../../src/http/plugins/api/event-hub.js'
 import { silentLogger } from '../../src/log.js'
-import { apiSetup, type ApiSetup } from './support/app.js'
+import { apiSetup, eachBackend, type ApiSetup } from './support/app.js'
+import type { Backend } from '../support/backends.js'
 import { seedMachines } from './support/seed.js'
 import { openSse } from './support/sse.js'
 
@@ -14,8 +15,8 @@ async function listening(s: ApiSetup): Promise<string> {
   return s.app.listen({ host: '127.0.0.1', port: 0 })
 }
 
-test('the stream delivers state changes and boot events in order, as they happen, and resumes from `since` or Last-Event-ID', async (t) => {
-  const s = await apiSetup({ events: { heartbeatMs: 200 } })
+eachBackend('the stream delivers state changes and boot events in order, as they happen, and resumes from `since` or Last-Event-ID', async (t, backend) => {
+  const s = await apiSetup({ backend, events: { heartbeatMs: 200 } })
   t.after(() => s.close())
   const ids = await seedMachines(s.inventory, { count: 3, state: 'discovered' })
   const base = await listening(s)
@@ -73,8 +74,8 @@ test('the stream delivers state changes and boot events in order, as they happen
   assert.equal((await fetch(`${base}/api/v1/events`, { headers: { ...s.auth('read'), 'last-event-id': 'x' } })).status, 400)
 })
 
-test('a stream that starts in the past while events keep coming gets every event exactly once, in order', async (t) => {
-  const s = await apiSetup({ events: { pageSize: 50 } })
+eachBackend('a stream that starts in the past while events keep coming gets every event exactly once, in order', async (t, backend) => {
+  const s = await apiSetup({ backend, events: { pageSize: 50 } })
   t.after(() => s.close())
   // Spread over machines: the timeline keeps 500 events per machine and trims older ones.
   const ids = await seedMachines(s.inventory, { count: 10 })
@@ -98,8 +99,8 @@ test('a stream that starts in the past while events keep coming gets every event
   assert.deepEqual(stream.events.slice(398, 402).map((e) => e.data.message), ['old 398', 'old 399', 'new 0', 'new 1'])
 })
 
-test('events written by another process (the CLI) reach the stream by polling', async (t) => {
-  const s = await apiSetup({ events: { pollMs: 100 } })
+eachBackend('events written by another process (the CLI) reach the stream by polling', async (t, backend) => {
+  const s = await apiSetup({ backend, events: { pollMs: 100 } })
   t.after(() => s.close())
   const base = await listening(s)
   const stream = await openSse(`${base}/api/v1/events`, s.auth('read'))
@@ -111,8 +112,8 @@ test('events written by another process (the CLI) reach the stream by polling', 
   assert.equal(stream.events[0]!.data.message, 'imported by the CLI')
 })
 
-async function burstSetup(stallMs: number) {
-  const s = await apiSetup({ events: { stallMs, pageSize: 100 } })
+async function burstSetup(backend: Backend, stallMs: number) {
+  const s = await apiSetup({ backend, events: { stallMs, pageSize: 100 } })
   // Spread over machines: the timeline keeps 500 events per machine and trims older ones.
   const ids = await seedMachines(s.inventory, { count: 20 })
   const base = await listening(s)
@@ -124,8 +125,8 @@ async function burstSetup(stallMs: number) {
   return { s, base, burst }
 }
 
-test('a slow reader holds no queue: paused while ~32 MB of events are written, it catches up from the table in order', async (t) => {
-  const { s, base, burst } = await burstSetup(60_000)
+eachBackend('a slow reader holds no queue: paused while ~32 MB of events are written, it catches up from the table in order', async (t, backend) => {
+  const { s, base, burst } = await burstSetup(backend, 60_000)
   t.after(() => s.close())
   const slow = await openSse(`${base}/api/v1/events`, s.auth('read'))
   t.after(() => slow.close())
@@ -142,8 +143,8 @@ test('a slow reader holds no queue: paused while ~32 MB of events are written, i
   assert.deepEqual(slow.events.map((e) => e.data.message), Array.from({ length: 2000 }, (_, i) => `a ${i}`))
 })
 
-test('a reader that stops reading is dropped after stallMs (counted), and resumes with Last-Event-ID losing nothing', async (t) => {
-  const { s, base, burst } = await burstSetup(1_000)
+eachBackend('a reader that stops reading is dropped after stallMs (counted), and resumes with Last-Event-ID losing nothing', async (t, backend) => {
+  const { s, base, burst } = await burstSetup(backend, 1_000)
   t.after(() => s.close())
   const stuck = await openSse(`${base}/api/v1/events`, s.auth('read'))
   stuck.pause()
@@ -166,8 +167,8 @@ test('a reader that stops reading is dropped after stallMs (counted), and resume
   assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => `b ${i}`))
 })
 
-test('server shutdown ends every stream with a final event, and does not wait for clients', async (t) => {
-  const s = await apiSetup()
+eachBackend('server shutdown ends every stream with a final event, and does not wait for clients', async (t, backend) => {
+  const s = await apiSetup({ backend })
   let closed = false
   t.after(async () => {
     if (!closed) await s.close()
@@ -185,8 +186,8 @@ test('server shutdown ends every stream with a final event, and does not wait fo
   }
 })
 
-test('one token holds at most maxEventStreamsPerToken streams (default 8): the next gets 429, counted; other tokens still get theirs', async (t) => {
-  const s = await apiSetup()
+eachBackend('one token holds at most maxEventStreamsPerToken streams (default 8): the next gets 429, counted; other tokens still get theirs', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const base = await listening(s)
   const refused = async () => Number(/reason="per-token"} (\d+)/.exec(await s.registry.getSingleMetricAsString('rackboot_api_event_streams_refused_total'))?.[1] ?? 0)

@@ -1,10 +1,10 @@
 // Machine references: every /machines/{id}... route takes the id, the name, a MAC (any spelling, colons URL-encoded
 // or not), the SMBIOS UUID, or a serial only one machine has; a serial two machines share is a 409 naming both, an
 // unknown ref a 404 naming it. Resolved once, after authentication.
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { PowerManager } from '../../src/power/index.js'
-import { apiSetup } from './support/app.js'
+import { apiSetup, eachBackend } from './support/app.js'
+import type { Backend } from '../support/backends.js'
 import { macFor, seedMachines } from './support/seed.js'
 
 /** A power manager that never reaches a BMC: the routes only need one to be served. */
@@ -16,8 +16,8 @@ const idlePower = () => ({
   lastKnown: () => null,
 }) as unknown as PowerManager
 
-async function rig(t: { after(fn: () => unknown): void }) {
-  const s = await apiSetup({ powerManager: idlePower })
+async function rig(t: { after(fn: () => unknown): void }, backend: Backend) {
+  const s = await apiSetup({ backend, powerManager: idlePower })
   t.after(() => s.close())
   const [a, b, c] = await seedMachines(s.inventory, { count: 3, state: 'discovered' })
   await s.inventory.machines.update(a!, { uuid: '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd', serial: 'UNIQUE-1' }, Date.now())
@@ -27,8 +27,8 @@ async function rig(t: { after(fn: () => unknown): void }) {
   return { s, a: a!, b: b!, c: c! }
 }
 
-test('GET /machines/{ref}: id, name, MAC in four spellings, UUID any case, a unique serial', async (t) => {
-  const { s, a } = await rig(t)
+eachBackend('GET /machines/{ref}: id, name, MAC in four spellings, UUID any case, a unique serial', async (t, backend) => {
+  const { s, a } = await rig(t, backend)
   const mac = macFor(0, 1)
   const refs = [
     a, 'r1-u1-0',
@@ -42,8 +42,8 @@ test('GET /machines/{ref}: id, name, MAC in four spellings, UUID any case, a uni
   }
 })
 
-test('a serial two machines share is a 409 naming both; an unknown ref a 404 naming it; on every /machines/{id} route', async (t) => {
-  const { s, a, b, c } = await rig(t)
+eachBackend('a serial two machines share is a 409 naming both; an unknown ref a 404 naming it; on every /machines/{id} route', async (t, backend) => {
+  const { s, a, b, c } = await rig(t, backend)
   const doc = (await s.app.inject({ url: '/api/v1/openapi.json' })).json()
   const routes: { method: string; path: string }[] = []
   for (const [path, item] of Object.entries<any>(doc.paths)) {
@@ -75,8 +75,8 @@ test('a serial two machines share is a 409 naming both; an unknown ref a 404 nam
   assert.ok(await s.inventory.machines.get(a))
 })
 
-test('the ref is resolved after authentication and scope: no token 401, too small a scope 403, whatever the ref', async (t) => {
-  const { s } = await rig(t)
+eachBackend('the ref is resolved after authentication and scope: no token 401, too small a scope 403, whatever the ref', async (t, backend) => {
+  const { s } = await rig(t, backend)
   for (const ref of ['r1-u1-0', 'SN-NOBODY-HAS', encodeURIComponent('To Be Filled By O.E.M.')]) {
     assert.equal((await s.app.inject({ url: `/api/v1/machines/${ref}` })).statusCode, 401, ref)
     const patch = await s.app.inject({ method: 'PATCH', url: `/api/v1/machines/${ref}`, headers: s.auth('read'), payload: { rack: 'r1' } })
@@ -84,8 +84,8 @@ test('the ref is resolved after authentication and scope: no token 401, too smal
   }
 })
 
-test('actions follow the ref: PATCH by MAC, accept by serial, maintenance by UUID, DELETE by name', async (t) => {
-  const { s, a } = await rig(t)
+eachBackend('actions follow the ref: PATCH by MAC, accept by serial, maintenance by UUID, DELETE by name', async (t, backend) => {
+  const { s, a } = await rig(t, backend)
   const mac = encodeURIComponent(macFor(0, 0).toUpperCase())
   let r = await s.app.inject({ method: 'PATCH', url: `/api/v1/machines/${mac}`, headers: s.auth('provision'), payload: { rack: 'r77' } })
   assert.equal(r.statusCode, 200, r.body)

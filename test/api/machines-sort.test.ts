@@ -1,10 +1,10 @@
 // The machine list's `sort`, `rack` and `serial` filters, and what each machine answer carries beyond its record:
 // its address (lease or reservation), its class and the profile it installs.
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { sql } from 'kysely'
+import { sql, type RawBuilder } from 'kysely'
 import type { Machine } from '../../src/inventory/index.js'
-import { apiSetup, type ApiSetup } from './support/app.js'
+import { dialectOf } from '../../src/inventory/sql/dialect.js'
+import { apiSetup, eachBackend, type ApiSetup } from './support/app.js'
 import { macFor, seedMachines } from './support/seed.js'
 
 type Item = { id: string; name: string | null; state: string; rack: string | null; serial: string | null; createdAt: string; updatedAt: string }
@@ -41,6 +41,20 @@ function expectedOrder(machines: Machine[], key: (typeof KEYS)[number], desc: bo
   return (desc ? sorted.reverse() : sorted).map((m) => m.id)
 }
 
+/**
+ * `update machines set <set> where <where>`, both of which may name `rowid()`: SQLite's rowid (insertion order), or
+ * on PostgreSQL, which has none, the same number (the seeded ids sort in insertion order).
+ */
+function rowUpdates(s: ApiSetup) {
+  const postgres = dialectOf(s.inventory.db) === 'postgres'
+  return {
+    rowid: () => (postgres ? sql`r.rowid` : sql`rowid`),
+    update: (set: RawBuilder<unknown>, where: RawBuilder<unknown>) => postgres
+      ? sql`update machines set ${set} from (select id, row_number() over (order by id) as rowid from machines) r where r.id = machines.id and ${where}`.execute(s.inventory.db)
+      : sql`update machines set ${set} where ${where}`.execute(s.inventory.db),
+  }
+}
+
 async function all(s: ApiSetup): Promise<Machine[]> {
   const out: Machine[] = []
   let after: string | null = null
@@ -52,12 +66,13 @@ async function all(s: ApiSetup): Promise<Machine[]> {
   return out
 }
 
-test('2,500 machines sorted by name descending, 1000 a page: each exactly once, in order (unnamed ones last)', async (t) => {
-  const s = await apiSetup()
+eachBackend('2,500 machines sorted by name descending, 1000 a page: each exactly once, in order (unnamed ones last)', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await seedMachines(s.inventory, { count: 2500 })
   // Some without a name: they sort last descending (first ascending), by id.
-  await sql`update machines set name = null where rowid % 9 = 0`.execute(s.inventory.db)
+  const { rowid, update } = rowUpdates(s)
+  await update(sql`name = null`, sql`${rowid()} % 9 = 0`)
   const machines = await all(s)
   const { items, pages: n } = await pages(s, 'sort=-name', 1000)
   assert.equal(n, 3)
@@ -71,19 +86,23 @@ test('2,500 machines sorted by name descending, 1000 a page: each exactly once, 
   assert.deepEqual(up.items.map((m) => m.id), expectedOrder(machines, 'name', false))
 })
 
-test('every sort key, both directions, in pages that split runs of equal values; filters and selectors keep the order', async (t) => {
-  const s = await apiSetup()
+eachBackend('every sort key, both directions, in pages that split runs of equal values; filters and selectors keep the order', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await seedMachines(s.inventory, { count: 90 })
-  const db = s.inventory.db
+  const { rowid, update } = rowUpdates(s)
   const base = Date.now() - 86_400_000
   // Ties and gaps everywhere: unnamed machines, racks and serials shared or missing, times repeating.
-  await sql`update machines set name = null where rowid % 7 = 0`.execute(db)
-  await sql`update machines set serial = 'DUP' where rowid % 3 = 0`.execute(db)
-  await sql`update machines set serial = null where rowid % 5 = 0`.execute(db)
-  await sql`update machines set rack = null where rowid % 11 = 0`.execute(db)
-  await sql`update machines set state = 'discovered' where rowid % 4 = 0`.execute(db)
-  await sql`update machines set created_at = ${base} + (rowid % 4) * 1000, updated_at = ${base} - (rowid % 6)`.execute(db)
+  await update(sql`name = null`, sql`${rowid()} % 7 = 0`)
+  await update(sql`serial = 'DUP'`, sql`${rowid()} % 3 = 0`)
+  await update(sql`serial = null`, sql`${rowid()} % 5 = 0`)
+  await update(sql`rack = null`, sql`${rowid()} % 11 = 0`)
+  await update(sql`state = 'discovered'`, sql`${rowid()} % 4 = 0`)
+  if (dialectOf(s.inventory.db) === 'postgres') {
+    await update(sql`created_at = ${base} + (r.rowid % 4) * 1000, updated_at = ${base} - (r.rowid % 6)`, sql`true`)
+  } else {
+    await sql`update machines set created_at = ${base} + (rowid % 4) * 1000, updated_at = ${base} - (rowid % 6)`.execute(s.inventory.db)
+  }
   const machines = await all(s)
   for (const key of KEYS) {
     for (const desc of [false, true]) {
@@ -102,8 +121,8 @@ test('every sort key, both directions, in pages that split runs of equal values;
   assert.deepEqual((await pages(s, 'sort=-name&class=big', 4)).items.map((m) => m.id), expectedOrder(big, 'name', true))
 })
 
-test('a cursor continues only the order it was made in; an unknown sort is refused', async (t) => {
-  const s = await apiSetup()
+eachBackend('a cursor continues only the order it was made in; an unknown sort is refused', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await seedMachines(s.inventory, { count: 20 })
   const get = (q: string) => s.app.inject({ url: `/api/v1/machines?${q}`, headers: s.auth('read') })
@@ -124,8 +143,8 @@ test('a cursor continues only the order it was made in; an unknown sort is refus
   }
 })
 
-test('rack= is the rack field, not a label; serial= is exact', async (t) => {
-  const s = await apiSetup()
+eachBackend('rack= is the rack field, not a label; serial= is exact', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const [a, b, c] = await seedMachines(s.inventory, { count: 3 })
   // a: rack field r12 and no rack label; b: label rack=r12 but the field says r13; c: neither.
@@ -139,8 +158,8 @@ test('rack= is the rack field, not a label; serial= is exact', async (t) => {
   assert.deepEqual(await ids('serial=SN0000000'), [])
 })
 
-test('each machine answer has its address (lease, else reservation), its class and the profile it installs', async (t) => {
-  const s = await apiSetup()
+eachBackend('each machine answer has its address (lease, else reservation), its class and the profile it installs', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const [leased, reserved, expired, nothing, own] = await seedMachines(s.inventory, { count: 5 })
   const now = Date.now()

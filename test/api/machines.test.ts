@@ -1,10 +1,9 @@
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { apiSetup } from './support/app.js'
+import { apiSetup, eachBackend } from './support/app.js'
 import { factsFor, macFor, seedMachines } from './support/seed.js'
 
-test('list: filters by state, labels, rack, free text and selectors combine; cursor pages cover everything once', async (t) => {
-  const s = await apiSetup()
+eachBackend('list: filters by state, labels, rack, free text and selectors combine; cursor pages cover everything once', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const ids = await seedMachines(s.inventory, { count: 120 })
   await seedMachines(s.inventory, { count: 30, offset: 120, state: 'discovered' })
@@ -69,8 +68,8 @@ test('list: filters by state, labels, rack, free text and selectors combine; cur
   assert.equal((await s.app.inject({ url: '/api/v1/machines?colour=red', headers: s.auth('read') })).statusCode, 400)
 })
 
-test('one machine: by id, name, MAC or UUID, with hardware, BMC without secrets, leases, allocation and timeline', async (t) => {
-  const s = await apiSetup()
+eachBackend('one machine: by id, name, MAC or UUID, with hardware, BMC without secrets, leases, allocation and timeline', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const [id] = await seedMachines(s.inventory, { count: 1, state: 'discovered' })
   await s.inventory.machines.update(id!, { uuid: '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd' }, Date.now())
@@ -105,8 +104,8 @@ test('one machine: by id, name, MAC or UUID, with hardware, BMC without secrets,
   assert.equal((await s.app.inject({ url: '/api/v1/machines/m-nosuch', headers: s.auth('read') })).json().error, 'RB_ERR_MACHINE_NOT_FOUND')
 })
 
-test('labels merge (null removes), rack location, accept, maintenance on/off, delete; each on the timeline', async (t) => {
-  const s = await apiSetup()
+eachBackend('labels merge (null removes), rack location, accept, maintenance on/off, delete; each on the timeline', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const [id, other] = await seedMachines(s.inventory, { count: 2, state: 'discovered' })
   const patch = (payload: unknown, who: 'provision' | 'read' = 'provision') =>
@@ -160,8 +159,8 @@ test('labels merge (null removes), rack location, accept, maintenance on/off, de
   assert.equal((await s.app.inject({ method: 'DELETE', url: `/api/v1/machines/${other}?force=true`, headers: s.auth('admin') })).statusCode, 204)
 })
 
-test('network: PATCH sets, replaces and clears (null) the static addresses; lists and details show them; bad ones are 400s naming the field', async (t) => {
-  const s = await apiSetup()
+eachBackend('network: PATCH sets, replaces and clears (null) the static addresses; lists and details show them; bad ones are 400s naming the field', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const [id, other] = await seedMachines(s.inventory, { count: 2, state: 'ready' })
   const patch = (payload: unknown, machine = id!) =>

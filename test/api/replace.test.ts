@@ -1,8 +1,7 @@
 // Issue 14's API: replace a machine (atomically, idempotently, never one machine twice under 50 concurrent calls),
 // retry a quarantined one, and allocation that skips machines no install disk fits.
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { apiSetup, type ApiSetup } from './support/app.js'
+import { apiSetup, eachBackend, type ApiSetup } from './support/app.js'
 import { seedMachines } from './support/seed.js'
 
 async function catalog(s: ApiSetup) {
@@ -14,8 +13,8 @@ async function catalog(s: ApiSetup) {
 const post = (s: ApiSetup, url: string, payload: Record<string, unknown> = {}, scope: 'provision' | 'read' = 'provision') =>
   s.app.inject({ method: 'POST', url, headers: s.auth(scope), payload })
 
-test('replace: a like machine takes the place (class, role, cluster, profile, patches); a failed one stays quarantined, a healthy one is released', async (t) => {
-  const s = await apiSetup()
+eachBackend('replace: a like machine takes the place (class, role, cluster, profile, patches); a failed one stays quarantined, a healthy one is released', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await catalog(s)
   await seedMachines(s.inventory, { count: 6 })
@@ -54,8 +53,8 @@ test('replace: a like machine takes the place (class, role, cluster, profile, pa
   assert.equal((await post(s, `/api/v1/machines/${fresh}/replace`, {}, 'read')).statusCode, 403)
 })
 
-test('50 concurrent replace calls for 50 failed machines: each gets its own ready machine, none taken twice, the rest refused', async (t) => {
-  const s = await apiSetup()
+eachBackend('50 concurrent replace calls for 50 failed machines: each gets its own ready machine, none taken twice, the rest refused', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await catalog(s)
   await seedMachines(s.inventory, { count: 90 })
@@ -88,8 +87,8 @@ test('50 concurrent replace calls for 50 failed machines: each gets its own read
   for (const a of refused) assert.match(a.json().message, /not enough ready machines/)
 })
 
-test('retry: a failed machine goes back to provisioning; anything else is refused', async (t) => {
-  const s = await apiSetup()
+eachBackend('retry: a failed machine goes back to provisioning; anything else is refused', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await catalog(s)
   await seedMachines(s.inventory, { count: 2 })
@@ -111,8 +110,8 @@ test('retry: a failed machine goes back to provisioning; anything else is refuse
   assert.match(gone.json().message, /left its cluster/)
 })
 
-test('allocation skips machines whose disks no install-disk selector fits, and says how many and why', async (t) => {
-  const s = await apiSetup()
+eachBackend('allocation skips machines whose disks no install-disk selector fits, and says how many and why', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await catalog(s)
   await s.inventory.profiles.put({ name: 'nvme', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], installDisk: { type: 'nvme' }, managedBy: null }, 1)
@@ -127,14 +126,14 @@ test('allocation skips machines whose disks no install-disk selector fits, and s
   for (const m of ok.json().machines) assert.ok(((await s.inventory.machines.get(m.id))!.hardware?.disks ?? []).some((d) => d.type === 'nvme'))
 })
 
-test('a profile whose Talos files are missing is refused at allocation, with the command that fetches them', async (t) => {
+eachBackend('a profile whose Talos files are missing is refused at allocation, with the command that fetches them', async (t, backend) => {
   const { createAllocator } = await import('../../src/lifecycle/index.js')
   const { missingTalosAssets } = await import('../../src/assets/readiness.js')
   const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs')
   const { join } = await import('node:path')
   const { tmpdir } = await import('node:os')
   const { silentLogger } = await import('../../src/log.js')
-  const s = await apiSetup()
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   await catalog(s)
   await seedMachines(s.inventory, { count: 2 })

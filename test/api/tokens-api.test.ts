@@ -1,10 +1,9 @@
 // API tokens through the API: list (never secrets or hashes), create (secret once), revoke by id or name, admin only.
-import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { apiSetup } from './support/app.js'
+import { apiSetup, eachBackend } from './support/app.js'
 
-test('create answers the secret once; it works at once with its scopes; the list never shows secrets or hashes', async (t) => {
-  const s = await apiSetup()
+eachBackend('create answers the secret once; it works at once with its scopes; the list never shows secrets or hashes', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const r = await s.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: s.auth('admin'), payload: { name: 'ci-bot', scopes: ['provision'], expiresIn: '30d' } })
   assert.equal(r.statusCode, 201, r.body)
@@ -42,8 +41,8 @@ test('create answers the secret once; it works at once with its scopes; the list
   assert.deepEqual(forever.json().scopes, ['read', 'admin'])
 })
 
-test('create refuses bad requests: unknown scope, no scope, a taken name, a name like an id, too long a lifetime; only admin may', async (t) => {
-  const s = await apiSetup()
+eachBackend('create refuses bad requests: unknown scope, no scope, a taken name, a name like an id, too long a lifetime; only admin may', async (t, backend) => {
+  const s = await apiSetup({ backend })
   t.after(() => s.close())
   const post = (payload: object, scope: 'admin' | 'provision' | 'read' = 'admin') => s.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: s.auth(scope), payload })
   for (const [payload, status] of [
@@ -71,9 +70,9 @@ test('create refuses bad requests: unknown scope, no scope, a taken name, a name
   assert.equal((await s.inventory.tokens.list()).length, 3, 'nothing was made')
 })
 
-test('revoke by id or name: refused at once, even with the verification cache; twice changes nothing; a token may revoke itself and is told so', async (t) => {
+eachBackend('revoke by id or name: refused at once, even with the verification cache; twice changes nothing; a token may revoke itself and is told so', async (t, backend) => {
   // The production cache (5 s): a revocation through the API must not leave the token working that long.
-  const s = await apiSetup({ tokenCacheMs: 5_000 })
+  const s = await apiSetup({ backend, tokenCacheMs: 5_000 })
   t.after(() => s.close())
   const make = async (name: string, scopes: string[]) => (await s.app.inject({ method: 'POST', url: '/api/v1/tokens', headers: s.auth('admin'), payload: { name, scopes } })).json() as { id: string; secret: string }
   const a = await make('alpha', ['read'])

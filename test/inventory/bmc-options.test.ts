@@ -1,13 +1,26 @@
 import { loadError, tempDir as makeTempDir } from './helpers.js'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  exportInventory, importInventory, InventoryFileError, loadInventoryFiles, openSqliteInventory, type Bmc,
+  exportInventory, importInventory, InventoryFileError, loadInventoryFiles, type Bmc,
 } from '../../src/inventory/index.js'
 import { TEST_CA_PEM } from './helpers.js'
+import { inventoryBackends, skipped, type Backend } from '../support/backends.js'
+
+const backends = inventoryBackends()
+
+/** `name` once per backend (SQLite, PostgreSQL), suffixed with the backend's name. */
+function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
+  for (const backend of backends) {
+    test(`${name} [${backend.name}]`, async (t) => {
+      if (await skipped(t, backend)) return
+      await fn(t, backend)
+    })
+  }
+}
 
 // Per-BMC settings in the inventory files (issue 18): Redfish system, CA, auth; IPMI suites, privilege, K_G,
 // read-back strictness; boot method. Imported, exported without secrets, and read back unchanged.
@@ -56,8 +69,8 @@ function comparable(b: Bmc | null) {
   return rest
 }
 
-test('every BMC setting imports, exports without secrets, and reads back unchanged (same and fresh database)', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('every BMC setting imports, exports without secrets, and reads back unchanged (same and fresh database)', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const dir = tempDir()
   writeFleet(dir)
@@ -104,7 +117,7 @@ test('every BMC setting imports, exports without secrets, and reads back unchang
 
   const back = await importInventory(inv, loadInventoryFiles(out), { now: 3, env: ENV })
   assert.deepEqual(back.changes, [], 'the export reads back into the same database with no change')
-  const other = await openSqliteInventory({ file: ':memory:' })
+  const other = await backend.open()
   t.after(() => other.close())
   await importInventory(other, loadInventoryFiles(out), { now: 4, env: ENV })
   for (const name of ['rf-1', 'ipmi-1']) {
@@ -115,8 +128,8 @@ test('every BMC setting imports, exports without secrets, and reads back unchang
   }
 })
 
-test('a changed setting or K_G updates that machine (field bmc); a K_G the files no longer name is removed', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('a changed setting or K_G updates that machine (field bmc); a K_G the files no longer name is removed', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const dir = tempDir()
   writeFleet(dir)
@@ -161,8 +174,8 @@ test('a changed setting or K_G updates that machine (field bmc); a K_G the files
   assert.equal((await inv.bmcs.credentials(ipmiId))?.kg?.toString('hex'), 'abcd', 'nothing was written')
 })
 
-test('a Redfish system path in the address: split, agreed with systemId, or an error naming file, line and machine', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('a Redfish system path in the address: split, agreed with systemId, or an error naming file, line and machine', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const machine = (bmc: string) => `machines:\n  - name: rf-2\n    serial: RF2\n    bmc:\n${bmc}`
   const dir = tempDir()

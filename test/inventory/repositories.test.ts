@@ -1,14 +1,28 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openSqliteInventory, isRackbootErrorCode } from './helpers.js'
+import pg from 'pg'
+import { sql } from 'kysely'
+import { inventoryBackends, pgCluster, skipped, type Backend } from '../support/backends.js'
 
 const NOW = 1_700_000_000_000
+const backends = inventoryBackends()
 
-test('machines: create, look up by MAC, uuid, serial and name', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+/** `name` once per backend (SQLite, PostgreSQL), suffixed with the backend's name. */
+function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
+  for (const backend of backends) {
+    test(`${name} [${backend.name}]`, async (t) => {
+      if (await skipped(t, backend)) return
+      await fn(t, backend)
+    })
+  }
+}
+
+eachBackend('machines: create, look up by MAC, uuid, serial and name', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const m = await inv.machines.create(
     { name: 'r12-u07', serial: 'CZ2D1R0A7', uuid: '8C3F5A7E-1B2D-4C6E-9F01-23456789ABCD', nics: [{ mac: '3C-EC-EF-12-34-56', name: 'eno1', boot: true }], labels: { zone: 'a' } },
@@ -24,8 +38,8 @@ test('machines: create, look up by MAC, uuid, serial and name', async (t) => {
   assert.equal(await inv.machines.byMac('00:00:00:00:00:01'), null)
 })
 
-test('machines: a duplicate serial matches nobody; a duplicate name or MAC is a conflict', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('machines: a duplicate serial matches nobody; a duplicate name or MAC is a conflict', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   await inv.machines.create({ serial: 'To Be Filled By O.E.M.', nics: [{ mac: '02:00:00:00:00:01', name: null, boot: true }], name: 'a' }, NOW)
   await inv.machines.create({ serial: 'To Be Filled By O.E.M.' }, NOW)
@@ -38,8 +52,8 @@ test('machines: a duplicate serial matches nobody; a duplicate name or MAC is a 
   assert.equal(await inv.machines.count(), 2, 'a failed create leaves nothing behind')
 })
 
-test('machines: list filters by state, labels, text and pages with a cursor', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('machines: list filters by state, labels, text and pages with a cursor', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   for (let i = 0; i < 25; i++) {
     const mac = `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`
@@ -63,8 +77,8 @@ test('machines: list filters by state, labels, text and pages with a cursor', as
   assert.equal(pages, 3)
 })
 
-test('machines: setState only moves from the expected state', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('machines: setState only moves from the expected state', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const m = await inv.machines.create({ name: 'x' }, NOW)
   assert.equal(await inv.machines.setState(m.id, 'ready', 'provisioning', NOW + 1), false)
@@ -74,8 +88,8 @@ test('machines: setState only moves from the expected state', async (t) => {
   assert.equal(after?.stateChangedAt, NOW + 1)
 })
 
-test('hardware facts are stored and deleting a machine removes its NICs, hardware and BMC', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('hardware facts are stored and deleting a machine removes its NICs, hardware and BMC', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const m = await inv.machines.create({ nics: [{ mac: '02:00:00:00:00:09', name: null, boot: true }] }, NOW)
   await inv.machines.setHardware(m.id, { cpu: { cores: 32 }, memory: { totalBytes: 2 ** 38 }, disks: [{ name: 'nvme0n1', sizeBytes: 1e12, type: 'nvme' }] }, NOW)
@@ -86,11 +100,12 @@ test('hardware facts are stored and deleting a machine removes its NICs, hardwar
   assert.equal(await inv.bmcs.get(m.id), null)
 })
 
-test('BMC passwords are sealed at rest with the key file and readable only through credentials()', async (t) => {
+eachBackend('BMC passwords are sealed at rest with the key file and readable only through credentials()', async (t, backend) => {
   const dir = mkdtempSync(join(tmpdir(), 'rb-inv-'))
   const file = join(dir, 'rackboot.db')
   const keyFile = join(dir, 'secret.key')
-  const inv = await openSqliteInventory({ file, secretKeyFile: keyFile })
+  const sqlite = backend.name === 'sqlite'
+  const inv = sqlite ? await openSqliteInventory({ file, secretKeyFile: keyFile }) : await backend.open({ secretKeyFile: keyFile })
   const m = await inv.machines.create({ name: 'b' }, NOW)
   const bmc = await inv.bmcs.put(m.id, { type: 'redfish', address: '198.18.5.6', username: 'root', password: 'S3cr3t-pa55' })
   assert.equal(bmc.hasPassword, true)
@@ -104,18 +119,26 @@ test('BMC passwords are sealed at rest with the key file and readable only throu
   assert.deepEqual([ipmi.hasKg, ipmi.kgRef, JSON.stringify(ipmi).includes(kg)], [true, 'env:KG', false])
   assert.equal((await inv.bmcs.credentials(m.id))?.kg?.toString('hex'), kg)
   await inv.bmcs.put(m.id, { type: 'redfish', address: '198.18.5.7', username: 'root' })
+  if (!sqlite) {
+    // PostgreSQL: no file to read; what its tables hold is what a dump or a replica would.
+    const rows = JSON.stringify(await inv.db.selectFrom('bmcs').selectAll().execute())
+    assert.equal(rows.includes('S3cr3t-pa55'), false, 'the password is not in the database')
+    assert.equal(rows.includes('a1b2c3d4e5f6'), false, 'nor the K_G')
+  }
   await inv.close()
   assert.equal(statSync(keyFile).mode & 0o777, 0o600)
-  const raw = readFileSync(file)
-  assert.equal(raw.includes(Buffer.from('S3cr3t-pa55')), false, 'the password is not in the database file')
-  assert.equal(raw.includes(Buffer.from('a1b2c3d4e5f6')), false, 'nor the K_G')
-  const again = await openSqliteInventory({ file, secretKeyFile: keyFile })
+  if (sqlite) {
+    const raw = readFileSync(file)
+    assert.equal(raw.includes(Buffer.from('S3cr3t-pa55')), false, 'the password is not in the database file')
+    assert.equal(raw.includes(Buffer.from('a1b2c3d4e5f6')), false, 'nor the K_G')
+  }
+  const again = sqlite ? await openSqliteInventory({ file, secretKeyFile: keyFile }) : await backend.open({ url: (inv as { url?: string }).url!, secretKeyFile: keyFile })
   t.after(() => again.close())
   assert.equal((await again.bmcs.credentials(m.id))?.password, 'S3cr3t-pa55')
 })
 
-test('leases and reservations', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('leases and reservations', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   await inv.leases.put({ ip: '198.18.0.10', mac: '02:00:00:00:00:01', clientId: null, subnet: '198.18.0.0/24', state: 'bound', hostname: null, expiresAt: NOW + 1000, updatedAt: NOW })
   await inv.leases.put({ ip: '198.18.0.11', mac: '02:00:00:00:00:02', clientId: '01020000000002', subnet: '198.18.0.0/24', state: 'offered', hostname: null, expiresAt: NOW + 10, updatedAt: NOW })
@@ -133,8 +156,8 @@ test('leases and reservations', async (t) => {
   )
 })
 
-test('lease writes share the connection safely: batched, rolled back with a failed transaction, never inside another caller\'s transaction', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('lease writes share the connection safely: batched, rolled back with a failed transaction, never inside another caller\'s transaction', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const lease = (i: number, state: 'offered' | 'bound' = 'bound') => ({ ip: `198.18.1.${i}`, mac: `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`, clientId: null, subnet: '198.18.1.0/24', state, hostname: null, expiresAt: NOW + 1000, updatedAt: NOW })
   const putMany = (inv.leases as unknown as { putMany(l: unknown[]): Promise<void> }).putMany
@@ -198,8 +221,8 @@ test('background checkpoints: the main connection never checkpoints, a worker co
   assert.equal((await again.leases.list({ subnet: '10.0.0.0/8' })).length, 10_000)
 })
 
-test('events append in order and trim per machine', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('events append in order and trim per machine', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   for (let i = 0; i < 10; i++) await inv.events.append({ machineId: 'm-1', type: 'boot.dhcp', at: NOW + i, message: `e${i}`, data: { i } })
   await inv.events.append({ machineId: 'm-2', type: 'boot.dhcp', at: NOW, message: 'other', data: {} })
@@ -213,8 +236,8 @@ test('events append in order and trim per machine', async (t) => {
   assert.equal((await inv.events.list({ machineId: 'm-2' })).length, 1)
 })
 
-test('tokens: only a hash is stored; verify, expiry and revoke', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('tokens: only a hash is stored; verify, expiry and revoke', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const { token, secret } = await inv.tokens.create({ name: 'capi', scopes: ['read', 'provision'] }, NOW)
   assert.match(secret, /^rbk_/)
@@ -229,8 +252,8 @@ test('tokens: only a hash is stored; verify, expiry and revoke', async (t) => {
   await assert.rejects(inv.tokens.create({ name: 'short', scopes: ['read'] }, NOW), (e) => isRackbootErrorCode(e, 'RB_ERR_CONFLICT'))
 })
 
-test('transaction: all or nothing', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('transaction: all or nothing', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   await assert.rejects(
     inv.transaction(async (tx) => {
@@ -246,8 +269,8 @@ test('transaction: all or nothing', async (t) => {
   assert.equal(await inv.machines.count(), 1)
 })
 
-test('boot tokens: one machine, one purpose, a limited time; only a hash is stored', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('boot tokens: one machine, one purpose, a limited time; only a hash is stored', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const m = await inv.machines.create({ name: 'bt' }, NOW)
   const secret = await inv.bootTokens.issue({ machineId: m.id, purpose: 'agent', clientIp: '198.18.0.9', ttlMs: 1000 }, NOW)
@@ -263,8 +286,8 @@ test('boot tokens: one machine, one purpose, a limited time; only a hash is stor
   assert.equal(await inv.bootTokens.purge(NOW + 1000), 1)
 })
 
-test('profiles keep their install-disk selector, machines their network; null clears, an update without them keeps them', async (t) => {
-  const inv = await openSqliteInventory({ file: ':memory:' })
+eachBackend('profiles keep their install-disk selector, machines their network; null clears, an update without them keeps them', async (t, backend) => {
+  const inv = await backend.open()
   t.after(() => inv.close())
   const base = { name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64' as const, schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }
   const selector = { type: ['ssd' as const, 'nvme' as const], size: { min: '400GB', max: 2e12 }, model: 'Micron_*', prefer: 'largest' as const }
@@ -290,4 +313,51 @@ test('profiles keep their install-disk selector, machines their network; null cl
   assert.equal((await inv.machines.update(m.id, { network: null }, NOW + 2)).network, null)
   const raw = await inv.db.selectFrom('machines').select('network').where('id', '=', m.id).executeTakeFirstOrThrow()
   assert.equal(raw.network, null)
+})
+
+test('PostgreSQL: text sorts by code point, as on SQLite, whatever the database\'s own collation [postgres]', async (t) => {
+  const backend = backends.find((b) => b.name === 'postgres')!
+  if (await skipped(t, backend)) return
+  const cluster = await pgCluster()
+  if ('skip' in cluster) return
+  // A database whose default collation ignores case and punctuation, as one made with en_US.UTF-8 would.
+  const name = `icu${process.pid}`
+  const admin = new pg.Client({ connectionString: cluster.url('postgres') })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE "${name}" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`)
+  } catch (err) {
+    t.skip(`no ICU collation to test with: ${(err as Error).message}`)
+    return
+  } finally {
+    await admin.end()
+  }
+  const inv = await backend.open({ url: cluster.url(name) })
+  t.after(() => inv.close())
+  const probe = await sql<{ lt: boolean }>`select 'B' < 'a' as lt`.execute(inv.db)
+  assert.equal(probe.rows[0]!.lt, false, 'the database\'s own collation puts a before B')
+
+  const names = ['r1-u10', 'r10-u1', 'B', 'a', 'r1-u2', 'Zed', '_x', 'zed-2']
+  for (const [i, n] of names.entries()) await inv.machines.create({ name: n, serial: n.toUpperCase(), rack: n, nics: [{ mac: `02:00:00:00:0${i}:0a`, name: null, boot: true }] }, NOW + i)
+  const byCodeUnit = (list: string[]) => [...list].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  for (const key of ['name', 'rack', 'serial'] as const) {
+    for (const desc of [false, true]) {
+      const seen: string[] = []
+      let after: string | undefined
+      do {
+        const page = await inv.queries.scanMachines({ sort: { key, desc }, limit: 3, ...(after ? { after } : {}) })
+        seen.push(...page.items.map((m) => m[key]!))
+        after = page.next ?? undefined
+      } while (after)
+      const want = byCodeUnit(names.map((n) => (key === 'serial' ? n.toUpperCase() : n)))
+      assert.deepEqual(seen, desc ? want.reverse() : want, `sort ${desc ? '-' : ''}${key}`)
+    }
+  }
+  const ids = (await inv.machines.list({ limit: 3 })).items.map((m) => m.id)
+  assert.deepEqual(ids, byCodeUnit(ids))
+  // Free text folds ASCII case, as SQLite's lower() and LIKE do.
+  assert.deepEqual((await inv.machines.list({ text: 'ZED' })).items.map((m) => m.name).sort(), ['Zed', 'zed-2'])
+  assert.deepEqual((await inv.queries.scanMachines({ text: 'ZED' })).items.map((m) => m.name).sort(), ['Zed', 'zed-2'])
+  for (const c of ['b', 'A', '_c']) await inv.classes.put({ name: c, description: null, selectors: [], profile: null, patches: [], managedBy: null }, NOW)
+  assert.deepEqual((await inv.classes.list()).map((c) => c.name), ['A', '_c', 'b'])
 })

@@ -1,13 +1,25 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createEventBus, type RackbootEvent } from '../../src/events/bus.js'
-import { openSqliteInventory } from '../../src/inventory/index.js'
+import { inventoryBackends, skipped, type Backend } from '../support/backends.js'
 import { attachTimeline, createLifecycle, TRANSITIONS } from '../../src/lifecycle/index.js'
 import { silentLogger } from '../../src/log.js'
 import { isRackbootError } from '../../src/errors.js'
 
-async function setup() {
-  const inventory = await openSqliteInventory({ file: ':memory:' })
+const backends = inventoryBackends()
+
+/** `name` once per inventory backend (SQLite, PostgreSQL), suffixed with the backend's name. */
+function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
+  for (const backend of backends) {
+    test(`${name} [${backend.name}]`, async (t) => {
+      if (await skipped(t, backend)) return
+      await fn(t, backend)
+    })
+  }
+}
+
+async function setup(backend: Backend) {
+  const inventory = await backend.open()
   const bus = createEventBus()
   const seen: RackbootEvent[] = []
   bus.subscribe((e) => seen.push(e))
@@ -19,8 +31,8 @@ async function setup() {
   return { inventory, bus, seen, lifecycle, timeline, tick: (ms: number) => (now += ms) }
 }
 
-test('identify finds by MAC, then uuid, then serial, and creates an unknown machine as new', async (t) => {
-  const { inventory, lifecycle, seen } = await setup()
+eachBackend('identify finds by MAC, then uuid, then serial, and creates an unknown machine as new', async (t, backend) => {
+  const { inventory, lifecycle, seen } = await setup(backend)
   t.after(() => inventory.close())
   const a = await lifecycle.identify({ mac: '52:54:00:1A:B0:01', uuid: '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd', serial: 'LAB-1', arch: 'amd64' }, 'ipxe')
   assert.equal(a.created, true)
@@ -33,8 +45,8 @@ test('identify finds by MAC, then uuid, then serial, and creates an unknown mach
   assert.deepEqual(seen.map((e) => e.type), ['machine.created'])
 })
 
-test('concurrent first sightings of one machine create it once', async (t) => {
-  const { inventory, lifecycle } = await setup()
+eachBackend('concurrent first sightings of one machine create it once', async (t, backend) => {
+  const { inventory, lifecycle } = await setup(backend)
   t.after(() => inventory.close())
   const results = await Promise.all(Array.from({ length: 8 }, () => lifecycle.identify({ mac: '02:00:00:00:00:42' }, 'dhcp')))
   assert.equal(new Set(results.map((r) => r.machine.id)).size, 1)
@@ -42,8 +54,8 @@ test('concurrent first sightings of one machine create it once', async (t) => {
   assert.equal(await inventory.machines.count(), 1)
 })
 
-test('transitions follow the table, are recorded with their cause, and refuse the rest', async (t) => {
-  const { inventory, lifecycle, seen, tick } = await setup()
+eachBackend('transitions follow the table, are recorded with their cause, and refuse the rest', async (t, backend) => {
+  const { inventory, lifecycle, seen, tick } = await setup(backend)
   t.after(() => inventory.close())
   const { machine } = await lifecycle.identify({ mac: '02:00:00:00:00:01' }, 'dhcp')
   await assert.rejects(lifecycle.accept(machine.id, 'tech'), (e) => isRackbootError(e, 'RB_ERR_INVALID_TRANSITION'))
@@ -63,8 +75,8 @@ test('transitions follow the table, are recorded with their cause, and refuse th
   }
 })
 
-test('a lost race on a transition is a conflict, not a silent overwrite', async (t) => {
-  const { inventory, lifecycle } = await setup()
+eachBackend('a lost race on a transition is a conflict, not a silent overwrite', async (t, backend) => {
+  const { inventory, lifecycle } = await setup(backend)
   t.after(() => inventory.close())
   const { machine } = await lifecycle.identify({ mac: '02:00:00:00:00:02' }, 'dhcp')
   await lifecycle.transition(machine.id, 'discovered', 'agent')
@@ -73,8 +85,8 @@ test('a lost race on a transition is a conflict, not a silent overwrite', async 
   for (const r of results) if (r.status === 'rejected') assert.ok(isRackbootError(r.reason))
 })
 
-test('the timeline keeps every event in order and trims per machine', async (t) => {
-  const { inventory, lifecycle, timeline } = await setup()
+eachBackend('the timeline keeps every event in order and trims per machine', async (t, backend) => {
+  const { inventory, lifecycle, timeline } = await setup(backend)
   t.after(() => inventory.close())
   const { machine } = await lifecycle.identify({ mac: '02:00:00:00:00:03' }, 'dhcp')
   for (let i = 0; i < 60; i++) lifecycle.record(machine.id, 'boot.dhcp', `discover ${i}`, { i })

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { Kysely, Selectable } from 'kysely'
 import type { BootTokenRepository } from '../repositories.js'
 import type { BootToken, BootTokenPurpose, BootTokenRefusal, MachineState } from '../types.js'
+import { dialectOf } from './dialect.js'
 import type { BootTokensTable, Database } from './schema.js'
 
 function hash(secret: string): string {
@@ -36,6 +37,7 @@ function judge(row: Selectable<BootTokensTable> | undefined, purpose: BootTokenP
 }
 
 export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
+  const postgres = dialectOf(db) === 'postgres'
   async function load(secret: string) {
     if (!SHAPE.test(secret)) return undefined
     return db.selectFrom('boot_tokens').selectAll().where('hash', '=', hash(secret)).executeTakeFirst()
@@ -51,6 +53,10 @@ export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
       // URL-safe and free of iPXE's special characters ($, {, }), since it travels in kernel args.
       const secret = randomBytes(24).toString('base64url').replace(/[-_]/g, 'x')
       await db.transaction().execute(async (tx) => {
+        // SQLite runs one transaction at a time. PostgreSQL runs two issues for one machine side by side, each voiding
+        // what was there before either inserted: both tokens would stay good. Locking the machine's row first makes
+        // the second wait for the first to commit, and then void its token.
+        if (postgres) await tx.selectFrom('machines').select('id').where('id', '=', input.machineId).forUpdate().execute()
         await tx.updateTable('boot_tokens').set({ revoked_at: now })
           .where('machine_id', '=', input.machineId).where('purpose', '=', input.purpose).where('revoked_at', 'is', null).execute()
         await tx.insertInto('boot_tokens').values({

@@ -36,6 +36,16 @@ export function withoutIndex(dialect: SqlDialectName, col: RawBuilder<unknown> |
   return dialect === 'sqlite' || numeric ? sql`+${col}` : sql`${col}`
 }
 
+/**
+ * The column type for text in migrations. PostgreSQL: text in the "C" collation, whatever the database's default:
+ * text then compares and sorts by code point, as SQLite's BINARY does (machine lists sorted by name, serial or rack,
+ * ids, addresses; lower() folds ASCII only, as SQLite's does), where a database made with, say, en_US.UTF-8 would
+ * ignore case and punctuation ('B' < 'a' on SQLite, 'a' < 'B' there). SQLite: plain text.
+ */
+export function textType(db: Kysely<any>): 'text' | RawBuilder<unknown> {
+  return dialectOf(db) === 'postgres' ? sql`text collate "C"` : 'text'
+}
+
 /** Whether a table exists (migration-aware code: upgrade tests stop before some tables are made). */
 export async function hasTable(db: Kysely<any>, name: string): Promise<boolean> {
   const r = dialectOf(db) === 'postgres'

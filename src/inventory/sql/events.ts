@@ -1,11 +1,30 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { EventRepository } from '../repositories.js'
+import { dialectOf } from './dialect.js'
 import { parseJson } from './json.js'
 import type { Database } from './schema.js'
 
+/**
+ * PostgreSQL: the transaction lock event appends take in turn (see append). 64-bit key, 'rb:event' in ASCII.
+ */
+const EVENT_APPEND_LOCK = 0x72623a6576656e74n
+
 export function createSqlEvents(db: Kysely<Database>): EventRepository {
+  const postgres = dialectOf(db) === 'postgres'
   return {
     async append(event) {
+      if (postgres) {
+        // Readers follow the log by seq (`since`: the API's event stream, its hub). SQLite writes one transaction at a
+        // time, so seqs commit in order; on PostgreSQL two appends (two connections, two instances) could commit out
+        // of order, and a reader that saw seq n+1 before n committed would never see n. So appends take a transaction
+        // lock before their seq is drawn and hold it until they commit: seqs become visible in order. One statement,
+        // one round trip: the lock is taken while `turn` yields its row, before the insert draws the seq.
+        const r = await sql<{ seq: number }>`with turn as (select pg_advisory_xact_lock(${EVENT_APPEND_LOCK}))
+          insert into events (machine_id, type, at, message, data)
+          select ${event.machineId}::text, ${event.type}::text, ${event.at}::bigint, ${event.message}::text, ${JSON.stringify(event.data)}::text from turn
+          returning seq`.execute(db)
+        return { ...event, seq: Number(r.rows[0]!.seq) }
+      }
       const row = await db
         .insertInto('events')
         .values({ machine_id: event.machineId, type: event.type, at: event.at, message: event.message, data: JSON.stringify(event.data) })

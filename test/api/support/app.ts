@@ -8,6 +8,10 @@ import { createApiAuth } from '../../../src/http/auth.js'
 import { buildApp } from '../../../src/http/index.js'
 import type { EventStreamOptions } from '../../../src/http/plugins/api/index.js'
 import { openSqliteInventory, type Inventory, type TokenScope } from '../../../src/inventory/index.js'
+import type { Database } from '../../../src/inventory/sql/schema.js'
+import type { Kysely } from 'kysely'
+import { test, type TestContext } from 'node:test'
+import { inventoryBackends, skipped, type Backend } from '../../support/backends.js'
 import type { PowerManager } from '../../../src/power/index.js'
 import { attachTimeline, createAllocator, createBootService, createConfigService, createLifecycle, type PowerPort } from '../../../src/lifecycle/index.js'
 import { silentLogger } from '../../../src/log.js'
@@ -15,13 +19,23 @@ import { createMetricsRegistry } from '../../../src/metrics.js'
 
 export type Scope = TokenScope | 'none'
 
-/** An app with the API on an in-memory inventory, and a token for each scope; `boot` adds the machines' routes. */
+/** The inventory under the API: either backend's, with its Kysely handle (tests that shape rows directly). */
+export type ApiInventory = Inventory & { readonly db: Kysely<Database> }
+
+/**
+ * An app with the API on an in-memory inventory (or `backend`'s: a fresh PostgreSQL database), and a token for each
+ * scope; `boot` adds the machines' routes.
+ */
 export async function apiSetup(options: {
   power?: PowerPort | null; events?: EventStreamOptions; file?: string; tokenCacheMs?: number; boot?: boolean
   /** A power manager on this inventory's BMCs: the power routes are served with it. */
   powerManager?: (inventory: Inventory) => PowerManager
+  /** The inventory backend (test/support/backends.ts); SQLite in memory (or `file`) when absent. */
+  backend?: Backend
 } = {}) {
-  const inventory = await openSqliteInventory({ file: options.file ?? ':memory:' })
+  const inventory: ApiInventory = options.backend && options.backend.name !== 'sqlite'
+    ? await options.backend.open()
+    : await openSqliteInventory({ file: options.file ?? ':memory:' })
   const log = silentLogger()
   const bus = createEventBus()
   const timeline = attachTimeline({ inventory, bus, log })
@@ -72,3 +86,17 @@ export async function apiSetup(options: {
 }
 
 export type ApiSetup = Awaited<ReturnType<typeof apiSetup>>
+
+/**
+ * Declares `name` once per inventory backend (SQLite, PostgreSQL), suffixed ` [sqlite]` / ` [postgres]`; the test
+ * gets the backend to pass to apiSetup. PostgreSQL is skipped loudly where no private cluster can be started.
+ * Call at a test file's top level (the file's cluster is torn down after its tests).
+ */
+export function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
+  for (const backend of inventoryBackends()) {
+    test(`${name} [${backend.name}]`, async (t) => {
+      if (await skipped(t, backend)) return
+      await fn(t, backend)
+    })
+  }
+}

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { sql } from 'kysely'
-import type { SqliteInventory } from '../../../src/inventory/index.js'
+import { sql, type Kysely } from 'kysely'
+import { dialectOf } from '../../../src/inventory/sql/dialect.js'
 import { summarizeFacts } from '../../../src/inventory/sql/migrations/0002-hardware-summary.js'
+import type { Database } from '../../../src/inventory/sql/schema.js'
 import type { HardwareFacts } from '../../../src/inventory/index.js'
 
 export interface SeedOptions {
@@ -41,17 +42,18 @@ export function macFor(i: number, nic: number): string {
 
 /**
  * Writes `count` machines with NICs and hardware straight through the Kysely handle, in one transaction and in
- * batches (100,000 machines take a few seconds). Returns their ids in order.
+ * batches (100,000 machines take a few seconds). Returns their ids in order. Either backend (SQLite or PostgreSQL).
  */
-export async function seedMachines(inv: SqliteInventory, options: SeedOptions): Promise<string[]> {
+export async function seedMachines(inv: { readonly db: Kysely<Database> }, options: SeedOptions): Promise<string[]> {
+  const postgres = dialectOf(inv.db) === 'postgres'
   const now = options.now ?? Date.now()
   const offset = options.offset ?? 0
   const ids: string[] = []
   const BATCH = 400
   await inv.db.transaction().execute(async (trx) => {
     // NICs before their machines (foreign keys checked at commit): the machine's insert trigger then indexes its
-    // MACs once, instead of once per NIC.
-    await sql`PRAGMA defer_foreign_keys = ON`.execute(trx)
+    // MACs once, instead of once per NIC. PostgreSQL's foreign keys are not deferrable: machines first there.
+    if (!postgres) await sql`PRAGMA defer_foreign_keys = ON`.execute(trx)
     for (let start = 0; start < options.count; start += BATCH) {
       const machines = []
       const nics = []
@@ -71,8 +73,13 @@ export async function seedMachines(inv: SqliteInventory, options: SeedOptions): 
         nics.push({ mac: macFor(i, 0), machine_id: id, name: 'eno1', boot: 1 }, { mac: macFor(i, 1), machine_id: id, name: 'eno2', boot: 0 })
         hardware.push({ machine_id: id, facts: JSON.stringify(facts), reported_at: now, ...summarizeFacts(facts) })
       }
-      await trx.insertInto('nics').values(nics).execute()
-      await trx.insertInto('machines').values(machines).execute()
+      if (postgres) {
+        await trx.insertInto('machines').values(machines).execute()
+        await trx.insertInto('nics').values(nics).execute()
+      } else {
+        await trx.insertInto('nics').values(nics).execute()
+        await trx.insertInto('machines').values(machines).execute()
+      }
       await trx.insertInto('hardware').values(hardware).execute()
     }
   })

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely'
-import { dialectOf } from '../dialect.js'
+import { dialectOf, textType } from '../dialect.js'
 import { downPostgres, upPostgres } from './0004-postgres-indexes.js'
 
 // The cluster API (issue 8): allocations (with their idempotency keys and results), each machine's current
@@ -34,33 +34,34 @@ const TRIGGERS: Record<string, string> = {
   nic_search_update: `AFTER UPDATE ON nics BEGIN ${refresh('old.machine_id')} ${refresh('new.machine_id')} END`,
 }
 export async function up(db: Kysely<any>): Promise<void> {
+  const text = textType(db)
   await db.schema
     .createTable('allocations')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('idempotency_key', 'text', (c) => c.unique())
-    .addColumn('request_hash', 'text', (c) => c.notNull())
-    .addColumn('class', 'text')
-    .addColumn('selector', 'text')
+    .addColumn('id', text, (c) => c.primaryKey())
+    .addColumn('idempotency_key', text, (c) => c.unique())
+    .addColumn('request_hash', text, (c) => c.notNull())
+    .addColumn('class', text)
+    .addColumn('selector', text)
     .addColumn('count', 'integer', (c) => c.notNull())
-    .addColumn('cluster', 'text')
-    .addColumn('role', 'text')
-    .addColumn('profile', 'text')
-    .addColumn('patches', 'text', (c) => c.notNull().defaultTo('[]'))
-    .addColumn('machines', 'text', (c) => c.notNull().defaultTo('[]'))
+    .addColumn('cluster', text)
+    .addColumn('role', text)
+    .addColumn('profile', text)
+    .addColumn('patches', text, (c) => c.notNull().defaultTo('[]'))
+    .addColumn('machines', text, (c) => c.notNull().defaultTo('[]'))
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute()
   await db.schema.createIndex('allocations_cluster').on('allocations').columns(['cluster', 'id']).execute()
 
   await db.schema
     .createTable('allocation_machines')
-    .addColumn('allocation_id', 'text', (c) => c.notNull().references('allocations.id').onDelete('cascade'))
-    .addColumn('machine_id', 'text', (c) => c.notNull().references('machines.id').onDelete('cascade'))
-    .addColumn('class', 'text')
-    .addColumn('cluster', 'text')
-    .addColumn('role', 'text')
-    .addColumn('profile', 'text')
-    .addColumn('previous_profile', 'text')
-    .addColumn('patches', 'text', (c) => c.notNull().defaultTo('[]'))
+    .addColumn('allocation_id', text, (c) => c.notNull().references('allocations.id').onDelete('cascade'))
+    .addColumn('machine_id', text, (c) => c.notNull().references('machines.id').onDelete('cascade'))
+    .addColumn('class', text)
+    .addColumn('cluster', text)
+    .addColumn('role', text)
+    .addColumn('profile', text)
+    .addColumn('previous_profile', text)
+    .addColumn('patches', text, (c) => c.notNull().defaultTo('[]'))
     .addColumn('allocated_at', 'bigint', (c) => c.notNull())
     .addColumn('released_at', 'bigint')
     .addPrimaryKeyConstraint('allocation_machines_pk', ['allocation_id', 'machine_id'])
@@ -70,11 +71,11 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('clusters')
-    .addColumn('name', 'text', (c) => c.primaryKey())
-    .addColumn('endpoint', 'text', (c) => c.notNull())
-    .addColumn('talos_version', 'text', (c) => c.notNull())
-    .addColumn('kubernetes_version', 'text')
-    .addColumn('secrets_sealed', 'text', (c) => c.notNull())
+    .addColumn('name', text, (c) => c.primaryKey())
+    .addColumn('endpoint', text, (c) => c.notNull())
+    .addColumn('talos_version', text, (c) => c.notNull())
+    .addColumn('kubernetes_version', text)
+    .addColumn('secrets_sealed', text, (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .execute()

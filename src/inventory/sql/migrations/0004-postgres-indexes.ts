@@ -8,14 +8,14 @@ import { sql, type Kysely } from 'kysely'
 const STATEMENTS = [
   `CREATE EXTENSION IF NOT EXISTS pg_trgm`,
   `CREATE TABLE machine_labels (
-    machine_id TEXT NOT NULL REFERENCES machines (id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
+    machine_id TEXT COLLATE "C" NOT NULL REFERENCES machines (id) ON DELETE CASCADE,
+    key TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (key, value, machine_id))`,
   `CREATE INDEX machine_labels_machine ON machine_labels (machine_id)`,
   `CREATE TABLE machine_search (
-    machine_id TEXT PRIMARY KEY REFERENCES machines (id) ON DELETE CASCADE,
-    doc TEXT NOT NULL)`,
+    machine_id TEXT COLLATE "C" PRIMARY KEY REFERENCES machines (id) ON DELETE CASCADE,
+    doc TEXT COLLATE "C" NOT NULL)`,
   `CREATE INDEX machine_search_doc ON machine_search USING gin (doc gin_trgm_ops)`,
   // Scalar label values only, as SQLite's json_each filter keeps them.
   `CREATE FUNCTION rackboot_machine_labels() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import { textType } from '../dialect.js'
 
 // Issue 18: a BMC's own settings (Redfish system and CA, auth, IPMI suites, privilege, K_G, read-back strictness,
 // how the lifecycle boots the machine), its last power state as read, and a "clear the override after the boot"
@@ -21,7 +22,7 @@ const COLUMNS: [string, 'text' | 'integer' | 'bigint', ((c: any) => any)?][] = [
 
 export async function up(db: Kysely<any>): Promise<void> {
   for (const [name, type, build] of COLUMNS) {
-    await db.schema.alterTable('bmcs').addColumn(name, type, build ?? ((c) => c)).execute()
+    await db.schema.alterTable('bmcs').addColumn(name, type === 'text' ? textType(db) : type, build ?? ((c) => c)).execute()
   }
 }
 
