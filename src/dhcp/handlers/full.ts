@@ -277,8 +277,11 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
       const stored = await persist([offered], subnet)
       if (!stored) return ignore('storage-error')
       if (stored[0]) break
-      // Another server holds it: take the store's word for it and try another address.
+      // Another server holds it: take the store's word for it and try another address; or the client is bound to
+      // it already (another server's ACK): offer it that binding.
       if (!(await learn(pool, { ip }))) return ignore('storage-error')
+      const held = pool.entry(ip)
+      if (held && held.state === 'bound' && isActive(held, t) && sameClient(held, client)) break
       if (attempt >= CLAIM_ATTEMPTS || reserved) return ignore('claim-lost', `${intToIp(ip)} is held through another server`)
       ip = undefined
     }

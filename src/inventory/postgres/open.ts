@@ -123,6 +123,10 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10, types, application_name: 'rackboot' })
   // An idle connection the server closed (restart, failover) must not take the process down; the pool replaces it.
   pool.on('error', (err) => warn(`PostgreSQL ${where}: an idle connection failed (${err.message}); it will be replaced`))
+  // A connection checked out with no query running (between a transaction's statements) has no listener of the
+  // pool's: its error (the server shutting down, 57P01) would be an unhandled 'error' event and end the process.
+  // The query that uses it next fails on its own and is answered as unavailable.
+  pool.on('connect', (client) => client.on('error', (err) => warn(`PostgreSQL ${where}: a connection failed (${err.message})`)))
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guardedPool(pool, where) }) })
   let box: SecretBox
   try {

@@ -91,6 +91,9 @@ export function createSqlLeases(db: Kysely<Database>, raw: RawLeaseWrites | null
               eb('leases.mac', '=', eb.ref('excluded.mac')),
               eb.and([eb('leases.client_id', 'is not', null), eb('leases.client_id', '=', eb.ref('excluded.client_id'))]),
             ]),
+            // An offer never undoes the client's binding: a late OFFER of one server committing after another
+            // server's ACK would turn an hour's lease back into a 30 s offer.
+            eb.or([eb('excluded.state', '!=', 'offered'), eb('leases.state', '!=', 'bound')]),
           ]),
         ]))).returning('ip').execute()
         for (const r of rows) claimed.add(r.ip)
