@@ -78,6 +78,7 @@ async function instance(inventory: Inventory & { db?: unknown }) {
   const base = await app.listen({ host: '127.0.0.1', port: 0 })
   return {
     base,
+    flush: timeline.flush,
     async close() {
       await app.close()
       await timeline.flush()
@@ -91,19 +92,8 @@ async function runOn(args: string[], inventory: Awaited<ReturnType<typeof openSq
   const count = flag(args, 'machines', 100_000)
   const requests = flag(args, 'requests', 200)
   const allocations = flag(args, 'allocations', 400)
-  const log = silentLogger()
-  const bus = createEventBus()
-  const timeline = attachTimeline({ inventory, bus, log })
-  const lifecycle = createLifecycle({ inventory, bus, log })
-  const registry = createMetricsRegistry()
-  const app = await buildApp({
-    inventory, lifecycle, registry, log, version: 'bench',
-    api: {
-      bus, flushTimeline: timeline.flush,
-      auth: createApiAuth({ tokens: inventory.tokens, registry }),
-      allocator: createAllocator({ inventory, lifecycle, log, registry }),
-    },
-  })
+  const first = await instance(inventory)
+  const base = first.base
   // Shorter than the server's keep-alive (5 s): else a POST can go out on a connection the server is just closing (ECONNRESET).
   const agent = new Agent({ connections: 32, keepAliveTimeout: 2_000 })
   try {
@@ -113,7 +103,6 @@ async function runOn(args: string[], inventory: Awaited<ReturnType<typeof openSq
     await inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
     await inventory.classes.put({ name: 'big', description: null, selectors: ['cpu.cores >= 64', 'memory.gib >= 512'], profile: 'w', patches: [], managedBy: null }, 1)
     const { secret } = await inventory.tokens.create({ name: 'bench', scopes: ['admin'] }, Date.now())
-    const base = await app.listen({ host: '127.0.0.1', port: 0 })
     const headers = { authorization: `Bearer ${secret}` }
 
     const get = async (path: string): Promise<number> => {
@@ -196,13 +185,10 @@ async function runOn(args: string[], inventory: Awaited<ReturnType<typeof openSq
       const machineIds = taken.items.flatMap((a) => a.machines.map((m) => m.id))
       console.log(`  machines allocated ${machineIds.length}, distinct ${new Set(machineIds).size} (must be equal)`)
     }
-    await timeline.flush()
+    await first.flush()
     console.log(`\n(load average on this machine during the run: ${loadavg().map((l) => l.toFixed(1)).join(' ')}; figures are noisy on shared machines)`)
   } finally {
-    await app.close()
     await agent.close()
-    await timeline.flush()
-    timeline.detach()
-    await inventory.close()
+    await first.close()
   }
 }
