@@ -247,3 +247,42 @@ export interface Inventory {
   allocations: AllocationRepository
   clusters: ClusterRepository
 }
+
+// ---- BMC leases (issue 16) ----
+
+/** One instance's hold on a machine's BMC: the power manager's per-BMC queue across instances. */
+export interface BmcLease {
+  machineId: string
+  /** The instance holding it (hostname:pid:random). */
+  holder: string
+  /** What it is doing (a power operation), for "held by ..." messages. */
+  operation: string | null
+  acquiredAt: number | null
+  /** ms; past this the lease is free for anyone to take over (a crashed holder's). */
+  expiresAt: number
+}
+
+export type BmcLeaseGrant = { granted: true; lease: BmcLease } | { granted: false; lease: BmcLease | null }
+
+export interface BmcLeaseRepository {
+  /**
+   * Takes the machine's BMC lease for `holder` until now + ttlMs, atomically (one conditional upsert): granted when
+   * there is no lease, it expired (expires_at <= now), or `holder` holds it already (then extended). Otherwise not
+   * granted, with the lease that stands in the way when it could be read.
+   */
+  acquire(machineId: string, holder: string, operation: string | null, ttlMs: number, now: number): Promise<BmcLeaseGrant>
+  /** Extends `holder`'s lease to now + ttlMs; false when `holder` no longer holds it (it expired and was taken over, or was released). */
+  renew(machineId: string, holder: string, ttlMs: number, now: number): Promise<boolean>
+  /** Gives the lease up; only `holder`'s own. False when it held none. */
+  release(machineId: string, holder: string): Promise<boolean>
+  get(machineId: string): Promise<BmcLease | null>
+  /** Records a reboot of the machine at `at` (ms); an older record never replaces a newer one. */
+  recordReboot(machineId: string, at: number, holder: string | null): Promise<void>
+  /** When the machine was last rebooted by any instance, or null. */
+  lastReboot(machineId: string): Promise<number | null>
+}
+
+export interface Inventory {
+  /** Optional so test fakes of Inventory keep compiling; both SQL backends have it. */
+  bmcLeases?: BmcLeaseRepository
+}

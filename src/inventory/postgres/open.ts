@@ -17,6 +17,7 @@ import { openCheckedSecretBox } from '../sql/secret-key.js'
 import { createSqlTokens } from '../sql/tokens.js'
 import { migrateDatabase } from '../sql/migrate.js'
 import { isUnavailable, redactUrl, waitForPostgres } from './connect.js'
+import { createEventWatcher } from './listen.js'
 
 // The inventory on PostgreSQL: the same repositories as SQLite (sql/), over a connection pool several rackboot
 // instances share a database through. What SQLite gets from its single connection, PostgreSQL gets here:
@@ -45,6 +46,11 @@ export interface PostgresInventory extends Inventory {
   readonly pool: pg.Pool
   /** Serialization failures retried so far (metrics, tests). */
   retryStats(): { retries: number; failures: number }
+  /**
+   * Calls `onEvent` when any instance on this database commits an event (LISTEN/NOTIFY, migration 0010), with its
+   * seq, or null after the listening connection came back (events may have gone unannounced). Returns what stops it.
+   */
+  watchEvents(onEvent: (seq: number | null) => void): () => void
 }
 
 /**
@@ -141,7 +147,11 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   }
   const stats = { retries: 0, failures: 0 }
   const attempts = options.transactionAttempts ?? DEFAULT_ATTEMPTS
-  const close = () => db.destroy()
+  const watcher = createEventWatcher({ url: options.url, warn: (m) => warn(m) })
+  const close = async () => {
+    await watcher.close()
+    await db.destroy()
+  }
   const once = <T>(on: Kysely<Database>, fn: (inventory: Inventory) => Promise<T>): Promise<T> =>
     on.transaction().setIsolationLevel('serializable').execute((trx: Transaction<Database>) => {
       const inner = repositories(trx, box, () => {
@@ -194,5 +204,6 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
     db,
     pool,
     retryStats: () => ({ ...stats }),
+    watchEvents: watcher.watch,
   })
 }

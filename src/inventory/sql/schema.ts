@@ -174,3 +174,27 @@ export interface Database {
   boot_tokens: BootTokensTable
   meta: MetaTable
 }
+
+// ---- BMC leases (migration 0011, issue 16) ----
+
+/** Which instance runs an operation on a machine's BMC now, until expires_at (ms) unless renewed. */
+export interface BmcLeasesTable {
+  machine_id: string
+  holder: string
+  operation: string | null
+  acquired_at: number | null
+  expires_at: number
+}
+
+/** When a machine was last rebooted by any instance (the minimum reboot interval across instances). */
+export interface MachineRebootsTable {
+  machine_id: string
+  rebooted_at: number
+  holder: string | null
+}
+
+// Declaration merging: the tables join `Database` above.
+export interface Database {
+  bmc_leases: BmcLeasesTable
+  machine_reboots: MachineRebootsTable
+}

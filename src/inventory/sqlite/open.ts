@@ -6,6 +6,7 @@ import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
 import { createSecretBox, type SecretBox } from '../secret-box.js'
 import { createSqlBmcs } from '../sql/bmcs.js'
+import { createSqlBmcLeases } from '../sql/bmc-leases.js'
 import { createSqlClasses, createSqlProfiles } from '../sql/classes-profiles.js'
 import { createSqlEvents } from '../sql/events.js'
 import { createSqlLeases, createSqlReservations, type RawLeaseWrites, type SqlLeaseRepository } from '../sql/leases.js'
@@ -103,6 +104,7 @@ function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox,
     queries: createSqlQueries(db),
     allocations: createSqlAllocations(db),
     clusters: createSqlClusters(db, box),
+    bmcLeases: createSqlBmcLeases(db),
     transaction: tx,
     close,
   }

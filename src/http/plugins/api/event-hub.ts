@@ -11,6 +11,13 @@ import { redactBootTokensDeep } from '../../redact.js'
 // every stream that is caught up; a stream that is behind (resuming, or its socket is full) reads the table at its
 // own pace instead. So nothing is queued per client: a slow client costs one page of memory at most, and one
 // whose socket does not drain for `stallMs` is dropped (it reconnects with Last-Event-ID and loses nothing).
+//
+// Holes in seq (issue 16): on PostgreSQL a seq is drawn at insert but the row is seen at commit, so with several
+// writers (instances, or this one's pool) seq n+1 can be read before n commits. The hub keeps a frontier, `head`: every
+// seq up to it is settled, read and handed to the live streams, or a hole given up on. A read that shows a hole hands
+// over the rows before it and holds back the rest (they are read again next time) until the hole fills or has been
+// open `gapGraceMs`: then it is taken for a rolled-back insert or trimmed history and skipped, so no stream stalls for
+// long. Streams reading the table themselves stop at the frontier and leave the rest to the hub.
 
 export interface EventStreamOptions {
   /** Comment line sent on idle streams so proxies and clients know the stream is alive. */
@@ -24,6 +31,11 @@ export interface EventStreamOptions {
   maxStreamsPerToken?: number
   /** Rows per read. */
   pageSize?: number
+  /**
+   * How long a hole in seq holds back the events after it (ms): an insert another connection has not committed yet
+   * fills it; one older than this is given up on (a rolled-back insert, trimmed history).
+   */
+  gapGraceMs?: number
 }
 
 export interface EventFilter {
@@ -42,6 +54,12 @@ export interface EventHubDeps {
   log: Logger
   registry?: Registry
   options?: EventStreamOptions
+  /**
+   * Word that an instance (this one included) committed events, sooner than the poll finds them (PostgreSQL
+   * LISTEN/NOTIFY): `wake` gets the new row's seq, or nothing when events may have gone unannounced (the listener
+   * reconnected). Returns what stops it.
+   */
+  remoteWake?: (wake: (seq?: number | null) => void) => () => void
 }
 
 /** Why a stream may not be opened: every stream is taken, or this token holds its share. */
@@ -87,6 +105,7 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   const maxStreams = o.maxStreams ?? 1_000
   const maxStreamsPerToken = o.maxStreamsPerToken ?? 8
   const pageSize = o.pageSize ?? 500
+  const gapGraceMs = o.gapGraceMs ?? 2_000
   const metrics = deps.registry ? {
     streams: new Gauge({ name: 'rackboot_api_event_streams', help: 'Open event streams', registers: [deps.registry] }),
     buffered: new Gauge({
@@ -115,8 +134,18 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   /** Open and opening streams by token id; an entry goes when its count reaches 0. */
   const perToken = new Map<string, number>()
   const count = () => streams.size + opening
-  /** The newest seq the hub has read (or, when stale, may be behind the table). */
+  /**
+   * The frontier: every seq up to here is settled, read and handed to the live streams, or a hole given up on (when
+   * stale, it may be behind the table).
+   */
   let head = 0
+  /** The newest seq the hub has read (rows between head and top wait behind a hole); `since` null streams from here. */
+  let top = 0
+  /** When the hub first read up to each new `top`, oldest first: a seq still missing below one read gapGraceMs ago is given up on. */
+  const seen: Array<{ at: number; top: number }> = []
+  /** Wakes the hub when the hole holding rows back is given up on. */
+  let holdTimer: NodeJS.Timeout | null = null
+  let catchingUp: Promise<void> | null = null
   let stale = true
   let waking = false
   let again = false
@@ -185,9 +214,11 @@ export function createEventHub(deps: EventHubDeps): EventHub {
           const before = head
           const rows = await inventory.events.list({ since: this.cursor, limit: pageSize })
           if (this.ended) return
-          for (const e of rows) this.send(e)
-          if (rows.length < pageSize) {
-            // Everything up to `before` was committed before the read: seen now, even rows trimmed meanwhile.
+          // Up to the frontier only: a row past it may have a hole below it that is yet to fill. The hub hands it over.
+          let i = 0
+          for (; i < rows.length && rows[i]!.seq <= before; i++) this.send(rows[i]!)
+          if (i < rows.length || rows.length < pageSize) {
+            // Everything up to `before` was settled before the read: seen now, even rows trimmed meanwhile.
             this.cursor = Math.max(this.cursor, before)
             if (this.cursor >= head && !this.res.writableNeedDrain) {
               this.live = true
@@ -224,6 +255,67 @@ export function createEventHub(deps: EventHubDeps): EventHub {
     }
   }
 
+  /** Notes the newest seq read, and when it was first read. */
+  function observe(rows: StoredEvent[]): void {
+    const last = rows[rows.length - 1]
+    if (!last || last.seq <= top) return
+    top = last.seq
+    seen.push({ at: Date.now(), top })
+  }
+
+  /** The newest seq read gapGraceMs ago or earlier (0: none): a seq below it still missing is given up on. */
+  function givenUpBelow(): number {
+    const cutoff = Date.now() - gapGraceMs
+    while (seen.length > 1 && seen[1]!.at <= cutoff) seen.shift()
+    return seen.length > 0 && seen[0]!.at <= cutoff ? seen[0]!.top : 0
+  }
+
+  /**
+   * Moves the frontier over `rows` (read after it, in seq order) up to the first hole that may still fill, and returns
+   * how many rows it passed. A hole below a seq read gapGraceMs ago is given up on: its seqs were drawn before that one.
+   */
+  function settle(rows: StoredEvent[]): number {
+    const givenUp = givenUpBelow()
+    let n = 0
+    for (const e of rows) {
+      if (e.seq > head + 1 && e.seq > givenUp) break
+      head = Math.max(head, e.seq)
+      n++
+    }
+    return n
+  }
+
+  /** Wakes the hub when the hole below `e` is given up on, unless the hole fills (and wakes it) first. */
+  function holdBack(e: StoredEvent): void {
+    if (holdTimer || closed) return
+    const first = seen.find((s) => s.top >= e.seq)
+    const delay = first ? Math.max(0, first.at + gapGraceMs - Date.now()) + 5 : gapGraceMs
+    holdTimer = setTimeout(() => {
+      holdTimer = null
+      if (streams.size > 0) void wake()
+    }, delay)
+    holdTimer.unref()
+  }
+
+  /**
+   * A stale hub (no streams were open) takes up from the newest rows: every seq below them counts as settled, holes
+   * among them wait as any hole (unless below a seq read gapGraceMs ago). One read however many streams open at once.
+   */
+  function catchUp(): Promise<void> {
+    catchingUp ??= (async () => {
+      try {
+        const rows = await inventory.events.list({ newest: true, limit: Math.min(pageSize, 100) })
+        observe(rows)
+        if (rows.length > 0) head = Math.max(head, rows[0]!.seq - 1)
+        settle(rows)
+        stale = false
+      } finally {
+        catchingUp = null
+      }
+    })()
+    return catchingUp
+  }
+
   async function wake(): Promise<void> {
     if (waking) {
       again = true
@@ -240,9 +332,17 @@ export function createEventHub(deps: EventHubDeps): EventHub {
         await deps.flush?.()
         for (;;) {
           const rows = await inventory.events.list({ since: head, limit: pageSize })
-          if (rows.length === 0) break
-          head = rows[rows.length - 1]!.seq
-          for (const s of [...streams]) s.deliver(rows)
+          observe(rows)
+          const n = settle(rows)
+          if (n > 0) {
+            const settled = n === rows.length ? rows : rows.slice(0, n)
+            for (const s of [...streams]) s.deliver(settled)
+          }
+          if (n < rows.length) {
+            // Behind a hole: read again when it fills (its commit wakes the hub) or is given up on.
+            holdBack(rows[n]!)
+            break
+          }
           if (rows.length < pageSize) break
         }
       } while (again && !closed)
@@ -254,7 +354,7 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   }
 
   let scheduled = false
-  const unsubscribe = deps.bus.subscribe(() => {
+  const kick = () => {
     if (scheduled || closed || streams.size === 0) {
       if (streams.size === 0) stale = true
       return
@@ -264,6 +364,12 @@ export function createEventHub(deps: EventHubDeps): EventHub {
       scheduled = false
       void wake()
     })
+  }
+  const unsubscribe = deps.bus.subscribe(kick)
+  // A seq at or below the frontier was read already (this instance's own events come back this way too).
+  const unwatch = deps.remoteWake?.((seq) => {
+    if (typeof seq === 'number' && seq <= head && !stale) return
+    kick()
   })
   const poll = setInterval(() => {
     if (streams.size > 0) void wake()
@@ -296,13 +402,10 @@ export function createEventHub(deps: EventHubDeps): EventHub {
       opening++
       let stream: Stream
       try {
-        if (stale) {
-          head = Math.max(head, await inventory.queries.latestEventSeq())
-          stale = false
-        }
+        if (stale) await catchUp()
         // Closed while the table was read: its 'close' is past, a stream made now would never end.
         if (res.destroyed) return
-        stream = new Stream(res, since ?? head, filter)
+        stream = new Stream(res, since ?? top, filter)
         if (closed) {
           stream.end('shutdown')
           return
@@ -318,7 +421,9 @@ export function createEventHub(deps: EventHubDeps): EventHub {
     close() {
       closed = true
       clearInterval(poll)
+      if (holdTimer) clearTimeout(holdTimer)
       unsubscribe()
+      unwatch?.()
       for (const s of [...streams]) {
         metrics?.dropped.inc({ reason: 'shutdown' })
         s.end('shutdown')

@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import type { Logger } from '../../../log.js'
+import type { PostgresInventory } from '../../../inventory/index.js'
 import type { ApiDeps } from './context.js'
 import { createEventHub } from './event-hub.js'
 import { seesBootTokens } from '../../redact.js'
@@ -19,6 +20,8 @@ export const eventRoutes: FastifyPluginAsync<ApiDeps> = async (app0, deps) => {
   const hub = createEventHub({
     inventory: deps.inventory, bus: deps.bus, log: app.log as unknown as Logger, registry: deps.registry,
     ...(deps.flushTimeline ? { flush: deps.flushTimeline } : {}),
+    // PostgreSQL: other instances' events wake the hub at once (LISTEN/NOTIFY) rather than at its next poll.
+    ...('watchEvents' in deps.inventory ? { remoteWake: (deps.inventory as PostgresInventory).watchEvents } : {}),
     options: { ...deps.events, ...(deps.maxEventStreamsPerToken !== undefined ? { maxStreamsPerToken: deps.maxEventStreamsPerToken } : {}) },
   })
   // Streams never end on their own: end them before the server waits for its connections to close.

@@ -8,6 +8,8 @@ import * as m0006 from './0006-boot-trust.js'
 import * as m0007 from './0007-profile-deadlines.js'
 import * as m0008 from './0008-bmc-options.js'
 import * as m0009 from './0009-machine-sort-indexes.js'
+import * as m0010 from './0010-event-notify.js'
+import * as m0011 from './0011-bmc-leases.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -20,6 +22,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0007-profile-deadlines': m0007,
   '0008-bmc-options': m0008,
   '0009-machine-sort-indexes': m0009,
+  '0010-event-notify': m0010,
+  '0011-bmc-leases': m0011,
 }
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,68 @@
+import type { Kysely, Selectable } from 'kysely'
+import type { BmcLease, BmcLeaseRepository } from '../repositories.js'
+import type { BmcLeasesTable, Database } from './schema.js'
+
+// BMC leases (issue 16): which rackboot instance may send commands to a machine's BMC now. Taking a lease is one
+// conditional upsert, atomic on both backends: SQLite runs it under its single writer lock; PostgreSQL's
+// `insert ... on conflict do update ... where` locks the conflicting row and re-checks the condition against its
+// newest committed version, so of two instances racing for one lease exactly one gets a row back.
+
+function toLease(r: Selectable<BmcLeasesTable>): BmcLease {
+  return {
+    machineId: r.machine_id,
+    holder: r.holder,
+    operation: r.operation,
+    acquiredAt: r.acquired_at === null ? null : Number(r.acquired_at),
+    expiresAt: Number(r.expires_at),
+  }
+}
+
+export function createSqlBmcLeases(db: Kysely<Database>): BmcLeaseRepository {
+  const get = async (machineId: string): Promise<BmcLease | null> => {
+    const r = await db.selectFrom('bmc_leases').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
+    return r ? toLease(r) : null
+  }
+  return {
+    get,
+    async acquire(machineId, holder, operation, ttlMs, now) {
+      const row = await db.insertInto('bmc_leases')
+        .values({ machine_id: machineId, holder, operation, acquired_at: now, expires_at: now + ttlMs })
+        .onConflict((oc) => oc.column('machine_id').doUpdateSet((eb) => ({
+          holder: eb.ref('excluded.holder'),
+          operation: eb.ref('excluded.operation'),
+          // A holder extending its own lease keeps the time it first took it.
+          acquired_at: eb.case().when('bmc_leases.holder', '=', eb.ref('excluded.holder')).then(eb.ref('bmc_leases.acquired_at'))
+            .else(eb.ref('excluded.acquired_at')).end(),
+          expires_at: eb.ref('excluded.expires_at'),
+        })).where((eb) => eb.or([
+          eb('bmc_leases.expires_at', '<=', now),
+          eb('bmc_leases.holder', '=', eb.ref('excluded.holder')),
+        ])))
+        .returningAll()
+        .executeTakeFirst()
+      if (row) return { granted: true, lease: toLease(row) }
+      // Refused: who holds it (it may have been released since; then null, and the caller simply tries again).
+      return { granted: false, lease: await get(machineId) }
+    },
+    async renew(machineId, holder, ttlMs, now) {
+      const res = await db.updateTable('bmc_leases').set({ expires_at: now + ttlMs })
+        .where('machine_id', '=', machineId).where('holder', '=', holder).executeTakeFirst()
+      return Number(res.numUpdatedRows) === 1
+    },
+    async release(machineId, holder) {
+      const res = await db.deleteFrom('bmc_leases').where('machine_id', '=', machineId).where('holder', '=', holder).executeTakeFirst()
+      return Number(res.numDeletedRows) === 1
+    },
+    async recordReboot(machineId, at, holder) {
+      await db.insertInto('machine_reboots').values({ machine_id: machineId, rebooted_at: at, holder })
+        .onConflict((oc) => oc.column('machine_id').doUpdateSet((eb) => ({
+          rebooted_at: eb.ref('excluded.rebooted_at'), holder: eb.ref('excluded.holder'),
+        })).where((eb) => eb('machine_reboots.rebooted_at', '<', eb.ref('excluded.rebooted_at'))))
+        .execute()
+    },
+    async lastReboot(machineId) {
+      const r = await db.selectFrom('machine_reboots').select('rebooted_at').where('machine_id', '=', machineId).executeTakeFirst()
+      return r ? Number(r.rebooted_at) : null
+    },
+  }
+}
