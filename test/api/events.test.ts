@@ -132,10 +132,19 @@ eachBackend('a slow reader holds no queue: paused while ~32 MB of events are wri
   t.after(() => slow.close())
   slow.pause()
   await burst(2000, 'a')
-  await new Promise((r) => setTimeout(r, 300))
   // ~32 MB written while it reads nothing: the kernel holds some, the server at most about one page (100 events).
-  const buffered = Number(/rackboot_api_event_stream_buffered_bytes (\d+)/.exec(await s.registry.getSingleMetricAsString('rackboot_api_event_stream_buffered_bytes'))![1])
+  // The stream fills the socket page by page (on a loaded machine a PostgreSQL page can take 100+ ms): wait for the
+  // server's buffer to be in use, then check it stays within a page.
+  const bufferedNow = async () => Number(/rackboot_api_event_stream_buffered_bytes (\d+)/.exec(await s.registry.getSingleMetricAsString('rackboot_api_event_stream_buffered_bytes'))![1])
+  let buffered = await bufferedNow()
+  for (let waited = 0; buffered === 0 && waited < 15_000; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100))
+    buffered = await bufferedNow()
+  }
   assert.ok(buffered > 0 && buffered < 101 * 17 * 1024, `${buffered} bytes buffered in the server`)
+  await new Promise((r) => setTimeout(r, 300))
+  buffered = await bufferedNow()
+  assert.ok(buffered < 101 * 17 * 1024, `${buffered} bytes buffered in the server while the client reads nothing`)
   slow.resume()
   await slow.until((c) => c.events.length >= 2000, 60_000)
   const seqs = slow.events.map((e) => Number(e.id))
