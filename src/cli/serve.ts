@@ -72,7 +72,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     log: log.child({ svc: 'virtual-media' }),
   })
   const power = createPowerManager({
-    bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory),
+    bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory), leases: inventory.bmcLeases,
     driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
     // The ISO is built (or found) before a BMC is told to fetch it, so it never meets a 503.
     mediaUrl: async () => {

@@ -1,9 +1,10 @@
 // The power manager: every BMC operation goes through here. One queue per BMC (never two operations at once on
 // one BMC), a timeout per attempt, retries with backoff and jitter, a minimum interval between reboots of one
 // machine, "PXE boot now", and status polling spread over the interval with bounded concurrency.
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import type { BmcRepository } from '../inventory/repositories.js'
+import type { BmcLease, BmcLeaseRepository, BmcRepository } from '../inventory/repositories.js'
 import type { Bmc, BootMethod } from '../inventory/types.js'
 import type { Logger } from '../log.js'
 import { sleep, systemClock, type Clock } from './clock.js'
@@ -79,6 +80,13 @@ export interface PowerManagerSettings {
    * one; 0 logs out after every operation. Below Redfish's smallest SessionTimeout (30 s) and IPMI's usual 60 s.
    */
   sessionIdleMs: number
+  /**
+   * With shared leases (deps.leases): how long a BMC lease lasts unless renewed. A crashed instance's lease is taken
+   * over this long after its last renewal at the latest. Clocks of instances must agree far better than this.
+   */
+  leaseTtlMs: number
+  /** How often a held lease is renewed (a third of the TTL: one failed renewal is survived). */
+  leaseRenewMs: number
 }
 
 export const DEFAULT_POWER_SETTINGS: PowerManagerSettings = {
@@ -95,6 +103,8 @@ export const DEFAULT_POWER_SETTINGS: PowerManagerSettings = {
   pollJitter: 0.1,
   pollConcurrency: 32,
   sessionIdleMs: 20_000,
+  leaseTtlMs: 30_000,
+  leaseRenewMs: 10_000,
 }
 
 export interface PowerManagerDeps {
@@ -120,6 +130,15 @@ export interface PowerManagerDeps {
   lastRebootAt?: (machineId: string) => Promise<number | null>
   /** The virtual media image a BMC mounts for `virtual-media` boots (rackboot's /media/rackboot.iso), once it exists. */
   mediaUrl?: () => Promise<string | null> | string | null
+  /**
+   * Leases shared by every instance on the database (inventory.bmcLeases). With them an operation takes the
+   * machine's BMC lease before its first command leaves and keeps it to its end, the reboot interval consults and
+   * writes the shared reboot record, and the poller leaves alone a BMC another instance holds or read lately. Without
+   * them (one instance, unit tests) only this process's queue and history count.
+   */
+  leases?: Pick<BmcLeaseRepository, 'acquire' | 'renew' | 'release' | 'recordReboot' | 'lastReboot'>
+  /** This instance's name in lease rows and messages; default hostname:pid:random. */
+  instanceId?: string
 }
 
 export interface RebootOptions {
@@ -221,6 +240,35 @@ export function isAmbiguous(err: unknown): boolean {
   return err instanceof PowerError && ambiguous.has(err)
 }
 
+/** Lease waits: the first pause, and the longest (each doubles, with jitter). */
+const LEASE_BACKOFF_MIN_MS = 100
+const LEASE_BACKOFF_MAX_MS = 2_000
+
+/** A poll that found the BMC's lease held by another instance (or could not ask): skipped, not a failed read. */
+class PollLeaseRefused extends Error {
+  constructor(readonly reason: 'lease-held' | 'lease-unavailable', message: string) {
+    super(message)
+  }
+}
+
+/** An operation's hold on its BMC's lease. */
+interface HeldLease {
+  /** Whom this operation waited for, when another instance held the BMC as it asked. */
+  contended: BmcLease | null
+  /** Aborts the operation's waits and driver calls when the lease is lost. */
+  signal: AbortSignal
+  /** Resolves when the lease is (still) this instance's for a while; rejects when it was lost. */
+  ensure(): Promise<void>
+  /** Records a reboot in the shared history (written before the lease is released). */
+  recordReboot(at: number): void
+  release(): Promise<void>
+  lost(): PowerError | null
+}
+
+export function defaultInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+}
+
 export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   const settings: PowerManagerSettings = { ...DEFAULT_POWER_SETTINGS, ...deps.settings }
   const clock = deps.clock ?? systemClock
@@ -245,6 +293,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   }
   const log = deps.log.child({ svc: 'power' })
   const observer = deps.observer
+  const leases = deps.leases ?? null
+  const instanceId = deps.instanceId ?? defaultInstanceId()
 
   // Sessions kept between operations, one per BMC: a boot storm's PXE-then-poll traffic logs in once per BMC instead
   // of once per operation, and BMCs with few session slots are not churned. Operations on one BMC are serial, so a
@@ -283,6 +333,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   const lastReboot = new Map<string, number>()
   const known = new Map<string, KnownStatus>()
   const recorded = new Map<string, number>()
+  /** The power_checked_at this instance wrote last, per machine: a newer one is another instance's read. */
+  const ownChecks = new Map<string, number>()
   const running = new Set<Promise<unknown>>()
 
   const ops = deps.metrics ? new Counter({
@@ -355,19 +407,44 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     return `${bmc.type} BMC ${bmc.address}${bmc.port ? `:${bmc.port}` : ''}`
   }
 
+  /**
+   * The machine's last reboot as far as anyone knows: this process's, the timeline's, and the shared record of every
+   * instance (with leases). `strict`: a shared record that cannot be read is an error, not "never rebooted".
+   */
+  async function lastRebootOf(machineId: string, strict: boolean): Promise<number | undefined> {
+    const recordedAt = deps.lastRebootAt ? await deps.lastRebootAt(machineId).catch(() => null) : null
+    let shared: number | null = null
+    if (leases) {
+      try {
+        shared = await leases.lastReboot(machineId)
+      } catch (err) {
+        if (strict) {
+          throw new PowerError('busy', `machine ${machineId}: cannot read the shared reboot history (${(err as Error).message}); not rebooted`,
+            { cause: err, notRun: true })
+        }
+      }
+    }
+    const known = [lastReboot.get(machineId), recordedAt ?? undefined, shared ?? undefined].filter((v): v is number => v !== undefined)
+    return known.length === 0 ? undefined : Math.max(...known)
+  }
+
+  /** How long until the machine may be rebooted again (<= 0: now), and the refusal to give when it may not. */
+  async function rebootWait(machineId: string, strict: boolean): Promise<{ wait: number; tooSoon: () => PowerError }> {
+    const last = await lastRebootOf(machineId, strict)
+    const wait = last === undefined ? 0 : last + settings.minRebootIntervalMs - clock.now()
+    return {
+      wait,
+      tooSoon: () => new PowerError('too-soon', `machine ${machineId} was rebooted ${Math.round((clock.now() - last!) / 1000)} s ago; ` +
+        `reboots are at least ${Math.round(settings.minRebootIntervalMs / 1000)} s apart, retry in ${Math.ceil(wait / 1000)} s`,
+      { details: { retryAfterMs: wait } }),
+    }
+  }
+
   async function checkRebootInterval(machineId: string, options: RebootOptions | undefined): Promise<void> {
     for (;;) {
-      const recordedAt = deps.lastRebootAt ? await deps.lastRebootAt(machineId).catch(() => null) : null
-      const mine = lastReboot.get(machineId)
-      const last = mine === undefined ? recordedAt ?? undefined : Math.max(mine, recordedAt ?? mine)
-      if (last === undefined) return
-      const wait = last + settings.minRebootIntervalMs - clock.now()
+      const { wait, tooSoon } = await rebootWait(machineId, false)
       if (wait <= 0) return
-      if (options?.ifTooSoon !== 'defer') {
-        throw new PowerError('too-soon', `machine ${machineId} was rebooted ${Math.round((clock.now() - last) / 1000)} s ago; ` +
-          `reboots are at least ${Math.round(settings.minRebootIntervalMs / 1000)} s apart, retry in ${Math.ceil(wait / 1000)} s`,
-        { details: { retryAfterMs: wait } })
-      }
+      if (options?.ifTooSoon !== 'defer') throw tooSoon()
       log.info({ machineId, waitMs: wait }, 'reboot deferred by the minimum reboot interval')
       await pause(wait, options.signal)
     }
@@ -401,6 +478,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     bmc: Bmc
     attempt: Attempt
     signal?: AbortSignal
+    /** The BMC's shared lease, when the manager has leases. */
+    lease?: HeldLease
   }
 
   interface RunOptions {
@@ -410,7 +489,10 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     signal?: AbortSignal
   }
 
-  /** Takes the BMC's queue (after the reboot interval, checked again in the queue) and runs body with attempts. */
+  /**
+   * Takes the BMC's queue (after the reboot interval, checked again in the queue), then with shared leases the BMC's
+   * lease (the reboot interval checked a third time, under it), and runs body with attempts.
+   */
   async function withBmc<T>(machineId: string, operation: PowerOperation, body: (ctx: Context) => Promise<T>,
     runOptions: RunOptions = {}): Promise<T> {
     const bmc = await target(machineId)
@@ -418,6 +500,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     if (isReboot) await checkRebootInterval(machineId, runOptions.reboot)
     return serial(bmcKey(bmc), async () => {
       if (runOptions.signal?.aborted) throw gaveUp()
+      if (leases) return underLease(machineId, bmc, operation, body, runOptions, isReboot)
       // Checked again in the queue: another reboot may have run while this one waited.
       if (isReboot) await checkRebootInterval(machineId, runOptions.reboot)
       const attempt: Attempt = (op, fn, o = {}) => attemptOn(machineId, bmc, op, fn,
@@ -426,12 +509,183 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     })
   }
 
+  /**
+   * withBmc's part with shared leases: the lease is taken before the first command leaves (waiting for another
+   * instance's operation to end, or a poll gives up at once), the reboot interval is decided under it, and it is
+   * released once every driver call has stopped and the reboot record is written.
+   */
+  async function underLease<T>(machineId: string, bmc: Bmc, operation: PowerOperation, body: (ctx: Context) => Promise<T>,
+    runOptions: RunOptions, isReboot: boolean): Promise<T> {
+    let lease: HeldLease
+    for (;;) {
+      lease = await takeLease(machineId, bmc, operation, runOptions)
+      if (!isReboot) break
+      let check: Awaited<ReturnType<typeof rebootWait>>
+      try {
+        check = await rebootWait(machineId, true)
+      } catch (err) {
+        await lease.release()
+        throw err
+      }
+      if (check.wait <= 0) break
+      // Not holding the BMC while deferring: another instance's status or power on need not wait for this.
+      await lease.release()
+      if (runOptions.reboot?.ifTooSoon !== 'defer') throw check.tooSoon()
+      log.info({ machineId, waitMs: check.wait }, 'reboot deferred by the minimum reboot interval')
+      await pause(check.wait, runOptions.reboot.signal)
+    }
+    const held = lease
+    // The caller's signal and the lease's: either stops waits and driver calls.
+    const onCallerAbort = (): void => controllers.get(held)?.abort()
+    runOptions.signal?.addEventListener('abort', onCallerAbort, { once: true })
+    if (runOptions.signal?.aborted) onCallerAbort()
+    try {
+      const options: RunOptions = { ...runOptions, signal: held.signal }
+      const attempt: Attempt = (op, fn, o = {}) => attemptOn(machineId, bmc, op, fn,
+        { ...options, quiet: o.quiet ?? false, onSend: o.onSend, isReboot: o.reboot ?? false, lease: held })
+      return await body({ bmc, attempt, signal: held.signal, lease: held })
+    } catch (err) {
+      const lost = held.lost()
+      if (!lost || err === lost || (runOptions.signal?.aborted ?? false)) throw err
+      // The lease went while a command or read-back was under way (which it cut short): say both.
+      throw new PowerError(lost.kind, `${lost.message}; the operation ended with: ${(err as Error).message}`, { cause: err })
+    } finally {
+      runOptions.signal?.removeEventListener('abort', onCallerAbort)
+      await held.release()
+    }
+  }
+
+  /** Each held lease's controller (aborted when the lease is lost or the caller gives up). */
+  const controllers = new WeakMap<HeldLease, AbortController>()
+
+  /** The longest an operation waits for another instance's: what it may take itself (attempts, then read-back). */
+  function leaseWaitBudget(operation: PowerOperation): number {
+    const attempts = Math.max(1, settings.attempts) * (settings.timeoutMs + ATTEMPT_GRACE_MS)
+    if (operation === 'soft-off') return attempts + settings.softOffTimeoutMs + settings.verifyTimeoutMs
+    if (operation in EXPECTED || operation === 'pxe-boot') return attempts + settings.verifyTimeoutMs
+    return attempts
+  }
+
+  function describeHolder(lease: BmcLease | null): string {
+    if (!lease) return 'another rackboot instance'
+    const since = lease.acquiredAt === null ? '' : `, for ${Math.max(0, Math.round((clock.now() - lease.acquiredAt) / 1000))} s`
+    return `rackboot instance ${lease.holder}${lease.operation ? ` (${lease.operation}${since})` : ''}`
+  }
+
+  /** Takes the machine's BMC lease, waiting with backoff while another instance holds it (a poll does not wait). */
+  async function takeLease(machineId: string, bmc: Bmc, operation: PowerOperation, runOptions: RunOptions): Promise<HeldLease> {
+    const store = leases!
+    const started = clock.now()
+    const budget = leaseWaitBudget(operation)
+    let delay = LEASE_BACKOFF_MIN_MS
+    let other: BmcLease | null = null
+    for (let tries = 1; ; tries++) {
+      const now = clock.now()
+      let grant: Awaited<ReturnType<typeof store.acquire>>
+      try {
+        grant = await store.acquire(machineId, instanceId, operation, settings.leaseTtlMs, now)
+      } catch (err) {
+        if (runOptions.poll) throw new PollLeaseRefused('lease-unavailable', (err as Error).message)
+        throw err
+      }
+      if (grant.granted) {
+        if (tries > 1) log.info({ machineId, operation, waitedMs: clock.now() - started, after: other?.holder }, 'took the BMC lease after another instance')
+        return hold(machineId, bmc, now, other)
+      }
+      other = grant.lease ?? other
+      if (runOptions.poll) throw new PollLeaseRefused('lease-held', describeHolder(other))
+      if (tries === 1) log.info({ machineId, operation, holder: other?.holder, holderOperation: other?.operation }, 'BMC held by another instance; waiting')
+      const left = started + budget - clock.now()
+      if (left <= 0) {
+        throw new PowerError('busy', `${operation} on machine ${machineId} (${bmcLabel(bmc)}): the BMC is held by ${describeHolder(other)}; ` +
+          `gave up after waiting ${Math.round((clock.now() - started) / 1000)} s; nothing was sent`,
+        { notRun: true, details: { holder: other?.holder ?? null, holderOperation: other?.operation ?? null } })
+      }
+      const jittered = delay / 2 + random() * (delay / 2)
+      delay = Math.min(LEASE_BACKOFF_MAX_MS, delay * 2)
+      await pause(Math.min(jittered, left), runOptions.signal)
+    }
+  }
+
+  /** Keeps a granted lease: renewed every leaseRenewMs until released; lost when a renewal finds another holder. */
+  function hold(machineId: string, bmc: Bmc, grantedAt: number, contended: BmcLease | null): HeldLease {
+    const store = leases!
+    const controller = new AbortController()
+    let validUntil = grantedAt + settings.leaseTtlMs
+    let lost: PowerError | null = null
+    let released = false
+    let timer: unknown = null
+    const writes: Promise<unknown>[] = []
+    const lose = (): PowerError => {
+      if (!lost) {
+        lost = new PowerError('busy', `machine ${machineId} (${bmcLabel(bmc)}): this instance (${instanceId}) lost the BMC's lease ` +
+          `(not renewed within ${Math.round(settings.leaseTtlMs / 1000)} s: stalled, or the database was unreachable; another instance ` +
+          'may have taken it over); stopped before sending anything more')
+        log.warn({ machineId, holder: instanceId }, 'BMC lease lost')
+        controller.abort()
+      }
+      return lost
+    }
+    const renew = async (): Promise<void> => {
+      const at = clock.now()
+      if (await store.renew(machineId, instanceId, settings.leaseTtlMs, at)) validUntil = Math.max(validUntil, at + settings.leaseTtlMs)
+      else lose()
+    }
+    const schedule = (): void => {
+      timer = clock.setTimeout(() => {
+        timer = null
+        if (released || lost) return
+        void renew()
+          .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot renew the BMC lease; trying again'))
+          .finally(() => {
+            if (!released && !lost) schedule()
+          })
+      }, settings.leaseRenewMs)
+      ;(timer as { unref?: () => void }).unref?.()
+    }
+    schedule()
+    const held: HeldLease = {
+      contended,
+      signal: controller.signal,
+      lost: () => lost,
+      async ensure() {
+        if (lost) throw lost
+        // Good for a while yet (the renewals keep it so): no round trip before each command.
+        if (clock.now() + settings.leaseRenewMs < validUntil) return
+        // Renewals failed or this process stalled: no command leaves before the database confirms the lease.
+        try {
+          await renew()
+        } catch (err) {
+          throw new PowerError('busy', `machine ${machineId} (${bmcLabel(bmc)}): cannot confirm the BMC's lease ` +
+            `(${(err as Error).message}); not sent`, { cause: err, notRun: true })
+        }
+        if (lost) throw lost
+      },
+      recordReboot(at) {
+        writes.push(store.recordReboot(machineId, at, instanceId)
+          .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot record the reboot in the shared history')))
+      },
+      async release() {
+        if (released) return
+        released = true
+        if (timer !== null) clock.clearTimeout(timer)
+        await Promise.all(writes)
+        await store.release(machineId, instanceId)
+          .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot release the BMC lease; it expires by itself'))
+      },
+    }
+    controllers.set(held, controller)
+    return held
+  }
+
   async function attemptOn<T>(machineId: string, bmc: Bmc, operation: PowerOperation,
     fn: (driver: BmcDriver, call: CallOptions) => Promise<T>,
-    o: RunOptions & { quiet: boolean; onSend?: (() => void) | undefined; isReboot: boolean }): Promise<T> {
+    o: RunOptions & { quiet: boolean; onSend?: (() => void) | undefined; isReboot: boolean; lease?: HeldLease }): Promise<T> {
     const attempts = o.poll ? 1 : Math.max(1, settings.attempts)
     const report = !o.poll && !o.quiet
     for (let attempt = 1; ; attempt++) {
+      // With shared leases no command leaves unless this instance still holds the BMC.
+      await o.lease?.ensure()
       const started = clock.now()
       const controller = new AbortController()
       // A second more than the driver's own budget: a driver that keeps to it reports which step got no answer.
@@ -494,19 +748,24 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     durations?.observe({ type: bmc.type, operation }, ms / 1000)
   }
 
-  function remember(machineId: string, state: PowerState | null, error?: string): void {
+  /** Keeps a state read; resolves once it is stored (when it is written at all). */
+  function remember(machineId: string, state: PowerState | null, error?: string, poll = false): Promise<unknown> {
     const previous = known.get(machineId)
     const entry: KnownStatus = { state, at: clock.now(), ...(error ? { error } : {}) }
     known.set(machineId, entry)
     const changed = previous === undefined ? true : previous.state !== state || (error !== undefined) !== (previous.error !== undefined)
     // The inventory keeps the last state for the UI and other instances: written on a change, refreshed now and then.
     let written: Promise<unknown> = Promise.resolve()
-    if (deps.bmcs.recordPower && (changed || clock.now() - (recorded.get(machineId) ?? -Infinity) >= RECORD_REFRESH_MS)) {
-      recorded.set(machineId, clock.now())
-      written = deps.bmcs.recordPower(machineId, { state, checkedAt: Date.now(), error: error ?? null })
+    // With shared leases every poll is written: its time tells the other instances' pollers this BMC was just read.
+    const refresh = clock.now() - (recorded.get(machineId) ?? -Infinity) >= RECORD_REFRESH_MS || (poll && leases !== null)
+    if (deps.bmcs.recordPower && (changed || refresh)) {
+      const checkedAt = clock.now()
+      recorded.set(machineId, checkedAt)
+      ownChecks.set(machineId, checkedAt)
+      written = deps.bmcs.recordPower(machineId, { state, checkedAt, error: error ?? null })
         .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot record the power state'))
     }
-    if (!changed || !observer?.status) return
+    if (!changed || !observer?.status) return written
     // Told once it is stored: whoever reads the machine on the event sees the new state.
     void written.then(() => {
       try {
@@ -515,12 +774,13 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         log.warn({ err }, 'power observer failed')
       }
     })
+    return written
   }
 
   /** Reads the power state (retried: reads are safe) and remembers it. */
   async function read(machineId: string, ctx: Context, quiet = true): Promise<PowerState> {
     const state = await ctx.attempt('status', (d, call) => d.powerStatus(call), { quiet })
-    remember(machineId, state)
+    void remember(machineId, state)
     return state
   }
 
@@ -556,8 +816,14 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     stampReboot: boolean): Promise<PowerOutcome> {
     let unsure: PowerError | null = null
     try {
-      await ctx.attempt(sendAction, (d, call) => d.power(sendAction, call),
-        { onSend: stampReboot ? () => lastReboot.set(machineId, clock.now()) : undefined, reboot: stampReboot })
+      await ctx.attempt(sendAction, (d, call) => d.power(sendAction, call), {
+        onSend: stampReboot ? () => {
+          const at = clock.now()
+          lastReboot.set(machineId, at)
+          ctx.lease?.recordReboot(at)
+        } : undefined,
+        reboot: stampReboot,
+      })
     } catch (err) {
       if (!isAmbiguous(err)) {
         // A refusal of on/off by a machine already there (iDRAC's 409 "already powered on") is the result asked for.
@@ -678,13 +944,41 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         pollsSkipped?.inc({ reason: 'bmc-busy' }) // an operation is running or waiting; it will report
         return
       }
+      if (readElsewhere(machineId, bmc)) {
+        pollsSkipped?.inc({ reason: 'read-elsewhere' }) // another instance polls this BMC now
+        return
+      }
       await acquire()
       try {
         if (stopped) return
-        const state = await withBmc(machineId, 'status', (ctx) => ctx.attempt('status', (d, call) => d.powerStatus(call)), { poll: true })
-        remember(machineId, state)
-      } catch (err) {
-        remember(machineId, null, (err as Error).message)
+        // With shared leases the read is stored before the lease goes: another instance's poller sees either the
+        // lease or the fresh power_checked_at, never neither.
+        let remembered = false
+        await withBmc(machineId, 'status', async (ctx) => {
+          // Asked again under the lease, where it is exact: the instance that read it last stored it before letting go.
+          if (leases) {
+            const now = await deps.bmcs.get(machineId)
+            if (now && readElsewhere(machineId, now)) {
+              remembered = true
+              pollsSkipped?.inc({ reason: 'read-elsewhere' })
+              return
+            }
+          }
+          let state: PowerState | null = null
+          let error: string | undefined
+          try {
+            state = await ctx.attempt('status', (d, call) => d.powerStatus(call))
+          } catch (err) {
+            error = (err as Error).message
+          }
+          remembered = true
+          const stored = remember(machineId, state, error, true)
+          if (leases) await stored
+        }, { poll: true }).catch((err: unknown) => {
+          // Another instance's operation holds the BMC (it reads the state itself), or the lease could not be asked for.
+          if (err instanceof PollLeaseRefused) pollsSkipped?.inc({ reason: err.reason })
+          else if (!remembered) void remember(machineId, null, (err as Error).message, true)
+        })
       } finally {
         release()
       }
@@ -693,6 +987,21 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     } finally {
       polling.delete(machineId)
     }
+  }
+
+  /**
+   * With shared leases: another instance read this BMC's power within the poll interval (the power_checked_at it
+   * stored is not this instance's). Its state is taken over as last known, without a report (that instance made it).
+   * The interval is widened by the jitter both ways: the instance polling it now reads it again within that, and
+   * another instance takes over only once it stopped.
+   */
+  function readElsewhere(machineId: string, bmc: Bmc): boolean {
+    const p = bmc.power
+    if (!leases || !p || ownChecks.get(machineId) === p.checkedAt) return false
+    if (clock.now() - p.checkedAt >= settings.pollIntervalMs * (1 + 2 * settings.pollJitter)) return false
+    const mine = known.get(machineId)
+    if (!mine || mine.at < p.checkedAt) known.set(machineId, { state: p.state, at: p.checkedAt, ...(p.error ? { error: p.error } : {}) })
+    return true
   }
 
   async function round(): Promise<void> {
@@ -737,6 +1046,17 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       if (!(action in EXPECTED)) throw new PowerError('invalid', `unknown power action ${String(action)}`)
       const started = clock.now()
       return withBmc(machineId, action, async (ctx) => {
+        const other = ctx.lease?.contended
+        if (other && (action === 'on' || action === 'off')) {
+          // Another instance had the BMC while this asked: it may have done just this. Read first; on and off are
+          // results, and one already reached needs no second command.
+          const now = await read(machineId, ctx).catch(() => null)
+          if (now === EXPECTED[action]) {
+            outcomes?.inc({ action, outcome: 'verified' })
+            return { action, sent: action, state: now, verified: true, ms: clock.now() - started,
+              note: `not sent: the BMC was held by ${describeHolder(other)} meanwhile, and it already reports ${now}` }
+          }
+        }
         let send = action
         if (action === 'cycle' || action === 'reset') {
           // Most BMCs do nothing (and say done) for a cycle or reset of a machine that is off: power it on instead.

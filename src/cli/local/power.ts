@@ -25,7 +25,7 @@ export async function power(command: PowerCommand, refs: string[], o: Options): 
     const names = new Map(machines.map((m) => [m.id, printable(m.name ?? m.id)]))
     const progress = powerProgress(command, machines.length)
     const power = createPowerManager({
-      bmcs: inventory.bmcs, log, settings: settings.power, lastRebootAt: rebootHistory(inventory),
+      bmcs: inventory.bmcs, log, settings: settings.power, lastRebootAt: rebootHistory(inventory), leases: inventory.bmcLeases,
       driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
       // The running server serves (and builds) the ISO at this URL.
       mediaUrl: () => settings.virtualMedia.imageUrl || `${baseUrl}${VIRTUAL_MEDIA_PATH}`,
