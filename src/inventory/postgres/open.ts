@@ -4,17 +4,10 @@ import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
 import { createSecretBox, type SecretBox } from '../secret-box.js'
 import { randomBytes } from 'node:crypto'
-import { createSqlAllocations, createSqlClusters, createSqlQueries } from '../sql/allocations.js'
-import { createSqlBmcs } from '../sql/bmcs.js'
-import { createSqlBmcLeases } from '../sql/bmc-leases.js'
-import { createSqlBootTokens } from '../sql/boot-tokens.js'
-import { createSqlClasses, createSqlProfiles } from '../sql/classes-profiles.js'
-import { createSqlEvents } from '../sql/events.js'
-import { createSqlLeases, createSqlReservations } from '../sql/leases.js'
-import { createSqlMachines } from '../sql/machines.js'
+import { createSqlLeases } from '../sql/leases.js'
+import { sqlRepositories } from '../sql/inventory.js'
 import type { Database } from '../sql/schema.js'
 import { openCheckedSecretBox } from '../sql/secret-key.js'
-import { createSqlTokens } from '../sql/tokens.js'
 import { migrateDatabase } from '../sql/migrate.js'
 import { isUnavailable, redactUrl, waitForPostgres } from './connect.js'
 import { createEventWatcher } from './listen.js'
@@ -103,23 +96,7 @@ export function isSerializationFailure(err: unknown): boolean {
 const RETRY_LOCK = 0x7261636b626f6f74n // 'rackboot'
 
 function repositories(db: Kysely<Database>, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>): Inventory {
-  return {
-    machines: createSqlMachines(db),
-    bmcs: createSqlBmcs(db, box),
-    classes: createSqlClasses(db),
-    profiles: createSqlProfiles(db),
-    leases: createSqlLeases(db, null),
-    reservations: createSqlReservations(db),
-    events: createSqlEvents(db),
-    tokens: createSqlTokens(db),
-    bootTokens: createSqlBootTokens(db),
-    queries: createSqlQueries(db),
-    allocations: createSqlAllocations(db),
-    clusters: createSqlClusters(db, box),
-    bmcLeases: createSqlBmcLeases(db),
-    transaction: tx,
-    close,
-  }
+  return sqlRepositories(db, box, { leases: createSqlLeases(db, null), transaction: tx, close })
 }
 
 export async function openPostgresInventory(options: PostgresInventoryOptions): Promise<PostgresInventory> {

@@ -5,22 +5,15 @@ import { Kysely, type Transaction } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { Inventory } from '../repositories.js'
 import { createSecretBox, type SecretBox } from '../secret-box.js'
-import { createSqlBmcs } from '../sql/bmcs.js'
-import { createSqlBmcLeases } from '../sql/bmc-leases.js'
-import { createSqlClasses, createSqlProfiles } from '../sql/classes-profiles.js'
-import { createSqlEvents } from '../sql/events.js'
-import { createSqlLeases, createSqlReservations, type RawLeaseWrites, type SqlLeaseRepository } from '../sql/leases.js'
+import { sqlRepositories } from '../sql/inventory.js'
+import { createSqlLeases, type RawLeaseWrites, type SqlLeaseRepository } from '../sql/leases.js'
 import type { Lease } from '../types.js'
-import { createSqlMachines } from '../sql/machines.js'
 import { migrateDatabase as migrate } from '../sql/migrate.js'
 import type { Database } from '../sql/schema.js'
-import { createSqlTokens } from '../sql/tokens.js'
 import { startCheckpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js'
 import { BusyRetryingSqliteDialect, BusyRetryingSqliteDriver, DEFAULT_BUSY_TIMEOUT_MS, retryWhileBusy, SYNC_BUSY_MS, type BusyGate, type BusyStats } from './driver.js'
-import { createSqlBootTokens } from '../sql/boot-tokens.js'
 import { openCheckedSecretBox } from '../sql/secret-key.js'
 import { randomBytes } from 'node:crypto'
-import { createSqlAllocations, createSqlClusters, createSqlQueries } from '../sql/allocations.js'
 
 export interface SqliteInventoryOptions {
   /** Database file, or ':memory:'. */
@@ -91,23 +84,7 @@ function retryingLeases(leases: SqlLeaseRepository, busy: BusyContext): SqlLease
 
 function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>, busy: BusyContext): Inventory {
   const leases = createSqlLeases(db, raw)
-  return {
-    machines: createSqlMachines(db),
-    bmcs: createSqlBmcs(db, box),
-    classes: createSqlClasses(db),
-    profiles: createSqlProfiles(db),
-    leases: raw.inTransaction ? leases : retryingLeases(leases, busy),
-    reservations: createSqlReservations(db),
-    events: createSqlEvents(db),
-    tokens: createSqlTokens(db),
-    bootTokens: createSqlBootTokens(db),
-    queries: createSqlQueries(db),
-    allocations: createSqlAllocations(db),
-    clusters: createSqlClusters(db, box),
-    bmcLeases: createSqlBmcLeases(db),
-    transaction: tx,
-    close,
-  }
+  return sqlRepositories(db, box, { leases: raw.inTransaction ? leases : retryingLeases(leases, busy), transaction: tx, close })
 }
 
 export { migrateDatabase as migrate } from '../sql/migrate.js'
