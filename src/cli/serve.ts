@@ -135,6 +135,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   // GRUB (MAAS-style per-machine configs): grub.cfg-01-<mac> over TFTP, the same decisions as /boot.ipxe.
   const grubConfigs = createGrubConfigs({
     boot: bootService, lifecycle, gate, publicUrl: settings.http.publicUrl,
+    ...(settings.http.assetBaseUrl ? { assetBaseUrl: settings.http.assetBaseUrl } : {}),
     hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
     agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
     talosChannels: () => channels,
@@ -202,6 +203,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     }),
     boot: {
       service: bootService, gate, assetsDir: settings.assetsDir, publicUrl: settings.http.publicUrl,
+      ...(settings.http.assetBaseUrl ? { assetBaseUrl: settings.http.assetBaseUrl } : {}),
       hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
       agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
       configs,

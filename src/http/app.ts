@@ -44,6 +44,8 @@ export interface AppDeps {
     gate: DownloadGate
     assetsDir: string
     publicUrl: string
+    /** http.assetBaseUrl: boot scripts send kernel and initramfs downloads there instead of to /assets. */
+    assetBaseUrl?: string
     hold: BootRoutesDeps['hold']
     agent: BootRoutesDeps['agent']
     configs?: ConfigService
@@ -110,8 +112,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   if (deps.boot) {
     const b = deps.boot
-    await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
-    await app.register(grubRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
+    const mirror = b.assetBaseUrl ? { assetBaseUrl: b.assetBaseUrl } : {}
+    await app.register(bootRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, ...mirror, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
+    await app.register(grubRoutes, { boot: b.service, lifecycle: deps.lifecycle, gate: b.gate, publicUrl: b.publicUrl, ...mirror, hold: b.hold, agent: b.agent, ...(b.talosChannels ? { talosChannels: b.talosChannels } : {}) })
     await app.register(assetRoutes, { assetsDir: b.assetsDir, lifecycle: deps.lifecycle, gate: b.gate, registry: deps.registry, ...(b.assetBelongs ? { belongs: b.assetBelongs } : {}) })
     await app.register(agentRoutes, { boot: b.service })
     if (b.configs) await app.register(talosConfigRoutes, { configs: b.configs })

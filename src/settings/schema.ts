@@ -68,6 +68,12 @@ export const SettingsSchema = Type.Object(
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
         /** The base URL machines use to reach this server (iPXE scripts, config URLs). Derived when empty. */
         publicUrl: Type.String({ default: '' }),
+        /**
+         * Where machines download kernels and initramfs images instead of <publicUrl>/assets (a mirror, or an nginx in
+         * front serving the assets directory): <assetBaseUrl>/talos/v1.13.9/amd64/vmlinuz. Scripts and configs are
+         * still rackboot's. GRUB takes it only when it is http:// (GRUB has no HTTPS).
+         */
+        assetBaseUrl: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$' })),
         /** Machines downloading kernels/initramfs at once; the rest are told to wait and retry. */
         maxConcurrentDownloads: Type.Integer({ minimum: 1, default: 100 }),
         /** Open connections one client address may hold; past it new ones are closed at once (counted). */

@@ -69,7 +69,7 @@ export function createGrubConfigs(deps: BootRoutesDeps): GrubConfigs {
       const attempt = request.attempt ?? 0
       // The MAC is a claim from the network: the boot service believes it only as far as the asking address vouches.
       const plan = await deps.boot.plan({ mac, uuid: null, serial: null, manufacturer: null, product: null, buildArch: request.cpu ?? null, platform: platformFact(request.platform) }, clientIp)
-      return render(targets.target(plan, base, attempt), base, mac)
+      return render(targets.target(plan, base, attempt, { httpOnly: true }), base, mac)
     },
     bootstrap(base) {
       return grubBootstrapConfig(`${grubHttpPath(`${base}${GRUB_HTTP_DIR}`)}/grub.cfg-01-\${net_default_mac}?cpu=\${grub_cpu}&platform=\${grub_platform}`)

@@ -1,9 +1,9 @@
 import { realpath } from 'node:fs/promises'
 import { join, relative, resolve, sep } from 'node:path'
-import fastifyStatic from '@fastify/static'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 import type { Lifecycle } from '../../lifecycle/index.js'
+import { DEFAULT_STALL_MS, openAsset, sendAsset, type TransferResult } from '../asset-sender.js'
 import type { DownloadGate } from '../download-gate.js'
 
 export interface AssetRoutesDeps {
@@ -18,6 +18,8 @@ export interface AssetRoutesDeps {
    * claim, and a download failure moves the repair ladder. Absent: every claim is recorded (tests).
    */
   belongs?: (machineId: string, ip: string) => Promise<boolean>
+  /** A download whose client takes nothing for this long is cut (default 60 s). */
+  stallMs?: number
 }
 
 /** The command that puts a missing boot file in place, by where it lives under the assets directory. */
@@ -67,11 +69,12 @@ function within(root: string, path: string): boolean {
 type Resolution = { root: string; rel: string } | { outside: true } | null
 
 /**
- * `GET|HEAD /assets/...`: iPXE binaries, kernels and initramfs images with Range, ETag and HEAD (@fastify/static's
- * send). Symlinks are followed only while they stay inside the assets directory, as TFTP does: the path is resolved
- * (cached briefly, this is the boot storm's hot path) and the resolved file is what is sent, so a link re-pointed
- * out of the root after the check is not followed. A download that names its machine (`?m=ID`, as boot scripts
- * do) lands on that machine's timeline with its size and time.
+ * `GET|HEAD /assets/...`: iPXE binaries, kernels and initramfs images with Range, conditional requests and HEAD
+ * (../asset-sender.ts: large reads into reused buffers, written straight to the socket). Symlinks are followed only
+ * while they stay inside the assets directory, as TFTP does: the path is resolved (cached briefly, this is the boot
+ * storm's hot path) and the resolved file is what is sent, so a link re-pointed out of the root after the check is
+ * not followed. A download that names its machine (`?m=ID`, as boot scripts do) lands on that machine's timeline
+ * with its size and time, or how far it got when the client went away.
  */
 export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps) => {
   const ttl = deps.resolveCacheMs ?? 1_000
@@ -84,7 +87,19 @@ export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps
       registers: [deps.registry],
     })
     : null
+  const transfers = deps.registry
+    ? new Counter({
+      name: 'rackboot_http_assets_transfers_total',
+      help: 'Asset answers with a body, by how they ended: complete, aborted (the client went away), stalled (cut after taking nothing), failed (read error)',
+      labelNames: ['result'] as const,
+      registers: [deps.registry],
+    })
+    : null
+  const sentBytes = deps.registry
+    ? new Counter({ name: 'rackboot_http_assets_sent_bytes_total', help: 'Asset body bytes handed to the kernel', registers: [deps.registry] })
+    : null
   const warned = new Set<string>()
+  const stallMs = deps.stallMs ?? DEFAULT_STALL_MS
 
   let root: { at: number; real: Promise<string> } | null = null
   const realRoot = (now: number): Promise<string> => {
@@ -125,30 +140,50 @@ export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps
     return result
   }
 
-  // serve: false — the route below decides what may be sent; the plugin lends it send (Range, ETag, HEAD).
-  await app.register(fastifyStatic, {
-    root: rootAbs,
-    serve: false,
-    index: false,
-    list: false,
-    // Dot files are refused by name in assetRelativePath; a file a link inside the root leads to is the operator's.
-    dotfiles: 'allow',
-    decorateReply: true,
-    cacheControl: false,
-  })
+  interface Outcome {
+    status: number
+    /** Content-Length of the answer. */
+    bytes: number
+    sent: number
+    complete: boolean
+    toEnd: boolean
+    failure: TransferResult['failure']
+  }
+
+  /** A download that names its machine lands on its timeline; the last large file done frees its download slot. */
+  const land = async (request: FastifyRequest, seconds: number, o: Outcome): Promise<void> => {
+    const machineId = (request.query as { m?: string } | undefined)?.m
+    if (!machineId || !/^m-[0-9a-f]{12}$/.test(machineId) || request.method !== 'GET') return
+    const path = request.url.split('?')[0]!.replace(/^\/assets\//, '')
+    const file = path.split('/').pop() ?? path
+    const ok = o.status < 300
+    const complete = ok && o.complete
+    if (deps.belongs && !(await deps.belongs(machineId, request.ip).catch(() => false))) return
+    const mib = (n: number) => (n / 1048576).toFixed(1)
+    const why = o.failure === 'aborted' ? 'the client went away'
+      : o.failure === 'stalled' ? `the client took nothing for ${Number((stallMs / 1000).toFixed(1))} s`
+        : o.failure ? `read error: ${o.failure.message}` : ''
+    const message = complete ? `downloaded ${path}: ${mib(o.bytes)} MiB in ${seconds.toFixed(2)} s`
+      : ok ? `download of ${path} cut short after ${mib(o.sent)} of ${mib(o.bytes)} MiB in ${seconds.toFixed(2)} s: ${why}`
+        : o.status === 304 ? `${path} not modified (HTTP 304): the client has this version`
+          : o.status === 404 ? `download of ${path} failed: HTTP 404, the file is not on this server: ${fixFor(path)}`
+            : `download of ${path} failed: HTTP ${o.status}${o.status === 416 ? ' (the range asked for is past the end of the file)' : ''}`
+    deps.lifecycle.record(machineId, 'boot.asset', message, {
+      path, bytes: o.bytes, seconds, status: o.status, complete, range: request.headers.range ?? null, clientIp: request.ip,
+      ...(ok && !o.complete ? { sent: o.sent } : {}),
+    })
+    // A range that stops short of the end is not the file done.
+    if (LAST_FILES.has(file) && complete && o.toEnd) deps.gate.release(machineId)
+  }
+
+  // Requests answered by sendAsset (they record when the transfer ends, aborted ones included); the rest, 404s, on
+  // fastify's onResponse.
+  const sending = new WeakSet<FastifyRequest>()
 
   app.route({
     method: ['GET', 'HEAD'],
     url: '/assets/*',
     schema: { hide: true },
-    // A client gone mid-download is not an error to answer (as @fastify/static's own route does).
-    errorHandler(error, request, reply) {
-      if ((error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
-        request.raw.destroy()
-        return
-      }
-      return app.errorHandler(error, request, reply)
-    },
     async handler(request, reply) {
       // Answered here rather than with reply.callNotFound(): fastify then runs only the not-found handler's hooks,
       // so the onResponse hook below would never record the failed download on the machine's timeline.
@@ -170,27 +205,28 @@ export const assetRoutes: FastifyPluginAsync<AssetRoutesDeps> = async (app, deps
         }
         return notFound()
       }
-      return reply.sendFile(where.rel, where.root)
+      // A directory, or a file gone (or swapped for a link) since it was resolved.
+      const file = await openAsset(join(where.root, where.rel))
+      if (file === null) return notFound()
+      // From here the bytes go straight to the socket; fastify's own onResponse hooks (metrics) still run on finish.
+      reply.hijack()
+      sending.add(request)
+      sendAsset(request.raw, reply.raw, file, (r) => {
+        if (r.length > 0 && request.method === 'GET' && r.status < 300) {
+          transfers?.inc({ result: r.complete ? 'complete' : r.failure instanceof Error ? 'failed' : r.failure ?? 'aborted' })
+          sentBytes?.inc(r.sent)
+        }
+        if (r.failure instanceof Error) request.log.warn({ path: where.rel, err: r.failure, sent: r.sent, bytes: r.length }, 'asset download cut short: the file could not be read')
+        land(request, reply.elapsedTime / 1000, { status: r.status, bytes: r.length, sent: r.sent, complete: r.complete, toEnd: r.toEnd, failure: r.failure })
+          .catch((err: unknown) => request.log.warn({ err }, 'recording an asset download failed'))
+      }, { stallMs })
     },
   })
 
   app.addHook('onResponse', async (request, reply) => {
-    const machineId = (request.query as { m?: string } | undefined)?.m
-    if (!machineId || !/^m-[0-9a-f]{12}$/.test(machineId) || request.method !== 'GET') return
-    const path = request.url.split('?')[0]!.replace(/^\/assets\//, '')
-    const file = path.split('/').pop() ?? path
-    const bytes = Number(reply.getHeader('content-length') ?? 0)
-    const seconds = reply.elapsedTime / 1000
-    const ok = reply.statusCode < 300
-    const complete = ok && !reply.raw.writableAborted
-    if (deps.belongs && !(await deps.belongs(machineId, request.ip).catch(() => false))) return
-    deps.lifecycle.record(
-      machineId,
-      'boot.asset',
-      ok ? `downloaded ${path}: ${(bytes / 1048576).toFixed(1)} MiB in ${seconds.toFixed(2)} s`
-        : reply.statusCode === 404 ? `download of ${path} failed: HTTP 404, the file is not on this server: ${fixFor(path)}` : `download of ${path} failed: HTTP ${reply.statusCode}`,
-      { path, bytes, seconds, status: reply.statusCode, complete, range: request.headers.range ?? null, clientIp: request.ip },
-    )
-    if (LAST_FILES.has(file) && complete) deps.gate.release(machineId)
+    if (sending.has(request)) return
+    await land(request, reply.elapsedTime / 1000, {
+      status: reply.statusCode, bytes: Number(reply.getHeader('content-length') ?? 0), sent: 0, complete: !reply.raw.writableAborted, toEnd: true, failure: null,
+    })
   })
 }

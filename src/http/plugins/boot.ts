@@ -15,6 +15,11 @@ export interface BootRoutesDeps {
   publicUrl: string
   hold: { seconds: number; maxSeconds: number }
   agent: { after: 'reboot' | 'poweroff' | 'wait'; kernelArgs: string[] }
+  /**
+   * http.assetBaseUrl: where kernels and initramfs images are downloaded from instead of `<base>/assets` (a mirror,
+   * an nginx in front). Absent or '': rackboot serves them.
+   */
+  assetBaseUrl?: string
   /** Where Talos sends its events and kernel log (ports, bound at start-up); the host is the one machines reach us at. */
   talosChannels?: () => { eventsSinkPort: number | null; kernelLogPort: number | null }
   now?: () => number
@@ -44,9 +49,10 @@ function retryUrl(base: string, attempt: number): string {
   return `${base}/boot.ipxe?${IPXE_IDENTITY_QUERY}&attempt=${attempt}`
 }
 
-export function talosAssetBase(base: string, profile: { talosVersion: string | null; arch: string | null; schematic: string | null }, arch: string): string {
+/** Where a profile's Talos kernel and initramfs are, under `assets` (rackboot's `<base>/assets`, or a mirror's base). */
+export function talosAssetBase(assets: string, profile: { talosVersion: string | null; arch: string | null; schematic: string | null }, arch: string): string {
   const parts = ['talos', ...(profile.schematic ? [profile.schematic] : []), profile.talosVersion!, arch]
-  return `${base}/assets/${parts.join('/')}`
+  return `${assets}/${parts.join('/')}`
 }
 
 /**
@@ -73,22 +79,34 @@ export type BootTarget =
   /** Leave the loader so the firmware boots the next device (the local disk). */
   | { kind: 'local-disk'; message: string }
 
+/** What the asking loader can fetch from: GRUB 2.06 speaks plain http:// only. */
+export interface LoaderAbilities {
+  httpOnly?: boolean
+}
+
 export interface BootTargets {
-  /** The target for a planned (or refused) boot, asked at `attempt`; a kernel target takes a download slot. */
-  target(plan: BootPlan | BootRefusal, base: string, attempt: number): BootTarget
+  /**
+   * The target for a planned (or refused) boot, asked at `attempt`; a kernel target takes a download slot when
+   * rackboot serves the files (with http.assetBaseUrl the mirror does, and its own limits apply).
+   */
+  target(plan: BootPlan | BootRefusal, base: string, attempt: number, loader?: LoaderAbilities): BootTarget
 }
 
 /** The shared step: plan → target. Side effects as the boot script always had: a download slot, timeline lines. */
 export function createBootTargets(deps: BootRoutesDeps): BootTargets {
   const now = deps.now ?? Date.now
   const random = deps.random ?? Math.random
+  const mirror = deps.assetBaseUrl ? deps.assetBaseUrl.replace(/\/+$/, '') : null
+  /** Where this loader downloads kernels from: the mirror if it can reach it, else rackboot's own /assets. */
+  const assetsFor = (base: string, loader: LoaderAbilities): { url: string; mirrored: boolean } =>
+    mirror && !(loader.httpOnly && !mirror.startsWith('http://')) ? { url: mirror, mirrored: true } : { url: `${base}/assets`, mirrored: false }
 
   function backoff(attempt: number): number {
     const s = Math.min(deps.hold.seconds * 2 ** Math.min(attempt, 10), deps.hold.maxSeconds)
     return s * (0.8 + 0.4 * random())
   }
 
-  function planned(plan: BootPlan, base: string, attempt: number): BootTarget {
+  function planned(plan: BootPlan, base: string, attempt: number, loader: LoaderAbilities): BootTarget {
     const { machine, decision } = plan
     const who = machine.name ?? machine.id
     switch (decision.kind) {
@@ -105,7 +123,9 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
         return { kind: 'hold', message: `${who}: cannot boot: ${decision.reason}`, sleepSeconds: backoff(attempt), retryAttempt: attempt + 1 }
       case 'discovery':
       case 'install': {
-        if (!deps.gate.admit(machine.id, now())) {
+        const assets = assetsFor(base, loader)
+        // A mirror's downloads never end here, so a slot taken for one would be held until it expires.
+        if (!assets.mirrored && !deps.gate.admit(machine.id, now())) {
           const sleep = 5 + 10 * random()
           deps.lifecycle.record(machine.id, 'boot.script', `download limit reached (${deps.gate.limit} machines): waiting ${Math.round(sleep)} s`, { waiting: true })
           return { kind: 'hold', message: `${who}: ${deps.gate.limit} machines are downloading, waiting for a slot`, sleepSeconds: sleep, retryAttempt: attempt }
@@ -123,8 +143,8 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
           return {
             kind: 'kernel',
             banner: `rackboot: ${who}: ${decision.reason}`,
-            kernelUrl: `${base}/assets/agent/vmlinuz${q}`,
-            initrdUrl: `${base}/assets/agent/agent.img${q}`,
+            kernelUrl: `${assets.url}/agent/vmlinuz${q}`,
+            initrdUrl: `${assets.url}/agent/agent.img${q}`,
             initrdName: 'agent.img',
             args,
             // The agent takes its lease on the NIC it booted from.
@@ -134,7 +154,7 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
         }
         const profile = decision.profile
         const arch = profile.arch ?? machine.arch ?? 'amd64'
-        const assets = talosAssetBase(base, profile, arch)
+        const talos = talosAssetBase(assets.url, profile, arch)
         const host = new URL(base).hostname
         const channels = deps.talosChannels?.() ?? { eventsSinkPort: null, kernelLogPort: null }
         const hostPort = (port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
@@ -149,8 +169,8 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
         return {
           kind: 'kernel',
           banner: `rackboot: ${who}: ${decision.reason}`,
-          kernelUrl: `${assets}/vmlinuz${q}`,
-          initrdUrl: `${assets}/initramfs.xz${q}`,
+          kernelUrl: `${talos}/vmlinuz${q}`,
+          initrdUrl: `${talos}/initramfs.xz${q}`,
           initrdName: 'initramfs.xz',
           args,
           bootIf: false,
@@ -161,10 +181,10 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
   }
 
   return {
-    target(plan, base, attempt) {
+    target(plan, base, attempt, loader = {}) {
       // Said on the machine's console, and it keeps asking: a lease that arrives later, or a tech's fix, lets it on.
       if ('refused' in plan) return { kind: 'hold', message: plan.reason, sleepSeconds: backoff(attempt), retryAttempt: attempt + 1 }
-      return planned(plan, base, attempt)
+      return planned(plan, base, attempt, loader)
     },
   }
 }
