@@ -8,19 +8,10 @@ import {
   exportInventory, importInventory, InventoryFileError, loadInventoryFiles, type Bmc,
 } from '../../src/inventory/index.js'
 import { TEST_CA_PEM } from './helpers.js'
-import { inventoryBackends, skipped, type Backend } from '../support/backends.js'
+import { eachBackend, inventoryBackends, skipped, type Backend } from '../support/backends.js'
 
 const backends = inventoryBackends()
 
-/** `name` once per backend (SQLite, PostgreSQL), suffixed with the backend's name. */
-function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
-  for (const backend of backends) {
-    test(`${name} [${backend.name}]`, async (t) => {
-      if (await skipped(t, backend)) return
-      await fn(t, backend)
-    })
-  }
-}
 
 // Per-BMC settings in the inventory files (issue 18): Redfish system, CA, auth; IPMI suites, privilege, K_G,
 // read-back strictness; boot method. Imported, exported without secrets, and read back unchanged.

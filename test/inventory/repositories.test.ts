@@ -6,20 +6,11 @@ import { join } from 'node:path'
 import { openSqliteInventory, isRackbootErrorCode } from './helpers.js'
 import pg from 'pg'
 import { sql } from 'kysely'
-import { inventoryBackends, pgCluster, skipped, type Backend } from '../support/backends.js'
+import { eachBackend, inventoryBackends, pgCluster, skipped, type Backend } from '../support/backends.js'
 
 const NOW = 1_700_000_000_000
 const backends = inventoryBackends()
 
-/** `name` once per backend (SQLite, PostgreSQL), suffixed with the backend's name. */
-function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
-  for (const backend of backends) {
-    test(`${name} [${backend.name}]`, async (t) => {
-      if (await skipped(t, backend)) return
-      await fn(t, backend)
-    })
-  }
-}
 
 eachBackend('machines: create, look up by MAC, uuid, serial and name', async (t, backend) => {
   const inv = await backend.open()

@@ -10,7 +10,7 @@ import { redactUrl } from '../../src/inventory/postgres/connect.js'
 import { createSecretBox } from '../../src/inventory/secret-box.js'
 import type { Database } from '../../src/inventory/sql/schema.js'
 import type { Kysely } from 'kysely'
-import { inventoryBackends, pgCluster, skipped, type Backend } from '../support/backends.js'
+import { eachBackend, inventoryBackends, pgCluster, skipped, type Backend } from '../support/backends.js'
 
 // Issue 13, secrets at rest: owner-only files, and a secrets key that is checked against its database, never
 // silently replaced (a lost key used to be swapped for a new one: sealed secrets then failed as "internal error").
@@ -28,15 +28,6 @@ function paths() {
 
 const backends = inventoryBackends()
 
-/** `name` once per backend (SQLite, PostgreSQL), suffixed with the backend's name. */
-function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
-  for (const backend of backends) {
-    test(`${name} [${backend.name}]`, async (t) => {
-      if (await skipped(t, backend)) return
-      await fn(t, backend)
-    })
-  }
-}
 
 /** An inventory with a Kysely handle, on either backend. */
 type Opened = Inventory & { db: Kysely<Database> }

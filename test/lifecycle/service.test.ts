@@ -1,22 +1,13 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createEventBus, type RackbootEvent } from '../../src/events/bus.js'
-import { inventoryBackends, skipped, type Backend } from '../support/backends.js'
+import { eachBackend, inventoryBackends, skipped, type Backend } from '../support/backends.js'
 import { attachTimeline, createLifecycle, TRANSITIONS } from '../../src/lifecycle/index.js'
 import { silentLogger } from '../../src/log.js'
 import { isRackbootError } from '../../src/errors.js'
 
 const backends = inventoryBackends()
 
-/** `name` once per inventory backend (SQLite, PostgreSQL), suffixed with the backend's name. */
-function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
-  for (const backend of backends) {
-    test(`${name} [${backend.name}]`, async (t) => {
-      if (await skipped(t, backend)) return
-      await fn(t, backend)
-    })
-  }
-}
 
 async function setup(backend: Backend) {
   const inventory = await backend.open()

@@ -1,7 +1,7 @@
 // The inventory backends a test runs against: SQLite always, PostgreSQL when a private cluster can be started
 // (test/support/postgres.ts), else a loud skip saying why. One cluster per test file, started on first use, a fresh
 // database per open(), torn down when the file's tests end.
-import { after } from 'node:test'
+import { after, test, type TestContext } from 'node:test'
 import { openPostgresInventory, type PostgresInventory } from '../../src/inventory/postgres/open.js'
 import { openSqliteInventory, type SqliteInventory, type SqliteInventoryOptions } from '../../src/inventory/sqlite/open.js'
 import type { Inventory } from '../../src/inventory/repositories.js'
@@ -96,4 +96,14 @@ export async function skipped(t: { skip(message?: string): void }, backend: Back
     console.error(`SKIP: ${why}`)
   }
   return why !== null
+}
+
+/** Declares test `name` once per backend (SQLite, PostgreSQL), suffixed with the backend's name; skips loudly where one cannot run. */
+export function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
+  for (const backend of inventoryBackends()) {
+    test(`${name} [${backend.name}]`, async (t) => {
+      if (await skipped(t, backend)) return
+      await fn(t, backend)
+    })
+  }
 }

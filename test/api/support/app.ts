@@ -87,16 +87,4 @@ export async function apiSetup(options: {
 
 export type ApiSetup = Awaited<ReturnType<typeof apiSetup>>
 
-/**
- * Declares `name` once per inventory backend (SQLite, PostgreSQL), suffixed ` [sqlite]` / ` [postgres]`; the test
- * gets the backend to pass to apiSetup. PostgreSQL is skipped loudly where no private cluster can be started.
- * Call at a test file's top level (the file's cluster is torn down after its tests).
- */
-export function eachBackend(name: string, fn: (t: TestContext, backend: Backend) => Promise<void>): void {
-  for (const backend of inventoryBackends()) {
-    test(`${name} [${backend.name}]`, async (t) => {
-      if (await skipped(t, backend)) return
-      await fn(t, backend)
-    })
-  }
-}
+export { eachBackend } from '../../support/backends.js'
