@@ -11,7 +11,7 @@ export function errorHandler(err: FastifyError | Error, request: FastifyRequest,
     // and RB_ERR_NOT_SERVABLE (503) are answers to show too, not our internal errors.
     // So is a database that cannot be reached or stays locked (RB_ERR_STORAGE 503: a restart, a failover, a long
     // write by another process): the message says what to wait for.
-    if (err.statusCode < 500 || err.code === 'RB_ERR_NOT_SERVABLE' || err.code === 'RB_ERR_BMC' || (err.code === 'RB_ERR_STORAGE' && err.statusCode === 503)) {
+    if (err.statusCode < 500 || err.code === 'RB_ERR_NOT_SERVABLE' || err.code === 'RB_ERR_BMC' || err.statusCode === 503) {
       // Refused credentials (401, 403) at debug: anyone on the network can send them as fast as they like; they are
       // counted (rackboot_api_auth_denied_total, rackboot_security_events_total), boot-token refusals warned once a window.
       const refused = err.statusCode === 401 || err.statusCode === 403

@@ -145,7 +145,17 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   }
   const transaction: Inventory['transaction'] = async (fn) => {
     try {
-      return await once(db, fn)
+      // First attempts hold the retry lock shared (a session lock, before BEGIN) and a retry holds it alone: a
+      // retry then runs with no first attempt in flight, so it cannot collide again, and a busy instance never
+      // starves its retries (measured: 16 callers allocating from 100,000 analysed machines exhausted 10 attempts).
+      return await db.connection().execute(async (conn) => {
+        await sql`select pg_advisory_lock_shared(${RETRY_LOCK})`.execute(conn)
+        try {
+          return await once(conn, fn)
+        } finally {
+          await sql`select pg_advisory_unlock_shared(${RETRY_LOCK})`.execute(conn).catch((e: Error) => warn(`PostgreSQL ${where}: cannot release the retry lock (${e.message})`))
+        }
+      })
     } catch (err) {
       if (!isSerializationFailure(err)) throw err
       if (attempts <= 1) {
@@ -154,9 +164,8 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
       }
       stats.retries++
     }
-    // Retried in turn, on one connection holding the retry lock (a session lock, taken before BEGIN: a transaction's
-    // snapshot is taken at its first statement, and one taken before the wait would be stale after it). Under the
-    // lock a retry can only conflict with first attempts running meanwhile, which then retry after it.
+    // Retried in turn, on one connection holding the retry lock alone (taken before BEGIN: a transaction's snapshot
+    // is taken at its first statement, and one taken before the wait would be stale after it).
     return inTurn(() => db.connection().execute(async (conn) => {
       await sql`select pg_advisory_lock(${RETRY_LOCK})`.execute(conn)
       try {
