@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 import type { BootIso, BootIsoProvider } from '../../assets/virtual-media.js'
+import { parseByteRange } from '../asset-sender.js'
 
 export interface VirtualMediaRoutesDeps {
   provider: BootIsoProvider
@@ -12,31 +13,6 @@ export interface VirtualMediaRoutesDeps {
 
 /** Where BMCs fetch the ISO: `${publicUrl}${VIRTUAL_MEDIA_PATH}` (or settings virtualMedia.imageUrl). */
 export const VIRTUAL_MEDIA_PATH = '/media/rackboot.iso'
-
-export type ByteRange = { start: number; end: number }
-
-/**
- * A Range header against a file of `size` bytes: one satisfiable range, 'unsatisfiable' (416), or null to send the
- * whole file (no header, not bytes, several ranges, or a malformed one: RFC 9110 §14.2 lets a server ignore those).
- */
-export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | null {
-  if (!header) return null
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header)
-  if (!m) return null
-  const [, first, last] = m as unknown as [string, string, string]
-  if (first === '' && last === '') return null
-  if (first === '') {
-    // Suffix: the last N bytes.
-    const n = Number(last)
-    if (n === 0) return 'unsatisfiable'
-    return { start: Math.max(0, size - n), end: size - 1 }
-  }
-  const start = Number(first)
-  if (last !== '' && Number(last) < start) return null
-  if (start >= size) return 'unsatisfiable'
-  const end = last === '' ? size - 1 : Number(last)
-  return { start, end: Math.min(end, size - 1) }
-}
 
 /** Whether a conditional header names this exact version (If-Range: strong ETag or the exact Last-Modified date). */
 function sameVersion(value: string, iso: BootIso, lastModified: string): boolean {
@@ -103,7 +79,7 @@ export const virtualMediaRoutes: FastifyPluginAsync<VirtualMediaRoutesDeps> = as
         served?.inc({ status: '304' })
         return reply.code(304).send()
       }
-      let range = parseRange(request.headers.range, size)
+      let range = parseByteRange(request.headers.range, size)
       const ifRangeHeader = request.headers['if-range']
       const ifRange = Array.isArray(ifRangeHeader) ? ifRangeHeader[0] : ifRangeHeader
       if (range && ifRange && !sameVersion(ifRange, iso, lastModified)) range = null // changed: the whole new file
