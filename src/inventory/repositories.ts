@@ -77,6 +77,11 @@ export interface LeaseRepository {
   byIp(ip: string): Promise<Lease | null>
   /** The newest lease of a client: by client id when given, else by MAC. */
   byClient(mac: string, clientId: string | null): Promise<Lease | null>
+  /**
+   * Every lease row whose address is one of `ips`, whose client id is one of `clientIds`, or whose MAC is one of
+   * `macs`, in one query: a DHCP server sharing the store looks up a burst of unknown clients at once.
+   */
+  lookupMany?(query: { ips: readonly string[]; clientIds: readonly string[]; macs: readonly string[] }): Promise<Lease[]>
   /** Every lease in a subnet that still holds its address at `now` (offered or bound, not expired). */
   activeIn(subnet: string, now: number): Promise<Lease[]>
   /** With `updatedSince`, only leases written after that time (ms): what other instances changed lately. */

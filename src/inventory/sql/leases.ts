@@ -110,6 +110,15 @@ export function createSqlLeases(db: Kysely<Database>, raw: RawLeaseWrites | null
       const r = await q.orderBy('updated_at', 'desc').limit(1).executeTakeFirst()
       return r ? toLease(r) : null
     },
+    async lookupMany({ ips, clientIds, macs }) {
+      if (ips.length + clientIds.length + macs.length === 0) return []
+      const rows = await db.selectFrom('leases').selectAll().where((eb) => eb.or([
+        ...(ips.length ? [eb('ip', 'in', [...ips])] : []),
+        ...(clientIds.length ? [eb('client_id', 'in', [...clientIds])] : []),
+        ...(macs.length ? [eb('mac', 'in', [...macs])] : []),
+      ])).execute()
+      return rows.map(toLease)
+    },
     async activeIn(subnet, now) {
       const rows = await db
         .selectFrom('leases')
