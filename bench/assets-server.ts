@@ -23,7 +23,7 @@ async function listen(): Promise<number> {
       inventory: {} as Inventory, lifecycle: { record() {} } as unknown as Lifecycle, registry: createMetricsRegistry(), log: silentLogger(), version: 'bench',
       boot: {
         service: {} as BootService, gate: createDownloadGate({ limit: 100_000, holdMs: 60_000 }), assetsDir: dir, publicUrl: '',
-        hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] },
+        hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } },
       },
       // A boot storm comes from many addresses; here every client is 127.0.0.1.
       limits: { maxConnectionsPerAddress: 100_000 },

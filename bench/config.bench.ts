@@ -105,7 +105,7 @@ async function setup(dir: string, count: number) {
     machines.push({ id: m.id, index: i })
   }
   const configs = createConfigService({ inventory, lifecycle, log, clock, linter })
-  const app = await buildApp({ inventory, lifecycle, log, registry, version: 'bench', boot: { service: createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } }), gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir: dir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] }, configs } })
+  const app = await buildApp({ inventory, lifecycle, log, registry, version: 'bench', boot: { service: createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } }), gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir: dir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } }, configs } })
   return { inventory, timeline, linter, configs, app, machines, bases }
 }
 

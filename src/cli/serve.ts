@@ -137,7 +137,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     boot: bootService, lifecycle, gate, publicUrl: settings.http.publicUrl,
     ...(settings.http.assetBaseUrl ? { assetBaseUrl: settings.http.assetBaseUrl } : {}),
     hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
-    agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
+    agent: { after: settings.boot.agentAfter, kernelArgs: { amd64: settings.boot.agentKernelArgs, arm64: settings.boot.agentKernelArgsArm64 }, assetsDir: settings.assetsDir },
     talosChannels: () => channels,
   })
   const tftpFiles = createFileSource({ root: join(settings.assetsDir, 'ipxe') })
@@ -205,7 +205,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
       service: bootService, gate, assetsDir: settings.assetsDir, publicUrl: settings.http.publicUrl,
       ...(settings.http.assetBaseUrl ? { assetBaseUrl: settings.http.assetBaseUrl } : {}),
       hold: { seconds: settings.boot.holdSeconds, maxSeconds: settings.boot.holdMaxSeconds },
-      agent: { after: settings.boot.agentAfter, kernelArgs: settings.boot.agentKernelArgs },
+      agent: { after: settings.boot.agentAfter, kernelArgs: { amd64: settings.boot.agentKernelArgs, arm64: settings.boot.agentKernelArgsArm64 }, assetsDir: settings.assetsDir },
       configs,
       talosChannels: () => channels,
       assetBelongs: async (machineId, ip) => {

@@ -83,12 +83,23 @@ export interface BootService {
   profileFor(machine: Machine): Promise<Profile | null>
 }
 
-// iPXE's ${buildarch} to our arch; ${platform} to firmware.
+/**
+ * A loader's arch claim to our arch: iPXE's ${buildarch} (x86_64, i386, arm64) or GRUB's ${grub_cpu} (x86_64, i386,
+ * arm64). i386 loaders run on amd64 machines (BIOS undionly.kpxe, i386-pc GRUB). Anything else is no claim.
+ */
 export function archFromIpxe(buildArch: string | null | undefined): Arch | null {
   if (!buildArch) return null
-  if (buildArch === 'x86_64' || buildArch === 'i386') return 'amd64'
-  if (buildArch === 'arm64') return 'arm64'
-  return null
+  switch (buildArch.toLowerCase()) {
+    case 'x86_64':
+    case 'i386':
+    case 'amd64':
+      return 'amd64'
+    case 'arm64':
+    case 'aarch64':
+      return 'arm64'
+    default:
+      return null
+  }
 }
 
 export function firmwareFromIpxe(platform: string | null | undefined): Firmware | null {
@@ -189,7 +200,10 @@ export function createBootService(deps: BootServiceDeps): BootService {
         }
       }
       const profile = await profileFor(machine)
-      let decision = decideBoot(machine, profile, deps.policy)
+      // The loader is what is running: it picks the arch of what boots, whatever the inventory recorded before.
+      const archConflict = facts.arch && machine.arch && facts.arch !== machine.arch ? ` (the loader runs ${facts.arch}, the inventory says ${machine.arch})` : ''
+      if (archConflict) log.warn({ machineId: machine.id, loaderArch: facts.arch, recordedArch: machine.arch }, 'boot loader arch differs from the inventory')
+      let decision = decideBoot(machine, profile, deps.policy, facts.arch ?? null)
       const plan: BootPlan = { machine, decision }
       if (decision.kind === 'install' && machine.state === 'provisioning' && deps.admission) {
         const admitted = deps.admission.admit(machine)
@@ -203,13 +217,15 @@ export function createBootService(deps: BootServiceDeps): BootService {
       } else if (decision.kind === 'install') {
         plan.configToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'config', clientIp, ttlMs: configTtl, machineState: machine.state }, clock.now())
       }
-      lifecycle.record(machine.id, 'boot.script', `boot script: ${decision.kind} (${decision.reason})`, {
+      lifecycle.record(machine.id, 'boot.script', `boot script: ${decision.kind} (${decision.reason})${archConflict}`, {
         decision: decision.kind,
         reason: decision.reason,
         clientIp,
         via: verdict.via,
         ...(plan.queued ? { queued: true, position: plan.queued.position } : {}),
         arch: facts.arch ?? null,
+        ...(decision.kind === 'discovery' || decision.kind === 'install' ? { bootArch: decision.arch } : {}),
+        ...(archConflict ? { recordedArch: machine.arch } : {}),
         firmware: facts.firmware ?? null,
       })
       return plan

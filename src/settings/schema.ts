@@ -201,6 +201,8 @@ export const SettingsSchema = Type.Object(
         installedReturns: Type.Union([Type.Literal('disk'), Type.Literal('reinstall'), Type.Literal('fail')], { default: 'disk' }),
         /** Extra kernel args for the discovery agent (e.g. its console). */
         agentKernelArgs: Type.Array(Type.String(), { default: ['console=tty0', 'console=ttyS0,115200n8'] }),
+        /** The same for arm64 agents: the PL011 UART (ttyAMA0) is the serial console of arm64 servers and QEMU's virt. */
+        agentKernelArgsArm64: Type.Array(Type.String(), { default: ['console=tty0', 'console=ttyAMA0,115200'] }),
       },
       { additionalProperties: false, default: {} },
     ),

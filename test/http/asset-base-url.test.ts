@@ -36,7 +36,7 @@ async function setup(assetBaseUrl: string | undefined, limit = 1) {
     inventory, lifecycle, log, registry: createMetricsRegistry(), version: 'test',
     boot: {
       service, gate, assetsDir, publicUrl: '', ...(assetBaseUrl ? { assetBaseUrl } : {}),
-      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] }, configs,
+      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } }, configs,
     },
   })
   return { inventory, app, timeline, gate, async close() { await app.close(); await timeline.flush(); await inventory.close() } }

@@ -48,7 +48,7 @@ async function setup(t: { after(fn: () => Promise<void> | void): void }, options
     log: pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) }),
     boot: {
       service: {} as BootService, gate: gateSpy, assetsDir: base, publicUrl: '',
-      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] },
+      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } },
     },
   })
   // The stall limit is the plugin's option; the app passes the default, so a short one is set on a second app.

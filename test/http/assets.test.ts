@@ -38,7 +38,7 @@ async function setup(t: { after(fn: () => Promise<void> | void): void }) {
     inventory: {} as Inventory, lifecycle: { record() {} } as unknown as Lifecycle, registry, log, version: 'test',
     boot: {
       service: {} as BootService, gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir, publicUrl: '',
-      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] },
+      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } },
     },
   })
   t.after(() => app.close())

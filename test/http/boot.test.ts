@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { createEventBus } from '../../src/events/bus.js'
 import { buildApp } from '../../src/http/index.js'
 import { createDownloadGate } from '../../src/http/download-gate.js'
+import { createAgentFileCheck } from '../../src/http/plugins/boot.js'
 import { openSqliteInventory } from '../../src/inventory/index.js'
 import { attachTimeline, createBootService, createConfigService, createLifecycle } from '../../src/lifecycle/index.js'
 import { createConfigLinter, generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
@@ -16,7 +17,7 @@ import { leaseAddress } from '../support/leases.js'
 const UUID = '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd'
 const QUERY = `mac=52-54-00-1a-b0-01&uuid=${UUID}&serial=LAB-SERIAL-1&manufacturer=LAB&product=test&arch=x86_64&platform=pcbios`
 
-async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean; installedReturns?: 'disk' | 'reinstall' | 'fail' } = {}) {
+async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean; installedReturns?: 'disk' | 'reinstall' | 'fail'; arm64Agent?: boolean } = {}) {
   const inventory = await openSqliteInventory({ file: ':memory:' })
   // The test machine asks from 127.0.0.1, the address rackboot's DHCP bound to its MAC.
   await leaseAddress(inventory, '127.0.0.1', '52:54:00:1a:b0:01')
@@ -30,15 +31,20 @@ async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; aut
   mkdirSync(join(assetsDir, 'agent'))
   writeFileSync(join(assetsDir, 'agent', 'vmlinuz'), Buffer.alloc(100_000, 7))
   writeFileSync(join(assetsDir, 'agent', 'agent.img'), Buffer.alloc(50_000, 9))
+  if (options.arm64Agent !== false) {
+    mkdirSync(join(assetsDir, 'agent', 'arm64'))
+    writeFileSync(join(assetsDir, 'agent', 'arm64', 'vmlinuz'), Buffer.alloc(1000, 7))
+    writeFileSync(join(assetsDir, 'agent', 'arm64', 'agent.img'), Buffer.alloc(1000, 9))
+  }
   mkdirSync(join(assetsDir, 'talos', 'v1.13.9', 'amd64'), { recursive: true })
   writeFileSync(join(assetsDir, 'talos', 'v1.13.9', 'amd64', 'vmlinuz'), 'kernel')
   const gate = createDownloadGate({ limit: options.limit ?? 10, holdMs: 60_000 })
   const configs = createConfigService({ inventory, lifecycle, log, clock, linter: createConfigLinter() })
   const app = await buildApp({
     inventory, lifecycle, log, registry: createMetricsRegistry(), version: 'test',
-    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: ['console=ttyS0,115200n8'] }, configs },
+    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: ['console=ttyS0,115200n8'], arm64: ['console=ttyAMA0,115200'] }, assetsDir }, configs },
   })
-  return { inventory, lifecycle, app, timeline, gate, async close() { await app.close(); await timeline.flush(); await inventory.close() } }
+  return { inventory, lifecycle, app, timeline, gate, assetsDir, async close() { await app.close(); await timeline.flush(); await inventory.close() } }
 }
 
 function tokenOf(script: string): string {
@@ -281,4 +287,97 @@ test('an installed machine that network-boots again boots its disk, is reinstall
   assert.match(results.reinstall!.script, /talos\.config=/)
   assert.equal(results.fail!.state, 'failed')
   assert.match(results.fail!.script, /failed: quarantined/)
+})
+
+const ARM_QUERY = QUERY.replace('arch=x86_64', 'arch=arm64').replace('platform=pcbios', 'platform=efi')
+
+test('an arm64 iPXE gets the arm64 agent with its own console; amd64 keeps its own', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const script = (await s.app.inject({ url: `/boot.ipxe?${ARM_QUERY}`, headers: { host: 'rb:8080' } })).body
+  assert.match(script, /kernel http:\/\/rb:8080\/assets\/agent\/arm64\/vmlinuz\?m=m-\w+ initrd=agent\.img console=ttyAMA0,115200 rackboot\.report=\S+ rackboot\.token=\w+ /)
+  assert.match(script, /initrd --name agent\.img http:\/\/rb:8080\/assets\/agent\/arm64\/agent\.img\?m=m-\w+/)
+  assert.doesNotMatch(script, /ttyS0/)
+  const machine = (await s.inventory.machines.byMac('52:54:00:1a:b0:01'))!
+  assert.equal(machine.arch, 'arm64')
+  // The agent's files are served from there.
+  const dl = await s.app.inject({ url: `/assets/agent/arm64/vmlinuz?m=${machine.id}` })
+  assert.equal(dl.statusCode, 200)
+})
+
+test('the loader\'s arch wins over the inventory\'s for the agent, and the timeline says they differ', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const m = await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], arch: 'arm64', state: 'new' }, 1)
+  const x86 = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb' } })).body
+  assert.match(x86, /kernel http:\/\/rb\/assets\/agent\/vmlinuz\?m=\S+ initrd=agent\.img console=ttyS0,115200n8 /)
+  // No claim: the recorded arch.
+  const none = (await s.app.inject({ url: `/boot.ipxe?mac=52-54-00-1a-b0-01`, headers: { host: 'rb' } })).body
+  assert.match(none, /kernel http:\/\/rb\/assets\/agent\/arm64\/vmlinuz\?m=\S+ initrd=agent\.img console=ttyAMA0,115200 /)
+  await s.timeline.flush()
+  const scripts = await s.inventory.events.list({ machineId: m.id, types: ['boot.script'] })
+  const conflict = scripts.find((e) => /the loader runs amd64, the inventory says arm64/.test(e.message))
+  assert.ok(conflict, scripts.map((e) => e.message).join('\n'))
+  assert.equal(conflict.data.bootArch, 'amd64')
+  assert.equal(conflict.data.recordedArch, 'arm64')
+  // A tech's recorded arch is not overwritten by the claim.
+  assert.equal((await s.inventory.machines.get(m.id))!.arch, 'arm64')
+})
+
+test('an arm64 agent missing on the server: the machine holds with the fix on its console and a failed timeline step', async (t) => {
+  const s = await setup({ arm64Agent: false, limit: 1 })
+  t.after(() => s.close())
+  const script = (await s.app.inject({ url: `/boot.ipxe?${ARM_QUERY}`, headers: { host: 'rb' } })).body
+  assert.doesNotMatch(script, /kernel /)
+  assert.match(script, /cannot boot: the arm64 discovery agent is missing on this server \(agent\/arm64\/vmlinuz, agent\/arm64\/agent\.img\): run rackboot assets build agent --arch arm64/)
+  assert.match(script, /sleep \d+\nchain --replace --autofree http:\/\/rb\/boot\.ipxe\?.*&attempt=1/)
+  const m = (await s.inventory.machines.byMac('52:54:00:1a:b0:01'))!
+  await s.timeline.flush()
+  const blocked = (await s.inventory.events.list({ machineId: m.id, types: ['boot.script'] })).filter((e) => e.data.blocked)
+  assert.equal(blocked.length, 1)
+  assert.equal(blocked[0]!.data.fix, 'rackboot assets build agent --arch arm64')
+  // No download slot was taken for a boot that cannot happen (the limit is 1): an amd64 machine still boots.
+  await leaseAddress(s.inventory, '127.0.0.2', '02:00:00:00:00:01')
+  assert.match((await s.app.inject({ url: `/boot.ipxe?mac=02-00-00-00-00-01&arch=x86_64`, headers: { host: 'rb' }, remoteAddress: '127.0.0.2' })).body, /kernel http:\/\/rb\/assets\/agent\/vmlinuz/)
+})
+
+test('an arm64 machine installs arm64 Talos with arm64 console args, from its own arch or its profile\'s', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  await s.inventory.profiles.put({ name: 'any', description: null, talosVersion: 'v1.13.9', arch: null, schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
+  const m = await s.inventory.machines.create({ nics: [{ mac: '52:54:00:1a:b0:01', name: null, boot: true }], arch: 'arm64', state: 'provisioning', profile: 'any' }, 1)
+  for (const query of [ARM_QUERY, 'mac=52-54-00-1a-b0-01']) {
+    const script = (await s.app.inject({ url: `/boot.ipxe?${query}`, headers: { host: 'rb' } })).body
+    assert.match(script, /kernel http:\/\/rb\/assets\/talos\/v1\.13\.9\/arm64\/vmlinuz\?m=\S+ initrd=initramfs\.xz talos\.platform=metal console=ttyAMA0 console=tty0 /)
+    assert.match(script, /initrd --name initramfs\.xz http:\/\/rb\/assets\/talos\/v1\.13\.9\/arm64\/initramfs\.xz/)
+    assert.doesNotMatch(script, /ttyS0|amd64/)
+  }
+  // A profile for arm64 on a machine the inventory has no arch for.
+  await s.inventory.profiles.put({ name: 'arm', description: null, talosVersion: 'v1.13.9', arch: 'arm64', schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 2)
+  await s.inventory.machines.update(m.id, { arch: null, profile: 'arm' }, 2)
+  assert.match((await s.app.inject({ url: `/boot.ipxe?mac=52-54-00-1a-b0-01`, headers: { host: 'rb' } })).body, /talos\/v1\.13\.9\/arm64\/vmlinuz\S* initrd=initramfs\.xz talos\.platform=metal console=ttyAMA0 console=tty0 /)
+  // An x86 loader asking for an arm64 profile's Talos: it could not run it, so it waits and the console says why.
+  const x86 = (await s.app.inject({ url: `/boot.ipxe?${QUERY}`, headers: { host: 'rb' } })).body
+  assert.match(x86, /cannot boot: profile arm installs arm64 Talos, but this machine's boot loader runs amd64/)
+  assert.doesNotMatch(x86, /kernel /)
+})
+
+test('the agent file check stats once per interval per arch, and sees an agent built meanwhile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-agent-check-'))
+  let now = 1_000
+  const missing = createAgentFileCheck(dir, () => now)
+  assert.deepEqual(missing('arm64'), ['agent/arm64/vmlinuz', 'agent/arm64/agent.img'])
+  assert.deepEqual(missing('amd64'), ['agent/vmlinuz', 'agent/agent.img'])
+  mkdirSync(join(dir, 'agent', 'arm64'), { recursive: true })
+  writeFileSync(join(dir, 'agent', 'arm64', 'vmlinuz'), 'k')
+  writeFileSync(join(dir, 'agent', 'arm64', 'agent.img'), 'i')
+  // Remembered: a boot storm does not stat per request.
+  now += 4_000
+  assert.equal(missing('arm64').length, 2)
+  now += 1_000
+  assert.deepEqual(missing('arm64'), [])
+  // A directory where a file should be is not an agent.
+  mkdirSync(join(dir, 'agent', 'vmlinuz'), { recursive: true })
+  now += 5_000
+  assert.deepEqual(missing('amd64'), ['agent/vmlinuz', 'agent/agent.img'])
 })

@@ -44,7 +44,7 @@ test('header names go out in their canonical case on assets (GET, HEAD, Range), 
     log: pino({ level: 'silent' }), version: 'test',
     boot: {
       service: {} as BootService, gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir: base, publicUrl: '',
-      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] },
+      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } },
     },
   })
   t.after(() => app.close())

@@ -24,7 +24,7 @@ const MAC = '52:54:00:1a:b0:01'
 const FILE = 'grub.cfg-01-52-54-00-1a-b0-01'
 const HOST = { host: '198.18.0.1:8080' }
 
-async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit' } = {}) {
+async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; arm64Agent?: boolean } = {}) {
   const inventory = await openSqliteInventory({ file: ':memory:' })
   await leaseAddress(inventory, '127.0.0.1', MAC)
   const log = silentLogger()
@@ -35,12 +35,18 @@ async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit' } = 
   const service = createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: options.holdMode ?? 'retry', autoAccept: false } })
   const assetsDir = mkdtempSync(join(tmpdir(), 'rb-grub-assets-'))
   mkdirSync(join(assetsDir, 'agent'))
+  writeFileSync(join(assetsDir, 'agent', 'vmlinuz'), Buffer.alloc(1000, 7))
   writeFileSync(join(assetsDir, 'agent', 'agent.img'), Buffer.alloc(1000, 9))
+  if (options.arm64Agent !== false) {
+    mkdirSync(join(assetsDir, 'agent', 'arm64'))
+    writeFileSync(join(assetsDir, 'agent', 'arm64', 'vmlinuz'), Buffer.alloc(1000, 7))
+    writeFileSync(join(assetsDir, 'agent', 'arm64', 'agent.img'), Buffer.alloc(1000, 9))
+  }
   const gate = createDownloadGate({ limit: options.limit ?? 10, holdMs: 60_000 })
   const configs = createConfigService({ inventory, lifecycle, log, clock, linter: createConfigLinter() })
   const app = await buildApp({
     inventory, lifecycle, log, registry: createMetricsRegistry(), version: 'test',
-    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: ['console=ttyS0,115200n8'] }, configs },
+    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: ['console=ttyS0,115200n8'], arm64: ['console=ttyAMA0,115200'] }, assetsDir }, configs },
   })
   return { inventory, lifecycle, app, timeline, async close() { await app.close(); await timeline.flush(); await inventory.close() } }
 }
@@ -332,4 +338,82 @@ test('GRUB 2.06 drops the port from its Host header: the URLs it is given keep t
   assert.match(raw, /\r\nContent-Length: \d+\r\n/, 'the header name GRUB matches byte for byte')
   assert.match(raw, new RegExp(`^if linux '\\(http,127\\.0\\.0\\.1:${port}\\)/assets/agent/vmlinuz\\?m=m-\\w+' .*rackboot\\.report=http://127\\.0\\.0\\.1:${port}/api/v1/agent/report `, 'm'))
   assert.match(raw, new RegExp(`^set rackboot_next='\\(http,127\\.0\\.0\\.1:${port}\\)/grub/${FILE}\\?attempt=1'$`, 'm'))
+})
+
+/** Commands only x86 GRUB has (linuxefi/initrdefi come from shim-era x86 patches; linux16 is i386-pc). */
+function assertPortable(cfg: string): void {
+  const names = new Set(grubParse(cfg).map((w) => (w[0] === 'if' ? w[1] : w[0])))
+  for (const x86 of ['linuxefi', 'initrdefi', 'linux16', 'initrd16', 'chainloader']) assert.ok(!names.has(x86), `${x86} in:\n${cfg}`)
+}
+
+test('arm64 GRUB (grub_cpu arm64) in discovery: the arm64 agent, its console, a token, plain linux and initrd', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const cfg = (await s.app.inject({ url: `/grub/${FILE}?cpu=arm64&platform=efi`, headers: HOST })).body
+  scriptCheck(t, cfg)
+  assertPortable(cfg)
+  const machine = (await s.inventory.machines.byMac(MAC))!
+  assert.equal(machine.arch, 'arm64')
+  const linux = command(cfg, 'linux')
+  assert.equal(linux[1], `(http,198.18.0.1:8080)/assets/agent/arm64/vmlinuz?m=${machine.id}`)
+  const args = linux.slice(2)
+  assert.equal(args[0], 'console=ttyAMA0,115200')
+  assert.ok(!args.some((a) => a.includes('ttyS0')), JSON.stringify(args))
+  assert.match(args.find((a) => a.startsWith('rackboot.token=')) ?? '', /^rackboot\.token=\w{16,}$/)
+  assert.ok(args.includes('BOOTIF=01-52-54-00-1a-b0-01'))
+  assert.deepEqual(command(cfg, 'initrd').slice(1), [`(http,198.18.0.1:8080)/assets/agent/arm64/agent.img?m=${machine.id}`])
+  // GRUB over TFTP asks without ?cpu=: the recorded arch (from this boot) still picks arm64.
+  await s.inventory.machines.setState(machine.id, 'new', 'released', Date.now())
+  assert.equal(command((await s.app.inject({ url: `/grub/${FILE}`, headers: HOST })).body, 'linux')[1], `(http,198.18.0.1:8080)/assets/agent/arm64/vmlinuz?m=${machine.id}`)
+})
+
+test('arm64 GRUB installing: Talos arm64 kernel, initramfs and console args, and nothing x86 in the config', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: null, schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
+  const m = await s.inventory.machines.create({ nics: [{ mac: MAC, name: null, boot: true }], arch: 'arm64', state: 'provisioning', profile: 'w' }, 1)
+  for (const query of ['?cpu=arm64&platform=efi', '']) {
+    const cfg = (await s.app.inject({ url: `/grub/${FILE}${query}`, headers: HOST })).body
+    scriptCheck(t, cfg)
+    assertPortable(cfg)
+    const linux = command(cfg, 'linux')
+    assert.equal(linux[1], `(http,198.18.0.1:8080)/assets/talos/v1.13.9/arm64/vmlinuz?m=${m.id}`)
+    assert.deepEqual(linux.slice(2, 5), ['talos.platform=metal', 'console=ttyAMA0', 'console=tty0'])
+    assert.ok(linux.some((a) => /^talos\.config=http:\/\/198\.18\.0\.1:8080\/talos\/config\?t=\w{32}$/.test(a)), JSON.stringify(linux))
+    assert.ok(!linux.some((a) => a.includes('ttyS0')), JSON.stringify(linux))
+    assert.deepEqual(command(cfg, 'initrd').slice(1), [`(http,198.18.0.1:8080)/assets/talos/v1.13.9/arm64/initramfs.xz?m=${m.id}`])
+  }
+})
+
+test('x86_64 GRUB is unchanged: the amd64 agent and Talos, ttyS0 consoles, the same portable commands', async (t) => {
+  const s = await setup()
+  t.after(() => s.close())
+  const cfg = (await s.app.inject({ url: `/grub/${FILE}?cpu=x86_64&platform=efi`, headers: HOST })).body
+  assertPortable(cfg)
+  const machine = (await s.inventory.machines.byMac(MAC))!
+  assert.equal(machine.arch, 'amd64')
+  const linux = command(cfg, 'linux')
+  assert.equal(linux[1], `(http,198.18.0.1:8080)/assets/agent/vmlinuz?m=${machine.id}`)
+  assert.equal(linux[2], 'console=ttyS0,115200n8')
+  assert.deepEqual(command(cfg, 'initrd').slice(1), [`(http,198.18.0.1:8080)/assets/agent/agent.img?m=${machine.id}`])
+  await s.inventory.profiles.put({ name: 'w', description: null, talosVersion: 'v1.13.9', arch: null, schematic: null, kernelArgs: [], baseConfig: null, patches: [], managedBy: null }, 1)
+  await s.inventory.machines.update(machine.id, { profile: 'w' }, 2)
+  await s.inventory.machines.setState(machine.id, 'new', 'provisioning', Date.now())
+  const talos = command((await s.app.inject({ url: `/grub/${FILE}?cpu=x86_64&platform=efi`, headers: HOST })).body, 'linux')
+  assert.equal(talos[1], `(http,198.18.0.1:8080)/assets/talos/v1.13.9/amd64/vmlinuz?m=${machine.id}`)
+  assert.ok(talos.includes('console=tty0') && !talos.includes('console=ttyAMA0'), JSON.stringify(talos))
+})
+
+test('arm64 agent missing: GRUB holds with the fix on the console, and the timeline has a failed step', async (t) => {
+  const s = await setup({ arm64Agent: false })
+  t.after(() => s.close())
+  const cfg = (await s.app.inject({ url: `/grub/${FILE}?cpu=arm64&platform=efi`, headers: HOST })).body
+  scriptCheck(t, cfg)
+  assert.ok(!grubParse(body(cfg)).some((w) => w[0] === 'if' && w[1] === 'linux'), cfg)
+  assert.match(command(cfg, 'echo')[1]!, /cannot boot: the arm64 discovery agent is missing on this server .*: run rackboot assets build agent --arch arm64$/)
+  assert.ok(grubParse(cfg).some((w) => w.join(' ') === `set rackboot_next=(http,198.18.0.1:8080)/grub/${FILE}?attempt=1`), cfg)
+  const machine = (await s.inventory.machines.byMac(MAC))!
+  await s.timeline.flush()
+  const blocked = (await s.inventory.events.list({ machineId: machine.id, types: ['boot.script'] })).filter((e) => e.data.blocked)
+  assert.deepEqual(blocked.map((e) => e.data.fix), ['rackboot assets build agent --arch arm64'])
 })

@@ -23,7 +23,7 @@ async function listening(t: { after(fn: () => Promise<void>): void }, limits: Ht
     ...(assetsDir ? {
       boot: {
         service: {} as BootService, gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir, publicUrl: '',
-        hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot' as const, kernelArgs: [] },
+        hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot' as const, kernelArgs: { amd64: [], arm64: [] } },
       },
     } : {}),
   })

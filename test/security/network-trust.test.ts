@@ -100,6 +100,9 @@ async function waitState(cwd: string, name: string, want: string, ms = 10_000): 
 test('trust on the provisioning LAN: claims, tokens and Talos feedback count only for the machine the network says is asking', async (t) => {
   const cwd = tempCwd('rb-trust-')
   mkdirSync(join(cwd, 'inv'))
+  // A discovery boot holds while its agent is missing on the server: stand-ins, never downloaded here.
+  mkdirSync(join(cwd, 'assets', 'agent'), { recursive: true })
+  for (const f of ['vmlinuz', 'agent.img']) writeFileSync(join(cwd, 'assets', 'agent', f), 'stand-in')
   writeFileSync(join(cwd, 'inv', 'm.yaml'), `profiles:
   - { name: cp, talosVersion: v1.13.9, arch: amd64 }
 machines:

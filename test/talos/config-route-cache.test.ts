@@ -41,7 +41,7 @@ async function setup() {
     boot: {
       service: createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } }),
       gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir: '/nonexistent', publicUrl: '',
-      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] }, configs,
+      hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } }, configs,
     },
   })
   let n = 0

@@ -51,7 +51,7 @@ async function setup(t: { after(fn: () => Promise<void>): void }, options: { fai
   const boot = createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } })
   const configs = createGrubConfigs({
     boot, lifecycle, gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), publicUrl: BASE,
-    hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: ['console=ttyS0,115200n8'] },
+    hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: ['console=ttyS0,115200n8'], arm64: ['console=ttyAMA0,115200'] } },
   })
   const registry = createMetricsRegistry()
   const files = createFileSource({ root })

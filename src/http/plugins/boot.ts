@@ -1,6 +1,9 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
 import Type from 'typebox'
 import { RackbootError } from '../../errors.js'
+import type { Arch } from '../../inventory/index.js'
 import type { BootPlan, BootRefusal, BootService } from '../../lifecycle/index.js'
 import type { Lifecycle } from '../../lifecycle/index.js'
 import { kernelArgs } from '../../talos/index.js'
@@ -14,7 +17,13 @@ export interface BootRoutesDeps {
   /** Fixed public base URL, or '' to use the Host the machine asked. */
   publicUrl: string
   hold: { seconds: number; maxSeconds: number }
-  agent: { after: 'reboot' | 'poweroff' | 'wait'; kernelArgs: string[] }
+  agent: {
+    after: 'reboot' | 'poweroff' | 'wait'
+    /** Extra kernel args per arch (boot.agentKernelArgs, boot.agentKernelArgsArm64): each has its own serial console. */
+    kernelArgs: Record<Arch, string[]>
+    /** Where the agent files are checked before a machine is sent to boot them; absent: assumed there. */
+    assetsDir?: string
+  }
   /**
    * http.assetBaseUrl: where kernels and initramfs images are downloaded from instead of `<base>/assets` (a mirror,
    * an nginx in front). Absent or '': rackboot serves them.
@@ -53,6 +62,41 @@ function retryUrl(base: string, attempt: number): string {
 export function talosAssetBase(assets: string, profile: { talosVersion: string | null; arch: string | null; schematic: string | null }, arch: string): string {
   const parts = ['talos', ...(profile.schematic ? [profile.schematic] : []), profile.talosVersion!, arch]
   return `${assets}/${parts.join('/')}`
+}
+
+/** Where each arch's discovery agent lives under the assets directory: amd64 in agent/ (as always), others in agent/<arch>/. */
+export function agentDir(arch: Arch): string {
+  return arch === 'amd64' ? 'agent' : `agent/${arch}`
+}
+
+/** The command that builds an arch's discovery agent. */
+export function agentBuildCommand(arch: Arch): string {
+  return `rackboot assets build agent${arch === 'amd64' ? '' : ` --arch ${arch}`}`
+}
+
+// A missing agent is found by a stat, remembered this long: a boot storm costs two stats per arch per interval,
+// and an agent built meanwhile is seen within seconds.
+const AGENT_CHECK_MS = 5_000
+
+/** Which of an arch's agent files (kernel, initramfs) are missing under `assetsDir`, as paths under it. */
+export function createAgentFileCheck(assetsDir: string, now: () => number): (arch: Arch) => string[] {
+  // Keyed by the normalised arch only (two values), so requests cannot grow it.
+  const cache = new Map<Arch, { at: number; missing: string[] }>()
+  const present = (file: string) => {
+    try {
+      return statSync(join(assetsDir, file)).isFile()
+    } catch {
+      return false
+    }
+  }
+  return (arch) => {
+    const t = now()
+    const hit = cache.get(arch)
+    if (hit && t - hit.at < AGENT_CHECK_MS) return hit.missing
+    const missing = ['vmlinuz', 'agent.img'].map((f) => `${agentDir(arch)}/${f}`).filter((f) => !present(f))
+    cache.set(arch, { at: t, missing })
+    return missing
+  }
 }
 
 /**
@@ -97,6 +141,7 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
   const now = deps.now ?? Date.now
   const random = deps.random ?? Math.random
   const mirror = deps.assetBaseUrl ? deps.assetBaseUrl.replace(/\/+$/, '') : null
+  const agentMissing = deps.agent.assetsDir ? createAgentFileCheck(deps.agent.assetsDir, now) : () => []
   /** Where this loader downloads kernels from: the mirror if it can reach it, else rackboot's own /assets. */
   const assetsFor = (base: string, loader: LoaderAbilities): { url: string; mirrored: boolean } =>
     mirror && !(loader.httpOnly && !mirror.startsWith('http://')) ? { url: mirror, mirrored: true } : { url: `${base}/assets`, mirrored: false }
@@ -124,6 +169,15 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
       case 'discovery':
       case 'install': {
         const assets = assetsFor(base, loader)
+        // An agent not on this server would stop the boot at a 404 after the loader left us: hold and name the fix.
+        // (A mirror's files are not ours to see.)
+        const missing = decision.kind === 'discovery' && !assets.mirrored ? agentMissing(decision.arch) : []
+        if (decision.kind === 'discovery' && missing.length > 0) {
+          const fix = agentBuildCommand(decision.arch)
+          const why = `the ${decision.arch} discovery agent is missing on this server (${missing.join(', ')}): run ${fix}`
+          deps.lifecycle.record(machine.id, 'boot.script', `cannot boot: ${why}`, { blocked: true, arch: decision.arch, missing, fix })
+          return { kind: 'hold', message: `${who}: cannot boot: ${why}`, sleepSeconds: backoff(attempt), retryAttempt: attempt + 1 }
+        }
         // A mirror's downloads never end here, so a slot taken for one would be held until it expires.
         if (!assets.mirrored && !deps.gate.admit(machine.id, now())) {
           const sleep = 5 + 10 * random()
@@ -132,8 +186,9 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
         }
         const q = `?m=${machine.id}`
         if (decision.kind === 'discovery') {
+          const dir = `${assets.url}/${agentDir(decision.arch)}`
           const args = [
-            ...deps.agent.kernelArgs,
+            ...deps.agent.kernelArgs[decision.arch],
             `rackboot.report=${base}/api/v1/agent/report`,
             `rackboot.token=${plan.agentToken}`,
             `rackboot.machine=${machine.id}`,
@@ -143,8 +198,8 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
           return {
             kind: 'kernel',
             banner: `rackboot: ${who}: ${decision.reason}`,
-            kernelUrl: `${assets.url}/agent/vmlinuz${q}`,
-            initrdUrl: `${assets.url}/agent/agent.img${q}`,
+            kernelUrl: `${dir}/vmlinuz${q}`,
+            initrdUrl: `${dir}/agent.img${q}`,
             initrdName: 'agent.img',
             args,
             // The agent takes its lease on the NIC it booted from.
@@ -153,7 +208,8 @@ export function createBootTargets(deps: BootRoutesDeps): BootTargets {
           }
         }
         const profile = decision.profile
-        const arch = profile.arch ?? machine.arch ?? 'amd64'
+        // The profile's arch, else the one the loader runs (decideBoot): kernel, initramfs and console args all follow it.
+        const arch = decision.arch
         const talos = talosAssetBase(assets.url, profile, arch)
         const host = new URL(base).hostname
         const channels = deps.talosChannels?.() ?? { eventsSinkPort: null, kernelLogPort: null }

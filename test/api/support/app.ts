@@ -55,7 +55,7 @@ export async function apiSetup(options: {
     boot = {
       service: createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } }),
       gate: createDownloadGate({ limit: 10, holdMs: 60_000 }),
-      assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: [] },
+      assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } },
       configs: createConfigService({ inventory, lifecycle, log, clock, linter: createConfigLinter() }),
     }
   }
