@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Profile } from '../inventory/index.js'
+import { isGrubImage, loaderFetchCommand, loaderLocation, NO_LOADER, type OfferedLoader } from './loaders.js'
 import { talosAssetDir } from './store.js'
 
 // Whether the files a boot needs are on this server, and what fetches them when not: checked where a mistake is
@@ -31,18 +32,41 @@ export function missingTalosAssets(assetsDir: string, profile: Pick<Profile, 'ta
 
 export interface BootFileCheck {
   assetsDir: string
-  /** Loaders TFTP serves (from dhcp.bootFiles), when TFTP is on. */
-  ipxeFiles: string[]
+  /**
+   * Loaders network boot offers (offeredLoaders(settings.dhcp)) when they are served from here (TFTP on, or DHCP
+   * pointing at this server); families set to `none` are not in it. An arm64 loader also asks for the arm64 agent.
+   */
+  loaders: OfferedLoader[]
   profiles: () => Promise<Profile[]>
+}
+
+/** One line per kind of missing loader (iPXE, GRUB), naming the files, the fetch and the settings that switch them off. */
+function missingLoaderLines(assetsDir: string, loaders: OfferedLoader[]): string[] {
+  const missing = loaders.filter((l) => !present(join(assetsDir, loaderLocation(l.file))))
+  const out: string[] = []
+  for (const [kind, grub] of [['iPXE', false], ['GRUB', true]] as const) {
+    const these = missing.filter((l) => isGrubImage(l.file) === grub)
+    if (!these.length) continue
+    const files = [...new Set(these.map((l) => loaderLocation(l.file)))].join(', ')
+    const settings = [...new Set(these.map((l) => l.setting))].map((s) => `${s}: ${NO_LOADER}`).join(', ')
+    out.push(`${kind} loaders missing (${files}): run ${loaderFetchCommand(these[0]!.file)}, or set ${settings} to stop network-booting that firmware`)
+  }
+  return out
 }
 
 /** Every missing boot file, one line each with its fix: what /healthz reports as degraded. */
 export async function bootFileProblems(check: BootFileCheck): Promise<string[]> {
-  const out: string[] = []
-  const ipxe = check.ipxeFiles.filter((f) => !present(join(check.assetsDir, 'ipxe', f)))
-  if (ipxe.length) out.push(`iPXE loaders missing (${ipxe.map((f) => `ipxe/${f}`).join(', ')}): run rackboot assets fetch ipxe`)
+  const out = missingLoaderLines(check.assetsDir, check.loaders)
   const agent = ['vmlinuz', 'agent.img'].filter((f) => !present(join(check.assetsDir, 'agent', f)))
   if (agent.length) out.push(`discovery agent missing (${agent.map((f) => `agent/${f}`).join(', ')}): run rackboot assets build agent`)
+  const arm64 = check.loaders.filter((l) => l.cpu === 'arm64')
+  if (arm64.length) {
+    const missing = ['vmlinuz', 'agent.img'].filter((f) => !present(join(check.assetsDir, 'agent', 'arm64', f)))
+    if (missing.length) {
+      out.push(`arm64 discovery agent missing (${missing.map((f) => `agent/arm64/${f}`).join(', ')}): run rackboot assets build agent --arch arm64, ` +
+        `or set ${[...new Set(arm64.map((l) => l.setting))].map((s) => `${s}: ${NO_LOADER}`).join(', ')} to stop network-booting arm64`)
+    }
+  }
   const seen = new Set<string>()
   for (const p of await check.profiles()) {
     const key = `${p.talosVersion}/${p.arch}/${p.schematic}`

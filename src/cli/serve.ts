@@ -20,14 +20,19 @@ import { createPowerManager, powerResultLine } from '../power/index.js'
 import { loadSettings, type Settings } from '../settings/index.js'
 import { publicBaseUrl } from '../settings/public-url.js'
 import { createConfigLinter } from '../talos/index.js'
-import { createFileSource, createRoutingSource, createTftpServer } from '../tftp/index.js'
+import { createTftpServer } from '../tftp/index.js'
 import { createGrubTftp } from '../tftp/grub-source.js'
+import { createLoaderSource } from '../tftp/loader-source.js'
+import { withNotFoundHints } from '../tftp/loader-hints.js'
 import { createGrubConfigs } from '../http/grub/service.js'
 import { seedAssets } from '../assets/seed.js'
 import { VERSION } from '../version.js'
 import { databaseFile, prepareDataDir, secretKeyFile } from './context.js'
 import { checkSelector } from '../matching/index.js'
 import { bootFileProblems, missingTalosAssets } from '../assets/readiness.js'
+import { createLoaderPresence, loaderLocation, loaderUrl, missingLoaderMessage, offeredLoaders, type OfferedLoader } from '../assets/loaders.js'
+import type { DhcpProblemPort } from '../dhcp/index.js'
+import type { Lifecycle } from '../lifecycle/index.js'
 import { createBootIsoProvider } from '../assets/virtual-media.js'
 import { VIRTUAL_MEDIA_PATH } from '../http/plugins/virtual-media.js'
 import type { Repair } from '../lifecycle/index.js'
@@ -42,6 +47,7 @@ export async function serveCommand(values: { config?: string | undefined; set?: 
   // An empty assets volume (the appliance's first start) gets the iPXE loaders and discovery agent baked into the image.
   await seedAssets({ assetsDir: settings.assetsDir, log: log.child({ svc: 'assets' }) })
   mkdirSync(join(settings.assetsDir, 'ipxe'), { recursive: true })
+  mkdirSync(join(settings.assetsDir, 'grub'), { recursive: true })
   const registry = createMetricsRegistry({ defaults: true })
   const inventory = await openInventory({ file: databaseFile(settings), secretKeyFile: secretKeyFile(settings), server: true, database: settings.database, warn: (message) => log.warn(message) })
   try {
@@ -140,19 +146,26 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     agent: { after: settings.boot.agentAfter, kernelArgs: { amd64: settings.boot.agentKernelArgs, arm64: settings.boot.agentKernelArgsArm64 }, assetsDir: settings.assetsDir },
     talosChannels: () => channels,
   })
-  const tftpFiles = createFileSource({ root: join(settings.assetsDir, 'ipxe') })
+  // TFTP serves the loaders firmware PXE fetches before it can speak HTTP: iPXE's from assets/ipxe, GRUB netboot
+  // images (arm64) from assets/grub.
+  const { source: tftpSource, ipxeFiles: tftpFiles } = createLoaderSource({ assetsDir: settings.assetsDir })
   const grubTftp = createGrubTftp({
     config: (mac, ip) => grubConfigs.forMac({ mac }, ip, base),
     bootstrap: () => grubConfigs.bootstrap(base),
     files: tftpFiles, registry, log: log.child({ svc: 'tftp-grub' }),
   })
-  const tftpSource = createRoutingSource({ fallback: tftpFiles })
   grubTftp.attach(tftpSource)
-  // TFTP serves the iPXE loaders (assets/ipxe) that firmware PXE fetches before it can speak HTTP.
+  // The loaders DHCP offers, checked where they are served from here; `none` switches a firmware off.
+  const loaders = loadersServedHere(settings) ? offeredLoaders(settings.dhcp) : []
+  warnMissingLoaders(settings.assetsDir, loaders, log)
+  const loaderPresent = createLoaderPresence({ assetsDir: settings.assetsDir })
   const tftp = settings.tftp.enabled
     ? createTftpServer({
         settings: settings.tftp, source: tftpSource, log, metrics: registry,
-        observer: grubTftp.quiet(createTftpObserver({ lifecycle, inventory, log })),
+        observer: grubTftp.quiet(withNotFoundHints(createTftpObserver({ lifecycle, inventory, log }), (path) => {
+          const loader = loaders.find((l) => l.file.replace(/^\/+/, '') === path)
+          return loader ? missingLoaderMessage(settings.assetsDir, loader) : null
+        })),
       })
     : null
   const dhcp = settings.dhcp.mode !== 'off'
@@ -164,8 +177,13 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
         bootPort: createDhcpBootPort({ lifecycle, log }),
         urls: {
           scriptUrl: `${base}/boot.ipxe?${IPXE_IDENTITY_QUERY}`,
-          httpBootUrl: (arch) => `${base}/assets/ipxe/${arch.family === 'uefiArm64' ? settings.dhcp.bootFiles.uefiArm64 : settings.dhcp.bootFiles.uefiX64}`,
+          // Where the loader really lives: /assets/ipxe/<name>, or /assets/grub/<image> for GRUB.
+          httpBootUrl: (loader) => loaderUrl(base, loader),
         },
+        ...(loadersServedHere(settings)
+          ? { loaders: { missing: (file: string, setting: string | undefined) => (loaderPresent(file) ? null : missingLoaderMessage(settings.assetsDir, { file, setting })) } }
+          : {}),
+        problems: timelineProblems(lifecycle, log),
         log, metrics: registry,
       })
     : null
@@ -196,11 +214,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   const app = await buildApp({
     inventory, lifecycle, registry, log, version: VERSION,
     checks: { ...(tftp ? { tftp: () => tftpUp } : {}), ...(dhcp ? { dhcp: () => dhcpUp } : {}) },
-    warnings: () => bootFileProblems({
-      assetsDir: settings.assetsDir,
-      ipxeFiles: tftp ? [settings.dhcp.bootFiles.bios, settings.dhcp.bootFiles.uefiX64] : [],
-      profiles: () => inventory.profiles.list(),
-    }),
+    warnings: () => bootFileProblems({ assetsDir: settings.assetsDir, loaders, profiles: () => inventory.profiles.list() }),
     boot: {
       service: bootService, gate, assetsDir: settings.assetsDir, publicUrl: settings.http.publicUrl,
       ...(settings.http.assetBaseUrl ? { assetBaseUrl: settings.http.assetBaseUrl } : {}),
@@ -272,4 +286,41 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   timeline.detach()
   await inventory.close()
   return 0
+}
+
+/**
+ * Loaders are served from this server when its TFTP is on, or when its DHCP names no other next-server (then UEFI
+ * HTTP boot and TFTP both point here). With TFTP off and dhcp.nextServer set, another server holds them.
+ */
+function loadersServedHere(settings: Settings): boolean {
+  return settings.tftp.enabled || (settings.dhcp.mode !== 'off' && !settings.dhcp.nextServer)
+}
+
+/** A start-up warning per loader that network boot offers and that is not on disk, with the fix. */
+export function warnMissingLoaders(assetsDir: string, loaders: OfferedLoader[], log: Pick<ReturnType<typeof createLogger>, 'warn'>): void {
+  const present = createLoaderPresence({ assetsDir })
+  for (const l of loaders) {
+    if (!present(l.file)) log.warn({ file: l.file, setting: l.setting, path: join(assetsDir, loaderLocation(l.file)) }, missingLoaderMessage(assetsDir, l))
+  }
+}
+
+/** DHCP's problems of known machines on their timelines: looked up by MAC, never created (the MAC may be forged). */
+export function timelineProblems(lifecycle: Pick<Lifecycle, 'find' | 'record'>, log: Pick<ReturnType<typeof createLogger>, 'warn'>): DhcpProblemPort {
+  return {
+    report(facts, problem) {
+      lifecycle.find({ mac: facts.mac }).then((machine) => {
+        if (!machine) return
+        if (problem.kind === 'missing-loader') {
+          // A failed loader step (red on the timeline), before the firmware even asks for the file.
+          lifecycle.record(machine.id, 'boot.tftp', `loader missing: ${problem.message}`, {
+            file: problem.file ?? null, ok: false, missing: true, error: problem.message, client: null,
+          })
+        } else {
+          lifecycle.record(machine.id, 'boot.dhcp', `DHCP ${facts.message.toUpperCase()} → no answer: ${problem.message}`, {
+            message: facts.message, reply: 'none', relay: problem.giaddr ?? null, error: problem.message,
+          })
+        }
+      }).catch((err: unknown) => log.warn({ err, mac: facts.mac }, 'cannot record a DHCP problem on the timeline'))
+    },
+  }
 }

@@ -3,14 +3,14 @@ import { archCpuName, type BootFamily, type ClientArch } from './client-arch.js'
 import type { RequestFacts } from './facts.js'
 
 export interface BootFileConfig {
-  /** TFTP loader per family (settings.dhcp.bootFiles); a family without a name is not served. */
+  /** Loader per family (settings.dhcp.bootFiles); a family without a name, or named `none`, is not served. */
   bootFiles: Partial<Record<BootFamily, string>>
-  /** Per option-93 code overrides, e.g. { "7": "snponly.efi" } (settings.dhcp.archBootFiles). */
+  /** Per option-93 code overrides, e.g. { "7": "snponly.efi" } or { "19": "none" } (settings.dhcp.archBootFiles). */
   archBootFiles: Record<string, string>
   /** The boot script URL given to iPXE (iPXE expands the ${...} in it). */
   scriptUrl: string
-  /** The http:// URL of the loader for a UEFI HTTP boot client. */
-  httpBootUrl(arch: ClientArch): string
+  /** The http:// URL of a loader (a name from the settings above) for a UEFI HTTP boot client. */
+  httpBootUrl(loader: string, arch: ClientArch): string
   /** siaddr: the TFTP server. */
   nextServer: string | null
 }
@@ -23,12 +23,40 @@ export interface BootOverride {
 
 export type BootChoice =
   | { kind: 'none'; reason: string }
-  | { kind: 'tftp'; file: string; nextServer: string | null; reason: string }
+  /** `setting` names where the file came from (absent for a machine override). */
+  | { kind: 'tftp'; file: string; nextServer: string | null; reason: string; setting?: string }
   | { kind: 'ipxe-script'; url: string; nextServer: string | null; reason: string }
-  /** UEFI HTTP boot: the reply must also carry option 60 "HTTPClient". */
-  | { kind: 'http'; url: string; reason: string }
+  /**
+   * UEFI HTTP boot: the reply must also carry option 60 "HTTPClient". `loader` is the file behind the URL when
+   * rackboot serves it, and `setting` where its name came from.
+   */
+  | { kind: 'http'; url: string; reason: string; loader?: string; setting?: string }
+
+/** A boot-file setting with this value switches that firmware off. */
+export const NO_BOOT_FILE = 'none'
 
 const isUrl = (s: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(s)
+
+type Configured = { file: string; setting: string; byCode: boolean } | { none: string }
+
+/** The loader the settings name for an architecture: its option 93 code first, then its family. */
+function configuredLoader(arch: ClientArch | null, config: BootFileConfig): Configured {
+  // No option 93 and no Arch in option 60: old BIOS PXE ROMs.
+  const code = arch?.code ?? 0
+  const name = arch?.name ?? 'x86 BIOS (no option 93)'
+  const byCode = config.archBootFiles[String(code)]
+  if (byCode) {
+    const setting = `dhcp.archBootFiles.${code}`
+    return byCode === NO_BOOT_FILE ? { none: `${setting} is ${NO_BOOT_FILE}: ${name} is not network-booted` } : { file: byCode, setting, byCode: true }
+  }
+  const family = arch ? arch.family : 'bios'
+  if (!family) return { none: `unsupported architecture ${code} (${arch?.name ?? 'unknown'})` }
+  const file = config.bootFiles[family]
+  if (!file) return { none: `no boot file configured for ${family}` }
+  const setting = `dhcp.bootFiles.${family}`
+  if (file === NO_BOOT_FILE) return { none: `${setting} is ${NO_BOOT_FILE}: ${name} is not network-booted` }
+  return { file, setting, byCode: false }
+}
 
 export function chooseBoot(facts: RequestFacts, config: BootFileConfig, override: BootOverride = {}): BootChoice {
   const nextServer = override.nextServer ?? config.nextServer
@@ -42,20 +70,19 @@ export function chooseBoot(facts: RequestFacts, config: BootFileConfig, override
   if (facts.clientType === 'HTTPClient' || (facts.arch?.http && facts.clientType !== 'PXEClient')) {
     if (urlOverride) return { kind: 'http', url: urlOverride, reason: 'http boot: machine override' }
     if (!facts.arch) return { kind: 'none', reason: 'http boot client without an architecture' }
-    if (!facts.arch.family) return { kind: 'none', reason: `unsupported architecture ${facts.arch.code} (${facts.arch.name})` }
-    return { kind: 'http', url: config.httpBootUrl(facts.arch), reason: `http boot: ${facts.arch.name}` }
+    const loader = configuredLoader(facts.arch, config)
+    if ('none' in loader) return { kind: 'none', reason: loader.none }
+    const reason = loader.byCode ? `http boot: arch ${facts.arch.code} mapping` : `http boot: ${facts.arch.name}`
+    // A URL in the settings is used as it is; a name is a loader rackboot serves under /assets.
+    if (isUrl(loader.file)) return { kind: 'http', url: loader.file, reason, setting: loader.setting }
+    return { kind: 'http', url: config.httpBootUrl(loader.file, facts.arch), reason, loader: loader.file, setting: loader.setting }
   }
   if (facts.clientType === 'PXEClient') {
     if (fileOverride) return { kind: 'tftp', file: fileOverride, nextServer, reason: 'pxe: machine override' }
-    // No option 93 and no Arch in option 60: old BIOS PXE ROMs.
-    const code = facts.arch?.code ?? 0
-    const byCode = config.archBootFiles[String(code)]
-    if (byCode) return { kind: 'tftp', file: byCode, nextServer, reason: `pxe: arch ${code} mapping` }
-    const family = facts.arch ? facts.arch.family : 'bios'
-    if (!family) return { kind: 'none', reason: `unsupported architecture ${code} (${facts.arch?.name ?? 'unknown'})` }
-    const file = config.bootFiles[family]
-    if (!file) return { kind: 'none', reason: `no boot file configured for ${family}` }
-    return { kind: 'tftp', file, nextServer, reason: `pxe: ${facts.arch?.name ?? 'x86 BIOS (no option 93)'}` }
+    const loader = configuredLoader(facts.arch, config)
+    if ('none' in loader) return { kind: 'none', reason: loader.none }
+    const reason = loader.byCode ? `pxe: arch ${facts.arch?.code ?? 0} mapping` : `pxe: ${facts.arch?.name ?? 'x86 BIOS (no option 93)'}`
+    return { kind: 'tftp', file: loader.file, nextServer, reason, setting: loader.setting }
   }
   return { kind: 'none', reason: 'not a network-boot client' }
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js'
 import type { BootChoice } from './boot-file.js'
 import type { RequestFacts } from './facts.js'
 import type { DhcpMetrics } from './metrics.js'
+import type { MissingLoaderReporter } from './missing-loaders.js'
 import {
   withBootFile, withIpxeOptions, withNextServer, withPxeVendor, withVendorClass, type Modifier,
 } from './modifiers.js'
@@ -15,6 +16,8 @@ export interface AdviceDeps {
   timeoutMs: number
   metrics: DhcpMetrics
   log: Logger
+  /** Told of every boot choice a reply is about to carry: says when its loader is not on this server. */
+  missingLoader?: MissingLoaderReporter
 }
 
 const TIMEOUT = Symbol('timeout')

@@ -12,9 +12,11 @@ import type { DhcpHandler } from './handler.js'
 import { createFullHandler, type FullHandler } from './handlers/full.js'
 import { createProxyHandler } from './handlers/proxy.js'
 import { createDhcpMetrics } from './metrics.js'
-import { noopBootPort, type DhcpBootPort, type DhcpUrls } from './ports.js'
+import { createMissingLoaderReporter } from './missing-loaders.js'
+import { noopBootPort, type DhcpBootPort, type DhcpLoaderCheck, type DhcpProblemPort, type DhcpUrls } from './ports.js'
 import { createDhcpSockets, type DhcpSockets } from './server.js'
 import { parseSubnet } from './subnet.js'
+import { createUnservedRelayReporter } from './unserved-relays.js'
 
 export type DhcpSettings = Settings['dhcp']
 
@@ -40,6 +42,10 @@ export interface DhcpServerDeps {
   /** The lifecycle: timeline events and per-machine advice. Defaults to a port that does nothing. */
   bootPort?: DhcpBootPort
   urls: DhcpUrls
+  /** Whether the loaders offered are on this server (a cached stat); absent: not checked. */
+  loaders?: DhcpLoaderCheck
+  /** Problems of known machines (a loader not on this server, a relay rackboot does not serve), for their timelines. */
+  problems?: DhcpProblemPort
   log: Logger
   /** The registry rackboot_dhcp_* metrics are registered on. */
   metrics: Registry
@@ -100,10 +106,14 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
         bootFiles: s.bootFiles,
         archBootFiles: s.archBootFiles,
         scriptUrl: deps.urls.scriptUrl,
-        httpBootUrl: (arch) => deps.urls.httpBootUrl(arch),
+        httpBootUrl: (loader, arch) => deps.urls.httpBootUrl(loader, arch),
         nextServer: s.nextServer ?? serverAddress,
       }
-      const advice = { bootPort: deps.bootPort ?? noopBootPort, timeoutMs: s.bootPortTimeoutMs, metrics, log }
+      const now = deps.now ?? Date.now
+      const advice = {
+        bootPort: deps.bootPort ?? noopBootPort, timeoutMs: s.bootPortTimeoutMs, metrics, log,
+        ...(deps.loaders ? { missingLoader: createMissingLoaderReporter({ check: deps.loaders, problems: deps.problems, log, now }) } : {}),
+      }
       if (s.mode === 'full') {
         full = createFullHandler({
           serverId: serverAddress,
@@ -118,6 +128,7 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
           ...(deps.now ? { now: deps.now } : {}),
           ...(deps.inspectAllClients ? { inspectAllClients: true } : {}),
           ...(deps.sharedLeases ? { shared: {} } : {}),
+          unservedRelay: createUnservedRelayReporter({ log, problems: deps.problems, now }),
         })
         const h = full
         usage = () => h.poolUsage()
@@ -158,13 +169,15 @@ export function createDhcpServer(deps: DhcpServerDeps): DhcpServer {
   }
 }
 
-export { chooseBoot, type BootChoice, type BootFileConfig, type BootOverride } from './boot-file.js'
+export { chooseBoot, NO_BOOT_FILE, type BootChoice, type BootFileConfig, type BootOverride } from './boot-file.js'
 export { CLIENT_ARCHS, clientArch, archCpuName, type ClientArch, type BootFamily } from './client-arch.js'
 export { decode, encode, tryDecode, hardwareAddress, type DhcpPacket, type DecodeResult } from './codec.js'
 export { requestFacts, type RequestFacts, type RequestMeta, type ClientType } from './facts.js'
 export type { DhcpHandler, DhcpResult, DhcpReply } from './handler.js'
 export { OptionCode, MessageType, type DhcpOptions, type MessageName } from './options.js'
-export { noopBootPort, type DhcpBootPort, type DhcpBootAdvice, type DhcpBootEvent, type DhcpUrls } from './ports.js'
+export {
+  noopBootPort, type DhcpBootPort, type DhcpBootAdvice, type DhcpBootEvent, type DhcpUrls, type DhcpLoaderCheck, type DhcpProblem, type DhcpProblemPort,
+} from './ports.js'
 export { replyDestination } from './server.js'
 export type { BatchLeaseRepository, LeaseTransaction } from './lease-writer.js'
 export { createRouterAdverts, radvdConfig, findRadvd, type RouterAdverts, type RouterAdvertsDeps } from './router-adverts.js'

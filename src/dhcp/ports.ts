@@ -41,8 +41,29 @@ export interface DhcpBootPort {
 export interface DhcpUrls {
   /** Boot script URL for iPXE, with iPXE ${...} variables left for iPXE to expand. */
   scriptUrl: string
-  /** http:// URL of the loader for a UEFI HTTP boot client of this architecture. */
-  httpBootUrl(arch: ClientArch): string
+  /** http:// URL of a loader (a name from dhcp.bootFiles / archBootFiles) for a UEFI HTTP boot client. */
+  httpBootUrl(loader: string, arch: ClientArch): string
+}
+
+/** Whether a loader DHCP is about to offer can be served. Called per reply: answer from a cache, never block. */
+export interface DhcpLoaderCheck {
+  /** Why `file` cannot be served (not on disk), with the fix; null when it is there. */
+  missing(file: string, setting: string | undefined): string | null
+}
+
+/** Something about a client that will keep it from booting, for its machine's timeline (never creates machines). */
+export interface DhcpProblem {
+  kind: 'missing-loader' | 'unserved-relay'
+  /** One line with the fix. */
+  message: string
+  /** missing-loader: the file offered; unserved-relay: the relay's giaddr. */
+  file?: string
+  giaddr?: string
+}
+
+/** Where DHCP reports problems of known machines (the lifecycle's timeline). Fire and forget. */
+export interface DhcpProblemPort {
+  report(facts: RequestFacts, problem: DhcpProblem): void
 }
 
 /** A port that records nothing and advises nothing. */

@@ -146,13 +146,18 @@ export const SettingsSchema = Type.Object(
         ipxeNoPxedhcp: Type.Boolean({ default: true }),
         /** siaddr (the TFTP server) in boot replies; serverAddress when unset. */
         nextServer: Type.Optional(IPv4),
-        /** TFTP loaders by firmware family (option 93). A family without a name is not network-booted. */
+        /**
+         * TFTP loaders by firmware family (option 93). A family without a name, or named `none`, is not network-booted
+         * (proxy DHCP stays silent to it, full DHCP gives it an address without boot options, and no loader for it is
+         * checked). arm64 boots Debian's signed GRUB netboot image
+         * (`rackboot assets fetch grub`): Debian ships no arm64 iPXE.
+         */
         bootFiles: Type.Object(
           {
             bios: Type.String({ minLength: 1, default: 'undionly.kpxe' }),
             /** ipxe.efi, or snponly.efi to use the firmware's own NIC driver. */
             uefiX64: Type.String({ minLength: 1, default: 'ipxe.efi' }),
-            uefiArm64: Type.String({ minLength: 1, default: 'ipxe-arm64.efi' }),
+            uefiArm64: Type.String({ minLength: 1, default: 'grubnetaa64.efi' }),
             uefiIa32: Type.Optional(Type.String({ minLength: 1 })),
             uefiArm32: Type.Optional(Type.String({ minLength: 1 })),
             uefiRiscv32: Type.Optional(Type.String({ minLength: 1 })),

@@ -9,7 +9,7 @@ const config: BootFileConfig = {
   bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'ipxe-arm64.efi' },
   archBootFiles: {},
   scriptUrl: 'http://198.18.0.1:8080/boot.ipxe?mac=${net0/mac}',
-  httpBootUrl: (arch) => `http://198.18.0.1:8080/assets/${arch.family}/ipxe.efi`,
+  httpBootUrl: (_loader, arch) => `http://198.18.0.1:8080/assets/${arch.family}/ipxe.efi`,
   nextServer: '198.18.0.1',
 }
 
@@ -83,4 +83,59 @@ test('per-machine overrides: a file for PXE, an URL for iPXE and HTTP boot, next
 test('clients that are not network booting get no boot file', () => {
   const c = chooseBoot(facts({ vendorClass: 'udhcp 1.35.0' }), config)
   assert.deepEqual(c, { kind: 'none', reason: 'not a network-boot client' })
+})
+
+// Issue "Clear when a boot cannot work": `none` switches a firmware off, for PXE and for UEFI HTTP boot alike.
+const aavmfPxe = () => facts(FIRMWARE.aavmfPxe)
+const aavmfHttp = () => facts(FIRMWARE.aavmfHttp)
+
+test('a family set to none is not network-booted, PXE or HTTP, and the reason names the setting', () => {
+  const off = { ...config, bootFiles: { ...config.bootFiles, uefiArm64: 'none' } }
+  for (const f of [aavmfPxe(), aavmfHttp()]) {
+    const c = chooseBoot(f, off)
+    assert.equal(c.kind, 'none')
+    assert.match((c as { reason: string }).reason, /^dhcp\.bootFiles\.uefiArm64 is none: ARM 64-bit UEFI( HTTP)? is not network-booted$/)
+  }
+  // Other firmware is untouched.
+  assert.equal(chooseBoot(facts(FIRMWARE.ovmfPxe), off).kind, 'tftp')
+  // iPXE (already running) still gets its script: `none` is about loaders.
+  assert.equal(chooseBoot(facts(FIRMWARE.ipxeEfi), { ...config, bootFiles: { ...config.bootFiles, uefiX64: 'none' } }).kind, 'ipxe-script')
+})
+
+test('an archBootFiles code set to none switches off that code only, before its family', () => {
+  const off = { ...config, archBootFiles: { '19': 'none' } }
+  const http = chooseBoot(aavmfHttp(), off)
+  assert.deepEqual(http, { kind: 'none', reason: 'dhcp.archBootFiles.19 is none: ARM 64-bit UEFI HTTP is not network-booted' })
+  // PXE on the same machine (code 11) still boots its family's loader.
+  const pxe = chooseBoot(aavmfPxe(), off)
+  assert.equal(pxe.kind === 'tftp' && pxe.file, 'ipxe-arm64.efi')
+  const pxeOff = chooseBoot(aavmfPxe(), { ...config, archBootFiles: { '11': 'none' } })
+  assert.match((pxeOff as { reason: string }).reason, /^dhcp\.archBootFiles\.11 is none/)
+})
+
+test('UEFI HTTP boot: the code mapping first, then the family; the URL is made from that loader', () => {
+  const urls: [string, string][] = []
+  const c: BootFileConfig = {
+    ...config,
+    bootFiles: { ...config.bootFiles, uefiArm64: 'grubnetaa64.efi' },
+    httpBootUrl: (loader, arch) => {
+      urls.push([loader, arch.name])
+      return `http://198.18.0.1:8080/assets/x/${loader}`
+    },
+  }
+  const byFamily = chooseBoot(aavmfHttp(), c)
+  assert.deepEqual(byFamily, {
+    kind: 'http', url: 'http://198.18.0.1:8080/assets/x/grubnetaa64.efi', reason: 'http boot: ARM 64-bit UEFI HTTP',
+    loader: 'grubnetaa64.efi', setting: 'dhcp.bootFiles.uefiArm64',
+  })
+  const byCode = chooseBoot(aavmfHttp(), { ...c, archBootFiles: { '19': 'grubnetaa64-http.efi' } })
+  assert.equal(byCode.kind === 'http' && byCode.url, 'http://198.18.0.1:8080/assets/x/grubnetaa64-http.efi')
+  assert.equal(byCode.kind === 'http' && byCode.setting, 'dhcp.archBootFiles.19')
+  assert.deepEqual(urls, [['grubnetaa64.efi', 'ARM 64-bit UEFI HTTP'], ['grubnetaa64-http.efi', 'ARM 64-bit UEFI HTTP']])
+  // A URL in the settings goes out as it is (a mirror), and is no loader of ours.
+  const mirror = chooseBoot(aavmfHttp(), { ...c, archBootFiles: { '19': 'http://mirror.example/grub.efi' } })
+  assert.deepEqual(mirror, { kind: 'http', url: 'http://mirror.example/grub.efi', reason: 'http boot: arch 19 mapping', setting: 'dhcp.archBootFiles.19' })
+  // PXE choices name their setting too (for the fix in a "missing loader" message).
+  const pxe = chooseBoot(aavmfPxe(), c)
+  assert.equal(pxe.kind === 'tftp' && pxe.setting, 'dhcp.bootFiles.uefiArm64')
 })

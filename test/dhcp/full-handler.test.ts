@@ -60,7 +60,7 @@ async function harness(opts: {
       bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'ipxe-arm64.efi' },
       archBootFiles: {},
       scriptUrl: 'http://198.18.1.1:8080/boot.ipxe?mac=${net0/mac}&uuid=${uuid}&serial=${serial}&arch=${buildarch}&platform=${platform}&manufacturer=${manufacturer}&product=${product}',
-      httpBootUrl: (arch) => `http://198.18.1.1:8080/assets/${arch.family}/ipxe.efi`,
+      httpBootUrl: (_loader, arch) => `http://198.18.1.1:8080/assets/${arch.family}/ipxe.efi`,
       nextServer: SERVER,
     },
     advice: { bootPort: port, timeoutMs: opts.portTimeoutMs ?? 1000, metrics, log: silentLogger() },

@@ -19,6 +19,7 @@ import { indexReservations, loadReservations, type ReservationIndex } from '../r
 import { findSubnet, subnetContains, type Subnet } from '../subnet.js'
 import type { DhcpBootAdvice } from '../ports.js'
 import { createLeaseWriter, type BatchLeaseRepository, type LeaseTransaction } from '../lease-writer.js'
+import type { UnservedRelayReporter } from '../unserved-relays.js'
 
 export interface FullHandlerSettings {
   offerSeconds: number
@@ -44,6 +45,8 @@ export interface FullHandlerDeps {
   now?: () => number
   /** Ask the boot port about every client, not only network-boot ones (PXE, HTTP boot, iPXE). */
   inspectAllClients?: boolean
+  /** Told of a relayed DISCOVER whose giaddr no subnet covers (it is dropped): warns, bounded. */
+  unservedRelay?: UnservedRelayReporter
   /**
    * Other DHCP servers share this lease store (several rackboot instances on one PostgreSQL). Every offer and binding
    * is then claimed in the store before it is sent (LeaseRepository.claimMany): the database decides who holds an
@@ -130,11 +133,15 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
       ...(bootFile ? { bootFile } : {}),
     })
     if (advice.ignore) return { choice: { kind: 'none', reason: advice.reason ?? 'lifecycle: ignore' }, advice }
-    if (advice.bootFile === undefined && advice.nextServer === undefined) return { choice: planned, advice }
-    const override: { bootFile?: string; nextServer?: string } = {}
-    if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
-    if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
-    return { choice: chooseBoot(f, deps.boot, override), advice }
+    let choice = planned
+    if (advice.bootFile !== undefined || advice.nextServer !== undefined) {
+      const override: { bootFile?: string; nextServer?: string } = {}
+      if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
+      if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
+      choice = chooseBoot(f, deps.boot, override)
+    }
+    deps.advice.missingLoader?.(f, choice)
+    return { choice, advice }
   }
 
   // Per-subnet options are the same in every reply: encode them once.
@@ -237,7 +244,10 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
 
   const discover = async (req: DhcpPacket, f: RequestFacts): Promise<DhcpResult> => {
     const subnet = subnetFor(f)
-    if (!subnet) return ignore('no-subnet', f.giaddr ? `no subnet for giaddr ${f.giaddr}` : 'no directly attached subnet')
+    if (!subnet) {
+      deps.unservedRelay?.(f)
+      return ignore('no-subnet', f.giaddr ? `no subnet for giaddr ${f.giaddr}` : 'no directly attached subnet')
+    }
     const pool = pools.get(subnet.cidr)!
     const client = clientOf(f)
     const t = now()

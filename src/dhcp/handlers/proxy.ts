@@ -39,12 +39,16 @@ export function createProxyHandler(deps: ProxyHandlerDeps): DhcpHandler & { read
       ...(bootFile ? { bootFile } : {}),
     })
     if (advice.ignore) return { ignore: 'lifecycle-ignore', ...(advice.reason ? { detail: advice.reason } : {}) }
-    if (advice.bootFile === undefined && advice.nextServer === undefined) return planned
-    const override: { bootFile?: string; nextServer?: string } = {}
-    if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
-    if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
-    const choice = chooseBoot(f, deps.boot, override)
-    return choice.kind === 'none' ? { ignore: 'no-boot-file', detail: choice.reason } : choice
+    let choice: BootChoice = planned
+    if (advice.bootFile !== undefined || advice.nextServer !== undefined) {
+      const override: { bootFile?: string; nextServer?: string } = {}
+      if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
+      if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
+      choice = chooseBoot(f, deps.boot, override)
+      if (choice.kind === 'none') return { ignore: 'no-boot-file', detail: choice.reason }
+    }
+    deps.advice.missingLoader?.(f, choice)
+    return choice
   }
 
   const finish = (req: DhcpPacket, f: RequestFacts, type: 'offer' | 'ack', mods: Modifier[]): DhcpReply => {
