@@ -1,16 +1,20 @@
-// Debian packages fetched with the host's own apt (apt-cache, apt-get download) into a cache directory and unpacked
-// with dpkg -x: never installed on the host. Cached .debs are checked against the archive's SHA256 before reuse.
+// Debian packages fetched with apt (apt-cache, apt-get download) into a cache directory and unpacked with dpkg -x:
+// never installed on the host. apt is the host's own for its architecture, or a private configuration for another
+// (apt.ts: an AptContext). Cached .debs are checked against the archive's SHA256 before reuse.
 import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RackbootError } from '../errors.js'
+import type { AptContext } from './apt.js'
 import { withLock } from './lock.js'
 
 export interface DebPackage {
   name: string
   version: string
+  /** Debian architecture of the .deb (amd64, arm64, all). */
+  arch: string
   /** File name apt gives the .deb (the epoch's colon is written %3a). */
   filename: string
   url: string
@@ -30,12 +34,16 @@ export interface BuildProgress {
 
 export type ProgressFn = (p: BuildProgress) => void
 
-function exec(cmd: string, args: string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
+/** The network failed, as apt words it: worth another try (cli/assets.ts retries messages with "cannot reach"). */
+export const APT_NETWORK_ERROR = /Could not connect|Could not resolve|Temporary failure resolving|Connection (timed out|failed|refused)|Unable to connect|Network is unreachable|No route to host|Failed to fetch|Some index files failed/i
+
+/** Runs a program to completion; its output, or a RackbootError naming the program and its complaint. */
+export function exec(cmd: string, args: string[], options: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       cmd,
       args,
-      { cwd: options.cwd, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } },
+      { cwd: options.cwd, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', env: options.env ?? { ...process.env, LC_ALL: 'C' } },
       (err, stdout, stderr) => {
         if (err) {
           const missing = (err as NodeJS.ErrnoException).code === 'ENOENT'
@@ -52,26 +60,30 @@ function exec(cmd: string, args: string[], options: { cwd?: string; timeoutMs?: 
   })
 }
 
+const aptEnv = (apt?: AptContext) => (apt ? { env: apt.env } : {})
+const archWord = (apt?: AptContext) => (apt?.root ? ` for ${apt.arch}` : '')
+
 /** The package a Debian metapackage currently depends on, e.g. linux-image-amd64 → linux-image-6.1.0-56-amd64. */
-export async function resolveMetapackage(meta: string, pattern: RegExp): Promise<string> {
-  const out = await exec('apt-cache', ['depends', '--no-recommends', '--no-suggests', '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances', meta])
+export async function resolveMetapackage(meta: string, pattern: RegExp, apt?: AptContext): Promise<string> {
+  const out = await exec('apt-cache', ['depends', '--no-recommends', '--no-suggests', '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances', meta], aptEnv(apt))
   for (const line of out.split('\n')) {
     const m = /^\s*\|?Depends:\s*(\S+)/.exec(line)
     if (m?.[1] && pattern.test(m[1])) return m[1]
   }
-  throw new RackbootError('RB_ERR_NOT_FOUND', `${meta} depends on no package matching ${pattern} (run apt-get update?)`)
+  throw new RackbootError('RB_ERR_NOT_FOUND', `${meta}${archWord(apt)} depends on no package matching ${pattern} (run apt-get update?)`)
 }
 
 /** Where apt would download a package from, its size and checksum (apt-get download --print-uris). */
-export async function resolveDeb(name: string): Promise<DebPackage> {
-  const out = await exec('apt-get', ['download', '--print-uris', name])
+export async function resolveDeb(name: string, apt?: AptContext): Promise<DebPackage> {
+  const out = await exec('apt-get', ['download', '--print-uris', name], aptEnv(apt))
   for (const line of out.split('\n')) {
     const m = /^'([^']+)'\s+(\S+\.deb)\s+(\d+)\s+SHA256:([0-9a-f]{64})/.exec(line.trim())
     if (!m?.[1] || !m[2] || !m[3] || !m[4]) continue
     const parts = m[2].split('_')
-    return { name, version: decodeURIComponent(parts[1] ?? ''), filename: m[2], url: m[1], size: Number(m[3]), sha256: m[4] }
+    const arch = (parts[2] ?? '').replace(/\.deb$/, '')
+    return { name, version: decodeURIComponent(parts[1] ?? ''), arch, filename: m[2], url: m[1], size: Number(m[3]), sha256: m[4] }
   }
-  throw new RackbootError('RB_ERR_NOT_FOUND', `apt has no download for ${name} (run apt-get update?)`)
+  throw new RackbootError('RB_ERR_NOT_FOUND', `apt has no download for ${name}${archWord(apt)} (run apt-get update?)`)
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -95,11 +107,11 @@ async function validDeb(path: string, pkg: DebPackage): Promise<boolean> {
  * The .deb in `<cacheDir>/debs/`, downloaded by `apt-get download` when missing or damaged. Progress comes from
  * apt's status fd (percent of the file).
  */
-export async function fetchDeb(pkg: DebPackage, cacheDir: string, onProgress?: ProgressFn): Promise<string> {
+export async function fetchDeb(pkg: DebPackage, cacheDir: string, onProgress?: ProgressFn, apt?: AptContext): Promise<string> {
   const debs = join(cacheDir, 'debs')
   await mkdir(debs, { recursive: true })
   const dest = join(debs, pkg.filename)
-  return withLock(join(debs, `.lock-${pkg.name}`), async () => {
+  return withLock(join(debs, `.lock-${pkg.name}${pkg.arch ? `-${pkg.arch}` : ''}`), async () => {
     if (await validDeb(dest, pkg)) return dest
     const work = await mkdtemp(join(debs, '.download-'))
     try {
@@ -109,7 +121,7 @@ export async function fetchDeb(pkg: DebPackage, cacheDir: string, onProgress?: P
         const child = spawn('apt-get', ['download', '-q', '-o', 'APT::Sandbox::User=root', '-o', 'APT::Status-Fd=3', pkg.name], {
           cwd: work,
           stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-          env: { ...process.env, LC_ALL: 'C' },
+          env: apt?.env ?? { ...process.env, LC_ALL: 'C' },
         })
         let stderr = ''
         child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
@@ -130,7 +142,8 @@ export async function fetchDeb(pkg: DebPackage, cacheDir: string, onProgress?: P
         child.once('error', (err) => reject(new RackbootError('RB_ERR_INTERNAL', 'cannot run apt-get', { cause: err })))
         child.once('exit', (code) => {
           if (code === 0) resolve()
-          else reject(new RackbootError('RB_ERR_INTERNAL', `apt-get download ${pkg.name} failed (exit ${code}): ${stderr.trim()}`))
+          // "cannot reach" marks a network failure, which the CLI retries (cli/assets.ts retryable).
+          else reject(new RackbootError('RB_ERR_INTERNAL', `${APT_NETWORK_ERROR.test(stderr) ? 'cannot reach the archive: ' : ''}apt-get download ${pkg.name}${archWord(apt)} failed (exit ${code}): ${stderr.trim()}`))
         })
       })
       const got = join(work, pkg.filename)

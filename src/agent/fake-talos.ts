@@ -4,14 +4,17 @@
 // ("fake-talos: config fetched <bytes> bytes sha256=<hex>" or "fake-talos: config failed <reason>").
 import { readFileSync } from 'node:fs'
 import { silentLogger, type Logger } from '../log.js'
+import type { DebArch } from './apt.js'
 import type { ProgressFn } from './debian.js'
 import { buildImage, type BuiltAssets } from './image.js'
-import { AGENT_MODULES } from './initramfs.js'
+import { AGENT_MODULES, agentModules } from './initramfs.js'
 import { fakeTalosInitScript, udhcpcScript } from './scripts.js'
 
 export interface FakeTalosOptions {
-  /** Written: outDir/vmlinuz and outDir/fake-talos.img. */
+  /** Written: outDir/vmlinuz and outDir/fake-talos.img. Give each architecture its own outDir. */
   outDir: string
+  /** Debian architecture (default amd64). */
+  arch?: DebArch
   cacheDir: string
   log?: Logger
   onProgress?: ProgressFn
@@ -27,6 +30,10 @@ export function talosUrlAwk(): string {
 export const talosUrlAwkPath = (): string => new URL('./sh/talos-url.awk', import.meta.url).pathname
 
 export function buildFakeTalosAssets(options: FakeTalosOptions): Promise<BuiltAssets> {
+  const arch = options.arch ?? 'amd64'
+  // The agent's QEMU and PC drivers: on arm64 only virtio_pci and virtio_net must exist, the rest come when present.
+  const modules = agentModules(arch)
+  const optional = AGENT_MODULES.filter((m) => !modules.required.includes(m))
   return buildImage({
     imageName: 'fake-talos.img',
     outDir: options.outDir,
@@ -34,7 +41,9 @@ export function buildFakeTalosAssets(options: FakeTalosOptions): Promise<BuiltAs
     log: options.log ?? silentLogger(),
     onProgress: options.onProgress,
     kernelPackage: options.kernelPackage,
-    modules: AGENT_MODULES,
+    arch,
+    modules: modules.required,
+    ...(arch === 'amd64' ? {} : { optionalModules: optional }),
     init: fakeTalosInitScript(),
     files: [
       { path: 'etc/rackboot/udhcpc.script', data: udhcpcScript(), mode: 0o755 },

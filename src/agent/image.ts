@@ -1,6 +1,6 @@
 // Builds a kernel + busybox initramfs pair from Debian's kernel package: the common part of the discovery agent
-// and the Talos stand-in. Output is reproducible (fixed cpio metadata), written atomically, and reused while its
-// inputs (kernel .deb, busybox, module list, files) are unchanged.
+// and the Talos stand-in, for amd64 or arm64. Output is reproducible (fixed cpio metadata), written atomically, and
+// reused while its inputs (kernel .deb, busybox, module list, files) are unchanged.
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -8,17 +8,18 @@ import { promisify } from 'node:util'
 import { gzip } from 'node:zlib'
 import { RackbootError } from '../errors.js'
 import type { Logger } from '../log.js'
+import type { DebArch } from './apt.js'
 import { CpioBuilder } from './cpio.js'
 import { findBusybox } from './busybox.js'
 import { sha256File, type ProgressFn } from './debian.js'
-import { aliasGlobToRegex, aliasPrefix, fetchDebianKernel, resolveModules, type KernelModule } from './kernel.js'
+import { aliasGlobToRegex, aliasPrefix, fetchDebianKernel, readKernelImage, resolveModules, type KernelModule } from './kernel.js'
 import { modulesScript } from './scripts.js'
 import { withLock } from './lock.js'
 
 const gzipAsync = promisify(gzip)
 
 /** Bump when the image layout changes, so cached builds are redone. */
-const IMAGE_FORMAT = 3
+const IMAGE_FORMAT = 4
 
 export interface BuiltAssets {
   /** outDir/vmlinuz */
@@ -27,10 +28,25 @@ export interface BuiltAssets {
   initramfs: string
   /** `uname -r` inside the VM. */
   kernelVersion: string
+  arch: DebArch
+  /** What it was built from, for the assets manifest: packages and versions. */
+  source: BuildSource
   bytes: { kernel: number; initramfs: number }
   sha256: { kernel: string; initramfs: string }
   /** True when an earlier build with the same inputs was reused. */
   cached: boolean
+}
+
+export interface BuildSource {
+  kernelPackage: string
+  kernelPackageVersion: string
+  /** busybox's version ("1.35.0 (Debian 1:1.35.0-4+deb12u1+b1)"). */
+  busybox: string
+}
+
+/** The manifest's source line for a built file: "built from linux-image-6.1.0-57-arm64 6.1.192-3 + busybox 1.35.0 (...)". */
+export function describeSource(source: BuildSource): string {
+  return `built from ${source.kernelPackage} ${source.kernelPackageVersion} + busybox ${source.busybox}`
 }
 
 export interface ImageFile {
@@ -47,6 +63,8 @@ export interface ImageSpec {
   log: Logger
   onProgress?: ProgressFn | undefined
   kernelPackage?: string | undefined
+  /** Debian architecture of the kernel and busybox (default amd64). */
+  arch?: DebArch | undefined
   /** Modules the image carries; each must exist in the kernel (or be built in). */
   modules: readonly string[]
   /** Modules carried when this kernel has them (drivers for real hardware). */
@@ -65,6 +83,8 @@ export interface ImageSpec {
 interface Manifest {
   inputs: string
   kernelVersion: string
+  arch: DebArch
+  source: BuildSource
   bytes: { kernel: number; initramfs: number }
   sha256: { kernel: string; initramfs: string }
 }
@@ -82,7 +102,8 @@ async function cachedBuild(spec: ImageSpec, manifestPath: string, inputs: string
     const kernel = join(spec.outDir, 'vmlinuz')
     const initramfs = join(spec.outDir, spec.imageName)
     if ((await sha256File(kernel)) !== m.sha256.kernel || (await sha256File(initramfs)) !== m.sha256.initramfs) return null
-    return { kernel, initramfs, kernelVersion: m.kernelVersion, bytes: m.bytes, sha256: m.sha256, cached: true }
+    if (!m.source || !m.arch) return null
+    return { kernel, initramfs, kernelVersion: m.kernelVersion, arch: m.arch, source: m.source, bytes: m.bytes, sha256: m.sha256, cached: true }
   } catch {
     return null
   }
@@ -128,10 +149,12 @@ export function moduleTables(modules: readonly KernelModule[], always: readonly 
 
 export async function buildImage(spec: ImageSpec): Promise<BuiltAssets> {
   const { log, onProgress } = spec
-  const kernel = await fetchDebianKernel({ cacheDir: spec.cacheDir, log, onProgress, ...(spec.kernelPackage ? { packageName: spec.kernelPackage } : {}) })
-  const busybox = await findBusybox({ cacheDir: spec.cacheDir, log, ...(onProgress ? { onProgress } : {}) })
+  const arch = spec.arch ?? 'amd64'
+  const kernel = await fetchDebianKernel({ cacheDir: spec.cacheDir, log, onProgress, arch, packageName: spec.kernelPackage })
+  const busybox = await findBusybox({ cacheDir: spec.cacheDir, log, onProgress, arch })
+  const source: BuildSource = { kernelPackage: kernel.packageName, kernelPackageVersion: kernel.packageVersion, busybox: busybox.version }
   const hash = createHash('sha256')
-  hash.update(JSON.stringify({ IMAGE_FORMAT, deb: kernel.debSha256, busybox: busybox.sha256, modules: spec.modules, optional: spec.optionalModules ?? [], always: spec.alwaysLoad ?? [] }))
+  hash.update(JSON.stringify({ IMAGE_FORMAT, arch, deb: kernel.debSha256, busybox: busybox.sha256, modules: spec.modules, optional: spec.optionalModules ?? [], always: spec.alwaysLoad ?? [] }))
   hash.update(modulesScript())
   hash.update(spec.init)
   for (const f of spec.files) hash.update(`\0${f.path}\0${f.mode ?? 0o644}\0`).update(f.data)
@@ -184,7 +207,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltAssets> {
     const raw = cpio.toBuffer()
     onProgress?.({ phase: 'compress', message: `compressing ${spec.imageName} (${raw.length} bytes)` })
     const image = await gzipAsync(raw, { level: 9 })
-    const vmlinuz = await readFile(kernel.vmlinuz)
+    const vmlinuz = await readKernelImage(kernel.vmlinuz)
 
     const kernelPath = join(spec.outDir, 'vmlinuz')
     const imagePath = join(spec.outDir, spec.imageName)
@@ -193,6 +216,8 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltAssets> {
     const manifest: Manifest = {
       inputs,
       kernelVersion: kernel.release,
+      arch,
+      source,
       bytes: { kernel: vmlinuz.length, initramfs: image.length },
       sha256: {
         kernel: createHash('sha256').update(vmlinuz).digest('hex'),
@@ -200,8 +225,8 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltAssets> {
       },
     }
     await writeAtomic(manifestPath, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'))
-    log.info({ image: imagePath, kernel: kernel.release, modules: modules.length, bytes: manifest.bytes }, 'boot image built')
+    log.info({ image: imagePath, arch, kernel: kernel.release, modules: modules.length, bytes: manifest.bytes }, 'boot image built')
     onProgress?.({ phase: 'done', message: `${spec.imageName} built` })
-    return { kernel: kernelPath, initramfs: imagePath, kernelVersion: kernel.release, bytes: manifest.bytes, sha256: manifest.sha256, cached: false }
+    return { kernel: kernelPath, initramfs: imagePath, kernelVersion: kernel.release, arch, source, bytes: manifest.bytes, sha256: manifest.sha256, cached: false }
   })
 }

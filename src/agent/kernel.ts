@@ -1,16 +1,21 @@
-// The kernel for the agent (and the Talos stand-in): Debian's linux-image-<abi>-amd64, the package the
-// linux-image-amd64 metapackage points at today, unpacked from its .deb. The vmlinuz and the modules come from the
-// same package, so their versions always match.
+// The kernel for the agent (and the Talos stand-in): Debian's linux-image-<abi>-<arch>, the package the
+// linux-image-<arch> metapackage points at today, unpacked from its .deb. The vmlinuz and the modules come from the
+// same package, so their versions always match. Another architecture's package comes through a private apt
+// configuration (apt.ts), never by changing the host's dpkg.
 import { execFile } from 'node:child_process'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join, relative } from 'node:path'
+import { promisify } from 'node:util'
+import { gunzip } from 'node:zlib'
 import type { Logger } from '../log.js'
 import { RackbootError } from '../errors.js'
+import { aptFor, type DebArch } from './apt.js'
 import { cachedDebs, extractDeb, fetchDeb, resolveDeb, resolveMetapackage, sha256File, type ProgressFn } from './debian.js'
 
 export interface DebianKernel {
   /** The kernel release, `uname -r` inside the VM (e.g. 6.1.0-56-amd64). */
   release: string
+  arch: DebArch
   packageName: string
   packageVersion: string
   /** SHA256 of the .deb: identifies the kernel and modules in cache keys. */
@@ -23,12 +28,17 @@ export interface DebianKernel {
 export interface KernelOptions {
   cacheDir: string
   log: Logger
-  onProgress?: ProgressFn
-  /** A specific package (e.g. linux-image-6.1.0-56-amd64); default: what linux-image-amd64 depends on. */
-  packageName?: string
+  onProgress?: ProgressFn | undefined
+  /** A specific package (e.g. linux-image-6.1.0-56-amd64); default: what linux-image-<arch> depends on. */
+  packageName?: string | undefined
+  /** Debian architecture (default amd64). */
+  arch?: DebArch | undefined
 }
 
-const KERNEL_DEB = /^linux-image-\d[^_]*-amd64(-unsigned)?_/
+/** Kernel .debs of an architecture in the cache: linux-image-6.1.0-57-arm64_6.1.192-3_arm64.deb. */
+export function kernelDebPattern(arch: DebArch): RegExp {
+  return new RegExp(`^linux-image-\\d[^_]*-${arch}(-unsigned)?_[^_]+_${arch}\\.deb$`)
+}
 
 /**
  * Downloads (once) and unpacks the kernel package. Without apt lists or a mirror it falls back to the newest
@@ -36,19 +46,21 @@ const KERNEL_DEB = /^linux-image-\d[^_]*-amd64(-unsigned)?_/
  */
 export async function fetchDebianKernel(options: KernelOptions): Promise<DebianKernel> {
   const { cacheDir, log, onProgress } = options
+  const arch = options.arch ?? 'amd64'
   let deb: string
   let packageName: string
   let packageVersion: string
   let debSha256: string
   try {
-    onProgress?.({ phase: 'resolve', message: 'resolving the Debian kernel package' })
-    packageName = options.packageName ?? (await resolveMetapackage('linux-image-amd64', /^linux-image-\d/))
-    const pkg = await resolveDeb(packageName)
-    deb = await fetchDeb(pkg, cacheDir, onProgress)
+    onProgress?.({ phase: 'resolve', message: `resolving the Debian ${arch} kernel package` })
+    const apt = await aptFor({ arch, cacheDir, log, onProgress })
+    packageName = options.packageName ?? (await resolveMetapackage(`linux-image-${arch}`, /^linux-image-\d/, apt))
+    const pkg = await resolveDeb(packageName, apt)
+    deb = await fetchDeb(pkg, cacheDir, onProgress, apt)
     packageVersion = pkg.version
     debSha256 = pkg.sha256
   } catch (err) {
-    const cached = (await cachedDebs(cacheDir, KERNEL_DEB)).filter((f) => !options.packageName || f.includes(`/${options.packageName}_`))
+    const cached = (await cachedDebs(cacheDir, kernelDebPattern(arch))).filter((f) => !options.packageName || f.includes(`/${options.packageName}_`))
     const newest = cached.at(-1)
     if (!newest) throw err
     log.warn({ err, deb: newest }, 'cannot reach apt for the kernel: using the newest cached kernel package')
@@ -67,7 +79,19 @@ export async function fetchDebianKernel(options: KernelOptions): Promise<DebianK
   if (!(await stat(modulesDir).catch(() => null))) {
     throw new RackbootError('RB_ERR_NOT_FOUND', `${deb} has no lib/modules/${release} matching its kernel`)
   }
-  return { release, packageName, packageVersion, debSha256, vmlinuz: join(root, 'boot', image), modulesDir }
+  return { release, arch, packageName, packageVersion, debSha256, vmlinuz: join(root, 'boot', image), modulesDir }
+}
+
+const gunzipAsync = promisify(gunzip)
+
+/**
+ * The kernel image as a boot loader loads it. Old Debian arm64 kernels were a gzipped Image, which neither GRUB nor
+ * iPXE nor EFI firmware start: those are unpacked here. Everything else is returned as it is.
+ */
+export async function readKernelImage(path: string): Promise<Buffer> {
+  const data = await readFile(path)
+  if (data[0] === 0x1f && data[1] === 0x8b) return gunzipAsync(data)
+  return data
 }
 
 const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/

@@ -7,7 +7,7 @@
 //                   ("MZ", "zimg" at 4, drivers/firmware/efi/libstub/zboot-header.S) or PE for machine 0xAA64
 //   initramfs       cpio newc/crc ("070701"/"070702"), or a compressed stream (gzip, zstd, xz, lz4 legacy, lzma,
 //                   bzip2, lzop) whose first bytes, decompressed where that is cheap, are a cpio archive
-//   iPXE            *.efi: PE/COFF EFI application for the arch its name says (x86_64 0x8664, arm64 0xAA64);
+//   iPXE, GRUB      *.efi: PE/COFF EFI application for the arch its name says (x86_64 0x8664, arm64 0xAA64);
 //                   *.kpxe, *.kkpxe, *.pxe: iPXE's PXE prefix (pxeprefix.S: `jmp $0x7c0, $1f`, "PXE->EB:");
 //                   *.lkrn: a bzImage
 import { spawn } from 'node:child_process'
@@ -331,6 +331,14 @@ export function expectationFor(rel: string, options: { ipxeArch?: string } = {})
     if (/\.(img|cpio)(\.\w+)?$|^initr/.test(name)) return { kind: 'initramfs' }
     return null
   }
+  // agent/arm64/: the agent for another architecture (agent/ itself is amd64's, kept where it always was).
+  if (parts[0] === 'agent' && parts.length === 3 && ['amd64', 'x86_64', 'arm64', 'aarch64'].includes(parts[1]!)) {
+    if (name === 'vmlinuz') return { kind: 'kernel', arch: normalArch(parts[1]!) === 'arm64' ? 'arm64' : 'x86_64' }
+    if (/\.(img|cpio)(\.\w+)?$|^initr/.test(name)) return { kind: 'initramfs' }
+    return null
+  }
+  // GRUB netboot images (grubnetaa64.efi, grubnetx64.efi): EFI applications for the arch their name says.
+  if (parts[0] === 'grub' && parts.length === 2 && /\.efi$/i.test(name)) return { kind: 'ipxe-efi', arch: ipxeArchFromName(name) }
   if (parts[0] === 'ipxe' && parts.length === 2) {
     if (/\.efi$/i.test(name)) return { kind: 'ipxe-efi', arch: normalArch(options.ipxeArch ?? ipxeArchFromName(name)) }
     if (/\.(kpxe|kkpxe|kkkpxe|pxe)$/i.test(name)) return { kind: 'ipxe-pxe' }
@@ -339,7 +347,7 @@ export function expectationFor(rel: string, options: { ipxeArch?: string } = {})
   return null
 }
 
-/** The arch an iPXE EFI binary's name says: ipxe-arm64.efi, snp-aa64.efi, ipxe-i386.efi; x86_64 otherwise. */
+/** The arch an EFI binary's name says: ipxe-arm64.efi, snp-aa64.efi, grubnetaa64.efi, ipxe-i386.efi; x86_64 otherwise. */
 export function ipxeArchFromName(name: string): string {
   const n = name.toLowerCase()
   if (/arm64|aarch64|aa64/.test(n)) return 'arm64'

@@ -1,4 +1,5 @@
-export { createAssetStore, talosAssetDir, IPXE_FILES, type AssetStore, type ImportOptions, type ManifestEntry } from './store.js'
+export { createAssetStore, talosAssetDir, IPXE_FILES, type AssetStore, type ImportOptions, type ManifestEntry, type RecordOptions } from './store.js'
 export { checkFile, expectationFor, identify, type AssetExpectation, type Format } from './formats.js'
 export { download, parseChecksums, type DownloadResult } from './download.js'
 export { createProgress, type Progress } from './progress.js'
+export { fetchGrub, grubAssetName, GRUB_FILES, GRUB_IMAGES, type FetchGrubOptions, type GrubImage } from './grub.js'

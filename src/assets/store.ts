@@ -11,7 +11,9 @@ import type { Progress } from './progress.js'
 //   ipxe/undionly.kpxe ipxe/ipxe.efi ipxe/snponly.efi      (TFTP and HTTP)
 //   talos/<version>/<arch>/{vmlinuz,initramfs.xz}             (release images)
 //   talos/<schematic>/<version>/<arch>/{vmlinuz,initramfs.xz} (Image Factory)
-//   agent/{vmlinuz,agent.img}                                  (discovery agent)
+//   agent/{vmlinuz,agent.img}                                  (discovery agent, amd64)
+//   agent/arm64/{vmlinuz,agent.img}                            (discovery agent, arm64)
+//   grub/grubnetaa64.efi grub/grubnetx64.efi                  (Debian's signed GRUB netboot images)
 // manifest.json records where each file came from and its sha256, so a copy can be checked later.
 
 export interface ManifestEntry {
@@ -44,6 +46,19 @@ export interface ImportOptions {
   /** The name to find in `checksums` (default: see there). */
   checksumName?: string
   /** What the content must be; default: what the destination needs (formats.ts expectationFor), null: no check. */
+  expect?: AssetExpectation | null
+  /**
+   * What already vouched for the bytes, for the manifest's `verified` (e.g. the Debian archive's SHA256 of the .deb
+   * the file came out of), when the caller checked them itself.
+   */
+  verifiedBy?: string
+}
+
+/** How `recordFile` describes a file already in the store. */
+export interface RecordOptions {
+  source: string
+  verified?: string | null
+  /** What the content must be; default: what the place needs (formats.ts expectationFor), null: no check. */
   expect?: AssetExpectation | null
 }
 
@@ -273,9 +288,10 @@ export function createAssetStore(options: AssetStoreOptions) {
           }
         }
         renameSync(tmp, dest)
+        const vouched = [...new Set(wanted.map((w) => w.from)), ...(o.verifiedBy ? [o.verifiedBy] : [])]
         const entry: ManifestEntry = {
           path: rel, bytes: statSync(dest).size, sha256: got.sha256, source: o.source ?? `file:${src}`,
-          verified: wanted.length ? [...new Set(wanted.map((w) => w.from))].join(', ') : null, addedAt: new Date().toISOString(), format,
+          verified: vouched.length ? vouched.join(', ') : null, addedAt: new Date().toISOString(), format,
         }
         record(entry)
         return entry
@@ -284,6 +300,26 @@ export function createAssetStore(options: AssetStoreOptions) {
         if (isRackbootError(cause)) throw cause
         throw new RackbootError('RB_ERR_STORAGE', `cannot copy ${src} to ${dest}: ${(cause as Error).message}`, { cause })
       }
+    },
+
+    /**
+     * Records a file something else wrote into the store (the agent build writes agent/ itself): its size, hash and
+     * what it is, so `list` can check it later. The bytes are checked as `importFile` checks a copy.
+     */
+    async recordFile(rel: string, options: RecordOptions): Promise<ManifestEntry> {
+      if (rel.split(/[\\/]/).some((p) => p === '..' || p === '') || rel.startsWith('/')) {
+        throw new RackbootError('RB_ERR_VALIDATION', `asset path must stay inside the assets directory: ${rel}`)
+      }
+      const file = join(dir, rel)
+      if (!existsSync(file) || !statSync(file).isFile()) throw new RackbootError('RB_ERR_NOT_FOUND', `no such file in the assets directory: ${rel}`)
+      const expect = options.expect !== undefined ? options.expect : expectationFor(rel)
+      const format = expect ? (await checkFile(file, expect, rel)).format : await describeFile(file)
+      const entry: ManifestEntry = {
+        path: rel, bytes: statSync(file).size, sha256: await sha256File(file), source: options.source,
+        verified: options.verified ?? null, addedAt: new Date().toISOString(), format,
+      }
+      record(entry)
+      return entry
     },
 
     /** Every file in the store with its size, and whether it still matches the manifest. */

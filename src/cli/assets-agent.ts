@@ -1,10 +1,12 @@
 // `rackboot assets build agent`: builds the discovery agent (Debian kernel + busybox initramfs) into
-// <assetsDir>/agent/, with a progress bar on stderr while the kernel package downloads and the image is packed.
+// <assetsDir>/agent/ (amd64) or <assetsDir>/agent/arm64/, with a progress bar on stderr while the kernel package
+// downloads and the image is packed, and records both files in the assets manifest.
 import { join } from 'node:path'
-import { buildAgentAssets, type BuildProgress } from '../agent/index.js'
+import { agentAssetDir, buildAgentAssets, describeSource, isDebArch, type BuildProgress } from '../agent/index.js'
+import { createAssetStore } from '../assets/index.js'
 import { createLogger } from '../log.js'
 import { loadSettings } from '../settings/index.js'
-import { printJson, type GlobalOptions } from './common.js'
+import { printJson, UsageError, type GlobalOptions } from './common.js'
 
 const PHASE_LABEL: Record<BuildProgress['phase'], string> = {
   resolve: 'resolving',
@@ -72,14 +74,18 @@ export function createProgressDisplay(stream: ProgressStream): { update(p: Build
 }
 
 /** Builds the agent assets; returns the exit code (0 built or up to date, 1 failed, 2 usage). */
-export async function assetsBuildAgent(values: GlobalOptions & { cacheDir?: string; kernelPackage?: string; force?: boolean }): Promise<number> {
+export async function assetsBuildAgent(values: GlobalOptions & { cacheDir?: string; kernelPackage?: string; force?: boolean; arch?: string }): Promise<number> {
+  const arch = values.arch ?? 'amd64'
+  if (!isDebArch(arch)) throw new UsageError(`--arch: amd64 or arm64, not '${arch}'`)
   const settings = loadSettings({ ...(values.config ? { file: values.config } : {}), overrides: values.set ?? [] })
-  const outDir = join(settings.assetsDir, 'agent')
+  const rel = agentAssetDir(arch)
+  const outDir = join(settings.assetsDir, rel)
   const cacheDir = values.cacheDir ?? join(settings.dataDir, 'cache')
   const log = createLogger({ level: 'warn', destination: process.stderr })
   const display = createProgressDisplay(process.stderr)
   try {
     const built = await buildAgentAssets({
+      arch,
       outDir,
       cacheDir,
       log,
@@ -88,10 +94,17 @@ export async function assetsBuildAgent(values: GlobalOptions & { cacheDir?: stri
       ...(values.force ? { force: true } : {}),
     })
     display.end()
+    // Recorded like fetched files, so `assets list` checks them (their source: the packages they were built from).
+    const store = createAssetStore({ dir: settings.assetsDir })
+    const source = describeSource(built.source)
+    for (const name of ['vmlinuz', 'agent.img']) await store.recordFile(join(rel, name), { source, verified: null })
+    // The build's own record (what it was built from, to reuse it) sits beside them: recorded too, so no listing
+    // shows it as a file nobody accounts for.
+    await store.recordFile(join(rel, 'agent.img.manifest.json'), { source: `build record of ${join(rel, 'agent.img')}`, verified: null, expect: null })
     if (values.json) printJson({ ...built, outDir, cacheDir })
     else {
       console.log(
-        `agent ${built.cached ? 'up to date' : 'built'} in ${outDir}: vmlinuz ${mib(built.bytes.kernel)} MiB, agent.img ${mib(built.bytes.initramfs)} MiB, kernel ${built.kernelVersion}`,
+        `agent (${arch}) ${built.cached ? 'up to date' : 'built'} in ${outDir}: vmlinuz ${mib(built.bytes.kernel)} MiB, agent.img ${mib(built.bytes.initramfs)} MiB, kernel ${built.kernelVersion}`,
       )
     }
     return 0

@@ -8,7 +8,7 @@ import { connect } from './client.js'
 import { palette, printJson, statusLine, UsageError, type GlobalOptions } from './common.js'
 import { formatBytes, renderTable } from './table.js'
 
-type Options = GlobalOptions & { arch?: string; schematic?: string; talos?: string; to?: string; local?: boolean; sha256?: string; checksums?: string }
+type Options = GlobalOptions & { arch?: string; schematic?: string; talos?: string; to?: string; local?: boolean; sha256?: string; checksums?: string; cacheDir?: string }
 
 interface AssetFile {
   path: string
@@ -42,7 +42,7 @@ function printEntries(entries: Entry[], json: boolean | undefined): void {
 }
 
 function printFiles(files: AssetFile[], where: string): number {
-  if (files.length === 0) console.log(`no assets in ${where} yet: try 'rackboot assets fetch ipxe' and 'rackboot assets fetch talos v1.13.9'`)
+  if (files.length === 0) console.log(`no assets in ${where} yet: try 'rackboot assets fetch ipxe', 'rackboot assets fetch grub' and 'rackboot assets fetch talos v1.13.9'`)
   else console.log(renderTable(files, [
     { header: 'path', value: (f) => f.path },
     { header: 'size', value: (f) => formatBytes(f.bytes), align: 'right' },
@@ -127,8 +127,29 @@ export async function fetchIpxe(o: Options): Promise<number> {
   return 0
 }
 
+/**
+ * `assets fetch grub`: Debian's signed GRUB netboot images (grub/grubnetaa64.efi for arm64, grub/grubnetx64.efi
+ * for x86 UEFI), through apt-get download with a private apt for the foreign architecture; nothing is installed.
+ */
+export async function fetchGrub(o: Options): Promise<number> {
+  const [{ settings, store: s }, { fetchGrub: fetch }, { createLogger }, { join }, { isDebArch }] = await Promise.all([
+    store(o), import('../assets/index.js'), import('../log.js'), import('node:path'), import('../agent/apt.js'),
+  ])
+  const arches = o.arch === undefined || o.arch === 'all' ? undefined : [o.arch]
+  if (arches && !arches.every(isDebArch)) throw new UsageError(`--arch: amd64, arm64 or all, not '${o.arch}'`)
+  const cacheDir = o.cacheDir ?? join(settings.dataDir, 'cache')
+  process.stderr.write(`fetching GRUB netboot images (${arches?.join(', ') ?? 'arm64, amd64'}) with apt-get download into ${settings.assetsDir}/grub (packages cached in ${cacheDir})\n`)
+  const log = createLogger({ level: 'warn', destination: process.stderr })
+  const entries = await withRetries('assets fetch grub', () => fetch({
+    store: s, cacheDir, log, ...(arches ? { arches: arches as Array<'amd64' | 'arm64'> } : {}),
+    onPhase: (message) => void process.stderr.write(`${message}\n`),
+  }))
+  printEntries(entries, o.json)
+  return 0
+}
+
 export async function importAssets(files: string[], o: Options): Promise<number> {
-  const [{ store: s }, { talosAssetDir, IPXE_FILES }] = await Promise.all([store(o), import('../assets/index.js')])
+  const [{ store: s }, { talosAssetDir, IPXE_FILES, grubAssetName }] = await Promise.all([store(o), import('../assets/index.js')])
   const arch = o.arch ?? 'amd64'
   // Where each file goes, all decided before anything is copied: a wrong name changes nothing.
   const plan = files.map((file) => {
@@ -140,6 +161,9 @@ export async function importAssets(files: string[], o: Options): Promise<number>
       return { file, rel: `${talosAssetDir(o.talos, m[3] ?? arch, o.schematic ?? null)}/${m[1] === 'initramfs' ? 'initramfs.xz' : 'vmlinuz'}` }
     }
     if ((IPXE_FILES as readonly string[]).includes(name)) return { file, rel: `ipxe/${name}` }
+    // GRUB netboot images, as Debian names them (grubnetaa64.efi.signed) or already renamed.
+    const grub = grubAssetName(name)
+    if (grub) return { file, rel: `grub/${grub}` }
     throw new UsageError(`${name}: say where it goes with --talos VERSION or --to DIR/`)
   })
   if (o.sha256 && plan.length > 1) throw new UsageError('--sha256 names one file\'s hash: give one FILE, or --checksums with the release\'s list')

@@ -286,7 +286,15 @@ export function buildProgram(io: Io = STDIO): Built {
     .action(run(async ([version], o) => (await import('./assets.js')).fetchTalos(String(version), o)))
   json(fetch.command('ipxe').description('iPXE binaries from Debian\'s ipxe package (offline)'))
     .action(run(async (_a, o) => (await import('./assets.js')).fetchIpxe(o)))
-  json(assets.command('import').description('add local files: Talos vmlinuz-<arch>/initramfs-<arch>.xz with --talos, iPXE binaries by name, anything else with --to').argument('<file...>'))
+  json(fetch.command('grub').description('Debian\'s signed GRUB netboot images (arm64 boots GRUB: Debian has no arm64 iPXE) into grub/'))
+    .addOption(new Option('--arch <arch>', 'which image').choices(['arm64', 'amd64', 'all']).default('all'))
+    .option('--cache-dir <dir>', 'downloaded packages, unpacked trees and private apt state (default: <dataDir>/cache)')
+    .addHelpText('after', '\nFetches grub-efi-arm64-signed and grub-efi-amd64-signed with apt-get download (a private apt configuration for\n' +
+      'the foreign architecture under the cache directory: the host\'s dpkg architectures are not changed, nothing is\n' +
+      'installed), checks each .deb against the archive\'s SHA256 and stores grub/grubnetaa64.efi and grub/grubnetx64.efi.\n' +
+      'Offline, the cached packages are used; or bring the files with \'rackboot assets import grubnetaa64.efi\'.')
+    .action(run(async (_a, o) => (await import('./assets.js')).fetchGrub(o)))
+  json(assets.command('import').description('add local files: Talos vmlinuz-<arch>/initramfs-<arch>.xz with --talos, iPXE and GRUB binaries by name, anything else with --to').argument('<file...>'))
     .option('--talos <version>', 'the files are this Talos version\'s kernel and initramfs')
     .addOption(new Option('--arch <arch>', 'architecture').choices(['amd64', 'arm64']).default('amd64'))
     .option('--schematic <id>', 'an Image Factory schematic')
@@ -295,13 +303,15 @@ export function buildProgram(io: Io = STDIO): Built {
     .option('--checksums <file>', 'the release\'s sha256sum.txt or sha512sum.txt: each FILE must be in it, with its hash')
     .action(run(async ([files], o) => (await import('./assets.js')).importAssets(files as string[], o)))
   const build = group(assets, 'build', 'build boot assets here')
-  json(build.command('agent').description('the discovery agent (Debian kernel + busybox initramfs) into <assetsDir>/agent/'))
+  json(build.command('agent').description('the discovery agent (Debian kernel + busybox initramfs) into <assetsDir>/agent/ (arm64: agent/arm64/)'))
+    .addOption(new Option('--arch <arch>', 'architecture').choices(['amd64', 'arm64']).default('amd64'))
     .option('--cache-dir <dir>', 'downloaded packages and unpacked trees (default: <dataDir>/cache)')
     .option('--kernel-package <name>', 'a specific kernel package, e.g. linux-image-6.1.0-56-amd64')
     .option('--force', 'rebuild even when the cached build is current')
-    .addHelpText('after', '\nBuilds <assetsDir>/agent/vmlinuz and agent.img (served as /assets/agent/...). The kernel and its modules come from\n' +
-      'Debian\'s linux-image-amd64, fetched with apt-get download into the cache directory and unpacked there; nothing is\n' +
-      'installed on this host. A build whose inputs are unchanged is reused.')
+    .addHelpText('after', '\nBuilds <assetsDir>/agent/vmlinuz and agent.img (served as /assets/agent/...; --arch arm64: agent/arm64/). The kernel\n' +
+      'and its modules come from Debian\'s linux-image-<arch>, busybox from busybox-static, fetched with apt-get download\n' +
+      'into the cache directory (another architecture through a private apt configuration there) and unpacked there;\n' +
+      'nothing is installed on this host. A build whose inputs are unchanged is reused. Both files go in the manifest.')
     .action(run(async (_a, o) => (await import('./assets-agent.js')).assetsBuildAgent(o)))
 
   // backup, restore, healthcheck

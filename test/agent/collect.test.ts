@@ -204,3 +204,24 @@ test('the collector is plain POSIX sh: dash gives the same report', { skip: skip
   const env = setup(t)
   assert.equal(collect(env, {}, which('dash')!).stdout, collect(env).stdout)
 })
+
+test('arm64: the CPU model is named from cpuinfo\'s implementer and part codes (there is no model name)', { skip }, (t) => {
+  const env = setup(t)
+  const arm = (implementer: string, part: string, n = 4) =>
+    Array.from({ length: n }, (_, i) => `processor\t: ${i}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes\nCPU implementer\t: ${implementer}\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: ${part}\nCPU revision\t: 1\n\n`).join('')
+  for (const [implementer, part, model] of [
+    ['0x41', '0xd0c', 'ARM Neoverse-N1'],
+    ['0x41', '0xd07', 'ARM Cortex-A57'],
+    ['0xc0', '0xac3', 'Ampere AmpereOne'],
+    ['0x48', '0xD01', 'HiSilicon Kunpeng-920'],
+    ['0x41', '0xfff', 'ARM part 0xfff'],
+    ['0x99', '0x001', 'implementer 0x99 part 0x001'],
+  ] as const) {
+    put(env.root, 'proc/cpuinfo', arm(implementer, part))
+    const { report } = collect(env)
+    assert.deepEqual(report.cpu, { model, sockets: 1, cores: 4, threads: 4 }, `${implementer}/${part}`)
+  }
+  // A model name, where one is given, still wins.
+  put(env.root, 'proc/cpuinfo', 'processor\t: 0\nmodel name\t: Some CPU\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n')
+  assert.equal(collect(env).report.cpu.model, 'Some CPU')
+})

@@ -62,15 +62,29 @@ smbios_json() {
 }
 
 # sockets = distinct physical ids, cores = distinct (physical id, core id) pairs, threads = logical processors.
+# arm64's cpuinfo has no model name, only "CPU implementer"/"CPU part" codes (arch/arm64/kernel/cpuinfo.c): the
+# model is named from them ("ARM Neoverse-N1"), or given as the codes when not in this short table.
 cpu_json() {
   _cpu=$(awk -F ':' '
     function v(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+    function armname(i, p,   n) {
+      n["0x41"] = "ARM"; n["0x42"] = "Broadcom"; n["0x43"] = "Cavium"; n["0x46"] = "Fujitsu"; n["0x48"] = "HiSilicon"
+      n["0x4e"] = "NVIDIA"; n["0x50"] = "APM"; n["0x51"] = "Qualcomm"; n["0x61"] = "Apple"; n["0xc0"] = "Ampere"
+      c["0x41/0xd03"] = "Cortex-A53"; c["0x41/0xd07"] = "Cortex-A57"; c["0x41/0xd08"] = "Cortex-A72"; c["0x41/0xd0c"] = "Neoverse-N1"
+      c["0x41/0xd40"] = "Neoverse-V1"; c["0x41/0xd49"] = "Neoverse-N2"; c["0x41/0xd4f"] = "Neoverse-V2"; c["0x43/0x0af"] = "ThunderX2"
+      c["0x48/0xd01"] = "Kunpeng-920"; c["0xc0/0xac3"] = "AmpereOne"; c["0x51/0xc00"] = "Falkor"; c["0x46/0x001"] = "A64FX"
+      if ((i "/" p) in c) return ((i in n) ? n[i] " " : "") c[i "/" p]
+      return ((i in n) ? n[i] : "implementer " i) " part " p
+    }
     /^processor[ \t]*:/ { threads++ }
     /^(model name|cpu model|Processor)[ \t]*:/ { if (model == "") model = v($2) }
+    /^CPU implementer[ \t]*:/ { if (impl == "") impl = tolower(v($2)) }
+    /^CPU part[ \t]*:/ { if (part == "") part = tolower(v($2)) }
     /^physical id[ \t]*:/ { phys = v($2); if (!(phys in socket)) { socket[phys] = 1; sockets++ } }
     /^core id[ \t]*:/ { k = phys "/" v($2); if (!(k in core)) { core[k] = 1; cores++ } }
     /^cpu cores[ \t]*:/ { percore = v($2) }
     END {
+      if (model == "" && impl != "") model = armname(impl, part)
       if (threads == 0) threads = 1
       if (sockets == 0) sockets = 1
       if (cores == 0) cores = (percore > 0) ? percore * sockets : threads

@@ -17,12 +17,14 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /tmp /run
 
 # Talos images use console=tty0 (no serial console from 1.8): mirror the markers to the serial port whenever
-# /dev/console is not it, so a test reading the serial log still sees them.
+# /dev/console is not it, so a test reading the serial log still sees them. The port is ttyS0 on a PC and ttyAMA0
+# (PL011) on arm64, where the ttyS* nodes exist without hardware behind them and stty on them fails.
 MIRROR=
-if [ -c /dev/ttyS0 ] && ! grep -q '^ttyS0 .*(.*C' /proc/consoles 2>/dev/null; then
-  MIRROR=/dev/ttyS0
-  stty -F /dev/ttyS0 115200 2>/dev/null
-fi
+for _tty in ttyS0 ttyAMA0; do
+  [ -c /dev/$_tty ] || continue
+  grep -q "^$_tty .*(.*C" /proc/consoles 2>/dev/null && break
+  if stty -F /dev/$_tty 115200 2>/dev/null; then MIRROR=/dev/$_tty; break; fi
+done
 say() {
   echo "fake-talos: $*"
   [ -n "$MIRROR" ] && echo "fake-talos: $*" > "$MIRROR" 2>/dev/null
