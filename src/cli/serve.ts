@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { createDhcpServer, createRouterAdverts } from '../dhcp/index.js'
+import { createDhcp6Server } from '../dhcp6/index.js'
 import { createEventBus } from '../events/bus.js'
 import { buildApp } from '../http/index.js'
 import { createDownloadGate } from '../http/download-gate.js'
@@ -188,13 +189,36 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
       })
     : null
 
-  // Router advertisements end iPXE's IPv6 wait (~16 s a boot) on a segment where no router sends them.
-  const raWanted = settings.dhcp.routerAdverts === 'on' || (settings.dhcp.routerAdverts === 'auto' && settings.dhcp.mode === 'full')
-  if (raWanted && !settings.dhcp.interface) {
+  // DHCPv6 for IPv6 netboot: the same loaders, at URLs an IPv6 client can reach (the server's v6 address, bracketed).
+  const d6 = settings.dhcp6
+  const dhcp6 = d6.enabled
+    ? createDhcp6Server({
+        settings: d6, dataDir: settings.dataDir,
+        bootFiles: settings.dhcp.bootFiles, archBootFiles: settings.dhcp.archBootFiles,
+        urls: (addr) => {
+          const base6 = `http://[${addr}]:${settings.http.port}`
+          return { scriptUrl: `${base6}/boot.ipxe?${IPXE_IDENTITY_QUERY}`, httpBootUrl: (loader) => loaderUrl(base6, loader) }
+        },
+        log, metrics: registry,
+      })
+    : null
+  if (dhcp6 && !settings.http.listen.includes(':')) {
+    log.warn({ listen: settings.http.listen }, `dhcp6 is on but http.listen is ${settings.http.listen}: IPv6 clients cannot fetch their loader or script; set http.listen: "::"`)
+  }
+  if (dhcp6) log.warn('dhcp6: TFTP serves IPv4 only, so IPv6 PXE clients (tftp:// boot-file URLs) cannot load a loader; use UEFI HTTP boot over IPv6')
+
+  // Router advertisements end iPXE's IPv6 wait (~16 s a boot) on a segment where no router sends them. With DHCPv6
+  // on, they carry its prefix and the managed flag, so hosts ask DHCPv6 for their addresses.
+  const owned = settings.dhcp.mode === 'full'
+  const raWanted = settings.dhcp.routerAdverts === 'on' || (settings.dhcp.routerAdverts === 'auto' && owned) ||
+    (d6.enabled && (d6.routerAdverts === 'on' || (d6.routerAdverts === 'auto' && owned)))
+  const raInterface = settings.dhcp.interface ?? d6.interface
+  if (raWanted && !raInterface) {
     log.warn('dhcp.routerAdverts needs dhcp.interface (the provisioning interface): no router advertisements sent')
   }
-  const adverts = raWanted && settings.dhcp.interface
-    ? createRouterAdverts({ interface: settings.dhcp.interface, runDir: join(settings.dataDir, 'run'), log })
+  const managed = d6.enabled && d6.prefix && d6.routerAdverts !== 'off' ? { managed: { prefix: d6.prefix } } : {}
+  const adverts = raWanted && raInterface
+    ? createRouterAdverts({ interface: raInterface, runDir: join(settings.dataDir, 'run'), log, ...managed })
     : null
 
   // Talos's back channel: install stages and kernel logs, mapped to machines by address.
@@ -250,11 +274,12 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   tftpUp = !!tftpAt
   const dhcpAt = dhcp ? await dhcp.start() : null
   dhcpUp = !!dhcpAt
+  const dhcp6At = dhcp6 ? await dhcp6.start() : null
   await adverts?.start()
   if (sink) channels.eventsSinkPort = (await sink.start()).port
   if (kmsg) channels.kernelLogPort = (await kmsg.start()).tcpPort
   log.info({
-    address, publicUrl: base, tftp: tftpAt, dhcp: dhcpAt, talosEvents: channels.eventsSinkPort, talosKernelLog: channels.kernelLogPort, dataDir: settings.dataDir, assetsDir: settings.assetsDir,
+    address, publicUrl: base, tftp: tftpAt, dhcp: dhcpAt, ...(dhcp6At ? { dhcp6: dhcp6At } : {}), talosEvents: channels.eventsSinkPort, talosKernelLog: channels.kernelLogPort, dataDir: settings.dataDir, assetsDir: settings.assetsDir,
     database: `${inventory.backend} ${inventory.location}`, settings: settings.source ?? '(defaults)', version: VERSION,
   }, 'rackboot is serving')
 
@@ -276,6 +301,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   await repair?.stop()
   await afterBoot.stop()
   await dhcp?.stop()
+  await dhcp6?.stop()
   await adverts?.stop()
   await tftp?.stop()
   await sink?.stop()

@@ -4,8 +4,12 @@
 // at 18.3 s without, 2.4 s with). The advertisement sent is the smallest that ends the wait and changes nothing
 // else: no prefix (no addresses), router lifetime 0 (not a default router), no DHCPv6 flags. Node has no raw
 // sockets for ICMPv6, hence radvd (Debian package radvd).
+// Where rackboot also serves DHCPv6 (src/dhcp6) the advertisement can carry the segment's prefix, on-link but not
+// for autoconfiguration, with the M (managed) and O (other configuration) flags: hosts then ask DHCPv6 for their
+// address and boot options. Router lifetime stays 0 either way: rackboot routes nothing.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { isIPv6 } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from '../log.js'
 import { which } from '../processes.js'
@@ -23,6 +27,16 @@ export interface RouterAdvertsDeps {
   maxIntervalSeconds?: number
   /** A command that radvd's command line is appended to (tests run it inside a network namespace). */
   wrap?: readonly string[]
+  /** Managed mode for DHCPv6 (absent: today's advertisement, no prefix and no flags). */
+  managed?: ManagedAdverts
+}
+
+export interface ManagedAdverts {
+  /** The on-link prefix, e.g. 2001:db8:1::/64; advertised with L on and A (autonomous) off. */
+  prefix: string
+  /** Valid and preferred lifetimes of the prefix, seconds (defaults 86400 and 14400, radvd's). */
+  validSeconds?: number
+  preferredSeconds?: number
 }
 
 export interface RouterAdverts {
@@ -37,22 +51,62 @@ export function findRadvd(): string | null {
   return which('radvd')
 }
 
-/** radvd.conf for an advertisement with no prefix and router lifetime 0. */
-export function radvdConfig(iface: string, minSeconds = 3, maxSeconds = 10): string {
+/**
+ * radvd.conf for an advertisement with no prefix and router lifetime 0; with `managed`, the prefix (on-link, not
+ * autonomous) and the M and O flags, still router lifetime 0.
+ */
+export function radvdConfig(iface: string, minSeconds = 3, maxSeconds = 10, managed?: ManagedAdverts): string {
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(iface)) throw new Error(`not an interface name: ${JSON.stringify(iface)}`)
+  if (!managed) {
+    return [
+      `# written by rackboot: ends iPXE's IPv6 autoconfiguration wait; advertises no prefix and no default router`,
+      `interface ${iface} {`,
+      '  AdvSendAdvert on;',
+      '  IgnoreIfMissing on;',
+      '  AdvDefaultLifetime 0;',
+      '  AdvManagedFlag off;',
+      '  AdvOtherConfigFlag off;',
+      `  MinRtrAdvInterval ${minSeconds};`,
+      `  MaxRtrAdvInterval ${maxSeconds};`,
+      '};',
+      '',
+    ].join('\n')
+  }
+  const prefix = managedPrefix(managed.prefix)
+  const lifetime = (v: number | undefined, d: number, what: string) => {
+    const n = v ?? d
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`not a prefix ${what} lifetime: ${n}`)
+    return n
+  }
+  const valid = lifetime(managed.validSeconds, 86400, 'valid')
+  const preferred = lifetime(managed.preferredSeconds, 14400, 'preferred')
+  if (preferred > valid) throw new Error(`prefix preferred lifetime ${preferred} exceeds valid lifetime ${valid}`)
   return [
-    `# written by rackboot: ends iPXE's IPv6 autoconfiguration wait; advertises no prefix and no default router`,
+    `# written by rackboot: hosts ask DHCPv6 (M and O flags) for addresses in ${prefix}; no default router`,
     `interface ${iface} {`,
     '  AdvSendAdvert on;',
     '  IgnoreIfMissing on;',
     '  AdvDefaultLifetime 0;',
-    '  AdvManagedFlag off;',
-    '  AdvOtherConfigFlag off;',
+    '  AdvManagedFlag on;',
+    '  AdvOtherConfigFlag on;',
     `  MinRtrAdvInterval ${minSeconds};`,
     `  MaxRtrAdvInterval ${maxSeconds};`,
+    `  prefix ${prefix} {`,
+    '    AdvOnLink on;',
+    '    AdvAutonomous off;',
+    `    AdvValidLifetime ${valid};`,
+    `    AdvPreferredLifetime ${preferred};`,
+    '  };',
     '};',
     '',
   ].join('\n')
+}
+
+/** An IPv6 prefix as radvd reads it; anything else (or text that could break out of the config) is refused. */
+function managedPrefix(text: string): string {
+  const m = /^([0-9a-fA-F:]{2,39})\/(\d{1,3})$/.exec(text)
+  if (!m || !isIPv6(m[1]!) || Number(m[2]) > 128) throw new Error(`not an IPv6 prefix: ${JSON.stringify(text)}`)
+  return `${m[1]}/${Number(m[2])}`
 }
 
 /** A radvd left running by a rackboot that was killed (its pid file, our config on its command line): stopped. */
@@ -106,12 +160,13 @@ export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
       }
       mkdirSync(deps.runDir, { recursive: true })
       const conf = join(deps.runDir, 'radvd.conf')
-      writeFileSync(conf, radvdConfig(deps.interface, deps.minIntervalSeconds, deps.maxIntervalSeconds))
+      writeFileSync(conf, radvdConfig(deps.interface, deps.minIntervalSeconds, deps.maxIntervalSeconds, deps.managed))
       const pidFile = join(deps.runDir, 'radvd.pid')
       stopLeftover(pidFile, conf, log)
       stopping = false
       launch(program, conf, pidFile)
-      log.info('sending IPv6 router advertisements (no prefix, lifetime 0) so iPXE does not wait for IPv6')
+      if (deps.managed) log.info({ prefix: deps.managed.prefix }, 'sending IPv6 router advertisements (prefix on-link, managed: hosts use DHCPv6; lifetime 0)')
+      else log.info('sending IPv6 router advertisements (no prefix, lifetime 0) so iPXE does not wait for IPv6')
     },
     async stop() {
       stopping = true

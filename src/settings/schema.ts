@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox'
+import { Dhcp6SettingsSchema } from './dhcp6-schema.js'
 
 // rackboot's own settings. Every key has a default that lets `rackboot serve` start on a plain machine;
 // DHCP stays off until a mode and subnets are given.
@@ -121,6 +122,8 @@ export const SettingsSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** DHCPv6 for IPv6 netboot (src/dhcp6): off by default; boot files are dhcp.bootFiles'. */
+    dhcp6: Dhcp6SettingsSchema,
     dhcp: Type.Object(
       {
         mode: Type.Union([Type.Literal('off'), Type.Literal('full'), Type.Literal('proxy')], { default: 'off' }),

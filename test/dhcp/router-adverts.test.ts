@@ -48,3 +48,51 @@ test('router advertisements reach a host on the segment (ndisc6 rdisc6 asks), an
   const r = await cli.exec(['rdisc6', '-1', '-w', '1000', '-r', '2', 'eth0'], { check: false, timeoutMs: 10_000 })
   assert.doesNotMatch(r.stdout, /Router lifetime/, 'no advertisements once stopped')
 })
+
+test('radvd config, managed (DHCPv6): the prefix on-link but not autonomous, M and O flags, still router lifetime 0', () => {
+  const conf = radvdConfig('eth1', 3, 10, { prefix: '2001:db8:7::/64' })
+  assert.match(conf, /AdvManagedFlag on;/)
+  assert.match(conf, /AdvOtherConfigFlag on;/)
+  assert.match(conf, /AdvDefaultLifetime 0;/)
+  assert.match(conf, /^\s*prefix 2001:db8:7::\/64 \{$/m)
+  assert.match(conf, /AdvOnLink on;/)
+  assert.match(conf, /AdvAutonomous off;/)
+  // The default stays exactly as it was without `managed`.
+  assert.equal(radvdConfig('eth1', 3, 10, undefined), radvdConfig('eth1'))
+  for (const bad of ['2001:db8::/64; }; interface lo {', '198.18.0.0/24', '2001:db8::/200', 'zz::/64']) {
+    assert.throws(() => radvdConfig('eth1', 3, 10, { prefix: bad }), /not an IPv6 prefix/, bad)
+  }
+  assert.throws(() => radvdConfig('eth1', 3, 10, { prefix: '2001:db8::/64', validSeconds: 10, preferredSeconds: 20 }), /exceeds/)
+})
+
+test('managed router advertisements carry the prefix and the stateful (M) flag (rdisc6 asks)', async (t) => {
+  if (skipUnlessNetns(t, ['radvd', 'rdisc6'])) return
+  const lab = await createNetLab(t)
+  const srv = await lab.ns('ram-srv', { ipv6: true })
+  const cli = await lab.ns('ram-cli', { ipv6: true })
+  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0' })
+  const dir = mkdtempSync(join(tmpdir(), 'rb-ra-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  for (const ns of [srv, cli]) {
+    await waitFor(async () => {
+      const out = (await ns.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout
+      return out.includes('inet6') && !out.includes('tentative') ? true : undefined
+    }, { what: `IPv6 DAD on ${ns.name}`, timeoutMs: 15_000 })
+  }
+  const ra = createRouterAdverts({
+    interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name],
+    managed: { prefix: '2001:db8:7::/64' },
+  })
+  await ra.start()
+  t.after(() => ra.stop())
+  const answer = await waitFor(async () => {
+    const r = await cli.exec(['rdisc6', '-1', '-w', '1000', 'eth0'], { check: false, timeoutMs: 10_000 })
+    return /Router lifetime/.test(r.stdout) ? r.stdout : undefined
+  }, { what: 'a router advertisement answering rdisc6', timeoutMs: 20_000 })
+  assert.match(answer, /Stateful address conf\.\s*:\s*Yes/, answer)
+  assert.match(answer, /Stateful other conf\.\s*:\s*Yes/)
+  assert.match(answer, /Router lifetime\s*:\s*0\b/)
+  assert.match(answer, /Prefix\s*:\s*2001:db8:7::\/64/)
+  assert.match(answer, /Autonomous address conf\.\s*:\s*No/)
+  await ra.stop()
+})

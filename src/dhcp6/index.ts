@@ -1,0 +1,161 @@
+// rackboot's DHCPv6 server for IPv6 netboot: stateful IA_NA addresses from one range, boot-file URLs (RFC 5970) from
+// the same loader table as DHCPv4, the server DUID kept under the data directory. The public door of src/dhcp6.
+import { networkInterfaces } from 'node:os'
+import type { Registry } from 'prom-client'
+import type { BootFileConfig } from '../dhcp/boot-file.js'
+import type { DhcpUrls } from '../dhcp/ports.js'
+import { RackbootError } from '../errors.js'
+import type { Logger } from '../log.js'
+import type { Dhcp6Settings } from '../settings/dhcp6-schema.js'
+import { bigintToIpv6, inPrefix, ipv6ToBigint, isLinkLocal, parsePrefix } from './address.js'
+import { loadServerDuid } from './duid.js'
+import { createDhcp6Handler } from './handler.js'
+import { Lease6Store, type Range6 } from './leases.js'
+import { createDhcp6Metrics } from './metrics.js'
+import { createDhcp6Socket, type Dhcp6Socket } from './server.js'
+
+export interface Dhcp6ServerDeps {
+  settings: Dhcp6Settings
+  /** Where the server DUID is kept (settings.dataDir). */
+  dataDir: string
+  /** The loader names (settings.dhcp.bootFiles and archBootFiles): one table for DHCPv4 and DHCPv6. */
+  bootFiles: BootFileConfig['bootFiles']
+  archBootFiles: BootFileConfig['archBootFiles']
+  /**
+   * The iPXE script URL and loader URLs, with a host IPv6 clients reach (e.g. http://[2001:db8::1]:8080); or a
+   * function of the server address (resolved at start from dhcp6.serverAddress or the interface) that makes them.
+   */
+  urls: DhcpUrls | ((serverAddress: string) => DhcpUrls)
+  log: Logger
+  /** The registry rackboot_dhcp6_* metrics are registered on. */
+  metrics: Registry
+  now?: () => number
+}
+
+export interface Dhcp6ServerInfo {
+  serverAddress: string
+  port: number
+  duid: string
+  range: string
+}
+
+export interface Dhcp6Server {
+  /** Reads (or makes) the server DUID, then binds. Resolves null when settings.enabled is false. */
+  start(): Promise<Dhcp6ServerInfo | null>
+  stop(): Promise<void>
+  /** The bindings held now (for logs, the API and tests). */
+  leases(): { address: string; duid: string; iaid: number; state: string; expiresAt: number; mac: string | null }[]
+}
+
+/** The first global IPv6 address of an interface. */
+function interfaceAddress6(name: string): string | undefined {
+  return networkInterfaces()[name]?.find((a) => a.family === 'IPv6' && !a.internal && !isLinkLocal(a.address))?.address
+}
+
+/** The address range from the settings, checked: inside the prefix, start <= end. */
+export function rangeFromSettings(s: Pick<Dhcp6Settings, 'prefix' | 'rangeStart' | 'rangeEnd'>): Range6 {
+  const bad = (why: string) => new RackbootError('RB_ERR_SETTINGS', `dhcp6: ${why}`)
+  if (!s.prefix) throw bad('prefix is not set (e.g. 2001:db8:1::/64)')
+  const prefix = parsePrefix(s.prefix)
+  if (!prefix || prefix.length > 128) throw bad(`prefix ${s.prefix} is not an IPv6 prefix`)
+  if (!s.rangeStart || !s.rangeEnd) throw bad('rangeStart and rangeEnd are not set')
+  const start = ipv6ToBigint(s.rangeStart)
+  const end = ipv6ToBigint(s.rangeEnd)
+  if (start === null || end === null) throw bad('rangeStart or rangeEnd is not an IPv6 address')
+  if (start > end) throw bad(`rangeStart ${s.rangeStart} is after rangeEnd ${s.rangeEnd}`)
+  if (!inPrefix(start, prefix) || !inPrefix(end, prefix)) throw bad(`range ${s.rangeStart}-${s.rangeEnd} is not inside ${prefix.text}`)
+  return { prefix, start, end }
+}
+
+export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
+  const s = deps.settings
+  const log = deps.log.child({ svc: 'dhcp6' })
+  const now = deps.now ?? Date.now
+  let socket: Dhcp6Socket | null = null
+  let store: Lease6Store | null = null
+  let sweep: NodeJS.Timeout | null = null
+
+  return {
+    async start() {
+      if (!s.enabled) {
+        log.info('dhcp6 off')
+        return null
+      }
+      const range = rangeFromSettings(s)
+      const serverAddress = s.serverAddress ?? (s.interface ? interfaceAddress6(s.interface) : undefined)
+      if (!serverAddress) {
+        throw new RackbootError('RB_ERR_SETTINGS', `dhcp6.serverAddress is not set and interface ${s.interface ?? '(none)'} has no global IPv6 address`)
+      }
+      if (!s.interface) log.warn('dhcp6.interface is not set: only relayed DHCPv6 clients are served')
+      const { duid, created, file } = loadServerDuid({ dataDir: deps.dataDir, ...(s.interface ? { interface: s.interface } : {}), now })
+      if (created) log.info({ duid: duid.toString('hex'), file }, 'dhcp6 server DUID created')
+      const urls = typeof deps.urls === 'function' ? deps.urls(serverAddress) : deps.urls
+      const server = ipv6ToBigint(serverAddress)
+      const leases = new Lease6Store({ range, maxLeases: s.maxLeases, maxIasPerClient: s.maxIasPerClient, exclude: server === null ? [] : [server], now })
+      store = leases
+      const metrics = createDhcp6Metrics(deps.metrics, () => ({ used: leases.used(), total: leases.capacity(), clients: leases.clients() }))
+      const handler = createDhcp6Handler({
+        config: {
+          serverDuid: duid,
+          serverAddress,
+          preferredSeconds: s.preferredLifetimeSeconds,
+          validSeconds: Math.max(s.validLifetimeSeconds, s.preferredLifetimeSeconds),
+          offerSeconds: s.offerSeconds,
+          declineSeconds: s.declineSeconds,
+          rapidCommit: s.rapidCommit,
+          preference: s.preference,
+          dnsServers: s.dnsServers,
+          boot: {
+            bootFiles: deps.bootFiles,
+            archBootFiles: deps.archBootFiles,
+            scriptUrl: urls.scriptUrl,
+            httpBootUrl: (loader, arch) => urls.httpBootUrl(loader, arch),
+            nextServer: serverAddress,
+          },
+        },
+        store: leases,
+        log,
+        now,
+      })
+      socket = createDhcp6Socket({
+        handler,
+        listen: s.listen,
+        port: s.port,
+        ...(s.interface ? { interface: s.interface } : {}),
+        limits: { maxBytes: s.maxPacketBytes, maxOptions: s.maxOptions, maxRelayDepth: s.maxRelayDepth },
+        metrics,
+        log,
+        now,
+      })
+      try {
+        const bound = await socket.start()
+        sweep = setInterval(() => leases.sweep(), 60_000)
+        sweep.unref()
+        const info = { serverAddress, port: bound.port, duid: duid.toString('hex'), range: `${bigintToIpv6(range.start)}-${bigintToIpv6(range.end)}` }
+        log.info(info, 'dhcp6 serving')
+        return info
+      } catch (err) {
+        await socket.stop()
+        socket = null
+        throw new RackbootError('RB_ERR_INTERNAL', `dhcp6 cannot bind [${s.listen}]:${s.port}: ${(err as Error).message}`, { cause: err })
+      }
+    },
+    async stop() {
+      if (sweep) clearInterval(sweep)
+      sweep = null
+      await socket?.stop()
+      socket = null
+    },
+    leases() {
+      return store?.list() ?? []
+    },
+  }
+}
+
+export { decode6, encode6, encodeMessage6, replyEnvelopes, DEFAULT_LIMITS6, type Dhcp6Decoded, type Dhcp6Message, type Dhcp6RelayHop, type Dhcp6Limits, type Decode6Result } from './codec.js'
+export { createDhcp6Handler, bootUrl, type Dhcp6Handler, type Dhcp6HandlerConfig, type Dhcp6Result } from './handler.js'
+export { requestFacts6, type RequestFacts6 } from './facts.js'
+export { loadServerDuid, macFromDuid, duidLlt, duidUuid, SERVER_DUID_FILE } from './duid.js'
+export { Lease6Store, type Lease6, type Range6 } from './leases.js'
+export { MessageType6, Option6, StatusCode6, PXE_ENTERPRISE } from './options.js'
+export { Dhcp6SettingsSchema, type Dhcp6Settings } from '../settings/dhcp6-schema.js'

@@ -1,0 +1,207 @@
+// In-memory IA_NA bindings for one address range: who holds which address until when. Bounded like DHCPv4's pool:
+// each client (DUID) holds at most `maxIasPerClient` addresses, the table at most `maxLeases` entries (an IPv6 range
+// is far larger than memory), an address advertised is held only `offerMs`. Not persisted: after a restart a
+// client keeps its address by renewing or rebinding (the server re-creates the binding if the address is free).
+import { createHash } from 'node:crypto'
+import { bigintToIpv6, inPrefix, type Ipv6Prefix } from './address.js'
+
+export type Lease6State = 'offered' | 'bound' | 'declined'
+
+export interface Lease6 {
+  address: bigint
+  /** Client DUID, hex. Empty for a declined address (it belongs to nobody). */
+  duid: string
+  iaid: number
+  state: Lease6State
+  expiresAt: number
+  /** The client's MAC when known (option 79 or a DUID-LL(T)). */
+  mac: string | null
+}
+
+export interface Range6 {
+  /** The on-link prefix (CONFIRM and REBIND check addresses against it). */
+  prefix: Ipv6Prefix
+  start: bigint
+  end: bigint
+}
+
+export interface Lease6StoreOptions {
+  range: Range6
+  maxLeases: number
+  maxIasPerClient: number
+  /** Addresses never handed out (the server's own). */
+  exclude?: readonly bigint[]
+  now: () => number
+}
+
+export type Allocation = { ok: true; lease: Lease6 } | { ok: false; reason: 'pool-exhausted' | 'table-full' | 'too-many-ias' }
+
+export interface ClientRef {
+  duid: string
+  iaid: number
+  mac: string | null
+}
+
+/** Probes past the hashed start before a large range counts as exhausted; a small range is walked entirely. */
+const PROBES = 256
+const WALK_ALL_BELOW = 65_536n
+
+export class Lease6Store {
+  readonly range: Range6
+  private readonly byAddress = new Map<bigint, Lease6>()
+  private readonly byClient = new Map<string, Map<number, Lease6>>()
+  private readonly exclude: Set<bigint>
+  private readonly size: bigint
+
+  constructor(private readonly o: Lease6StoreOptions) {
+    this.range = o.range
+    this.size = o.range.end - o.range.start + 1n
+    this.exclude = new Set((o.exclude ?? []).filter((a) => this.inRange(a)))
+  }
+
+  inRange(a: bigint): boolean {
+    return a >= this.range.start && a <= this.range.end
+  }
+
+  onLink(a: bigint): boolean {
+    return inPrefix(a, this.range.prefix)
+  }
+
+  /** Entries held now (offered, bound, declined), after removing expired ones. */
+  used(): number {
+    this.sweep()
+    return this.byAddress.size
+  }
+
+  capacity(): number {
+    const n = this.size - BigInt(this.exclude.size)
+    return Number(n < BigInt(this.o.maxLeases) ? n : BigInt(this.o.maxLeases))
+  }
+
+  clients(): number {
+    return this.byClient.size
+  }
+
+  sweep(): void {
+    const t = this.o.now()
+    for (const l of this.byAddress.values()) if (l.expiresAt <= t) this.drop(l)
+  }
+
+  private drop(l: Lease6): void {
+    if (this.byAddress.get(l.address) === l) this.byAddress.delete(l.address)
+    const m = this.byClient.get(l.duid)
+    if (m?.get(l.iaid) === l) {
+      m.delete(l.iaid)
+      if (m.size === 0) this.byClient.delete(l.duid)
+    }
+  }
+
+  private live(l: Lease6 | undefined): Lease6 | undefined {
+    if (!l) return undefined
+    if (l.expiresAt <= this.o.now()) {
+      this.drop(l)
+      return undefined
+    }
+    return l
+  }
+
+  /** The client's live binding or offer for this IA. */
+  find(duid: string, iaid: number): Lease6 | undefined {
+    return this.live(this.byClient.get(duid)?.get(iaid))
+  }
+
+  at(address: bigint): Lease6 | undefined {
+    return this.live(this.byAddress.get(address))
+  }
+
+  /** Free for this client: in range, not excluded, and nobody else's (or its own). */
+  private freeFor(a: bigint, c: ClientRef): boolean {
+    if (!this.inRange(a) || this.exclude.has(a)) return false
+    const l = this.at(a)
+    return !l || (l.duid === c.duid && l.iaid === c.iaid)
+  }
+
+  private pick(c: ClientRef, hint: bigint | null): bigint | null {
+    const own = this.find(c.duid, c.iaid)
+    if (own) return own.address
+    if (hint !== null && this.freeFor(hint, c)) return hint
+    // Start where the client's identity hashes to: the same client gets the same address back after a restart.
+    const h = createHash('sha256').update(`${c.duid}/${c.iaid}`).digest()
+    const start = ((h.readBigUInt64BE(0) << 64n) | h.readBigUInt64BE(8)) % this.size
+    const probes = this.size <= WALK_ALL_BELOW ? this.size : BigInt(PROBES)
+    for (let i = 0n; i < probes; i++) {
+      const a = this.range.start + ((start + i) % this.size)
+      if (this.freeFor(a, c)) return a
+    }
+    return null
+  }
+
+  /** Holds (offered) or binds an address for the client's IA; `hint` is an address the client asked for. */
+  take(c: ClientRef, state: 'offered' | 'bound', forMs: number, hint: bigint | null = null): Allocation {
+    const existing = this.find(c.duid, c.iaid)
+    if (!existing) {
+      const ias = this.byClient.get(c.duid)
+      if (ias && ias.size >= this.o.maxIasPerClient) return { ok: false, reason: 'too-many-ias' }
+      if (this.byAddress.size >= this.capacity()) {
+        this.sweep()
+        if (this.byAddress.size >= this.capacity()) return { ok: false, reason: this.size <= BigInt(this.o.maxLeases) ? 'pool-exhausted' : 'table-full' }
+      }
+    }
+    const a = this.pick(c, hint)
+    if (a === null) return { ok: false, reason: 'pool-exhausted' }
+    const t = this.o.now()
+    // An offer never shortens or downgrades a binding the client already holds.
+    if (existing && existing.address === a && existing.state === 'bound' && state === 'offered') return { ok: true, lease: existing }
+    if (existing && existing.address !== a) this.drop(existing)
+    const lease: Lease6 = { address: a, duid: c.duid, iaid: c.iaid, state, expiresAt: t + forMs, mac: c.mac }
+    this.byAddress.set(a, lease)
+    let ias = this.byClient.get(c.duid)
+    if (!ias) this.byClient.set(c.duid, (ias = new Map()))
+    ias.set(c.iaid, lease)
+    return { ok: true, lease }
+  }
+
+  /**
+   * RENEW/REBIND of an address the client names. The binding is extended when it is the client's, re-created when
+   * the address is free (a restart lost it), refused when another client holds it or it is outside the range.
+   */
+  extend(c: ClientRef, address: bigint, forMs: number): Lease6 | 'not-in-range' | 'taken' | 'full' {
+    if (!this.inRange(address) || this.exclude.has(address)) return 'not-in-range'
+    const own = this.find(c.duid, c.iaid)
+    if (own && own.address !== address) return 'taken'
+    const l = this.at(address)
+    if (l && !(l.duid === c.duid && l.iaid === c.iaid)) return 'taken'
+    if (l) {
+      l.state = 'bound'
+      l.expiresAt = this.o.now() + forMs
+      if (c.mac) l.mac = c.mac
+      return l
+    }
+    const r = this.take(c, 'bound', forMs, address)
+    if (!r.ok) return 'full'
+    return r.lease.address === address ? r.lease : (this.drop(r.lease), 'taken')
+  }
+
+  /** RELEASE: true when the address was the client's. */
+  release(c: ClientRef, address: bigint): boolean {
+    const l = this.at(address)
+    if (!l || l.duid !== c.duid || l.iaid !== c.iaid) return false
+    this.drop(l)
+    return true
+  }
+
+  /** DECLINE: the address is in use by someone else on the link; out of the pool for `forMs`. */
+  decline(c: ClientRef, address: bigint, forMs: number): boolean {
+    const l = this.at(address)
+    if (!l || l.duid !== c.duid || l.iaid !== c.iaid) return false
+    this.drop(l)
+    if (forMs > 0) this.byAddress.set(address, { address, duid: '', iaid: 0, state: 'declined', expiresAt: this.o.now() + forMs, mac: null })
+    return true
+  }
+
+  /** For logs and tests. */
+  list(): { address: string; duid: string; iaid: number; state: Lease6State; expiresAt: number; mac: string | null }[] {
+    this.sweep()
+    return [...this.byAddress.values()].map((l) => ({ ...l, address: bigintToIpv6(l.address) }))
+  }
+}

@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { ipv6ToBigint, parsePrefix } from '../../src/dhcp6/address.js'
+import { decode6, encode6, type Dhcp6Decoded } from '../../src/dhcp6/codec.js'
+import { duidUuid, loadServerDuid, macFromDuid, SERVER_DUID_FILE } from '../../src/dhcp6/duid.js'
+import { createDhcp6Handler, type Dhcp6HandlerConfig, type Dhcp6Result } from '../../src/dhcp6/handler.js'
+import { rangeFromSettings } from '../../src/dhcp6/index.js'
+import { Lease6Store } from '../../src/dhcp6/leases.js'
+import {
+  MessageType6, Option6, StatusCode6, allOptions, decodeAddressList, decodeIaAddr, decodeIaNa, decodeStatus, decodeVendorClass6,
+  firstOption, type Options6,
+} from '../../src/dhcp6/options.js'
+import { silentLogger } from '../../src/log.js'
+import { CLIENT_DUID, CLIENT_MAC, clientMessage, direct, relayed } from './packets.js'
+
+const SERVER_DUID = duidUuid('8c3f5a7e-1b2d-4c6e-9f01-23456789abcd')
+const SERVER = '2001:db8:7::1'
+
+function setup(o: { rangeEnd?: string; maxLeases?: number; maxIasPerClient?: number; config?: Partial<Dhcp6HandlerConfig> } = {}) {
+  let t = 1_000_000
+  const clock = { now: () => t, advance: (ms: number) => (t += ms) }
+  const range = rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::100', rangeEnd: o.rangeEnd ?? '2001:db8:7::1ff' })
+  const store = new Lease6Store({ range, maxLeases: o.maxLeases ?? 1000, maxIasPerClient: o.maxIasPerClient ?? 4, exclude: [ipv6ToBigint(SERVER)!], now: clock.now })
+  const handler = createDhcp6Handler({
+    config: {
+      serverDuid: SERVER_DUID, serverAddress: SERVER, preferredSeconds: 3600, validSeconds: 7200, offerSeconds: 30, declineSeconds: 600,
+      rapidCommit: true, preference: 255, dnsServers: ['2001:db8:7::53'],
+      boot: {
+        bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grubnetaa64.efi' },
+        archBootFiles: {},
+        scriptUrl: 'http://[2001:db8:7::1]:8080/boot.ipxe',
+        httpBootUrl: (loader) => `http://[2001:db8:7::1]:8080/assets/ipxe/${loader}`,
+        nextServer: SERVER,
+      },
+      ...o.config,
+    },
+    store, log: silentLogger(), now: clock.now,
+  })
+  // Every reply goes through the wire format and back, as the socket would send it.
+  const handle = (d: Dhcp6Decoded): Dhcp6Result => {
+    const r = handler.handle(d)
+    if (r.kind === 'reply') {
+      const back = decode6(encode6(r.reply))
+      assert.ok(back.ok)
+      return { ...r, reply: { message: back.message, relays: back.relays } }
+    }
+    return r
+  }
+  return { handle, store, clock }
+}
+
+function reply(r: Dhcp6Result) {
+  assert.equal(r.kind, 'reply', r.kind === 'ignore' ? `ignored: ${r.reason}` : '')
+  return (r as Extract<Dhcp6Result, { kind: 'reply' }>).reply.message
+}
+
+function iaAddrs(options: Options6) {
+  return allOptions(options, Option6.IaNa).map((raw) => {
+    const ia = decodeIaNa(raw)!
+    return {
+      iaid: ia.iaid, t1: ia.t1, t2: ia.t2,
+      status: decodeStatus(firstOption(ia.options, Option6.StatusCode) ?? Buffer.alloc(0))?.code ?? null,
+      addrs: allOptions(ia.options, Option6.IaAddr).map((a) => decodeIaAddr(a)!),
+    }
+  })
+}
+
+const text = (b: Buffer | undefined) => b?.toString('utf8')
+const topStatus = (o: Options6) => decodeStatus(firstOption(o, Option6.StatusCode) ?? Buffer.alloc(0))?.code
+
+test('SOLICIT → ADVERTISE (preference 255, an address held), REQUEST → REPLY binds it, RENEW extends it', () => {
+  const { handle, store, clock } = setup()
+  const adv = reply(handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 7 }] }))))
+  assert.equal(adv.type, MessageType6.Advertise)
+  assert.equal(adv.transactionId, 0x123456)
+  assert.deepEqual(firstOption(adv.options, Option6.ServerId), SERVER_DUID)
+  assert.deepEqual(firstOption(adv.options, Option6.ClientId), CLIENT_DUID)
+  assert.deepEqual(firstOption(adv.options, Option6.Preference), Buffer.from([255]))
+  const [ia] = iaAddrs(adv.options)
+  assert.equal(ia!.iaid, 7)
+  assert.equal(ia!.t1, 1800)
+  assert.equal(ia!.t2, 2880)
+  const offered = ia!.addrs[0]!
+  assert.ok(store.inRange(ipv6ToBigint(offered.address)!))
+  assert.equal(offered.preferred, 3600)
+  assert.equal(offered.valid, 7200)
+  assert.equal(store.list()[0]!.state, 'offered')
+  assert.equal(store.list()[0]!.mac, CLIENT_MAC, 'MAC from the DUID-LLT')
+  // Not a netboot client and no ORO: no boot file, no DNS.
+  assert.equal(firstOption(adv.options, Option6.BootfileUrl), undefined)
+
+  const rep = reply(handle(direct(clientMessage(MessageType6.Request, { serverId: SERVER_DUID, ias: [{ iaid: 7, addresses: [offered.address] }] }))))
+  assert.equal(rep.type, MessageType6.Reply)
+  assert.equal(iaAddrs(rep.options)[0]!.addrs[0]!.address, offered.address)
+  assert.equal(store.list()[0]!.state, 'bound')
+
+  clock.advance(3_000_000)
+  const ren = reply(handle(direct(clientMessage(MessageType6.Renew, { serverId: SERVER_DUID, ias: [{ iaid: 7, addresses: [offered.address] }] }))))
+  assert.equal(iaAddrs(ren.options)[0]!.addrs[0]!.valid, 7200)
+  assert.equal(store.list()[0]!.expiresAt, clock.now() + 7_200_000)
+})
+
+test('an advertised address is held only offerSeconds; the same client gets the same address again', () => {
+  const { handle, store, clock } = setup()
+  const first = iaAddrs(reply(handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }] })))).options)[0]!.addrs[0]!.address
+  clock.advance(31_000)
+  assert.equal(store.used(), 0, 'the offer expired')
+  const again = iaAddrs(reply(handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }] })))).options)[0]!.addrs[0]!.address
+  assert.equal(again, first)
+})
+
+test('messages for another server, or missing what RFC 8415 §16 requires, are not answered', () => {
+  const { handle } = setup()
+  const other = duidUuid()
+  const cases: [Dhcp6Result, string][] = [
+    [handle(direct(clientMessage(MessageType6.Request, { serverId: other, ias: [{ iaid: 1 }] }))), 'other-server'],
+    [handle(direct(clientMessage(MessageType6.Request, { ias: [{ iaid: 1 }] }))), 'no-server-id'],
+    [handle(direct(clientMessage(MessageType6.Solicit, { serverId: SERVER_DUID, ias: [{ iaid: 1 }] }))), 'unexpected-server-id'],
+    [handle(direct(clientMessage(MessageType6.Solicit, { duid: null, ias: [{ iaid: 1 }] }))), 'no-client-id'],
+    [handle(direct(clientMessage(MessageType6.Solicit, { duid: Buffer.from([0, 1]), ias: [{ iaid: 1 }] }))), 'bad-client-id'],
+    [handle(direct(clientMessage(MessageType6.Advertise, {}))), 'not-client-message'],
+    [handle(direct(clientMessage(MessageType6.Solicit, { extra: [{ code: Option6.IaNa, data: Buffer.alloc(5) }] }))), 'malformed-ia'],
+    [handle(direct(clientMessage(MessageType6.Confirm, { ias: [{ iaid: 1 }] }))), 'confirm-without-addresses'],
+  ]
+  for (const [r, reason] of cases) assert.deepEqual(r.kind === 'ignore' ? r.reason : `replied ${r.type}`, reason)
+})
+
+test('rapid commit: SOLICIT with Rapid Commit → REPLY with the address bound', () => {
+  const { handle, store } = setup()
+  const r = reply(handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 3 }], rapidCommit: true }))))
+  assert.equal(r.type, MessageType6.Reply)
+  assert.ok(firstOption(r.options, Option6.RapidCommit))
+  assert.equal(store.list()[0]!.state, 'bound')
+  const off = setup({ config: { rapidCommit: false } })
+  assert.equal(reply(off.handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 3 }], rapidCommit: true })))).type, MessageType6.Advertise)
+})
+
+test('RELEASE frees, DECLINE takes the address out of the pool, REBIND and CONFIRM check the link', () => {
+  const { handle, store, clock } = setup()
+  const bind = (iaid: number) => iaAddrs(reply(handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid }], rapidCommit: true })))).options)[0]!.addrs[0]!.address
+  const a = bind(1)
+  const rel = reply(handle(direct(clientMessage(MessageType6.Release, { serverId: SERVER_DUID, ias: [{ iaid: 1, addresses: [a] }] }))))
+  assert.equal(topStatus(rel.options), StatusCode6.Success)
+  assert.equal(store.used(), 0)
+  const relAgain = reply(handle(direct(clientMessage(MessageType6.Release, { serverId: SERVER_DUID, ias: [{ iaid: 1, addresses: [a] }] }))))
+  assert.equal(iaAddrs(relAgain.options)[0]!.status, StatusCode6.NoBinding)
+
+  const b = bind(2)
+  reply(handle(direct(clientMessage(MessageType6.Decline, { serverId: SERVER_DUID, ias: [{ iaid: 2, addresses: [b] }] }))))
+  assert.deepEqual(store.list().map((l) => [l.address, l.state, l.duid]), [[b, 'declined', '']])
+  clock.advance(601_000)
+  assert.equal(store.used(), 0, 'declined addresses come back after declineSeconds')
+
+  // REBIND: an address off the link gets lifetimes 0 (and the client gets a usable one beside it).
+  const rb = reply(handle(direct(clientMessage(MessageType6.Rebind, { ias: [{ iaid: 4, addresses: ['2001:db8:99::5'] }] }))))
+  const addrs = iaAddrs(rb.options)[0]!.addrs
+  assert.deepEqual(addrs.map((x) => x.valid), [0])
+  // REBIND after a restart (no binding) for a free address in the range: the binding is re-created.
+  const rb2 = reply(handle(direct(clientMessage(MessageType6.Rebind, { ias: [{ iaid: 5, addresses: ['2001:db8:7::150'] }] }))))
+  assert.deepEqual(iaAddrs(rb2.options)[0]!.addrs.map((x) => [x.address, x.valid]), [['2001:db8:7::150', 7200]])
+  // ... but not when another client holds it.
+  const thief = duidUuid()
+  const rb3 = reply(handle(direct(clientMessage(MessageType6.Rebind, { duid: thief, ias: [{ iaid: 5, addresses: ['2001:db8:7::150'] }] }))))
+  assert.deepEqual(iaAddrs(rb3.options)[0]!.addrs.map((x) => [x.address, x.valid]), [['2001:db8:7::150', 0]])
+
+  const on = reply(handle(direct(clientMessage(MessageType6.Confirm, { ias: [{ iaid: 1, addresses: ['2001:db8:7::abcd'] }] }))))
+  assert.equal(topStatus(on.options), StatusCode6.Success)
+  const offLink = reply(handle(direct(clientMessage(MessageType6.Confirm, { ias: [{ iaid: 1, addresses: ['2001:db8:8::1'] }] }))))
+  assert.equal(topStatus(offLink.options), StatusCode6.NotOnLink)
+})
+
+test('netboot: PXEv6 gets tftp://[server]/loader by arch, HTTP boot the http URL with vendor class HTTPClient echoed, iPXE its script', () => {
+  const { handle } = setup()
+  const boot = (o: Parameters<typeof clientMessage>[1]) => {
+    const m = reply(handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }], ...o }))))
+    return { url: text(firstOption(m.options, Option6.BootfileUrl)), vc: decodeVendorClass6(firstOption(m.options, Option6.VendorClass)), dns: decodeAddressList(firstOption(m.options, Option6.DnsServers)) }
+  }
+  // OVMF PXEv6 (x64): option 61 = 7 and vendor class PXEClient.
+  const pxe = boot({ arch: 7, vendorClass: 'PXEClient:Arch:00007:UNDI:003000', oro: [59, 60, 23, 24] })
+  assert.equal(pxe.url, 'tftp://[2001:db8:7::1]/ipxe.efi')
+  assert.equal(pxe.vc, undefined)
+  assert.deepEqual(pxe.dns, ['2001:db8:7::53'])
+  // AAVMF PXEv6: the arm64 loader of the DHCPv4 table.
+  assert.equal(boot({ arch: 11, oro: [59] }).url, 'tftp://[2001:db8:7::1]/grubnetaa64.efi')
+  // UEFI HTTPv6 boot.
+  const http = boot({ arch: 16, vendorClass: 'HTTPClient:Arch:00016:UNDI:003000', oro: [59, 23] })
+  assert.equal(http.url, 'http://[2001:db8:7::1]:8080/assets/ipxe/ipxe.efi')
+  assert.deepEqual(http.vc, { enterprise: 343, classes: ['HTTPClient'] })
+  // iPXE (user class "iPXE", and it says PXEClient and arch 7 too): the script, never the binary again.
+  assert.equal(boot({ arch: 7, vendorClass: 'PXEClient:Arch:00007:UNDI:003010', userClass: 'iPXE', oro: [59] }).url, 'http://[2001:db8:7::1]:8080/boot.ipxe')
+  // Arch from the vendor class alone.
+  assert.equal(boot({ vendorClass: 'PXEClient:Arch:00011:UNDI:003000' }).url, 'tftp://[2001:db8:7::1]/grubnetaa64.efi')
+  // An architecture with no loader: no boot file at all.
+  assert.equal(boot({ arch: 2, oro: [59] }).url, undefined)
+  // INFORMATION-REQUEST (stateless, as iPXE does with the O flag alone) gets the same options.
+  const info = reply(handle(direct(clientMessage(MessageType6.InformationRequest, { userClass: 'iPXE', oro: [59, 23] }))))
+  assert.equal(text(firstOption(info.options, Option6.BootfileUrl)), 'http://[2001:db8:7::1]:8080/boot.ipxe')
+  assert.equal(firstOption(info.options, Option6.IaNa), undefined)
+})
+
+test('relayed: served when the relay link is in the prefix; relay-repl mirrors the chain with Interface-Id; MAC from option 79', () => {
+  const { handle, store } = setup()
+  const ll = Buffer.from('0001aabbccddeeff', 'hex')
+  const req = relayed(clientMessage(MessageType6.Solicit, { duid: duidUuid(), ias: [{ iaid: 1 }] }), [
+    { linkAddress: '2001:db8:100::1', peerAddress: '2001:db8:100::2', options: [{ code: Option6.InterfaceId, data: Buffer.from('if-outer') }] },
+    { linkAddress: '2001:db8:7::2', peerAddress: 'fe80::1', options: [{ code: Option6.InterfaceId, data: Buffer.from('if-7') }, { code: Option6.ClientLinkLayerAddr, data: ll }] },
+  ])
+  const r = handle(req)
+  assert.equal(r.kind, 'reply')
+  const out = (r as Extract<Dhcp6Result, { kind: 'reply' }>).reply
+  assert.equal(out.relays.length, 2)
+  assert.deepEqual(out.relays.map((h) => [h.type, h.hopCount, h.linkAddress, h.peerAddress, text(firstOption(h.options, Option6.InterfaceId))]), [
+    [MessageType6.RelayRepl, 1, '2001:db8:100::1', '2001:db8:100::2', 'if-outer'],
+    [MessageType6.RelayRepl, 0, '2001:db8:7::2', 'fe80::1', 'if-7'],
+  ])
+  assert.equal(firstOption(out.relays[1]!.options, Option6.ClientLinkLayerAddr), undefined, 'only Interface-Id is echoed')
+  assert.equal(out.message.type, MessageType6.Advertise)
+  assert.equal(store.list()[0]!.mac, 'aa:bb:cc:dd:ee:ff')
+  // A relay on a link rackboot has no range for: not answered.
+  const elsewhere = handle(relayed(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }] }), [{ linkAddress: '2001:db8:99::1' }]))
+  assert.deepEqual(elsewhere.kind === 'ignore' && elsewhere.reason, 'unserved-link')
+  // relay-repl arriving at a server is not a client message.
+  const repl = relayed(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }] }), [{ linkAddress: '2001:db8:7::1' }])
+  repl.relays[0]!.type = MessageType6.RelayRepl
+  assert.deepEqual((handle(repl) as { reason?: string }).reason, 'not-client-message')
+})
+
+test('bounds: IAs per client, the lease table, and an exhausted range answer NoAddrsAvail', () => {
+  const perClient = setup({ maxIasPerClient: 2 })
+  const many = reply(perClient.handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }, { iaid: 2 }, { iaid: 3 }, { iaid: 4 }] }))))
+  assert.deepEqual(iaAddrs(many.options).map((ia) => [ia.iaid, ia.addrs.length, ia.status]), [[1, 1, null], [2, 1, null], [3, 0, StatusCode6.NoAddrsAvail], [4, 0, StatusCode6.NoAddrsAvail]])
+  assert.equal(perClient.store.used(), 2)
+
+  const table = setup({ maxLeases: 3 })
+  for (let i = 0; i < 5; i++) table.handle(direct(clientMessage(MessageType6.Solicit, { duid: duidUuid(), ias: [{ iaid: 1 }] })))
+  assert.equal(table.store.used(), 3)
+  const full = reply(table.handle(direct(clientMessage(MessageType6.Solicit, { duid: duidUuid(), ias: [{ iaid: 1 }] }))))
+  assert.equal(iaAddrs(full.options)[0]!.status, StatusCode6.NoAddrsAvail)
+  assert.equal(topStatus(full.options), StatusCode6.NoAddrsAvail)
+
+  const tiny = setup({ rangeEnd: '2001:db8:7::103' })
+  const got = new Set<string>()
+  for (let i = 0; i < 6; i++) {
+    const r = reply(tiny.handle(direct(clientMessage(MessageType6.Solicit, { duid: duidUuid(), ias: [{ iaid: 1 }] }))))
+    for (const a of iaAddrs(r.options)[0]!.addrs) got.add(a.address)
+  }
+  assert.deepEqual([...got].sort(), ['2001:db8:7::100', '2001:db8:7::101', '2001:db8:7::102', '2001:db8:7::103'])
+})
+
+test('server DUID: made once under dataDir, read back unchanged, a corrupt file refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-duid-'))
+  try {
+    const first = loadServerDuid({ dataDir: dir, type: 'uuid' })
+    assert.equal(first.created, true)
+    assert.equal(first.duid.readUInt16BE(0), 4)
+    assert.equal(readFileSync(join(dir, SERVER_DUID_FILE), 'utf8').trim(), first.duid.toString('hex'))
+    const again = loadServerDuid({ dataDir: dir })
+    assert.equal(again.created, false)
+    assert.deepEqual(again.duid, first.duid)
+    writeFileSync(join(dir, SERVER_DUID_FILE), 'zz\n')
+    assert.throws(() => loadServerDuid({ dataDir: dir }), /does not hold a DUID/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  assert.equal(macFromDuid(CLIENT_DUID), CLIENT_MAC)
+  assert.equal(macFromDuid(duidUuid()), null)
+})
+
+test('settings: the range must lie inside the prefix', () => {
+  assert.throws(() => rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:8::1', rangeEnd: '2001:db8:8::9' }), /not inside/)
+  assert.throws(() => rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::9', rangeEnd: '2001:db8:7::1' }), /after/)
+  assert.throws(() => rangeFromSettings({ rangeStart: '2001:db8:7::1', rangeEnd: '2001:db8:7::9' }), /prefix is not set/)
+  assert.equal(rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::1', rangeEnd: '2001:db8:7::9' }).prefix.text, parsePrefix('2001:db8:7::/64')!.text)
+})
