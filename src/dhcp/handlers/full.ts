@@ -2,6 +2,7 @@
 // from the inventory, leases written through to the inventory's LeaseRepository, NAKs for requests that cannot be
 // honoured, silence for requests meant for another server. PXE boot options come from boot-file.ts.
 import type { Logger } from '../../log.js'
+import { createLeaseLookups } from '../lease-lookups.js'
 import type { LeaseRepository, ReservationRepository } from '../../inventory/repositories.js'
 import type { Reservation } from '../../inventory/types.js'
 import { chooseBoot, type BootChoice, type BootFileConfig } from '../boot-file.js'
@@ -224,11 +225,13 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
    * Shared store: what it holds for an address and/or a client replaces this server's view of them (another
    * instance may have granted, renewed or released them). False when the store cannot be read.
    */
+  // Batched: a burst of unknown clients costs about one query, not one each (lease-lookups.ts).
+  const lookups = createLeaseLookups(deps.leases)
   const learn = async (pool: LeasePool, what: { ip?: number; client?: ClientKey }): Promise<boolean> => {
     try {
       const found = await Promise.all([
-        what.ip !== undefined ? deps.leases.byIp(intToIp(what.ip)) : null,
-        what.client ? deps.leases.byClient(what.client.mac, what.client.clientId) : null,
+        what.ip !== undefined ? lookups.byIp(intToIp(what.ip)) : null,
+        what.client ? lookups.byClient(what.client.mac, what.client.clientId) : null,
       ])
       pool.load(found.filter((l): l is NonNullable<typeof l> => l !== null && l.subnet === pool.subnet.cidr), true)
       return true
