@@ -9,7 +9,7 @@ import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
 import { importInventory, loadInventoryFiles, openInventory, type OpenedInventory } from '../inventory/index.js'
 import {
-  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier,
+  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier, createIpxeWait,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
   createAfterBoot, createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
 } from '../lifecycle/index.js'
@@ -108,8 +108,10 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   // Boot files a boot will ask for: a profile or allocation naming missing ones is refused, /healthz lists them.
   const missingAssets = (p: Parameters<typeof missingTalosAssets>[1]) => missingTalosAssets(settings.assetsDir, p)
   let repair: Repair | null = null
+  // iPXE's lease-to-script gap, from DHCP to the boot service: a slow one (IPv6 wait) goes on the timeline.
+  const ipxeWait = createIpxeWait()
   const bootService = createBootService({
-    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers, identity, security, registry,
+    inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers, identity, security, registry, ipxeWait,
     policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept, installedReturns: settings.boot.installedReturns },
     admission: { admit: (m) => repair?.admit(m) ?? { ok: true } },
     tokenTtlMs: { agent: settings.security.agentTokenTtlSeconds * 1000, config: settings.security.configTokenTtlSeconds * 1000 },
@@ -175,7 +177,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
         // SQLite: one server owns the file, group commits share a transaction. PostgreSQL: other instances may
         // answer on the same segment, so every lease is a claim the database arbitrates.
         ...(inventory.backend === 'postgres' ? { sharedLeases: true } : { leaseTransaction: (fn) => inventory.transaction((tx) => fn(tx.leases)) }),
-        bootPort: createDhcpBootPort({ lifecycle, log }),
+        bootPort: createDhcpBootPort({ lifecycle, log, ipxeWait, clock: systemClock }),
         urls: {
           scriptUrl: `${base}/boot.ipxe?${IPXE_IDENTITY_QUERY}`,
           // Where the loader really lives: /assets/ipxe/<name>, or /assets/grub/<image> for GRUB.

@@ -1,4 +1,5 @@
 import type { Inventory, Machine, Profile, HardwareFacts, Arch, Firmware, Nic } from '../inventory/index.js'
+import type { IpxeWait } from './ipxe-wait.js'
 import { normalizeMac, isMac, isUuid, normalizeUuid } from '../inventory/index.js'
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../log.js'
@@ -73,6 +74,8 @@ export interface BootServiceDeps {
   registry?: Registry
   /** Admission of installs (provisioning.maxConcurrent, maxPerRack): the repair ladder's admit. */
   admission?: { admit(machine: Machine): { ok: true } | { ok: false; position: number; waiting: number; reason: string } }
+  /** iPXE's lease times (from DHCP): a slow gap to the script goes on the timeline with its fix. */
+  ipxeWait?: IpxeWait
 }
 
 export interface BootService {
@@ -216,6 +219,12 @@ export function createBootService(deps: BootServiceDeps): BootService {
         plan.agentToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'agent', clientIp, ttlMs: agentTtl, machineState: machine.state }, clock.now())
       } else if (decision.kind === 'install') {
         plan.configToken = await inventory.bootTokens.issue({ machineId: machine.id, purpose: 'config', clientIp, ttlMs: configTtl, machineState: machine.state }, clock.now())
+      }
+      const waited = deps.ipxeWait?.scriptAsked(machine.id, clock.now())
+      if (waited) {
+        lifecycle.record(machine.id, 'boot.script', `iPXE asked for its script ${(waited.waitedMs / 1000).toFixed(1)} s after its DHCP lease${waited.relayed ? ' (relayed segment)' : ''}: ${waited.fix}`, {
+          slow: true, ipxeWaitMs: waited.waitedMs, relayed: waited.relayed, fix: waited.fix,
+        })
       }
       lifecycle.record(machine.id, 'boot.script', `boot script: ${decision.kind} (${decision.reason})${archConflict}`, {
         decision: decision.kind,

@@ -5,9 +5,10 @@ import type { RequestFacts } from '../dhcp/facts.js'
 import type { Inventory } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import type { TftpObserver, TftpTransferInfo } from '../tftp/index.js'
+import type { IpxeWait } from './ipxe-wait.js'
 import type { Lifecycle } from './service.js'
 
-export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger }): DhcpBootPort {
+export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger; ipxeWait?: IpxeWait; clock?: { now(): number } }): DhcpBootPort {
   return {
     async inspect(facts: RequestFacts, event: DhcpBootEvent): Promise<DhcpBootAdvice | void> {
       const family = facts.arch?.family
@@ -28,6 +29,8 @@ export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger }):
         ipxe: facts.isIpxe,
         bootFile: advice.ignore ? null : (event.bootFile ?? null),
       })
+      // iPXE's own lease: the boot script should follow within a second (see ipxe-wait.ts).
+      if (facts.isIpxe && event.reply === 'ack' && !advice.ignore) deps.ipxeWait?.leased(machine.id, deps.clock?.now() ?? Date.now(), facts.giaddr !== null)
       return advice
     },
   }

@@ -70,7 +70,7 @@ export function classify(event) {
     case 'boot.tftp':
       return r('tftp', d.ok === false ? (d.aborted ? 'warn' : 'fail') : 'ok')
     case 'boot.script':
-      return r('script', d.blocked ? 'fail' : d.waiting ? 'warn' : 'ok')
+      return r('script', d.blocked ? 'fail' : d.waiting || d.slow ? 'warn' : 'ok')
     case 'boot.asset': {
       const status = num(d.status)
       return r(assetPhase(d.path), status !== null && status >= 400 ? 'fail' : d.complete === false ? 'warn' : 'ok')
