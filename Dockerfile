@@ -25,10 +25,14 @@ FROM build AS seed
 #  - ipxe/: Debian's iPXE loaders, as `rackboot assets fetch ipxe` imports them (with their manifest entries);
 #  - agent/: the discovery agent, Debian's kernel and a static busybox (`rackboot assets build agent`; x86-64 targets,
 #    so build on amd64). The kernel .deb is downloaded here, at build time.
+#  - grub/ and agent/arm64/: arm64 (Debian has no arm64 iPXE): GRUB netboot images built by grub-mkimage, and the
+#    arm64 agent, from Debian's arm64 packages through a private apt configuration (nothing arm64 is installed).
 ENV RACKBOOT_ASSETS_DIR=/opt/rackboot/assets-seed
-RUN apt-get update && apt-get install -y --no-install-recommends ipxe busybox-static \
+RUN apt-get update && apt-get install -y --no-install-recommends ipxe busybox-static kmod cpio grub-common \
   && node bin/rackboot.mjs assets fetch ipxe \
   && node bin/rackboot.mjs assets build agent --cache-dir /tmp/agent-cache \
+  && node bin/rackboot.mjs assets fetch grub --cache-dir /tmp/agent-cache \
+  && node bin/rackboot.mjs assets build agent --arch arm64 --cache-dir /tmp/agent-cache \
   && rm -rf /tmp/agent-cache /var/lib/apt/lists/*
 
 FROM node:22-bookworm-slim

@@ -8,6 +8,7 @@ packages=(
   tftp-hpa atftp tftpd-hpa
   openipmi ipmitool python3-pyghmi redfishtool
   qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf grub-efi-amd64-bin busybox-static cpio kmod xz-utils dash
+  qemu-system-arm qemu-efi-aarch64
   chromium fonts-liberation
   radvd ndisc6 libcap2-bin
   python3-flask python3-requests python3-tenacity python3-bcrypt python3-webob
@@ -18,6 +19,7 @@ packages=(
   # postgresql: the shared inventory backend; tests start their own clusters (initdb + pg_ctl), never the service
   # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does
   # chromium: the web UI tests drive Debian's browser through playwright-core
+  # qemu-system-arm, qemu-efi-aarch64: the arm64 guests (qemu-system-aarch64 -M virt, AAVMF) of test/e2e/arm64.test.ts
   # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)
 )
 export DEBIAN_FRONTEND=noninteractive

@@ -128,8 +128,10 @@ export async function fetchIpxe(o: Options): Promise<number> {
 }
 
 /**
- * `assets fetch grub`: Debian's signed GRUB netboot images (grub/grubnetaa64.efi for arm64, grub/grubnetx64.efi
- * for x86 UEFI), through apt-get download with a private apt for the foreign architecture; nothing is installed.
+ * `assets fetch grub`: GRUB netboot images (grub/grubnetaa64.efi for arm64, grub/grubnetx64.efi for x86 UEFI) built
+ * with grub-mkimage, http built in, from the modules of grub-efi-<arch>-bin (assets/grub.ts says why not Debian's
+ * signed images); the .debs come through apt-get download with a private apt for the foreign architecture; nothing
+ * is installed.
  */
 export async function fetchGrub(o: Options): Promise<number> {
   const [{ settings, store: s }, { fetchGrub: fetch }, { createLogger }, { join }, { isDebArch }] = await Promise.all([
@@ -138,7 +140,7 @@ export async function fetchGrub(o: Options): Promise<number> {
   const arches = o.arch === undefined || o.arch === 'all' ? undefined : [o.arch]
   if (arches && !arches.every(isDebArch)) throw new UsageError(`--arch: amd64, arm64 or all, not '${o.arch}'`)
   const cacheDir = o.cacheDir ?? join(settings.dataDir, 'cache')
-  process.stderr.write(`fetching GRUB netboot images (${arches?.join(', ') ?? 'arm64, amd64'}) with apt-get download into ${settings.assetsDir}/grub (packages cached in ${cacheDir})\n`)
+  process.stderr.write(`building GRUB netboot images (${arches?.join(', ') ?? 'arm64, amd64'}) with grub-mkimage and apt-get download into ${settings.assetsDir}/grub (packages cached in ${cacheDir})\n`)
   const log = createLogger({ level: 'warn', destination: process.stderr })
   const entries = await withRetries('assets fetch grub', () => fetch({
     store: s, cacheDir, log, ...(arches ? { arches: arches as Array<'amd64' | 'arm64'> } : {}),

@@ -286,13 +286,14 @@ export function buildProgram(io: Io = STDIO): Built {
     .action(run(async ([version], o) => (await import('./assets.js')).fetchTalos(String(version), o)))
   json(fetch.command('ipxe').description('iPXE binaries from Debian\'s ipxe package (offline)'))
     .action(run(async (_a, o) => (await import('./assets.js')).fetchIpxe(o)))
-  json(fetch.command('grub').description('Debian\'s signed GRUB netboot images (arm64 boots GRUB: Debian has no arm64 iPXE) into grub/'))
+  json(fetch.command('grub').description('GRUB netboot images built from Debian\'s GRUB packages (arm64 boots GRUB: Debian has no arm64 iPXE) into grub/'))
     .addOption(new Option('--arch <arch>', 'which image').choices(['arm64', 'amd64', 'all']).default('all'))
     .option('--cache-dir <dir>', 'downloaded packages, unpacked trees and private apt state (default: <dataDir>/cache)')
-    .addHelpText('after', '\nFetches grub-efi-arm64-signed and grub-efi-amd64-signed with apt-get download (a private apt configuration for\n' +
-      'the foreign architecture under the cache directory: the host\'s dpkg architectures are not changed, nothing is\n' +
-      'installed), checks each .deb against the archive\'s SHA256 and stores grub/grubnetaa64.efi and grub/grubnetx64.efi.\n' +
-      'Offline, the cached packages are used; or bring the files with \'rackboot assets import grubnetaa64.efi\'.')
+    .addHelpText('after', '\nDownloads grub-efi-arm64-bin and grub-efi-amd64-bin with apt-get download (a private apt configuration for the\n' +
+      'foreign architecture under the cache directory: the host\'s dpkg architectures are not changed, nothing is\n' +
+      'installed), checks each .deb against the archive\'s SHA256 and builds grub/grubnetaa64.efi and grub/grubnetx64.efi\n' +
+      'with grub-mkimage (efinet, tftp and http built in; not signed: Secure Boot off for netboot). Offline, the cached\n' +
+      'packages are used; or bring the files with \'rackboot assets import grubnetaa64.efi\'.')
     .action(run(async (_a, o) => (await import('./assets.js')).fetchGrub(o)))
   json(assets.command('import').description('add local files: Talos vmlinuz-<arch>/initramfs-<arch>.xz with --talos, iPXE and GRUB binaries by name, anything else with --to').argument('<file...>'))
     .option('--talos <version>', 'the files are this Talos version\'s kernel and initramfs')

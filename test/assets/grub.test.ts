@@ -1,12 +1,15 @@
 // GRUB netboot images (src/assets/grub.ts, `rackboot assets fetch grub`, `assets import grubnetaa64.efi`) and the
 // manifest records they and built files get. The fetch test runs the real CLI against Debian's archive through
-// apt (a private arm64 configuration in the shared test cache); it skips, saying why, when that cannot work here.
+// apt (a private arm64 configuration in the shared test cache) and grub-mkimage; it skips, saying why, when that
+// cannot work here.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { grubAssetName, GRUB_IMAGES } from '../../src/assets/grub.js'
+import { createHash } from 'node:crypto'
+import { fetchGrub, grubAssetName, GRUB_IMAGES } from '../../src/assets/grub.js'
+import { silentLogger } from '../../src/log.js'
 import { expectationFor } from '../../src/assets/formats.js'
 import { createAssetStore, type ManifestEntry } from '../../src/assets/store.js'
 import { testCacheDir } from '../e2e/support/assets.js'
@@ -14,9 +17,10 @@ import { rackboot, rackbootAsync, tempCwd } from '../support/cli.js'
 import { arm64Image, cpio, gzip, pe } from './synthetic.js'
 
 test('GRUB images go to grub/ under their plain name, checked as EFI applications for the arch the name says', () => {
-  assert.deepEqual(GRUB_IMAGES.map((g) => [g.arch, g.package, g.name]), [
-    ['arm64', 'grub-efi-arm64-signed', 'grubnetaa64.efi'],
-    ['amd64', 'grub-efi-amd64-signed', 'grubnetx64.efi'],
+  // Built by grub-mkimage from the unsigned modules: Debian's signed images have no http (src/assets/grub.ts).
+  assert.deepEqual(GRUB_IMAGES.map((g) => [g.arch, g.package, g.format, g.name]), [
+    ['arm64', 'grub-efi-arm64-bin', 'arm64-efi', 'grubnetaa64.efi'],
+    ['amd64', 'grub-efi-amd64-bin', 'x86_64-efi', 'grubnetx64.efi'],
   ])
   assert.equal(grubAssetName('grubnetaa64.efi.signed'), 'grubnetaa64.efi')
   assert.equal(grubAssetName('grubnetx64.efi'), 'grubnetx64.efi')
@@ -72,11 +76,11 @@ async function archiveUnreachable(): Promise<string | null> {
   if (process.getuid?.() !== 0) return 'SKIPPED: apt-get download into a private apt state is run as root here (not root)'
   let url: string
   try {
-    const out = execFileSync('apt-get', ['download', '--print-uris', 'grub-efi-amd64-signed'], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const out = execFileSync('apt-get', ['download', '--print-uris', 'grub-efi-amd64-bin'], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'pipe'] })
     url = /^'([^']+)'/.exec(out.trim())?.[1] ?? ''
-    if (!url) return `SKIPPED: apt knows no grub-efi-amd64-signed here (${out.trim().slice(0, 200)})`
+    if (!url) return `SKIPPED: apt knows no grub-efi-amd64-bin here (${out.trim().slice(0, 200)})`
   } catch (err) {
-    return `SKIPPED: apt-get cannot resolve grub-efi-amd64-signed (not a Debian host with apt lists?): ${(err as Error).message.split('\n')[0]}`
+    return `SKIPPED: apt-get cannot resolve grub-efi-amd64-bin (not a Debian host with apt lists?): ${(err as Error).message.split('\n')[0]}`
   }
   // A few tries: this network drops an occasional connection, which apt itself would retry.
   let why = ''
@@ -104,7 +108,7 @@ function peMachine(file: string): number {
 const unreachable = await archiveUnreachable()
 if (unreachable) console.error(`# grub fetch test: ${unreachable}`)
 
-test('assets fetch grub: Debian\'s signed netboot images through apt, recorded in the manifest; offline from the cache', { skip: unreachable ?? false, timeout: 300_000 }, async () => {
+test('assets fetch grub: netboot images built by grub-mkimage (http built in) from .debs through apt, recorded in the manifest; reproducible; offline from the cache', { skip: unreachable ?? false, timeout: 300_000 }, async () => {
   const cwd = tempCwd()
   const cacheDir = testCacheDir()
   const res = await rackbootAsync(['assets', 'fetch', 'grub', '--cache-dir', cacheDir, '--json'], { cwd, timeoutMs: 280_000 })
@@ -114,11 +118,15 @@ test('assets fetch grub: Debian\'s signed netboot images through apt, recorded i
   const arm = join(cwd, 'assets', 'grub', 'grubnetaa64.efi')
   assert.equal(peMachine(arm), 0xaa64, 'arm64 PE machine type')
   assert.equal(peMachine(join(cwd, 'assets', 'grub', 'grubnetx64.efi')), 0x8664)
-  assert.ok(readFileSync(arm).length > 1_000_000, 'the monolithic netboot image (~3.9 MB), not a stub')
+  assert.ok(readFileSync(arm).length > 500_000, 'the monolithic netboot image (~0.8 MB with its modules), not a stub')
+  // The http module is built in (its request line; Debian's signed grubnetaa64.efi has no such string), for PXE and
+  // UEFI HTTP boot alike; x86 too.
+  for (const f of ['grubnetaa64.efi', 'grubnetx64.efi']) assert.ok(readFileSync(join(cwd, 'assets', 'grub', f)).includes('HTTP/1.1'), `${f} has http built in`)
 
   const manifest = JSON.parse(readFileSync(join(cwd, 'assets', 'manifest.json'), 'utf8')) as Record<string, ManifestEntry>
-  assert.match(manifest['grub/grubnetaa64.efi']!.source, /^debian:grub-efi-arm64-signed \d\S+$/)
-  assert.match(manifest['grub/grubnetx64.efi']!.source, /^debian:grub-efi-amd64-signed \d\S+$/)
+  const built = (pkg: string) => new RegExp(`^built by grub-mkimage (\\d\\S+) from ${pkg} \\1 \\(modules: [^)]*\\befinet\\b[^)]*\\btftp\\b[^)]*\\bhttp\\b[^)]*\\)$`)
+  assert.match(manifest['grub/grubnetaa64.efi']!.source, built('grub-efi-arm64-bin'))
+  assert.match(manifest['grub/grubnetx64.efi']!.source, built('grub-efi-amd64-bin'))
   assert.match(manifest['grub/grubnetaa64.efi']!.verified ?? '', /Debian archive SHA256/)
   assert.equal(manifest['grub/grubnetaa64.efi']!.format, 'arm64 EFI application')
   const list = rackboot(['assets', 'list', '--local', '--json'], { cwd })
@@ -126,6 +134,21 @@ test('assets fetch grub: Debian\'s signed netboot images through apt, recorded i
   // The private apt never touched the host's dpkg architectures.
   assert.equal(execFileSync('dpkg', ['--print-foreign-architectures'], { encoding: 'utf8' }).includes('arm64'), false)
   assert.ok(existsSync(join(cacheDir, 'apt', 'arm64', 'apt.conf')))
+
+  // Reproducible, whichever grub-mkimage builds it: the host's (above) or, when the host's is of another version
+  // (a stand-in that says 2.04 and fails if run), grub-common's of the modules' version, unpacked in the cache.
+  const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex')
+  const other = tempCwd()
+  const fakeMkimage = join(other, 'grub-mkimage')
+  writeFileSync(fakeMkimage, '#!/bin/sh\n[ "$1" = --version ] && echo "grub-mkimage (GRUB) 2.04-20" && exit 0\necho "built by the wrong grub-mkimage" >&2\nexit 1\n')
+  chmodSync(fakeMkimage, 0o755)
+  const quiet = () => ({ update: () => undefined, finish: () => undefined })
+  const rebuilt = await fetchGrub({ store: createAssetStore({ dir: join(other, 'assets') }), cacheDir, log: silentLogger(), hostMkimage: fakeMkimage, progress: quiet })
+  assert.deepEqual(rebuilt.map((e) => e.path), ['grub/grubnetaa64.efi', 'grub/grubnetx64.efi'])
+  for (const f of ['grubnetaa64.efi', 'grubnetx64.efi']) {
+    assert.equal(sha(join(other, 'assets', 'grub', f)), sha(join(cwd, 'assets', 'grub', f)), `${f}: the same bytes from grub-common's grub-mkimage`)
+  }
+  assert.ok(readdirSync(join(cacheDir, 'debs')).some((f) => /^grub-common_[^_]+_\w+\.deb$/.test(f)), 'the grub-common .deb is in the cache')
 
   // Offline: apt cannot reach the archive; the cached packages still give the same files.
   const offline = tempCwd()
@@ -138,5 +161,6 @@ test('assets fetch grub: Debian\'s signed netboot images through apt, recorded i
   assert.match(again.stderr, /using the cached package/)
   const offManifest = JSON.parse(readFileSync(join(offline, 'assets', 'manifest.json'), 'utf8')) as Record<string, ManifestEntry>
   assert.equal(offManifest['grub/grubnetaa64.efi']!.sha256, manifest['grub/grubnetaa64.efi']!.sha256)
-  assert.match(offManifest['grub/grubnetaa64.efi']!.verified ?? '', /checked when it was cached/)
+  assert.equal(offManifest['grub/grubnetx64.efi']!.sha256, manifest['grub/grubnetx64.efi']!.sha256)
+  assert.match(offManifest['grub/grubnetaa64.efi']!.verified ?? '', /checked when they were cached/)
 })

@@ -77,6 +77,12 @@ test('the appliance, run as the image runs it: non-root, file capabilities, seed
   mkdirSync(join(seedDir, 'agent'))
   writeFileSync(join(seedDir, 'agent', 'vmlinuz'), 'stand-in kernel')
   writeFileSync(join(seedDir, 'agent', 'agent.img'), 'stand-in initramfs')
+  // arm64 (the seed stage runs assets fetch grub and assets build agent --arch arm64 from Debian's archive): stand-ins.
+  mkdirSync(join(seedDir, 'agent', 'arm64'))
+  writeFileSync(join(seedDir, 'agent', 'arm64', 'vmlinuz'), 'stand-in arm64 kernel')
+  writeFileSync(join(seedDir, 'agent', 'arm64', 'agent.img'), 'stand-in arm64 initramfs')
+  mkdirSync(join(seedDir, 'grub'))
+  writeFileSync(join(seedDir, 'grub', 'grubnetaa64.efi'), 'stand-in GRUB')
   const seeded = (readdirSync(seedDir, { recursive: true }) as string[]).filter((f) => statSync(join(seedDir, f)).isFile() && f !== 'manifest.json').sort()
   assert.ok(seeded.includes('ipxe/undionly.kpxe') && seeded.includes('ipxe/ipxe.efi'), seeded.join(', '))
 
@@ -163,12 +169,12 @@ test('the appliance, run as the image runs it: non-root, file capabilities, seed
   assert.equal(tftp.code, 0, `${tftp.stderr}${tftp.stdout}`)
   assert.deepEqual(readFileSync(got), readFileSync(join(IPXE_DIR, 'undionly.kpxe')))
 
-  // /healthz: up, and no boot file missing (the seed supplied the iPXE loaders and the agent).
+  // /healthz: up, and no boot file missing (the seed supplied the iPXE and GRUB loaders and both agents).
   const port = /"address":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(out)?.[1] ?? '8080'
   const health = await ns.exec(['curl', '-s', `http://127.0.0.1:${port}/healthz`])
   const body = JSON.parse(health.stdout) as { status: string; checks: Record<string, string>; warnings?: string[] }
   assert.equal(body.checks.tftp, 'ok')
-  assert.ok(!(body.warnings ?? []).some((w) => /iPXE loaders missing|discovery agent missing/.test(w)), JSON.stringify(body.warnings))
+  assert.ok(!(body.warnings ?? []).some((w) => /loaders missing|discovery agent missing/.test(w)), JSON.stringify(body.warnings))
 
   // The container's health check, as the user, with the container's environment.
   const hc = await ns.exec([...asUser, nodeBin, join(app, 'bin', 'rackboot.mjs'), 'healthcheck'], { env, cwd: app, check: false })

@@ -13,9 +13,9 @@
 //
 // At most MAX_VMS (2) guests run at once on the machine, across test files: startVm waits for a slot.
 export { createVmLab, type VmLab, type VmLabOptions } from './lab.js'
-export { DEFAULT_MARKERS, qemuArgs, randomMac, type BootMode, type DiskOptions, type SmbiosOptions, type Vm, type VmExit, type VmOptions } from './vm.js'
+export { AAVMF_CODE, AAVMF_VARS, DEFAULT_MARKERS, qemuArgs, qemuBinary, randomMac, type BootMode, type VmArch, type DiskOptions, type SmbiosOptions, type Vm, type VmExit, type VmOptions } from './vm.js'
 export { SerialLog, cleanSerial, type SerialLine, type SerialMatch } from './serial-log.js'
 export { acquireVmSlot, MAX_VMS, type VmSlot } from './slots.js'
 export type { Sink, SinkRequest, SinkRoute, SinkResponse } from './sink.js'
-export { installAgentAssets, installFakeTalos, testAgentAssets, testFakeTalosAssets, testCacheDir } from './assets.js'
+export { installAgentAssets, installFakeTalos, installGrubAssets, testAgentAssets, testFakeTalosAssets, testCacheDir } from './assets.js'
 export { agentAssetsSkipReason, fakeTalosSkipReason, skipUnlessVm, vmSkipReason } from './skip.js'

@@ -15,6 +15,8 @@ export interface Rackboot {
   config: string
   dataDir: string
   url: string
+  /** rackboot's output so far (stdout and stderr), for diagnostics. */
+  log(): string
   cli(args: string[]): ReturnType<typeof rackbootAsync>
   /** RACKBOOT_TOKEN for CLI commands that go through the server (an admin token, made once on the lab's database). */
   cliEnv(): Promise<NodeJS.ProcessEnv>
@@ -24,7 +26,14 @@ export interface Rackboot {
 }
 
 /** A lab with rackboot serving it: full DHCP on the lab's segment, TFTP, HTTP, assets in place. */
-export async function startRackboot(t: { after(fn: () => unknown): void }, options: { settings?: Record<string, unknown> } = {}): Promise<Rackboot> {
+export async function startRackboot(
+  t: { after(fn: () => unknown): void },
+  options: {
+    settings?: Record<string, unknown>
+    /** Puts further boot assets in place (e.g. arm64 ones) before rackboot starts; gets <assetsDir>. */
+    assets?: (assetsDir: string) => Promise<void>
+  } = {},
+): Promise<Rackboot> {
   const lab = await createVmLab(t, { ipv6: true })
   const dir = lab.tmpDir
   const assetsDir = join(dir, 'assets')
@@ -32,6 +41,7 @@ export async function startRackboot(t: { after(fn: () => unknown): void }, optio
   for (const f of ['undionly.kpxe', 'ipxe.efi', 'snponly.efi']) if (existsSync(join(IPXE_DIR, f))) copyFileSync(join(IPXE_DIR, f), join(assetsDir, 'ipxe', f))
   await installAgentAssets(assetsDir)
   await installFakeTalos(join(assetsDir, 'talos', TALOS, 'amd64'))
+  await options.assets?.(assetsDir)
   const url = `http://${lab.serverIp}:8080`
   const config = join(dir, 'rackboot.yaml')
   writeFileSync(config, stringify({
@@ -52,7 +62,8 @@ export async function startRackboot(t: { after(fn: () => unknown): void }, optio
   let log = ''
   server.stdout?.on('data', (d) => (log += d))
   server.stderr?.on('data', (d) => (log += d))
-  for (let i = 0; i < 120 && !log.includes('rackboot is serving'); i++) await new Promise((r) => setTimeout(r, 250))
+  // Up to 90 s: on a loaded 2-core runner (other test files, TCG guests) rackboot's start alone has taken over 30 s.
+  for (let i = 0; i < 360 && !log.includes('rackboot is serving') && server.exitCode === null; i++) await new Promise((r) => setTimeout(r, 250))
   assert.match(log, /rackboot is serving/, `rackboot did not start:\n${log}`)
   // No router on the lab segment: rackboot's own router advertisements (dhcp.routerAdverts auto, full mode) end
   // iPXE's IPv6 wait, ~16 s a boot otherwise (lab.md).
@@ -60,6 +71,7 @@ export async function startRackboot(t: { after(fn: () => unknown): void }, optio
   let adminToken: Promise<string> | null = null
   return {
     lab, config, url, dataDir: join(dir, 'data'),
+    log: () => log,
     // The lab's database directly (the CLI goes to a server only when told which, with a token).
     cli: (args) => rackbootAsync([...args, '--config', config, '--data-dir', join(dir, 'data')], { cwd: dir }),
     async cliEnv() {

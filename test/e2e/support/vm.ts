@@ -6,6 +6,10 @@
 //   uefi       OVMF with its own PXE (romfile= empty): OVMF DHCP -> TFTP ipxe.efi -> iPXE
 //   uefi-http  OVMF UEFI HTTP boot (PXE off through fw_cfg)
 //   direct     -kernel/-initrd/-append, no network boot
+//
+// arch 'arm64' (default 'x86_64'): qemu-system-aarch64 -M virt -cpu cortex-a57 with AAVMF (Debian qemu-efi-aarch64)
+// instead of q35; 'uefi' is AAVMF's own PXE (option 93 = 11), 'uefi-http' its UEFI HTTP boot (93 = 19), 'direct' as
+// above. There is no 'bios' on arm64, and no SATA (virt has no AHCI).
 import type { ChildProcess } from 'node:child_process'
 import { copyFileSync, existsSync, openSync, closeSync, ftruncateSync } from 'node:fs'
 import { join } from 'node:path'
@@ -14,10 +18,19 @@ import { SerialLog, type SerialMatch } from './serial-log.js'
 import { acquireVmSlot, type VmSlot } from './slots.js'
 
 export type BootMode = 'bios' | 'uefi' | 'uefi-http' | 'direct'
+export type VmArch = 'x86_64' | 'arm64'
 
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd'
 export const IPXE_ROM_DIR = '/usr/lib/ipxe/qemu'
+/** arm64 UEFI (Debian qemu-efi-aarch64): 64 MiB images; VARS without Secure Boot keys (Debian's GRUB is not MS-signed). */
+export const AAVMF_CODE = '/usr/share/AAVMF/AAVMF_CODE.fd'
+export const AAVMF_VARS = '/usr/share/AAVMF/AAVMF_VARS.fd'
+
+/** The QEMU program for a guest architecture. */
+export function qemuBinary(arch: VmArch = 'x86_64'): string {
+  return arch === 'arm64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64'
+}
 
 export interface SmbiosOptions {
   uuid?: string
@@ -39,6 +52,8 @@ export interface DiskOptions {
 
 export interface VmOptions {
   mode: BootMode
+  /** Guest architecture (default x86_64: q35 + SeaBIOS/OVMF; arm64: virt + cortex-a57 + AAVMF). */
+  arch?: VmArch
   /** Default: a random locally administered 52:54:00:xx:xx:xx. */
   mac?: string
   nic?: 'virtio' | 'e1000'
@@ -68,6 +83,7 @@ export interface VmExit {
 export interface Vm {
   readonly name: string
   readonly mode: BootMode
+  readonly arch: VmArch
   readonly mac: string
   readonly tap: string
   readonly logFile: string
@@ -122,10 +138,12 @@ export interface VmContext {
   name: string
 }
 
-/** The qemu-system-x86_64 arguments for a guest (exported so tests can check them without running QEMU). */
+/** The qemu-system-x86_64 (or -aarch64) arguments for a guest (exported so tests can check them without running QEMU). */
 export function qemuArgs(options: VmOptions, ctx: VmContext & { varsFile?: string; diskFiles: string[]; mac: string }): string[] {
+  const arm64 = options.arch === 'arm64'
+  if (arm64 && options.mode === 'bios') throw new Error("arm64 has no 'bios' mode (use uefi, uefi-http or direct)")
   const args = [
-    '-M', 'q35', '-accel', 'tcg',
+    ...(arm64 ? ['-M', 'virt', '-cpu', 'cortex-a57'] : ['-M', 'q35']), '-accel', 'tcg',
     '-display', 'none', '-nodefaults',
     '-m', String(options.memoryMiB ?? 512), '-smp', String(options.cpus ?? 1),
     '-chardev', 'stdio,id=ser0,signal=off', '-serial', 'chardev:ser0',
@@ -152,7 +170,7 @@ export function qemuArgs(options: VmOptions, ctx: VmContext & { varsFile?: strin
   if (uefi) {
     if (!ctx.varsFile) throw new Error('uefi mode needs a VARS copy')
     args.push(
-      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${arm64 ? AAVMF_CODE : OVMF_CODE}`,
       '-drive', `if=pflash,format=raw,unit=1,file=${ctx.varsFile}`,
       '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n',
     )
@@ -175,6 +193,7 @@ export function qemuArgs(options: VmOptions, ctx: VmContext & { varsFile?: strin
         args.push('-device', `nvme,drive=${id},serial=${qv(d.serial ?? `NVME${i}`)}${boot}`)
         break
       case 'sata':
+        if (arm64) throw new Error('arm64 (virt) has no SATA controller: use virtio, nvme or scsi')
         args.push('-device', `ide-hd,drive=${id},bus=ide.${i}${serial}${boot}`)
         break
       case 'scsi':
@@ -248,12 +267,13 @@ export async function launchVm(
   ctx: VmContext & { spawn(argv: string[]): ChildProcess; slotSignal?: AbortSignal; onSpawn?(child: ChildProcess): void },
 ): Promise<Vm> {
   const mac = (options.mac ?? randomMac()).toLowerCase()
+  const arch: VmArch = options.arch ?? 'x86_64'
   const uefi = options.mode === 'uefi' || options.mode === 'uefi-http'
   let varsFile: string | undefined
   if (uefi) {
     // A private, writable VARS copy for every boot (lab.md): boot entries from one run must not leak into the next.
     varsFile = join(ctx.tmpDir, `${ctx.name}-vars.fd`)
-    copyFileSync(OVMF_VARS, varsFile)
+    copyFileSync(arch === 'arm64' ? AAVMF_VARS : OVMF_VARS, varsFile)
   }
   const diskFiles = (options.disks ?? []).map((d, i) => {
     if (d.path) return d.path
@@ -273,7 +293,7 @@ export async function launchVm(
   try {
     // coreutils timeout as QEMU's parent enforces the hard limit even if this test process dies without cleaning up.
     const limitS = Math.ceil((options.hardTimeoutMs ?? 300_000) / 1000) + 15
-    child = ctx.spawn(['timeout', '-s', 'KILL', String(limitS), 'qemu-system-x86_64', ...args])
+    child = ctx.spawn(['timeout', '-s', 'KILL', String(limitS), qemuBinary(arch), ...args])
   } catch (err) {
     slot.release()
     throw err
@@ -300,10 +320,11 @@ export async function launchVm(
   }, hardTimeoutMs)
   hard.unref()
 
-  const describe = () => `${ctx.name} (${options.mode}, ${mac})`
+  const describe = () => `${ctx.name} (${arch === 'arm64' ? 'arm64 ' : ''}${options.mode}, ${mac})`
   const vm: Vm = {
     name: ctx.name,
     mode: options.mode,
+    arch,
     mac,
     tap: ctx.tap,
     logFile,
