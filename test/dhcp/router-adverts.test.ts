@@ -2,10 +2,28 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { createRouterAdverts, findRadvd, radvdConfig } from '../../src/dhcp/index.js'
 import { silentLogger } from '../../src/log.js'
 import { createNetLab, skipUnlessNetns, waitFor } from '../support/netns.js'
+
+
+/** Two namespaces on one IPv6 segment, past DAD (radvd cannot send from a tentative link-local address, nor rdisc6 ask). */
+async function raSegment(t: TestContext, prefix: string) {
+  const lab = await createNetLab(t)
+  const srv = await lab.ns(`${prefix}-srv`, { ipv6: true })
+  const cli = await lab.ns(`${prefix}-cli`, { ipv6: true })
+  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0' })
+  const dir = mkdtempSync(join(tmpdir(), 'rb-ra-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  for (const ns of [srv, cli]) {
+    await waitFor(async () => {
+      const out = (await ns.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout
+      return out.includes('inet6') && !out.includes('tentative') ? true : undefined
+    }, { what: `IPv6 DAD on ${ns.name}`, timeoutMs: 15_000 })
+  }
+  return { srv, cli, dir }
+}
 
 test('radvd config: no prefix, router lifetime 0, no DHCPv6 flags; bad interface names refused', () => {
   const conf = radvdConfig('eth1')
@@ -18,19 +36,7 @@ test('radvd config: no prefix, router lifetime 0, no DHCPv6 flags; bad interface
 
 test('router advertisements reach a host on the segment (ndisc6 rdisc6 asks), and stop with rackboot', async (t) => {
   if (skipUnlessNetns(t, ['radvd', 'rdisc6'])) return
-  const lab = await createNetLab(t)
-  const srv = await lab.ns('ra-srv', { ipv6: true })
-  const cli = await lab.ns('ra-cli', { ipv6: true })
-  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0' })
-  const dir = mkdtempSync(join(tmpdir(), 'rb-ra-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  // Link-local addresses must finish DAD before radvd can send from them or rdisc6 can ask.
-  for (const ns of [srv, cli]) {
-    await waitFor(async () => {
-      const out = (await ns.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout
-      return out.includes('inet6') && !out.includes('tentative') ? true : undefined
-    }, { what: `IPv6 DAD on ${ns.name}`, timeoutMs: 15_000 })
-  }
+  const { srv, cli, dir } = await raSegment(t, 'ra')
   const ra = createRouterAdverts({ interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name] })
   await ra.start()
   t.after(() => ra.stop())
@@ -67,18 +73,7 @@ test('radvd config, managed (DHCPv6): the prefix on-link but not autonomous, M a
 
 test('managed router advertisements carry the prefix and the stateful (M) flag (rdisc6 asks)', async (t) => {
   if (skipUnlessNetns(t, ['radvd', 'rdisc6'])) return
-  const lab = await createNetLab(t)
-  const srv = await lab.ns('ram-srv', { ipv6: true })
-  const cli = await lab.ns('ram-cli', { ipv6: true })
-  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0' })
-  const dir = mkdtempSync(join(tmpdir(), 'rb-ra-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  for (const ns of [srv, cli]) {
-    await waitFor(async () => {
-      const out = (await ns.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout
-      return out.includes('inet6') && !out.includes('tentative') ? true : undefined
-    }, { what: `IPv6 DAD on ${ns.name}`, timeoutMs: 15_000 })
-  }
+  const { srv, cli, dir } = await raSegment(t, 'ram')
   const ra = createRouterAdverts({
     interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name],
     managed: { prefix: '2001:db8:7::/64' },

@@ -19,7 +19,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
 import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
-import { AAVMF_CODE, installAgentAssets, installFakeTalos, installGrubAssets, qemuArgs, qemuBinary, skipUnlessVm, type BootMode, type Vm } from './support/index.js'
+import { AAVMF_CODE, DEFAULT_MARKERS, installAgentAssets, installFakeTalos, installGrubAssets, qemuArgs, qemuBinary, skipUnlessVm, type BootMode, type Vm } from './support/index.js'
 import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
 
 /** Per boot (lab.md: ~17 s at low load, up to ~40 s under load; GRUB's HTTP download of the 33 MB Image is slow). */
@@ -52,17 +52,14 @@ function httpRequestAt(log: string, path: RegExp, vm: Vm): number | null {
 }
 
 /** The serial markers of an arm64 boot: AAVMF, GRUB, the kernel, then the agent or the stand-in. */
+// The kernel's and the agent's markers are the x86 ones; the firmware's and the loader's are AAVMF's and GRUB's.
+const { firstOutput: _firstOutput, ipxe: _ipxe, ...LINUX_MARKERS } = DEFAULT_MARKERS
 const ARM64_MARKERS: Record<string, RegExp> = {
   firmware: /UEFI firmware/,
   netboot: /Start (PXE|HTTP Boot) over IPv4/,
   nbpLoaded: /NBP file downloaded successfully|BdsDxe: starting Boot.*(PXE|HTTP)/,
   grub: /Welcome to GRUB!/,
-  kernel: /Linux version \d/,
-  init: /rackboot-agent: start|fake-talos: start/,
-  network: /rackboot-agent: network up|fake-talos: network up/,
-  reportSent: /rackboot-agent: report sent/,
-  configFetched: /fake-talos: config fetched/,
-  powerOff: /rackboot-agent: powering off|fake-talos: powering off|reboot: Power down/,
+  ...LINUX_MARKERS,
 }
 
 /**
