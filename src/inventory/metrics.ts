@@ -72,7 +72,7 @@ export function registerDatabaseMetrics(registry: Registry, inventory: OpenedInv
   }
   const retries = new Counter({
     name: 'rackboot_postgres_transaction_conflicts_total',
-    help: "Transactions PostgreSQL aborted for colliding with another's (SERIALIZABLE): retried, or failed after every attempt",
+    help: "Transactions PostgreSQL aborted for colliding with another's (SERIALIZABLE), or allocations that found too few machines because others held some: retried alone, or failed after every attempt",
     labelNames: ['outcome'] as const,
     registers: [registry],
     collect() {

@@ -166,8 +166,29 @@ export interface Inventory {
   tokens: TokenRepository
   bootTokens: BootTokenRepository
   /** Runs `fn` atomically: everything it does through the given inventory commits together or not at all. */
-  transaction<T>(fn: (inventory: Inventory) => Promise<T>): Promise<T>
+  transaction<T>(fn: (inventory: Inventory) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /** Inside a transaction opened with `rowLocks` on a backend that runs such transactions side by side (PostgreSQL). */
+  rowLocks?: RowLocks
   close(): Promise<void>
+}
+
+export interface TransactionOptions {
+  /**
+   * `fn` locks what it decides on (`Inventory.rowLocks`, `MachineScan.lock`) and guards each write with the condition
+   * it read (`setState`'s `from`): PostgreSQL then runs it READ COMMITTED with row locks instead of SERIALIZABLE.
+   * SQLite, whose transactions run one at a time, ignores it.
+   */
+  rowLocks?: boolean
+}
+
+/** Locks held until the transaction ends (PostgreSQL, in a transaction opened with `rowLocks`). */
+export interface RowLocks {
+  /** Waits for, then holds, a lock on this name (an idempotency key): transactions naming it run one after the other. */
+  name(name: string): Promise<void>
+  /** Waits for, then holds, these machines' rows. */
+  machines(ids: readonly string[]): Promise<void>
+  /** The error to throw when too few machines were free because other transactions held them: it runs again, alone. */
+  contended(message: string): Error
 }
 
 // ---- API additions (issue 8) ----
@@ -182,6 +203,12 @@ export interface MachineScan extends MachineFilter {
    * for: one from another order is refused (RB_ERR_VALIDATION).
    */
   sort?: MachineSort
+  /**
+   * In a transaction with `Inventory.rowLocks` only: lock the machines returned until it ends. A first attempt skips
+   * machines another transaction holds (SKIP LOCKED), a retry waits for them. A page may then end short of `limit`
+   * only at the end of the list, and `next` is set whenever the page is full.
+   */
+  lock?: boolean
 }
 
 /** Fields the machine list can be sorted by. */

@@ -13,6 +13,9 @@ import { systemClock, type Clock, type Lifecycle } from './service.js'
 // Selection and the ready → provisioning moves happen in ONE inventory transaction, guarded by
 // `UPDATE ... WHERE state = 'ready'`, together with the allocation record (idempotency key, request hash,
 // result): all or nothing, never one machine to two callers. Events go out through the lifecycle after commit.
+// Allocation and replacement run with row locks (PostgreSQL: READ COMMITTED, the chosen machines locked FOR UPDATE
+// SKIP LOCKED as they are read, so concurrent callers take different machines instead of aborting each other; calls
+// with one idempotency key in turn); release keeps the backend's default (SERIALIZABLE there).
 
 export interface AllocationRequest {
   /** A class name: its selectors must hold, and its profile applies unless `profile` is given. */
@@ -170,16 +173,22 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
     return { selector, className: req.class ?? null, profile, cluster, role, patches, hash }
   }
 
-  /** Ready machines matching the plan, `count` of them or a 409 that says how many there were (and how many were skipped). */
-  async function choose(tx: Inventory, p: Plan, count: number, exclude: ReadonlySet<string> = new Set()): Promise<Machine[]> {
+  /**
+   * Ready machines matching the plan, `count` of them or a 409 that says how many there were (and how many were
+   * skipped). With row locks (PostgreSQL) the machines are locked as they are read, pages no larger than what is
+   * still needed (a machine locked and then found not to match stays locked until the end, for nothing).
+   */
+  async function choose(tx: Inventory, p: Plan, count: number, exclude: ReadonlySet<string> = new Set(), lock = tx.rowLocks !== undefined): Promise<Machine[]> {
     const chosen: Machine[] = []
     const skipped: string[] = []
     let after: string | undefined
     // Small pages first (most selectors match most machines), growing when they do not.
-    let limit = Math.min(batch, Math.max(16, count * 2))
+    let grow = 1
+    let limit = lock ? count : Math.min(batch, Math.max(16, count * 2))
     while (chosen.length < count) {
-      const page = await tx.queries.scanMachines({ state: 'ready', hardware: p.selector.bounds, limit, ...(after ? { after } : {}) })
-      limit = Math.min(batch, limit * 4)
+      const page = await tx.queries.scanMachines({ state: 'ready', hardware: p.selector.bounds, limit, ...(after ? { after } : {}), ...(lock ? { lock } : {}) })
+      grow *= 4
+      limit = lock ? Math.min(batch, (count - chosen.length) * grow) : Math.min(batch, limit * 4)
       for (const m of page.items) {
         if (exclude.has(m.id) || !p.selector.matches(m)) continue
         // A machine that cannot install (no reported disk satisfies the profile's install-disk selector) is skipped.
@@ -193,6 +202,15 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       }
       if (!page.next) break
       after = page.next
+    }
+    if (chosen.length < count && lock && tx.rowLocks) {
+      // Machines other transactions hold were skipped, and they may not all keep them: if there were enough without
+      // locking, the answer is not known yet. The transaction runs again alone, where it waits instead of skipping.
+      const all = await choose(tx, p, count, exclude, false).catch((err: unknown) => {
+        if (isConflict(err)) return null
+        throw err
+      })
+      if (all) throw tx.rowLocks.contended(`${count} ready machines were there, but other allocations held some of them; try again`)
     }
     if (chosen.length < count) {
       const why = skipped.length ? `; ${skipped.length} matching machine${skipped.length === 1 ? '' : 's'} skipped: no disk satisfies the install-disk selector of profile ${p.profile.name} (${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''})` : ''
@@ -281,6 +299,8 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       try {
         result = await inventory.transaction(async (tx) => {
           if (key) {
+            // Calls with one key run one after the other (with row locks: the second then reads the first's result).
+            await tx.rowLocks?.name(`idempotency-key ${key}`)
             const existing = await tx.allocations.byKey(key)
             if (existing) return { ...replay(existing, p.hash), taken: [] }
           }
@@ -308,7 +328,7 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
             previousProfile: m.profile, patches: p.patches,
           })))
           return { allocation, replayed: false, taken: chosen }
-        })
+        }, { rowLocks: true })
       } catch (err) {
         metrics?.allocations.inc({ result: isConflict(err) ? 'insufficient' : 'failed' })
         throw err
@@ -366,13 +386,21 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
       const now = clock.now()
       const r = await inventory.transaction(async (tx) => {
         if (key) {
+          await tx.rowLocks?.name(`idempotency-key ${key}`)
           const existing = await tx.allocations.byKey(key)
           if (existing) return { ...replay(existing, hash), taken: null, old: null }
         }
+        // The machine replaced is held until commit: a release or another replace of it waits, then sees this one's.
+        await tx.rowLocks?.machines([machineId])
         const old = await tx.machines.get(machineId)
         if (!old) throw new NotFoundError('machine', machineId)
         if (old.state !== 'provisioning' && old.state !== 'installed' && old.state !== 'failed') {
           throw new RackbootError('RB_ERR_INVALID_TRANSITION', `machine ${old.id} is ${old.state}: only provisioning, installed or failed machines are replaced`, { details: { id: old.id, state: old.state } })
+        }
+        // Still in the allocation looked at above: a replace or release that ran meanwhile (a quarantined machine keeps
+        // its failed state) must not be answered with a second replacement.
+        if ((await tx.allocations.current(old.id))?.allocationId !== cur.allocationId) {
+          throw new RackbootError('RB_ERR_CONFLICT', `machine ${old.id} was replaced or released meanwhile`, { details: { reason: 'lost-race', id: old.id } })
         }
         const [fresh] = await choose(tx, p, 1, new Set([old.id]))
         await take(tx, fresh!, now)
@@ -387,7 +415,7 @@ export function createAllocator(deps: AllocatorDeps): Allocator {
         }
         await tx.allocations.create(allocation, [{ machineId: fresh!.id, class: p.className, cluster: p.cluster, role: p.role, profile: p.profile.name, previousProfile: fresh!.profile, patches: p.patches }])
         return { allocation, replayed: false, taken: fresh!, old: { machine: old, action } }
-      })
+      }, { rowLocks: true })
       if (r.replayed || !r.taken || !r.old) return { allocation: r.allocation, replayed: true, replaced: null }
       metrics?.allocations.inc({ result: 'replaced' })
       metrics?.machines.inc(1)

@@ -85,6 +85,97 @@ test('two instances, 20 concurrent allocations of 2 machines each, 50 ready mach
   assert.ok(retries.every((r) => r.failures === 0))
 })
 
+test('16 callers over two instances allocating until refused, 40 ready machines: each taken once, all 40 allocated, every caller ends refused as insufficient', async (t) => {
+  if (await skipped(t, postgres)) return
+  const [a, b] = await instances(t, postgres, 2, 40)
+  // Each caller asks again and again (1 or 2 machines) until it is refused: the last machines are fought over by
+  // callers that each skip what the others hold, the case where a refusal must wait to be sure.
+  const taken: string[] = []
+  const refusals: RackbootError[] = []
+  await Promise.all(Array.from({ length: 16 }, async (_, caller) => {
+    const inst = caller % 2 === 0 ? a! : b!
+    for (;;) {
+      const o = await attempt(inst.allocator.allocate({ class: 'all', count: 1 + (caller % 4 === 3 ? 1 : 0) }, `caller ${caller}`))
+      if (!o.ok) {
+        refusals.push(o.error)
+        return
+      }
+      taken.push(...o.result.allocation.machines.map((m) => m.id))
+    }
+  }))
+  assert.equal(new Set(taken).size, taken.length, 'no machine went to two allocations')
+  assert.equal(taken.length, 40, 'every machine was allocated')
+  assert.deepEqual(refusals.filter((e) => (e.details as { reason?: string } | undefined)?.reason !== 'insufficient-machines').map((e) => `${e.code} ${e.statusCode}: ${e.message}`), [],
+    'every refusal says there were not enough machines (no lost race, no exhausted retry)')
+  assert.equal(refusals.length, 16)
+  assert.deepEqual(await states(a!.inventory), { provisioning: 40 })
+  const retries = [a!, b!].map((i) => i.inventory.retryStats())
+  t.diagnostic(`retries: ${JSON.stringify(retries)}`)
+  assert.ok(retries.every((r) => r.failures === 0))
+})
+
+test('a ready machine another transaction holds is waited for before an allocation is refused, and counted only if it is still ready', async (t) => {
+  if (await skipped(t, postgres)) return
+  const [a] = await instances(t, postgres, 1, 2)
+  const ids = (await a!.inventory.machines.list()).items.map((m) => m.id).sort()
+  // Someone else (a single statement, another instance's transaction) holds the second machine: a first attempt skips
+  // it and finds one machine of the two asked for. That is no answer yet: the holder may let it go.
+  const holdSecond = async () => {
+    const c = await a!.inventory.pool.connect()
+    await c.query('begin')
+    await c.query('select id from machines where id = $1 for update', [ids[1]])
+    return c
+  }
+  let holder = await holdSecond()
+  let call = attempt(a!.allocator.allocate({ class: 'all', count: 2 }, 'needs both'))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await holder.query('rollback')
+  holder.release()
+  let o = await call
+  assert.ok(o.ok, `allocated once the holder let go (${o.ok ? '' : o.error.message})`)
+  assert.deepEqual(o.result.allocation.machines.map((m) => m.id).sort(), ids)
+  // Released again; this time the holder takes the machine out of the pool: the allocation is refused as insufficient.
+  for (const id of ids) await a!.allocator.release(id, { pxeBoot: false })
+  await sql`update machines set state = 'ready'`.execute(a!.inventory.db)
+  holder = await holdSecond()
+  call = attempt(a!.allocator.allocate({ class: 'all', count: 2 }, 'needs both'))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await holder.query(`update machines set state = 'maintenance' where id = $1`, [ids[1]])
+  await holder.query('commit')
+  holder.release()
+  o = await call
+  assert.ok(!o.ok, 'refused')
+  assert.equal((o.error.details as { reason?: string }).reason, 'insufficient-machines', o.error.message)
+  assert.deepEqual(await states(a!.inventory), { ready: 1, maintenance: 1 })
+})
+
+test('allocations run READ COMMITTED with row locks: 16 callers over two instances on 200 ready machines take 16 distinct machines at once, without retries', async (t) => {
+  if (await skipped(t, postgres)) return
+  const [a, b] = await instances(t, postgres, 2, 200)
+  // Every allocation's first statement waits until all 16 are in their transaction: under SERIALIZABLE they would
+  // all read the same first ready machines and all but one be aborted and retried; with SKIP LOCKED each takes its own.
+  const hold = await a!.inventory.pool.connect()
+  await hold.query('begin')
+  await hold.query('lock table allocations in share row exclusive mode')
+  const calls = Array.from({ length: 16 }, (_, i) => attempt((i % 2 === 0 ? a! : b!).allocator.allocate({ class: 'all', count: 1 }, `caller ${i}`)))
+  // Let every caller reach its insert of the allocation row (it waits there for the table lock) before letting go.
+  // (Watched from outside the holding transaction: inside one, pg_stat_activity is read once and kept.)
+  for (let waited = 0; ; waited += 20) {
+    const r = await a!.inventory.pool.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'insert into "allocations"%'`)
+    if (r.rows[0].n === 16 || waited > 20_000) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const isolation = await a!.inventory.pool.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'insert into "allocations"%'`)
+  await hold.query('commit')
+  hold.release()
+  const outcomes = await Promise.all(calls)
+  assert.equal(isolation.rows[0].n, 16, 'all 16 allocations were in flight at once, each holding its machine')
+  const taken = outcomes.flatMap((o) => (o.ok ? o.result.allocation.machines.map((m) => m.id) : []))
+  assert.deepEqual(outcomes.filter((o) => !o.ok).map((o) => (o as { error: RackbootError }).error.message), [])
+  assert.equal(new Set(taken).size, 16, 'sixteen distinct machines')
+  assert.deepEqual([a!, b!].map((i) => i.inventory.retryStats()), [{ retries: 0, failures: 0 }, { retries: 0, failures: 0 }], 'no transaction was aborted and retried')
+})
+
 test('two instances racing with one idempotency key: one allocation, the other call replays it', async (t) => {
   if (await skipped(t, postgres)) return
   const [a, b] = await instances(t, postgres, 2, 40)

@@ -10,6 +10,7 @@ import { dialectOf, isUniqueViolation, type SqlDialectName } from './dialect.js'
 import { parseJson } from './json.js'
 import { countNullColumn, decodeSortCursor, encodeMachineCursor, machineAddresses, machineFromRow, sortedMachineRows } from './machines.js'
 import type { Database, MachinesTable } from './schema.js'
+import { containsPattern, postgresSearchIds, type TrigramSampler } from './search-plan.js'
 
 // Storage for the cluster API (issue 8): machine scans with hardware pre-filters, allocations, clusters.
 
@@ -81,15 +82,11 @@ type MachineRow = Selectable<MachinesTable> & { facts: string | null; reported_a
 
 /**
  * Ids of machines whose search document (id, name, serial, uuid, MACs; migration 0004) contains `needle`, at most
- * `cap`: SQLite's FTS5 trigram index, PostgreSQL's pg_trgm index under LIKE.
+ * `cap`: SQLite's FTS5 trigram index, PostgreSQL's pg_trgm index, asked as search-plan.ts says.
  */
-async function searchMachineIds(db: Kysely<Database>, dialect: SqlDialectName, needle: string, cap: number): Promise<string[]> {
+async function searchMachineIds(db: Kysely<Database>, dialect: SqlDialectName, needle: string, cap: number, sampler: TrigramSampler | null): Promise<string[]> {
   const any = db as unknown as Kysely<any>
-  if (dialect === 'postgres') {
-    const like = `%${needle.replace(/[%_\\]/g, (ch) => `\\${ch}`)}%`
-    const rows = await any.selectFrom('machine_search').select('machine_id').where(sql<boolean>`doc like ${like} escape '\\'`).limit(cap).execute()
-    return rows.map((r: { machine_id: string }) => r.machine_id)
-  }
+  if (dialect === 'postgres') return postgresSearchIds(any, needle, cap, sampler)
   const rows = await any.selectFrom('machine_search_ids').select('machine_id')
     .where('key', 'in', (eb: any) => eb.selectFrom('machine_search').select(sql<number>`rowid`.as('key'))
       .where(sql`machine_search`, 'match', `"${needle.replaceAll('"', '""')}"`).limit(cap))
@@ -97,7 +94,12 @@ async function searchMachineIds(db: Kysely<Database>, dialect: SqlDialectName, n
   return rows.map((r: { machine_id: string }) => r.machine_id)
 }
 
-export function createSqlQueries(base: Kysely<Database>): QueryRepository {
+/**
+ * `lockMode`: in a PostgreSQL transaction with row locks, how a scan asked to lock treats machines another
+ * transaction holds: skipped (a first attempt) or waited for (a retry, which runs alone). Null: scans never lock.
+ * `sampler`: PostgreSQL, the inventory's sample of search documents (which trigrams of a needle are rare).
+ */
+export function createSqlQueries(base: Kysely<Database>, lockMode: 'skip' | 'wait' | null = null, sampler: TrigramSampler | null = null): QueryRepository {
   const db = base as unknown as Kysely<ApiTables>
   const dialect = dialectOf(base)
 
@@ -141,12 +143,12 @@ export function createSqlQueries(base: Kysely<Database>): QueryRepository {
         const needle = isMac(text) ? normalizeMac(text) : text
         // The trigram index answers substring queries of three characters or more, fast when few machines match;
         // a substring that thousands of machines share is found sooner by walking machines in order.
-        const hits = [...needle].length >= 3 ? await searchMachineIds(base, dialect, needle, SEARCH_CAP + 1) : null
+        const hits = [...needle].length >= 3 ? await searchMachineIds(base, dialect, needle, SEARCH_CAP + 1, sampler) : null
         if (hits && hits.length <= SEARCH_CAP) {
           if (hits.length === 0) return { items: [], next: null }
           q = q.where('machines.id', 'in', hits)
         } else {
-          const like = `%${needle.replace(/[%_\\]/g, (ch) => `\\${ch}`)}%`
+          const like = containsPattern(needle)
           q = q.where(sql<boolean>`(lower(machines.name) LIKE ${like} ESCAPE '\\' OR lower(machines.serial) LIKE ${like} ESCAPE '\\'
             OR machines.uuid LIKE ${like} ESCAPE '\\' OR machines.id LIKE ${like} ESCAPE '\\'
             OR EXISTS (SELECT 1 FROM nics WHERE nics.machine_id = machines.id AND nics.mac LIKE ${like} ESCAPE '\\'))`)
@@ -170,6 +172,15 @@ export function createSqlQueries(base: Kysely<Database>): QueryRepository {
       if (scan.after) {
         decodeSortCursor(scan.after, null) // refuses a sorted list's cursor
         q = q.where(order, '>', decodeCursor(scan.after))
+      }
+      if (scan.lock && lockMode) {
+        // FOR UPDATE OF machines: the hardware side of the outer join is not locked (and cannot be). Locked rows are
+        // re-read at their newest version and must still match (READ COMMITTED), skipped or waited for ones do not
+        // count towards the LIMIT: a short page is the end. No look-ahead row, which would be locked for nothing.
+        q = q.orderBy(order).limit(limit).forUpdate('machines')
+        if (lockMode === 'skip') q = q.skipLocked()
+        const rows = (await q.execute()) as MachineRow[]
+        return { items: await hydrate(rows), next: rows.length === limit ? encodeCursor(rows[rows.length - 1]!.id) : null }
       }
       const rows = (await q.orderBy(order).limit(limit + 1).execute()) as MachineRow[]
       const page = rows.slice(0, limit)

@@ -10,6 +10,7 @@ import * as m0008 from './0008-bmc-options.js'
 import * as m0009 from './0009-machine-sort-indexes.js'
 import * as m0010 from './0010-event-notify.js'
 import * as m0011 from './0011-bmc-leases.js'
+import * as m0012 from './0012-postgres-search-paths.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -24,6 +25,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0009-machine-sort-indexes': m0009,
   '0010-event-notify': m0010,
   '0011-bmc-leases': m0011,
+  '0012-postgres-search-paths': m0012,
 }
 
 export const migrationProvider: MigrationProvider = {
