@@ -18,6 +18,7 @@ packages=(
   # virtual media ISO rackboot builds
   # postgresql: the shared inventory backend; tests start their own clusters (initdb + pg_ctl), never the service
   # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does
+  # dnsmasq-base also is the DHCP relay (--dhcp-relay) of the relayed segment in test/e2e/matrix.test.ts, radvd its router
   # chromium: the web UI tests drive Debian's browser through playwright-core
   # qemu-system-arm, qemu-efi-aarch64: the arm64 guests (qemu-system-aarch64 -M virt, AAVMF) of test/e2e/arm64.test.ts
   # busybox-static also provides udhcpc and the other applets the DHCP tests use (it conflicts with busybox)

@@ -18,4 +18,5 @@ export { SerialLog, cleanSerial, type SerialLine, type SerialMatch } from './ser
 export { acquireVmSlot, MAX_VMS, type VmSlot } from './slots.js'
 export type { Sink, SinkRequest, SinkRoute, SinkResponse } from './sink.js'
 export { installAgentAssets, installFakeTalos, installGrubAssets, testAgentAssets, testFakeTalosAssets, testCacheDir } from './assets.js'
+export { createRelaySegment, pickRelayOctet, type RelaySegment } from './relay.js'
 export { agentAssetsSkipReason, fakeTalosSkipReason, skipUnlessVm, vmSkipReason } from './skip.js'

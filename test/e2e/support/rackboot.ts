@@ -29,7 +29,8 @@ export interface Rackboot {
 export async function startRackboot(
   t: { after(fn: () => unknown): void },
   options: {
-    settings?: Record<string, unknown>
+    /** Top-level settings replacing the defaults below; a function gets the lab (its addresses) first. */
+    settings?: Record<string, unknown> | ((lab: VmLab) => Record<string, unknown> | Promise<Record<string, unknown>>)
     /** Puts further boot assets in place (e.g. arm64 ones) before rackboot starts; gets <assetsDir>. */
     assets?: (assetsDir: string) => Promise<void>
   } = {},
@@ -42,6 +43,7 @@ export async function startRackboot(
   await installAgentAssets(assetsDir)
   await installFakeTalos(join(assetsDir, 'talos', TALOS, 'amd64'))
   await options.assets?.(assetsDir)
+  const settings = typeof options.settings === 'function' ? await options.settings(lab) : options.settings
   const url = `http://${lab.serverIp}:8080`
   const config = join(dir, 'rackboot.yaml')
   writeFileSync(config, stringify({
@@ -56,7 +58,7 @@ export async function startRackboot(
     },
     // The agent powers off after its report so QEMU (-no-reboot) ends and the next boot is a new QEMU run.
     boot: { agentAfter: 'poweroff', holdSeconds: 5, agentKernelArgs: ['console=ttyS0,115200'] },
-    ...options.settings,
+    ...settings,
   }))
   const server = lab.spawn(['node', BIN, 'serve', '--config', config], { cwd: dir })
   let log = ''
