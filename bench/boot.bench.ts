@@ -1,0 +1,268 @@
+// `npm run bench -- boot [--rounds=N] [--modes=bios,uefi,uefi-http,arm64,arm64-http]`
+// Whole network boots under QEMU (TCG), rackboot against dnsmasq, in the same run, the same netns lab
+// (test/e2e/support/lab.ts, IPv6 on so both peers send RAs) and the same VM arguments (q35 or virt/cortex-a57, 512 MiB,
+// 1 vCPU, virtio NIC on a tap, one 64 MiB virtio disk; a fresh random MAC and SMBIOS UUID per boot, so every boot is
+// an unknown machine's discovery boot for rackboot). Servers (bench/boot-lab.ts), one at a time on the segment:
+//   rackboot  `rackboot serve` (full DHCP, TFTP, HTTP, its own RAs), the discovery agent as the e2e tests use it.
+//   dnsmasq   DHCP + TFTP (dhcp-match/dhcp-boot per arch, no-ping, iPXE no-pxedhcp, RAs: lab.md's options) and nginx
+//             (sendfile) for the static iPXE script / grub.cfg, kernel and initramfs; when nginx is missing, a plain
+//             Node static server, labelled so in the output. iPXE chain (ipxe.efi over TFTP, or over HTTP for UEFI
+//             HTTP boot) -> static boot.ipxe -> the same agent kernel + initramfs with the same kernel arguments
+//             (console, rackboot.report=, rackboot.after=poweroff; the report goes to a static 204 on nginx); arm64:
+//             AAVMF -> the GRUB image of `rackboot assets fetch grub` -> static grub.cfg -> the arm64 agent.
+// Phases, seconds after QEMU start (lab.md's table): first DISCOVER (on the wire: tcpdump on the lab's bridge, the
+// same clock for both peers; without tcpdump, the servers' logs: rackboot's boot.dhcp event, dnsmasq's DHCPDISCOVER
+// line, which dnsmasq writes late under load), NBP done (serial: ipxe.efi's "iPXE initialising" / "Welcome to GRUB!"; none in bios, where
+// the NIC ROM is iPXE), script fetched, kernel and initramfs downloaded (rackboot's boot.script / boot.asset
+// events; nginx's access log, $msec = end of request), /init, network up (the agent's own DHCP lease, from the same
+// server), report sent and power-off (serial markers of the agent). The last phase that is the same work for both
+// peers is "network up"; "report" is rackboot's real inventory write against a static 204 for dnsmasq (the agent's
+// hardware collection, identical on both, dominates it).
+// Each round runs both peers (order alternating per round), each over all modes, one VM at a time (VM slots shared
+// with the e2e tests: at most two QEMU guests on the machine). Figures are medians over rounds with the ratio
+// rackboot/dnsmasq per phase, and the 1-minute load average is printed per boot and per round (TCG times move
+// with load: ±30 % at load 2 on 2 cores).
+// Needs root, iproute2, qemu-system-x86 (qemu-system-arm for arm64), ipxe-qemu, ipxe, ovmf (qemu-efi-aarch64),
+// dnsmasq-base, nginx (or nginx-light; optional, see above), tcpdump (optional, see above), and the agent assets (built into the e2e test cache
+// on first use: a Debian kernel .deb via apt, busybox-static, kmod). Hard timeout 300 s per boot.
+import { readFile } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
+import { which } from '../src/processes.js'
+import {
+  agentAssetsSkipReason,
+  createVmLab,
+  randomMac,
+  vmSkipReason,
+  type BootMode,
+  type Vm,
+  type VmArch,
+  type VmLab,
+} from '../test/e2e/support/index.js'
+import { captureDhcp, dnsmasqPeer, prepareAssets, rackbootPeer, type Peer } from './boot-lab.js'
+
+const HARD_TIMEOUT_MS = 300_000
+const ALL_MODES = ['bios', 'uefi', 'uefi-http', 'arm64', 'arm64-http'] as const
+type ModeName = (typeof ALL_MODES)[number]
+const MODE: Record<ModeName, { arch: VmArch; mode: BootMode }> = {
+  bios: { arch: 'x86_64', mode: 'bios' },
+  uefi: { arch: 'x86_64', mode: 'uefi' },
+  'uefi-http': { arch: 'x86_64', mode: 'uefi-http' },
+  arm64: { arch: 'arm64', mode: 'uefi' },
+  'arm64-http': { arch: 'arm64', mode: 'uefi-http' },
+}
+
+const PHASES = ['discover', 'nbp', 'script', 'kernel', 'initramfs', 'init', 'network', 'report', 'off'] as const
+type Phase = (typeof PHASES)[number]
+const HEADINGS: Record<Phase, string> = {
+  discover: 'first DISCOVER', nbp: 'NBP done', script: 'script', kernel: 'kernel', initramfs: 'initramfs',
+  init: '/init', network: 'network up', report: 'report*', off: 'power-off',
+}
+
+type Times = Record<Phase, number | null>
+
+interface BootResult {
+  round: number
+  mode: ModeName
+  peer: Peer['key']
+  ok: boolean
+  error?: string
+  times: Times
+  load: string
+}
+
+function flag(args: string[], name: string): string | undefined {
+  return args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+}
+
+const median = (xs: number[]): number | null => {
+  if (xs.length === 0) return null
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+const loadavg = async () => (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ')
+
+/** Where a boot is stuck for good (it would only end at the hard timeout), or null. */
+function stuck(vm: Vm): string | null {
+  if (vm.serial.find(/^grub> ?$/)) return 'GRUB stopped at its prompt'
+  const panic = vm.serial.find(/Kernel panic/)
+  if (panic) return `kernel panic: ${panic.line}`
+  if (vm.serial.find(/Shell> ?$/)) return 'UEFI shell: no network boot'
+  return null
+}
+
+async function boot(lab: VmLab, peer: Peer, name: ModeName, round: number): Promise<BootResult> {
+  const { arch, mode } = MODE[name]
+  const mac = randomMac()
+  const capture = await captureDhcp(lab)
+  const vm = await lab.startVm({
+    arch, mode, mac,
+    smbios: { uuid: randomUUID(), serial: `BENCH-${round}-${peer.key}-${name}`, manufacturer: 'LAB', product: 'bench' },
+    disks: [{ sizeMiB: 64 }],
+    hardTimeoutMs: HARD_TIMEOUT_MS,
+    name: `r${round}-${peer.key}-${name}`,
+  })
+  let error: string | undefined
+  let poll: NodeJS.Timeout | undefined
+  try {
+    const early = new Promise<never>((_, reject) => {
+      poll = setInterval(() => {
+        const why = stuck(vm)
+        if (why) reject(new Error(why))
+      }, 1_000)
+    })
+    const end = await Promise.race([vm.waitFor(/rackboot-agent: (powering off|report failed|network failed)/, HARD_TIMEOUT_MS), early])
+    if (!/powering off/.test(end.line)) error = end.line
+    await vm.waitForExit(30_000).catch(() => vm.stop())
+  } catch (err) {
+    error = (err as Error).message.split('\n')[0]
+    await vm.stop()
+  } finally {
+    clearInterval(poll)
+    await capture?.stop()
+  }
+  const wire = capture?.first(mac) ?? null
+  const server = await peer.phases(mac, vm.startedAt).catch(() => null)
+  const rel = (at: number | null | undefined) => (at == null ? null : (at - vm.startedAt) / 1000)
+  const ser = (re: RegExp) => rel(vm.serial.find(re)?.atMs == null ? null : vm.startedAt + vm.serial.find(re)!.atMs)
+  const times: Times = {
+    discover: rel(capture ? wire : server?.discover),
+    nbp: mode === 'bios' ? null : ser(arch === 'arm64' ? /Welcome to GRUB!/ : /iPXE initialising devices/),
+    script: rel(server?.script),
+    kernel: rel(server?.kernel),
+    initramfs: rel(server?.initramfs),
+    init: ser(/rackboot-agent: start/),
+    network: ser(/rackboot-agent: network up/),
+    report: ser(/rackboot-agent: report sent/),
+    off: ser(/rackboot-agent: powering off/),
+  }
+  const load = await loadavg()
+  if (error) {
+    console.log(`  ! ${peer.key} ${name} round ${round} failed: ${error}`)
+    console.log(vm.serial.tail(15).replace(/^/gm, '    | '))
+    console.log(peer.tail().split('\n').slice(-10).join('\n').replace(/^/gm, '    > '))
+  }
+  return { round, mode: name, peer: peer.key, ok: !error, ...(error ? { error } : {}), times, load }
+}
+
+const fmt = (v: number | null) => (v == null ? '-' : v.toFixed(1))
+
+function printTable(results: BootResult[], modes: ModeName[], labels: Record<Peer['key'], string>, rounds: number, fromDiscover = false): void {
+  console.log(fromDiscover
+    ? `\nthe same, seconds after the first DISCOVER (leaves out firmware start-up, which no server touches)`
+    : `\nmedians over rounds, seconds after QEMU start (TCG); ratio = rackboot / dnsmasq (< 1: rackboot faster)`)
+  const phases = fromDiscover ? PHASES.filter((p) => p !== 'discover') : [...PHASES]
+  console.log(`| mode | server | ok | ${phases.map((p) => HEADINGS[p]).join(' | ')} |`)
+  console.log(`|---|---|---|${phases.map(() => '---').join('|')}|`)
+  for (const mode of modes) {
+    const med: Record<string, Record<Phase, number | null>> = {}
+    for (const peer of ['rackboot', 'dnsmasq'] as const) {
+      const rs = results.filter((r) => r.mode === mode && r.peer === peer)
+      const ok = rs.filter((r) => r.ok)
+      const value = (r: BootResult, p: Phase): number | null => {
+        const v = r.times[p]
+        if (!fromDiscover) return v
+        const d = r.times.discover
+        return v == null || d == null ? null : v - d
+      }
+      med[peer] = Object.fromEntries(phases.map((p) => [p, median(ok.map((r) => value(r, p)).filter((v): v is number => v != null))])) as Record<Phase, number | null>
+      console.log(`| ${mode} | ${labels[peer]} | ${ok.length}/${rs.length || rounds} | ${phases.map((p) => fmt(med[peer]![p])).join(' | ')} |`)
+    }
+    const ratio = phases.map((p) => {
+      const a = med.rackboot![p]
+      const b = med.dnsmasq![p]
+      return a == null || b == null || b === 0 ? '-' : `${(a / b).toFixed(2)}x`
+    })
+    console.log(`| ${mode} | ratio | | ${ratio.join(' | ')} |`)
+    // Small figures make wild ratios (0.1 s against 0.05 s): the difference in seconds says more there.
+    const delta = phases.map((p) => {
+      const a = med.rackboot![p]
+      const b = med.dnsmasq![p]
+      return a == null || b == null ? '-' : `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(1)}`
+    })
+    console.log(`| ${mode} | rackboot - dnsmasq (s) | | ${delta.join(' | ')} |`)
+  }
+  if (fromDiscover) return
+  console.log('* report: rackboot stores the agent report in its inventory; dnsmasq\'s side is a static 204 from the HTTP server.')
+  console.log('  The last phase that is the same work on both servers is "network up" (the agent\'s DHCP lease).')
+}
+
+export async function run(args: string[]): Promise<void> {
+  const rounds = Number(flag(args, 'rounds') ?? 3)
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer')
+  const modeArg = (flag(args, 'modes') ?? 'bios,uefi,uefi-http').split(',').map((s) => s.trim()).filter(Boolean)
+  for (const m of modeArg) if (!(ALL_MODES as readonly string[]).includes(m)) throw new Error(`unknown mode '${m}' (${ALL_MODES.join(', ')})`)
+
+  if (process.getuid?.() !== 0) {
+    console.log('SKIP boot bench: needs root (network namespaces, taps, DHCP on port 67)')
+    return
+  }
+  if (!which('dnsmasq')) {
+    console.log('SKIP boot bench: dnsmasq missing (Debian package dnsmasq-base): no reference peer')
+    return
+  }
+  if (!which('nginx')) console.log('NOTE: nginx missing (Debian package nginx or nginx-light): dnsmasq\'s HTTP side is a plain Node static server')
+
+  const modes: ModeName[] = []
+  for (const m of modeArg as ModeName[]) {
+    const why = vmSkipReason(MODE[m].mode, ['dnsmasq'], MODE[m].arch) ?? (await agentAssetsSkipReason(MODE[m].arch === 'arm64' ? 'arm64' : 'amd64'))
+    if (why) console.log(`SKIP mode ${m}: ${why}`)
+    else modes.push(m)
+  }
+  if (modes.length === 0) {
+    console.log('SKIP boot bench: no mode can run here')
+    return
+  }
+
+  const lab = await createVmLab(undefined, { ipv6: true })
+  const onSignal = () => {
+    void lab.destroy().finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const arm64 = modes.some((m) => MODE[m].arch === 'arm64')
+    const assetsDir = await prepareAssets(lab.tmpDir, arm64).catch(async (err) => {
+      if (!arm64) throw err
+      console.log(`SKIP arm64 modes: ${(err as Error).message}`)
+      modes.splice(0, modes.length, ...modes.filter((m) => MODE[m].arch !== 'arm64'))
+      return prepareAssets(lab.tmpDir, false)
+    })
+    const peers: Record<Peer['key'], Peer> = { rackboot: rackbootPeer(lab, assetsDir), dnsmasq: dnsmasqPeer(lab, assetsDir) }
+    const labels = { rackboot: peers.rackboot.label, dnsmasq: peers.dnsmasq.label }
+    console.log(`boot: ${rounds} round(s), modes ${modes.join(', ')}; peers: ${labels.rackboot} | ${labels.dnsmasq}; lab ${lab.subnet}; load ${await loadavg()}`)
+
+    const results: BootResult[] = []
+    for (let round = 1; round <= rounds; round++) {
+      const order: Peer[] = round % 2 === 1 ? [peers.rackboot, peers.dnsmasq] : [peers.dnsmasq, peers.rackboot]
+      console.log(`round ${round}: ${order.map((p) => p.key).join(' then ')}, load at start ${await loadavg()}`)
+      for (const peer of order) {
+        try {
+          await peer.start()
+        } catch (err) {
+          console.log(`  ! ${peer.key} did not start: ${(err as Error).message}`)
+          for (const mode of modes) results.push({ round, mode, peer: peer.key, ok: false, error: 'server did not start', times: Object.fromEntries(PHASES.map((p) => [p, null])) as Times, load: await loadavg() })
+          await peer.stop()
+          continue
+        }
+        try {
+          for (const mode of modes) {
+            const r = await boot(lab, peer, mode, round)
+            results.push(r)
+            console.log(`  ${peer.key.padEnd(8)} ${mode.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'} ${PHASES.map((p) => `${p}=${fmt(r.times[p])}`).join(' ')}  load ${r.load}`)
+          }
+        } finally {
+          await peer.stop()
+        }
+      }
+      console.log(`round ${round} done, load ${await loadavg()}`)
+    }
+    printTable(results, modes, labels, rounds)
+    printTable(results, modes, labels, rounds, true)
+  } finally {
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
+    await lab.destroy()
+  }
+}
