@@ -20,8 +20,11 @@ test('serve starts with no settings file and answers /healthz; SIGTERM stops it 
   assert.equal(body.checks.tftp, 'ok')
   assert.ok(body.warnings?.some((w) => /iPXE loaders missing .*run rackboot assets fetch ipxe/.test(w)), JSON.stringify(body.warnings))
   assert.ok(body.warnings?.some((w) => /discovery agent missing .*run rackboot assets build agent/.test(w)), JSON.stringify(body.warnings))
+  // arm64 (served by default) boots GRUB and its own agent: both named with their fix.
+  assert.ok(body.warnings?.some((w) => /GRUB loaders missing \(grub\/grubnetaa64\.efi\).*run rackboot assets fetch grub/.test(w)), JSON.stringify(body.warnings))
+  assert.ok(body.warnings?.some((w) => /arm64 discovery agent missing .*assets build agent --arch arm64/.test(w)), JSON.stringify(body.warnings))
   // With the files in place it is ok.
-  for (const f of ['ipxe/undionly.kpxe', 'ipxe/ipxe.efi', 'agent/vmlinuz', 'agent/agent.img']) {
+  for (const f of ['ipxe/undionly.kpxe', 'ipxe/ipxe.efi', 'agent/vmlinuz', 'agent/agent.img', 'grub/grubnetaa64.efi', 'agent/arm64/vmlinuz', 'agent/arm64/agent.img']) {
     mkdirSync(join(cwd, 'assets', dirname(f)), { recursive: true })
     writeFileSync(join(cwd, 'assets', f), 'x')
   }
