@@ -17,6 +17,7 @@ import { openSqliteInventory } from '../src/inventory/index.js'
 import { which } from '../src/processes.js'
 import { BIN } from '../test/support/cli.js'
 import { installAgentAssets, installGrubAssets, type VmLab } from '../test/e2e/support/index.js'
+import { stopChild } from '../test/support/netns.js'
 
 const IPXE_DIR = '/usr/lib/ipxe'
 export const HTTP_PORT = 8080
@@ -41,28 +42,6 @@ export interface Peer {
   tail(): string
 }
 
-function waitExit(child: ChildProcess, graceMs = 5_000): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const timer = setTimeout(() => {
-      try {
-        child.kill('SIGKILL')
-      } catch {
-        // gone
-      }
-    }, graceMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    try {
-      child.kill('SIGTERM')
-    } catch {
-      clearTimeout(timer)
-      resolve()
-    }
-  })
-}
 
 /** Lines of a child's stdout+stderr, each stamped with its arrival time (epoch ms). */
 function timedLines(child: ChildProcess, into: { at: number; text: string }[]): void {
@@ -125,12 +104,12 @@ export function rackbootPeer(lab: VmLab, assetsDir: string): Peer {
         await new Promise((r) => setTimeout(r, 200))
       }
       if (!lines.some((l) => l.at >= t0 && l.text.includes('rackboot is serving'))) {
-        await waitExit(c)
+        await stopChild(c, 5_000)
         throw new Error(`rackboot did not start:\n${lines.slice(-30).map((l) => l.text).join('\n')}`)
       }
     },
     async stop() {
-      if (child) await waitExit(child)
+      if (child) await stopChild(child, 5_000)
       child = null
     },
     async phases(mac, since) {
@@ -302,8 +281,8 @@ http {
       if (dns.exitCode !== null) throw new Error(`dnsmasq exited at once (${dns.exitCode}): ${lines.slice(-10).map((l) => l.text).join('\n')}`)
     },
     async stop() {
-      if (dns) await waitExit(dns)
-      if (http) await waitExit(http)
+      if (dns) await stopChild(dns, 5_000)
+      if (http) await stopChild(http, 5_000)
       dns = http = null
     },
     async phases(mac, since) {
@@ -360,12 +339,12 @@ export async function captureDhcp(lab: VmLab): Promise<DhcpCapture | null> {
   const t0 = Date.now()
   while (!/listening on/.test(err) && child.exitCode === null && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50))
   if (!/listening on/.test(err)) {
-    await waitExit(child)
+    await stopChild(child, 5_000)
     console.log(`NOTE: tcpdump did not start (${err.trim().split('\n').pop()}): first DISCOVER from the servers' logs`)
     return null
   }
   return {
     first: (mac) => packets.find((p) => p.text.includes(` ${mac.toLowerCase()} > `))?.at ?? null,
-    stop: () => waitExit(child, 2_000),
+    stop: () => stopChild(child, 2_000),
   }
 }

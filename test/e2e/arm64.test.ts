@@ -21,35 +21,12 @@ import { describe, test, type TestContext } from 'node:test'
 import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { AAVMF_CODE, DEFAULT_MARKERS, installAgentAssets, installFakeTalos, installGrubAssets, qemuArgs, qemuBinary, skipUnlessVm, type BootMode, type Vm } from './support/index.js'
 import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
+import { httpRequestAt, phaseTimes, type TimelineEvent } from './support/phases.js'
 
 /** Per boot (lab.md: ~17 s at low load, up to ~40 s under load; GRUB's HTTP download of the 33 MB Image is slow). */
 const HARD_TIMEOUT = 300_000
 
-type TimelineEvent = { type: string; message: string; at: number; data: Record<string, unknown> }
 
-/** ms after QEMU start of the first event matching each phase (the server's clock, same machine). */
-function phases(events: TimelineEvent[], vm: Vm, defs: Record<string, (e: TimelineEvent) => boolean>): Record<string, number | null> {
-  return Object.fromEntries(
-    Object.entries(defs).map(([name, pred]) => {
-      const e = events.find((x) => x.at >= vm.startedAt && pred(x))
-      return [name, e ? e.at - vm.startedAt : null]
-    }),
-  )
-}
-
-/** ms after QEMU start of rackboot's first request log line for `path` (pino JSON lines with time and url). */
-function httpRequestAt(log: string, path: RegExp, vm: Vm): number | null {
-  for (const line of log.split('\n')) {
-    if (!line.startsWith('{')) continue
-    try {
-      const j = JSON.parse(line) as { time?: number; url?: string; method?: string }
-      if (j.url && path.test(j.url) && typeof j.time === 'number' && j.time >= vm.startedAt) return j.time - vm.startedAt
-    } catch {
-      // not JSON
-    }
-  }
-  return null
-}
 
 /** The serial markers of an arm64 boot: AAVMF, GRUB, the kernel, then the agent or the stand-in. */
 // The kernel's and the agent's markers are the x86 ones; the firmware's and the loader's are AAVMF's and GRUB's.
@@ -145,7 +122,7 @@ async function arm64Flow(t: TestContext, mode: Extract<BootMode, 'uefi' | 'uefi-
   const plans = events.filter((e) => e.type === 'boot.script' && e.at >= vm1.startedAt && e.data.decision !== undefined)
   assert.equal(plans[0]?.data.decision, 'discovery', JSON.stringify(plans))
   const discovery: Record<string, number | null> = {
-    ...phases(events, vm1, {
+    ...phaseTimes(events, vm1, {
       dhcp: (e) => e.type === 'boot.dhcp',
       ack: (e) => e.type === 'boot.dhcp' && e.data.reply === 'ack',
       loaderTftp: (e) => e.type === 'boot.tftp' && /grubnetaa64\.efi$/.test(String(e.data.file)) && e.data.ok === true,
@@ -188,7 +165,7 @@ async function arm64Flow(t: TestContext, mode: Extract<BootMode, 'uefi' | 'uefi-
   const served = events.filter((e) => e.type === 'boot.config' && e.data.status === 200 && e.at >= vm2.startedAt)
   assert.equal(served.length, 1, JSON.stringify(events.filter((e) => e.type === 'boot.config')))
   const install: Record<string, number | null> = {
-    ...phases(events, vm2, {
+    ...phaseTimes(events, vm2, {
       dhcp: (e) => e.type === 'boot.dhcp',
       loaderTftp: (e) => e.type === 'boot.tftp' && /grubnetaa64\.efi$/.test(String(e.data.file)) && e.data.ok === true,
       plan: (e) => e.type === 'boot.script',

@@ -14,11 +14,10 @@ import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { skipUnlessVm, type Vm } from './support/index.js'
 import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
 import { createRelaySegment, pickRelayOctet } from './support/relay.js'
+import { httpRequestAt, phaseTimes, type TimelineEvent } from './support/phases.js'
 
 /** Per boot (lab.md: 10-22 s at low load, ~40 s under load or with iPXE's IPv6 wait). */
 const HARD_TIMEOUT = 300_000
-
-type TimelineEvent = { type: string; message: string; at: number; data: Record<string, unknown> }
 
 /** ms after QEMU start of the first event matching each phase (the server's clock, same machine). */
 function phases(events: TimelineEvent[], vm: Vm): Record<string, number | null> {
@@ -33,26 +32,7 @@ function phases(events: TimelineEvent[], vm: Vm): Record<string, number | null> 
     report: (e) => e.type === 'boot.agent',
     config: (e) => e.type === 'boot.config' && e.data.status === 200,
   }
-  return Object.fromEntries(
-    Object.entries(defs).map(([name, pred]) => {
-      const e = events.find((x) => x.at >= vm.startedAt && pred(x))
-      return [name, e ? e.at - vm.startedAt : null]
-    }),
-  )
-}
-
-/** ms after QEMU start of rackboot's first request log line for `path` (pino JSON lines, debug level). */
-function httpRequestAt(log: string, path: RegExp, vm: Vm): number | null {
-  for (const line of log.split('\n')) {
-    if (!line.startsWith('{')) continue
-    try {
-      const j = JSON.parse(line) as { time?: number; url?: string }
-      if (j.url && path.test(j.url) && typeof j.time === 'number' && j.time >= vm.startedAt) return j.time - vm.startedAt
-    } catch {
-      // not JSON
-    }
-  }
-  return null
+  return phaseTimes(events, vm, defs)
 }
 
 const MARKERS: Record<string, RegExp> = {

@@ -152,7 +152,8 @@ interface AfterContext {
   after(fn: () => Promise<void> | void): void
 }
 
-function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited (at once when it already has). */
+export function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve()
     const timer = setTimeout(() => {

@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { radvdConfig } from '../../../src/dhcp/router-adverts.js'
-import { createNetLab, run, type NetLab, type Netns } from '../../support/netns.js'
+import { createNetLab, run, stopChild, type NetLab, type Netns } from '../../support/netns.js'
 import type { VmLab } from './lab.js'
 import { launchVm, type Vm, type VmOptions } from './vm.js'
 
@@ -51,28 +51,6 @@ export function pickRelayOctet(lab: VmLab): Promise<number> {
   return freeOctet([Number(lab.serverIp.split('.')[2])])
 }
 
-function stop(child: ChildProcess, graceMs = 2_000): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const timer = setTimeout(() => {
-      try {
-        child.kill('SIGKILL')
-      } catch {
-        // gone
-      }
-      resolve()
-    }, graceMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    try {
-      child.kill('SIGTERM')
-    } catch {
-      // gone
-    }
-  })
-}
 
 /**
  * A relayed segment 198.18.`octet`.0/24 attached to `lab` (serverSide netns), relaying DHCP to `serverIp` (default
@@ -146,7 +124,7 @@ export async function createRelaySegment(
         return child
       },
       async stopRouterAdverts() {
-        if (radvd) await stop(radvd)
+        if (radvd) await stopChild(radvd, 2_000)
         radvd = null
       },
       async startVm(vmOptions) {
