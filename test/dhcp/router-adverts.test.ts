@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { createRouterAdverts, findRadvd, radvdConfig } from '../../src/dhcp/index.js'
 import { silentLogger } from '../../src/log.js'
-import { createNetLab, skipUnlessNetns, waitFor } from '../support/netns.js'
+import { createNetLab, skipUnlessNetns, waitFor, type Netns } from '../support/netns.js'
 
 
 /** Two namespaces on one IPv6 segment, past DAD (radvd cannot send from a tentative link-local address, nor rdisc6 ask). */
@@ -25,6 +25,15 @@ async function raSegment(t: TestContext, prefix: string) {
   return { srv, cli, dir }
 }
 
+
+/** rdisc6 sends router solicitations, as iPXE does; the advertisement it prints. */
+function askRouter(cli: Netns): Promise<string> {
+  return waitFor(async () => {
+    const r = await cli.exec(['rdisc6', '-1', '-w', '1000', 'eth0'], { check: false, timeoutMs: 10_000 })
+    return /Router lifetime/.test(r.stdout) ? r.stdout : undefined
+  }, { what: 'a router advertisement answering rdisc6', timeoutMs: 20_000 })
+}
+
 test('radvd config: no prefix, router lifetime 0, no DHCPv6 flags; bad interface names refused', () => {
   const conf = radvdConfig('eth1')
   assert.match(conf, /^interface eth1 \{$/m)
@@ -40,11 +49,7 @@ test('router advertisements reach a host on the segment (ndisc6 rdisc6 asks), an
   const ra = createRouterAdverts({ interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name] })
   await ra.start()
   t.after(() => ra.stop())
-  // rdisc6 sends router solicitations, as iPXE does, and prints the advertisement it gets.
-  const answer = await waitFor(async () => {
-    const r = await cli.exec(['rdisc6', '-1', '-w', '1000', 'eth0'], { check: false, timeoutMs: 10_000 })
-    return /Router lifetime/.test(r.stdout) ? r.stdout : undefined
-  }, { what: 'a router advertisement answering rdisc6', timeoutMs: 20_000 })
+  const answer = await askRouter(cli)
   assert.match(answer, /Router lifetime\s*:\s*0\b/, answer)
   assert.doesNotMatch(answer, /Prefix\s*:/, 'no prefix advertised')
   assert.match(answer, /Stateful address conf\.\s*:\s*No/)
@@ -80,10 +85,7 @@ test('managed router advertisements carry the prefix and the stateful (M) flag (
   })
   await ra.start()
   t.after(() => ra.stop())
-  const answer = await waitFor(async () => {
-    const r = await cli.exec(['rdisc6', '-1', '-w', '1000', 'eth0'], { check: false, timeoutMs: 10_000 })
-    return /Router lifetime/.test(r.stdout) ? r.stdout : undefined
-  }, { what: 'a router advertisement answering rdisc6', timeoutMs: 20_000 })
+  const answer = await askRouter(cli)
   assert.match(answer, /Stateful address conf\.\s*:\s*Yes/, answer)
   assert.match(answer, /Stateful other conf\.\s*:\s*Yes/)
   assert.match(answer, /Router lifetime\s*:\s*0\b/)

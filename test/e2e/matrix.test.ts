@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict'
 import { describe, test, type TestContext } from 'node:test'
 import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
-import { skipUnlessVm, type Vm } from './support/index.js'
+import { DEFAULT_MARKERS, skipUnlessVm, type Vm } from './support/index.js'
 import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
 import { createRelaySegment, pickRelayOctet } from './support/relay.js'
 import { httpRequestAt, phaseTimes, type TimelineEvent } from './support/phases.js'
@@ -35,16 +35,9 @@ function phases(events: TimelineEvent[], vm: Vm): Record<string, number | null> 
   return phaseTimes(events, vm, defs)
 }
 
-const MARKERS: Record<string, RegExp> = {
-  netboot: /Start (PXE|HTTP Boot) over IPv4/,
-  ipxe: /iPXE (initialising|\d)/,
-  kernel: /Linux version \d/,
-  init: /rackboot-agent: start|fake-talos: start/,
-  network: /rackboot-agent: network up|fake-talos: network up/,
-  reportSent: /rackboot-agent: report sent/,
-  configFetched: /fake-talos: config fetched/,
-  powerOff: /rackboot-agent: powering off|fake-talos: powering off|reboot: Power down/,
-}
+// The usual iPXE, kernel and agent markers, with the firmware's netboot line instead of its first output.
+const { firstOutput: _firstOutput, ...BOOT_MARKERS } = DEFAULT_MARKERS
+const MARKERS: Record<string, RegExp> = { netboot: /Start (PXE|HTTP Boot) over IPv4/, ...BOOT_MARKERS }
 
 /** No DHCP lease for the guest this long after QEMU start: the path is broken, no need to wait out the hard timeout. */
 const NO_LEASE_MS = 75_000
