@@ -7,8 +7,8 @@ import { resetOnPeerEof } from '../../src/http/peer-eof.js'
 // What GRUB does (lab.md): fetch over HTTP/1.1, then end its side. The server must reset, not leave a closing
 // socket behind.
 
-async function server(t: { after(fn: () => Promise<void>): void }) {
-  const srv = createServer((req, res) => {
+async function server(t: { after(fn: () => Promise<void>): void }, keepAliveTimeout = 5_000) {
+  const srv = createServer({ keepAliveTimeout }, (req, res) => {
     const body = Buffer.alloc(Number(new URL(req.url!, 'http://x').searchParams.get('bytes') ?? 100), 0x61)
     res.end(body)
   })
@@ -18,11 +18,13 @@ async function server(t: { after(fn: () => Promise<void>): void }) {
   return { srv, port: (srv.address() as AddressInfo).port }
 }
 
-function talk(port: number, path: string, endAfter: 'response' | 'request'): Promise<{ body: number; reset: boolean }> {
+function talk(port: number, path: string, endAfter: 'response' | 'request' | 'never'): Promise<{ body: number; reset: boolean; ended: boolean }> {
   return new Promise((resolve, reject) => {
     const s: Socket = connect(port, '127.0.0.1')
     let got = Buffer.alloc(0)
     let reset = false
+    let ended = false
+    s.on('end', () => { ended = true })
     s.on('connect', () => {
       s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
       if (endAfter === 'request') s.end()
@@ -39,7 +41,7 @@ function talk(port: number, path: string, endAfter: 'response' | 'request'): Pro
     })
     s.on('close', () => {
       const head = got.indexOf('\r\n\r\n')
-      resolve({ body: head >= 0 ? got.length - head - 4 : -1, reset })
+      resolve({ body: head >= 0 ? got.length - head - 4 : -1, reset, ended })
     })
   })
 }
@@ -49,6 +51,20 @@ test('a client that ends its side after its response is reset, and no server soc
   const r = await talk(port, '/?bytes=1000', 'response')
   assert.equal(r.body, 1000)
   assert.equal(r.reset, true, 'RST, not FIN')
+  const open = await new Promise<number>((res, rej) => srv.getConnections((e, n) => (e ? rej(e) : res(n))))
+  assert.equal(open, 0)
+})
+
+test('an idle keep-alive connection the client never closes is reset at the timeout, not left in FIN-WAIT-2', async (t) => {
+  // GRUB leaves its config file's connection open; a FIN at the keep-alive timeout would be acknowledged and the
+  // server socket would wait 60 s for GRUB's FIN on a port GRUB's next boot reuses.
+  const { srv, port } = await server(t, 300)
+  const started = Date.now()
+  const r = await talk(port, '/?bytes=500', 'never')
+  assert.equal(r.body, 500)
+  assert.equal(r.reset, true, 'RST at the keep-alive timeout')
+  assert.equal(r.ended, false, 'no FIN from the server')
+  assert.ok(Date.now() - started >= 250, 'not before the keep-alive timeout')
   const open = await new Promise<number>((res, rej) => srv.getConnections((e, n) => (e ? rej(e) : res(n))))
   assert.equal(open, 0)
 })
