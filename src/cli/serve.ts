@@ -207,7 +207,9 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   if (dhcp6 && !settings.http.listen.includes(':')) {
     log.warn({ listen: settings.http.listen }, `dhcp6 is on but http.listen is ${settings.http.listen}: IPv6 clients cannot fetch their loader or script; set http.listen: "::"`)
   }
-  if (dhcp6) log.warn('dhcp6: TFTP serves IPv4 only, so IPv6 PXE clients (tftp:// boot-file URLs) cannot load a loader; use UEFI HTTP boot over IPv6')
+  if (dhcp6 && settings.tftp.enabled && settings.tftp.listen !== '::' && !settings.tftp.listen.includes(':')) {
+    log.warn({ listen: settings.tftp.listen }, `dhcp6 is on but tftp.listen is ${settings.tftp.listen}: IPv6 PXE clients (tftp:// boot-file URLs) cannot load their loader; set tftp.listen: "::" (both families)`)
+  }
 
   // Router advertisements end iPXE's IPv6 wait (~16 s a boot) on a segment where no router sends them. With DHCPv6
   // on, they carry its prefix and the managed flag, so hosts ask DHCPv6 for their addresses.

@@ -8,6 +8,7 @@
 // and when all slots are taken, a new request takes the slot of the oldest transfer that has heard nothing from its
 // client for a while, so a flood from many (possibly spoofed) addresses cannot starve a firmware that answers.
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram'
+import { isIPv6 } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from '../log.js'
 import type { Registry } from '../metrics.js'
@@ -102,7 +103,7 @@ interface ActiveTransfer {
 // dgram resolves every destination through dns.lookup (a tick per datagram); transfer peers are always IP
 // literals, so answer at once.
 function literalLookup(address: string, _family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
-  callback(null, address, 4)
+  callback(null, address, isIPv6(address) ? 6 : 4)
 }
 
 /** How often the server-port sockets' kernel drops are read from /proc. */
@@ -110,7 +111,10 @@ const KERNEL_DROPS_INTERVAL_MS = 5_000
 
 function bindSocket(address: string, port: number, reuseAddr: boolean, recvBufferSize = 0): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = createSocket({ type: 'udp4', reuseAddr, lookup: literalLookup as never, ...(recvBufferSize > 0 ? { recvBufferSize } : {}) })
+    // IPv6 sockets are IPv6 only: IPv4 clients have sockets of their own (a dual-stack socket would name them
+    // ::ffff:a.b.c.d, another key for the per-client limit and the lease lookup).
+    const v6 = isIPv6(address)
+    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ...(v6 ? { ipv6Only: true } : {}), reuseAddr, lookup: literalLookup as never, ...(recvBufferSize > 0 ? { recvBufferSize } : {}) })
     const onError = (err: Error) => {
       socket.close()
       reject(err)
@@ -170,12 +174,23 @@ function closeSocket(socket: Socket): Promise<void> {
  */
 export const EVICT_GRACE_MS = 200
 
-function localIPv4Addresses(): string[] {
+/**
+ * The local addresses of one family a per-address socket is bound to. IPv6 link-local addresses are left to the
+ * wildcard: binding one needs its interface's scope, and boot-file URLs name a global address (dhcp6.serverAddress).
+ */
+function localAddresses(family: 'IPv4' | 'IPv6'): string[] {
   const out: string[] = []
   for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4') out.push(a.address)
+    for (const a of list ?? []) if (a.family === family && !/^fe[89ab]/i.test(a.address)) out.push(a.address)
   }
   return out
+}
+
+/** What `tftp.listen` binds: '0.0.0.0' every IPv4 address, '::' every address of both families, else one address. */
+function listenPlan(listen: string): { wildcard: string; family: 'IPv4' | 'IPv6' }[] | null {
+  if (listen === '0.0.0.0') return [{ wildcard: '0.0.0.0', family: 'IPv4' }]
+  if (listen === '::') return [{ wildcard: '0.0.0.0', family: 'IPv4' }, { wildcard: '::', family: 'IPv6' }]
+  return null
 }
 
 export function createTftpServer(deps: TftpServerDeps): TftpServer {
@@ -504,29 +519,34 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   async function start(): Promise<{ address: string; port: number }> {
     if (running) throw new RackbootError('RB_ERR_INTERNAL', 'TFTP server already started')
     const listen = settings.listen
+    const serveOn = (s: Socket, address: string) => {
+      mainSockets.push(s)
+      s.on('message', (msg, rinfo) => onMainMessage(s, address, msg, rinfo))
+    }
     try {
-      if (listen === '0.0.0.0') {
+      const plan = listenPlan(listen)
+      if (plan) {
         // Node cannot tell which address a datagram on a wildcard socket was sent to, yet the transfer socket
         // should answer from that address (PXE ROMs check it). So each local address gets a socket of its own
-        // on the same port (the kernel delivers to the most specific one) and the wildcard catches the rest.
-        const wildcard = await bindMain('0.0.0.0', settings.port, true)
-        mainSockets.push(wildcard)
-        const port = wildcard.address().port
-        wildcard.on('message', (msg, rinfo) => onMainMessage(wildcard, '0.0.0.0', msg, rinfo))
-        for (const address of localIPv4Addresses()) {
-          try {
-            const s = await bindMain(address, port, true)
-            mainSockets.push(s)
-            s.on('message', (msg, rinfo) => onMainMessage(s, address, msg, rinfo))
-          } catch (err) {
-            log.debug({ err, address }, 'tftp cannot bind a per-address socket; the wildcard socket serves it')
+        // on the same port (the kernel delivers to the most specific one) and each family's wildcard catches the
+        // rest.
+        let port = settings.port
+        for (const { wildcard, family } of plan) {
+          const w = await bindMain(wildcard, port, true)
+          port = w.address().port
+          serveOn(w, wildcard)
+          for (const address of localAddresses(family)) {
+            try {
+              serveOn(await bindMain(address, port, true), address)
+            } catch (err) {
+              log.debug({ err, address }, 'tftp cannot bind a per-address socket; the wildcard socket serves it')
+            }
           }
         }
-        bound = { address: '0.0.0.0', port }
+        bound = { address: listen, port }
       } else {
         const s = await bindMain(listen, settings.port, false)
-        mainSockets.push(s)
-        s.on('message', (msg, rinfo) => onMainMessage(s, listen, msg, rinfo))
+        serveOn(s, listen)
         bound = { address: listen, port: s.address().port }
       }
     } catch (err) {

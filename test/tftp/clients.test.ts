@@ -109,3 +109,34 @@ test('real TFTP clients download intact files', { timeout: 600_000 }, async (t) 
   assert.ok(srv.finished.some((f) => !f.ok && f.error === 'File not found'))
   assert.equal(await metricValue(srv.metrics, 'rackboot_tftp_transfers_finished_total', { result: 'ok' }), ok.length)
 })
+
+test('listen "::": IPv4 and IPv6 clients both download, each answered from the address it asked (tftp-hpa -6, curl)', { timeout: 120_000 }, async (t) => {
+  const ipv6 = (await run('ip', ['-6', 'addr', 'show', 'dev', 'lo'])).stdout.includes('::1/128')
+  if (!ipv6) return t.skip('no ::1 on lo (IPv6 disabled here): cannot test TFTP over IPv6')
+  const root = await tempDir(t, 'rb-tftp6-root-')
+  const out = await tempDir(t, 'rb-tftp6-out-')
+  const sums = await makeFiles(root, { 'f2m.bin': 2 * MiB })
+  const srv = await startServer(t, { root, settings: { listen: '::' } })
+  assert.equal(srv.address, '::')
+  const port = String(srv.port)
+  if (tftpHpa) {
+    // tftp-hpa takes answers only from the address it asked: a reply from another one would fail the transfer.
+    for (const [flag, host] of [['-6', '::1'], ['-4', '127.0.0.1']] as const) {
+      const dest = join(out, `hpa${flag}.bin`)
+      const r = await run(tftpHpa, [flag, host, port, '-m', 'binary', '-c', 'get', 'f2m.bin', dest])
+      assert.equal(r.code, 0, `tftp-hpa ${flag}: ${r.stderr}${r.stdout}`)
+      assert.equal(await sha256File(dest), sums['f2m.bin'], `tftp-hpa ${flag}: checksum`)
+    }
+  } else t.diagnostic('tftp (tftp-hpa) not installed: the IPv6 download is checked with curl only')
+  if (curl) {
+    const dest = join(out, 'curl6.bin')
+    const r = await run(curl, ['-sS', '--tftp-blksize', '1428', '-o', dest, `tftp://[::1]:${port}/f2m.bin`])
+    assert.equal(r.code, 0, `curl over IPv6: ${r.stderr}`)
+    assert.equal(await sha256File(dest), sums['f2m.bin'])
+  }
+  await waitFor(() => srv.finished.length >= (tftpHpa ? 2 : 0) + (curl ? 1 : 0))
+  const clients = srv.finished.map((f) => f.client.address).sort()
+  assert.ok(clients.includes('::1'), `an IPv6 client, named as such: ${clients.join(', ')}`)
+  assert.ok(!clients.some((a) => a.startsWith('::ffff:')), `IPv4 clients keep their IPv4 names: ${clients.join(', ')}`)
+  assert.ok(srv.finished.every((f) => f.ok), 'every transfer complete')
+})
