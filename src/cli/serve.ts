@@ -201,7 +201,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
           const base6 = `http://[${addr}]:${settings.http.port}`
           return { scriptUrl: `${base6}/boot.ipxe?${IPXE_IDENTITY_QUERY}`, httpBootUrl: (loader) => loaderUrl(base6, loader) }
         },
-        log, metrics: registry,
+        log, metrics: registry, leases: inventory.leases,
       })
     : null
   if (dhcp6 && !settings.http.listen.includes(':')) {

@@ -112,3 +112,15 @@ export function isLinkLocal(text: string): boolean {
   const b = ipv6ToBytes(text)
   return !!b && b[0] === 0xfe && (b[1]! & 0xc0) === 0x80
 }
+
+/**
+ * The MAC inside a link-local address formed by modified EUI-64 (RFC 4291 appendix A: fe80::XXXX:XXff:feXX:XXXX, the
+ * universal/local bit flipped), or null: the source of a directly attached client, or the peer-address a relay
+ * names, is then a MAC claim as good as DHCPv4's chaddr. Privacy or stable-opaque addresses give none.
+ */
+export function macFromLinkLocal(text: string): string | null {
+  const b = ipv6ToBytes(text.split('%')[0]!)
+  if (!b || b[0] !== 0xfe || (b[1]! & 0xc0) !== 0x80 || b[11] !== 0xff || b[12] !== 0xfe) return null
+  const mac = [b[8]! ^ 0x02, b[9]!, b[10]!, b[13]!, b[14]!, b[15]!]
+  return mac.map((x) => x.toString(16).padStart(2, '0')).join(':')
+}

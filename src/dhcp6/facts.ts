@@ -1,6 +1,7 @@
 // What a DHCPv6 request says about the client, derived once per message (as dhcp/facts.ts does for DHCPv4). Pure.
 import { clientArch, type ClientArch } from '../dhcp/client-arch.js'
 import type { ClientType, RequestFacts } from '../dhcp/facts.js'
+import { macFromLinkLocal } from './address.js'
 import type { Dhcp6Decoded } from './codec.js'
 import { isValidDuid, macFromDuid } from './duid.js'
 import {
@@ -13,7 +14,11 @@ export interface RequestFacts6 {
   transactionId: number
   /** Client DUID as lower-case hex, or null when absent or malformed. */
   duid: string | null
-  /** From option 79 (the relay closest to the client), else from a DUID-LL(T); lower-case colon-separated. */
+  /**
+   * From option 79 (the relay closest to the client), else from a DUID-LL(T), else from the client's EUI-64
+   * link-local address (the datagram's source, or the peer-address of the relay closest to it); lower-case
+   * colon-separated.
+   */
   mac: string | null
   /** Option 61, first preferred. */
   archs: number[]
@@ -47,7 +52,13 @@ function macFromLinkLayer(d: Dhcp6Decoded): string | null {
   return null
 }
 
-export function requestFacts6(d: Dhcp6Decoded): RequestFacts6 {
+/** `source`: the address the datagram came from (the client's own when no relay forwarded it). */
+function macFromPeer(d: Dhcp6Decoded, source: string | null): string | null {
+  const peer = d.relays.length > 0 ? d.relays[d.relays.length - 1]!.peerAddress : source
+  return peer ? macFromLinkLocal(peer) : null
+}
+
+export function requestFacts6(d: Dhcp6Decoded, source: string | null = null): RequestFacts6 {
   const o = d.message.options
   const duidRaw = firstOption(o, Option6.ClientId)
   const duid = isValidDuid(duidRaw) ? duidRaw : null
@@ -65,7 +76,7 @@ export function requestFacts6(d: Dhcp6Decoded): RequestFacts6 {
     message: messageName6(d.message.type),
     transactionId: d.message.transactionId,
     duid: duid ? duid.toString('hex') : null,
-    mac: macFromLinkLayer(d) ?? (duid ? macFromDuid(duid) : null),
+    mac: macFromLinkLayer(d) ?? (duid ? macFromDuid(duid) : null) ?? macFromPeer(d, source),
     archs,
     arch: archCode === undefined ? null : clientArch(archCode),
     vendorClass,

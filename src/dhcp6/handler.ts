@@ -44,7 +44,8 @@ export type Dhcp6Result =
   | { kind: 'ignore'; reason: string; facts: RequestFacts6 | null }
 
 export interface Dhcp6Handler {
-  handle(req: Dhcp6Decoded): Dhcp6Result
+  /** `source`: the datagram's source address (a direct client's link-local one names its MAC). */
+  handle(req: Dhcp6Decoded, source?: string | null): Dhcp6Result
 }
 
 const CLIENT_MESSAGES = new Set<number>([
@@ -138,11 +139,11 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
   })
 
   return {
-    handle(req) {
+    handle(req, source = null) {
       const m = req.message
       if (!CLIENT_MESSAGES.has(m.type)) return ignore('not-client-message')
       if (req.relays.some((r) => r.type !== MessageType6.RelayForw)) return ignore('not-client-message')
-      const f = requestFacts6(req)
+      const f = requestFacts6(req, source)
       const t = now()
       // A relayed message is served only when the relay's link is the configured prefix's.
       if (f.linkAddress !== null) {

@@ -5,12 +5,13 @@ import type { Registry } from 'prom-client'
 import type { BootFileConfig } from '../dhcp/boot-file.js'
 import type { DhcpUrls } from '../dhcp/ports.js'
 import { RackbootError } from '../errors.js'
+import type { Lease, LeaseRepository } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import type { Dhcp6Settings } from '../settings/dhcp6-schema.js'
 import { bigintToIpv6, inPrefix, ipv6ToBigint, isLinkLocal, parsePrefix } from './address.js'
 import { loadServerDuid } from './duid.js'
 import { createDhcp6Handler } from './handler.js'
-import { Lease6Store, type Range6 } from './leases.js'
+import { Lease6Store, type Lease6, type Range6 } from './leases.js'
 import { createDhcp6Metrics } from './metrics.js'
 import { createDhcp6Socket, type Dhcp6Socket } from './server.js'
 
@@ -29,7 +30,26 @@ export interface Dhcp6ServerDeps {
   log: Logger
   /** The registry rackboot_dhcp6_* metrics are registered on. */
   metrics: Registry
+  /**
+   * The inventory's leases: bindings are stored there before their reply leaves (as DHCPv4's are), so an HTTP
+   * request from a DHCPv6 address is vouched for like one from a DHCPv4 lease, the machine's API view lists its
+   * IPv6 address, and a restart keeps them. Absent: in memory only.
+   */
+  leases?: LeaseRepository
   now?: () => number
+}
+
+/** A binding's row: client id `duid:<hex>/<iaid>`, the prefix as its subnet. Bindings with no known MAC are not stored. */
+function leaseRow(l: Lease6, subnet: string, now: number): Lease | null {
+  if (!l.mac) return null
+  return { ip: bigintToIpv6(l.address), mac: l.mac, clientId: `duid:${l.duid}/${l.iaid}`, subnet, state: 'bound', hostname: null, expiresAt: l.expiresAt, updatedAt: now }
+}
+
+function bindingOf(row: Lease): Lease6 | null {
+  const id = /^duid:([0-9a-f]+)\/(\d+)$/.exec(row.clientId ?? '')
+  const address = ipv6ToBigint(row.ip)
+  if (!id || address === null || row.state !== 'bound') return null
+  return { address, duid: id[1]!, iaid: Number(id[2]), state: 'bound', expiresAt: row.expiresAt, mac: row.mac }
 }
 
 export interface Dhcp6ServerInfo {
@@ -91,8 +111,27 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
       if (created) log.info({ duid: duid.toString('hex'), file }, 'dhcp6 server DUID created')
       const urls = typeof deps.urls === 'function' ? deps.urls(serverAddress) : deps.urls
       const server = ipv6ToBigint(serverAddress)
-      const leases = new Lease6Store({ range, maxLeases: s.maxLeases, maxIasPerClient: s.maxIasPerClient, exclude: server === null ? [] : [server], now })
+      const stored = deps.leases
+      const leases = new Lease6Store({ range, maxLeases: s.maxLeases, maxIasPerClient: s.maxIasPerClient, exclude: server === null ? [] : [server], now, journal: stored !== undefined })
       store = leases
+      if (stored) {
+        let kept = 0
+        for (const row of await stored.list({ subnet: range.prefix.text, state: 'bound' })) {
+          const b = bindingOf(row)
+          if (b && leases.restore(b)) kept++
+        }
+        log.info({ bindings: kept, prefix: range.prefix.text }, 'dhcp6 bindings loaded')
+      }
+      const commit = stored
+        ? async () => {
+            const t = now()
+            for (const [address, lease] of leases.drainChanges()) {
+              const row = lease ? leaseRow(lease, range.prefix.text, t) : null
+              if (row) await stored.put(row)
+              else await stored.remove(bigintToIpv6(address))
+            }
+          }
+        : undefined
       const metrics = createDhcp6Metrics(deps.metrics, () => ({ used: leases.used(), total: leases.capacity(), clients: leases.clients() }))
       const handler = createDhcp6Handler({
         config: {
@@ -123,6 +162,7 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
         port: s.port,
         ...(s.interface ? { interface: s.interface } : {}),
         limits: { maxBytes: s.maxPacketBytes, maxOptions: s.maxOptions, maxRelayDepth: s.maxRelayDepth },
+        ...(commit ? { commit } : {}),
         metrics,
         log,
         now,

@@ -32,7 +32,12 @@ export interface Lease6StoreOptions {
   /** Addresses never handed out (the server's own). */
   exclude?: readonly bigint[]
   now: () => number
+  /** Keep a journal of bindings made and ended, for drainChanges() (the store's persistence drains it per message). */
+  journal?: boolean
 }
+
+/** What changed since the last drain: per address, the binding now held, or null when it ended. */
+export type Lease6Changes = Map<bigint, Lease6 | null>
 
 export type Allocation = { ok: true; lease: Lease6 } | { ok: false; reason: 'pool-exhausted' | 'table-full' | 'too-many-ias' }
 
@@ -52,11 +57,38 @@ export class Lease6Store {
   private readonly byClient = new Map<string, Map<number, Lease6>>()
   private readonly exclude: Set<bigint>
   private readonly size: bigint
+  private changes: Lease6Changes = new Map()
 
   constructor(private readonly o: Lease6StoreOptions) {
     this.range = o.range
     this.size = o.range.end - o.range.start + 1n
     this.exclude = new Set((o.exclude ?? []).filter((a) => this.inRange(a)))
+  }
+
+  private note(address: bigint, lease: Lease6 | null): void {
+    if (this.o.journal) this.changes.set(address, lease)
+  }
+
+  /** The journal since the last call (empty unless the store was made with journal: true). */
+  drainChanges(): Lease6Changes {
+    const out = this.changes
+    this.changes = new Map()
+    return out
+  }
+
+  /**
+   * Puts back a binding read from storage at start-up: kept when it is in range, unexpired, and neither its address
+   * nor its client's IA is held already; returns whether it was.
+   */
+  restore(lease: Lease6): boolean {
+    if (!this.inRange(lease.address) || this.exclude.has(lease.address) || lease.expiresAt <= this.o.now()) return false
+    if (this.at(lease.address) || this.find(lease.duid, lease.iaid)) return false
+    const ias = this.byClient.get(lease.duid)
+    if ((ias?.size ?? 0) >= this.o.maxIasPerClient || this.byAddress.size >= this.capacity()) return false
+    this.byAddress.set(lease.address, lease)
+    if (ias) ias.set(lease.iaid, lease)
+    else this.byClient.set(lease.duid, new Map([[lease.iaid, lease]]))
+    return true
   }
 
   inRange(a: bigint): boolean {
@@ -152,8 +184,12 @@ export class Lease6Store {
     const t = this.o.now()
     // An offer never shortens or downgrades a binding the client already holds.
     if (existing && existing.address === a && existing.state === 'bound' && state === 'offered') return { ok: true, lease: existing }
-    if (existing && existing.address !== a) this.drop(existing)
+    if (existing && existing.address !== a) {
+      this.drop(existing)
+      if (existing.state === 'bound') this.note(existing.address, null)
+    }
     const lease: Lease6 = { address: a, duid: c.duid, iaid: c.iaid, state, expiresAt: t + forMs, mac: c.mac }
+    if (state === 'bound') this.note(a, lease)
     this.byAddress.set(a, lease)
     let ias = this.byClient.get(c.duid)
     if (!ias) this.byClient.set(c.duid, (ias = new Map()))
@@ -175,6 +211,7 @@ export class Lease6Store {
       l.state = 'bound'
       l.expiresAt = this.o.now() + forMs
       if (c.mac) l.mac = c.mac
+      this.note(address, l)
       return l
     }
     const r = this.take(c, 'bound', forMs, address)
@@ -187,6 +224,7 @@ export class Lease6Store {
     const l = this.at(address)
     if (!l || l.duid !== c.duid || l.iaid !== c.iaid) return false
     this.drop(l)
+    this.note(address, null)
     return true
   }
 
@@ -195,6 +233,7 @@ export class Lease6Store {
     const l = this.at(address)
     if (!l || l.duid !== c.duid || l.iaid !== c.iaid) return false
     this.drop(l)
+    this.note(address, null)
     if (forMs > 0) this.byAddress.set(address, { address, duid: '', iaid: 0, state: 'declined', expiresAt: this.o.now() + forMs, mac: null })
     return true
   }

@@ -19,6 +19,11 @@ export interface Dhcp6SocketDeps {
   /** The interface multicast is joined on and link-local replies leave through. */
   interface?: string
   limits: Dhcp6Limits
+  /**
+   * Stores what the message changed (the bindings it made or ended) before its reply leaves; a failure keeps the
+   * reply back, as DHCPv4 does: no address is handed out that is not recorded.
+   */
+  commit?: () => Promise<void>
   metrics: Dhcp6Metrics
   log: Logger
   now?: () => number
@@ -52,7 +57,7 @@ export function createDhcp6Socket(deps: Dhcp6SocketDeps): Dhcp6Socket {
       }
       type = messageName6(d.message.type)
       deps.metrics.received(type)
-      const result = deps.handler.handle(d)
+      const result = deps.handler.handle(d, d.relays.length === 0 ? rinfo.address : null)
       if (result.kind === 'ignore') {
         deps.metrics.dropped(result.reason)
         log.debug({ peer: rinfo.address, type, reason: result.reason, duid: result.facts?.duid }, 'dhcp6 message not answered')
@@ -60,12 +65,18 @@ export function createDhcp6Socket(deps: Dhcp6SocketDeps): Dhcp6Socket {
       }
       const out = encode6(result.reply)
       const f = result.facts
-      socket?.send(out, rinfo.port, destination(rinfo), (err) => {
+      const send = () => socket?.send(out, rinfo.port, destination(rinfo), (err) => {
         if (err) {
           deps.metrics.dropped('send-error')
           log.warn({ err, peer: rinfo.address, type }, 'dhcp6 reply could not be sent')
         } else deps.metrics.replied(result.type)
       })
+      if (deps.commit) {
+        deps.commit().then(send, (err: unknown) => {
+          deps.metrics.dropped('store-error')
+          log.warn({ err, peer: rinfo.address, type }, 'dhcp6 binding could not be stored: no reply (the client retransmits)')
+        })
+      } else send()
       log.debug({ peer: rinfo.address, type, reply: result.type, duid: f.duid, mac: f.mac, arch: f.arch?.name ?? null, ipxe: f.isIpxe, boot: result.boot?.reason ?? null }, 'dhcp6 reply')
     } catch (err) {
       deps.metrics.dropped('error')

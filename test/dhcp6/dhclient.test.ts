@@ -7,6 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
+import { openSqliteInventory } from '../../src/inventory/index.js'
+import { createIdentityVerifier } from '../../src/lifecycle/identity.js'
 import { createNetLab, skipUnlessNetns, waitFor, type Netns } from '../support/netns.js'
 
 const REPO = resolve(import.meta.dirname, '../..')
@@ -30,8 +32,9 @@ interface Server {
   stderr(): string
 }
 
-async function startServer(ns: Netns, dataDir: string): Promise<Server> {
+async function startServer(ns: Netns, dataDir: string, database?: string): Promise<Server> {
   const config = {
+    ...(database ? { database } : {}),
     settings: { interface: 'eth0', serverAddress: SERVER, prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::100', rangeEnd: '2001:db8:7::1ff', dnsServers: ['2001:db8:7::53'] },
     dataDir,
     logLevel: 'debug',
@@ -152,4 +155,58 @@ test('dhclient -6 gets a stateful address and the boot-file URL for its architec
   // The DUID survives a restart: the same file, the same identity.
   const duid = readFileSync(join(dir, 'data', 'dhcp6-server-duid'), 'utf8').trim()
   assert.match(duid, /^00010001[0-9a-f]{8}[0-9a-f]{12}$/, 'a DUID-LLT from the interface MAC')
+})
+
+test('DHCPv6 bindings are stored before the reply: the address vouches for the MAC (EUI-64 link-local when the DUID has none) and survives a restart', async (t) => {
+  if (skipUnlessNetns(t, ['dhclient'])) return
+  const lab = await createNetLab(t)
+  const srv = await lab.ns('d6s-srv', { ipv6: true })
+  const cli = await lab.ns('d6s-cli', { ipv6: true })
+  for (const ns of [srv, cli]) {
+    await ns.sysctl('net.ipv6.conf.default.accept_dad', '0')
+    await ns.sysctl('net.ipv6.conf.all.accept_dad', '0')
+  }
+  const MAC = '52:54:00:d6:00:02'
+  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0', mac: MAC })
+  await srv.ip(['addr', 'add', `${SERVER}/64`, 'dev', 'eth0', 'nodad'])
+  const dir = mkdtempSync(join(tmpdir(), 'rb-d6s-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const database = join(dir, 'rackboot.db')
+  await (await openSqliteInventory({ file: database })).close()
+  let server = await startServer(srv, join(dir, 'data'), database)
+  await waitFor(async () => (await cli.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout.includes('fe80::') || undefined, { what: 'a link-local address' })
+  // A DUID-UUID (type 4), as OVMF and iPXE send: no MAC inside, so the server takes it from the EUI-64 source.
+  const conf = join(dir, 'c.conf')
+  writeFileSync(conf, ['timeout 30;', 'send dhcp6.client-id 00:04:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00;', ''].join('\n'))
+  const envOut = join(dir, 'c.env')
+  const script = join(dir, 'c.sh')
+  writeFileSync(script, `#!/bin/sh\nenv | grep -E "^(reason|new_)" | sort > "${envOut}.$reason"\n`)
+  chmodSync(script, 0o755)
+  const r = await cli.exec(['dhclient', '-6', '-1', '-cf', conf, '-sf', script, '-lf', join(dir, 'c.leases'), '-pf', join(dir, 'c.pid'), 'eth0'], { check: false, timeoutMs: 60_000 })
+  assert.equal(r.code, 0, `dhclient failed: ${r.stderr}\nserver: ${server.stderr().slice(-2000)}`)
+  await cli.exec(['sh', '-c', `kill $(cat ${join(dir, 'c.pid')}) 2>/dev/null; true`], { check: false })
+  const address = /^new_ip6_address=(.*)$/m.exec(readFileSync(`${envOut}.BOUND6`, 'utf8'))?.[1]
+  assert.ok(address, 'an address bound')
+
+  // The inventory has the binding as the reply left; identity checks read it as they read a DHCPv4 lease.
+  const inv = await openSqliteInventory({ file: database })
+  try {
+    const row = await inv.leases.byIp(address)
+    assert.ok(row, `a lease row for ${address}`)
+    assert.equal(row.mac, MAC, 'the MAC from the EUI-64 link-local source')
+    assert.equal(row.state, 'bound')
+    assert.equal(row.subnet, '2001:db8:7::/64')
+    assert.match(row.clientId ?? '', /^duid:000411223344/)
+    const identity = createIdentityVerifier({ inventory: inv, clock: { now: () => Date.now() }, trustClaims: false })
+    assert.deepEqual(await identity.attest(address), { mac: MAC, via: 'lease' })
+    assert.equal(await identity.attest('2001:db8:7::1fe'), null, 'an address never bound vouches for nobody')
+  } finally {
+    await inv.close()
+  }
+
+  // A restart keeps the binding: the new process has it before any client renews.
+  await server.stop()
+  server = await startServer(srv, join(dir, 'data'), database)
+  const { leases } = await server.stop()
+  assert.deepEqual(leases.map((l) => [l.address, l.mac, l.state]), [[address, MAC, 'bound']])
 })

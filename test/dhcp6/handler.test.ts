@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { ipv6ToBigint, parsePrefix } from '../../src/dhcp6/address.js'
+import { ipv6ToBigint, macFromLinkLocal, parsePrefix } from '../../src/dhcp6/address.js'
 import { decode6, encode6, type Dhcp6Decoded } from '../../src/dhcp6/codec.js'
 import { duidUuid, loadServerDuid, macFromDuid, SERVER_DUID_FILE } from '../../src/dhcp6/duid.js'
 import { createDhcp6Handler, type Dhcp6HandlerConfig, type Dhcp6Result } from '../../src/dhcp6/handler.js'
@@ -274,4 +274,39 @@ test('settings: the range must lie inside the prefix', () => {
   assert.throws(() => rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::9', rangeEnd: '2001:db8:7::1' }), /after/)
   assert.throws(() => rangeFromSettings({ rangeStart: '2001:db8:7::1', rangeEnd: '2001:db8:7::9' }), /prefix is not set/)
   assert.equal(rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::1', rangeEnd: '2001:db8:7::9' }).prefix.text, parsePrefix('2001:db8:7::/64')!.text)
+})
+
+test('MAC from a modified EUI-64 link-local address; none from other addresses', () => {
+  assert.equal(macFromLinkLocal('fe80::5054:ff:fe1a:b062'), '52:54:00:1a:b0:62')
+  assert.equal(macFromLinkLocal('fe80::5054:ff:fe1a:b062%eth0'), '52:54:00:1a:b0:62', 'a zone index is ignored')
+  assert.equal(macFromLinkLocal('fe80::ff:fe00:1'), '02:00:00:00:00:01', 'the universal/local bit flipped back')
+  assert.equal(macFromLinkLocal('fe80::1'), null, 'not EUI-64')
+  assert.equal(macFromLinkLocal('fe80::a1b2:c3d4:e5f6:789a'), null, 'a stable-opaque or privacy address')
+  assert.equal(macFromLinkLocal('2001:db8::5054:ff:fe1a:b062'), null, 'not link-local')
+  assert.equal(macFromLinkLocal('not an address'), null)
+})
+
+test('the binding journal: bound and extended bindings, ended ones as null; an offer is not journalled; off by default', () => {
+  const range = rangeFromSettings({ prefix: '2001:db8:7::/64', rangeStart: '2001:db8:7::100', rangeEnd: '2001:db8:7::1ff' })
+  let t = 1_000
+  const store = new Lease6Store({ range, maxLeases: 100, maxIasPerClient: 4, now: () => t, journal: true })
+  const c = { duid: 'aa', iaid: 1, mac: '52:54:00:00:00:01' }
+  const offered = store.take(c, 'offered', 30_000)
+  assert.ok(offered.ok)
+  assert.equal(store.drainChanges().size, 0, 'an offer is not a binding')
+  const bound = store.take(c, 'bound', 60_000)
+  assert.ok(bound.ok)
+  assert.deepEqual([...store.drainChanges()].map(([a, l]) => [a, l?.state]), [[bound.lease.address, 'bound']])
+  t += 10_000
+  assert.notEqual(store.extend(c, bound.lease.address, 60_000), 'taken')
+  assert.equal(store.drainChanges().get(bound.lease.address)?.expiresAt, t + 60_000)
+  assert.ok(store.release(c, bound.lease.address))
+  assert.deepEqual([...store.drainChanges()], [[bound.lease.address, null]])
+  // Restored bindings are held again, but never over a live one or past their expiry.
+  assert.ok(store.restore({ ...bound.lease, expiresAt: t + 5_000 }))
+  assert.equal(store.restore({ ...bound.lease, duid: 'bb', expiresAt: t + 5_000 }), false, 'the address is held')
+  assert.equal(store.restore({ ...bound.lease, address: bound.lease.address + 1n, duid: 'cc', expiresAt: t - 1 }), false, 'expired')
+  const quiet = new Lease6Store({ range, maxLeases: 100, maxIasPerClient: 4, now: () => t })
+  assert.ok(quiet.take(c, 'bound', 60_000).ok)
+  assert.equal(quiet.drainChanges().size, 0, 'no journal (and no growth) unless asked')
 })
