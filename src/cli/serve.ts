@@ -9,7 +9,7 @@ import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
 import { importInventory, loadInventoryFiles, openInventory, type OpenedInventory } from '../inventory/index.js'
 import {
-  attachTimeline, createAllocator, createBootService, createConfigService, createDhcpBootPort, createIdentityVerifier, createIpxeWait,
+  attachTimeline, createAllocator, createBootService, createConfigService, createDhcp6BootPort, createDhcpBootPort, createIdentityVerifier, createIpxeWait,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
   createAfterBoot, createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
 } from '../lifecycle/index.js'
@@ -202,6 +202,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
           return { scriptUrl: `${base6}/boot.ipxe?${IPXE_IDENTITY_QUERY}`, httpBootUrl: (loader) => loaderUrl(base6, loader) }
         },
         log, metrics: registry, leases: inventory.leases,
+        bootPort: createDhcp6BootPort({ lifecycle, log, ipxeWait, clock: systemClock }),
       })
     : null
   if (dhcp6 && !settings.http.listen.includes(':')) {

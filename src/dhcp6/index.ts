@@ -3,6 +3,7 @@
 import { networkInterfaces } from 'node:os'
 import type { Registry } from 'prom-client'
 import type { BootFileConfig } from '../dhcp/boot-file.js'
+import type { ClientArch } from '../dhcp/client-arch.js'
 import type { DhcpUrls } from '../dhcp/ports.js'
 import { RackbootError } from '../errors.js'
 import type { Lease, LeaseRepository } from '../inventory/index.js'
@@ -10,7 +11,7 @@ import type { Logger } from '../log.js'
 import type { Dhcp6Settings } from '../settings/dhcp6-schema.js'
 import { bigintToIpv6, inPrefix, ipv6ToBigint, isLinkLocal, parsePrefix } from './address.js'
 import { loadServerDuid } from './duid.js'
-import { createDhcp6Handler } from './handler.js'
+import { bootUrl, createDhcp6Handler, type Dhcp6Handler, type Dhcp6Result } from './handler.js'
 import { Lease6Store, type Lease6, type Range6 } from './leases.js'
 import { createDhcp6Metrics } from './metrics.js'
 import { createDhcp6Socket, type Dhcp6Socket } from './server.js'
@@ -36,13 +37,50 @@ export interface Dhcp6ServerDeps {
    * IPv6 address, and a restart keeps them. Absent: in memory only.
    */
   leases?: LeaseRepository
+  /** Network-boot clients' exchanges go to their machines' timelines through this. */
+  bootPort?: Dhcp6BootPort
   now?: () => number
+}
+
+/** What DHCPv6 answered a network-boot client with a known MAC, for its machine's timeline. */
+export interface Dhcp6BootEvent {
+  /** The client's message and the reply, lower case (solicit, request, renew, ...; advertise, reply). */
+  message: string
+  reply: string
+  mac: string
+  duid: string | null
+  /** Addresses the client holds or was offered after this reply. */
+  addresses: string[]
+  arch: ClientArch | null
+  clientType: string | null
+  ipxe: boolean
+  /** Option 59, when given. */
+  bootUrl: string | null
+  /** The relay's link-address, when relayed. */
+  relayLink: string | null
+}
+
+/** The lifecycle's side: records the event (creating unknown machines as new). Never blocks or fails the reply. */
+export interface Dhcp6BootPort {
+  seen(event: Dhcp6BootEvent): void
 }
 
 /** A binding's row: client id `duid:<hex>/<iaid>`, the prefix as its subnet. Bindings with no known MAC are not stored. */
 function leaseRow(l: Lease6, subnet: string, now: number): Lease | null {
   if (!l.mac) return null
   return { ip: bigintToIpv6(l.address), mac: l.mac, clientId: `duid:${l.duid}/${l.iaid}`, subnet, state: 'bound', hostname: null, expiresAt: l.expiresAt, updatedAt: now }
+}
+
+function bootEvent(r: Extract<Dhcp6Result, { kind: 'reply' }>, store: Lease6Store, serverAddress: string): Dhcp6BootEvent {
+  const f = r.facts
+  return {
+    message: f.message, reply: r.type, mac: f.mac!, duid: f.duid,
+    addresses: f.duid ? store.heldBy(f.duid).map(bigintToIpv6) : [],
+    arch: f.arch,
+    clientType: f.clientType, ipxe: f.isIpxe,
+    bootUrl: r.boot ? bootUrl(r.boot, serverAddress) : null,
+    relayLink: f.linkAddress,
+  }
 }
 
 function bindingOf(row: Lease): Lease6 | null {
@@ -156,8 +194,18 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
         log,
         now,
       })
+      const port = deps.bootPort
+      const observed: Dhcp6Handler = port
+        ? {
+            handle(req, source) {
+              const r = handler.handle(req, source)
+              if (r.kind === 'reply' && r.facts.isNetboot && r.facts.mac) port.seen(bootEvent(r, leases, serverAddress))
+              return r
+            },
+          }
+        : handler
       socket = createDhcp6Socket({
-        handler,
+        handler: observed,
         listen: s.listen,
         port: s.port,
         ...(s.interface ? { interface: s.interface } : {}),

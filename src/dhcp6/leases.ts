@@ -142,6 +142,13 @@ export class Lease6Store {
     return this.live(this.byClient.get(duid)?.get(iaid))
   }
 
+  /** The addresses a client holds or was offered (live entries), in IA order. */
+  heldBy(duid: string): bigint[] {
+    const ias = this.byClient.get(duid)
+    if (!ias) return []
+    return [...ias.values()].flatMap((l) => (this.live(l) ? [l.address] : []))
+  }
+
   at(address: bigint): Lease6 | undefined {
     return this.live(this.byAddress.get(address))
   }

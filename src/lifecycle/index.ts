@@ -3,7 +3,7 @@ export { TRANSITIONS, canTransition } from './transitions.js'
 export { decideBoot, type BootDecision, type BootPolicy } from './decide.js'
 export { createBootService, archFromIpxe, firmwareFromIpxe, type BootService, type BootPlan, type BootRefusal, type IpxeFacts, type AgentReport } from './boot.js'
 export { createConfigService, type ConfigService, type ServedConfig } from './config.js'
-export { createDhcpBootPort, createTftpObserver } from './protocol-ports.js'
+export { createDhcp6BootPort, createDhcpBootPort, createTftpObserver } from './protocol-ports.js'
 export { createIpxeWait, IPXE_SLOW_MS, type IpxeWait } from './ipxe-wait.js'
 export {
   createAllocator, baseConfigFor, MAX_ALLOCATION_COUNT,

@@ -2,6 +2,7 @@
 // and DHCP learns what not to boot. The servers know nothing of machines; this maps packets to machines.
 import type { DhcpBootAdvice, DhcpBootEvent, DhcpBootPort } from '../dhcp/ports.js'
 import type { RequestFacts } from '../dhcp/facts.js'
+import type { Dhcp6BootEvent, Dhcp6BootPort } from '../dhcp6/index.js'
 import type { Inventory } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import type { TftpObserver, TftpTransferInfo } from '../tftp/index.js'
@@ -32,6 +33,38 @@ export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger; ip
       // iPXE's own lease: the boot script should follow within a second (see ipxe-wait.ts).
       if (facts.isIpxe && event.reply === 'ack' && !advice.ignore) deps.ipxeWait?.leased(machine.id, deps.clock?.now() ?? Date.now(), facts.giaddr !== null)
       return advice
+    },
+  }
+}
+
+/**
+ * DHCPv6's side: a network-boot client's exchange on its machine's timeline, as DHCPv4's (the machine created as new
+ * when unknown). Recorded after the fact: DHCPv6 takes no per-machine advice yet (maintenance is not honoured).
+ */
+export function createDhcp6BootPort(deps: { lifecycle: Lifecycle; log: Logger; ipxeWait?: IpxeWait; clock?: { now(): number } }): Dhcp6BootPort {
+  const record = async (e: Dhcp6BootEvent): Promise<void> => {
+    const family = e.arch?.family
+    const arch = family === 'uefiArm64' ? 'arm64' : family === 'bios' || family === 'uefiX64' ? 'amd64' : null
+    const firmware = e.arch?.firmware === 'bios' ? 'bios' : e.arch?.firmware === 'uefi' ? 'uefi' : null
+    const { machine } = await deps.lifecycle.identify({ mac: e.mac, arch, firmware }, 'dhcp6')
+    const what = `${e.message.toUpperCase()}${e.ipxe ? ' (iPXE)' : e.clientType ? ` (${e.clientType}${e.arch ? ` ${e.arch.name}` : ''})` : ''}`
+    const answer = `${e.reply.toUpperCase()}${e.addresses.length > 0 ? ` ${e.addresses.join(', ')}` : ''}`
+    deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCPv6 ${what} → ${answer}${e.bootUrl ? `, boot ${e.bootUrl}` : ''}`, {
+      protocol: 'dhcp6',
+      message: e.message,
+      reply: e.reply,
+      ip: e.addresses[0] ?? null,
+      relay: e.relayLink,
+      arch: e.arch?.name ?? null,
+      ipxe: e.ipxe,
+      bootFile: e.bootUrl,
+    })
+    // iPXE's own binding: its script should follow within a second (ipxe-wait.ts).
+    if (e.ipxe && e.reply === 'reply' && e.addresses.length > 0) deps.ipxeWait?.leased(machine.id, deps.clock?.now() ?? Date.now(), e.relayLink !== null)
+  }
+  return {
+    seen(e) {
+      record(e).catch((err: unknown) => deps.log.warn({ err, mac: e.mac }, 'dhcp6 exchange not recorded on the timeline'))
     },
   }
 }

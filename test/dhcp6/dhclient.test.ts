@@ -28,7 +28,7 @@ function vendorClassHex(s: string): string {
 }
 
 interface Server {
-  stop(): Promise<{ metrics: string; leases: { address: string; mac: string | null; state: string }[] }>
+  stop(): Promise<{ metrics: string; leases: { address: string; mac: string | null; state: string }[]; boots: { message: string; reply: string; mac: string; bootUrl: string | null; addresses: string[] }[] }>
   stderr(): string
 }
 
@@ -51,7 +51,8 @@ async function startServer(ns: Netns, dataDir: string, database?: string): Promi
       proc.kill('SIGTERM')
       await waitFor(() => /^METRICS /m.test(out), { what: 'the runner to print its metrics', timeoutMs: 15_000 })
       const line = (p: string) => out.split('\n').find((l) => l.startsWith(p))!.slice(p.length)
-      return { metrics: JSON.parse(line('METRICS ')) as string, leases: JSON.parse(line('LEASES ')) }
+      const boots = out.split('\n').filter((l) => l.startsWith('BOOT ')).map((l) => JSON.parse(l.slice(5)))
+      return { metrics: JSON.parse(line('METRICS ')) as string, leases: JSON.parse(line('LEASES ')), boots }
     },
   }
 }
@@ -139,8 +140,13 @@ test('dhclient -6 gets a stateful address and the boot-file URL for its architec
   `
   await cli.exec(['node', '-e', hostile], { timeoutMs: 30_000 })
   await new Promise((r) => setTimeout(r, 500))
-  const { metrics, leases } = await server.stop()
+  const { metrics, leases, boots } = await server.stop()
   assert.equal(metric(metrics, 'rackboot_dhcp6_dropped_total', '{reason="too-short"}'), 1, metrics)
+  // The network-boot clients' exchanges went to the timeline port (ADVERTISE and REPLY each); the plain one's did not.
+  const urls = new Set(boots.filter((b) => b.reply === 'reply').map((b) => b.bootUrl))
+  assert.deepEqual([...urls].sort(), runs.flatMap((r) => (r.url ? [r.url] : [])).sort(), JSON.stringify(boots))
+  assert.ok(boots.every((b) => b.mac === '52:54:00:d6:00:01' && b.addresses.length === 1), JSON.stringify(boots))
+  assert.equal(boots.length, 6, 'solicit and request of three netboot clients')
   assert.equal(metric(metrics, 'rackboot_dhcp6_dropped_total', '{reason="option-overrun"}'), 1)
   assert.equal(metric(metrics, 'rackboot_dhcp6_dropped_total', '{reason="relay-too-deep"}'), 1)
   assert.equal(metric(metrics, 'rackboot_dhcp6_dropped_total', '{reason="too-many-options"}'), 1)
