@@ -17,7 +17,7 @@ import { leaseAddress } from '../support/leases.js'
 const UUID = '8c3f5a7e-1b2d-4c6e-9f01-23456789abcd'
 const QUERY = `mac=52-54-00-1a-b0-01&uuid=${UUID}&serial=LAB-SERIAL-1&manufacturer=LAB&product=test&arch=x86_64&platform=pcbios`
 
-async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean; installedReturns?: 'disk' | 'reinstall' | 'fail'; arm64Agent?: boolean } = {}) {
+async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; autoAccept?: boolean; installedReturns?: 'disk' | 'reinstall' | 'fail'; arm64Agent?: boolean; publicUrl?: string } = {}) {
   const inventory = await openSqliteInventory({ file: ':memory:' })
   // The test machine asks from 127.0.0.1, the address rackboot's DHCP bound to its MAC.
   await leaseAddress(inventory, '127.0.0.1', '52:54:00:1a:b0:01')
@@ -42,7 +42,7 @@ async function setup(options: { limit?: number; holdMode?: 'retry' | 'exit'; aut
   const configs = createConfigService({ inventory, lifecycle, log, clock, linter: createConfigLinter() })
   const app = await buildApp({
     inventory, lifecycle, log, registry: createMetricsRegistry(), version: 'test',
-    boot: { service, gate, assetsDir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: ['console=ttyS0,115200n8'], arm64: ['console=ttyAMA0,115200'] }, assetsDir }, configs },
+    boot: { service, gate, assetsDir, publicUrl: options.publicUrl ?? '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: ['console=ttyS0,115200n8'], arm64: ['console=ttyAMA0,115200'] }, assetsDir }, configs },
   })
   return { inventory, lifecycle, app, timeline, gate, assetsDir, async close() { await app.close(); await timeline.flush(); await inventory.close() } }
 }
@@ -380,4 +380,23 @@ test('the agent file check stats once per interval per arch, and sees an agent b
   mkdirSync(join(dir, 'agent', 'vmlinuz'), { recursive: true })
   now += 5_000
   assert.deepEqual(missing('amd64'), ['agent/vmlinuz', 'agent/agent.img'])
+})
+
+test('a machine that reached rackboot over IPv6 gets URLs on that IPv6 address when publicUrl names an IPv4 one', async (t) => {
+  const s = await setup({ publicUrl: 'http://198.18.0.1:8080' })
+  t.after(() => s.close())
+  // The same machine asks over IPv6 (a DHCPv6 binding vouches for ::1) and over IPv4 (its DHCPv4 lease).
+  await leaseAddress(s.inventory, '::1', '52:54:00:1a:b0:01')
+  await s.app.listen({ host: '::', port: 0 })
+  const port = (s.app.server.address() as { port: number }).port
+  const get = async (host: string) => {
+    const res = await fetch(`http://${host}:${port}/boot.ipxe?${QUERY}`)
+    assert.equal(res.status, 200)
+    return res.text()
+  }
+  const v6 = await get('[::1]')
+  assert.match(v6, new RegExp(`kernel http://\\[::1\\]:${port}/assets/agent/vmlinuz\\?m=m-[0-9a-f]{12} .*rackboot\\.report=http://\\[::1\\]:${port}/api/v1/agent/report `))
+  assert.doesNotMatch(v6, /198\.18\.0\.1/, 'no IPv4 URL for an IPv6 client')
+  const v4 = await get('127.0.0.1')
+  assert.match(v4, /kernel http:\/\/198\.18\.0\.1:8080\/assets\/agent\/vmlinuz/, 'an IPv4 client keeps publicUrl')
 })

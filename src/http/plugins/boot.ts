@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -47,8 +48,20 @@ const BootQuery = Type.Object({
 })
 type BootQueryT = Type.Static<typeof BootQuery>
 
+/**
+ * The base of the URLs a boot script or config gives its machine: http.publicUrl, except that a client that reached
+ * rackboot over IPv6 while publicUrl names an IPv4 address gets the IPv6 address and port it reached (an IPv6-only
+ * machine cannot follow an IPv4 URL; a DNS name in publicUrl is kept, it may resolve to both). Without publicUrl,
+ * the Host the client sent.
+ */
 export function baseUrlOf(request: FastifyRequest, publicUrl: string): string {
-  if (publicUrl) return publicUrl.replace(/\/+$/, '')
+  if (publicUrl) {
+    const local = request.socket?.localAddress
+    if (local && isIPv6(local) && !local.startsWith('::ffff:') && isIPv4(new URL(publicUrl).hostname)) {
+      return `${new URL(publicUrl).protocol}//[${local.split('%')[0]}]:${request.socket.localPort}`
+    }
+    return publicUrl.replace(/\/+$/, '')
+  }
   const host = request.headers.host
   if (!host || /[\s${}/]/.test(host)) throw new RackbootError('RB_ERR_VALIDATION', 'cannot tell the server address: set http.publicUrl')
   return `http://${host}`
