@@ -93,11 +93,12 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     },
   })
 
-  // Who a client is, as the network says: rackboot's own leases in full DHCP mode; elsewhere the kernel's neighbour
-  // table for directly attached clients. Claims nothing vouches for are believed only when a setting says so.
+  // Who a client is, as the network says: rackboot's own leases (DHCPv4 and DHCPv6); for directly attached clients
+  // the kernel's neighbour table too, for every address where rackboot hands out no IPv4 addresses, and for IPv6
+  // addresses (SLAAC ones have no binding) where it does. Claims nothing vouches for are believed only by setting.
   const identity = createIdentityVerifier({
     inventory, clock: systemClock, trustClaims: settings.security.trustClaimedIdentity,
-    ...(settings.dhcp.mode === 'full' ? {} : { neighbours: createKernelNeighbourTable() }),
+    neighbours: createKernelNeighbourTable(), neighboursFor: settings.dhcp.mode === 'full' ? 'ipv6' : 'all',
   })
   if (settings.security.trustClaimedIdentity) {
     log.warn('security.trustClaimedIdentity is on: any host on the provisioning network can claim to be any machine and fetch its Talos config')

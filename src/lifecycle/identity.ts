@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net'
 import type { Inventory, Machine } from '../inventory/index.js'
 import { normalizeIp } from '../talos/receivers/peer.js'
 import type { NeighbourTable } from './neighbours.js'
@@ -31,6 +32,12 @@ export interface IdentityDeps {
   clock: Clock
   /** The kernel's neighbour table; absent: leases only. */
   neighbours?: NeighbourTable
+  /**
+   * Which addresses the neighbour table may vouch for: all (no DHCP of rackboot's on the segment), or IPv6 only
+   * (full DHCP: rackboot's leases are the word for IPv4, but an address a host formed itself by SLAAC, as the
+   * discovery agent and Talos do on an IPv6-only segment, has no binding: NDP's answer is the network's word there).
+   */
+  neighboursFor?: 'all' | 'ipv6'
   /** Believe claims nothing vouches for (security.trustClaimedIdentity). */
   trustClaims: boolean
 }
@@ -42,6 +49,7 @@ export function createIdentityVerifier(deps: IdentityDeps): IdentityVerifier {
     const ip = normalizeIp(rawIp)
     const lease = await inventory.leases.byIp(ip)
     if (lease && lease.state === 'bound' && lease.expiresAt > clock.now()) return { mac: lease.mac, via: 'lease' }
+    if (deps.neighboursFor === 'ipv6' && !isIPv6(ip)) return null
     const mac = (await deps.neighbours?.macOf(ip).catch(() => null)) ?? null
     return mac ? { mac, via: 'neighbour' } : null
   }

@@ -188,3 +188,16 @@ test('without leases (ProxyDHCP), the kernel neighbour table vouches for directl
   assert.notEqual(own.machine, 'victim')
   assert.equal((await s.inventory.machines.get(m.id))!.nics.length, 1)
 })
+
+test("full DHCP: the neighbour table vouches for IPv6 addresses only (SLAAC has no binding); IPv4 stays with rackboot's leases", async (t) => {
+  const inventory = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inventory.close())
+  const table: Record<string, string> = { '198.18.77.2': '02:00:00:00:77:02', '2001:db8:7::ff:fe00:7702': '02:00:00:00:77:02' }
+  const neighbours: NeighbourTable = { macOf: async (ip) => table[ip] ?? null }
+  const clock = { now: () => Date.now() }
+  const full = createIdentityVerifier({ inventory, clock, trustClaims: false, neighbours, neighboursFor: 'ipv6' })
+  assert.equal(await full.attest('198.18.77.2'), null, 'an IPv4 address without a lease vouches for nobody')
+  assert.deepEqual(await full.attest('2001:db8:7::ff:fe00:7702'), { mac: '02:00:00:00:77:02', via: 'neighbour' })
+  const proxy = createIdentityVerifier({ inventory, clock, trustClaims: false, neighbours })
+  assert.deepEqual(await proxy.attest('198.18.77.2'), { mac: '02:00:00:00:77:02', via: 'neighbour' }, 'no DHCP of ours: every family')
+})
