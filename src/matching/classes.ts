@@ -1,5 +1,5 @@
 import type { Machine, MachineClass } from '../inventory/index.js'
-import { compileSelector } from './selector.js'
+import { compileSelector, type Selector } from './selector.js'
 
 // Which class a machine belongs to, matchbox-style: of the classes whose every selector holds, the most specific
 // (the most selectors) wins; a tie is broken by name, deterministically, and reported.
@@ -26,10 +26,39 @@ export interface ClassChoice {
   all: ClassMatch[]
 }
 
+/** Selector texts kept compiled: classes are matched on every config fetch and boot, and change rarely. */
+export const COMPILED_SELECTORS_KEPT = 1024
+
+// Least recently used first (Map order). A selector that does not parse is kept as its error.
+const compiled = new Map<string, Selector | { error: string }>()
+
+/** The compiled selector for `source` (parsing it once while it stays in use), or why it does not parse. */
+export function compiledSelector(source: string): Selector | { error: string } {
+  let hit = compiled.get(source)
+  if (hit) compiled.delete(source)
+  else {
+    try {
+      hit = compileSelector(source)
+    } catch (err) {
+      hit = { error: (err as Error).message }
+    }
+  }
+  compiled.set(source, hit)
+  if (compiled.size > COMPILED_SELECTORS_KEPT) compiled.delete(compiled.keys().next().value!)
+  return hit
+}
+
+/** How many selectors are kept compiled (tests). */
+export function compiledSelectorCount(): number {
+  return compiled.size
+}
+
 export function evaluateClass(machine: Machine, cls: MachineClass): ClassMatch {
   const selectors = cls.selectors.map((source): SelectorResult => {
+    const selector = compiledSelector(source)
+    if ('error' in selector) return { source, ok: false, error: selector.error }
     try {
-      return { source, ok: compileSelector(source).matches(machine) }
+      return { source, ok: selector.matches(machine) }
     } catch (err) {
       return { source, ok: false, error: (err as Error).message }
     }
