@@ -74,21 +74,23 @@ export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
       return judge(await load(secret), purpose, now)
     },
     async consume(secret, purpose, clientIp, maxUses, now) {
-      const row = await load(secret)
+      if (!SHAPE.test(secret)) return judge(undefined, purpose, now)
+      const key = hash(secret)
+      // One conditional UPDATE decides, so two fetches racing from two addresses cannot both bind the token. It
+      // returns the row it changed: the usual fetch costs this one statement; only a refusal reads the row for why.
+      const taken = await db.updateTable('boot_tokens')
+        .set((eb) => ({ uses: eb('uses', '+', 1), fetch_ip: eb.fn.coalesce('fetch_ip', eb.val(clientIp)), used_at: eb.fn.coalesce('used_at', eb.val(now)) }))
+        .where('hash', '=', key).where('purpose', '=', purpose).where('revoked_at', 'is', null).where('expires_at', '>', now).where('uses', '<', maxUses)
+        .where((eb) => eb.or([eb('fetch_ip', 'is', null), eb('fetch_ip', '=', clientIp)]))
+        .returningAll()
+        .executeTakeFirst()
+      if (taken) return { ok: true, token: toToken(taken) }
+      const row = await db.selectFrom('boot_tokens').selectAll().where('hash', '=', key).executeTakeFirst()
       const c = judge(row, purpose, now)
       if (!c.ok) return c
-      // One conditional UPDATE decides, so two fetches racing from two addresses cannot both bind the token.
-      const res = await db.updateTable('boot_tokens')
-        .set((eb) => ({ uses: eb('uses', '+', 1), fetch_ip: eb.fn.coalesce('fetch_ip', eb.val(clientIp)), used_at: eb.fn.coalesce('used_at', eb.val(now)) }))
-        .where('hash', '=', row!.hash).where('revoked_at', 'is', null).where('expires_at', '>', now).where('uses', '<', maxUses)
-        .where((eb) => eb.or([eb('fetch_ip', 'is', null), eb('fetch_ip', '=', clientIp)]))
-        .executeTakeFirst()
-      const after = await db.selectFrom('boot_tokens').selectAll().where('hash', '=', row!.hash).executeTakeFirst()
-      const token = toToken(after!)
-      if (Number(res.numUpdatedRows) === 1) return { ok: true, token }
+      const token = c.token
       if (token.fetchIp !== null && token.fetchIp !== clientIp) return { ok: false, reason: 'other-address', token }
-      if (token.uses >= maxUses) return { ok: false, reason: 'used-up', token }
-      return judge(after, purpose, now) as Checked
+      return { ok: false, reason: 'used-up', token }
     },
     revoke,
     async fetchedFrom(ip, now) {
