@@ -1,5 +1,8 @@
 import { test, before, beforeEach } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createEventBus } from '../../src/events/bus.js'
 import { buildApp } from '../../src/http/index.js'
 import { createDownloadGate } from '../../src/http/download-gate.js'
@@ -28,8 +31,8 @@ beforeEach(() => clearRenderCache())
 const base = (s: SecretsBundle, clusterName: string) =>
   generateConfig({ secrets: s, clusterName, endpoint: 'https://198.18.0.10:6443', talosVersion: TALOS, role: 'worker' }).yaml
 
-async function setup() {
-  const inventory = await openSqliteInventory({ file: ':memory:' })
+async function setup(file = ':memory:') {
+  const inventory = await openSqliteInventory({ file })
   const log = silentLogger()
   const bus = createEventBus()
   const timeline = attachTimeline({ inventory, bus, log })
@@ -135,4 +138,33 @@ test('a machine value the schema refuses is refused (503) while other machines o
   assert.equal(r2.statusCode, 503)
   assert.match(r2.body, /invalid hostname 'bad_name'/)
   assert.match(await good.config(), /mtu: 9000/)
+})
+
+test('a class patch or selector changed between two fetches is in the second, made here, in an import transaction, or by another process', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-route-classes-'))
+  const file = join(dir, 'rackboot.db')
+  const s = await setup(file)
+  const cli = await openSqliteInventory({ file })
+  t.after(async () => {
+    await cli.close()
+    await s.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const cls = (selectors: string[], value: string) =>
+    ({ name: 'tuned', description: null, selectors, profile: null, patches: [{ machine: { sysctls: { 'kernel.pid_max': value } } }], managedBy: null })
+  await s.profile('p', base(secrets[0], 'lab'), [])
+  const m = await s.machine('node-1', 'p')
+  assert.doesNotMatch(await m.config(), /pid_max/)
+  await s.inventory.classes.put(cls(['name = "node-1"'], '4194304'), 1)
+  assert.match(await m.config(), /kernel\.pid_max: "4194304"/)
+  await s.inventory.transaction(async (tx) => {
+    await tx.classes.put(cls(['name = "node-1"'], '65536'), 1)
+  })
+  assert.match(await m.config(), /kernel\.pid_max: "65536"/)
+  await cli.classes.put(cls(['name = "node-1"'], '131072'), 1)
+  assert.match(await m.config(), /kernel\.pid_max: "131072"/)
+  await cli.classes.put(cls(['name = "node-2"'], '131072'), 1)
+  assert.doesNotMatch(await m.config(), /pid_max/, 'a selector that no longer matches drops the class patch')
+  await cli.profiles.put({ name: 'p', description: null, talosVersion: TALOS, arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: base(secrets[0], 'lab'), patches: [{ machine: { sysctls: { 'vm.swappiness': '1' } } }], installDisk: null, managedBy: null }, 1)
+  assert.match(await m.config(), /vm\.swappiness: "1"/, 'a profile changed by another process')
 })

@@ -201,15 +201,59 @@ class Mutex {
   }
 }
 
+/** Statements kept prepared, by SQL text (an IN list of another length is another text). */
+export const STATEMENT_CACHE_SIZE = 256
+const DDL = /^\s*(create|alter|drop)\b/i
+
+/**
+ * Prepared statements by SQL text, least recently used dropped first. Kysely hands the driver SQL text on every
+ * query, and preparing it again was the largest single cost of a hot lookup (a config fetch runs ~10 queries).
+ * A dropped statement is finalized when collected, the rest when the database closes. DDL is never kept and
+ * empties the cache: a `select *` prepared before a schema change is not reused after it.
+ */
+export class StatementCache {
+  readonly #map = new Map<string, SQLite.Statement>()
+  /** Statements prepared (tests). */
+  misses = 0
+  constructor(readonly db: SQLite.Database, readonly maxEntries = STATEMENT_CACHE_SIZE) {}
+
+  get(sql: string): SQLite.Statement {
+    const hit = this.#map.get(sql)
+    if (hit) {
+      // Most recently used last: Map keeps insertion order, so the first key is the one to drop.
+      this.#map.delete(sql)
+      this.#map.set(sql, hit)
+      return hit
+    }
+    this.misses++
+    if (DDL.test(sql)) {
+      this.#map.clear()
+      return this.db.prepare(sql)
+    }
+    const stmt = this.db.prepare(sql)
+    this.#map.set(sql, stmt)
+    if (this.#map.size > this.maxEntries) this.#map.delete(this.#map.keys().next().value!)
+    return stmt
+  }
+
+  get size(): number {
+    return this.#map.size
+  }
+
+  clear(): void {
+    this.#map.clear()
+  }
+}
+
 class BusyRetryingConnection implements DatabaseConnection {
   /** When the current owner asked for the connection: its busy wait counts from there. */
   queuedAt = 0
   inTransaction = false
-  constructor(readonly db: SQLite.Database, readonly file: string, readonly busyTimeoutMs: number, readonly stats: BusyStats, readonly gate: BusyGate, readonly mutex: Mutex) {}
+  constructor(readonly db: SQLite.Database, readonly file: string, readonly busyTimeoutMs: number, readonly stats: BusyStats, readonly gate: BusyGate, readonly mutex: Mutex, readonly statements: StatementCache) {}
 
   #run<R>(compiledQuery: CompiledQuery): QueryResult<R> {
     const { sql, parameters } = compiledQuery
-    const stmt = this.db.prepare(sql)
+    const stmt = this.statements.get(sql)
     if (stmt.reader) return { rows: stmt.all(parameters) as R[] }
     const { changes, lastInsertRowid } = stmt.run(parameters)
     return {
@@ -232,6 +276,7 @@ class BusyRetryingConnection implements DatabaseConnection {
   async *streamQuery<R>(compiledQuery: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
     const { sql, parameters, query } = compiledQuery
     if (!SelectQueryNode.is(query)) throw new Error('Sqlite driver only supports streaming of select queries')
+    // A statement of its own: a cached one would be busy for any other query while this iterates.
     const stmt = this.db.prepare(sql)
     for (const row of stmt.iterate(parameters)) yield { rows: [row as R] }
   }
@@ -246,11 +291,13 @@ export class BusyRetryingSqliteDriver implements Driver {
   readonly #connection: BusyRetryingConnection
   readonly busyStats: BusyStats = { retries: 0, waitedMs: 0, failures: 0 }
   readonly gate = new BusyGate()
+  readonly statements: StatementCache
   /** Called each time a query or transaction asks for the connection (the checkpointer grants its pause there). */
   onAcquire: (() => void) | null = null
 
   constructor(readonly db: SQLite.Database, file: string, busyTimeoutMs: number) {
-    this.#connection = new BusyRetryingConnection(db, file, busyTimeoutMs, this.busyStats, this.gate, this.#mutex)
+    this.statements = new StatementCache(db)
+    this.#connection = new BusyRetryingConnection(db, file, busyTimeoutMs, this.busyStats, this.gate, this.#mutex, this.statements)
   }
 
   async init(): Promise<void> {}
@@ -315,6 +362,7 @@ export class BusyRetryingSqliteDriver implements Driver {
   }
 
   async destroy(): Promise<void> {
+    this.statements.clear()
     this.db.close()
   }
 }

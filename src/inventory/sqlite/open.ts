@@ -13,6 +13,7 @@ import type { Database } from '../sql/schema.js'
 import { startCheckpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js'
 import { BusyRetryingSqliteDialect, BusyRetryingSqliteDriver, DEFAULT_BUSY_TIMEOUT_MS, retryWhileBusy, SYNC_BUSY_MS, type BusyGate, type BusyStats } from './driver.js'
 import { openCheckedSecretBox } from '../sql/secret-key.js'
+import { cachingClasses, cachingProfiles, countingWrites, definitionVersions, type DefinitionVersions } from './definitions-cache.js'
 import { randomBytes } from 'node:crypto'
 
 export interface SqliteInventoryOptions {
@@ -82,9 +83,18 @@ function retryingLeases(leases: SqlLeaseRepository, busy: BusyContext): SqlLease
   })
 }
 
-function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>, busy: BusyContext): Inventory {
+function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>, busy: BusyContext, versions: DefinitionVersions): Inventory {
   const leases = createSqlLeases(db, raw)
-  return sqlRepositories(db, box, { leases: raw.inTransaction ? leases : retryingLeases(leases, busy), transaction: tx, close })
+  const inventory = sqlRepositories(db, box, { leases: raw.inTransaction ? leases : retryingLeases(leases, busy), transaction: tx, close })
+  // A transaction reads its own writes (no cache there), and its writes void the cache outside.
+  if (raw.inTransaction) {
+    inventory.classes = countingWrites(inventory.classes, versions.classes)
+    inventory.profiles = countingWrites(inventory.profiles, versions.profiles)
+  } else {
+    inventory.classes = cachingClasses(inventory.classes, versions.classes)
+    inventory.profiles = cachingProfiles(inventory.profiles, versions.profiles)
+  }
+  return inventory
 }
 
 export { migrateDatabase as migrate } from '../sql/migrate.js'
@@ -158,6 +168,7 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     await db.destroy()
   }
   const busy: BusyContext = { file: options.file, timeoutMs: settings.busyTimeoutMs, stats: driver.busyStats, gate: driver.gate }
+  const versions = definitionVersions(sqlite)
 
   // Kysely's SQLite dialect runs on one connection behind a mutex: a transaction excludes every other query,
   // which is what makes allocation and import atomic.
@@ -165,10 +176,10 @@ export async function openSqliteInventory(options: SqliteInventoryOptions): Prom
     db.transaction().execute((trx: Transaction<Database>) => {
       const inner = repositories(trx, { handle: sqlite, inTransaction: true }, box, () => {
         throw new RackbootError('RB_ERR_INTERNAL', 'nested inventory transactions are not supported')
-      }, close, busy)
+      }, close, busy, versions)
       return fn(inner)
     })
-  return Object.assign(repositories(db, { handle: sqlite, inTransaction: false }, box, transaction, close, busy), {
+  return Object.assign(repositories(db, { handle: sqlite, inTransaction: false }, box, transaction, close, busy, versions), {
     db,
     checkpointStats: () => checkpointer?.stats() ?? null,
     busyStats: () => ({ ...driver.busyStats }),
