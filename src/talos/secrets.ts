@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import YAML from 'yaml'
 import { RackbootError } from '../errors.js'
 import { generateKey, loadPrivateKey, privateKeyToPem } from './keys.js'
@@ -219,8 +219,34 @@ export function validateSecretsBundle(bundle: unknown): string[] {
   return problems
 }
 
-/** Reads a bundle from Talos's secrets.yaml text (or an already parsed object) and validates it. */
+/** Bundles parsed from text, by the text's hash: validating one loads every key and certificate (~7 ms). */
+const PARSED_MAX = 64
+const parsedBundles = new Map<string, SecretsBundle>()
+
+/**
+ * Reads a bundle from Talos's secrets.yaml text (or an already parsed object) and validates it. Text is parsed and
+ * validated once: a cluster's config fetches (lifecycle's baseConfigFor, per fetch) share the result, frozen.
+ */
 export function parseSecretsBundle(input: string | unknown): SecretsBundle {
+  if (typeof input !== 'string') return parseAndValidate(input)
+  const key = createHash('sha256').update(input).digest('base64url')
+  const hit = parsedBundles.get(key)
+  if (hit) return hit
+  const bundle = deepFreeze(parseAndValidate(input))
+  parsedBundles.set(key, bundle)
+  if (parsedBundles.size > PARSED_MAX) parsedBundles.delete(parsedBundles.keys().next().value!)
+  return bundle
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}
+
+function parseAndValidate(input: string | unknown): SecretsBundle {
   let value: unknown = input
   if (typeof input === 'string') {
     try {

@@ -195,3 +195,15 @@ test('admin talosconfig: client certificate signed by the OS CA, os:admin, clien
   assert.match(text.stdout, /X509v3 Authority Key Identifier/)
   assert.doesNotMatch(text.stdout, /Basic Constraints/)
 })
+
+test('a bundle parsed from text is validated once and shared, frozen; a changed text is parsed anew', async () => {
+  const text = secretsBundleToYaml(await generateSecretsBundle({ talosVersion: 'v1.13.9' }))
+  const a = parseSecretsBundle(text)
+  const b = parseSecretsBundle(text)
+  assert.equal(a, b, 'the second parse of the same text is the first one')
+  assert.ok(Object.isFrozen(a) && Object.isFrozen(a.certs) && Object.isFrozen(a.certs.os), 'callers cannot change what others get')
+  const other = parseSecretsBundle(`${text}\n`)
+  assert.notEqual(other, a)
+  assert.deepEqual(other, a)
+  assert.throws(() => parseSecretsBundle(text.replace(/crt: \S+/, 'crt: bm90IGEgY2VydA==')), /invalid secrets bundle/, 'a bad bundle is still refused')
+})
