@@ -36,7 +36,9 @@ export interface ApiAuthDeps {
   now?: () => number
   /**
    * How long a verified token is trusted without asking the database again (verify() writes last-use, and an API
-   * call should not cost a write). A revoked token keeps working at most this long. 0 disables the cache.
+   * call should not cost a write). Default 5 s. A token revoked elsewhere (another instance, the CLI) keeps working
+   * at most this long after the revocation commits; one revoked through this instance's API stops at once (clear()).
+   * 0 disables the cache.
    */
   cacheMs?: number
   registry?: Registry
@@ -54,27 +56,58 @@ const CACHE_ENTRIES = 1024
 export function createApiAuth(deps: ApiAuthDeps): ApiAuth {
   const now = deps.now ?? Date.now
   const cacheMs = deps.cacheMs ?? 5_000
+  // Keyed by the secret's sha256; `until` is when the database was asked plus cacheMs, never extended: that is
+  // what bounds how long a token revoked elsewhere (another instance, the CLI) keeps working.
   const cache = new Map<string, { token: ApiToken; until: number }>()
+  // One database lookup per secret at a time: the requests that arrive meanwhile wait for it.
+  const pending = new Map<string, Promise<ApiToken | null>>()
+  // Bumped by clear(): a lookup that started before a revocation must not put its answer back in the cache.
+  let generation = 0
   const denied = deps.registry
     ? new Counter({ name: 'rackboot_api_auth_denied_total', help: 'API requests refused by authentication or scope', labelNames: ['reason'] as const, registers: [deps.registry] })
     : null
+
+  function remember(key: string, token: ApiToken | null, askedAt: number): void {
+    cache.delete(key)
+    if (!token || cacheMs <= 0) return
+    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!)
+    cache.set(key, { token, until: askedAt + cacheMs })
+  }
+
+  function lookup(key: string, secret: string): Promise<ApiToken | null> {
+    const running = pending.get(key)
+    if (running) return running
+    const askedAt = now()
+    const mine = generation
+    const p = deps.tokens.verify(secret, askedAt).then((token) => {
+      if (mine === generation) remember(key, token, askedAt)
+      return token
+    }).finally(() => {
+      if (pending.get(key) === p) pending.delete(key)
+    })
+    pending.set(key, p)
+    return p
+  }
 
   async function verify(secret: string): Promise<ApiToken | null> {
     const key = createHash('sha256').update(secret).digest('hex')
     const t = now()
     const hit = cache.get(key)
-    if (hit && hit.until > t && (hit.token.expiresAt === null || hit.token.expiresAt > t)) return hit.token
-    cache.delete(key)
-    const token = await deps.tokens.verify(secret, t)
-    if (token && cacheMs > 0) {
-      if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!)
-      cache.set(key, { token, until: t + cacheMs })
+    if (hit && hit.until > t && (hit.token.expiresAt === null || hit.token.expiresAt > t)) {
+      // Past half its time, asked again in the background: a token in steady use never waits for the database
+      // (a failed refresh just lets the entry run out).
+      if (t >= hit.until - cacheMs / 2) void lookup(key, secret).catch(() => {})
+      return hit.token
     }
-    return token
+    return lookup(key, secret)
   }
 
   return {
-    clear: () => cache.clear(),
+    clear() {
+      generation++
+      cache.clear()
+      pending.clear()
+    },
     async hook(request, reply) {
       const needed = request.routeOptions.config?.scope ?? 'admin'
       if (needed === 'public') return

@@ -3,6 +3,7 @@ import type { Kysely, Selectable } from 'kysely'
 import { RackbootError } from '../../errors.js'
 import type { TokenRepository } from '../repositories.js'
 import type { ApiToken, TokenScope } from '../types.js'
+import { dialectOf } from './dialect.js'
 import { parseJson } from './json.js'
 import type { ApiTokensTable, Database } from './schema.js'
 
@@ -26,6 +27,7 @@ function toToken(r: Selectable<ApiTokensTable>): ApiToken {
 }
 
 export function createSqlTokens(db: Kysely<Database>): TokenRepository {
+  const sqlite = dialectOf(db) === 'sqlite'
   return {
     async create(input, now) {
       const secret = PREFIX + randomBytes(30).toString('base64url')
@@ -46,10 +48,18 @@ export function createSqlTokens(db: Kysely<Database>): TokenRepository {
     },
     async verify(secret, now) {
       if (!secret.startsWith(PREFIX)) return null
-      const row = await db.selectFrom('api_tokens').selectAll().where('hash', '=', hash(secret)).executeTakeFirst()
-      if (!row || row.revoked_at !== null || (row.expires_at !== null && Number(row.expires_at) <= now)) return null
-      await db.updateTable('api_tokens').set({ last_used_at: now }).where('id', '=', row.id).execute()
-      return toToken({ ...row, last_used_at: now })
+      // SQLite: read first, so a flood of made-up tokens never takes the write lock (DHCP's lease writes need it).
+      if (sqlite) {
+        const found = await db.selectFrom('api_tokens').select('id').where('hash', '=', hash(secret)).executeTakeFirst()
+        if (!found) return null
+      }
+      // One statement (one round trip on PostgreSQL): the use is recorded only on a token that is neither revoked
+      // nor expired, and that token is what comes back.
+      const row = await db.updateTable('api_tokens').set({ last_used_at: now })
+        .where('hash', '=', hash(secret)).where('revoked_at', 'is', null)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .returningAll().executeTakeFirst()
+      return row ? toToken(row) : null
     },
     async revoke(idOrName, now) {
       const res = await db

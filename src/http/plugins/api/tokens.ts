@@ -114,7 +114,7 @@ export const tokenRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => {
     config: { scope: 'admin' },
     schema: {
       tags: ['tokens'], operationId: 'revokeToken', summary: 'Revoke an API token, by id or name',
-      description: 'Revoked at once, on this server and (within the few seconds a verification is cached) on others sharing the database. '
+      description: 'Revoked at once on this server, and within 5 s (the time a verification is cached) on others sharing the database. '
         + 'A token may revoke itself: that is allowed, and the answer says so (`self: true`); the request that did it is the last it makes. '
         + 'Revoking a revoked token changes nothing (`revoked: false`). The record stays, listed as revoked.',
       params: TokenParams, response: { 200: Revocation, ...errors(400, 404) },
