@@ -144,22 +144,27 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
     },
   }, async (request) => {
     const q = request.query
-    let selector: Selector | null = q.selector ? compileSelector(q.selector) : null
-    if (q.class) {
-      const cls = await inventory.classes.get(q.class)
+    // The classes are read once, beside the scan rather than after it: the page's machines are matched against
+    // them, and a `class` filter takes its selectors from them (only then does the scan wait for them).
+    const classes = inventory.classes.list()
+    const selector = async (): Promise<Selector | null> => {
+      const own = q.selector ? compileSelector(q.selector) : null
+      if (!q.class) return own
+      const cls = (await classes).find((c) => c.name === q.class)
       if (!cls) throw new RackbootError('RB_ERR_VALIDATION', `no class named '${q.class}'`, { statusCode: 422, details: { class: q.class } })
       const classSelector = compileSelector(cls.selectors)
-      selector = selector ? andSelectors(classSelector, selector) : classSelector
+      return own ? andSelectors(classSelector, own) : classSelector
     }
-    const page = await listMachines(inventory, {
+    const scan: MachineScan = {
       ...(q.state ? { state: q.state as MachineState[] } : {}),
       ...machineFilter(q),
       ...(q.serial ? { serial: q.serial } : {}),
       ...(q.sort ? { sort: parseSort(q.sort)! } : {}),
       ...(q.cursor ? { after: q.cursor } : {}),
       limit: q.limit ?? 100,
-    }, selector)
-    return { items: await machineViews(inventory, page.items), next: page.next }
+    }
+    const [all, page] = await Promise.all([classes, selector().then((s) => listMachines(inventory, scan, s))])
+    return { items: await machineViews(inventory, page.items, all), next: page.next }
   })
 
   app.get('/machines/:id', {

@@ -22,21 +22,24 @@ export function classMatcher(classes: readonly MachineClass[]): (m: Machine) => 
   }
 }
 
-/** What machineView needs beyond the machines themselves, for many at once (a page: three reads). */
-export async function machineExtras(inventory: Inventory, machines: readonly Machine[]): Promise<{ bmcs: Map<string, Bmc>; extras: (m: Machine) => MachineExtras }> {
+/**
+ * What machineView needs beyond the machines themselves, for many at once (a page: three reads side by side, two
+ * when the caller has read the classes already).
+ */
+export async function machineExtras(inventory: Inventory, machines: readonly Machine[], known?: readonly MachineClass[]): Promise<{ bmcs: Map<string, Bmc>; extras: (m: Machine) => MachineExtras }> {
   const ids = machines.map((m) => m.id)
   const [bmcs, addresses, classes] = await Promise.all([
     ids.length > 0 ? inventory.bmcs.many(ids) : Promise.resolve(new Map<string, Bmc>()),
     inventory.queries.addresses(ids, Date.now()),
-    ids.length > 0 ? inventory.classes.list() : Promise.resolve([] as MachineClass[]),
+    known ?? (ids.length > 0 ? inventory.classes.list() : Promise.resolve([] as MachineClass[])),
   ])
   const match = classMatcher(classes)
   return { bmcs, extras: (m) => ({ address: addresses.get(m.id) ?? null, class: match(m) }) }
 }
 
 /** Machines as the API shows them (BMC summary, last power state, address, class), in one batch. */
-export async function machineViews(inventory: Inventory, machines: readonly Machine[]) {
-  const { bmcs, extras } = await machineExtras(inventory, machines)
+export async function machineViews(inventory: Inventory, machines: readonly Machine[], classes?: readonly MachineClass[]) {
+  const { bmcs, extras } = await machineExtras(inventory, machines, classes)
   return machines.map((m) => machineView(m, bmcs.get(m.id) ?? null, extras(m)))
 }
 
