@@ -162,7 +162,11 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   const warn = options.warn ?? (() => {})
   const where = redactUrl(options.url)
   await waitForPostgres(options.url, { timeoutMs: options.connectTimeoutMs ?? 0, warn })
-  const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10, types, application_name: 'rackboot' })
+  const max = options.poolSize ?? 10
+  // A new connection costs a backend process and cold catalog caches on the server (several ms on a first API call
+  // after a quiet spell): the few a request uses at once (a machine page reads two or three statements side by side)
+  // stay open, the rest close after a minute unused rather than pg's 10 s.
+  const pool = new pg.Pool({ connectionString: options.url, max, min: Math.min(max, 4), idleTimeoutMillis: 60_000, types, application_name: 'rackboot' })
   // An idle connection the server closed (restart, failover) must not take the process down; the pool replaces it.
   pool.on('error', (err) => warn(`PostgreSQL ${where}: an idle connection failed (${err.message}); it will be replaced`))
   // A connection checked out with no query running (between a transaction's statements) has no listener of the
