@@ -8,6 +8,7 @@
 // the medians over the rounds; CPU is the server's own (utime + stime from /proc, nginx's workers included) per GiB
 // it sent. Goals: rackboot >= 1.5x plain Node and >= 0.6x nginx at 200 clients, the last client within 1.5x the
 // median's time, <= 1 s CPU per GiB.
+import { nginxConfig } from './nginx-config.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -89,29 +90,10 @@ async function startNginx(program: string, dir: string, www: string): Promise<Se
   const conf = join(dir, 'nginx.conf')
   for (let attempt = 0; attempt < 10; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 40000)
-    await writeFile(conf, `
-worker_processes auto;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  sendfile on;
-  tcp_nopush on;
-  access_log off;
-  keepalive_timeout 65;
-  default_type application/octet-stream;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    location /assets/ { alias ${www}/; }
-  }
-}
-`)
+    await writeFile(conf, nginxConfig({
+      dir, workers: 'auto', workerConnections: 4096, accessLog: 'off',
+      listen: `127.0.0.1:${port}`, server: [`location /assets/ { alias ${www}/; }`],
+    }))
     const child = spawn(program, ['-e', join(dir, 'error.log'), '-p', dir, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))

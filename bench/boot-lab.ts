@@ -9,6 +9,7 @@
 //             grub` with a static grub.cfg. The agent's report goes to a static 204 answer on the same server.
 // Both record per-boot phase times as epoch ms (servers' own logs and request times); the bench turns them into
 // seconds after QEMU start.
+import { nginxConfig } from './nginx-config.js'
 import type { ChildProcess } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -218,32 +219,11 @@ export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
     label,
     async start() {
       if (nginx) {
-        writeFileSync(join(dir, 'nginx.conf'), `
-user root;
-worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  sendfile on;
-  tcp_nopush on;
-  keepalive_timeout 65;
-  default_type application/octet-stream;
-  log_format bench '$msec $status $request_method $uri';
-  access_log ${accessLog} bench;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen ${lab.serverIp}:${HTTP_PORT};
-    root ${www};
-    location = /report { return 204; }
-  }
-}
-`)
+        writeFileSync(join(dir, 'nginx.conf'), nginxConfig({
+          dir, workers: 1, workerConnections: 1024, asRoot: true,
+          accessLog: { path: accessLog, format: { name: 'bench', spec: '$msec $status $request_method $uri' } },
+          listen: `${lab.serverIp}:${HTTP_PORT}`, server: [`root ${www};`, 'location = /report { return 204; }'],
+        }))
         http = lab.spawn(['nginx', '-e', join(dir, 'error.log'), '-p', dir, '-c', join(dir, 'nginx.conf')])
       } else {
         writeFileSync(join(dir, 'static.mjs'), NODE_STATIC)

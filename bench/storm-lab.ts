@@ -6,6 +6,7 @@
 // route, `ip route add local 198.19.0.0/16 dev lo`), so each simulated machine can open its TCP connections from the
 // address DHCP leased it, and the server routes the whole /16 through one neighbour (198.18.0.2): 10,000 machines
 // need no 10,000 ARP entries. A rack behind a relay is how a 10,000-machine site is cabled.
+import { nginxConfig } from './nginx-config.js'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -211,30 +212,10 @@ export async function startPeer(s: StormLab, dir: string, assetsDir: string, mac
   const base = `http://${SERVER_IP}:${NGINX_PORT}`
   writeFileSync(join(www, 'boot.ipxe'), staticScript(base))
   for (const f of ['vmlinuz', 'initramfs.xz']) writeFileSync(join(www, 'talos', f), readFileSync(join(assetsDir, 'talos', TALOS_VERSION, 'amd64', f)))
-  writeFileSync(join(dir, 'nginx.conf'), `
-user root;
-worker_processes auto;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  sendfile on;
-  tcp_nopush on;
-  keepalive_timeout 65;
-  default_type application/octet-stream;
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen ${SERVER_IP}:${NGINX_PORT} backlog=4096;
-    root ${www};
-  }
-}
-`)
+  writeFileSync(join(dir, 'nginx.conf'), nginxConfig({
+    dir, workers: 'auto', workerConnections: 4096, accessLog: { path: `${dir}/access.log` }, asRoot: true,
+    listen: `${SERVER_IP}:${NGINX_PORT} backlog=4096`, server: [`root ${www};`],
+  }))
   const nginx = s.srv.spawn(['nginx', '-e', join(dir, 'error.log'), '-p', dir, '-c', join(dir, 'nginx.conf')])
   const nginxTail = follow(nginx)
   const dnsmasq = s.srv.spawn([
