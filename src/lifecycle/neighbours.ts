@@ -61,7 +61,9 @@ export function createKernelNeighbourTable(options: { maxAgeMs?: number; now?: (
           execFile('ip', ['-j', '-6', 'neigh', 'show'], { timeout: 2000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout) => resolve(err ? new Map() : parseIpNeighJson(stdout)))
         }))
   return {
-    async macOf(ip) {
+    async macOf(address) {
+      // A link-local peer comes with its zone (fe80::1%eth0); the table lists the address alone.
+      const ip = address.split('%')[0]!
       const family = isIP(ip)
       if (family !== 4 && family !== 6) return null
       const begun = reads

@@ -201,3 +201,10 @@ test("full DHCP: the neighbour table vouches for IPv6 addresses only (SLAAC has 
   const proxy = createIdentityVerifier({ inventory, clock, trustClaims: false, neighbours })
   assert.deepEqual(await proxy.attest('198.18.77.2'), { mac: '02:00:00:00:77:02', via: 'neighbour' }, 'no DHCP of ours: every family')
 })
+
+test('neighbour table: a link-local peer with its zone (fe80::...%eth0, as the agent reports on an IPv6-only link) is found', async () => {
+  const n = createKernelNeighbourTable({ now: () => 1000, readTable: async (family) => new Map(family === 6 ? [['fe80::5054:ff:fed6:1101', '52:54:00:d6:11:01']] : []) })
+  assert.equal(await n.macOf('fe80::5054:ff:fed6:1101%eth0'), '52:54:00:d6:11:01')
+  assert.equal(await n.macOf('fe80::5054:ff:fed6:1101'), '52:54:00:d6:11:01')
+  assert.equal(await n.macOf('fe80::1%eth0'), null)
+})
