@@ -8,7 +8,7 @@ import type { DebArch } from './apt.js'
 import type { ProgressFn } from './debian.js'
 import { buildImage, type BuiltAssets } from './image.js'
 import { AGENT_MODULES, agentModules } from './initramfs.js'
-import { fakeTalosInitScript, udhcpcScript } from './scripts.js'
+import { fakeTalosInitScript, ipv6Script, udhcpcScript } from './scripts.js'
 
 export interface FakeTalosOptions {
   /** Written: outDir/vmlinuz and outDir/fake-talos.img. Give each architecture its own outDir. */
@@ -48,6 +48,7 @@ export function buildFakeTalosAssets(options: FakeTalosOptions): Promise<BuiltAs
     files: [
       { path: 'etc/rackboot/udhcpc.script', data: udhcpcScript(), mode: 0o755 },
       { path: 'etc/fake-talos/url.awk', data: talosUrlAwk() },
+      { path: 'etc/rackboot/ipv6.sh', data: ipv6Script() },
     ],
     force: options.force,
   })

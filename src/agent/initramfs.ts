@@ -6,7 +6,7 @@ import type { Logger } from '../log.js'
 import type { DebArch } from './apt.js'
 import type { ProgressFn } from './debian.js'
 import { buildImage, type BuiltAssets } from './image.js'
-import { AGENT_VERSION, agentInitScript, collectScript, udhcpcScript, wipeScript } from './scripts.js'
+import { AGENT_VERSION, agentInitScript, collectScript, ipv6Script, udhcpcScript, wipeScript } from './scripts.js'
 
 /** Drivers every agent image carries: QEMU's devices (the tests) and the common PC ones. */
 export const AGENT_MODULES = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'e1000', 'e1000e', 'nvme', 'ahci'] as const
@@ -74,6 +74,7 @@ export function buildAgentAssets(options: AgentAssetsOptions): Promise<AgentAsse
       { path: 'bin/rackboot-collect', data: collectScript(), mode: 0o755 },
       { path: 'etc/rackboot/udhcpc.script', data: udhcpcScript(), mode: 0o755 },
       { path: 'etc/rackboot/wipe.sh', data: wipeScript() },
+      { path: 'etc/rackboot/ipv6.sh', data: ipv6Script() },
       { path: 'etc/rackboot/version', data: `${AGENT_VERSION}\n` },
     ],
     force: options.force,

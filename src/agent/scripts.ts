@@ -18,6 +18,8 @@ export const wipeScript = (): string => load('wipe.sh')
 /** The driver loader both images source (load_modules: by device modalias, dependencies first). */
 export const modulesScript = (): string => load('modules.sh')
 export const fakeTalosInitScript = (): string => load('fake-talos-init.sh')
+/** Sourced by both images' /init: ipv6_url, ipv6_lease (an image booted over IPv6 waits for its SLAAC address). */
+export const ipv6Script = (): string => load('ipv6.sh')
 
 /** Path of the collector on disk, for running it directly (tests). */
 export const collectScriptPath = (): string => new URL('./sh/collect.sh', import.meta.url).pathname

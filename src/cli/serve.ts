@@ -222,7 +222,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   if (raWanted && !raInterface) {
     log.warn('dhcp.routerAdverts needs dhcp.interface (the provisioning interface): no router advertisements sent')
   }
-  const managed = d6.enabled && d6.prefix && d6.routerAdverts !== 'off' ? { managed: { prefix: d6.prefix } } : {}
+  const managed = d6.enabled && d6.prefix && d6.routerAdverts !== 'off' ? { managed: { prefix: d6.prefix, autonomous: d6.slaac } } : {}
   const adverts = raWanted && raInterface
     ? createRouterAdverts({ interface: raInterface, runDir: join(settings.dataDir, 'run'), log, ...managed })
     : null

@@ -32,8 +32,14 @@ export interface RouterAdvertsDeps {
 }
 
 export interface ManagedAdverts {
-  /** The on-link prefix, e.g. 2001:db8:1::/64; advertised with L on and A (autonomous) off. */
+  /** The on-link prefix, e.g. 2001:db8:1::/64; advertised with L on, and A (autonomous) as `autonomous` says. */
   prefix: string
+  /**
+   * Hosts may also form their own address in the prefix (SLAAC). The discovery agent and Talos have no DHCPv6
+   * client early in boot: on an IPv6-only segment this is how they get an address to report from and fetch their
+   * config with (the kernel's neighbour table vouches for it). Default off: DHCPv6 addresses only.
+   */
+  autonomous?: boolean
   /** Valid and preferred lifetimes of the prefix, seconds (defaults 86400 and 14400, radvd's). */
   validSeconds?: number
   preferredSeconds?: number
@@ -82,7 +88,7 @@ export function radvdConfig(iface: string, minSeconds = 3, maxSeconds = 10, mana
   const preferred = lifetime(managed.preferredSeconds, 14400, 'preferred')
   if (preferred > valid) throw new Error(`prefix preferred lifetime ${preferred} exceeds valid lifetime ${valid}`)
   return [
-    `# written by rackboot: hosts ask DHCPv6 (M and O flags) for addresses in ${prefix}; no default router`,
+    `# written by rackboot: hosts ask DHCPv6 (M and O flags) for addresses in ${prefix}${managed.autonomous ? ' and may form their own (A flag)' : ''}; no default router`,
     `interface ${iface} {`,
     '  AdvSendAdvert on;',
     '  IgnoreIfMissing on;',
@@ -93,7 +99,7 @@ export function radvdConfig(iface: string, minSeconds = 3, maxSeconds = 10, mana
     `  MaxRtrAdvInterval ${maxSeconds};`,
     `  prefix ${prefix} {`,
     '    AdvOnLink on;',
-    '    AdvAutonomous off;',
+    `    AdvAutonomous ${managed.autonomous ? 'on' : 'off'};`,
     `    AdvValidLifetime ${valid};`,
     `    AdvPreferredLifetime ${preferred};`,
     '  };',

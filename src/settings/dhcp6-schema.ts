@@ -32,6 +32,13 @@ export const Dhcp6SettingsSchema = Type.Object(
     declineSeconds: Type.Integer({ minimum: 0, default: 3600 }),
     /** Answer SOLICITs that ask for Rapid Commit with a REPLY at once (two messages instead of four). */
     rapidCommit: Type.Boolean({ default: true }),
+    /**
+     * rackboot's router advertisements let hosts form their own address in the prefix too (the A flag, SLAAC):
+     * the discovery agent and Talos have no DHCPv6 client early in boot, so on an IPv6-only segment this is how
+     * they report and fetch their config. Off: DHCPv6 addresses only (the agent then reports from its link-local
+     * address, which works on a directly attached segment only).
+     */
+    slaac: Type.Boolean({ default: true }),
     /** Option 7 in ADVERTISE: 255 makes clients take this offer at once instead of collecting others for a second. */
     preference: Type.Integer({ minimum: 0, maximum: 255, default: 255 }),
     /** Option 23. */

@@ -68,6 +68,7 @@ test('radvd config, managed (DHCPv6): the prefix on-link but not autonomous, M a
   assert.match(conf, /^\s*prefix 2001:db8:7::\/64 \{$/m)
   assert.match(conf, /AdvOnLink on;/)
   assert.match(conf, /AdvAutonomous off;/)
+  assert.match(radvdConfig('eth1', 3, 10, { prefix: '2001:db8:7::/64', autonomous: true }), /AdvAutonomous on;/, 'dhcp6.slaac: hosts may form their own address too')
   // The default stays exactly as it was without `managed`.
   assert.equal(radvdConfig('eth1', 3, 10, undefined), radvdConfig('eth1'))
   for (const bad of ['2001:db8::/64; }; interface lo {', '198.18.0.0/24', '2001:db8::/200', 'zz::/64']) {

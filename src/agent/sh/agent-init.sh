@@ -96,7 +96,11 @@ if [ -n "$BOOTIF" ]; then
 fi
 
 lease=
+# Booted over IPv6: the address the kernel forms from router advertisements (sh/ipv6.sh), before DHCPv4.
+. /etc/rackboot/ipv6.sh
+ipv6_url "$REPORT_URL" && lease=$(ipv6_lease 10 $order)
 for i in $order; do
+  [ -n "$lease" ] && break
   say "dhcp iface=$i mac=$(cat /sys/class/net/$i/address)"
   if udhcpc -i "$i" -f -q -n -t 8 -T 2 -V "rackboot-agent" -s /etc/rackboot/udhcpc.script >/tmp/udhcpc.log 2>&1; then
     lease=$(cat /run/dhcp-lease 2>/dev/null)
@@ -106,7 +110,7 @@ done
 if [ -n "$lease" ]; then
   say "network up $lease"
 else
-  say "network failed: no DHCP lease on any link (links with carrier:${up:- none})"
+  say "network failed: no DHCP lease (nor IPv6 address) on any link (links with carrier:${up:- none})"
 fi
 
 # Devices found since (SCSI and SATA scans run asynchronously, and their disks need sd_mod): load their drivers too,

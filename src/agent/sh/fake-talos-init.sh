@@ -138,7 +138,11 @@ while [ $t -lt 20 ] && [ -z "$up" ]; do
   [ -n "$up" ] || { sleep 0.5; t=$((t + 1)); }
 done
 lease=
+# Booted over IPv6, as Talos: the kernel's SLAAC address (sh/ipv6.sh), before DHCPv4.
+. /etc/rackboot/ipv6.sh
+ipv6_url "$CONFIG" && lease=$(ipv6_lease 10 $up)
 for i in $up; do
+  [ -n "$lease" ] && break
   if udhcpc -i "$i" -f -q -n -t 8 -T 2 -s /etc/rackboot/udhcpc.script >/tmp/udhcpc.log 2>&1; then
     lease=$(cat /run/dhcp-lease)
     break
