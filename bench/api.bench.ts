@@ -18,15 +18,9 @@ import { attachTimeline, createAllocator, createLifecycle } from '../src/lifecyc
 import { silentLogger } from '../src/log.js'
 import { createMetricsRegistry } from '../src/metrics.js'
 import { macFor, seedMachines } from '../test/api/support/seed.js'
+import { flag } from './stats.js'
 
 const GOAL_P99_MS = 20
-
-function flag(args: string[], name: string, fallback: number): number {
-  const hit = args.find((a) => a.startsWith(`--${name}=`))
-  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
 
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!

@@ -16,21 +16,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { which as findProgram } from '../src/processes.js'
+import { flag, median } from './stats.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
-function flag(args: string[], name: string, fallback: number): number {
-  const hit = args.find((a) => a.startsWith(`--${name}=`))
-  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 
 /** CPU seconds (utime + stime, all threads) of a process and its children that are alive now (nginx's workers). */
 async function treeCpu(pid: number): Promise<number> {

@@ -23,21 +23,11 @@ import { silentLogger } from '../src/log.js'
 import { createMetricsRegistry } from '../src/metrics.js'
 import { createConfigLinter, generateConfig, generateSecretsBundle, installDiskOf, renderMachineConfig } from '../src/talos/index.js'
 import * as renderCache from '../src/talos/render-cache.js'
+import { flag, median } from './stats.js'
 
 const GOAL_CPU_MS = 1
 const GOAL_RATE = 2000
 
-function flag(args: string[], name: string, fallback: number): number {
-  const hit = args.find((a) => a.startsWith(`--${name}=`))
-  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
 const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 const cpuMs = (): number => {
   const u = process.cpuUsage()
@@ -120,6 +110,7 @@ async function issueTokens(inventory: Inventory, machines: Machine[]): Promise<s
 // The load client, in its own process: GET /talos/config?t=... for each token, `concurrency` at a time.
 const CLIENT = `
 import { Agent, request } from 'undici'
+import { flag, median } from './stats.js'
 const { base, tokens, concurrency } = JSON.parse(await new Promise((r) => { let s = ''; process.stdin.on('data', (d) => s += d); process.stdin.on('end', () => r(s)) }))
 const agent = new Agent({ connections: concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
 const lat = []

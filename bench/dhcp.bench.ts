@@ -57,6 +57,7 @@ import {
   type TrialContext,
   type TrialResult,
 } from './dhcp-lab.js'
+import { median } from './stats.js'
 
 interface Options {
   stores: ('sqlite' | 'postgres')[]
@@ -114,11 +115,6 @@ function parse(args: string[]): Options {
 }
 
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ')
-const median = (xs: number[]): number => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
-  if (s.length === 0) return NaN
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`
 const fmtRate = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a')
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : 'n/a')

@@ -14,20 +14,10 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLeaseWriter } from '../src/dhcp/lease-writer.js'
 import { openSqliteInventory, type Lease } from '../src/inventory/index.js'
+import { flag, median } from './stats.js'
 
 type Mode = 'normal' | 'full'
 
-function flag(args: string[], name: string, fallback: number): number {
-  const hit = args.find((a) => a.startsWith(`--${name}=`))
-  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ')
 const mac = (k: number, prefix: string) => `${prefix}:${[3, 2, 1, 0].map((b) => ((k >>> (8 * b)) & 255).toString(16).padStart(2, '0')).join(':')}`
 

@@ -27,23 +27,12 @@ import {
   cpuSeconds, createStormLab, GIADDR, peakRssMiB, peerMissing, rackbootSettings, RACKBOOT_PORT, runClient, SERVER_IP, startPeer,
   startRackboot, TALOS_VERSION, writeAssets, type Server, type StormLab,
 } from './storm-lab.js'
+import { flag, median } from './stats.js'
 
 const GOAL_SECONDS = 20
 const GOAL_MACHINES = 10_000
 const API_CONNECTIONS = 32
 
-function flag(args: string[], name: string, fallback: number): number {
-  const hit = args.find((a) => a.startsWith(`--${name}=`))
-  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} must be a positive integer`)
-  return v
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 const quantile = (sorted: number[], q: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN)
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -415,9 +404,9 @@ function loadSampler() {
 }
 
 export async function run(args: string[]): Promise<void> {
-  const n = flag(args, 'machines', 10_000)
-  const rounds = flag(args, 'rounds', 3)
-  const concurrency = flag(args, 'concurrency', 200)
+  const n = flag(args, 'machines', 10_000, { integer: true })
+  const rounds = flag(args, 'rounds', 3, { integer: true })
+  const concurrency = flag(args, 'concurrency', 200, { integer: true })
   const head = args.includes('--head')
   const why = netnsUnavailableReason()
   if (why) {

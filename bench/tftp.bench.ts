@@ -11,13 +11,7 @@ import { createTftpServer, createFileSource } from '../src/tftp/index.js'
 import { createMetricsRegistry } from '../src/metrics.js'
 import { silentLogger } from '../src/log.js'
 import { which as findProgram } from '../src/processes.js'
-
-function flag(args: string[], name: string, fallback: number): number {
-  const hit = args.find((a) => a.startsWith(`--${name}=`))
-  const v = hit ? Number(hit.slice(name.length + 3)) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
+import { flag, median } from './stats.js'
 
 /** CPU seconds (utime + stime) of a process, or null once it is gone. */
 async function procCpu(pid: number): Promise<number | null> {
@@ -85,11 +79,6 @@ async function startTftpdHpa(program: string, dir: string): Promise<{ port: numb
   throw new Error('in.tftpd: no free port found')
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 
 export async function run(args: string[]): Promise<void> {
   const sizeMiB = flag(args, 'size', 32)
