@@ -1,5 +1,6 @@
 // The lifecycle's side of the protocol servers' ports: what DHCP and TFTP saw goes onto the machine's timeline,
 // and DHCP learns what not to boot. The servers know nothing of machines; this maps packets to machines.
+import type { ClientArch } from '../dhcp/client-arch.js'
 import type { DhcpBootAdvice, DhcpBootEvent, DhcpBootPort } from '../dhcp/ports.js'
 import type { RequestFacts } from '../dhcp/facts.js'
 import type { Dhcp6BootEvent, Dhcp6BootPort } from '../dhcp6/index.js'
@@ -9,14 +10,24 @@ import type { TftpObserver, TftpTransferInfo } from '../tftp/index.js'
 import type { IpxeWait } from './ipxe-wait.js'
 import type { Lifecycle } from './service.js'
 
+/** The machine's arch and firmware as the client's DHCP arch (option 93 / 61) names them. */
+function platformOf(a: ClientArch | null): { arch: 'amd64' | 'arm64' | null; firmware: 'bios' | 'uefi' | null } {
+  const family = a?.family
+  const arch = family === 'uefiArm64' ? 'arm64' : family === 'bios' || family === 'uefiX64' ? 'amd64' : null
+  const firmware = a?.firmware === 'bios' ? 'bios' : a?.firmware === 'uefi' ? 'uefi' : null
+  return { arch, firmware }
+}
+
+/** The timeline's words for what a client asked: "REQUEST (iPXE)", "SOLICIT (HTTPClient x64 UEFI HTTP)". */
+function asked(message: string, ipxe: boolean, clientType: string | null, a: ClientArch | null): string {
+  return `${message.toUpperCase()}${ipxe ? ' (iPXE)' : clientType ? ` (${clientType}${a ? ` ${a.name}` : ''})` : ''}`
+}
+
 export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger; ipxeWait?: IpxeWait; clock?: { now(): number } }): DhcpBootPort {
   return {
     async inspect(facts: RequestFacts, event: DhcpBootEvent): Promise<DhcpBootAdvice | void> {
-      const family = facts.arch?.family
-      const arch = family === 'uefiArm64' ? 'arm64' : family === 'bios' || family === 'uefiX64' ? 'amd64' : null
-      const firmware = facts.arch?.firmware === 'bios' ? 'bios' : facts.arch?.firmware === 'uefi' ? 'uefi' : null
-      const { machine } = await deps.lifecycle.identify({ mac: facts.mac, uuid: facts.uuid, arch, firmware }, 'dhcp')
-      const what = `${facts.message.toUpperCase()}${facts.isIpxe ? ' (iPXE)' : facts.clientType ? ` (${facts.clientType}${facts.arch ? ` ${facts.arch.name}` : ''})` : ''}`
+      const { machine } = await deps.lifecycle.identify({ mac: facts.mac, uuid: facts.uuid, ...platformOf(facts.arch) }, 'dhcp')
+      const what = asked(facts.message, facts.isIpxe, facts.clientType, facts.arch)
       const answer = event.reply === 'none' ? 'no answer' : `${event.reply.toUpperCase()}${event.ip ? ` ${event.ip}` : ''}`
       const advice: DhcpBootAdvice = machine.state === 'maintenance' ? { ignore: true, reason: 'machine is in maintenance' } : {}
       deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCP ${what} → ${answer}${advice.ignore ? ' without boot options (maintenance)' : event.bootFile ? `, boot ${event.bootFile}` : ''}`, {
@@ -43,11 +54,8 @@ export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger; ip
  */
 export function createDhcp6BootPort(deps: { lifecycle: Lifecycle; log: Logger; ipxeWait?: IpxeWait; clock?: { now(): number } }): Dhcp6BootPort {
   const record = async (e: Dhcp6BootEvent): Promise<void> => {
-    const family = e.arch?.family
-    const arch = family === 'uefiArm64' ? 'arm64' : family === 'bios' || family === 'uefiX64' ? 'amd64' : null
-    const firmware = e.arch?.firmware === 'bios' ? 'bios' : e.arch?.firmware === 'uefi' ? 'uefi' : null
-    const { machine } = await deps.lifecycle.identify({ mac: e.mac, arch, firmware }, 'dhcp6')
-    const what = `${e.message.toUpperCase()}${e.ipxe ? ' (iPXE)' : e.clientType ? ` (${e.clientType}${e.arch ? ` ${e.arch.name}` : ''})` : ''}`
+    const { machine } = await deps.lifecycle.identify({ mac: e.mac, ...platformOf(e.arch) }, 'dhcp6')
+    const what = asked(e.message, e.ipxe, e.clientType, e.arch)
     const answer = `${e.reply.toUpperCase()}${e.addresses.length > 0 ? ` ${e.addresses.join(', ')}` : ''}`
     deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCPv6 ${what} → ${answer}${e.bootUrl ? `, boot ${e.bootUrl}` : ''}`, {
       protocol: 'dhcp6',
