@@ -57,8 +57,9 @@ type BootQueryT = Type.Static<typeof BootQuery>
 export function baseUrlOf(request: FastifyRequest, publicUrl: string): string {
   if (publicUrl) {
     const local = request.socket?.localAddress
-    if (local && isIPv6(local) && !local.startsWith('::ffff:') && isIPv4(new URL(publicUrl).hostname)) {
-      return `${new URL(publicUrl).protocol}//[${local.split('%')[0]}]:${request.socket.localPort}`
+    if (local && isIPv6(local) && !local.startsWith('::ffff:')) {
+      const pub = new URL(publicUrl)
+      if (isIPv4(pub.hostname)) return `${pub.protocol}//[${local.split('%')[0]}]:${request.socket.localPort}`
     }
     return publicUrl.replace(/\/+$/, '')
   }
