@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { openSqliteInventory } from '../../src/inventory/index.js'
 import { createIdentityVerifier } from '../../src/lifecycle/identity.js'
 import { createNetLab, skipUnlessNetns, waitFor, type Netns } from '../support/netns.js'
@@ -62,22 +62,32 @@ function metric(text: string, name: string, labels: string): number {
   return m ? Number(m[1]) : 0
 }
 
-test('dhclient -6 gets a stateful address and the boot-file URL for its architecture from rackboot', async (t) => {
-  if (skipUnlessNetns(t, ['dhclient'])) return
+/** Two namespaces on one link (server eth0 with SERVER/64, client eth0 with `mac`), no DAD, and a temp dir. */
+async function dhcp6Link(t: TestContext, label: string, mac: string): Promise<{ srv: Netns; cli: Netns; dir: string }> {
   const lab = await createNetLab(t)
-  const srv = await lab.ns('d6-srv', { ipv6: true })
-  const cli = await lab.ns('d6-cli', { ipv6: true })
+  const srv = await lab.ns(`${label}-srv`, { ipv6: true })
+  const cli = await lab.ns(`${label}-cli`, { ipv6: true })
   for (const ns of [srv, cli]) {
     await ns.sysctl('net.ipv6.conf.default.accept_dad', '0')
     await ns.sysctl('net.ipv6.conf.all.accept_dad', '0')
   }
-  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0', mac: '52:54:00:d6:00:01' })
+  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0', mac })
   await srv.ip(['addr', 'add', `${SERVER}/64`, 'dev', 'eth0', 'nodad'])
-  const dir = mkdtempSync(join(tmpdir(), 'rb-d6-'))
+  const dir = mkdtempSync(join(tmpdir(), `rb-${label}-`))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const server = await startServer(srv, join(dir, 'data'))
-  // The link-local address dhclient sends from must exist (no DAD here, so at once).
+  return { srv, cli, dir }
+}
+
+/** The link-local address dhclient sends from must exist (no DAD here, so at once). */
+async function linkLocal(cli: Netns): Promise<void> {
   await waitFor(async () => (await cli.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout.includes('fe80::') || undefined, { what: 'a link-local address' })
+}
+
+test('dhclient -6 gets a stateful address and the boot-file URL for its architecture from rackboot', async (t) => {
+  if (skipUnlessNetns(t, ['dhclient'])) return
+  const { srv, cli, dir } = await dhcp6Link(t, 'd6', '52:54:00:d6:00:01')
+  const server = await startServer(srv, join(dir, 'data'))
+  await linkLocal(cli)
 
   const defs = [
     'timeout 30;',
@@ -165,22 +175,12 @@ test('dhclient -6 gets a stateful address and the boot-file URL for its architec
 
 test('DHCPv6 bindings are stored before the reply: the address vouches for the MAC (EUI-64 link-local when the DUID has none) and survives a restart', async (t) => {
   if (skipUnlessNetns(t, ['dhclient'])) return
-  const lab = await createNetLab(t)
-  const srv = await lab.ns('d6s-srv', { ipv6: true })
-  const cli = await lab.ns('d6s-cli', { ipv6: true })
-  for (const ns of [srv, cli]) {
-    await ns.sysctl('net.ipv6.conf.default.accept_dad', '0')
-    await ns.sysctl('net.ipv6.conf.all.accept_dad', '0')
-  }
   const MAC = '52:54:00:d6:00:02'
-  await lab.veth({ ns: srv, name: 'eth0' }, { ns: cli, name: 'eth0', mac: MAC })
-  await srv.ip(['addr', 'add', `${SERVER}/64`, 'dev', 'eth0', 'nodad'])
-  const dir = mkdtempSync(join(tmpdir(), 'rb-d6s-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const { srv, cli, dir } = await dhcp6Link(t, 'd6s', MAC)
   const database = join(dir, 'rackboot.db')
   await (await openSqliteInventory({ file: database })).close()
   let server = await startServer(srv, join(dir, 'data'), database)
-  await waitFor(async () => (await cli.exec(['ip', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout.includes('fe80::') || undefined, { what: 'a link-local address' })
+  await linkLocal(cli)
   // A DUID-UUID (type 4), as OVMF and iPXE send: no MAC inside, so the server takes it from the EUI-64 source.
   const conf = join(dir, 'c.conf')
   writeFileSync(conf, ['timeout 30;', 'send dhcp6.client-id 00:04:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00;', ''].join('\n'))
