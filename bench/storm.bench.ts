@@ -279,12 +279,27 @@ async function apiSetup(s: StormLab, token: string): Promise<void> {
   if (bad.length) throw new Error(`API setup failed: ${bad.map((o) => `${o.status} ${o.error ?? ''} ${o.body?.slice(0, 300)}`).join('; ')}`)
 }
 
-/** Runs a phase, keeps its result, and says how it went. */
-function stepper(out: PhaseResult[], who: string, log: (line: string) => void) {
-  return async (phase: () => Promise<PhaseResult>): Promise<void> => {
+type Step = (phase: () => Promise<PhaseResult>) => Promise<void>
+
+/**
+ * One server's round: its phases run one after another on the same machines, each result kept and said; the server
+ * is stopped however the round ends, and a failure carries the server's log tail.
+ */
+async function runRound(o: RoundOptions, who: 'rackboot' | 'peer', server: Server, phases: (ctx: Ctx, ms: Machine[], step: Step) => Promise<void>): Promise<PhaseResult[]> {
+  const ctx: Ctx = { s: o.s, server, concurrency: o.concurrency, log: o.log }
+  const out: PhaseResult[] = []
+  const step: Step = async (phase) => {
     const r = await phase()
     out.push(r)
-    log(`  ${who} ${r.phase}: ${r.ok}/${r.requests} ok in ${r.wallS.toFixed(2)} s`)
+    o.log(`  ${who} ${r.phase}: ${r.ok}/${r.requests} ok in ${r.wallS.toFixed(2)} s`)
+  }
+  try {
+    await phases(ctx, machines(o.n), step)
+    return out
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${who}'s log:\n${server.tail().slice(-3000)}`)
+  } finally {
+    await server.stop()
   }
 }
 
@@ -292,11 +307,7 @@ async function rackbootRound(o: RoundOptions, round: number): Promise<PhaseResul
   const dir = join(o.dir, `rackboot-${round}`)
   const token = await seedToken(join(dir, 'data'))
   const server = await startRackboot(o.s, dir, o.assetsDir, o.n)
-  const ctx: Ctx = { s: o.s, server, concurrency: o.concurrency, log: o.log }
-  const ms = machines(o.n)
-  const out: PhaseResult[] = []
-  const step = stepper(out, 'rackboot', o.log)
-  try {
+  return runRound(o, 'rackboot', server, async (ctx, ms, step) => {
     await apiSetup(o.s, token)
     await step(() => dhcpPhase(ctx, 'DHCP DORA', ms))
     await step(() => scriptPhase(ctx, 'script (discovery)', ms, (m) => !!m.reportUrl && !!m.agentToken && !!m.machineId))
@@ -311,32 +322,18 @@ async function rackbootRound(o: RoundOptions, round: number): Promise<PhaseResul
     await step(() => scriptPhase(ctx, 'script (install)', ms, (m) => !!m.kernelUrl && !!m.initrdUrl && !!m.configUrl))
     for (const p of assetPhases(ctx, ms, o.head)) await step(p)
     await step(() => httpPhase(ctx, 'config', ms, machineGet((m) => m.configUrl, 'GET', KEEP), (_, r) => /^machine:/m.test(r.body ?? '')))
-    return out
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\nrackboot's log:\n${server.tail().slice(-3000)}`)
-  } finally {
-    await server.stop()
-  }
+  })
 }
 
 async function peerRound(o: RoundOptions, round: number): Promise<PhaseResult[]> {
   const dir = join(o.dir, `peer-${round}`)
   mkdirSync(dir, { recursive: true })
   const server = await startPeer(o.s, dir, o.assetsDir, o.n)
-  const ctx: Ctx = { s: o.s, server, concurrency: o.concurrency, log: o.log }
-  const ms = machines(o.n)
-  const out: PhaseResult[] = []
-  const step = stepper(out, 'peer', o.log)
-  try {
+  return runRound(o, 'peer', server, async (ctx, ms, step) => {
     await step(() => dhcpPhase(ctx, 'DHCP DORA', ms))
     await step(() => scriptPhase(ctx, 'script (static)', ms, (m) => !!m.kernelUrl && !!m.initrdUrl))
     for (const p of assetPhases(ctx, ms, o.head)) await step(p)
-    return out
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\npeer's log:\n${server.tail().slice(-3000)}`)
-  } finally {
-    await server.stop()
-  }
+  })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
