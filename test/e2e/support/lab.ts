@@ -65,6 +65,13 @@ interface AfterContext {
   after(fn: () => Promise<void> | void): void
 }
 
+/** A guest's tap device on the namespace's bridge br0, up (a lab's segment, or a relayed one). */
+export async function addBridgeTap(ns: Netns, tap: string): Promise<void> {
+  await ns.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap'])
+  await ns.ip(['link', 'set', 'dev', tap, 'master', 'br0'])
+  await ns.up(tap)
+}
+
 async function pickOctet(preferred?: number): Promise<number> {
   if (preferred !== undefined) return preferred
   const used = (await run(['ip', '-4', '-o', 'addr', 'show'], { check: false })).stdout
@@ -197,9 +204,7 @@ export async function createVmLab(t?: AfterContext, options: VmLabOptions = {}):
         vmSeq += 1
         const name = vmOptions.name ?? `vm${vmSeq}`
         const tap = `tap${vmSeq}`
-        await bridgeNs.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap'])
-        await bridgeNs.ip(['link', 'set', 'dev', tap, 'master', 'br0'])
-        await bridgeNs.up(tap)
+        await addBridgeTap(bridgeNs, tap)
         const vm = await launchVm(vmOptions, {
           ns: bridgeNs,
           tmpDir,

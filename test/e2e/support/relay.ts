@@ -13,7 +13,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { radvdConfig } from '../../../src/dhcp/router-adverts.js'
 import { createNetLab, run, stopChild, type NetLab, type Netns } from '../../support/netns.js'
-import type { VmLab } from './lab.js'
+import { addBridgeTap, type VmLab } from './lab.js'
 import { launchVm, type Vm, type VmOptions } from './vm.js'
 
 const DAEMON_LIMIT = ['timeout', '3600']
@@ -132,9 +132,7 @@ export async function createRelaySegment(
         vmSeq += 1
         const name = vmOptions.name ?? `relayed${vmSeq}`
         const tap = `tap${vmSeq}`
-        await segmentNs.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap'])
-        await segmentNs.ip(['link', 'set', 'dev', tap, 'master', 'br0'])
-        await segmentNs.up(tap)
+        await addBridgeTap(segmentNs, tap)
         const vm = await launchVm(vmOptions, {
           ns: segmentNs,
           tmpDir: lab.tmpDir,
