@@ -18,9 +18,8 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
-import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { AAVMF_CODE, DEFAULT_MARKERS, installAgentAssets, installFakeTalos, installGrubAssets, qemuArgs, qemuBinary, skipUnlessVm, type BootMode, type Vm } from './support/index.js'
-import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
+import { allocateForInstall, startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
 import { httpRequestAt, phaseTimes, type TimelineEvent } from './support/phases.js'
 
 /** Per boot (lab.md: ~17 s at low load, up to ~40 s under load; GRUB's HTTP download of the 33 MB Image is slow). */
@@ -143,15 +142,7 @@ async function arm64Flow(t: TestContext, mode: Extract<BootMode, 'uefi' | 'uefi-
   }
 
   // 2. Accepted and allocated with an arm64 profile (a real Talos config as base): the next boot installs.
-  assert.equal((await rb.cli(['machines', 'accept', mac])).code, 0)
-  const secrets = await generateSecretsBundle({ talosVersion: TALOS, rsaBits: 2048 })
-  const base = generateConfig({ secrets, clusterName: 'lab', endpoint: 'https://198.18.0.10:6443', talosVersion: TALOS, role: 'worker' }).yaml
-  const token = JSON.parse((await rb.cli(['tokens', 'create', 'e2e', '--scope', 'admin', '--scope', 'provision', '--scope', 'read', '--json'])).stdout).secret as string
-  const profile = await rb.api('POST', '/profiles', token, { name: 'arm64-worker', talosVersion: TALOS, arch: 'arm64', kernelArgs: ['console=ttyAMA0,115200'], baseConfig: base })
-  assert.ok(profile.status === 201 || profile.status === 200, JSON.stringify(profile))
-  const alloc = await rb.api('POST', '/allocations', token, { count: 1, selector: `serial == "${serial}"`, profile: 'arm64-worker', idempotencyKey: `e2e-arm64-${label}` })
-  assert.equal(alloc.status, 201, JSON.stringify(alloc.json))
-  assert.equal((await rb.machine(mac))?.state, 'provisioning')
+  await allocateForInstall(rb, { mac, serial, profile: `arm64-worker-${label}`, arch: 'arm64', kernelArgs: ['console=ttyAMA0,115200'] })
 
   const vm2 = await rb.lab.startVm({ arch: 'arm64', mode, mac, smbios, disks, hardTimeoutMs: HARD_TIMEOUT, name: `${label}-install` })
   await waitOrExplain(vm2, rb, /fake-talos: config fetched/)

@@ -7,9 +7,8 @@
 // ~70 s without a DHCPv4 server (a firmware timeout no server can shorten), then "UEFI HTTPv6".
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { skipUnlessVm, type Vm } from './support/index.js'
-import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
+import { allocateForInstall, startRackboot, type Rackboot } from './support/rackboot.js'
 
 /** Per boot: ~70 s of OVMF's IPv4 attempt, then ~40 s of IPv6 boot (TCG; more under load). */
 const HARD_TIMEOUT = 420_000
@@ -68,14 +67,7 @@ test('IPv6-only: OVMF HTTPv6 -> ipxe.efi -> iPXE over DHCPv6 -> agent over SLAAC
   t.diagnostic(`ipv6 machine addresses: ${JSON.stringify(leases?.addresses ?? leases?.leases ?? null)}`)
 
   // 2. Accepted and allocated: the stand-in fetches its config over IPv6, from its SLAAC address.
-  assert.equal((await rb.cli(['machines', 'accept', mac])).code, 0)
-  const secrets = await generateSecretsBundle({ talosVersion: TALOS, rsaBits: 2048 })
-  const base = generateConfig({ secrets, clusterName: 'lab', endpoint: 'https://[2001:db8::10]:6443', talosVersion: TALOS, role: 'worker' }).yaml
-  const token = (await rb.cliEnv()).RACKBOOT_TOKEN!
-  const profile = await rb.api('POST', '/profiles', token, { name: 'w-ipv6', talosVersion: TALOS, arch: 'amd64', kernelArgs: ['console=ttyS0,115200'], baseConfig: base })
-  assert.ok(profile.status === 201 || profile.status === 200, JSON.stringify(profile))
-  const alloc = await rb.api('POST', '/allocations', token, { count: 1, selector: `serial == "${serial}"`, profile: 'w-ipv6', idempotencyKey: 'e2e-ipv6' })
-  assert.equal(alloc.status, 201, JSON.stringify(alloc.json))
+  await allocateForInstall(rb, { mac, serial, profile: 'w-ipv6', arch: 'amd64', kernelArgs: ['console=ttyS0,115200'], endpoint: 'https://[2001:db8::10]:6443' })
   const vm2 = await rb.lab.startVm({ mode: 'uefi-http', mac, smbios, disks, hardTimeoutMs: HARD_TIMEOUT, name: 'ipv6-install' })
   await waitOrExplain(vm2, rb, /fake-talos: config fetched/)
   await vm2.waitForExit(60_000).catch(() => vm2.stop())

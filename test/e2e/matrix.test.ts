@@ -10,9 +10,8 @@
 // Success is judged by serial markers (the agent's report, the stand-in's "config fetched") and rackboot's timeline.
 import assert from 'node:assert/strict'
 import { describe, test, type TestContext } from 'node:test'
-import { generateConfig, generateSecretsBundle } from '../../src/talos/index.js'
 import { DEFAULT_MARKERS, skipUnlessVm, type Vm } from './support/index.js'
-import { startRackboot, TALOS, type Rackboot } from './support/rackboot.js'
+import { allocateForInstall, startRackboot, type Rackboot } from './support/rackboot.js'
 import { createRelaySegment, pickRelayOctet } from './support/relay.js'
 import { httpRequestAt, phaseTimes, type TimelineEvent } from './support/phases.js'
 
@@ -74,19 +73,6 @@ async function waitOrExplain(vm: Vm, rb: Rackboot, re: RegExp, extra?: () => str
   }
 }
 
-/** Accept, a profile with a real Talos config as base, an allocation: the machine is provisioning. */
-async function allocate(rb: Rackboot, mac: string, serial: string, key: string): Promise<void> {
-  assert.equal((await rb.cli(['machines', 'accept', mac])).code, 0)
-  const secrets = await generateSecretsBundle({ talosVersion: TALOS, rsaBits: 2048 })
-  const base = generateConfig({ secrets, clusterName: 'lab', endpoint: 'https://198.18.0.10:6443', talosVersion: TALOS, role: 'worker' }).yaml
-  const token = JSON.parse((await rb.cli(['tokens', 'create', 'e2e', '--scope', 'admin', '--scope', 'provision', '--scope', 'read', '--json'])).stdout).secret as string
-  const profile = await rb.api('POST', '/profiles', token, { name: `w-${key}`, talosVersion: TALOS, arch: 'amd64', kernelArgs: ['console=ttyS0,115200'], baseConfig: base })
-  assert.ok(profile.status === 201 || profile.status === 200, JSON.stringify(profile))
-  const alloc = await rb.api('POST', '/allocations', token, { count: 1, selector: `serial == "${serial}"`, profile: `w-${key}`, idempotencyKey: `e2e-${key}` })
-  assert.equal(alloc.status, 201, JSON.stringify(alloc.json))
-  assert.equal((await rb.machine(mac))?.state, 'provisioning')
-}
-
 /** The install boot's checks: decision install, the stand-in's kernel and initramfs, exactly one config served. */
 function assertInstalled(events: TimelineEvent[], vm: Vm): void {
   const plans = events.filter((e) => e.type === 'boot.script' && e.at >= vm.startedAt && e.data.decision !== undefined)
@@ -137,7 +123,7 @@ async function uefiFlow(t: TestContext, mode: 'uefi' | 'uefi-http'): Promise<voi
   for (const phase of ['dhcp', http ? 'nbpHttp' : 'nbpTftp', 'script', 'kernel', 'initramfs', 'report']) assert.ok(discovery[phase] != null, `${phase} is on the timeline`)
 
   // 2. Accepted and allocated: the next boot the same way installs (the stand-in fetches its config).
-  await allocate(rb, mac, serial, mode)
+  await allocateForInstall(rb, { mac, serial, profile: `w-${mode}`, arch: 'amd64', kernelArgs: ['console=ttyS0,115200'] })
   const vm2 = await rb.lab.startVm({ mode, mac, smbios, disks, hardTimeoutMs: HARD_TIMEOUT, name: `${mode}-install` })
   await waitOrExplain(vm2, rb, /fake-talos: config fetched/)
   t.diagnostic(`${mode} fake Talos: ${vm2.serial.find(/fake-talos: config fetched/)?.line ?? ''}`)
@@ -198,7 +184,7 @@ async function relayedFlow(t: TestContext): Promise<void> {
   t.diagnostic(`relayed timeline: ${slow.message}`)
 
   // 2. Allocated, radvd on the segment: the install boot goes through the relay without iPXE's IPv6 wait.
-  await allocate(rb, mac, serial, 'relayed')
+  await allocateForInstall(rb, { mac, serial, profile: 'w-relayed', arch: 'amd64', kernelArgs: ['console=ttyS0,115200'] })
   await seg.startRouterAdverts()
   const vm2 = await seg.startVm({ mode: 'bios', mac, smbios, disks, hardTimeoutMs: HARD_TIMEOUT, name: 'relayed-install' })
   await waitOrExplain(vm2, rb, /fake-talos: config fetched/, seg.relayLog)

@@ -4,6 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { openSqliteInventory, type Machine } from '../../../src/inventory/index.js'
+import { generateConfig, generateSecretsBundle } from '../../../src/talos/index.js'
 import { BIN, rackbootAsync } from '../../support/cli.js'
 import { createVmLab, installAgentAssets, installFakeTalos, type VmLab } from './index.js'
 
@@ -111,3 +112,19 @@ export async function startRackboot(
   }
 }
 
+
+/**
+ * The install step of an e2e flow: the discovered machine accepted, a profile `name` with a real Talos config as base
+ * (its arch and kernel args), an allocation by serial: the machine is provisioning, so its next boot installs.
+ */
+export async function allocateForInstall(rb: Rackboot, o: { mac: string; serial: string; profile: string; arch: 'amd64' | 'arm64'; kernelArgs: string[]; endpoint?: string }): Promise<void> {
+  assert.equal((await rb.cli(['machines', 'accept', o.mac])).code, 0)
+  const secrets = await generateSecretsBundle({ talosVersion: TALOS, rsaBits: 2048 })
+  const base = generateConfig({ secrets, clusterName: 'lab', endpoint: o.endpoint ?? 'https://198.18.0.10:6443', talosVersion: TALOS, role: 'worker' }).yaml
+  const token = JSON.parse((await rb.cli(['tokens', 'create', 'e2e', '--scope', 'admin', '--scope', 'provision', '--scope', 'read', '--json'])).stdout).secret as string
+  const profile = await rb.api('POST', '/profiles', token, { name: o.profile, talosVersion: TALOS, arch: o.arch, kernelArgs: o.kernelArgs, baseConfig: base })
+  assert.ok(profile.status === 201 || profile.status === 200, JSON.stringify(profile))
+  const alloc = await rb.api('POST', '/allocations', token, { count: 1, selector: `serial == "${o.serial}"`, profile: o.profile, idempotencyKey: `e2e-${o.profile}` })
+  assert.equal(alloc.status, 201, JSON.stringify(alloc.json))
+  assert.equal((await rb.machine(o.mac))?.state, 'provisioning')
+}
