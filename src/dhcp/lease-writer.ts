@@ -2,9 +2,12 @@
 // ACK), but writes arriving together share one commit: everything queued while the previous batch was being written
 // goes out as the next batch, in one transaction when the store offers one. Under load a commit costs once per batch
 // instead of once per ACK; at low load a batch is a single lease and adds no delay. Commits are also spaced at least
-// `minCommitIntervalMs` apart: a commit costs far more than a row (the WAL write of every touched page), so under a
-// boot storm waiting a millisecond or two for the batch to fill is what keeps the commit rate, not the packet rate,
-// bounded. An idle writer commits at once; clients wait seconds for an ACK, so the pause is invisible to them.
+// `minCommitIntervalMs` apart: a commit costs far more than a row (the WAL write of every touched page, and the
+// checkpointer's copy of it later), so waiting a few milliseconds for the batch to fill is what keeps the commit
+// rate, not the packet rate, bounded. Measured on SQLite (WAL, synchronous normal, 2-CPU VM): ~100 us of CPU per
+// lease committed alone, ~17 us per lease in batches of 10, ~13 in batches of 20. 10 ms makes a batch of ~10 at
+// 1000 ACKs/s; 2 ms (batches of ~2) left the lease write the largest CPU cost per DORA. An idle writer commits at
+// once; clients wait seconds for an ACK (perfdhcp's drop time is 1 s), so the pause is invisible to them.
 import type { LeaseRepository } from '../inventory/repositories.js'
 import type { Lease } from '../inventory/types.js'
 
@@ -25,7 +28,7 @@ export interface LeaseWriterDeps {
   transaction?: LeaseTransaction
   /** Largest batch per commit. */
   maxBatch?: number
-  /** Least time between the starts of two commits (default 2 ms; 0 commits as soon as the event loop turns). */
+  /** Least time between the starts of two commits (default 10 ms; 0 commits as soon as the event loop turns). */
   minCommitIntervalMs?: number
   /** Write through `leases.claimMany`: a lease another server holds is refused, and write() says so. */
   claim?: boolean
@@ -47,9 +50,12 @@ interface Pending {
   waiters: { resolve: (stored: boolean) => void; reject: (err: unknown) => void; mac: string }[]
 }
 
+/** See the top of this file: the commit spacing that keeps a boot storm's lease writes in batches. */
+export const DEFAULT_COMMIT_INTERVAL_MS = 10
+
 export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
   const maxBatch = deps.maxBatch ?? 1000
-  const minInterval = deps.minCommitIntervalMs ?? 2
+  const minInterval = deps.minCommitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS
   let lastCommitAt = Number.NEGATIVE_INFINITY
   // Latest state per address: a later write of the same address replaces an earlier one not yet committed.
   let queue = new Map<string, Pending>()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { createLeaseWriter } from '../../src/dhcp/lease-writer.js'
+import { createLeaseWriter, DEFAULT_COMMIT_INTERVAL_MS } from '../../src/dhcp/lease-writer.js'
 import type { Lease } from '../../src/inventory/types.js'
 import type { LeaseRepository } from '../../src/inventory/repositories.js'
 import { memoryLeases } from './fakes.js'
@@ -92,4 +92,25 @@ test('a store with putMany gets one call per batch', async () => {
   await Promise.all(Array.from({ length: 20 }, (_, i) => w.write(lease(`198.18.0.${i + 1}`))))
   assert.deepEqual(calls, [20])
   assert.equal(inner.rows.size, 20)
+})
+
+test('back-to-back commits are spaced by the default interval, and writes arriving meanwhile share the next one', async () => {
+  const inner = memoryLeases()
+  const commits: { at: number; size: number }[] = []
+  const w = createLeaseWriter({
+    leases: {
+      ...inner,
+      put: async (l: Lease) => { commits.push({ at: performance.now(), size: 1 }); await inner.put(l) },
+      putMany: async (ls: Lease[]) => { commits.push({ at: performance.now(), size: ls.length }); for (const l of ls) await inner.put(l) },
+    },
+  })
+  await w.write(lease('198.18.0.1'))
+  // Right after that commit: one write now, one 3 ms later (a timer that expires before the writer's), and both
+  // go out in the second commit, no sooner than the interval after the first.
+  const a = w.write(lease('198.18.0.10'))
+  await new Promise((r) => setTimeout(r, 3))
+  const b = w.write(lease('198.18.0.11'))
+  await Promise.all([a, b])
+  assert.deepEqual(commits.map((c) => c.size), [1, 2])
+  assert.ok(commits[1]!.at - commits[0]!.at >= DEFAULT_COMMIT_INTERVAL_MS - 1, `commits ${(commits[1]!.at - commits[0]!.at).toFixed(1)} ms apart`)
 })

@@ -122,3 +122,52 @@ test('sockets: under overload, exchanges already begun go first and the oldest D
   assert.match(await registry.metrics(), /rackboot_dhcp_dropped_total\{reason="overload"\} 10/)
   assert.match(await registry.metrics(), /rackboot_dhcp_packets_received_total\{type="discover"\} 20/)
 })
+
+test('sockets: stop() waits for requests in flight, and a handler that rejects is counted, not fatal', async () => {
+  const { Registry } = await import('prom-client')
+  const { createDhcpSockets } = await import('../../src/dhcp/server.js')
+  const { createDhcpMetrics } = await import('../../src/dhcp/metrics.js')
+  const { silentLogger } = await import('../../src/log.js')
+  const registry = new Registry()
+  let release!: () => void
+  const gate = new Promise<void>((r) => (release = r))
+  let started = 0
+  let finished = 0
+  const sockets = createDhcpSockets({
+    handler: {
+      mode: 'full',
+      async handle(pkt) {
+        started++
+        if (pkt.xid === 1) throw new Error('boom')
+        await gate
+        finished++
+        return { kind: 'silent', reason: 'test' } as never
+      },
+    },
+    listen: '127.0.0.1',
+    port: 0,
+    serverAddress: null,
+    metrics: createDhcpMetrics(registry, () => []),
+    log: silentLogger(),
+  })
+  const { port } = await sockets.start()
+  const client = createSocket('udp4')
+  await new Promise<void>((r) => client.bind({ address: '127.0.0.1', port: 0 }, () => r()))
+  try {
+    for (const xid of [1, 2]) client.send(encode({ ...request({ type: MessageType.Discover, mac: '52:54:00:00:30:01' }), xid }), port, '127.0.0.1')
+    const deadline = Date.now() + 5_000
+    while (started < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    assert.equal(started, 2)
+    let stopped = false
+    const stopping = sockets.stop().then(() => (stopped = true))
+    await new Promise((r) => setTimeout(r, 50))
+    assert.equal(stopped, false, 'stop() returned while a request was still being handled')
+    release()
+    await stopping
+    assert.equal(finished, 1)
+    assert.match(await registry.metrics(), /rackboot_dhcp_dropped_total\{reason="handler-error"\} 1/)
+  } finally {
+    release()
+    client.close()
+  }
+})
