@@ -11,8 +11,11 @@ import { importInventory, loadInventoryFiles, openInventory, type OpenedInventor
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcp6BootPort, createDhcpBootPort, createIdentityVerifier, createIpxeWait,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
-  createAfterBoot, createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
+  createAfterBoot, createLeadership, createRepair, createTftpObserver, rebootHistory, registerStateGauge, systemClock,
 } from '../lifecycle/index.js'
+import { createSqlLeaderLeases } from '../inventory/sql/leader-leases.js'
+import type { PostgresInventory } from '../inventory/index.js'
+import { defaultInstanceId } from '../power/manager.js'
 import { createEventSinkServer, createKernelLogReceiver, createKernelLogStore } from '../talos/receivers/index.js'
 import { createLogger } from '../log.js'
 import { createMetricsRegistry } from '../metrics.js'
@@ -78,8 +81,10 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     iso: settings.virtualMedia.iso || null, outDir: join(settings.dataDir, 'virtual-media'), ipxeDir: settings.assetSources.ipxeDir,
     log: log.child({ svc: 'virtual-media' }),
   })
+  // This instance's name in lease rows: its BMC leases and, on PostgreSQL, the repair ladder's leader lease.
+  const instanceId = defaultInstanceId()
   const power = createPowerManager({
-    bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory), leases: inventory.bmcLeases,
+    instanceId, bmcs: inventory.bmcs, log, metrics: registry, settings: settings.power, lastRebootAt: rebootHistory(inventory), leases: inventory.bmcLeases,
     driverOptions: { ipmi: { bootVerify: settings.power.ipmiBootVerify } },
     // The ISO is built (or found) before a BMC is told to fetch it, so it never meets a 503.
     mediaUrl: async () => {
@@ -125,9 +130,21 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   })
   // Failure as routine: phase deadlines, the repair ladder (PXE + power cycle), quarantine in `failed`.
   const r = settings.repair
+  // Several instances on one PostgreSQL database: one of them (the leader lease's holder) runs the ladder for all,
+  // following every instance's events from the table. SQLite is one process: the ladder follows the bus, as ever.
+  const shared = inventory.backend === 'postgres' ? (inventory as OpenedInventory & PostgresInventory) : null
   repair = r.enabled
     ? createRepair({
         inventory, lifecycle, bus, log: log.child({ svc: 'repair' }), power, registry, profileFor: (m) => bootService.profileFor(m),
+        ...(shared ? {
+          shared: {
+            leadership: createLeadership({
+              store: createSqlLeaderLeases(shared.db), name: 'repair', holder: instanceId, log: log.child({ svc: 'repair-leader' }),
+              onChange: () => repair?.roleChanged(),
+            }),
+            watch: (wake: () => void) => shared.watchEvents(() => wake()),
+          },
+        } : {}),
         settings: {
           deadlines: r.deadlines, maxPhaseFailures: r.maxPhaseFailures, maxFailures: r.maxFailures, backoffMs: r.backoffSeconds * 1000,
           backoffMaxMs: r.backoffMaxSeconds * 1000, maxConcurrentRepairs: r.maxConcurrentRepairs, bootLoopScripts: r.bootLoopScripts,

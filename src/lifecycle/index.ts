@@ -18,6 +18,7 @@ export { createIdentityVerifier, type IdentityVerifier, type IdentityVerdict, ty
 export { createKernelNeighbourTable, parseProcArp, parseIpNeighJson, type NeighbourTable } from './neighbours.js'
 export { createNewMachineLimit, type NewMachineLimit } from './new-machine-limit.js'
 export { createSecurityEvents, type SecurityEvents, type SecurityEventKind } from './security-events.js'
-export { createRepair, BOOT_PHASES, DEFAULT_DEADLINES, DEFAULT_REPAIR, type Repair, type RepairStatus, type BootPhase, type PhaseDeadlines } from './repair.js'
+export { createRepair, BOOT_PHASES, DEFAULT_DEADLINES, DEFAULT_REPAIR, type Repair, type RepairShared, type RepairStatus, type BootPhase, type PhaseDeadlines } from './repair.js'
+export { createLeadership, LEADER_RENEW_MS, LEADER_TTL_MS, type Leadership } from './leader.js'
 export { registerStateGauge } from './state-gauge.js'
 export { createAfterBoot, type AfterBoot, type AfterBootPower } from './after-boot.js'

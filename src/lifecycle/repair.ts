@@ -2,13 +2,22 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 import type { EventBus, RackbootEvent } from '../events/bus.js'
 import type { Inventory, Machine, Profile } from '../inventory/index.js'
 import type { Logger } from '../log.js'
+import type { Leadership } from './leader.js'
 import { systemClock, type Clock, type Lifecycle } from './service.js'
 
 // Failure as routine (DESIGN.md): a provisioning machine moves through boot phases, each with a deadline. A missed
 // deadline, a failure Talos reports, a failed download or a boot loop is a failure with a phase and a reason, on the
 // timeline ('boot.failure'). The ladder then repairs what is cheap (next boot PXE and a power cycle through the
 // power manager, with backoff and a bound on repairs at once) and quarantines a machine that keeps failing in state
-// `failed`. Everything it knows is rebuilt from the timeline at start, so a restart forgets nothing.
+// `failed`. Everything it knows is rebuilt from the timeline at start, so a restart forgets nothing (a repair that was
+// scheduled and not yet done is resumed).
+//
+// Several instances on one database (issue 16, `shared`): the bus carries only this process's events, so every
+// instance follows the events table by seq instead (all instances' events, in commit order: events.ts), and only the
+// holder of the leader lease (leader.ts) acts: sweeps deadlines, counts failures up the ladder, power-cycles,
+// quarantines. Followers keep the same view without acting, for admission and status. When the role moves, the
+// instance rebuilds from the timeline up to the newest seq and follows on from there; a repair the old leader
+// scheduled is resumed, and one it may have sent is not sent again (the shared reboot record and BMC lease say so).
 
 /** What a provisioning machine waits for next. */
 export const BOOT_PHASES = ['boot', 'download', 'config', 'installing', 'installed'] as const
@@ -71,7 +80,25 @@ export interface RepairDeps {
   random?: () => number
   /** Timers, replaceable by tests. */
   setTimer?: (fn: () => void, ms: number) => { cancel(): void }
+  /** Several instances on one database: follow the events table, act only while holding the leader lease. */
+  shared?: RepairShared
 }
+
+export interface RepairShared {
+  /** The leader lease; its holder is this instance's name in BMC leases too (the power manager's instanceId). */
+  leadership: Leadership
+  /** Wakes the reader when any instance commits an event (PostgreSQL LISTEN/NOTIFY). Returns what stops it. */
+  watch?: (wake: () => void) => () => void
+  /** Reads the events table this often as well (ms; default 5000), in case a wake was missed. */
+  pollMs?: number
+  /** A repair whose BMC another instance is operating waits this long before it looks again (ms). */
+  busyRetryMs?: number
+}
+
+/** The events the ladder reads: the rest of the table is skipped by the query. */
+const LADDER_EVENTS = ['machine.state', 'boot.script', 'boot.asset', 'boot.config', 'boot.talos', 'boot.failure', 'boot.repair']
+/** BMC operations that change nothing: one left behind by a stopped instance says nothing about a power cycle. */
+const READ_ONLY_OPERATIONS = new Set(['status', 'get-boot', 'capabilities', 'identify'])
 
 interface Attempt {
   machineId: string
@@ -83,6 +110,9 @@ interface Attempt {
   failures: { total: number; byPhase: Partial<Record<BootPhase, number>> }
   /** A repair is scheduled or running: no deadline fires meanwhile. */
   repairing: boolean
+  /** When the scheduled repair was decided, and when it is due (null: none scheduled). */
+  scheduledAt: number | null
+  dueAt: number
   /** Holds an install slot (admission): from its first install script until it leaves provisioning. */
   admitted: boolean
   rack: string | null
@@ -127,6 +157,10 @@ export interface Repair {
   status(machineId: string): RepairStatus | null
   /** Waits for scheduled work to settle (tests). */
   idle(): Promise<void>
+  /** Shared: the leader lease changed hands (leadership's onChange); the view is rebuilt for the new role. */
+  roleChanged(): void
+  /** Shared: reads the events table up to now (the watch and the poll do this by themselves). */
+  catchUp(): Promise<void>
 }
 
 const isKernelOrInitrd = (path: string) => /(^|\/)(vmlinuz|initramfs\.xz)$/.test(path)
@@ -150,6 +184,18 @@ export function createRepair(deps: RepairDeps): Repair {
   let pending: Promise<unknown> = Promise.resolve()
   let unsubscribe: (() => void) | null = null
   let sweeper: ReturnType<typeof setInterval> | null = null
+  /** Whether the view is built for acting: alone, always; shared, once rebuilt as leader. */
+  let acting = !deps.shared
+  /** Shared: the role the view is built for (null: none yet, or being rebuilt). */
+  let role: boolean | null = null
+  let stopped = false
+  /** Shared: the seq up to which the events table has been read. */
+  let cursor = 0
+  /** Shared: reads of the table and role changes, one at a time and in order. */
+  let work: Promise<void> = Promise.resolve()
+  let readQueued = false
+  let poller: ReturnType<typeof setInterval> | null = null
+  let unwatch: (() => void) | null = null
 
   const metrics = deps.registry ? {
     failures: new Counter({ name: 'rackboot_boot_failures_total', help: 'Boot failures by phase and kind (deadline, talos, download, loop, config)', labelNames: ['phase', 'kind'] as const, registers: [deps.registry] }),
@@ -164,7 +210,7 @@ export function createRepair(deps: RepairDeps): Repair {
   }
 
   function begin(machineId: string, at: number, deadlines: PhaseDeadlines): void {
-    attempts.set(machineId, { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: { total: 0, byPhase: {} }, repairing: false, failedThisBoot: false, admitted: false, rack: null, deadlines })
+    attempts.set(machineId, { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: { total: 0, byPhase: {} }, repairing: false, scheduledAt: null, dueAt: 0, failedThisBoot: false, admitted: false, rack: null, deadlines })
   }
 
   /** A new boot of the same attempt (after a power cycle, or a wait for one without a BMC): back to waiting for its script. */
@@ -225,13 +271,59 @@ export function createRepair(deps: RepairDeps): Repair {
     }
     const wait = backoff(a.failures.total)
     a.repairing = true
-    metrics?.repairing.inc()
+    a.scheduledAt = clock.now()
+    a.dueAt = a.scheduledAt + wait
     lifecycle.record(a.machineId, 'boot.repair', `next boot PXE and a power cycle in ${Math.round(wait / 1000)} s (failure ${a.failures.total} of ${settings.maxFailures})`, { action: 'scheduled', inMs: wait, failures: a.failures.total })
+    schedule(a, wait)
+  }
+
+  /** Queues the repair of `a` in `wait` ms (counted in flight until it has run or is cancelled). */
+  function schedule(a: Attempt, wait: number): void {
+    metrics?.repairing.inc()
     timers.set(a.machineId, setTimer(() => {
       timers.delete(a.machineId)
       queue.push(a.machineId)
       drain()
     }, wait))
+  }
+
+  /** After a rebuild: repairs scheduled (by this process before a restart, or by the old leader) and never done. */
+  function resume(): void {
+    for (const a of attempts.values()) {
+      if (a.repairing && a.scheduledAt !== null && !timers.has(a.machineId)) schedule(a, Math.max(0, a.dueAt - clock.now()))
+    }
+  }
+
+  /** Forgets every attempt and scheduled repair (the role moved: the view is rebuilt from the timeline). */
+  function forget(): void {
+    for (const id of [...timers.keys(), ...queue]) cancel(id)
+    attempts.clear()
+  }
+
+  /** Whether this instance may act: always alone; with others, while it holds the leader lease and has rebuilt as leader. */
+  const mayAct = () => !deps.shared || (acting && deps.shared.leadership.isLeader())
+
+  type Earlier = { kind: 'busy' } | { kind: 'done'; at: number } | { kind: 'unknown'; holder: string; operation: string | null }
+
+  /**
+   * What became of this repair before it is sent: one command, one action. Another instance is operating the BMC now
+   * (a repair of the old leader's in flight: wait for it), the machine was rebooted since the repair was decided (by
+   * the old leader just before it stopped, or a person: done), or an operation begun since then was left unfinished
+   * by an instance that stopped (its outcome unknown: not sent again, the deadline catches a machine that did not
+   * come back).
+   */
+  async function earlier(a: Attempt): Promise<Earlier | null> {
+    const leases = inventory.bmcLeases
+    if (!leases || a.scheduledAt === null) return null
+    const last = await leases.lastReboot(a.machineId)
+    if (last !== null && last >= a.scheduledAt) return { kind: 'done', at: last }
+    const me = deps.shared?.leadership.holder
+    const lease = me === undefined ? null : await leases.get(a.machineId)
+    if (lease && lease.holder !== me && !READ_ONLY_OPERATIONS.has(lease.operation ?? '')) {
+      if (lease.expiresAt > clock.now()) return { kind: 'busy' }
+      if (lease.acquiredAt !== null && lease.acquiredAt >= a.scheduledAt) return { kind: 'unknown', holder: lease.holder, operation: lease.operation }
+    }
+    return null
   }
 
   function cancel(machineId: string): void {
@@ -263,10 +355,30 @@ export function createRepair(deps: RepairDeps): Repair {
 
   async function repairNow(machineId: string): Promise<void> {
     const a = attempts.get(machineId)
-    if (!a) return
+    // Leadership went meanwhile: the next leader finds the repair scheduled and not done on the timeline.
+    if (!a || !mayAct()) return
     const m = await inventory.machines.get(machineId)
     if (!m || m.state !== 'provisioning') {
       attempts.delete(machineId)
+      return
+    }
+    const before = await earlier(a).catch((err) => {
+      log.warn({ err, machineId }, 'repair: cannot read the shared reboot record; power-cycling')
+      return null
+    })
+    if (before?.kind === 'busy') {
+      schedule(a, deps.shared?.busyRetryMs ?? 5_000)
+      return
+    }
+    if (!mayAct() || attempts.get(machineId) !== a) return
+    if (before) {
+      const line = before.kind === 'done'
+        ? `rebooted ${Math.max(0, Math.round((clock.now() - before.at) / 1000))} s ago, after this repair was decided: not power-cycled again; boot attempt ${a.failures.total + 1}`
+        : `a power operation (${before.operation ?? 'unknown'}) by instance ${before.holder} began after this repair was decided and never finished (that instance stopped): its outcome is unknown, so nothing is sent again; the deadline runs on`
+      lifecycle.record(machineId, 'boot.repair', line, { action: 'pxe-cycle', ok: before.kind === 'done', already: before.kind })
+      a.repairing = false
+      a.scheduledAt = null
+      rebootAt(a, before.kind === 'done' ? before.at : clock.now())
       return
     }
     try {
@@ -279,6 +391,7 @@ export function createRepair(deps: RepairDeps): Repair {
       lifecycle.record(machineId, 'boot.repair', `power cycle failed: ${(err as Error).message}; the deadline runs on`, { action: 'pxe-cycle', ok: false, error: (err as Error).message })
     } finally {
       a.repairing = false
+      a.scheduledAt = null
       rebootAt(a, clock.now())
     }
   }
@@ -350,13 +463,22 @@ export function createRepair(deps: RepairDeps): Repair {
         a.failures.byPhase[phase] = (a.failures.byPhase[phase] ?? 0) + 1
         a.failedThisBoot = true
         if (!live) a.phaseSince = e.at
-        metrics?.failures.inc({ phase, kind: String(d.kind ?? 'other') })
+        // Shared: every instance reads every failure; only the one acting counts it, so the sum over instances is right.
+        if (live || !deps.shared) metrics?.failures.inc({ phase, kind: String(d.kind ?? 'other') })
         if (live) await climb(a, phase, String(d.reason ?? e.message))
         return
       }
       case 'boot.repair':
-        // Replayed: a power cycle that was done starts a new attempt.
-        if (!live && d.action === 'pxe-cycle') {
+        // Replayed: a repair scheduled and not yet done is resumed by whoever acts; a power cycle that was done (or
+        // may have been) starts a new attempt.
+        if (live) return
+        if (d.action === 'scheduled') {
+          a.repairing = true
+          a.scheduledAt = e.at
+          a.dueAt = e.at + (Number(d.inMs) || 0)
+        } else if (d.action === 'pxe-cycle') {
+          a.repairing = false
+          a.scheduledAt = null
           rebootAt(a, e.at)
         }
         return
@@ -411,13 +533,14 @@ export function createRepair(deps: RepairDeps): Repair {
     return { ok: false, position, waiting: waiting.size, reason: `waiting for an install slot, number ${position} of ${waiting.size} in line: ${reason}` }
   }
 
-  async function rebuild(): Promise<void> {
+  /** Rebuilds every provisioning machine's attempt from its timeline, up to seq `upTo` (the rest is followed on). */
+  async function rebuild(upTo = Infinity): Promise<void> {
     let after: string | undefined
     for (;;) {
       const page = await inventory.machines.list({ state: 'provisioning', limit: 500, ...(after ? { after } : {}) })
       for (const m of page.items) {
         const profile = deps.profileFor ? await deps.profileFor(m).catch(() => null) : null
-        const ordered = await inventory.events.list({ machineId: m.id, newest: true, limit: 500 })
+        const ordered = (await inventory.events.list({ machineId: m.id, newest: true, limit: 500 })).filter((e) => e.seq <= upTo)
         const start = ordered.map((e) => e.type === 'machine.state' && (e.data as { to?: string }).to === 'provisioning').lastIndexOf(true)
         begin(m.id, start >= 0 ? ordered[start]!.at : m.updatedAt, deadlinesOf(profile))
         for (const e of ordered.slice(start + 1)) await onEvent({ type: e.type as RackbootEvent['type'], machineId: m.id, at: e.at, message: e.message, data: e.data }, false)
@@ -429,6 +552,8 @@ export function createRepair(deps: RepairDeps): Repair {
 
   async function sweep(): Promise<void> {
     const now = clock.now()
+    // A follower, or a leader whose lease lapsed: the deadlines are the leader's.
+    if (!mayAct()) return
     for (const a of attempts.values()) {
       if (a.repairing) continue
       const limit = a.deadlines[a.phase] * 1000
@@ -439,24 +564,108 @@ export function createRepair(deps: RepairDeps): Repair {
     await pending
   }
 
+  function serially(fn: () => Promise<void>): Promise<void> {
+    work = work.then(fn).catch((err) => log.warn({ err }, 'repair: cannot follow the events table'))
+    track(work)
+    return work
+  }
+
+  /** Reads the events table from the cursor on: every instance's events, in seq order. */
+  async function readOn(): Promise<void> {
+    if (role === null) return
+    for (;;) {
+      const rows = await inventory.events.list({ since: cursor, types: LADDER_EVENTS, limit: 500 })
+      for (const e of rows) {
+        cursor = e.seq
+        const event: RackbootEvent = { type: e.type as RackbootEvent['type'], machineId: e.machineId, at: e.at, message: e.message, data: e.data }
+        await onEvent(event, mayAct()).catch((err) => log.warn({ err, machineId: e.machineId }, 'repair: cannot handle an event'))
+      }
+      if (rows.length < 500) return
+    }
+  }
+
+  function wake(): void {
+    if (readQueued) return
+    readQueued = true
+    void serially(async () => {
+      readQueued = false
+      await readOn()
+    })
+  }
+
+  /** Rebuilds the view for the role this instance holds now, if that changed: up to the newest seq, then follows on. */
+  async function applyRole(): Promise<void> {
+    const leader = deps.shared!.leadership.isLeader()
+    if (stopped || role === leader) return
+    // Nothing acts on a half-built view.
+    acting = false
+    role = null
+    forget()
+    const newest = await inventory.events.list({ newest: true, limit: 1 })
+    const head = newest[0]?.seq ?? 0
+    await rebuild(head)
+    cursor = head
+    role = leader
+    acting = leader
+    if (acting) {
+      log.info({ holder: deps.shared!.leadership.holder, machines: attempts.size }, 'repair: leading; deadlines and repairs are this instance\'s')
+      resume()
+    }
+    await readOn()
+  }
+
   return {
     async start() {
-      await rebuild()
-      unsubscribe = deps.bus.subscribe((e) => {
-        track(onEvent(e, true).catch((err) => log.warn({ err, machineId: e.machineId }, 'repair: cannot handle an event')))
-      })
-      sweeper = setInterval(() => void sweep().catch((err) => log.warn({ err }, 'repair: sweep failed')), settings.sweepMs)
+      stopped = false
+      if (deps.shared) {
+        const shared = deps.shared
+        unwatch = shared.watch?.(wake) ?? null
+        poller = setInterval(wake, shared.pollMs ?? 5_000)
+        poller.unref()
+        await shared.leadership.start()
+        await serially(applyRole)
+      } else {
+        await rebuild()
+        resume()
+        unsubscribe = deps.bus.subscribe((e) => {
+          track(onEvent(e, true).catch((err) => log.warn({ err, machineId: e.machineId }, 'repair: cannot handle an event')))
+        })
+      }
+      sweeper = setInterval(() => {
+        // The role is checked on the sweeper's beat too: a lapsed lease is noticed without waiting for a renewal, and a
+        // rebuild that failed (the database was unreachable) is tried again.
+        if (deps.shared && !stopped && (role === null || deps.shared.leadership.isLeader() !== role)) void serially(applyRole)
+        void sweep().catch((err) => log.warn({ err }, 'repair: sweep failed'))
+      }, settings.sweepMs)
       sweeper.unref()
     },
     async stop() {
+      stopped = true
       unsubscribe?.()
       unsubscribe = null
+      unwatch?.()
+      unwatch = null
+      if (poller) clearInterval(poller)
+      poller = null
       if (sweeper) clearInterval(sweeper)
       sweeper = null
       for (const id of [...timers.keys()]) cancel(id)
       await pending
+      if (deps.shared) {
+        await deps.shared.leadership.stop()
+        await work
+        forget()
+        acting = false
+        role = null
+      }
     },
     sweep,
+    roleChanged() {
+      if (deps.shared && !stopped) void serially(applyRole)
+    },
+    catchUp() {
+      return deps.shared ? serially(readOn) : Promise.resolve()
+    },
     admit,
     queue() {
       let i = 0

@@ -202,6 +202,33 @@ test('after a restart the ladder remembers failures from the timeline', async (t
   await s.close()
 })
 
+test('after a restart a repair that was scheduled and not yet done is done once, when it was due', async (t) => {
+  const { mkdtempSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const { tmpdir } = await import('node:os')
+  const file = join(mkdtempSync(join(tmpdir(), 'rb-repair-')), 'db.sqlite')
+  const s = await setup({ file, settings: { backoffMs: 60 * S, maxPhaseFailures: 3 } })
+  const m = await s.machine('scheduled-then-restarted')
+  await s.advance(601 * S)
+  assert.match((await s.timelineOf(m.id)).at(-1)!, /next boot PXE and a power cycle in 60 s/)
+  await s.repair.stop()
+  await s.timeline.flush()
+  const again = s.make()
+  await again.start()
+  t.after(() => again.stop())
+  assert.equal(again.status(m.id)?.repairing, true, 'the scheduled repair is remembered')
+  await s.advance(30 * S)
+  await again.idle()
+  assert.equal(s.powerCalls.length, 0, 'not before it is due')
+  await s.advance(31 * S)
+  await again.idle()
+  assert.deepEqual(s.powerCalls.map((c) => c.id), [m.id])
+  await s.advance(300 * S)
+  await again.idle()
+  assert.equal(s.powerCalls.length, 1)
+  await s.close()
+})
+
 test('admission: at most N install at once overall and per rack; the rest wait in order and are not failed meanwhile', async (t) => {
   const long = { boot: 100_000, download: 100_000, config: 100_000, installing: 100_000, installed: 100_000 }
   const s = await setup({ settings: { maxProvisioning: 3, maxProvisioningPerRack: 2, deadlines: { ...long, boot: 600 } } })
