@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pg from 'pg'
 import { Agent, request } from 'undici'
 import { createEventBus } from '../src/events/bus.js'
 import { createApiAuth } from '../src/http/auth.js'
@@ -129,6 +130,27 @@ async function runOn(args: string[], inventory: Awaited<ReturnType<typeof openSq
     ]
     // Warm up the connection pool, the statement cache and the page cache.
     for (let i = 0; i < 20; i++) await get(queries[i % queries.length]![1](i))
+    if ('pool' in inventory) await countStatements()
+    /** PostgreSQL: the statements one request of each kind sends (each a round trip unless sent side by side). */
+    async function countStatements() {
+      const original = pg.Client.prototype.query
+      let n = 0
+      pg.Client.prototype.query = function (this: pg.Client, ...a: unknown[]) {
+        n++
+        return (original as (...x: unknown[]) => unknown).apply(this, a)
+      } as typeof original
+      try {
+        const counts: string[] = []
+        for (const [name, path] of queries) {
+          n = 0
+          await get(path(1))
+          counts.push(`${name}: ${n}`)
+        }
+        console.log(`\nstatements per request (one of each kind): ${counts.join('; ')}`)
+      } finally {
+        pg.Client.prototype.query = original
+      }
+    }
     if (part !== 'allocations') await measureList()
     async function measureList() {
       const rounds = flag(args, 'rounds', 3)

@@ -209,6 +209,18 @@ export interface MachineScan extends MachineFilter {
    * only at the end of the list, and `next` is set whenever the page is full.
    */
   lock?: boolean
+  /**
+   * Also read, in the page's own statement, what the API's machine list shows beside each machine (its BMC's summary
+   * and its address as of `now`): the page answers with `views`. A backend that cannot leaves `views` out, and the
+   * caller reads them after the page. Never with `lock`.
+   */
+  views?: { now: number }
+}
+
+/** What the machine list shows beside a machine, read with its page (MachineScan.views). */
+export interface MachineScanViews {
+  bmc: Pick<Bmc, 'type' | 'address' | 'bootMethod' | 'power'> | null
+  address: MachineAddress | null
 }
 
 /** Fields the machine list can be sorted by. */
@@ -230,6 +242,8 @@ export interface MachineScanPage {
   items: Machine[]
   /** Cursor after the last row examined (not just returned), or null at the end. */
   next: string | null
+  /** By machine id, when the scan asked for `views` and the backend reads them with the page. */
+  views?: Map<string, MachineScanViews>
 }
 
 /** Read-side queries the API needs beyond the per-table repositories. */

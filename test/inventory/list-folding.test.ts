@@ -1,9 +1,11 @@
 // Statements folded for the machine list's round trips: a page's addresses (live leases and reservations, one
 // statement) and a token's verification (check and record its use, one statement) answer as the two statements
-// each replaced did, on both backends.
+// each replaced did, and a page of machines with its NICs, BMC summaries and addresses (one statement) as the
+// separate reads do, on both backends.
 import assert from 'node:assert/strict'
 import type { Kysely } from 'kysely'
-import type { MachineAddress } from '../../src/inventory/index.js'
+import pg from 'pg'
+import type { Machine, MachineAddress } from '../../src/inventory/index.js'
 import type { Database } from '../../src/inventory/sql/schema.js'
 import { macFor, seedMachines } from '../api/support/seed.js'
 import { eachBackend } from '../support/backends.js'
@@ -66,6 +68,15 @@ eachBackend('a page of addresses in one statement: the same as live leases, then
   assert.deepEqual(folded.get(ids[2]!), { ip: leases.find((l) => l.mac === macFor(2, 1))!.ip, source: 'lease' })
   assert.deepEqual(folded.get(ids[5]!), { ip: '172.17.0.5', source: 'reservation' })
   assert.deepEqual(await inv.queries.addresses([], NOW), new Map())
+  // The machine list reads the same addresses inside its scan (one statement a page).
+  const viewed = new Map<string, MachineAddress | null>()
+  for (let after: string | null | undefined; after !== null;) {
+    const page = (await inv.queries.scanMachines({ limit: 1000, ...(after ? { after } : {}), views: { now: NOW } } as never)) as { items: Machine[]; next: string | null; views: Map<string, { address: MachineAddress | null }> }
+    for (const m of page.items) viewed.set(m.id, page.views.get(m.id)!.address)
+    after = page.next
+  }
+  assert.equal(viewed.size, 1200)
+  for (const id of ids) assert.deepEqual(viewed.get(id), folded.get(id) ?? null, `address of ${id}`)
 })
 
 eachBackend('verify in one statement: records the use of a live token only, and answers it as it now is', async (t, backend) => {
@@ -84,4 +95,56 @@ eachBackend('verify in one statement: records the use of a live token only, and 
   assert.equal(await inv.tokens.verify(live.secret.slice(4), NOW + 13), null)
   const used = Object.fromEntries((await inv.tokens.list()).map((k) => [k.name, k.lastUsedAt]))
   assert.deepEqual(used, { live: NOW + 5, expiring: NOW + 9, revoked: null })
+})
+
+eachBackend('a page in one statement: NICs, BMC summary and address come with the scan, as the separate reads answer them', async (t, backend) => {
+  const inv = await backend.open()
+  t.after(() => inv.close())
+  const ids = await seedMachines(inv, { count: 300, now: NOW })
+  // A machine with no NIC, one whose NICs were written out of MAC order, BMCs (one with a power reading), a lease
+  // and a reservation.
+  await inv.machines.update(ids[10]!, { nics: [] }, NOW)
+  await inv.machines.update(ids[11]!, { nics: [{ mac: '02:ff:00:00:00:09', name: 'b', boot: false }, { mac: '02:ff:00:00:00:01', name: 'a', boot: true }] }, NOW)
+  await inv.bmcs.put(ids[12]!, { type: 'ipmi', address: '10.1.0.12' })
+  await inv.bmcs.put(ids[13]!, { type: 'redfish', address: 'https://10.1.0.13', bootMethod: 'http' } as never)
+  await inv.bmcs.recordPower(ids[13]!, { state: 'on', checkedAt: NOW - 5, error: null })
+  await inv.db.insertInto('leases').values({ ip: '10.2.0.14', mac: macFor(14, 1), client_id: null, subnet: '10.0.0.0/8', state: 'bound', hostname: null, expires_at: NOW + 60_000, updated_at: NOW }).execute()
+  await inv.db.insertInto('reservations').values({ ip: '10.3.0.15', mac: macFor(15, 0), client_id: null, hostname: null, machine_id: ids[15]! }).execute()
+
+  type Views = Map<string, { bmc: { type: string; address: string; bootMethod: string; power: unknown } | null; address: MachineAddress | null }>
+  const page = (await inv.queries.scanMachines({ limit: 1000, views: { now: NOW } } as never)) as { items: Machine[]; views?: Views }
+  assert.equal(page.items.length, 300)
+  const [addresses, bmcs] = await Promise.all([inv.queries.addresses(ids, NOW), inv.bmcs.many(ids)])
+  for (const m of page.items) {
+    assert.deepEqual(m.nics, (await inv.machines.get(m.id))!.nics, `NICs of ${m.id}`)
+    const v = page.views?.get(m.id)
+    const bmc = bmcs.get(m.id)
+    assert.deepEqual(v, { address: addresses.get(m.id) ?? null, bmc: bmc ? { type: bmc.type, address: bmc.address, bootMethod: bmc.bootMethod, power: bmc.power } : null }, `views of ${m.id}`)
+  }
+  const byId = new Map(page.items.map((m) => [m.id, m]))
+  assert.deepEqual(byId.get(ids[10]!)!.nics, [])
+  assert.deepEqual(byId.get(ids[11]!)!.nics.map((n) => n.mac), ['02:ff:00:00:00:01', '02:ff:00:00:00:09'])
+  assert.equal(page.views!.get(ids[13]!)!.bmc!.bootMethod, 'http')
+  assert.deepEqual(page.views!.get(ids[14]!)!.address, { ip: '10.2.0.14', source: 'lease' })
+  assert.deepEqual(page.views!.get(ids[15]!)!.address, { ip: '10.3.0.15', source: 'reservation' })
+  // Without `views` (the allocator's scans), none are read.
+  assert.equal(((await inv.queries.scanMachines({ limit: 10 })) as { views?: Views }).views, undefined)
+
+  if (!('pool' in inv)) return
+  // PostgreSQL: a page, filtered or not, sorted or not, is one statement (one round trip).
+  const original = pg.Client.prototype.query
+  let statements = 0
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    statements++
+    return (original as (...a: unknown[]) => unknown).apply(this, args)
+  } as typeof original
+  try {
+    for (const scan of [{ limit: 100 }, { limit: 100, after: page.items[150]!.id }, { limit: 100, state: 'ready' as const }, { limit: 50, labels: { zone: 'z1' } }]) {
+      statements = 0
+      await inv.queries.scanMachines({ ...scan, ...(scan.after ? { after: Buffer.from(scan.after).toString('base64url') } : {}), views: { now: NOW } } as never)
+      assert.equal(statements, 1, JSON.stringify(scan))
+    }
+  } finally {
+    pg.Client.prototype.query = original
+  }
 })

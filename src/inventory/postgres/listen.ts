@@ -9,6 +9,8 @@ import { redactUrl } from './connect.js'
 
 /** The channel the events table's trigger notifies with each new row's seq (migration 0010). */
 export const EVENTS_CHANNEL = 'rackboot_events'
+/** The channel the classes' and profiles' triggers notify with the table's name (migration 0013). */
+export const DEFINITIONS_CHANNEL = 'rackboot_definitions'
 
 export interface PgListenerOptions {
   url: string
@@ -26,6 +28,8 @@ export interface PgListener {
   onNotify(callback: (payload: string | null) => void): () => void
   /** Resolves once the LISTEN is in place (now, or after the connection in progress). */
   ready(): Promise<void>
+  /** Whether the LISTEN is in place now: every notification sent from here on will be delivered. */
+  listening(): boolean
   /** Stops listening and closes the connection. */
   close(): Promise<void>
 }
@@ -112,6 +116,7 @@ export function listenPostgres(options: PgListenerOptions): PgListener {
       callbacks.add(cb)
       return () => callbacks.delete(cb)
     },
+    listening: () => listening,
     ready() {
       if (listening || closed) return Promise.resolve()
       return new Promise((resolve) => waiting.push(resolve))

@@ -15,6 +15,8 @@ import { migrateDatabase } from '../sql/migrate.js'
 import { createTrigramSampler, type TrigramSampler } from '../sql/search-plan.js'
 import { isUnavailable, redactUrl, waitForPostgres } from './connect.js'
 import { createEventWatcher } from './listen.js'
+import { watchDefinitions, type DefinitionsWatch } from './definitions-cache.js'
+import { cachingClasses, cachingProfiles, countingWrites } from '../sqlite/definitions-cache.js'
 
 // The inventory on PostgreSQL: the same repositories as SQLite (sql/), over a connection pool several rackboot
 // instances share a database through. What SQLite gets from its single connection, PostgreSQL gets here:
@@ -30,6 +32,7 @@ import { createEventWatcher } from './listen.js'
 //   shared), so fifty callers racing for the last ready machines cost about fifty transactions, not fifty squared,
 //   none runs out of attempts, and a refusal for too few machines is only given by an attempt that ran alone;
 // - a transaction that wrote thousands of rows (an import) analyzes the tables it changed once it commits;
+// - classes and profiles are kept once read until this or another instance writes them (definitions-cache.ts);
 // - 64-bit integers (timestamps in ms, counts) read back as numbers, as better-sqlite3 gives them.
 
 export interface PostgresInventoryOptions {
@@ -154,8 +157,17 @@ function rowLocks(trx: Kysely<Database>, mode: LockMode): { locks: RowLocks; mod
   }
 }
 
-function repositories(db: Kysely<Database>, box: SecretBox, sampler: TrigramSampler, tx: Inventory['transaction'], close: () => Promise<void>, locks?: { locks: RowLocks; mode: LockMode }): Inventory {
-  return sqlRepositories(db, box, { leases: createSqlLeases(db, null), transaction: tx, close, trigramSampler: sampler, ...(locks ? { rowLocks: locks } : {}) })
+function repositories(db: Kysely<Database>, box: SecretBox, sampler: TrigramSampler, definitions: DefinitionsWatch, tx: Inventory['transaction'], close: () => Promise<void>, locks?: { locks: RowLocks; mode: LockMode }): Inventory {
+  const inventory = sqlRepositories(db, box, { leases: createSqlLeases(db, null), transaction: tx, close, trigramSampler: sampler, ...(locks ? { rowLocks: locks } : {}) })
+  // A transaction reads its own writes (no cache there), and its writes void the cache outside.
+  if (db.isTransaction) {
+    inventory.classes = countingWrites(inventory.classes, definitions.classes)
+    inventory.profiles = countingWrites(inventory.profiles, definitions.profiles)
+  } else {
+    inventory.classes = cachingClasses(inventory.classes, definitions.classes)
+    inventory.profiles = cachingProfiles(inventory.profiles, definitions.profiles)
+  }
+  return inventory
 }
 
 export async function openPostgresInventory(options: PostgresInventoryOptions): Promise<PostgresInventory> {
@@ -191,8 +203,17 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   const sampler = createTrigramSampler()
   const maxAttempts = options.transactionAttempts ?? DEFAULT_ATTEMPTS
   const watcher = createEventWatcher({ url: options.url, warn: (m) => warn(m) })
+  let definitions: DefinitionsWatch
+  try {
+    definitions = await watchDefinitions(db, { url: options.url, warn: (m) => warn(m) })
+  } catch (err) {
+    await watcher.close()
+    await db.destroy()
+    throw err
+  }
   const close = async () => {
     await watcher.close()
+    await definitions.close()
     await db.destroy()
   }
   // A row-locked transaction (TransactionOptions.rowLocks) runs READ COMMITTED: it locks the rows it decides on and
@@ -203,7 +224,7 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
     on.transaction().setIsolationLevel(locks ? 'read committed' : 'serializable').execute(async (trx: Transaction<Database>) => {
       const written = new RowsWritten()
       const counted = trx.withPlugin(written)
-      const inner = repositories(counted, box, sampler, () => {
+      const inner = repositories(counted, box, sampler, definitions, () => {
         throw new RackbootError('RB_ERR_INTERNAL', 'nested inventory transactions are not supported')
       }, close, locks ? rowLocks(counted, locks) : undefined)
       const result = await fn(inner)
@@ -225,7 +246,14 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
   // as it was (a machine list that reads every NIC). The transaction that made the change gathers them itself.
   const transaction: Inventory['transaction'] = async (fn, options) => {
     const after = { analyze: [] as string[] }
-    const result = await attempts(fn, options?.rowLocks === true, after)
+    const wrote = definitions.local()
+    let result: Awaited<ReturnType<typeof fn>>
+    try {
+      result = await attempts(fn, options?.rowLocks === true, after)
+    } finally {
+      // Classes or profiles written in it: a read outside between its statement and its commit kept the old rows.
+      if (definitions.local() !== wrote) definitions.bumpAll()
+    }
     if (after.analyze.length > 0) {
       const started = performance.now()
       await sql`analyze ${sql.join(after.analyze.map((t) => sql.id(t)))}`.execute(db)
@@ -279,7 +307,7 @@ export async function openPostgresInventory(options: PostgresInventoryOptions): 
       }
     }))
   }
-  return Object.assign(repositories(db, box, sampler, transaction, close), {
+  return Object.assign(repositories(db, box, sampler, definitions, transaction, close), {
     db,
     pool,
     retryStats: () => ({ retries: stats.retries, failures: stats.failures }),

@@ -1,18 +1,18 @@
-import { sql, type Kysely, type Selectable } from 'kysely'
+import type { Kysely, Selectable } from 'kysely'
 import { RackbootError } from '../../errors.js'
-import { isMac, normalizeMac } from '../identifiers.js'
-import type { AllocationRepository, ClusterRepository, MachineScan, QueryRepository } from '../repositories.js'
+import type { AllocationRepository, ClusterRepository, QueryRepository } from '../repositories.js'
 import type { SecretBox } from '../secret-box.js'
 import type {
-  AllocatedMachine, Allocation, Cluster, HardwareBounds, Machine, MachineAllocation, MachineRole, Nic,
+  AllocatedMachine, Allocation, Cluster, MachineAllocation, MachineRole,
 } from '../types.js'
-import { dialectOf, isUniqueViolation, type SqlDialectName } from './dialect.js'
+import { dialectOf, isUniqueViolation } from './dialect.js'
 import { parseJson } from './json.js'
-import { countNullColumn, decodeSortCursor, encodeMachineCursor, machineAddresses, machineFromRow, sortedMachineRows } from './machines.js'
-import type { Database, MachinesTable } from './schema.js'
-import { containsPattern, postgresSearchIds, type TrigramSampler } from './search-plan.js'
+import { MAX_PAGE, createMachineScan, decodeCursor, encodeCursor, encodeMachineCursor, machineAddresses } from './machines.js'
+import type { Database } from './schema.js'
+import type { TrigramSampler } from './search-plan.js'
 
-// Storage for the cluster API (issue 8): machine scans with hardware pre-filters, allocations, clusters.
+// Storage for the cluster API (issue 8): the read-side queries (the machine scan itself is in machines.ts),
+// allocations, clusters.
 
 interface AllocationsTable {
   id: string
@@ -58,137 +58,16 @@ export interface ApiTables extends Database {
   clusters: ClustersTable
 }
 
-const MAX_PAGE = 1000
-/** Above this many free-text hits, walk machines in order instead of sorting the hits. */
-const SEARCH_CAP = 2000
-
-/** Same cursor encoding as machines.list, so either kind of page continues the other. */
-function encodeCursor(id: string): string {
-  return Buffer.from(id, 'utf8').toString('base64url')
-}
-
-function decodeCursor(cursor: string): string {
-  return Buffer.from(cursor, 'base64url').toString('utf8')
-}
-
-const COLUMNS = {
-  cpuCores: 'hardware.cpu_cores',
-  memoryBytes: 'hardware.memory_bytes',
-  diskCount: 'hardware.disk_count',
-  nvmeCount: 'hardware.nvme_count',
-} as const
-
-type MachineRow = Selectable<MachinesTable> & { facts: string | null; reported_at: number | null }
-
 /**
- * Ids of machines whose search document (id, name, serial, uuid, MACs; migration 0004) contains `needle`, at most
- * `cap`: SQLite's FTS5 trigram index, PostgreSQL's pg_trgm index, asked as search-plan.ts says.
- */
-async function searchMachineIds(db: Kysely<Database>, dialect: SqlDialectName, needle: string, cap: number, sampler: TrigramSampler | null): Promise<string[]> {
-  const any = db as unknown as Kysely<any>
-  if (dialect === 'postgres') return postgresSearchIds(any, needle, cap, sampler)
-  const rows = await any.selectFrom('machine_search_ids').select('machine_id')
-    .where('key', 'in', (eb: any) => eb.selectFrom('machine_search').select(sql<number>`rowid`.as('key'))
-      .where(sql`machine_search`, 'match', `"${needle.replaceAll('"', '""')}"`).limit(cap))
-    .execute()
-  return rows.map((r: { machine_id: string }) => r.machine_id)
-}
-
-/**
- * `lockMode`: in a PostgreSQL transaction with row locks, how a scan asked to lock treats machines another
- * transaction holds: skipped (a first attempt) or waited for (a retry, which runs alone). Null: scans never lock.
- * `sampler`: PostgreSQL, the inventory's sample of search documents (which trigrams of a needle are rare).
+ * The read-side queries. The machine scan lives beside the machines (machines.ts: a page, its NICs and the list's
+ * views in one statement). `lockMode`: in a PostgreSQL transaction with row locks, how a scan asked to lock treats
+ * machines another transaction holds: skipped (a first attempt) or waited for (a retry, which runs alone). Null:
+ * scans never lock. `sampler`: PostgreSQL, the inventory's sample of search documents (which trigrams are rare).
  */
 export function createSqlQueries(base: Kysely<Database>, lockMode: 'skip' | 'wait' | null = null, sampler: TrigramSampler | null = null): QueryRepository {
   const db = base as unknown as Kysely<ApiTables>
-  const dialect = dialectOf(base)
-
-  async function hydrate(rows: MachineRow[]): Promise<Machine[]> {
-    if (rows.length === 0) return []
-    const nics = await db.selectFrom('nics').selectAll().where('machine_id', 'in', rows.map((r) => r.id)).orderBy('mac').execute()
-    const nicsBy = new Map<string, Nic[]>()
-    for (const n of nics) {
-      const list = nicsBy.get(n.machine_id) ?? []
-      list.push({ mac: n.mac, name: n.name, boot: n.boot === 1 })
-      nicsBy.set(n.machine_id, list)
-    }
-    return rows.map((r) => machineFromRow(r, nicsBy.get(r.id) ?? [], r.facts === null ? null : { facts: r.facts, reported_at: r.reported_at ?? 0 }))
-  }
-
   return {
-    async scanMachines(scan: MachineScan) {
-      const limit = Math.min(Math.max(scan.limit ?? 100, 1), MAX_PAGE)
-      const labels = Object.entries(scan.labels ?? {})
-      // With a label, walk that label's index rows in machine id order (CROSS JOIN keeps SQLite from reordering):
-      // a rare label costs its few rows, a common one stops after a page. Without, walk machines in id order.
-      const any = db as unknown as Kysely<any>
-      let q = labels.length > 0
-        ? any.selectFrom('machine_labels as l0').crossJoin('machines').whereRef('machines.id', '=', 'l0.machine_id')
-          .where('l0.key', '=', labels[0]![0]).where('l0.value', '=', labels[0]![1])
-        : any.selectFrom('machines')
-      const order = labels.length > 0 ? 'l0.machine_id' : 'machines.id'
-      q = q.leftJoin('hardware', 'hardware.machine_id', 'machines.id').selectAll('machines').select(['hardware.facts', 'hardware.reported_at'])
-      if (scan.state !== undefined) {
-        const states = Array.isArray(scan.state) ? scan.state : [scan.state]
-        q = q.where('machines.state', 'in', states)
-      }
-      if (scan.rack !== undefined) q = q.where('machines.rack', '=', scan.rack)
-      if (scan.serial !== undefined) q = q.where('machines.serial', '=', scan.serial)
-      labels.slice(1).forEach(([k, v], i) => {
-        q = q.where((eb: any) => eb.exists(eb.selectFrom(`machine_labels as l${i + 1}`).select(sql.lit(1).as('x'))
-          .whereRef(`l${i + 1}.machine_id`, '=', 'machines.id').where(`l${i + 1}.key`, '=', k).where(`l${i + 1}.value`, '=', v)))
-      })
-      if (scan.text) {
-        const text = scan.text.toLowerCase().trim()
-        const needle = isMac(text) ? normalizeMac(text) : text
-        // The trigram index answers substring queries of three characters or more, fast when few machines match;
-        // a substring that thousands of machines share is found sooner by walking machines in order.
-        const hits = [...needle].length >= 3 ? await searchMachineIds(base, dialect, needle, SEARCH_CAP + 1, sampler) : null
-        if (hits && hits.length <= SEARCH_CAP) {
-          if (hits.length === 0) return { items: [], next: null }
-          q = q.where('machines.id', 'in', hits)
-        } else {
-          const like = containsPattern(needle)
-          q = q.where(sql<boolean>`(lower(machines.name) LIKE ${like} ESCAPE '\\' OR lower(machines.serial) LIKE ${like} ESCAPE '\\'
-            OR machines.uuid LIKE ${like} ESCAPE '\\' OR machines.id LIKE ${like} ESCAPE '\\'
-            OR EXISTS (SELECT 1 FROM nics WHERE nics.machine_id = machines.id AND nics.mac LIKE ${like} ESCAPE '\\'))`)
-        }
-      }
-      for (const [key, range] of Object.entries(scan.hardware ?? {}) as [keyof HardwareBounds, { min?: number; max?: number }][]) {
-        // Machines that never reported disks count 0 disks (as the selector sees them). The unary + keeps SQLite
-        // from driving the query by a hardware index and sorting thousands of rows by id afterwards.
-        const counted = key === 'diskCount' || key === 'nvmeCount'
-        const col = counted ? sql`coalesce(${sql.ref(COLUMNS[key])}, 0)` : sql`+${sql.ref(COLUMNS[key])}`
-        if (range.min !== undefined) q = q.where(col, '>=', range.min)
-        if (range.max !== undefined) q = q.where(col, '<=', range.max)
-      }
-      if (scan.sort) {
-        // The cursor is checked first: one made for another order is refused, not misread.
-        const after = scan.after ? decodeSortCursor(scan.after, scan.sort) : null
-        const { rows, more } = await sortedMachineRows<MachineRow>(q, scan.sort, after, limit + 1, (column) => countNullColumn(base, column), dialect)
-        const items = await hydrate(rows.slice(0, limit))
-        return { items, next: more && items.length > 0 ? encodeMachineCursor(items[items.length - 1]!, scan.sort) : null }
-      }
-      if (scan.after) {
-        decodeSortCursor(scan.after, null) // refuses a sorted list's cursor
-        q = q.where(order, '>', decodeCursor(scan.after))
-      }
-      if (scan.lock && lockMode) {
-        // FOR UPDATE OF machines: the hardware side of the outer join is not locked (and cannot be). Locked rows are
-        // re-read at their newest version and must still match (READ COMMITTED), skipped or waited for ones do not
-        // count towards the LIMIT: a short page is the end. No look-ahead row, which would be locked for nothing.
-        q = q.orderBy(order).limit(limit).forUpdate('machines')
-        if (lockMode === 'skip') q = q.skipLocked()
-        const rows = (await q.execute()) as MachineRow[]
-        return { items: await hydrate(rows), next: rows.length === limit ? encodeCursor(rows[rows.length - 1]!.id) : null }
-      }
-      const rows = (await q.orderBy(order).limit(limit + 1).execute()) as MachineRow[]
-      const page = rows.slice(0, limit)
-      return {
-        items: await hydrate(page),
-        next: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
-      }
-    },
+    scanMachines: createMachineScan(base, lockMode, sampler),
     machineCursor(machine, sort) {
       return encodeMachineCursor(machine, sort)
     },

@@ -1,20 +1,23 @@
 import { sql, type Kysely, type Selectable } from 'kysely'
 import { NotFoundError, RackbootError } from '../../errors.js'
-import { newMachineId, normalizeMac, normalizeUuid } from '../identifiers.js'
-import type { MachineAddress, MachineFilter, MachinePage, MachineRepository, MachineSort, MachineSortKey } from '../repositories.js'
-import type { Arch, Firmware, HardwareFacts, Machine, MachineInput, MachineNetwork, MachineState, Nic } from '../types.js'
+import { isMac, newMachineId, normalizeMac, normalizeUuid } from '../identifiers.js'
+import type { MachineAddress, MachineFilter, MachinePage, MachineRepository, MachineScan, MachineScanPage, MachineScanViews, MachineSort, MachineSortKey } from '../repositories.js'
+import type { Arch, BmcType, BootMethod, Firmware, HardwareBounds, HardwareFacts, Machine, MachineInput, MachineNetwork, MachineState, Nic } from '../types.js'
 import { isUniqueViolation, withoutIndex, dialectOf, type SqlDialectName } from './dialect.js'
 import { parseJson } from './json.js'
 import { summarizeFacts } from './migrations/0002-hardware-summary.js'
 import type { Database, MachinesTable } from './schema.js'
+import { containsPattern, searchMachineIds, type TrigramSampler } from './search-plan.js'
 
-const MAX_PAGE = 1000
+/** The largest page any list answers (machines, allocations). */
+export const MAX_PAGE = 1000
 
-function encodeCursor(id: string): string {
+/** An id keyset cursor; machines and allocations use the same encoding. */
+export function encodeCursor(id: string): string {
   return Buffer.from(id, 'utf8').toString('base64url')
 }
 
-function decodeCursor(cursor: string): string {
+export function decodeCursor(cursor: string): string {
   return Buffer.from(cursor, 'base64url').toString('utf8')
 }
 
@@ -395,4 +398,163 @@ export async function machineAddresses(db: Kysely<Database>, machineIds: readonl
     for (const r of reserved) if (!out.has(r.machine_id)) out.set(r.machine_id, { ip: r.ip, source: 'reservation' })
   }
   return out
+}
+
+// ---- The machine scan (QueryRepository.scanMachines) ----
+
+/** Above this many free-text hits, walk machines in order instead of sorting the hits. */
+const SEARCH_CAP = 2000
+
+const HARDWARE_COLUMNS = {
+  cpuCores: 'hardware.cpu_cores',
+  memoryBytes: 'hardware.memory_bytes',
+  diskCount: 'hardware.disk_count',
+  nvmeCount: 'hardware.nvme_count',
+} as const
+
+type ScanRow = Selectable<MachinesTable> & {
+  facts: string | null
+  reported_at: number | null
+  nics: string | null
+  // With `views` only:
+  bmc_type?: string | null
+  bmc_address?: string | null
+  bmc_boot_method?: string | null
+  bmc_power_state?: string | null
+  bmc_power_checked_at?: number | null
+  bmc_power_error?: string | null
+  lease_ip?: string | null
+  reserved_ip?: string | null
+}
+
+/**
+ * The address columns: as machineAddresses answers (a live lease, bound before offered, the boot NIC's, the newest;
+ * else a reservation, the boot NIC's), one correlated lookup each through nics_machine and leases_mac/the
+ * reservations' mac.
+ */
+function addressColumns(now: number) {
+  return [
+    sql<string | null>`(select l.ip from nics n join leases l on l.mac = n.mac where n.machine_id = machines.id and l.state in ('bound', 'offered') and l.expires_at > ${now}
+      order by case when l.state = 'bound' then 0 else 1 end, n.boot desc, l.expires_at desc limit 1)`.as('lease_ip'),
+    sql<string | null>`(select r.ip from nics n join reservations r on r.mac = n.mac where n.machine_id = machines.id order by n.boot desc, r.ip limit 1)`.as('reserved_ip'),
+  ]
+}
+
+function viewOf(r: ScanRow): MachineScanViews {
+  return {
+    bmc: r.bmc_type == null ? null : {
+      type: r.bmc_type as BmcType, address: r.bmc_address!, bootMethod: (r.bmc_boot_method ?? 'pxe') as BootMethod,
+      power: r.bmc_power_checked_at == null ? null : { state: r.bmc_power_state as 'on' | 'off' | null, checkedAt: Number(r.bmc_power_checked_at), error: r.bmc_power_error ?? null },
+    },
+    address: r.lease_ip != null ? { ip: r.lease_ip, source: 'lease' } : r.reserved_ip != null ? { ip: r.reserved_ip, source: 'reservation' } : null,
+  }
+}
+
+/**
+ * A machine's NICs as a JSON array ordered by MAC, read with its row: a page is one statement instead of a scan and
+ * then a NIC read (on PostgreSQL a round trip each; on SQLite one less statement to prepare and step).
+ */
+function nicsColumn(dialect: SqlDialectName) {
+  return dialect === 'postgres'
+    ? sql<string>`(select json_agg(json_build_object('mac', n.mac, 'name', n.name, 'boot', n.boot) order by n.mac)::text from nics n where n.machine_id = machines.id)`
+    : sql<string>`(select json_group_array(json_object('mac', n.mac, 'name', n.name, 'boot', n.boot) order by n.mac) from nics n where n.machine_id = machines.id)`
+}
+
+function scannedMachine(r: ScanRow): Machine {
+  const nics = r.nics ? (JSON.parse(r.nics) as { mac: string; name: string | null; boot: number }[]) : []
+  return machineFromRow(r, nics.map((n) => ({ mac: n.mac, name: n.name, boot: n.boot === 1 })), r.facts === null ? null : { facts: r.facts, reported_at: r.reported_at ?? 0 })
+}
+
+/**
+ * QueryRepository.scanMachines. `lockMode`: in a PostgreSQL transaction with row locks, how a scan asked to lock
+ * treats machines another transaction holds: skipped (a first attempt) or waited for (a retry, which runs alone).
+ * Null: scans never lock. `sampler`: PostgreSQL, the inventory's sample of search documents.
+ */
+export function createMachineScan(base: Kysely<Database>, lockMode: 'skip' | 'wait' | null, sampler: TrigramSampler | null): (scan: MachineScan) => Promise<MachineScanPage> {
+  const dialect = dialectOf(base)
+  const any = base as unknown as Kysely<any>
+  return async (scan) => {
+    const page = await scanPage(scan)
+    const now = scan.views?.now
+    if (now === undefined || scan.lock) return { items: page.items, next: page.next }
+    return { items: page.items, next: page.next, views: new Map(page.rows.map((r) => [r.id, viewOf(r)])) }
+  }
+
+  async function scanPage(scan: MachineScan): Promise<MachineScanPage & { rows: ScanRow[] }> {
+    const now = scan.views?.now
+    const limit = Math.min(Math.max(scan.limit ?? 100, 1), MAX_PAGE)
+    const labels = Object.entries(scan.labels ?? {})
+    // With a label, walk that label's index rows in machine id order (CROSS JOIN keeps SQLite from reordering):
+    // a rare label costs its few rows, a common one stops after a page. Without, walk machines in id order.
+    let q = labels.length > 0
+      ? any.selectFrom('machine_labels as l0').crossJoin('machines').whereRef('machines.id', '=', 'l0.machine_id')
+        .where('l0.key', '=', labels[0]![0]).where('l0.value', '=', labels[0]![1])
+      : any.selectFrom('machines')
+    const order = labels.length > 0 ? 'l0.machine_id' : 'machines.id'
+    q = q.leftJoin('hardware', 'hardware.machine_id', 'machines.id').selectAll('machines')
+      .select(['hardware.facts', 'hardware.reported_at', nicsColumn(dialect).as('nics')])
+    if (now !== undefined && !scan.lock) {
+      q = q.leftJoin('bmcs', 'bmcs.machine_id', 'machines.id').select([
+        'bmcs.type as bmc_type', 'bmcs.address as bmc_address', 'bmcs.boot_method as bmc_boot_method', 'bmcs.power_state as bmc_power_state',
+        'bmcs.power_checked_at as bmc_power_checked_at', 'bmcs.power_error as bmc_power_error', ...addressColumns(now),
+      ])
+    }
+    if (scan.state !== undefined) {
+      const states = Array.isArray(scan.state) ? scan.state : [scan.state]
+      q = q.where('machines.state', 'in', states)
+    }
+    if (scan.rack !== undefined) q = q.where('machines.rack', '=', scan.rack)
+    if (scan.serial !== undefined) q = q.where('machines.serial', '=', scan.serial)
+    labels.slice(1).forEach(([k, v], i) => {
+      q = q.where((eb: any) => eb.exists(eb.selectFrom(`machine_labels as l${i + 1}`).select(sql.lit(1).as('x'))
+        .whereRef(`l${i + 1}.machine_id`, '=', 'machines.id').where(`l${i + 1}.key`, '=', k).where(`l${i + 1}.value`, '=', v)))
+    })
+    if (scan.text) {
+      const text = scan.text.toLowerCase().trim()
+      const needle = isMac(text) ? normalizeMac(text) : text
+      // The trigram index answers substring queries of three characters or more, fast when few machines match;
+      // a substring that thousands of machines share is found sooner by walking machines in order.
+      const hits = [...needle].length >= 3 ? await searchMachineIds(base, dialect, needle, SEARCH_CAP + 1, sampler) : null
+      if (hits && hits.length <= SEARCH_CAP) {
+        if (hits.length === 0) return { items: [], next: null, rows: [] }
+        q = q.where('machines.id', 'in', hits)
+      } else {
+        const like = containsPattern(needle)
+        q = q.where(sql<boolean>`(lower(machines.name) LIKE ${like} ESCAPE '\\' OR lower(machines.serial) LIKE ${like} ESCAPE '\\'
+          OR machines.uuid LIKE ${like} ESCAPE '\\' OR machines.id LIKE ${like} ESCAPE '\\'
+          OR EXISTS (SELECT 1 FROM nics WHERE nics.machine_id = machines.id AND nics.mac LIKE ${like} ESCAPE '\\'))`)
+      }
+    }
+    for (const [key, range] of Object.entries(scan.hardware ?? {}) as [keyof HardwareBounds, { min?: number; max?: number }][]) {
+      // Machines that never reported disks count 0 disks (as the selector sees them). The unary + keeps SQLite
+      // from driving the query by a hardware index and sorting thousands of rows by id afterwards.
+      const counted = key === 'diskCount' || key === 'nvmeCount'
+      const col = counted ? sql`coalesce(${sql.ref(HARDWARE_COLUMNS[key])}, 0)` : sql`+${sql.ref(HARDWARE_COLUMNS[key])}`
+      if (range.min !== undefined) q = q.where(col, '>=', range.min)
+      if (range.max !== undefined) q = q.where(col, '<=', range.max)
+    }
+    if (scan.sort) {
+      // The cursor is checked first: one made for another order is refused, not misread.
+      const after = scan.after ? decodeSortCursor(scan.after, scan.sort) : null
+      const { rows, more } = await sortedMachineRows<ScanRow>(q, scan.sort, after, limit + 1, (column) => countNullColumn(base, column), dialect)
+      const items = rows.slice(0, limit).map(scannedMachine)
+      return { items, next: more && items.length > 0 ? encodeMachineCursor(items[items.length - 1]!, scan.sort) : null, rows }
+    }
+    if (scan.after) {
+      decodeSortCursor(scan.after, null) // refuses a sorted list's cursor
+      q = q.where(order, '>', decodeCursor(scan.after))
+    }
+    if (scan.lock && lockMode) {
+      // FOR UPDATE OF machines: the hardware side of the outer join is not locked (and cannot be). Locked rows are
+      // re-read at their newest version and must still match (READ COMMITTED), skipped or waited for ones do not
+      // count towards the LIMIT: a short page is the end. No look-ahead row, which would be locked for nothing.
+      q = q.orderBy(order).limit(limit).forUpdate('machines')
+      if (lockMode === 'skip') q = q.skipLocked()
+      const rows = (await q.execute()) as ScanRow[]
+      return { items: rows.map(scannedMachine), next: rows.length === limit ? encodeCursor(rows[rows.length - 1]!.id) : null, rows }
+    }
+    const rows = (await q.orderBy(order).limit(limit + 1).execute()) as ScanRow[]
+    const page = rows.slice(0, limit)
+    return { items: page.map(scannedMachine), next: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null, rows: page }
+  }
 }

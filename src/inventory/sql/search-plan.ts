@@ -128,3 +128,16 @@ export async function postgresSearchIds(db: Kysely<any>, needle: string, cap: nu
   const rows = await sql<{ machine_id: string }>`select machine_id from machine_search where doc like ${like} escape '\\' limit ${cap}`.execute(db)
   return rows.rows.map((r) => r.machine_id)
 }
+
+/**
+ * Ids of machines whose search document (id, name, serial, uuid, MACs; migration 0004) contains `needle`, at most
+ * `cap`: SQLite's FTS5 trigram index, PostgreSQL's pg_trgm index asked as above.
+ */
+export async function searchMachineIds(db: Kysely<any>, dialect: 'sqlite' | 'postgres', needle: string, cap: number, sampler: TrigramSampler | null): Promise<string[]> {
+  if (dialect === 'postgres') return postgresSearchIds(db, needle, cap, sampler)
+  const rows = await db.selectFrom('machine_search_ids').select('machine_id')
+    .where('key', 'in', (eb: any) => eb.selectFrom('machine_search').select(sql<number>`rowid`.as('key'))
+      .where(sql`machine_search`, 'match', `"${needle.replaceAll('"', '""')}"`).limit(cap))
+    .execute()
+  return rows.map((r: { machine_id: string }) => r.machine_id)
+}

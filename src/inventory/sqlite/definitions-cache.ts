@@ -10,8 +10,18 @@ import type { MachineClass, Profile } from '../types.js'
 //   which one prepared statement reads, cheaply, on every read.
 // A change either way is seen by the very next read; a read that raced a write is stale at once.
 
+/**
+ * What a cached read of a table is kept under: equal versions, nothing changed it in between. null: nothing can be
+ * vouched for now (PostgreSQL while it is not listening for other instances' changes): every read reads.
+ */
+export interface DefinitionVersion {
+  /** Called before and after each write: a read that overlapped the write is not kept as current. */
+  bump(): void
+  current(): string | null
+}
+
 /** What a table was read under: this process's writes to it and other connections' commits. */
-export class TableVersion {
+export class TableVersion implements DefinitionVersion {
   #local = 0
   readonly #dataVersion: SQLite.Statement
   constructor(db: SQLite.Database) {
@@ -51,7 +61,7 @@ interface Writes<T> {
 }
 
 /** Writes through `repo` (a transaction's repository too) make the next cached read read again. */
-export function countingWrites<T, R extends Writes<T>>(repo: R, version: TableVersion): R {
+export function countingWrites<T, R extends Writes<T>>(repo: R, version: DefinitionVersion): R {
   const around = async <V>(write: () => Promise<V>): Promise<V> => {
     version.bump()
     try {
@@ -67,12 +77,13 @@ export function countingWrites<T, R extends Writes<T>>(repo: R, version: TableVe
  * The classes, listed once per version. Cached classes are frozen (callers share them: one that changed a class
  * would change every later fetch's); each list is a new array.
  */
-export function cachingClasses(classes: ClassRepository, version: TableVersion): ClassRepository {
+export function cachingClasses(classes: ClassRepository, version: DefinitionVersion): ClassRepository {
   let cached: { version: string; list: readonly MachineClass[] } | null = null
   return {
     ...countingWrites(classes, version),
     async list() {
       const at = version.current()
+      if (at === null) return classes.list()
       if (cached?.version !== at) cached = { version: at, list: deepFreeze(await classes.list()) }
       return [...cached.list]
     },
@@ -80,12 +91,13 @@ export function cachingClasses(classes: ClassRepository, version: TableVersion):
 }
 
 /** Profiles by name, read once per version (a missing one too), frozen as the classes are. */
-export function cachingProfiles(profiles: ProfileRepository, version: TableVersion): ProfileRepository {
+export function cachingProfiles(profiles: ProfileRepository, version: DefinitionVersion): ProfileRepository {
   let cached: { version: string; byName: Map<string, Profile | null> } = { version: '', byName: new Map() }
   return {
     ...countingWrites(profiles, version),
     async get(name) {
       const at = version.current()
+      if (at === null) return profiles.get(name)
       if (cached.version !== at || cached.byName.size >= PROFILES_KEPT) cached = { version: at, byName: new Map() }
       const hit = cached.byName.get(name)
       if (hit !== undefined) return hit

@@ -3,14 +3,14 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { RackbootError } from '../../../errors.js'
 import {
-  checkMachineNetwork, MachineNetworkSchema, normalizeMachineNetwork, type Inventory, type Machine, type MachineInput, type MachineScan,
+  checkMachineNetwork, MachineNetworkSchema, normalizeMachineNetwork, type Bmc, type Inventory, type Machine, type MachineInput, type MachineScan, type MachineScanPage, type MachineScanViews,
   type MachineSort, type MachineSortKey, type MachineState,
 } from '../../../inventory/index.js'
 import { andSelectors, compileSelector, type Selector } from '../../../matching/index.js'
 import { redactBootTokensDeep, seesBootTokens } from '../../redact.js'
 import { actor, machineOf, type ApiDeps } from './context.js'
 import { commaList, machineFilter } from './query.js'
-import { machineExtras, machineViews, oneMachineView } from './views.js'
+import { classMatcher, machineExtras, machineViews, oneMachineView } from './views.js'
 import {
   bmcView, errors, eventView, leaseView, machineAllocationView, MachineDetailSchema, MachineParams, MachineSchema,
   machineView, Named, Nullable, PowerOutcomeSchema, refuseValue, StateSchema, StringEnum, AllocationSchema, allocationView,
@@ -102,28 +102,35 @@ const DeleteQuery = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'Also delete a machine that is provisioning or installed' })),
 }, { additionalProperties: false })
 
+type ViewedPage = MachineScanPage
+
 /** One page of machines matching SQL filters plus a selector evaluated in JS (pre-filtered by its bounds). */
-export async function listMachines(inventory: Inventory, scan: MachineScan, selector: Selector | null): Promise<{ items: Machine[]; next: string | null }> {
+export async function listMachines(inventory: Inventory, scan: MachineScan, selector: Selector | null, views?: { now: number }): Promise<ViewedPage> {
   const limit = scan.limit ?? 100
-  if (!selector) return inventory.queries.scanMachines(scan)
+  const ask = (s: MachineScan) => inventory.queries.scanMachines(views ? { ...s, views } : s)
+  if (!selector) return ask({ ...scan })
   const items: Machine[] = []
+  let seen: Map<string, MachineScanViews> | undefined = views ? new Map() : undefined
   let after = scan.after
   let examined = 0
   // The SQL bounds usually leave only matches: ask for a page's worth, more when the selector weeds rows out.
   let size = limit
   for (;;) {
-    const page = await inventory.queries.scanMachines({ ...scan, hardware: selector.bounds, limit: size, ...(after ? { after } : {}) })
+    const page = await ask({ ...scan, hardware: selector.bounds, limit: size, ...(after ? { after } : {}) })
+    if (!page.views) seen = undefined
     size = Math.min(1000, size * 2)
     for (const m of page.items) {
       examined++
       if (selector.matches(m)) {
         items.push(m)
-        if (items.length === limit) return { items, next: inventory.queries.machineCursor(m, scan.sort) }
+        const v = page.views?.get(m.id)
+        if (v) seen?.set(m.id, v)
+        if (items.length === limit) return { items, next: inventory.queries.machineCursor(m, scan.sort), ...(seen ? { views: seen } : {}) }
       }
     }
-    if (!page.next) return { items, next: null }
+    if (!page.next) return { items, next: null, ...(seen ? { views: seen } : {}) }
     after = page.next
-    if (examined >= SCAN_BUDGET) return { items, next: page.next }
+    if (examined >= SCAN_BUDGET) return { items, next: page.next, ...(seen ? { views: seen } : {}) }
   }
 }
 
@@ -163,8 +170,18 @@ export const machineRoutes: FastifyPluginAsync<ApiDeps> = async (base, deps) => 
       ...(q.cursor ? { after: q.cursor } : {}),
       limit: q.limit ?? 100,
     }
-    const [all, page] = await Promise.all([classes, selector().then((s) => listMachines(inventory, scan, s))])
-    return { items: await machineViews(inventory, page.items, all), next: page.next }
+    const [all, page] = await Promise.all([classes, selector().then((s) => listMachines(inventory, scan, s, { now: Date.now() }))])
+    const views = page.views
+    if (!views || page.items.some((m) => !views.has(m.id))) return { items: await machineViews(inventory, page.items, all), next: page.next }
+    // Everything came with the page (one statement): only the class is matched here.
+    const match = classMatcher(all)
+    return {
+      items: page.items.map((m) => {
+        const v = views.get(m.id)!
+        return machineView(m, v.bmc as Bmc | null, { address: v.address, class: match(m) })
+      }),
+      next: page.next,
+    }
   })
 
   app.get('/machines/:id', {

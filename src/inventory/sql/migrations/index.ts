@@ -11,6 +11,7 @@ import * as m0009 from './0009-machine-sort-indexes.js'
 import * as m0010 from './0010-event-notify.js'
 import * as m0011 from './0011-bmc-leases.js'
 import * as m0012 from './0012-postgres-search-paths.js'
+import * as m0013 from './0013-definitions-notify.js'
 import * as m0014 from './0014-leader-leases.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
@@ -27,6 +28,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0010-event-notify': m0010,
   '0011-bmc-leases': m0011,
   '0012-postgres-search-paths': m0012,
+  '0013-definitions-notify': m0013,
   '0014-leader-leases': m0014,
 }
 
