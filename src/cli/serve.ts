@@ -220,6 +220,8 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
           return { scriptUrl: `${base6}/boot.ipxe?${IPXE_IDENTITY_QUERY}`, httpBootUrl: (loader) => loaderUrl(base6, loader) }
         },
         log, metrics: registry, leases: inventory.leases,
+        // Several instances on one PostgreSQL database: every binding is a claim the database arbitrates, as DHCPv4's.
+        ...(inventory.backend === 'postgres' ? { sharedLeases: true } : {}),
         bootPort: createDhcp6BootPort({ lifecycle, log, ipxeWait, clock: systemClock }),
       })
     : null

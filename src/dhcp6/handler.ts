@@ -1,16 +1,20 @@
 // The DHCPv6 server's decisions (RFC 8415 §18.3): stateful IA_NA addresses from one range, plus the netboot options
-// of RFC 5970 chosen by the same table as DHCPv4 (dhcp/boot-file.ts). Synchronous and without I/O: the bindings
-// live in memory (leases.ts). "Not for us" and "malformed" are values ({ kind: 'ignore', reason }), never throws.
-import { chooseBoot, type BootChoice, type BootFileConfig } from '../dhcp/boot-file.js'
+// of RFC 5970 chosen by the same table as DHCPv4 (dhcp/boot-file.ts) and the same per-machine advice (maintenance:
+// no boot options; an override boot file). The bindings live in memory (leases.ts); with several servers on one
+// database each is claimed there first (shared.ts). "Not for us", "malformed" and "the store failed" are values
+// ({ kind: 'ignore', reason }), never throws.
+import { chooseBoot, type BootChoice, type BootFileConfig, type BootOverride } from '../dhcp/boot-file.js'
+import type { DhcpBootAdvice } from '../dhcp/ports.js'
 import type { Logger } from '../log.js'
 import { bigintToIpv6, ipv6ToBigint } from './address.js'
 import { replyEnvelopes, type Dhcp6Decoded, type Dhcp6Message } from './codec.js'
 import { bootFacts, requestFacts6, type RequestFacts6 } from './facts.js'
-import type { Lease6Store } from './leases.js'
+import type { ClientRef, Lease6, Lease6Store } from './leases.js'
 import {
   MessageType6, Option6, PXE_ENTERPRISE, StatusCode6, allOptions, decodeIaAddr, decodeIaNa, encodeAddressList,
   encodeIaAddr, encodeIaNa, encodeStatus, encodeVendorClass6, firstOption, messageName6, u8, type IaNa, type Options6,
 } from './options.js'
+import type { Shared6 } from './shared.js'
 
 export interface Dhcp6HandlerConfig {
   serverDuid: Buffer
@@ -32,11 +36,30 @@ export interface Dhcp6HandlerConfig {
   boot: BootFileConfig
 }
 
+/** What the lifecycle is asked about a network-boot client with a known MAC before its boot options are sent. */
+export interface Dhcp6AdviceRequest {
+  mac: string
+  duid: string | null
+  message: string
+  facts: RequestFacts6
+  /** The choice before any advice. */
+  planned: BootChoice
+}
+
 export interface Dhcp6HandlerDeps {
   config: Dhcp6HandlerConfig
   store: Lease6Store
   log: Logger
   now?: () => number
+  /**
+   * Per-machine advice, as DHCPv4's boot port gives it (dhcp/ports.ts DhcpBootAdvice): `ignore` (maintenance) sends
+   * the addresses without boot options; `bootFile` / `nextServer` override the loader. Slow or failing: no advice.
+   */
+  advise?: (request: Dhcp6AdviceRequest) => Promise<DhcpBootAdvice | void>
+  /** How long a reply waits for advice (default 500 ms, DHCPv4's bootPortTimeoutMs). */
+  adviseTimeoutMs?: number
+  /** Other servers share the binding table: every offer and binding is claimed there before it is sent. */
+  shared?: Shared6
 }
 
 export type Dhcp6Result =
@@ -45,8 +68,16 @@ export type Dhcp6Result =
 
 export interface Dhcp6Handler {
   /** `source`: the datagram's source address (a direct client's link-local one names its MAC). */
-  handle(req: Dhcp6Decoded, source?: string | null): Dhcp6Result
+  handle(req: Dhcp6Decoded, source?: string | null): Promise<Dhcp6Result>
 }
+
+/** Attempts at a free address per IA while other servers' claims keep winning (as DHCPv4's CLAIM_ATTEMPTS). */
+const CLAIM_ATTEMPTS = 8
+
+type Taken = { ok: true; lease: Lease6 } | { ok: false; reason: string }
+
+/** The store could not be read or written: the message is not answered (the client retransmits). */
+class StorageError extends Error {}
 
 const CLIENT_MESSAGES = new Set<number>([
   MessageType6.Solicit, MessageType6.Request, MessageType6.Confirm, MessageType6.Renew, MessageType6.Rebind,
@@ -112,14 +143,47 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
     return out
   }
 
+  const adviseTimeoutMs = deps.adviseTimeoutMs ?? 500
+  /** The lifecycle's advice for a network-boot client, or none when it is slow or fails (never holds the reply back long). */
+  const adviceFor = async (f: RequestFacts6, planned: BootChoice): Promise<DhcpBootAdvice> => {
+    if (!deps.advise || !f.mac || !f.isNetboot) return {}
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const pending = deps.advise({ mac: f.mac, duid: f.duid, message: f.message, facts: f, planned })
+      const r = await Promise.race([pending, new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, adviseTimeoutMs, 'timeout') })])
+      if (r === 'timeout') {
+        pending.catch(() => undefined)
+        deps.log.warn({ mac: f.mac, timeoutMs: adviseTimeoutMs }, 'dhcp6 boot advice timed out; replying without it')
+        return {}
+      }
+      return r ?? {}
+    } catch (err) {
+      deps.log.warn({ err, mac: f.mac }, 'dhcp6 boot advice failed; replying without it')
+      return {}
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   /** Netboot and DNS options for ADVERTISE and REPLY (not for RELEASE/DECLINE/CONFIRM answers). */
-  const configOptions = (f: RequestFacts6, receivedAt: number): { options: Options6; boot: BootChoice | null } => {
+  const configOptions = async (f: RequestFacts6, receivedAt: number): Promise<{ options: Options6; boot: BootChoice | null }> => {
     const options: Options6 = []
     if (c.dnsServers.length > 0 && (f.requested.includes(Option6.DnsServers) || f.isNetboot)) {
       options.push({ code: Option6.DnsServers, data: encodeAddressList(c.dnsServers) })
     }
     if (!f.isNetboot && !f.requested.includes(Option6.BootfileUrl)) return { options, boot: null }
-    const choice = chooseBoot(bootFacts(f, receivedAt), c.boot)
+    const facts = bootFacts(f, receivedAt)
+    const planned = chooseBoot(facts, c.boot)
+    // As DHCPv4 (dhcp/handlers/full.ts bootFor): maintenance means no boot options, an override replaces the loader.
+    const advice = await adviceFor(f, planned)
+    let choice = planned
+    if (advice.ignore) choice = { kind: 'none', reason: advice.reason ?? 'lifecycle: ignore' }
+    else if (advice.bootFile !== undefined || advice.nextServer !== undefined) {
+      const override: BootOverride = {}
+      if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
+      if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
+      choice = chooseBoot(facts, c.boot, override)
+    }
     const url = bootUrl(choice, c.serverAddress)
     if (url) options.push({ code: Option6.BootfileUrl, data: Buffer.from(url, 'utf8') })
     // UEFI HTTP boot takes an offer as an HTTP one only when it carries vendor class "HTTPClient" (enterprise 343).
@@ -127,6 +191,48 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
       options.push({ code: Option6.VendorClass, data: encodeVendorClass6({ enterprise: PXE_ENTERPRISE, classes: ['HTTPClient'] }) })
     }
     return { options, boot: choice }
+  }
+
+  const shared = deps.shared
+  /** Shared only: the store's view of an address, unless this server holds it for this very IA already. */
+  const learnUnlessOwn = async (ref: ClientRef, address: bigint): Promise<void> => {
+    const l = store.at(address)
+    if (shared && !(l && l.duid === ref.duid && l.iaid === ref.iaid)) await shared.learn({ address })
+  }
+  const claim = async (l: Lease6): Promise<boolean> => {
+    try {
+      return await shared!.claim(l)
+    } catch (err) {
+      throw new StorageError('claim failed', { cause: err })
+    }
+  }
+  const learn = async (what: { address?: bigint; client?: ClientRef }): Promise<void> => {
+    try {
+      await shared!.learn(what)
+    } catch (err) {
+      throw new StorageError('lookup failed', { cause: err })
+    }
+  }
+  /**
+   * An address for the IA (store.take); shared, claimed in the table first: a refused claim takes the table's word
+   * for that address and tries another, so this server advertises and binds only what it claimed.
+   */
+  const take = async (ref: ClientRef, state: 'offered' | 'bound', forMs: number, hint: bigint | null): Promise<Taken> => {
+    if (!shared) return store.take(ref, state, forMs, hint)
+    // The table's rows are per MAC (shared.ts): a client no MAC is known for cannot be claimed for.
+    if (!ref.mac) return { ok: false, reason: 'no-mac' }
+    // A client this server has not seen may hold a binding another instance granted: that one comes back.
+    if (!store.find(ref.duid, ref.iaid)) await learn({ client: ref })
+    // The address the client asks for may have been released through another instance since this one last heard.
+    if (hint !== null && store.inRange(hint) && !store.find(ref.duid, ref.iaid)) await learnUnlessOwn(ref, hint)
+    for (let attempt = 1; ; attempt++) {
+      const r = store.take(ref, state, forMs, hint)
+      if (!r.ok) return r
+      if (await claim(r.lease)) return r
+      await learn({ address: r.lease.address })
+      if (attempt >= CLAIM_ATTEMPTS) return { ok: false, reason: 'claim-lost' }
+      hint = null
+    }
   }
 
   const base = (req: Dhcp6Message, type: number, clientId: Buffer | undefined): Dhcp6Message => ({
@@ -139,7 +245,18 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
   })
 
   return {
-    handle(req, source = null) {
+    async handle(req, source = null) {
+      try {
+        return await handle(req, source)
+      } catch (err) {
+        if (!(err instanceof StorageError)) throw err
+        deps.log.error({ err: err.cause }, 'dhcp6 binding store failed: no reply (the client retransmits)')
+        return ignore('storage-error')
+      }
+    },
+  }
+
+  async function handle(req: Dhcp6Decoded, source: string | null): Promise<Dhcp6Result> {
       const m = req.message
       if (!CLIENT_MESSAGES.has(m.type)) return ignore('not-client-message')
       if (req.relays.some((r) => r.type !== MessageType6.RelayForw)) return ignore('not-client-message')
@@ -186,7 +303,7 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
           let any = false
           for (const ia of ias) {
             const hint = addrsOf(ia)?.[0] ?? null
-            const r = store.take({ ...client, iaid: ia.iaid }, rapid ? 'bound' : 'offered', rapid ? validMs : c.offerSeconds * 1000, hint)
+            const r = await take({ ...client, iaid: ia.iaid }, rapid ? 'bound' : 'offered', rapid ? validMs : c.offerSeconds * 1000, hint)
             if (r.ok) {
               any = true
               out.push(iaWith(ia.iaid, [granted(r.lease.address)]))
@@ -198,7 +315,7 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
           // No address at all: the Advertise says so at the top level too (RFC 8415 §18.3.9).
           if (!any) out.push(encodeStatus(StatusCode6.NoAddrsAvail, ias.length === 0 ? 'no IA_NA requested' : 'no addresses available'))
           out.push(...unservedIas(m))
-          const cfg = configOptions(f, t)
+          const cfg = await configOptions(f, t)
           out.push(...cfg.options)
           if (rapid && any) return reply(MessageType6.Reply, [{ code: Option6.RapidCommit, data: Buffer.alloc(0) }, ...out], cfg.boot)
           if (c.preference > 0) out.push({ code: Option6.Preference, data: u8(c.preference) })
@@ -208,11 +325,11 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
           const out: Options6 = []
           for (const ia of ias) {
             const hint = addrsOf(ia)?.[0] ?? null
-            const r = store.take({ ...client, iaid: ia.iaid }, 'bound', validMs, hint)
+            const r = await take({ ...client, iaid: ia.iaid }, 'bound', validMs, hint)
             out.push(r.ok ? iaWith(ia.iaid, [granted(r.lease.address)]) : iaFailed(ia.iaid, StatusCode6.NoAddrsAvail, r.reason))
           }
           out.push(...unservedIas(m))
-          const cfg = configOptions(f, t)
+          const cfg = await configOptions(f, t)
           return reply(MessageType6.Reply, [...out, ...cfg.options], cfg.boot)
         }
         case MessageType6.Renew:
@@ -223,20 +340,28 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
             if (!addrs) return ignore('malformed-ia', f)
             const ref = { ...client, iaid: ia.iaid }
             if (addrs.length === 0) {
-              const r = store.take(ref, 'bound', validMs)
+              const r = await take(ref, 'bound', validMs, null)
               out.push(r.ok ? iaWith(ia.iaid, [granted(r.lease.address)]) : iaFailed(ia.iaid, StatusCode6.NoAddrsAvail, r.reason))
               continue
             }
-            const entries = addrs.slice(0, 8).map((a) => {
+            const entries: ReturnType<typeof granted>[] = []
+            for (const a of addrs.slice(0, 8)) {
+              // Shared: the binding may be another instance's grant (renewed here), or gone to another client.
+              if (shared) await learnUnlessOwn(ref, a)
               const r = store.extend(ref, a, validMs)
+              let ok = typeof r !== 'string'
+              if (ok && shared && !(await claim(r as Lease6))) {
+                await learn({ address: a })
+                ok = false
+              }
               // Not ours to give (another client's, off the range): lifetimes 0 tell the client to stop using it.
-              return typeof r === 'string' ? withdrawn(bigintToIpv6(a)) : granted(r.address)
-            })
+              entries.push(ok ? granted(a) : withdrawn(bigintToIpv6(a)))
+            }
             const own = store.find(client.duid, ia.iaid)
             if (own && !entries.some((e) => e.address === bigintToIpv6(own.address))) entries.push(granted(own.address))
             out.push(iaWith(ia.iaid, entries))
           }
-          const cfg = configOptions(f, t)
+          const cfg = await configOptions(f, t)
           return reply(MessageType6.Reply, [...out, ...cfg.options], cfg.boot)
         }
         case MessageType6.Release:
@@ -247,7 +372,18 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
             let all = addrs.length > 0
             for (const a of addrs.slice(0, 8)) {
               const ref = { ...client, iaid: ia.iaid }
+              if (shared) await learnUnlessOwn(ref, a)
+              const held = store.at(a)
               const ok = m.type === MessageType6.Release ? store.release(ref, a) : store.decline(ref, a, c.declineSeconds * 1000)
+              // Shared: the table says so too (a declined address stays out of every server's pool).
+              if (ok && shared && held) {
+                try {
+                  if (m.type === MessageType6.Release) await shared.released(held)
+                  else await shared.claim({ ...held, state: 'declined', expiresAt: now() + c.declineSeconds * 1000 })
+                } catch (err) {
+                  throw new StorageError('release failed', { cause: err })
+                }
+              }
               all &&= ok
             }
             if (!all) out.push(iaFailed(ia.iaid, StatusCode6.NoBinding, 'no binding for this IA'))
@@ -268,13 +404,12 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
           return reply(MessageType6.Reply, [onLink ? encodeStatus(StatusCode6.Success, 'on link') : encodeStatus(StatusCode6.NotOnLink, 'not on this link')])
         }
         case MessageType6.InformationRequest: {
-          const cfg = configOptions(f, t)
+          const cfg = await configOptions(f, t)
           return reply(MessageType6.Reply, cfg.options, cfg.boot)
         }
         default:
           return ignore('not-client-message', f)
       }
-    },
   }
 }
 
@@ -288,8 +423,11 @@ function encodeOptionsOne(o: Options6[number]): Buffer {
 /** The option 59 value for a boot choice (RFC 5970 §3.1): tftp://[server]/file, an http URL, or the script URL. */
 export function bootUrl(choice: BootChoice, serverAddress: string): string | null {
   switch (choice.kind) {
-    case 'tftp':
-      return `tftp://[${serverAddress}]/${choice.file.replace(/^\/+/, '')}`
+    case 'tftp': {
+      // A machine's next-server override counts when it is an IPv6 address (a DHCPv4 one is no use here).
+      const host = choice.nextServer?.includes(':') ? choice.nextServer : serverAddress
+      return `tftp://[${host}]/${choice.file.replace(/^\/+/, '')}`
+    }
     case 'http':
       return choice.url
     case 'ipxe-script':

@@ -4,17 +4,19 @@ import { networkInterfaces } from 'node:os'
 import type { Registry } from 'prom-client'
 import type { BootFileConfig } from '../dhcp/boot-file.js'
 import type { ClientArch } from '../dhcp/client-arch.js'
-import type { DhcpUrls } from '../dhcp/ports.js'
+import type { ClaimingLeaseRepository } from '../dhcp/lease-writer.js'
+import type { DhcpBootAdvice, DhcpUrls } from '../dhcp/ports.js'
 import { RackbootError } from '../errors.js'
 import type { Lease, LeaseRepository } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import type { Dhcp6Settings } from '../settings/dhcp6-schema.js'
 import { bigintToIpv6, inPrefix, ipv6ToBigint, isLinkLocal, parsePrefix } from './address.js'
 import { loadServerDuid } from './duid.js'
-import { bootUrl, createDhcp6Handler, type Dhcp6Handler, type Dhcp6Result } from './handler.js'
+import { bootUrl, createDhcp6Handler, type Dhcp6AdviceRequest, type Dhcp6Handler, type Dhcp6Result } from './handler.js'
 import { Lease6Store, type Lease6, type Range6 } from './leases.js'
 import { createDhcp6Metrics } from './metrics.js'
 import { createDhcp6Socket, type Dhcp6Socket } from './server.js'
+import { bindingOfRow, createShared6, leaseClientId } from './shared.js'
 
 export interface Dhcp6ServerDeps {
   settings: Dhcp6Settings
@@ -37,6 +39,11 @@ export interface Dhcp6ServerDeps {
    * IPv6 address, and a restart keeps them. Absent: in memory only.
    */
   leases?: LeaseRepository
+  /**
+   * Other rackboot instances share `leases` (one PostgreSQL): every offer and binding is claimed there before it is
+   * sent (LeaseRepository.claimMany), so no address goes to two clients, and bindings the others granted are renewed.
+   */
+  sharedLeases?: boolean
   /** Network-boot clients' exchanges go to their machines' timelines through this. */
   bootPort?: Dhcp6BootPort
   now?: () => number
@@ -63,12 +70,17 @@ export interface Dhcp6BootEvent {
 /** The lifecycle's side: records the event (creating unknown machines as new). Never blocks or fails the reply. */
 export interface Dhcp6BootPort {
   seen(event: Dhcp6BootEvent): void
+  /**
+   * Per-machine advice before boot options are sent, as DHCPv4's DhcpBootPort.inspect returns it: `ignore` for a
+   * machine in maintenance (addresses, no boot options), or an override boot file. Bounded by a timeout.
+   */
+  advise?(request: Dhcp6AdviceRequest): Promise<DhcpBootAdvice | void>
 }
 
 /** A binding's row: client id `duid:<hex>/<iaid>`, the prefix as its subnet. Bindings with no known MAC are not stored. */
 function leaseRow(l: Lease6, subnet: string, now: number): Lease | null {
   if (!l.mac) return null
-  return { ip: bigintToIpv6(l.address), mac: l.mac, clientId: `duid:${l.duid}/${l.iaid}`, subnet, state: 'bound', hostname: null, expiresAt: l.expiresAt, updatedAt: now }
+  return { ip: bigintToIpv6(l.address), mac: l.mac, clientId: leaseClientId(l.duid, l.iaid), subnet, state: 'bound', hostname: null, expiresAt: l.expiresAt, updatedAt: now }
 }
 
 function bootEvent(r: Extract<Dhcp6Result, { kind: 'reply' }>, store: Lease6Store, serverAddress: string): Dhcp6BootEvent {
@@ -83,12 +95,6 @@ function bootEvent(r: Extract<Dhcp6Result, { kind: 'reply' }>, store: Lease6Stor
   }
 }
 
-function bindingOf(row: Lease): Lease6 | null {
-  const id = /^duid:([0-9a-f]+)\/(\d+)$/.exec(row.clientId ?? '')
-  const address = ipv6ToBigint(row.ip)
-  if (!id || address === null || row.state !== 'bound') return null
-  return { address, duid: id[1]!, iaid: Number(id[2]), state: 'bound', expiresAt: row.expiresAt, mac: row.mac }
-}
 
 export interface Dhcp6ServerInfo {
   serverAddress: string
@@ -104,6 +110,9 @@ export interface Dhcp6Server {
   /** The bindings held now (for logs, the API and tests). */
   leases(): { address: string; duid: string; iaid: number; state: string; expiresAt: number; mac: string | null }[]
 }
+
+/** How often a server sharing the leases table reads what the others changed. */
+const SHARED_SYNC_MS = 5000
 
 /** The first global IPv6 address of an interface. */
 function interfaceAddress6(name: string): string | undefined {
@@ -132,6 +141,7 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
   let socket: Dhcp6Socket | null = null
   let store: Lease6Store | null = null
   let sweep: NodeJS.Timeout | null = null
+  let sync: NodeJS.Timeout | null = null
 
   return {
     async start() {
@@ -150,17 +160,22 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
       const urls = typeof deps.urls === 'function' ? deps.urls(serverAddress) : deps.urls
       const server = ipv6ToBigint(serverAddress)
       const stored = deps.leases
-      const leases = new Lease6Store({ range, maxLeases: s.maxLeases, maxIasPerClient: s.maxIasPerClient, exclude: server === null ? [] : [server], now, journal: stored !== undefined })
+      const claiming = stored?.claimMany ? (stored as ClaimingLeaseRepository) : undefined
+      if (deps.sharedLeases && !claiming) throw new RackbootError('RB_ERR_INTERNAL', 'dhcp6: shared leases need a lease store that claims (claimMany)')
+      const sharedLeases = deps.sharedLeases === true && claiming !== undefined
+      // Shared, every write is a claim made by the handler itself; alone, the socket stores what each message changed.
+      const leases = new Lease6Store({ range, maxLeases: s.maxLeases, maxIasPerClient: s.maxIasPerClient, exclude: server === null ? [] : [server], now, journal: stored !== undefined && !sharedLeases })
       store = leases
       if (stored) {
         let kept = 0
         for (const row of await stored.list({ subnet: range.prefix.text, state: 'bound' })) {
-          const b = bindingOf(row)
-          if (b && leases.restore(b)) kept++
+          const b = bindingOfRow(row, range.prefix.text)
+          if (b && b.duid && leases.restore(b)) kept++
         }
-        log.info({ bindings: kept, prefix: range.prefix.text }, 'dhcp6 bindings loaded')
+        log.info({ bindings: kept, prefix: range.prefix.text, shared: sharedLeases }, 'dhcp6 bindings loaded')
       }
-      const commit = stored
+      const shared = sharedLeases ? createShared6({ leases: claiming!, store: leases, subnet: range.prefix.text, now }) : undefined
+      const commit = stored && !sharedLeases
         ? async () => {
             const t = now()
             for (const [address, lease] of leases.drainChanges()) {
@@ -193,12 +208,14 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
         store: leases,
         log,
         now,
+        ...(deps.bootPort?.advise ? { advise: deps.bootPort.advise.bind(deps.bootPort) } : {}),
+        ...(shared ? { shared } : {}),
       })
       const port = deps.bootPort
       const observed: Dhcp6Handler = port
         ? {
-            handle(req, source) {
-              const r = handler.handle(req, source)
+            async handle(req, source) {
+              const r = await handler.handle(req, source)
               if (r.kind === 'reply' && r.facts.isNetboot && r.facts.mac) port.seen(bootEvent(r, leases, serverAddress))
               return r
             },
@@ -219,6 +236,16 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
         const bound = await socket.start()
         sweep = setInterval(() => leases.sweep(), 60_000)
         sweep.unref()
+        if (shared) {
+          // What the other instances granted or released lately, so this one neither advertises their addresses nor
+          // keeps holding what they freed (as DHCPv4's shared sync); a claim decides in any case.
+          let since = now() - 1000
+          sync = setInterval(() => {
+            const from = now()
+            shared.sync(since).then(() => { since = from - 5000 }, (err: unknown) => log.warn({ err }, 'dhcp6 shared binding sync failed'))
+          }, SHARED_SYNC_MS)
+          sync.unref()
+        }
         const info = { serverAddress, port: bound.port, duid: duid.toString('hex'), range: `${bigintToIpv6(range.start)}-${bigintToIpv6(range.end)}` }
         log.info(info, 'dhcp6 serving')
         return info
@@ -230,7 +257,9 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
     },
     async stop() {
       if (sweep) clearInterval(sweep)
+      if (sync) clearInterval(sync)
       sweep = null
+      sync = null
       await socket?.stop()
       socket = null
     },
@@ -241,7 +270,8 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
 }
 
 export { decode6, encode6, encodeMessage6, replyEnvelopes, DEFAULT_LIMITS6, type Dhcp6Decoded, type Dhcp6Message, type Dhcp6RelayHop, type Dhcp6Limits, type Decode6Result } from './codec.js'
-export { createDhcp6Handler, bootUrl, type Dhcp6Handler, type Dhcp6HandlerConfig, type Dhcp6Result } from './handler.js'
+export { createDhcp6Handler, bootUrl, type Dhcp6AdviceRequest, type Dhcp6Handler, type Dhcp6HandlerConfig, type Dhcp6Result } from './handler.js'
+export { createShared6, type Shared6 } from './shared.js'
 export { requestFacts6, type RequestFacts6 } from './facts.js'
 export { loadServerDuid, macFromDuid, duidLlt, duidUuid, SERVER_DUID_FILE } from './duid.js'
 export { Lease6Store, type Lease6, type Range6 } from './leases.js'

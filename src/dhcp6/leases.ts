@@ -1,7 +1,7 @@
 // In-memory IA_NA bindings for one address range: who holds which address until when. Bounded like DHCPv4's pool:
 // each client (DUID) holds at most `maxIasPerClient` addresses, the table at most `maxLeases` entries (an IPv6 range
-// is far larger than memory), an address advertised is held only `offerMs`. Not persisted: after a restart a
-// client keeps its address by renewing or rebinding (the server re-creates the binding if the address is free).
+// is far larger than memory), an address advertised is held only `offerMs`. Persistence (and, with several servers
+// on one database, the claims that decide who holds an address) is the caller's: index.ts and shared.ts.
 import { createHash } from 'node:crypto'
 import { bigintToIpv6, inPrefix, type Ipv6Prefix } from './address.js'
 
@@ -224,6 +224,23 @@ export class Lease6Store {
     const r = this.take(c, 'bound', forMs, address)
     if (!r.ok) return 'full'
     return r.lease.address === address ? r.lease : (this.drop(r.lease), 'taken')
+  }
+
+  /**
+   * Takes the shared store's word for an address (several servers on one database): `lease` replaces whatever this
+   * store held there, and the IA's own entry elsewhere. An expired lease, or null, leaves the address free.
+   */
+  adopt(address: bigint, lease: Lease6 | null): void {
+    const cur = this.byAddress.get(address)
+    if (cur) this.drop(cur)
+    if (!lease || lease.expiresAt <= this.o.now() || !this.inRange(address) || this.exclude.has(address)) return
+    const mine = lease.duid ? this.byClient.get(lease.duid)?.get(lease.iaid) : undefined
+    if (mine) this.drop(mine)
+    this.byAddress.set(address, lease)
+    if (!lease.duid) return
+    let ias = this.byClient.get(lease.duid)
+    if (!ias) this.byClient.set(lease.duid, (ias = new Map()))
+    ias.set(lease.iaid, lease)
   }
 
   /** RELEASE: true when the address was the client's. */

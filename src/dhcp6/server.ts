@@ -45,6 +45,10 @@ export function createDhcp6Socket(deps: Dhcp6SocketDeps): Dhcp6Socket {
   }
 
   const onMessage = (msg: Buffer, rinfo: RemoteInfo) => {
+    void answer(msg, rinfo)
+  }
+
+  const answer = async (msg: Buffer, rinfo: RemoteInfo): Promise<void> => {
     const started = process.hrtime.bigint()
     let type = 'unknown'
     try {
@@ -57,7 +61,7 @@ export function createDhcp6Socket(deps: Dhcp6SocketDeps): Dhcp6Socket {
       }
       type = messageName6(d.message.type)
       deps.metrics.received(type)
-      const result = deps.handler.handle(d, d.relays.length === 0 ? rinfo.address : null)
+      const result = await deps.handler.handle(d, d.relays.length === 0 ? rinfo.address : null)
       if (result.kind === 'ignore') {
         deps.metrics.dropped(result.reason)
         log.debug({ peer: rinfo.address, type, reason: result.reason, duid: result.facts?.duid }, 'dhcp6 message not answered')

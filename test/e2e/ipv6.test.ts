@@ -7,7 +7,7 @@
 // ~70 s without a DHCPv4 server (a firmware timeout no server can shorten), then "UEFI HTTPv6".
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { skipUnlessVm, type Vm } from './support/index.js'
+import { ipv6LabSettings, skipUnlessVm, type Vm } from './support/index.js'
 import { allocateForInstall, startRackboot, type Rackboot } from './support/rackboot.js'
 
 /** Per boot: ~70 s of OVMF's IPv4 attempt, then ~40 s of IPv6 boot (TCG; more under load). */
@@ -27,17 +27,11 @@ test('IPv6-only: OVMF HTTPv6 -> ipxe.efi -> iPXE over DHCPv6 -> agent over SLAAC
   if (await skipUnlessVm(t, { mode: 'uefi-http', agent: true, fakeTalos: true, programs: ['radvd', 'curl'] })) return
   let prefix = ''
   const rb = await startRackboot(t, {
+    // No DHCPv4 on the segment; rackboot's router advertisements carry the prefix (M, O and A flags).
     settings: async (lab) => {
-      prefix = `2001:db8:${lab.serverIp.split('.')[2]}`
-      await lab.serverNs!.ip(['addr', 'add', `${prefix}::1/64`, 'dev', lab.serverInterface, 'nodad'])
-      return {
-        log: { level: 'debug' },
-        http: { listen: '::', port: 8080, publicUrl: `http://${lab.serverIp}:8080` },
-        tftp: { listen: '::', port: 69 },
-        // No DHCPv4 on the segment; rackboot's router advertisements carry the prefix (M, O and A flags).
-        dhcp: { mode: 'off', routerAdverts: 'on', interface: lab.serverInterface },
-        dhcp6: { enabled: true, interface: lab.serverInterface, serverAddress: `${prefix}::1`, prefix: `${prefix}::/64`, rangeStart: `${prefix}::100`, rangeEnd: `${prefix}::1ff` },
-      }
+      const s = await ipv6LabSettings(lab)
+      prefix = s.prefix
+      return s.settings
     },
   })
   const mac = '52:54:00:1a:b0:66'

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { netnsSkipReason, which } from '../../support/netns.js'
 import type { DebArch } from '../../../src/agent/index.js'
 import { testAgentAssets, testFakeTalosAssets } from './assets.js'
-import { AAVMF_CODE, AAVMF_VARS, IPXE_ROM_DIR, OVMF_CODE, OVMF_VARS, qemuBinary, type BootMode, type VmArch } from './vm.js'
+import { AAVMF_CODE, AAVMF_VARS, IPXE_ROM_DIR, OVMF_CODE, OVMF_VARS, isUefiMode, qemuBinary, type BootMode, type VmArch } from './vm.js'
 
 /** Root, network namespaces, QEMU and the firmware the mode (and architecture) needs. */
 export function vmSkipReason(mode: BootMode = 'direct', programs: string[] = [], arch: VmArch = 'x86_64'): string | null {
@@ -11,14 +11,14 @@ export function vmSkipReason(mode: BootMode = 'direct', programs: string[] = [],
     const base = netnsSkipReason([qemuBinary('arm64'), ...programs])
     if (base) return base.includes('qemu-system') ? `${base} (Debian package qemu-system-arm)` : base
     if (mode === 'bios') return "arm64 has no 'bios' mode"
-    if ((mode === 'uefi' || mode === 'uefi-http') && (!existsSync(AAVMF_CODE) || !existsSync(AAVMF_VARS))) return `missing ${AAVMF_CODE} (Debian package qemu-efi-aarch64)`
+    if (isUefiMode(mode) && (!existsSync(AAVMF_CODE) || !existsSync(AAVMF_VARS))) return `missing ${AAVMF_CODE} (Debian package qemu-efi-aarch64)`
     return null
   }
   const base = netnsSkipReason(['qemu-system-x86_64', ...programs])
   if (base) return base.includes('qemu-system') ? `${base} (Debian package qemu-system-x86)` : base
   if (mode === 'bios' && !existsSync(join(IPXE_ROM_DIR, 'efi-virtio.rom'))) return `missing ${IPXE_ROM_DIR}/efi-virtio.rom (Debian package ipxe-qemu)`
-  if ((mode === 'uefi' || mode === 'uefi-http') && (!existsSync(OVMF_CODE) || !existsSync(OVMF_VARS))) return `missing ${OVMF_CODE} (Debian package ovmf)`
-  if (mode === 'uefi' && !existsSync('/usr/lib/ipxe/ipxe.efi')) return 'missing /usr/lib/ipxe/ipxe.efi (Debian package ipxe)'
+  if (isUefiMode(mode) && (!existsSync(OVMF_CODE) || !existsSync(OVMF_VARS))) return `missing ${OVMF_CODE} (Debian package ovmf)`
+  if ((mode === 'uefi' || mode === 'uefi-pxe6') && !existsSync('/usr/lib/ipxe/ipxe.efi')) return 'missing /usr/lib/ipxe/ipxe.efi (Debian package ipxe)'
   return null
 }
 

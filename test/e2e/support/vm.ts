@@ -5,6 +5,7 @@
 //   bios       SeaBIOS; the NIC's option ROM (Debian ipxe-qemu efi-virtio.rom) is iPXE itself
 //   uefi       OVMF with its own PXE (romfile= empty): OVMF DHCP -> TFTP ipxe.efi -> iPXE
 //   uefi-http  OVMF UEFI HTTP boot (PXE off through fw_cfg)
+//   uefi-pxe6  OVMF's own PXE over IPv6 only (PXEv4 off, PXEv6 on through fw_cfg): DHCPv6 -> TFTP/IPv6 ipxe.efi
 //   direct     -kernel/-initrd/-append, no network boot
 //
 // arch 'arm64' (default 'x86_64'): qemu-system-aarch64 -M virt -cpu cortex-a57 with AAVMF (Debian qemu-efi-aarch64)
@@ -17,7 +18,10 @@ import type { Netns } from '../../support/netns.js'
 import { SerialLog, type SerialMatch } from './serial-log.js'
 import { acquireVmSlot, type VmSlot } from './slots.js'
 
-export type BootMode = 'bios' | 'uefi' | 'uefi-http' | 'direct'
+export type BootMode = 'bios' | 'uefi' | 'uefi-http' | 'uefi-pxe6' | 'direct'
+
+/** The modes that boot OVMF/AAVMF (a private VARS copy, no NIC ROM). */
+export const isUefiMode = (mode: BootMode): boolean => mode === 'uefi' || mode === 'uefi-http' || mode === 'uefi-pxe6'
 export type VmArch = 'x86_64' | 'arm64'
 
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd'
@@ -160,7 +164,7 @@ export function qemuArgs(options: VmOptions, ctx: VmContext & { varsFile?: strin
   if (s.chassisSerial !== undefined) args.push('-smbios', `type=3,serial=${qv(s.chassisSerial)}`)
 
   args.push('-netdev', `tap,id=n0,ifname=${ctx.tap},script=no,downscript=no`)
-  const uefi = options.mode === 'uefi' || options.mode === 'uefi-http'
+  const uefi = isUefiMode(options.mode)
   const nicModel = options.nic === 'e1000' ? 'e1000' : 'virtio-net-pci'
   let nic = `${nicModel},netdev=n0,mac=${ctx.mac},bootindex=1`
   const rom = options.nicRom ?? (uefi && nicModel === 'virtio-net-pci' ? '' : undefined)
@@ -172,9 +176,10 @@ export function qemuArgs(options: VmOptions, ctx: VmContext & { varsFile?: strin
     args.push(
       '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${arm64 ? AAVMF_CODE : OVMF_CODE}`,
       '-drive', `if=pflash,format=raw,unit=1,file=${ctx.varsFile}`,
-      '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n',
     )
-    if (options.mode === 'uefi-http') args.push('-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n')
+    // PXEv6 only: the firmware's first network entry is then "UEFI PXEv6", before any HTTP attempt.
+    args.push('-fw_cfg', `name=opt/org.tianocore/IPv6PXESupport,string=${options.mode === 'uefi-pxe6' ? 'y' : 'n'}`)
+    if (options.mode === 'uefi-http' || options.mode === 'uefi-pxe6') args.push('-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n')
   }
 
   let scsi = false
@@ -268,7 +273,7 @@ export async function launchVm(
 ): Promise<Vm> {
   const mac = (options.mac ?? randomMac()).toLowerCase()
   const arch: VmArch = options.arch ?? 'x86_64'
-  const uefi = options.mode === 'uefi' || options.mode === 'uefi-http'
+  const uefi = isUefiMode(options.mode)
   let varsFile: string | undefined
   if (uefi) {
     // A private, writable VARS copy for every boot (lab.md): boot entries from one run must not leak into the next.
