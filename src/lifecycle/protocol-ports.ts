@@ -4,7 +4,7 @@ import type { ClientArch } from '../dhcp/client-arch.js'
 import type { DhcpBootAdvice, DhcpBootEvent, DhcpBootPort } from '../dhcp/ports.js'
 import type { RequestFacts } from '../dhcp/facts.js'
 import type { Dhcp6BootEvent, Dhcp6BootPort } from '../dhcp6/index.js'
-import type { Inventory } from '../inventory/index.js'
+import type { Inventory, Machine } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import type { TftpObserver, TftpTransferInfo } from '../tftp/index.js'
 import type { IpxeWait } from './ipxe-wait.js'
@@ -23,13 +23,18 @@ function asked(message: string, ipxe: boolean, clientType: string | null, a: Cli
   return `${message.toUpperCase()}${ipxe ? ' (iPXE)' : clientType ? ` (${clientType}${a ? ` ${a.name}` : ''})` : ''}`
 }
 
+/** What DHCP (v4 and v6) may offer a machine: no boot options while it is in maintenance (it keeps its address). */
+function adviceFor(machine: Machine): DhcpBootAdvice {
+  return machine.state === 'maintenance' ? { ignore: true, reason: 'machine is in maintenance' } : {}
+}
+
 export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger; ipxeWait?: IpxeWait; clock?: { now(): number } }): DhcpBootPort {
   return {
     async inspect(facts: RequestFacts, event: DhcpBootEvent): Promise<DhcpBootAdvice | void> {
       const { machine } = await deps.lifecycle.identify({ mac: facts.mac, uuid: facts.uuid, ...platformOf(facts.arch) }, 'dhcp')
       const what = asked(facts.message, facts.isIpxe, facts.clientType, facts.arch)
       const answer = event.reply === 'none' ? 'no answer' : `${event.reply.toUpperCase()}${event.ip ? ` ${event.ip}` : ''}`
-      const advice: DhcpBootAdvice = machine.state === 'maintenance' ? { ignore: true, reason: 'machine is in maintenance' } : {}
+      const advice = adviceFor(machine)
       deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCP ${what} → ${answer}${advice.ignore ? ' without boot options (maintenance)' : event.bootFile ? `, boot ${event.bootFile}` : ''}`, {
         message: facts.message,
         reply: event.reply,
@@ -49,15 +54,16 @@ export function createDhcpBootPort(deps: { lifecycle: Lifecycle; log: Logger; ip
 }
 
 /**
- * DHCPv6's side: a network-boot client's exchange on its machine's timeline, as DHCPv4's (the machine created as new
- * when unknown). Recorded after the fact: DHCPv6 takes no per-machine advice yet (maintenance is not honoured).
+ * DHCPv6's side, as DHCPv4's: advice before the boot options (none while in maintenance), and the exchange on the
+ * machine's timeline after the fact (the machine created as new when unknown).
  */
 export function createDhcp6BootPort(deps: { lifecycle: Lifecycle; log: Logger; ipxeWait?: IpxeWait; clock?: { now(): number } }): Dhcp6BootPort {
   const record = async (e: Dhcp6BootEvent): Promise<void> => {
     const { machine } = await deps.lifecycle.identify({ mac: e.mac, ...platformOf(e.arch) }, 'dhcp6')
     const what = asked(e.message, e.ipxe, e.clientType, e.arch)
     const answer = `${e.reply.toUpperCase()}${e.addresses.length > 0 ? ` ${e.addresses.join(', ')}` : ''}`
-    deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCPv6 ${what} → ${answer}${e.bootUrl ? `, boot ${e.bootUrl}` : ''}`, {
+    const held = adviceFor(machine).ignore === true
+    deps.lifecycle.record(machine.id, 'boot.dhcp', `DHCPv6 ${what} → ${answer}${held ? ' without boot options (maintenance)' : e.bootUrl ? `, boot ${e.bootUrl}` : ''}`, {
       protocol: 'dhcp6',
       message: e.message,
       reply: e.reply,
@@ -71,6 +77,10 @@ export function createDhcp6BootPort(deps: { lifecycle: Lifecycle; log: Logger; i
     if (e.ipxe && e.reply === 'reply' && e.addresses.length > 0) deps.ipxeWait?.leased(machine.id, deps.clock?.now() ?? Date.now(), e.relayLink !== null)
   }
   return {
+    async advise(r) {
+      const { machine } = await deps.lifecycle.identify({ mac: r.mac, ...platformOf(r.facts.arch) }, 'dhcp6')
+      return adviceFor(machine)
+    },
     seen(e) {
       record(e).catch((err: unknown) => deps.log.warn({ err, mac: e.mac }, 'dhcp6 exchange not recorded on the timeline'))
     },

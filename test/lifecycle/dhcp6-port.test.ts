@@ -56,3 +56,18 @@ test('a DHCPv6 HTTP boot exchange creates the machine and lands on its timeline;
   assert.equal(slow?.waitedMs, 16_000, "iPXE's binding starts the script clock")
   assert.equal(slow?.relayed, true)
 })
+
+test('DHCPv6 advice: a machine in maintenance keeps its address but is offered nothing to boot, as over DHCPv4', async (t) => {
+  const inventory = await openSqliteInventory({ file: ':memory:' })
+  const log = silentLogger()
+  const bus = createEventBus()
+  t.after(() => inventory.close())
+  const lifecycle = createLifecycle({ inventory, bus, log })
+  const port = createDhcp6BootPort({ lifecycle, log })
+  const ask = () => port.advise!({ mac: MAC, duid: '0004aa', message: 'solicit', facts: { arch: clientArch(16) } as never, planned: {} as never })
+  assert.deepEqual(await ask(), {}, 'a new machine boots')
+  const machine = (await inventory.machines.byMac(MAC))!
+  assert.equal(machine.arch, 'amd64', 'advice identifies (and creates) the machine as the timeline step does')
+  await lifecycle.transition(machine.id, 'maintenance', 'test', { from: machine.state })
+  assert.deepEqual(await ask(), { ignore: true, reason: 'machine is in maintenance' })
+})
