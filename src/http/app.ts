@@ -21,6 +21,7 @@ import { uiRoutes } from './ui/index.js'
 import { resetOnPeerEof } from './peer-eof.js'
 import { REDACTED, redactBootTokens } from './redact.js'
 import { DEFAULT_CONNECTION_LIMITS, limitConnections, serverTimeouts, type ConnectionLimits } from './connection-limits.js'
+import { lazySchemaController, trackPendingSchemas } from './lazy-schemas.js'
 
 /** What one client may cost the server (settings.http); each absent field takes the setting's default. */
 export interface HttpLimits extends Partial<ConnectionLimits> {
@@ -74,7 +75,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.limits?.requestTimeoutMs !== undefined ? { requestTimeoutMs: deps.limits.requestTimeoutMs } : {}),
   }
   const timeouts = serverTimeouts(limits)
+  // Validators and serializers are compiled at each route's first use, not all at start-up (see lazy-schemas.ts).
+  const lazy = lazySchemaController()
   const app: FastifyInstance = Fastify({
+    schemaController: lazy.schemaController,
     loggerInstance: deps.log.child({ svc: 'http' }) as FastifyBaseLogger,
     // Per-request log lines would drown a boot storm; the metrics histogram and the timeline cover requests.
     logController: new LogController({ disableRequestLogging: true }),
@@ -85,6 +89,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestTimeout: timeouts.requestTimeout,
     http: timeouts,
   })
+  trackPendingSchemas(app, lazy)
   limitConnections(app.server, { limits, registry: deps.registry, log: app.log as unknown as Logger })
   resetOnPeerEof(app.server)
   registerCanonicalHeaders(app)

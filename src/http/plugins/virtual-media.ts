@@ -42,9 +42,15 @@ export const virtualMediaRoutes: FastifyPluginAsync<VirtualMediaRoutesDeps> = as
     })
     : null
 
-  // Build at start-up, so the first BMC to ask is not kept waiting; a failure is logged and answered as 503 later.
-  app.addHook('onReady', async () => {
-    deps.provider.get(deps.serverUrl).catch(() => undefined)
+  // Built soon after start-up, so the first BMC to ask is not kept waiting; a failure is logged and answered as 503
+  // later. A second after listening, not at ready: the build (hashing its inputs, xorriso) would otherwise compete
+  // with the server's own start for the CPU, and nothing asks for the ISO in the first second.
+  let soon: NodeJS.Timeout | null = null
+  app.addHook('onListen', async () => {
+    soon = setTimeout(() => void deps.provider.get(deps.serverUrl).catch(() => undefined), 1_000).unref()
+  })
+  app.addHook('onClose', async () => {
+    if (soon) clearTimeout(soon)
   })
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {

@@ -9,7 +9,7 @@
 // length of the fields kept, and events per second per address. Over its rate a call's acknowledgement is held back
 // (Talos sends its next event only after it, so it just goes slower); only a peer with many calls in flight, which
 // Talos never has, waits past maxRateWaitMs and gets RESOURCE_EXHAUSTED, after which Talos would resend.
-import * as grpc from '@grpc/grpc-js'
+import type * as grpc from '@grpc/grpc-js'
 import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import { RackbootError } from '../../errors.js'
 import type { Logger } from '../../log.js'
@@ -101,6 +101,10 @@ export const PUBLISH_PATH = '/events.EventSinkService/Publish'
 type DropReason = 'bad_request' | 'no_payload' | 'bad_payload' | 'too_long' | 'rate' | 'observer_error' | 'observer_timeout'
 
 const EMPTY_RESPONSE = Buffer.alloc(0)
+// gRPC status codes (grpc-js's status enum), named here so grpc-js itself loads only when a sink starts: a server
+// with the sink off never loads it.
+const GRPC_RESOURCE_EXHAUSTED = 8 satisfies grpc.status.RESOURCE_EXHAUSTED
+const GRPC_UNAVAILABLE = 14 satisfies grpc.status.UNAVAILABLE
 
 // The request stays raw bytes until the handler, so a request that does not decode is counted there rather than
 // rejected inside grpc-js.
@@ -253,7 +257,7 @@ export function createEventSinkServer(deps: EventSinkServerDeps): EventSinkServe
       // Only many calls in flight at once get here; an error (not an acknowledgement) makes a real Talos resend.
       drop('rate', { peer })
       end()
-      callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'event rate exceeded; retry later' })
+      callback({ code: GRPC_RESOURCE_EXHAUSTED, details: 'event rate exceeded; retry later' })
       return
     }
     if (waitMs === 0) {
@@ -270,7 +274,7 @@ export function createEventSinkServer(deps: EventSinkServerDeps): EventSinkServe
     }, waitMs)
     waiting.set(timer, () => {
       end()
-      callback({ code: grpc.status.UNAVAILABLE, details: 'event sink stopping' })
+      callback({ code: GRPC_UNAVAILABLE, details: 'event sink stopping' })
     })
   }
 
@@ -309,6 +313,7 @@ export function createEventSinkServer(deps: EventSinkServerDeps): EventSinkServe
   return {
     async start() {
       if (server) throw new RackbootError('RB_ERR_INTERNAL', 'event sink already started')
+      const grpc = await import('@grpc/grpc-js')
       const s = new grpc.Server({
         'grpc.max_receive_message_length': deps.maxMessageBytes ?? 1024 * 1024,
         // Also closes a connection that never starts HTTP/2: grpc-js times each session from its start.
