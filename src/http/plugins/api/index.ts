@@ -1,6 +1,8 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifySchemaCompiler } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Ajv } from 'ajv'
+import type { Ajv as AjvType, AnySchema } from 'ajv'
+import { createRequire } from 'node:module'
+import { lazyCompilerFor } from '../../lazy-schemas.js'
 import Type from 'typebox'
 import { openApiRoutes, registerOpenApi } from '../../openapi.js'
 import { allocationRoutes } from './allocations.js'
@@ -38,9 +40,16 @@ export const apiRoutes: FastifyPluginAsync<ApiDeps> = async (app, options) => {
   const { prefix: _prefix, ...deps } = options as ApiDeps & { prefix?: string }
   // Strict bodies: unknown fields and wrong types are errors, not silently dropped or coerced. Query strings and
   // path parameters are text, so those coerce (and a single value becomes a one-element list).
-  const strict = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: true, removeAdditional: false, strict: false, validateFormats: false })
-  const coercing = new Ajv({ allErrors: false, coerceTypes: 'array', useDefaults: true, removeAdditional: false, strict: false, validateFormats: false })
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema))
+  let ajvs: { strict: AjvType; coercing: AjvType } | null = null
+  const built = () => {
+    if (ajvs) return ajvs
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv')
+    return (ajvs = {
+      strict: new Ajv({ allErrors: false, coerceTypes: false, useDefaults: true, removeAdditional: false, strict: false, validateFormats: false }),
+      coercing: new Ajv({ allErrors: false, coerceTypes: 'array', useDefaults: true, removeAdditional: false, strict: false, validateFormats: false }),
+    })
+  }
+  app.setValidatorCompiler(lazyCompilerFor(app, ({ schema, httpPart }: { schema: AnySchema; httpPart?: string }) => (httpPart === 'body' ? built().strict : built().coercing).compile(schema)) as FastifySchemaCompiler<AnySchema>)
   app.addHook('onRequest', deps.auth.hook)
   // /machines/:id/... : the machine named (id, name, MAC, UUID or serial) is resolved once, after auth and validation.
   app.addHook('preHandler', machineRefHook(deps.inventory))
