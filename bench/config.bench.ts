@@ -67,7 +67,7 @@ const DISKS = (i: number): DiskFacts[] => [
 
 interface Machine { id: string; index: number }
 
-async function setup(dir: string, count: number) {
+export async function setup(dir: string, count: number) {
   // As `serve` opens it (inventory/open.ts): WAL checkpoints in a worker, not inline in a commit on the event loop.
   const inventory = await openSqliteInventory({ file: join(dir, 'rackboot.db'), secretKeyFile: join(dir, 'secret.key'), backgroundCheckpoints: true })
   const log = silentLogger()
@@ -101,16 +101,15 @@ async function setup(dir: string, count: number) {
   return { inventory, timeline, linter, configs, app, machines, bases }
 }
 
-async function issueTokens(inventory: Inventory, machines: Machine[]): Promise<string[]> {
+export async function issueTokens(inventory: Inventory, machines: Machine[]): Promise<string[]> {
   const out: string[] = []
   for (const m of machines) out.push(await inventory.bootTokens.issue({ machineId: m.id, purpose: 'config', clientIp: '127.0.0.1', ttlMs: 3_600_000 }, Date.now()))
   return out
 }
 
 // The load client, in its own process: GET /talos/config?t=... for each token, `concurrency` at a time.
-const CLIENT = `
+export const CLIENT = `
 import { Agent, request } from 'undici'
-import { flag, median } from './stats.js'
 const { base, tokens, concurrency } = JSON.parse(await new Promise((r) => { let s = ''; process.stdin.on('data', (d) => s += d); process.stdin.on('end', () => r(s)) }))
 const agent = new Agent({ connections: concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
 const lat = []
@@ -132,7 +131,7 @@ await agent.close()
 process.stdout.write(JSON.stringify({ secs, lat, failed, bytes }))
 `
 
-async function httpRound(base: string, tokens: string[], concurrency: number, clientFile: string) {
+export async function httpRound(base: string, tokens: string[], concurrency: number, clientFile: string) {
   const child = spawn(process.execPath, [clientFile], { stdio: ['pipe', 'pipe', 'inherit'], cwd: process.cwd() })
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })

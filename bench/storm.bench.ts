@@ -1,4 +1,4 @@
-// `npm run bench -- storm [--machines=10000] [--rounds=3] [--concurrency=200] [--head]`
+// `npm run bench -- storm [--machines=10000] [--rounds=3] [--concurrency=200] [--head] [--no-peer]`
 // A boot storm: N simulated machines do what their firmware and Talos do, phase by phase (every machine finishes a
 // phase before the next starts, so each phase's rate, latency, errors and server CPU are its own):
 //   DHCP DORA            iPXE's DHCP (option 77 "iPXE"), relayed, one MAC per machine (bench/storm-client.ts)
@@ -289,9 +289,11 @@ async function runRound(o: RoundOptions, who: 'rackboot' | 'peer', server: Serve
   const ctx: Ctx = { s: o.s, server, concurrency: o.concurrency, log: o.log }
   const out: PhaseResult[] = []
   const step: Step = async (phase) => {
+    // CLOCK_MONOTONIC µs, the clock of a V8 CPU profile's timestamps: a server profile (NODE_OPTIONS=--cpu-prof) can be cut per phase.
+    const t0 = process.hrtime.bigint() / 1000n
     const r = await phase()
     out.push(r)
-    o.log(`  ${who} ${r.phase}: ${r.ok}/${r.requests} ok in ${r.wallS.toFixed(2)} s`)
+    o.log(`  ${who} ${r.phase}: ${r.ok}/${r.requests} ok in ${r.wallS.toFixed(2)} s (monotonic µs ${t0}..${process.hrtime.bigint() / 1000n})`)
   }
   try {
     await phases(ctx, machines(o.n), step)
@@ -410,7 +412,8 @@ export async function run(args: string[]): Promise<void> {
     console.log(`SKIPPED: the storm bench needs network namespaces: ${why}`)
     return
   }
-  const peerWhy = peerMissing()
+  // --no-peer: rackboot's rounds only (an A/B of two rackboot trees, where the peer's figures add nothing but time).
+  const peerWhy = args.includes('--no-peer') ? 'skipped by --no-peer' : peerMissing()
   if (peerWhy) console.log(`\n!!! PEER SKIPPED: ${peerWhy}: no dnsmasq/nginx figures and no ratios in this run !!!\n`)
   console.log(`${n} machines, ${rounds} rounds, ${concurrency} at once, kernel/initramfs by ${head ? 'HEAD' : 'GET'}; load average before: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} CPUs)`)
   const settings = rackbootSettings('<round dir>', '<assets>', n)

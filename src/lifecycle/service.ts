@@ -166,26 +166,56 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   }
 }
 
+/** Events written in one transaction at most. */
+const TIMELINE_BATCH = 200
+
 /**
  * Persists every bus event on the timeline (the events table), keeping at most `limit` per machine.
- * Writes are queued so the bus stays synchronous and cheap for the protocol servers.
+ * Writes are queued so the bus stays synchronous and cheap for the protocol servers. The events queued while the
+ * previous ones were written go together, in publish order, in one transaction: one commit for the lot instead of one
+ * each (a boot storm publishes several per request).
  */
 export function attachTimeline(deps: { inventory: Inventory; bus: EventBus; log: Logger; limit?: number }): { flush(): Promise<void>; detach(): void } {
   const limit = deps.limit ?? 500
   let chain: Promise<void> = Promise.resolve()
+  const queue: RackbootEvent[] = []
   const appended = new Map<string, number>()
-  const detach = deps.bus.subscribe((event) => {
-    chain = chain
-      .then(async () => {
-        await deps.inventory.events.append({ machineId: event.machineId, type: event.type, at: event.at, message: event.message, data: event.data })
-        if (event.machineId) {
-          const n = (appended.get(event.machineId) ?? 0) + 1
-          appended.set(event.machineId, n)
-          // Trim now and then, not on every write.
-          if (n % 50 === 0) await deps.inventory.events.trim(event.machineId, limit)
-        }
+  const row = (event: RackbootEvent) => ({ machineId: event.machineId, type: event.type, at: event.at, message: event.message, data: event.data })
+  async function write(batch: RackbootEvent[]): Promise<void> {
+    let results: PromiseSettledResult<unknown>[]
+    try {
+      await deps.inventory.transaction(async (tx) => {
+        for (const event of batch) await tx.events.append(row(event))
       })
-      .catch((err) => deps.log.error({ err, type: event.type }, 'cannot record timeline event'))
+      results = batch.map(() => ({ status: 'fulfilled', value: null }))
+    } catch {
+      // One event that cannot be stored must not cost the others theirs: each on its own.
+      results = []
+      for (const event of batch) results.push(await deps.inventory.events.append(row(event)).then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })))
+    }
+    const trims = new Set<string>()
+    results.forEach((r, i) => {
+      const event = batch[i]!
+      if (r.status === 'rejected') {
+        deps.log.error({ err: r.reason, type: event.type }, 'cannot record timeline event')
+        return
+      }
+      if (!event.machineId) return
+      const n = (appended.get(event.machineId) ?? 0) + 1
+      appended.set(event.machineId, n)
+      // Trim now and then, not on every write.
+      if (n % 50 === 0) trims.add(event.machineId)
+    })
+    for (const id of trims) await deps.inventory.events.trim(id, limit).catch((err) => deps.log.error({ err, machineId: id }, 'cannot trim a timeline'))
+  }
+  // A bounded batch: its transaction holds the connection, and every other query waits meanwhile.
+  async function drain(): Promise<void> {
+    while (queue.length > 0) await write(queue.splice(0, TIMELINE_BATCH))
+  }
+  const detach = deps.bus.subscribe((event) => {
+    queue.push(event)
+    if (queue.length > 1) return
+    chain = chain.then(drain).catch((err) => deps.log.error({ err }, 'cannot record timeline events'))
   })
   return { flush: () => chain, detach }
 }

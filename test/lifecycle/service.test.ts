@@ -88,3 +88,32 @@ eachBackend('the timeline keeps every event in order and trims per machine', asy
   const seqs = events.map((e) => e.seq)
   assert.deepEqual([...seqs].sort((a, b) => a - b), seqs)
 })
+
+test('the timeline writes the events of a turn in one transaction; one it cannot store costs the others nothing', async (t) => {
+  const backend = backends.find((b) => b.name === 'sqlite')!
+  const real = await backend.open()
+  t.after(() => real.close())
+  let transactions = 0
+  // An event the database refuses (a stand-in for a row that fails a constraint), inside and outside transactions.
+  const refusing = (events: typeof real.events): typeof real.events => ({ ...events, append: (e) => (e.message === 'bad' ? Promise.reject(new Error('refused')) : events.append(e)) })
+  const inventory = {
+    ...real,
+    events: refusing(real.events),
+    transaction: ((fn) => {
+      transactions++
+      return real.transaction((tx) => fn({ ...tx, events: refusing(tx.events) }))
+    }) as typeof real.transaction,
+  }
+  const bus = createEventBus()
+  const timeline = attachTimeline({ inventory, bus, log: silentLogger() })
+  const publish = (message: string) => bus.publish({ type: 'boot.dhcp', machineId: null, at: 1, message, data: {} })
+  for (let i = 0; i < 30; i++) publish(`e${i}`)
+  await timeline.flush()
+  assert.equal(transactions, 1, '30 events of one turn were not written together')
+  publish('a')
+  publish('bad')
+  publish('b')
+  await timeline.flush()
+  const messages = (await real.events.list({})).map((e) => e.message)
+  assert.deepEqual(messages, [...Array.from({ length: 30 }, (_, i) => `e${i}`), 'a', 'b'])
+})

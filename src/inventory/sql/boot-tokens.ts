@@ -4,6 +4,7 @@ import type { BootTokenRepository } from '../repositories.js'
 import type { BootToken, BootTokenPurpose, BootTokenRefusal, MachineState } from '../types.js'
 import { dialectOf } from './dialect.js'
 import type { BootTokensTable, Database } from './schema.js'
+import { precompile } from './precompiled.js'
 
 function hash(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex')
@@ -38,9 +39,22 @@ function judge(row: Selectable<BootTokensTable> | undefined, purpose: BootTokenP
 
 export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
   const postgres = dialectOf(db) === 'postgres'
-  async function load(secret: string) {
+  // The statements every boot runs, compiled once (precompiled.ts).
+  const byHash = precompile(db, ['hash'] as const, (v) => db.selectFrom('boot_tokens').selectAll().where('hash', '=', v.hash as string))
+  const revokeOthers = precompile(db, ['now', 'machineId', 'purpose'] as const, (v) => db.updateTable('boot_tokens').set({ revoked_at: v.now as number })
+    .where('machine_id', '=', v.machineId as string).where('purpose', '=', v.purpose as string).where('revoked_at', 'is', null))
+  const insert = precompile(db, ['hash', 'machineId', 'purpose', 'clientIp', 'now', 'expiresAt', 'machineState'] as const, (v) => db.insertInto('boot_tokens').values({
+    hash: v.hash as string, machine_id: v.machineId as string, purpose: v.purpose as string, client_ip: v.clientIp as string | null, issued_at: v.now as number,
+    expires_at: v.expiresAt as number, used_at: null, machine_state: v.machineState as string | null, fetch_ip: null, uses: 0, revoked_at: null,
+  }))
+  const take = precompile(db, ['clientIp', 'now', 'hash', 'purpose', 'maxUses'] as const, (v) => db.updateTable('boot_tokens')
+    .set((eb) => ({ uses: eb('uses', '+', 1), fetch_ip: eb.fn.coalesce('fetch_ip', eb.val(v.clientIp as string)), used_at: eb.fn.coalesce('used_at', eb.val(v.now as number)) }))
+    .where('hash', '=', v.hash as string).where('purpose', '=', v.purpose as string).where('revoked_at', 'is', null).where('expires_at', '>', v.now as number).where('uses', '<', v.maxUses as number)
+    .where((eb) => eb.or([eb('fetch_ip', 'is', null), eb('fetch_ip', '=', v.clientIp as string)]))
+    .returningAll())
+  async function load(secret: string): Promise<Selectable<BootTokensTable> | undefined> {
     if (!SHAPE.test(secret)) return undefined
-    return db.selectFrom('boot_tokens').selectAll().where('hash', '=', hash(secret)).executeTakeFirst()
+    return (await byHash({ hash: hash(secret) })).rows[0]
   }
   async function revoke(machineId: string, purpose: BootTokenPurpose | null, now: number): Promise<number> {
     let q = db.updateTable('boot_tokens').set({ revoked_at: now }).where('machine_id', '=', machineId).where('revoked_at', 'is', null)
@@ -57,12 +71,10 @@ export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
         // what was there before either inserted: both tokens would stay good. Locking the machine's row first makes
         // the second wait for the first to commit, and then void its token.
         if (postgres) await tx.selectFrom('machines').select('id').where('id', '=', input.machineId).forUpdate().execute()
-        await tx.updateTable('boot_tokens').set({ revoked_at: now })
-          .where('machine_id', '=', input.machineId).where('purpose', '=', input.purpose).where('revoked_at', 'is', null).execute()
-        await tx.insertInto('boot_tokens').values({
-          hash: hash(secret), machine_id: input.machineId, purpose: input.purpose, client_ip: input.clientIp, issued_at: now,
-          expires_at: now + input.ttlMs, used_at: null, machine_state: input.machineState ?? null, fetch_ip: null, uses: 0, revoked_at: null,
-        }).execute()
+        await revokeOthers({ now, machineId: input.machineId, purpose: input.purpose }, tx)
+        await insert({
+          hash: hash(secret), machineId: input.machineId, purpose: input.purpose, clientIp: input.clientIp, now, expiresAt: now + input.ttlMs, machineState: input.machineState ?? null,
+        }, tx)
       })
       return secret
     },
@@ -78,14 +90,9 @@ export function createSqlBootTokens(db: Kysely<Database>): BootTokenRepository {
       const key = hash(secret)
       // One conditional UPDATE decides, so two fetches racing from two addresses cannot both bind the token. It
       // returns the row it changed: the usual fetch costs this one statement; only a refusal reads the row for why.
-      const taken = await db.updateTable('boot_tokens')
-        .set((eb) => ({ uses: eb('uses', '+', 1), fetch_ip: eb.fn.coalesce('fetch_ip', eb.val(clientIp)), used_at: eb.fn.coalesce('used_at', eb.val(now)) }))
-        .where('hash', '=', key).where('purpose', '=', purpose).where('revoked_at', 'is', null).where('expires_at', '>', now).where('uses', '<', maxUses)
-        .where((eb) => eb.or([eb('fetch_ip', 'is', null), eb('fetch_ip', '=', clientIp)]))
-        .returningAll()
-        .executeTakeFirst()
+      const taken = (await take({ clientIp, now, hash: key, purpose, maxUses })).rows[0]
       if (taken) return { ok: true, token: toToken(taken) }
-      const row = await db.selectFrom('boot_tokens').selectAll().where('hash', '=', key).executeTakeFirst()
+      const row = (await byHash({ hash: key })).rows[0]
       const c = judge(row, purpose, now)
       if (!c.ok) return c
       const token = c.token

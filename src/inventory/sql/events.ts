@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely'
 import type { EventRepository } from '../repositories.js'
 import { dialectOf } from './dialect.js'
 import { parseJson } from './json.js'
+import { precompile } from './precompiled.js'
 import type { Database } from './schema.js'
 
 /**
@@ -11,6 +12,10 @@ const EVENT_APPEND_LOCK = 0x72623a6576656e74n
 
 export function createSqlEvents(db: Kysely<Database>): EventRepository {
   const postgres = dialectOf(db) === 'postgres'
+  const insert = precompile(db, ['machineId', 'type', 'at', 'message', 'data'] as const, (v) => db
+    .insertInto('events')
+    .values({ machine_id: v.machineId as string | null, type: v.type as string, at: v.at as number, message: v.message as string, data: v.data as string })
+    .returning('seq'))
   return {
     async append(event) {
       if (postgres) {
@@ -25,12 +30,8 @@ export function createSqlEvents(db: Kysely<Database>): EventRepository {
           returning seq`.execute(db)
         return { ...event, seq: Number(r.rows[0]!.seq) }
       }
-      const row = await db
-        .insertInto('events')
-        .values({ machine_id: event.machineId, type: event.type, at: event.at, message: event.message, data: JSON.stringify(event.data) })
-        .returning('seq')
-        .executeTakeFirstOrThrow()
-      return { ...event, seq: Number(row.seq) }
+      const { rows } = await insert({ machineId: event.machineId, type: event.type, at: event.at, message: event.message, data: JSON.stringify(event.data) })
+      return { ...event, seq: Number(rows[0]!.seq) }
     },
     async list(filter = {}) {
       let q = db.selectFrom('events').selectAll()
