@@ -62,19 +62,23 @@ function ia(r: Dhcp6Result): { addrs: { address: string; valid: number }[]; stat
   }
 }
 
-const solicit = (duid: Buffer, hint?: string) => direct(clientMessage(MessageType6.Solicit, { duid, ias: [{ iaid: 1, ...(hint ? { addresses: [hint] } : {}) }] }))
-const request = (duid: Buffer, serverId: Buffer, address: string) => direct(clientMessage(MessageType6.Request, { duid, serverId, ias: [{ iaid: 1, addresses: [address] }] }))
-
-test('two DHCPv6 servers on one PostgreSQL: an address advertised or bound by one is never given to another client by the other', async (t) => {
-  if (await skipped(t, postgres)) return
+/** Two servers, each on its own connection to one database (two instances). */
+async function twoServers(t: { after(fn: () => unknown): void }) {
   const inv1 = await postgres.open()
   const inv2 = await postgres.open({ url: inv1.url! })
   t.after(async () => {
     await inv2.close()
     await inv1.close()
   })
-  const a = server(inv1)
-  const b = server(inv2)
+  return { inv1, inv2, a: server(inv1), b: server(inv2) }
+}
+
+const solicit = (duid: Buffer, hint?: string) => direct(clientMessage(MessageType6.Solicit, { duid, ias: [{ iaid: 1, ...(hint ? { addresses: [hint] } : {}) }] }))
+const request = (duid: Buffer, serverId: Buffer, address: string) => direct(clientMessage(MessageType6.Request, { duid, serverId, ias: [{ iaid: 1, addresses: [address] }] }))
+
+test('two DHCPv6 servers on one PostgreSQL: an address advertised or bound by one is never given to another client by the other', async (t) => {
+  if (await skipped(t, postgres)) return
+  const { inv1, inv2, a, b } = await twoServers(t)
 
   // Client 1 is advertised an address by A; client 2 asks B for that very address: B claims, is refused, moves on.
   const x = ia(await a.handle(solicit(client(1)))).addrs[0]!.address
@@ -100,14 +104,7 @@ test('two DHCPv6 servers on one PostgreSQL: an address advertised or bound by on
 
 test('a binding one DHCPv6 server granted is renewed, rebound and solicited again at the other', async (t) => {
   if (await skipped(t, postgres)) return
-  const inv1 = await postgres.open()
-  const inv2 = await postgres.open({ url: inv1.url! })
-  t.after(async () => {
-    await inv2.close()
-    await inv1.close()
-  })
-  const a = server(inv1)
-  const b = server(inv2)
+  const { inv2, a, b } = await twoServers(t)
   const me = client(3)
   const x = ia(await a.handle(solicit(me))).addrs[0]!.address
   assert.equal(ia(await a.handle(request(me, a.duid, x))).addrs[0]!.address, x)
