@@ -478,8 +478,12 @@ function isConflict(err: unknown): boolean {
  * The base Talos config of an allocated machine whose profile has no baseConfig: generated from its cluster's
  * secrets for its role. Null when the machine is not allocated to a cluster.
  */
-export async function baseConfigFor(inventory: Inventory, machine: Machine, profile: Profile): Promise<{ config: RenderedConfig; cluster: string; role: MachineRole } | null> {
-  const allocation = await inventory.allocations.current(machine.id)
+export async function baseConfigFor(
+  inventory: Inventory, machine: Machine, profile: Profile,
+  /** The machine's current allocation when the caller has it already (null: none); absent, it is read here. */
+  current?: MachineAllocation | null,
+): Promise<{ config: RenderedConfig; cluster: string; role: MachineRole } | null> {
+  const allocation = current === undefined ? await inventory.allocations.current(machine.id) : current
   if (!allocation?.cluster) return null
   const cluster = await inventory.clusters.get(allocation.cluster)
   const secrets = cluster ? await inventory.clusters.secrets(cluster.name) : null

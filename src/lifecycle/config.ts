@@ -88,7 +88,7 @@ export function createConfigService(deps: ConfigServiceDeps): ConfigService {
       let base: string | Awaited<ReturnType<typeof baseConfigFor>> = profile.baseConfig
       if (!base) {
         try {
-          base = await baseConfigFor(inventory, machine, profile)
+          base = await baseConfigFor(inventory, machine, profile, allocation)
         } catch (err) {
           return fail(`cannot generate the cluster's base config: ${(err as Error).message}`)
         }
