@@ -9,8 +9,8 @@
 // DHCPv6 REPLY comes at once: its DHCPv4 attempt has no server to answer on this segment.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { DEFAULT_MARKERS, ipv6LabSettings, skipUnlessVm, type Vm } from './support/index.js'
-import { allocateForInstall, startRackboot, type Rackboot } from './support/rackboot.js'
+import { DEFAULT_MARKERS, skipUnlessVm } from './support/index.js'
+import { assertIpv6Discovery, installOverIpv6, startIpv6Rackboot, waitOrExplain } from './support/ipv6.js'
 
 /** Where the firmware's PXEv6 phases are on the serial console (ms after QEMU start in the diagnostics). */
 const PXE6_MARKERS: Record<string, RegExp> = {
@@ -23,26 +23,9 @@ const PXE6_MARKERS: Record<string, RegExp> = {
 /** Per boot: 155-280 s measured under TCG at load 10-25 on 2 cores (the firmware alone ~50 s to the NBP). */
 const HARD_TIMEOUT = 420_000
 
-async function waitOrExplain(vm: Vm, rb: Rackboot, re: RegExp): Promise<void> {
-  try {
-    await vm.waitFor(re, HARD_TIMEOUT)
-  } catch (err) {
-    const tail = rb.log().split('\n').filter((l) => /dhcp6|tftp|agent|security|refus|"level":[45]0/.test(l)).slice(-30).join('\n')
-    ;(err as Error).message += `\n--- serial tail ---\n${vm.serial.tail(30)}\n--- rackboot log ---\n${tail}`
-    throw err
-  }
-}
-
 test('IPv6-only: OVMF PXEv6 -> DHCPv6 tftp:// URL -> ipxe.efi over TFTP/IPv6 -> iPXE -> agent -> discovered; allocated -> Talos stand-in fetches its config', { timeout: 3 * HARD_TIMEOUT }, async (t) => {
   if (await skipUnlessVm(t, { mode: 'uefi-pxe6', agent: true, fakeTalos: true, programs: ['radvd', 'curl'] })) return
-  let prefix = ''
-  const rb = await startRackboot(t, {
-    settings: async (lab) => {
-      const s = await ipv6LabSettings(lab)
-      prefix = s.prefix
-      return s.settings
-    },
-  })
+  const { rb, prefix } = await startIpv6Rackboot(t)
   const mac = '52:54:00:1a:b0:67'
   const serial = 'LAB-SERIAL-PXE6'
   const smbios = { uuid: '8c3f5a7e-1b2d-4c6e-9f01-23456789ab67', serial, manufacturer: 'LAB', product: 'test' }
@@ -51,36 +34,19 @@ test('IPv6-only: OVMF PXEv6 -> DHCPv6 tftp:// URL -> ipxe.efi over TFTP/IPv6 -> 
 
   // 1. Discovery: firmware PXE over IPv6, then iPXE, then the agent.
   const vm1 = await rb.lab.startVm({ mode: 'uefi-pxe6', mac, smbios, disks, hardTimeoutMs: HARD_TIMEOUT, name: 'pxe6-discover' })
-  await waitOrExplain(vm1, rb, /rackboot-agent: report sent/)
+  await waitOrExplain(vm1, rb, /rackboot-agent: report sent/, HARD_TIMEOUT)
   await vm1.waitForExit(60_000).catch(() => vm1.stop())
   assert.ok(vm1.serial.find(/Start PXE over IPv6/), 'OVMF took its PXEv6 path')
   assert.ok(!vm1.serial.find(/Start (PXE|HTTP Boot) over IPv4/), 'no IPv4 attempt first')
-  const m = await rb.machine(mac)
-  assert.ok(m, 'the machine is in the inventory')
-  assert.equal(m.state, 'discovered')
-  assert.equal(m.serial, serial)
-  let events = await rb.events(m.id)
-  const dhcp6 = events.filter((e) => e.type === 'boot.dhcp' && e.data.protocol === 'dhcp6')
-  const tftpUrl = new RegExp(`^tftp://\\[${prefix}::1\\]/ipxe\\.efi$`)
-  assert.ok(dhcp6.some((e) => e.data.ipxe === false && tftpUrl.test(String(e.data.bootFile))), `the firmware was given ipxe.efi by tftp:// URL: ${JSON.stringify(dhcp6.map((e) => e.message))}`)
-  assert.ok(dhcp6.some((e) => e.data.ipxe === true && e.data.reply === 'reply'), 'iPXE got its own DHCPv6 binding')
-  assert.ok(!events.some((e) => e.type === 'boot.dhcp' && e.data.protocol !== 'dhcp6'), 'no DHCPv4 at all')
+  const { id, events } = await assertIpv6Discovery(rb, { mac, serial, prefix, vm: vm1, loaderUrl: new RegExp(`^tftp://\\[${prefix}::1\\]/ipxe\\.efi$`) })
   const tftp = events.filter((e) => e.type === 'boot.tftp' && e.data.ok === true && e.data.file === 'ipxe.efi')
   assert.ok(tftp.length >= 1 && tftp.every((e) => v6.test(String(e.data.client))), `ipxe.efi over TFTP/IPv6: ${JSON.stringify(events.filter((e) => e.type === 'boot.tftp').map((e) => e.message))}`)
-  const assets = events.filter((e) => e.type === 'boot.asset' && e.at >= vm1.startedAt)
-  assert.ok(assets.length >= 2 && assets.every((e) => v6.test(String(e.data.clientIp))), `kernel and initramfs over IPv6: ${JSON.stringify(assets.map((e) => e.data.clientIp))}`)
   const report = events.find((e) => e.type === 'boot.agent' && e.at >= vm1.startedAt)
   t.diagnostic(`pxe6 discovery: ${JSON.stringify(vm1.timeline(PXE6_MARKERS))}`)
 
   // 2. Accepted and allocated: the same firmware path, then the stand-in fetches its config over IPv6.
-  await allocateForInstall(rb, { mac, serial, profile: 'w-pxe6', arch: 'amd64', kernelArgs: ['console=ttyS0,115200'], endpoint: 'https://[2001:db8::10]:6443' })
-  const vm2 = await rb.lab.startVm({ mode: 'uefi-pxe6', mac, smbios, disks, hardTimeoutMs: HARD_TIMEOUT, name: 'pxe6-install' })
-  await waitOrExplain(vm2, rb, /fake-talos: config fetched/)
-  await vm2.waitForExit(60_000).catch(() => vm2.stop())
+  const { vm: vm2, configSeconds } = await installOverIpv6(rb, { id, mac, serial, smbios, disks, mode: 'uefi-pxe6', name: 'pxe6', timeoutMs: HARD_TIMEOUT })
   assert.ok(vm2.serial.find(/Start PXE over IPv6/), 'OVMF took its PXEv6 path again')
   t.diagnostic(`pxe6 install: ${JSON.stringify(vm2.timeline(PXE6_MARKERS))}`)
-  events = await rb.events(m.id)
-  const served = events.filter((e) => e.type === 'boot.config' && e.data.status === 200 && e.at >= vm2.startedAt)
-  assert.equal(served.length, 1, JSON.stringify(events.filter((e) => e.type === 'boot.config').map((e) => e.message)))
-  t.diagnostic(`pxe6: report ${report ? (report.at - vm1.startedAt) / 1000 : '?'} s, config ${(served[0]!.at - vm2.startedAt) / 1000} s after QEMU start`)
+  t.diagnostic(`pxe6: report ${report ? (report.at - vm1.startedAt) / 1000 : '?'} s, config ${configSeconds} s after QEMU start`)
 })
