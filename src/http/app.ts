@@ -90,6 +90,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     http: timeouts,
   })
   trackPendingSchemas(app, lazy)
+  // A second after listening (the start is done), the rest compile in the background, one per turn of the loop, so a
+  // CLI's or a UI's first request to a route does not pay for it.
+  let warming: { stop(): void } | null = null
+  let soon: NodeJS.Timeout | null = null
+  app.addHook('onListen', async () => {
+    soon = setTimeout(() => (warming = lazy.pending.compileInBackground()), 1_000).unref()
+  })
+  app.addHook('onClose', async () => {
+    if (soon) clearTimeout(soon)
+    warming?.stop()
+  })
   limitConnections(app.server, { limits, registry: deps.registry, log: app.log as unknown as Logger })
   resetOnPeerEof(app.server)
   registerCanonicalHeaders(app)

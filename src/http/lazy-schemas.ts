@@ -19,6 +19,12 @@ export interface PendingSchemas {
   readonly size: number
   /** Compiles them all now; the first error is thrown (as fastify would have thrown it at start-up). */
   compileAll(): void
+  /**
+   * Compiles them one at a time, each in its own turn of the event loop, until none is left or `stop()`: the first
+   * request to a route then finds its schemas ready, and a boot request waits behind one compile (a few ms) at most.
+   * A compile that fails stays pending for its route's request to fail on (500), as it would have.
+   */
+  compileInBackground(): { stop(): void }
 }
 
 // fastify's own default compilers, resolved from fastify (they are its dependencies, not ours) and loaded when a
@@ -79,6 +85,23 @@ export function lazySchemaController(): { schemaController: SchemaController; pe
       compileAll() {
         for (const get of [...waiting]) get()
       },
+      compileInBackground() {
+        let stopped = false
+        const failed = new Set<() => unknown>()
+        const next = (): void => {
+          if (stopped) return
+          const get = [...waiting].find((g) => !failed.has(g))
+          if (!get) return
+          try {
+            get()
+          } catch {
+            failed.add(get)
+          }
+          setImmediate(next)
+        }
+        setImmediate(next)
+        return { stop: () => void (stopped = true) }
+      },
     },
   }
 }
@@ -101,7 +124,7 @@ function trackingOf(app: FastifyInstance): { waiting: Set<() => unknown>; pendin
 
 /** The app's schema compiles still waiting for their first use (after `ready()`; none for an app built elsewhere). */
 export function pendingSchemas(app: FastifyInstance): PendingSchemas {
-  return trackingOf(app)?.pending ?? { size: 0, compileAll: () => undefined }
+  return trackingOf(app)?.pending ?? { size: 0, compileAll: () => undefined, compileInBackground: () => ({ stop: () => undefined }) }
 }
 
 /** A plugin's own validator or serializer compiler (setValidatorCompiler), made lazy the same way. */

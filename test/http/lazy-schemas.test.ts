@@ -68,3 +68,34 @@ test('a broken schema still fails: at its first use, and in compileAll', async (
   assert.equal((await app.inject({ url: '/broken' })).statusCode, 500)
   assert.throws(() => pendingSchemas(app).compileAll())
 })
+
+test('in the background the pending schemas compile one per turn of the event loop, skipping a broken one, until stopped', async (t) => {
+  const s = await apiSetup({ boot: true })
+  t.after(() => s.close())
+  await s.app.ready()
+  const pending = pendingSchemas(s.app)
+  const atReady = pending.size
+  const warming = pending.compileInBackground()
+  await new Promise((r) => setImmediate(r))
+  await new Promise((r) => setImmediate(r))
+  assert.ok(pending.size > 0 && pending.size < atReady, `a few per turn, not all at once (${atReady} → ${pending.size})`)
+  for (let i = 0; i < 5_000 && pending.size > 0; i++) await new Promise((r) => setImmediate(r))
+  assert.equal(pending.size, 0, 'all compiled in the background')
+
+  const lazy = lazySchemaController()
+  const app = Fastify({ schemaController: lazy.schemaController })
+  trackPendingSchemas(app, lazy)
+  t.after(() => app.close())
+  app.get('/broken', { schema: { querystring: { type: 'object', properties: { n: { type: 'nonsense' } } } } }, async () => 'x')
+  app.get('/fine', { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } } }, async () => ({ ok: true }))
+  await app.ready()
+  const before = pendingSchemas(app).size
+  const stop = pendingSchemas(app).compileInBackground()
+  for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r))
+  const left = pendingSchemas(app).size
+  assert.equal(before - left, 2, "/fine's two compiled (its serializer and its default validator)")
+  assert.ok(left > 0, 'the broken ones stay pending for their route to fail on')
+  stop.stop()
+  warming.stop()
+  assert.equal((await app.inject({ url: '/broken' })).statusCode, 500)
+})
