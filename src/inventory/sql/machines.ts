@@ -57,17 +57,10 @@ export function createSqlMachines(db: Kysely<Database>): MachineRepository {
     return rows.map((r) => machineFromRow(r, nicsBy.get(r.id) ?? [], hwBy.get(r.id) ?? null))
   }
 
-  const dialect = dialectOf(db)
-  /**
-   * Machines where `where` holds (at most `limit`), each with its hardware and NICs in the same statement: a boot's
-   * look-up by MAC is one round trip, not four (NIC, machine, NICs, hardware).
-   */
-  async function read(where: (q: any) => any, limit: number): Promise<Machine[]> {
-    const q = (db as unknown as Kysely<any>).selectFrom('machines').leftJoin('hardware', 'hardware.machine_id', 'machines.id')
-      .selectAll('machines').select(['hardware.facts', 'hardware.reported_at', nicsColumn(dialect).as('nics')])
-    return ((await where(q).limit(limit).execute()) as ScanRow[]).map(scannedMachine)
+  async function one(rows: Selectable<MachinesTable>[]): Promise<Machine | null> {
+    const [m] = await hydrate(rows.slice(0, 1))
+    return m ?? null
   }
-  const first = async (where: (q: any) => any): Promise<Machine | null> => (await read(where, 1))[0] ?? null
 
   async function writeNics(db: Kysely<Database>, id: string, nics: Nic[]): Promise<void> {
     await db.deleteFrom('nics').where('machine_id', '=', id).execute()
@@ -129,21 +122,22 @@ export function createSqlMachines(db: Kysely<Database>): MachineRepository {
 
   return {
     async get(id) {
-      return first((q) => q.where('machines.id', '=', id))
+      return one(await db.selectFrom('machines').selectAll().where('id', '=', id).execute())
     },
     async byName(name) {
-      return first((q) => q.where('machines.name', '=', name))
+      return one(await db.selectFrom('machines').selectAll().where('name', '=', name).execute())
     },
     async byMac(mac) {
-      return first((q) => q.where('machines.id', '=', (eb: any) => eb.selectFrom('nics').select('nics.machine_id').where('nics.mac', '=', normalizeMac(mac))))
+      const nic = await db.selectFrom('nics').select('machine_id').where('mac', '=', normalizeMac(mac)).executeTakeFirst()
+      return nic ? this.get(nic.machine_id) : null
     },
     async byUuid(uuid) {
-      return first((q) => q.where('machines.uuid', '=', normalizeUuid(uuid)))
+      return one(await db.selectFrom('machines').selectAll().where('uuid', '=', normalizeUuid(uuid)).execute())
     },
     async bySerial(serial) {
       // Serials are not unique in the wild ("To Be Filled By O.E.M."): only a single match counts.
-      const rows = await read((q) => q.where('machines.serial', '=', serial), 2)
-      return rows.length === 1 ? rows[0]! : null
+      const rows = await db.selectFrom('machines').selectAll().where('serial', '=', serial).limit(2).execute()
+      return rows.length === 1 ? one(rows) : null
     },
     async list(filter = {}) {
       const limit = Math.min(Math.max(filter.limit ?? 100, 1), MAX_PAGE)
