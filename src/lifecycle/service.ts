@@ -184,7 +184,9 @@ export function attachTimeline(deps: { inventory: Inventory; bus: EventBus; log:
   async function write(batch: RackbootEvent[]): Promise<void> {
     let results: PromiseSettledResult<unknown>[]
     try {
-      await deps.inventory.transaction(async (tx) => {
+      // One event goes alone: a transaction (its repositories, BEGIN, COMMIT) costs more than the autocommit it saves.
+      if (batch.length === 1) await deps.inventory.events.append(row(batch[0]!))
+      else await deps.inventory.transaction(async (tx) => {
         for (const event of batch) await tx.events.append(row(event))
       })
       results = batch.map(() => ({ status: 'fulfilled', value: null }))
