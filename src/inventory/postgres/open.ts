@@ -16,7 +16,7 @@ import { createTrigramSampler, type TrigramSampler } from '../sql/search-plan.js
 import { isUnavailable, redactUrl, waitForPostgres } from './connect.js'
 import { createEventWatcher } from './listen.js'
 import { watchDefinitions, type DefinitionsWatch } from './definitions-cache.js'
-import { cachingClasses, cachingProfiles, countingWrites } from '../sqlite/definitions-cache.js'
+import { withDefinitionCaches } from '../sqlite/definitions-cache.js'
 
 // The inventory on PostgreSQL: the same repositories as SQLite (sql/), over a connection pool several rackboot
 // instances share a database through. What SQLite gets from its single connection, PostgreSQL gets here:
@@ -159,15 +159,7 @@ function rowLocks(trx: Kysely<Database>, mode: LockMode): { locks: RowLocks; mod
 
 function repositories(db: Kysely<Database>, box: SecretBox, sampler: TrigramSampler, definitions: DefinitionsWatch, tx: Inventory['transaction'], close: () => Promise<void>, locks?: { locks: RowLocks; mode: LockMode }): Inventory {
   const inventory = sqlRepositories(db, box, { leases: createSqlLeases(db, null), transaction: tx, close, trigramSampler: sampler, ...(locks ? { rowLocks: locks } : {}) })
-  // A transaction reads its own writes (no cache there), and its writes void the cache outside.
-  if (db.isTransaction) {
-    inventory.classes = countingWrites(inventory.classes, definitions.classes)
-    inventory.profiles = countingWrites(inventory.profiles, definitions.profiles)
-  } else {
-    inventory.classes = cachingClasses(inventory.classes, definitions.classes)
-    inventory.profiles = cachingProfiles(inventory.profiles, definitions.profiles)
-  }
-  return inventory
+  return withDefinitionCaches(inventory, definitions, db.isTransaction)
 }
 
 export async function openPostgresInventory(options: PostgresInventoryOptions): Promise<PostgresInventory> {

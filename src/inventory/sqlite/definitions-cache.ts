@@ -1,5 +1,5 @@
 import type SQLite from 'better-sqlite3'
-import type { ClassRepository, ProfileRepository } from '../repositories.js'
+import type { ClassRepository, Inventory, ProfileRepository } from '../repositories.js'
 import type { MachineClass, Profile } from '../types.js'
 
 // Every config fetch and boot decision lists the classes (lifecycle/profiles.ts) and reads a profile; both change a
@@ -106,4 +106,19 @@ export function cachingProfiles(profiles: ProfileRepository, version: Definition
       return profile
     },
   }
+}
+
+/**
+ * The classes and profiles of a backend's repositories, cached outside a transaction; inside one (which reads its own
+ * writes) not cached, but its writes move the versions, so the cache outside is void. Both backends wire it so.
+ */
+export function withDefinitionCaches(inventory: Inventory, versions: { classes: DefinitionVersion; profiles: DefinitionVersion }, inTransaction: boolean): Inventory {
+  if (inTransaction) {
+    inventory.classes = countingWrites(inventory.classes, versions.classes)
+    inventory.profiles = countingWrites(inventory.profiles, versions.profiles)
+  } else {
+    inventory.classes = cachingClasses(inventory.classes, versions.classes)
+    inventory.profiles = cachingProfiles(inventory.profiles, versions.profiles)
+  }
+  return inventory
 }

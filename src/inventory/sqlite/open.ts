@@ -13,7 +13,7 @@ import type { Database } from '../sql/schema.js'
 import { startCheckpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js'
 import { BusyRetryingSqliteDialect, BusyRetryingSqliteDriver, DEFAULT_BUSY_TIMEOUT_MS, retryWhileBusy, SYNC_BUSY_MS, type BusyGate, type BusyStats } from './driver.js'
 import { openCheckedSecretBox } from '../sql/secret-key.js'
-import { cachingClasses, cachingProfiles, countingWrites, definitionVersions, type DefinitionVersions } from './definitions-cache.js'
+import { definitionVersions, withDefinitionCaches, type DefinitionVersions } from './definitions-cache.js'
 import { randomBytes } from 'node:crypto'
 
 export interface SqliteInventoryOptions {
@@ -86,15 +86,7 @@ function retryingLeases(leases: SqlLeaseRepository, busy: BusyContext): SqlLease
 function repositories(db: Kysely<Database>, raw: RawLeaseWrites, box: SecretBox, tx: Inventory['transaction'], close: () => Promise<void>, busy: BusyContext, versions: DefinitionVersions): Inventory {
   const leases = createSqlLeases(db, raw)
   const inventory = sqlRepositories(db, box, { leases: raw.inTransaction ? leases : retryingLeases(leases, busy), transaction: tx, close })
-  // A transaction reads its own writes (no cache there), and its writes void the cache outside.
-  if (raw.inTransaction) {
-    inventory.classes = countingWrites(inventory.classes, versions.classes)
-    inventory.profiles = countingWrites(inventory.profiles, versions.profiles)
-  } else {
-    inventory.classes = cachingClasses(inventory.classes, versions.classes)
-    inventory.profiles = cachingProfiles(inventory.profiles, versions.profiles)
-  }
-  return inventory
+  return withDefinitionCaches(inventory, versions, raw.inTransaction)
 }
 
 export { migrateDatabase as migrate } from '../sql/migrate.js'
