@@ -181,19 +181,23 @@ export function attachTimeline(deps: { inventory: Inventory; bus: EventBus; log:
   const queue: RackbootEvent[] = []
   const appended = new Map<string, number>()
   const row = (event: RackbootEvent) => ({ machineId: event.machineId, type: event.type, at: event.at, message: event.message, data: event.data })
+  const alone = (event: RackbootEvent): Promise<PromiseSettledResult<unknown>> =>
+    deps.inventory.events.append(row(event)).then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason }))
   async function write(batch: RackbootEvent[]): Promise<void> {
     let results: PromiseSettledResult<unknown>[]
-    try {
-      // One event goes alone: a transaction (its repositories, BEGIN, COMMIT) costs more than the autocommit it saves.
-      if (batch.length === 1) await deps.inventory.events.append(row(batch[0]!))
-      else await deps.inventory.transaction(async (tx) => {
-        for (const event of batch) await tx.events.append(row(event))
-      })
-      results = batch.map(() => ({ status: 'fulfilled', value: null }))
-    } catch {
-      // One event that cannot be stored must not cost the others theirs: each on its own.
-      results = []
-      for (const event of batch) results.push(await deps.inventory.events.append(row(event)).then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })))
+    // One event goes alone: a transaction (its repositories, BEGIN, COMMIT) costs more than the autocommit it saves.
+    if (batch.length === 1) results = [await alone(batch[0]!)]
+    else {
+      try {
+        await deps.inventory.transaction(async (tx) => {
+          for (const event of batch) await tx.events.append(row(event))
+        })
+        results = batch.map(() => ({ status: 'fulfilled', value: null }))
+      } catch {
+        // One event that cannot be stored must not cost the others theirs: each on its own.
+        results = []
+        for (const event of batch) results.push(await alone(event))
+      }
     }
     const trims = new Set<string>()
     results.forEach((r, i) => {
