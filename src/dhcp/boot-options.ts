@@ -1,7 +1,7 @@
 // Shared by both modes: asking the lifecycle for per-machine advice (bounded in time, failures counted), and turning
 // a boot choice into reply modifiers.
 import type { Logger } from '../log.js'
-import type { BootChoice } from './boot-file.js'
+import type { BootChoice, BootOverride } from './boot-file.js'
 import type { RequestFacts } from './facts.js'
 import type { DhcpMetrics } from './metrics.js'
 import type { MissingLoaderReporter } from './missing-loaders.js'
@@ -22,38 +22,58 @@ export interface AdviceDeps {
 
 const TIMEOUT = Symbol('timeout')
 
-/** Asks the port; a failure or a timeout yields no advice (counted), never a failed reply. */
-export async function consultBootPort(deps: AdviceDeps, facts: RequestFacts, event: DhcpBootEvent): Promise<DhcpBootAdvice> {
+/**
+ * The advice `ask` gives within `timeoutMs`; a failure or a timeout yields no advice (`failed` is told which), never
+ * a failed reply. DHCPv4 (consultBootPort) and DHCPv6 (dhcp6/handler.ts) ask the lifecycle through it.
+ */
+export async function adviceWithin(
+  ask: () => Promise<DhcpBootAdvice | void>, timeoutMs: number, failed: (kind: 'timeout' | 'error', err?: unknown) => void,
+): Promise<DhcpBootAdvice> {
   let timer: NodeJS.Timeout | undefined
   let pending: Promise<DhcpBootAdvice | void>
   try {
-    pending = deps.bootPort.inspect(facts, event)
+    pending = ask()
   } catch (err) {
-    deps.metrics.portFailure('error')
-    deps.log.warn({ err, mac: facts.mac }, 'dhcp boot port failed')
+    failed('error', err)
     return {}
   }
   try {
     const result = await Promise.race([
       pending,
       new Promise<typeof TIMEOUT>((resolve) => {
-        timer = setTimeout(resolve, deps.timeoutMs, TIMEOUT)
+        timer = setTimeout(resolve, timeoutMs, TIMEOUT)
       }),
     ])
     if (result === TIMEOUT) {
-      deps.metrics.portFailure('timeout')
-      deps.log.warn({ mac: facts.mac, timeoutMs: deps.timeoutMs }, 'dhcp boot port timed out; replying without advice')
+      failed('timeout')
       pending.catch(() => undefined)
       return {}
     }
     return result ?? {}
   } catch (err) {
-    deps.metrics.portFailure('error')
-    deps.log.warn({ err, mac: facts.mac }, 'dhcp boot port failed')
+    failed('error', err)
     return {}
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Asks the port; a failure or a timeout yields no advice (counted), never a failed reply. */
+export function consultBootPort(deps: AdviceDeps, facts: RequestFacts, event: DhcpBootEvent): Promise<DhcpBootAdvice> {
+  return adviceWithin(() => deps.bootPort.inspect(facts, event), deps.timeoutMs, (kind, err) => {
+    deps.metrics.portFailure(kind)
+    if (kind === 'timeout') deps.log.warn({ mac: facts.mac, timeoutMs: deps.timeoutMs }, 'dhcp boot port timed out; replying without advice')
+    else deps.log.warn({ err, mac: facts.mac }, 'dhcp boot port failed')
+  })
+}
+
+/** The boot file or next server the advice puts in place of the table's choice; null when it names neither. */
+export function overrideOf(advice: DhcpBootAdvice): BootOverride | null {
+  if (advice.bootFile === undefined && advice.nextServer === undefined) return null
+  const override: BootOverride = {}
+  if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
+  if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
+  return override
 }
 
 /** Tells the port about an exchange without waiting (NAKs, releases): the timeline still sees it. */

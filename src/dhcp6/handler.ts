@@ -3,7 +3,8 @@
 // no boot options; an override boot file). The bindings live in memory (leases.ts); with several servers on one
 // database each is claimed there first (shared.ts). "Not for us", "malformed" and "the store failed" are values
 // ({ kind: 'ignore', reason }), never throws.
-import { chooseBoot, type BootChoice, type BootFileConfig, type BootOverride } from '../dhcp/boot-file.js'
+import { chooseBoot, type BootChoice, type BootFileConfig } from '../dhcp/boot-file.js'
+import { adviceWithin, overrideOf } from '../dhcp/boot-options.js'
 import type { DhcpBootAdvice } from '../dhcp/ports.js'
 import type { Logger } from '../log.js'
 import { bigintToIpv6, ipv6ToBigint } from './address.js'
@@ -147,23 +148,13 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
   /** The lifecycle's advice for a network-boot client, or none when it is slow or fails (never holds the reply back long). */
   const adviceFor = async (f: RequestFacts6, planned: BootChoice): Promise<DhcpBootAdvice> => {
     if (!deps.advise || !f.mac || !f.isNetboot) return {}
-    let timer: NodeJS.Timeout | undefined
-    try {
-      const pending = deps.advise({ mac: f.mac, duid: f.duid, message: f.message, facts: f, planned })
-      const r = await Promise.race([pending, new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, adviseTimeoutMs, 'timeout') })])
-      if (r === 'timeout') {
-        pending.catch(() => undefined)
-        deps.log.warn({ mac: f.mac, timeoutMs: adviseTimeoutMs }, 'dhcp6 boot advice timed out; replying without it')
-        return {}
-      }
-      return r ?? {}
-    } catch (err) {
-      deps.log.warn({ err, mac: f.mac }, 'dhcp6 boot advice failed; replying without it')
-      return {}
-    } finally {
-      clearTimeout(timer)
-    }
+    const advise = deps.advise
+    return adviceWithin(() => advise({ mac: f.mac!, duid: f.duid, message: f.message, facts: f, planned }), adviseTimeoutMs, (kind, err) => {
+      if (kind === 'timeout') deps.log.warn({ mac: f.mac, timeoutMs: adviseTimeoutMs }, 'dhcp6 boot advice timed out; replying without it')
+      else deps.log.warn({ err, mac: f.mac }, 'dhcp6 boot advice failed; replying without it')
+    })
   }
+
 
   /** Netboot and DNS options for ADVERTISE and REPLY (not for RELEASE/DECLINE/CONFIRM answers). */
   const configOptions = async (f: RequestFacts6, receivedAt: number): Promise<{ options: Options6; boot: BootChoice | null }> => {
@@ -176,14 +167,8 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
     const planned = chooseBoot(facts, c.boot)
     // As DHCPv4 (dhcp/handlers/full.ts bootFor): maintenance means no boot options, an override replaces the loader.
     const advice = await adviceFor(f, planned)
-    let choice = planned
-    if (advice.ignore) choice = { kind: 'none', reason: advice.reason ?? 'lifecycle: ignore' }
-    else if (advice.bootFile !== undefined || advice.nextServer !== undefined) {
-      const override: BootOverride = {}
-      if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
-      if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
-      choice = chooseBoot(facts, c.boot, override)
-    }
+    const override = overrideOf(advice)
+    const choice: BootChoice = advice.ignore ? { kind: 'none', reason: advice.reason ?? 'lifecycle: ignore' } : override ? chooseBoot(facts, c.boot, override) : planned
     const url = bootUrl(choice, c.serverAddress)
     if (url) options.push({ code: Option6.BootfileUrl, data: Buffer.from(url, 'utf8') })
     // UEFI HTTP boot takes an offer as an HTTP one only when it carries vendor class "HTTPClient" (enterprise 343).

@@ -6,7 +6,7 @@ import { createLeaseLookups } from '../lease-lookups.js'
 import type { LeaseRepository, ReservationRepository } from '../../inventory/repositories.js'
 import type { Reservation } from '../../inventory/types.js'
 import { chooseBoot, type BootChoice, type BootFileConfig } from '../boot-file.js'
-import { bootModifiers, choiceTarget, consultBootPort, notifyBootPort, type AdviceDeps } from '../boot-options.js'
+import { bootModifiers, choiceTarget, consultBootPort, notifyBootPort, overrideOf, type AdviceDeps } from '../boot-options.js'
 import { emptyPacket, type DhcpPacket } from '../codec.js'
 import { requestFacts, type RequestFacts, type RequestMeta } from '../facts.js'
 import { ignore, silent, type DhcpHandler, type DhcpReply, type DhcpResult } from '../handler.js'
@@ -134,13 +134,8 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
       ...(bootFile ? { bootFile } : {}),
     })
     if (advice.ignore) return { choice: { kind: 'none', reason: advice.reason ?? 'lifecycle: ignore' }, advice }
-    let choice = planned
-    if (advice.bootFile !== undefined || advice.nextServer !== undefined) {
-      const override: { bootFile?: string; nextServer?: string } = {}
-      if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
-      if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
-      choice = chooseBoot(f, deps.boot, override)
-    }
+    const override = overrideOf(advice)
+    const choice = override ? chooseBoot(f, deps.boot, override) : planned
     deps.advice.missingLoader?.(f, choice)
     return { choice, advice }
   }

@@ -3,7 +3,7 @@
 // server → ACK. On the boot-server port (4011): REQUEST/INFORM → ACK, sent back from 4011 to the client's port.
 import type { Logger } from '../../log.js'
 import { chooseBoot, type BootChoice, type BootFileConfig } from '../boot-file.js'
-import { bootModifiers, choiceTarget, consultBootPort, type AdviceDeps } from '../boot-options.js'
+import { bootModifiers, choiceTarget, consultBootPort, overrideOf, type AdviceDeps } from '../boot-options.js'
 import type { DhcpPacket } from '../codec.js'
 import { requestFacts, type RequestFacts, type RequestMeta } from '../facts.js'
 import { ignore, type DhcpHandler, type DhcpReply, type DhcpResult } from '../handler.js'
@@ -40,10 +40,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): DhcpHandler & { read
     })
     if (advice.ignore) return { ignore: 'lifecycle-ignore', ...(advice.reason ? { detail: advice.reason } : {}) }
     let choice: BootChoice = planned
-    if (advice.bootFile !== undefined || advice.nextServer !== undefined) {
-      const override: { bootFile?: string; nextServer?: string } = {}
-      if (advice.bootFile !== undefined) override.bootFile = advice.bootFile
-      if (advice.nextServer !== undefined) override.nextServer = advice.nextServer
+    const override = overrideOf(advice)
+    if (override) {
       choice = chooseBoot(f, deps.boot, override)
       if (choice.kind === 'none') return { ignore: 'no-boot-file', detail: choice.reason }
     }
