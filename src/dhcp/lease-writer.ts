@@ -32,6 +32,10 @@ export interface LeaseWriterDeps {
   minCommitIntervalMs?: number
   /** Write through `leases.claimMany`: a lease another server holds is refused, and write() says so. */
   claim?: boolean
+  /** Milliseconds, monotonic (default performance.now): when commits start, for the spacing. */
+  clock?: { now(): number }
+  /** Schedules the spacing wait (default setTimeout): tests drive both with a fake clock. */
+  setTimer?: (fn: () => void, ms: number) => { cancel(): void }
 }
 
 export interface LeaseWriter {
@@ -56,6 +60,12 @@ export const DEFAULT_COMMIT_INTERVAL_MS = 10
 export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
   const maxBatch = deps.maxBatch ?? 1000
   const minInterval = deps.minCommitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS
+  const clock = deps.clock ?? performance
+  // Not unref'd: a write waiting for its commit keeps the process alive until it is stored.
+  const setTimer = deps.setTimer ?? ((fn, ms) => {
+    const t = setTimeout(fn, ms)
+    return { cancel: () => clearTimeout(t) }
+  })
   let lastCommitAt = Number.NEGATIVE_INFINITY
   // Latest state per address: a later write of the same address replaces an earlier one not yet committed.
   let queue = new Map<string, Pending>()
@@ -83,9 +93,9 @@ export function createLeaseWriter(deps: LeaseWriterDeps): LeaseWriter {
     // Let every datagram already read in this turn of the event loop join the first batch.
     await new Promise<void>((r) => setImmediate(r))
     while (queue.size > 0) {
-      const wait = lastCommitAt + minInterval - performance.now()
-      if (wait > 0 && queue.size < maxBatch) await new Promise<void>((r) => setTimeout(r, wait))
-      lastCommitAt = performance.now()
+      const wait = lastCommitAt + minInterval - clock.now()
+      if (wait > 0 && queue.size < maxBatch) await new Promise<void>((r) => setTimer(r, wait))
+      lastCommitAt = clock.now()
       const all = [...queue.values()]
       const batch = all.slice(0, maxBatch)
       if (all.length > maxBatch) {

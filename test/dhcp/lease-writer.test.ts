@@ -94,23 +94,103 @@ test('a store with putMany gets one call per batch', async () => {
   assert.equal(inner.rows.size, 20)
 })
 
+/**
+ * Time for the writer's spacing that moves only in advance(): due timers fire in order, and promise chains and
+ * setImmediate turns settle between them, so the tests below never race a real timer.
+ */
+function fakeTime() {
+  let t = 0
+  const timers: { at: number; fn: () => void; cancelled: boolean }[] = []
+  const settle = async () => {
+    for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r))
+  }
+  return {
+    clock: { now: () => t },
+    setTimer(fn: () => void, ms: number) {
+      const timer = { at: t + ms, fn, cancelled: false }
+      timers.push(timer)
+      return { cancel: () => { timer.cancelled = true } }
+    },
+    get now() { return t },
+    settle,
+    async advance(ms: number) {
+      const target = t + ms
+      for (;;) {
+        await settle()
+        const due = timers.filter((x) => !x.cancelled && x.at <= target).sort((a, b) => a.at - b.at)[0]
+        if (!due) break
+        due.cancelled = true
+        t = due.at
+        due.fn()
+      }
+      t = target
+      await settle()
+    },
+  }
+}
+
+/** Whether the promise has settled (after letting pending turns run). */
+async function done(p: Promise<unknown>, time: { settle(): Promise<void> }): Promise<boolean> {
+  let settled = false
+  void p.then(() => { settled = true }, () => { settled = true })
+  await time.settle()
+  return settled
+}
+
 test('back-to-back commits are spaced by the default interval, and writes arriving meanwhile share the next one', async () => {
+  const time = fakeTime()
   const inner = memoryLeases()
   const commits: { at: number; size: number }[] = []
   const w = createLeaseWriter({
     leases: {
       ...inner,
-      put: async (l: Lease) => { commits.push({ at: performance.now(), size: 1 }); await inner.put(l) },
-      putMany: async (ls: Lease[]) => { commits.push({ at: performance.now(), size: ls.length }); for (const l of ls) await inner.put(l) },
+      put: async (l: Lease) => { commits.push({ at: time.now, size: 1 }); await inner.put(l) },
+      putMany: async (ls: Lease[]) => { commits.push({ at: time.now, size: ls.length }); for (const l of ls) await inner.put(l) },
     },
+    clock: time.clock,
+    setTimer: time.setTimer,
   })
-  await w.write(lease('198.18.0.1'))
-  // Right after that commit: one write now, one 3 ms later (a timer that expires before the writer's), and both
-  // go out in the second commit, no sooner than the interval after the first.
+  // An idle writer commits at once: no time passes.
+  assert.equal(await done(w.write(lease('198.18.0.1')), time), true)
+  assert.deepEqual(commits, [{ at: 0, size: 1 }])
+  // Right after that commit: one write now, one 3 ms later; neither goes out before the interval has passed since
+  // the first commit started, and then both go out together.
   const a = w.write(lease('198.18.0.10'))
-  await new Promise((r) => setTimeout(r, 3))
+  await time.advance(3)
   const b = w.write(lease('198.18.0.11'))
-  await Promise.all([a, b])
-  assert.deepEqual(commits.map((c) => c.size), [1, 2])
-  assert.ok(commits[1]!.at - commits[0]!.at >= DEFAULT_COMMIT_INTERVAL_MS - 1, `commits ${(commits[1]!.at - commits[0]!.at).toFixed(1)} ms apart`)
+  await time.advance(DEFAULT_COMMIT_INTERVAL_MS - 3 - 1)
+  assert.equal(await done(Promise.race([a, b]), time), false, `nothing is committed before ${DEFAULT_COMMIT_INTERVAL_MS} ms`)
+  assert.equal(commits.length, 1)
+  await time.advance(1)
+  assert.deepEqual(await Promise.all([a, b]), [true, true])
+  assert.deepEqual(commits, [{ at: 0, size: 1 }, { at: DEFAULT_COMMIT_INTERVAL_MS, size: 2 }])
+  // Long after: idle again, so the next write commits at once.
+  await time.advance(100)
+  assert.equal(await done(w.write(lease('198.18.0.12')), time), true)
+  assert.deepEqual(commits.at(-1), { at: DEFAULT_COMMIT_INTERVAL_MS + 100, size: 1 })
+})
+
+test('a full batch does not wait for the spacing', async () => {
+  const time = fakeTime()
+  const inner = memoryLeases()
+  const commits: { at: number; size: number }[] = []
+  const w = createLeaseWriter({
+    leases: {
+      ...inner,
+      put: async (l: Lease) => { commits.push({ at: time.now, size: 1 }); await inner.put(l) },
+      putMany: async (ls: Lease[]) => { commits.push({ at: time.now, size: ls.length }); for (const l of ls) await inner.put(l) },
+    },
+    maxBatch: 3,
+    clock: time.clock,
+    setTimer: time.setTimer,
+  })
+  assert.equal(await done(w.write(lease('198.18.0.1')), time), true)
+  // Five writes right after a commit: the first three fill a batch and go out now; the other two wait their turn.
+  const writes = Array.from({ length: 5 }, (_, i) => w.write(lease(`198.18.0.${10 + i}`)))
+  await time.settle()
+  assert.deepEqual(commits.map((c) => c.size), [1, 3])
+  assert.equal(await done(Promise.race(writes.slice(3)), time), false)
+  await time.advance(DEFAULT_COMMIT_INTERVAL_MS)
+  assert.deepEqual(await Promise.all(writes), [true, true, true, true, true])
+  assert.deepEqual(commits, [{ at: 0, size: 1 }, { at: 0, size: 3 }, { at: DEFAULT_COMMIT_INTERVAL_MS, size: 2 }])
 })
