@@ -14,6 +14,7 @@ import { stringify } from 'yaml'
 import { which } from '../src/processes.js'
 import { BIN, REPO } from '../test/support/cli.js'
 import { createNetLab, stopChild, type NetLab, type Netns } from '../test/support/netns.js'
+import { ownedNetLab, sweepBeforeLab } from '../test/e2e/support/netns-sweep.js'
 import type { ClientResult, DhcpJob, DhcpOutcome, HttpJob, HttpOutcome } from './storm-client.js'
 
 export const SERVER_IP = '198.18.0.1'
@@ -35,7 +36,9 @@ export interface StormLab {
 }
 
 export async function createStormLab(): Promise<StormLab> {
-  const lab = await createNetLab()
+  // As the e2e labs: remove namespaces of killed runs, and record ours (test/e2e/support/netns-sweep.ts).
+  await sweepBeforeLab()
+  const lab = ownedNetLab(await createNetLab())
   try {
     const srv = await lab.ns('storms')
     const cli = await lab.ns('stormc')

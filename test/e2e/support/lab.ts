@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createNetLab, run, type ExecOptions, type ExecResult, type NetLab, type Netns } from '../../support/netns.js'
+import { forgetIfGone, ownedNetLab, sweepBeforeLab } from './netns-sweep.js'
 import { startSinkProcess, type Sink, type StartSinkOptions } from './sink.js'
 import { launchVm, type Vm, type VmOptions } from './vm.js'
 
@@ -83,7 +84,9 @@ async function pickOctet(preferred?: number): Promise<number> {
 }
 
 export async function createVmLab(t?: AfterContext, options: VmLabOptions = {}): Promise<VmLab> {
-  const net: NetLab = await createNetLab()
+  // Namespaces of earlier runs killed before their teardown (netns-sweep.ts); this lab's are recorded as ours.
+  await sweepBeforeLab()
+  const net: NetLab = ownedNetLab(await createNetLab())
   const tmpDir = mkdtempSync(join(tmpdir(), `rackboot-e2e-${net.tag}-`))
   const vms: Vm[] = []
   const children = new Set<ChildProcess>()
@@ -113,6 +116,7 @@ export async function createVmLab(t?: AfterContext, options: VmLabOptions = {}):
         }
       }
       spawnSync('ip', ['netns', 'del', ns])
+      forgetIfGone(ns)
     }
   }
   process.once('exit', onExit)

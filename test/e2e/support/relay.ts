@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { radvdConfig } from '../../../src/dhcp/router-adverts.js'
 import { createNetLab, run, stopChild, type NetLab, type Netns } from '../../support/netns.js'
 import { addBridgeTap, type VmLab } from './lab.js'
+import { ownedNetLab } from './netns-sweep.js'
 import { launchVm, type Vm, type VmOptions } from './vm.js'
 
 const DAEMON_LIMIT = ['timeout', '3600']
@@ -66,7 +67,8 @@ export async function createRelaySegment(
   const y = `198.18.${options.octet}`
   const relayIp = `${y}.1`
   const upstreamIp = `${x}.2`
-  const net: NetLab = await createNetLab()
+  // Recorded as this process's, so a later lab removes them should this run die before destroy().
+  const net: NetLab = ownedNetLab(await createNetLab())
   const vms: Vm[] = []
   const aborter = new AbortController()
   let radvd: ChildProcess | null = null
