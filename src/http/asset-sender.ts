@@ -8,6 +8,11 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 // buffer keeps the wire busy meanwhile). Every connection thus holds one buffer and advances as fast as its own
 // client reads, one chunk per turn, and none can crowd out the others. (Reading one chunk ahead, DEPTH 2, measured
 // no faster on 200 clients and doubles the memory; bench/assets.bench.ts.)
+// Segment sizes (issue 19): Node's HTTP server sets TCP_NODELAY, so against GRUB's fixed 8 KiB window (upstream
+// net/tcp.c, an ACK per segment) the kernel fills every window with a sub-MSS tail (8192 mod 1460 = 892 bytes): ~106
+// a MiB, 5.6 % more segments than nginx, whose tcp_nopush (TCP_CORK) holds that tail back. Nagle does not help (its
+// Minshall check lets the tail go), nor do MSS-multiple reads: the writes add no short segments of their own while
+// the client is the bottleneck. Only TCP_CORK or MSG_MORE would, and Node exposes neither.
 
 /** Bytes read from the file at a time. */
 export const CHUNK_BYTES = 512 * 1024
