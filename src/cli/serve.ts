@@ -119,7 +119,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   const bootService = createBootService({
     inventory, lifecycle, log: log.child({ svc: 'boot' }), clock: systemClock, peers, identity, security, registry, ipxeWait,
     policy: { holdMode: settings.boot.holdMode, autoAccept: settings.boot.autoAccept, installedReturns: settings.boot.installedReturns },
-    admission: { admit: (m) => repair?.admit(m) ?? { ok: true } },
+    admission: { admit: async (m) => (repair ? repair.admit(m) : { ok: true }) },
     tokenTtlMs: { agent: settings.security.agentTokenTtlSeconds * 1000, config: settings.security.configTokenTtlSeconds * 1000 },
     newMachines: createNewMachineLimit({ perAddressPerMinute: settings.security.newMachinesPerAddressPerMinute, perMinute: settings.security.newMachinesPerMinute }),
   })

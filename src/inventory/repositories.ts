@@ -329,6 +329,44 @@ export interface BmcLeaseRepository {
 }
 
 export interface Inventory {
-  /** Optional so test fakes of Inventory keep compiling; both SQL backends have it. */
+  /** Optional so test fakes of Inventory keep compiling; both SQL backends have them. */
   bmcLeases?: BmcLeaseRepository
+  installSlots?: InstallSlotRepository
+}
+
+// ---- Install slots (issue 16) ----
+
+/** Bounds on machines installing at once (0: no bound). */
+export interface InstallSlotLimits {
+  overall: number
+  perRack: number
+}
+
+/** A machine's install slot, as it counts: only while the machine is in state provisioning. */
+export interface InstallSlot {
+  machineId: string
+  rack: string | null
+  /** The instance that gave it. */
+  holder: string
+  takenAt: number
+}
+
+/**
+ * A claim's answer, with what it counted besides this machine: slots of machines installing, overall and in its rack
+ * (null without a rack). Refused: which bound is full.
+ */
+export type InstallSlotClaim =
+  | { ok: true; installing: number; rackInstalling: number | null }
+  | { ok: false; bound: 'overall' | 'rack'; installing: number; rackInstalling: number | null }
+
+export interface InstallSlotRepository {
+  /**
+   * Gives the machine an install slot if the slots of machines in state provisioning, overall and in `rack`, leave
+   * room under `limits`; atomically across every instance on the database. A machine that holds one already is ok.
+   */
+  claim(machineId: string, rack: string | null, limits: InstallSlotLimits, holder: string, now: number): Promise<InstallSlotClaim>
+  /** Gives the machine's slot up (it left provisioning, or a new attempt begins). False when it held none. */
+  release(machineId: string): Promise<boolean>
+  /** The slots that count now (their machines are provisioning), oldest first. */
+  list(): Promise<InstallSlot[]>
 }

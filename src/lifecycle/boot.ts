@@ -13,6 +13,8 @@ import { createNewMachineLimit, type NewMachineLimit } from './new-machine-limit
 import { createSecurityEvents, type SecurityEvents } from './security-events.js'
 import { normalizeIp } from '../talos/receivers/peer.js'
 
+type InstallAdmission = { ok: true } | { ok: false; position: number; waiting: number; reason: string }
+
 /** What iPXE told us about itself when it asked for its script. */
 export interface IpxeFacts extends MachineFacts {
   /** ${buildarch}: i386, x86_64, arm64 ... */
@@ -72,8 +74,11 @@ export interface BootServiceDeps {
   newMachines?: NewMachineLimit
   security?: SecurityEvents
   registry?: Registry
-  /** Admission of installs (provisioning.maxConcurrent, maxPerRack): the repair ladder's admit. */
-  admission?: { admit(machine: Machine): { ok: true } | { ok: false; position: number; waiting: number; reason: string } }
+  /**
+   * Admission of installs (provisioning.maxConcurrent, maxPerRack): the repair ladder's admit, which claims the slot in
+   * the database (so it may wait on it).
+   */
+  admission?: { admit(machine: Machine): InstallAdmission | Promise<InstallAdmission> }
   /** iPXE's lease times (from DHCP): a slow gap to the script goes on the timeline with its fix. */
   ipxeWait?: IpxeWait
 }
@@ -209,7 +214,7 @@ export function createBootService(deps: BootServiceDeps): BootService {
       let decision = decideBoot(machine, profile, deps.policy, facts.arch ?? null)
       const plan: BootPlan = { machine, decision }
       if (decision.kind === 'install' && machine.state === 'provisioning' && deps.admission) {
-        const admitted = deps.admission.admit(machine)
+        const admitted = await deps.admission.admit(machine)
         if (!admitted.ok) {
           decision = plan.decision = { kind: 'hold', mode: 'retry', reason: admitted.reason }
           plan.queued = { position: admitted.position, waiting: admitted.waiting }

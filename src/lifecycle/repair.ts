@@ -1,6 +1,7 @@
+import { hostname } from 'node:os'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { EventBus, RackbootEvent } from '../events/bus.js'
-import type { Inventory, Machine, Profile } from '../inventory/index.js'
+import type { InstallSlotClaim, Inventory, Machine, Profile } from '../inventory/index.js'
 import type { Logger } from '../log.js'
 import type { Leadership } from './leader.js'
 import { systemClock, type Clock, type Lifecycle } from './service.js'
@@ -144,9 +145,11 @@ export interface QueuedMachine {
 export interface Repair {
   /**
    * Whether a provisioning machine may boot its installer now (provisioning.maxConcurrent, provisioning.maxPerRack):
-   * first come, first served; a rack at its bound does not hold back machines of other racks.
+   * first come, first served; a rack at its bound does not hold back machines of other racks. The slot itself is
+   * claimed in the database (Inventory.installSlots), which counts every instance's: the bounds hold across instances,
+   * and a claim the database cannot answer holds the machine.
    */
-  admit(machine: Machine): Admission
+  admit(machine: Machine): Promise<Admission>
   /** Machines waiting for an install slot, in order. */
   queue(): QueuedMachine[]
   /** Rebuilds attempts from the timeline of every provisioning machine, then watches the bus and the clock. */
@@ -491,15 +494,62 @@ export function createRepair(deps: RepairDeps): Repair {
     return m.rack ?? m.labels.rack ?? null
   }
 
-  function admit(m: Machine): Admission {
+  /** This instance's name on the install slots it gives (the leader lease's holder when shared). */
+  const slotHolder = deps.shared?.leadership.holder ?? `${hostname()}:${process.pid}`
+
+  /**
+   * Two steps. This instance's view walks its line in order and says whether the machine is next (a slot free that
+   * nobody ahead of it here is owed); then the database decides (install-slots.ts), counting every instance's slots,
+   * so two instances asked in the same instant cannot both give the last one. Order holds within an instance; across
+   * instances the first to claim wins.
+   */
+  async function admit(m: Machine): Promise<Admission> {
+    if (settings.maxProvisioning <= 0 && settings.maxProvisioningPerRack <= 0) return { ok: true }
     const a = attempts.get(m.id)
-    if (!a || a.admitted || (settings.maxProvisioning <= 0 && settings.maxProvisioningPerRack <= 0)) return { ok: true }
+    if (a?.admitted) return { ok: true }
+    const rack = rackOf(m)
+    // Not in this instance's view yet (it is rebuilding, or has not read the machine's move to provisioning): no
+    // place in line here, but the database still decides.
+    let position = 1
+    if (a) {
+      const local = walk(a, m.id, rack)
+      if (!local.ok) return local
+      position = local.position
+    }
+    const line = () => `waiting for an install slot, number ${position} of ${Math.max(position, waiting.size)} in line`
+    const slots = inventory.installSlots
+    if (slots) {
+      const limits = { overall: settings.maxProvisioning, perRack: settings.maxProvisioningPerRack }
+      let claim: InstallSlotClaim
+      try {
+        claim = await slots.claim(m.id, rack, limits, slotHolder, clock.now())
+      } catch (err) {
+        log.warn({ err, machineId: m.id }, 'admission: cannot claim an install slot in the database; holding')
+        return { ok: false, position, waiting: Math.max(position, waiting.size), reason: `${line()}: the database, which counts the machines installing across all instances, cannot be reached (${(err as Error).message})` }
+      }
+      if (!claim.ok) {
+        const why = claim.bound === 'rack'
+          ? `rack ${rack} has ${claim.rackInstalling} machines installing across all instances (provisioning.maxPerRack ${settings.maxProvisioningPerRack})`
+          : `${claim.installing} machines installing across all instances (provisioning.maxConcurrent ${settings.maxProvisioning})`
+        return { ok: false, position, waiting: Math.max(position, waiting.size), reason: `${line()}: ${why}` }
+      }
+    }
+    waiting.delete(m.id)
+    // The attempt may have ended while the claim ran (the slot then no longer counts).
+    if (a && attempts.get(m.id) === a) a.admitted = true
+    return { ok: true }
+  }
+
+  /** This instance's line: whether `a` is next in it, or its place and why it waits. */
+  function walk(a: Attempt, machineId: string, rack: string | null): { ok: true; position: number } | (Admission & { ok: false }) {
     const now = clock.now()
-    a.rack = rackOf(m)
+    a.rack = rack
     for (const [id, w] of waiting) if (now - w.asked > 15 * 60_000 || !attempts.has(id)) waiting.delete(id)
-    const me = waiting.get(m.id)
-    if (me) me.asked = now
-    else waiting.set(m.id, { since: now, asked: now, rack: a.rack })
+    const me = waiting.get(machineId)
+    if (me) {
+      me.asked = now
+      me.rack = rack
+    } else waiting.set(machineId, { since: now, asked: now, rack })
     let active = 0
     const perRack = new Map<string, number>()
     for (const x of attempts.values()) {
@@ -507,28 +557,25 @@ export function createRepair(deps: RepairDeps): Repair {
       active++
       if (x.rack) perRack.set(x.rack, (perRack.get(x.rack) ?? 0) + 1)
     }
-    const fits = (rack: string | null) =>
+    const fits = (r: string | null) =>
       (settings.maxProvisioning <= 0 || active < settings.maxProvisioning) &&
-      (settings.maxProvisioningPerRack <= 0 || !rack || (perRack.get(rack) ?? 0) < settings.maxProvisioningPerRack)
-    // Walk the queue in order, giving free slots to those ahead first (they keep them for when they ask again).
+      (settings.maxProvisioningPerRack <= 0 || !r || (perRack.get(r) ?? 0) < settings.maxProvisioningPerRack)
+    // Walk the line in order, giving free slots to those ahead first (they keep them for when they ask again).
     let position = 0
     for (const [id, w] of waiting) {
       position++
       if (!fits(w.rack)) {
-        if (id === m.id) break
+        if (id === machineId) break
         continue
       }
-      if (id === m.id) {
-        waiting.delete(id)
-        a.admitted = true
-        return { ok: true }
-      }
+      // Next in line here: it stays in line until the database has given it the slot.
+      if (id === machineId) return { ok: true, position }
       active++
       if (w.rack) perRack.set(w.rack, (perRack.get(w.rack) ?? 0) + 1)
     }
-    const rackFull = settings.maxProvisioningPerRack > 0 && a.rack && (perRack.get(a.rack) ?? 0) >= settings.maxProvisioningPerRack
+    const rackFull = settings.maxProvisioningPerRack > 0 && rack && (perRack.get(rack) ?? 0) >= settings.maxProvisioningPerRack
     const reason = rackFull
-      ? `rack ${a.rack} has ${perRack.get(a.rack!)} machines installing (provisioning.maxPerRack ${settings.maxProvisioningPerRack})`
+      ? `rack ${rack} has ${perRack.get(rack)} machines installing (provisioning.maxPerRack ${settings.maxProvisioningPerRack})`
       : `${active} machines installing (provisioning.maxConcurrent ${settings.maxProvisioning})`
     return { ok: false, position, waiting: waiting.size, reason: `waiting for an install slot, number ${position} of ${waiting.size} in line: ${reason}` }
   }

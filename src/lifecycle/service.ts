@@ -109,6 +109,12 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     // Tokens mean one boot of one state: an agent token dies when the machine leaves the state it was issued for, a
     // config token at any move but into provisioning (installed included; the next boot script issues a fresh one).
     await inventory.bootTokens.revoke(id, to === 'provisioning' ? 'agent' : null, clock.now())
+    // An install slot (admission, repair.ts) is one attempt's: gone when the machine leaves provisioning, and a new
+    // attempt is admitted afresh. A slot this misses (a crash, the database gone) no longer counts once the machine is
+    // out of provisioning: the count joins its state.
+    if ((from === 'provisioning' || to === 'provisioning') && inventory.installSlots) {
+      await inventory.installSlots.release(id).catch((err: unknown) => log.warn({ err, machineId: id }, 'cannot release the install slot of a machine that changed state'))
+    }
     log.info({ machineId: id, from, to, cause }, 'machine state changed')
     publish('machine.state', id, `${from} → ${to}: ${cause}`, { from, to, cause })
     return load(id)

@@ -80,3 +80,20 @@ test('a 0004 database gains the install-disk and network columns: old rows read 
     await again.close()
   }
 })
+
+test('a 0014 database gains install slots (0015): a provisioning machine claims one after the upgrade', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'rb-mig-')), 'v14.db')
+  const old = await openSqliteInventory({ file, migrateTo: '0014-leader-leases' })
+  const tables = async (db: typeof old.db) => (await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name = 'install_slots'`.execute(db)).rows.length
+  assert.equal(await tables(old.db), 0)
+  const m = await old.machines.create({ name: 'v14', nics: [], state: 'provisioning' }, 1)
+  await old.close()
+  const upgraded = await openSqliteInventory({ file })
+  try {
+    assert.equal(await tables(upgraded.db), 1)
+    assert.deepEqual(await upgraded.installSlots!.claim(m.id, null, { overall: 1, perRack: 0 }, 'A', 2), { ok: true, installing: 0, rackInstalling: null })
+    assert.deepEqual((await upgraded.installSlots!.list()).map((s) => s.machineId), [m.id])
+  } finally {
+    await upgraded.close()
+  }
+})

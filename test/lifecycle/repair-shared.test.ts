@@ -11,7 +11,7 @@ import { createSqlLeaderLeases } from '../../src/inventory/sql/leader-leases.js'
 import type { Machine } from '../../src/inventory/index.js'
 import { attachTimeline, createLifecycle } from '../../src/lifecycle/index.js'
 import { createLeadership, type Leadership } from '../../src/lifecycle/leader.js'
-import { createRepair, type Repair, type RepairPower, type RepairSettings } from '../../src/lifecycle/repair.js'
+import { createRepair, type Admission, type Repair, type RepairPower, type RepairSettings } from '../../src/lifecycle/repair.js'
 import { silentLogger } from '../../src/log.js'
 import { pgCluster } from '../support/backends.js'
 
@@ -275,16 +275,49 @@ test('admission: provisioning.maxConcurrent holds across both instances', async 
   const m1 = await w.machine(a, 'first')
   const m2 = await w.machine(b, 'second')
   // m1 asks A and gets its install script (the boot service records that on A's timeline).
-  assert.deepEqual(a.repair.admit(m1), { ok: true })
+  assert.deepEqual(await a.repair.admit(m1), { ok: true })
   a.lifecycle.record(m1.id, 'boot.script', 'boot script: install', { decision: 'install' })
   await w.settle()
   // m2 asks B: the one slot is taken, on A.
-  const refused = b.repair.admit(m2)
+  const refused = await b.repair.admit(m2)
   assert.ok(!refused.ok, 'B must not admit a second machine while A installs one')
   assert.match(refused.reason, /1 machines installing \(provisioning.maxConcurrent 1\)/)
   b.lifecycle.record(m2.id, 'boot.script', 'waiting for an install slot', { decision: 'hold', queued: true })
   // m1 installs; its slot is free for m2, on B.
   await a.lifecycle.transition(m1.id, 'installed', 'test')
   await w.settle()
-  assert.deepEqual(b.repair.admit(m2), { ok: true })
+  assert.deepEqual(await b.repair.admit(m2), { ok: true })
+})
+
+test('admission: machines asking both instances in the same instant never get more than the bound (the database decides)', async (t) => {
+  const long = { boot: 100_000, download: 100_000, config: 100_000, installing: 100_000, installed: 100_000 }
+  const w = await world(t, { maxProvisioning: 2, maxProvisioningPerRack: 1, deadlines: long })
+  if (!w) return
+  const a = await w.start('A')
+  const b = await w.start('B')
+  for (let round = 0; round < 4; round++) {
+    // Three machines ask A and three ask B at once, neither instance having seen the other's answers: each one's own
+    // view has room for two.
+    const viaA: Machine[] = [await w.machine(a, `r${round}-a0`), await w.machine(a, `r${round}-a1`), await w.machine(a, `r${round}-a2`)]
+    const viaB: Machine[] = [await w.machine(b, `r${round}-b0`), await w.machine(b, `r${round}-b1`), await w.machine(b, `r${round}-b2`)]
+    const answers: Admission[] = await Promise.all([...viaA.map((m) => a.repair.admit(m)), ...viaB.map((m) => b.repair.admit(m))])
+    const granted = answers.filter((x) => x.ok).length
+    assert.equal(granted, 2, `round ${round}: ${JSON.stringify(answers)}`)
+    // The losers of the database's count are told so and stay in line.
+    const byDatabase = answers.filter((x) => !x.ok && /across all instances/.test(x.reason))
+    assert.ok(byDatabase.length >= 1, JSON.stringify(answers))
+    for (const x of byDatabase) assert.match((x as { reason: string }).reason, /2 machines installing across all instances \(provisioning.maxConcurrent 2\)/)
+    assert.equal((await a.inventory.installSlots!.list()).length, 2)
+    // Asking again changes nothing while the two install.
+    const again: Admission[] = await Promise.all([...viaA.map((m) => a.repair.admit(m)), ...viaB.map((m) => b.repair.admit(m))])
+    assert.equal(again.filter((x) => x.ok).length, 2)
+    // Every machine finishes: the next round starts with all slots free.
+    for (const m of [...viaA, ...viaB]) await a.lifecycle.transition(m.id, 'installed', 'test')
+    await w.settle()
+  }
+  // Per rack, the same: four machines of rack r9 ask at once (two through each instance); one slot in the rack.
+  const rackA: Machine[] = [await w.machine(a, 'rack-a0', 'r9'), await w.machine(a, 'rack-a1', 'r9')]
+  const rackB: Machine[] = [await w.machine(b, 'rack-b0', 'r9'), await w.machine(b, 'rack-b1', 'r9')]
+  const answers: Admission[] = await Promise.all([...rackA.map((m) => a.repair.admit(m)), ...rackB.map((m) => b.repair.admit(m))])
+  assert.equal(answers.filter((x) => x.ok).length, 1, JSON.stringify(answers))
 })

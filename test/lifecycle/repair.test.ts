@@ -239,14 +239,14 @@ test('admission: at most N install at once overall and per rack; the rest wait i
     ms.push(await s.inventory.machines.update(m.id, { rack }, 1))
   }
   const ask = (i: number) => s.repair.admit(ms[i]!)
-  assert.deepEqual(ask(0), { ok: true })
-  assert.deepEqual(ask(1), { ok: true })
-  const third = ask(2)
+  assert.deepEqual(await ask(0), { ok: true })
+  assert.deepEqual(await ask(1), { ok: true })
+  const third = await ask(2)
   assert.ok(!third.ok)
   assert.match(third.reason, /rack r1 has 2 machines installing \(provisioning.maxPerRack 2\)/)
   // A machine of another rack is not held back by rack r1's line.
-  assert.deepEqual(ask(3), { ok: true })
-  const fifth = ask(4)
+  assert.deepEqual(await ask(3), { ok: true })
+  const fifth = await ask(4)
   assert.ok(!fifth.ok && fifth.position === 2, JSON.stringify(fifth))
   assert.match(fifth.reason, /3 machines installing \(provisioning.maxConcurrent 3\)/)
   assert.deepEqual(s.repair.queue().map((q) => q.machineId), [ms[2]!.id, ms[4]!.id])
@@ -256,7 +256,7 @@ test('admission: at most N install at once overall and per rack; the rest wait i
   for (let k = 0; k < 4; k++) {
     // As the boot service does for each hold-script request: ask, then record the wait.
     for (const i of [2, 4]) {
-      assert.ok(!ask(i).ok)
+      assert.ok(!(await ask(i)).ok)
       s.lifecycle.record(ms[i]!.id, 'boot.script', 'waiting for an install slot', { decision: 'hold', queued: true })
     }
     await s.advance(300 * S)
@@ -266,7 +266,34 @@ test('admission: at most N install at once overall and per rack; the rest wait i
   // m0 installs: its slot goes to the first in line that fits, m2 (rack r1 is down to m1), not m4 behind it.
   await s.lifecycle.transition(ms[0]!.id, 'installed', 'test')
   await s.advance(0)
-  assert.ok(!ask(4).ok, 'm4 stays behind m2')
-  assert.deepEqual(ask(2), { ok: true })
+  assert.ok(!(await ask(4)).ok, 'm4 stays behind m2')
+  assert.deepEqual(await ask(2), { ok: true })
   assert.deepEqual(s.repair.queue().map((q) => q.machineId), [ms[4]!.id])
+})
+
+test('admission: the database decides the last slot (another instance may hold it); a claim it cannot answer holds the machine', async (t) => {
+  const long = { boot: 100_000, download: 100_000, config: 100_000, installing: 100_000, installed: 100_000 }
+  const s = await setup({ settings: { maxProvisioning: 1, deadlines: long } })
+  t.after(() => s.close())
+  const [m0, m1, m2] = [await s.machine('m0'), await s.machine('m1'), await s.machine('m2')]
+  // Another instance gave m1 the one slot; this instance's view has not heard of it yet.
+  assert.equal((await s.inventory.installSlots!.claim(m1.id, null, { overall: 1, perRack: 0 }, 'other', s.clock.now())).ok, true)
+  const refused = await s.repair.admit(m0)
+  assert.ok(!refused.ok && refused.position === 1, JSON.stringify(refused))
+  assert.match(refused.reason, /number 1 of 1 in line: 1 machines installing across all instances \(provisioning.maxConcurrent 1\)/)
+  assert.deepEqual(s.repair.queue().map((q) => q.machineId), [m0.id], 'it stays first in line')
+  await s.lifecycle.transition(m1.id, 'installed', 'test')
+  await s.advance(0)
+  assert.deepEqual(await s.repair.admit(m0), { ok: true })
+  assert.deepEqual((await s.inventory.installSlots!.list()).map((x) => x.machineId), [m0.id])
+  await s.lifecycle.transition(m0.id, 'installed', 'test')
+  await s.advance(0)
+  // The database cannot be reached: nobody is admitted on this instance's word alone.
+  const slots = s.inventory.installSlots!
+  s.inventory.installSlots = { ...slots, claim: async () => { throw new Error('connect ECONNREFUSED /run/postgresql/.s.PGSQL.5432') } }
+  const held = await s.repair.admit(m2)
+  assert.ok(!held.ok)
+  assert.match(held.reason, /cannot be reached \(connect ECONNREFUSED/)
+  s.inventory.installSlots = slots
+  assert.deepEqual(await s.repair.admit(m2), { ok: true })
 })

@@ -7,6 +7,7 @@ import { createSqlBmcs } from './bmcs.js'
 import { createSqlBootTokens } from './boot-tokens.js'
 import { createSqlClasses, createSqlProfiles } from './classes-profiles.js'
 import { createSqlEvents } from './events.js'
+import { createSqlInstallSlots } from './install-slots.js'
 import { createSqlReservations } from './leases.js'
 import { createSqlMachines } from './machines.js'
 import type { Database } from './schema.js'
@@ -42,6 +43,7 @@ export function sqlRepositories(db: Kysely<Database>, box: SecretBox, parts: {
     allocations: createSqlAllocations(db),
     clusters: createSqlClusters(db, box),
     bmcLeases: createSqlBmcLeases(db),
+    installSlots: createSqlInstallSlots(db),
     transaction: parts.transaction,
     close: parts.close,
   }

@@ -13,6 +13,7 @@ import * as m0011 from './0011-bmc-leases.js'
 import * as m0012 from './0012-postgres-search-paths.js'
 import * as m0013 from './0013-definitions-notify.js'
 import * as m0014 from './0014-leader-leases.js'
+import * as m0015 from './0015-install-slots.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -30,6 +31,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0012-postgres-search-paths': m0012,
   '0013-definitions-notify': m0013,
   '0014-leader-leases': m0014,
+  '0015-install-slots': m0015,
 }
 
 export const migrationProvider: MigrationProvider = {
