@@ -312,20 +312,25 @@ export type BmcLeaseGrant = { granted: true; lease: BmcLease } | { granted: fals
 
 export interface BmcLeaseRepository {
   /**
-   * Takes the machine's BMC lease for `holder` until now + ttlMs, atomically (one conditional upsert): granted when
-   * there is no lease, it expired (expires_at <= now), or `holder` holds it already (then extended). Otherwise not
-   * granted, with the lease that stands in the way when it could be read.
+   * Takes the machine's BMC lease for `holder` for ttlMs from the database's now, atomically (one conditional upsert):
+   * granted when there is no lease, it expired (by the database's clock), or `holder` holds it already (then
+   * extended). Otherwise not granted, with the lease that stands in the way when it could be read. `now` is the
+   * caller's clock: the lease's times come back on it.
    */
   acquire(machineId: string, holder: string, operation: string | null, ttlMs: number, now: number): Promise<BmcLeaseGrant>
-  /** Extends `holder`'s lease to now + ttlMs; false when `holder` no longer holds it (it expired and was taken over, or was released). */
+  /** Extends `holder`'s lease to ttlMs from the database's now; false when `holder` no longer holds it (it expired and was taken over, or was released). */
   renew(machineId: string, holder: string, ttlMs: number, now: number): Promise<boolean>
   /** Gives the lease up; only `holder`'s own. False when it held none. */
   release(machineId: string, holder: string): Promise<boolean>
-  get(machineId: string): Promise<BmcLease | null>
-  /** Records a reboot of the machine at `at` (ms); an older record never replaces a newer one. */
-  recordReboot(machineId: string, at: number, holder: string | null): Promise<void>
-  /** When the machine was last rebooted by any instance, or null. */
-  lastReboot(machineId: string): Promise<number | null>
+  /** The lease; with `now`, its times on the caller's clock (else the database's). */
+  get(machineId: string, now?: number): Promise<BmcLease | null>
+  /**
+   * Records a reboot of the machine at `at` on the caller's clock, whose time is `now` (default `at`); the row holds
+   * the database's time. An older record never replaces a newer one.
+   */
+  recordReboot(machineId: string, at: number, holder: string | null, now?: number): Promise<void>
+  /** When the machine was last rebooted by any instance, or null; with `now`, on the caller's clock. */
+  lastReboot(machineId: string, now?: number): Promise<number | null>
 }
 
 export interface Inventory {

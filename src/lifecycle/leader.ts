@@ -3,10 +3,12 @@ import type { Logger } from '../log.js'
 import { systemClock, type Clock } from './service.js'
 
 // One holder of a role among several instances on one database (issue 16): a lease row (leader_leases, migration
-// 0014) taken and renewed every renewMs until now + ttlMs. An instance that stops renewing (killed, stalled, cut off
-// from the database) is taken over by another once its row has expired. The holder counts itself leader only until a
-// margin before the expiry it wrote, judged from when it sent the renewal: by the time another instance may take
-// the row, this one has stopped acting (up to the clock skew between hosts, which the margin must cover).
+// 0014) taken and renewed every renewMs for ttlMs. An instance that stops renewing (killed, stalled, cut off from the
+// database) is taken over by another once its row has expired. Expiry is the database's business alone (its clock
+// writes and judges every row: sql/leader-leases.ts), so hosts' clocks need not agree. The holder counts itself leader
+// only until ttlMs - marginMs after it sent the renewal, on its own clock: the row's TTL starts later than that (when
+// the statement runs), so by the time another instance may take the row this one has stopped acting; the margin covers
+// clocks that run at different rates and the moments between an isLeader() and the act it allows.
 
 export interface LeadershipDeps {
   store: Pick<LeaderLeaseStore, 'acquire' | 'release'>
@@ -63,6 +65,7 @@ export function createLeadership(deps: LeadershipDeps): Leadership {
       const r = await deps.store.acquire(deps.name, deps.holder, ttlMs, sentAt)
       if (r.held) {
         if (!reported) deps.log.info({ role: deps.name, holder: deps.holder }, 'took the leader lease')
+        // Never the row's expires_at: a local duration from before the statement, so no clock but this one counts.
         validUntil = sentAt + ttlMs - marginMs
       } else {
         if (reported) deps.log.warn({ role: deps.name, holder: deps.holder, now: r.lease?.holder }, 'leader lease taken over by another instance')

@@ -318,12 +318,15 @@ export function createRepair(deps: RepairDeps): Repair {
   async function earlier(a: Attempt): Promise<Earlier | null> {
     const leases = inventory.bmcLeases
     if (!leases || a.scheduledAt === null) return null
-    const last = await leases.lastReboot(a.machineId)
+    // Read onto this host's clock (the rows hold the database's), which scheduledAt is on when this instance
+    // scheduled the repair; one scheduled by another instance is on its host's clock, off by the skew between them.
+    const now = clock.now()
+    const last = await leases.lastReboot(a.machineId, now)
     if (last !== null && last >= a.scheduledAt) return { kind: 'done', at: last }
     const me = deps.shared?.leadership.holder
-    const lease = me === undefined ? null : await leases.get(a.machineId)
+    const lease = me === undefined ? null : await leases.get(a.machineId, now)
     if (lease && lease.holder !== me && !READ_ONLY_OPERATIONS.has(lease.operation ?? '')) {
-      if (lease.expiresAt > clock.now()) return { kind: 'busy' }
+      if (lease.expiresAt > now) return { kind: 'busy' }
       if (lease.acquiredAt !== null && lease.acquiredAt >= a.scheduledAt) return { kind: 'unknown', holder: lease.holder, operation: lease.operation }
     }
     return null

@@ -82,7 +82,7 @@ export interface PowerManagerSettings {
   sessionIdleMs: number
   /**
    * With shared leases (deps.leases): how long a BMC lease lasts unless renewed. A crashed instance's lease is taken
-   * over this long after its last renewal at the latest. Clocks of instances must agree far better than this.
+   * over this long after its last renewal at the latest, by the database's clock (the hosts' clocks may disagree).
    */
   leaseTtlMs: number
   /** How often a held lease is renewed (a third of the TTL: one failed renewal is survived). */
@@ -416,7 +416,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     let shared: number | null = null
     if (leases) {
       try {
-        shared = await leases.lastReboot(machineId)
+        shared = await leases.lastReboot(machineId, clock.now())
       } catch (err) {
         if (strict) {
           throw new PowerError('busy', `machine ${machineId}: cannot read the shared reboot history (${(err as Error).message}); not rebooted`,
@@ -611,6 +611,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
   function hold(machineId: string, bmc: Bmc, grantedAt: number, contended: BmcLease | null): HeldLease {
     const store = leases!
     const controller = new AbortController()
+    // On this process's clock, from before the statement whose database time starts the row's TTL: this instance
+    // stops sending before anyone else may take the row, whatever the hosts' clocks say.
     let validUntil = grantedAt + settings.leaseTtlMs
     let lost: PowerError | null = null
     let released = false
@@ -662,7 +664,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         if (lost) throw lost
       },
       recordReboot(at) {
-        writes.push(store.recordReboot(machineId, at, instanceId)
+        writes.push(store.recordReboot(machineId, at, instanceId, clock.now())
           .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot record the reboot in the shared history')))
       },
       async release() {

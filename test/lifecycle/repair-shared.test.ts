@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { createEventBus } from '../../src/events/bus.js'
 import { openPostgresInventory, type PostgresInventory } from '../../src/inventory/postgres/open.js'
+import { useCallerClock } from '../../src/inventory/sql/dialect.js'
 import { createSqlLeaderLeases } from '../../src/inventory/sql/leader-leases.js'
 import type { Machine } from '../../src/inventory/index.js'
 import { attachTimeline, createLifecycle } from '../../src/lifecycle/index.js'
@@ -61,6 +62,8 @@ async function world(t: TestContext, settings: Partial<RepairSettings> = {}) {
 
   async function start(name: string): Promise<Instance> {
     const inventory = await openPostgresInventory({ url, connectTimeoutMs: 30_000 })
+    // One fake clock drives every instance here: the leases' times are the test's, not PostgreSQL's.
+    useCallerClock(inventory.db)
     const bus = createEventBus()
     const timeline = attachTimeline({ inventory, bus, log })
     const lifecycle = createLifecycle({ inventory, bus, log, clock })

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { test, type TestContext } from 'node:test'
+import type { Kysely } from 'kysely'
 import type { Inventory } from '../../src/inventory/repositories.js'
+import { useCallerClock } from '../../src/inventory/sql/dialect.js'
 import type { Bmc } from '../../src/inventory/types.js'
 import { silentLogger } from '../../src/log.js'
 import { createMetricsRegistry, type Registry } from '../../src/metrics.js'
@@ -17,6 +19,7 @@ import {
   createPowerManager, isPowerError, type BmcDriver, type BootOverride, type PowerManager, type PowerManagerSettings,
   type PowerState,
 } from '../../src/power/index.js'
+import { systemClock, type Clock } from '../../src/power/clock.js'
 import { inventoryBackends, skipped, type Backend } from '../support/backends.js'
 import { missing, startIpmiSim } from './fixtures/bmc-sims.js'
 
@@ -95,8 +98,11 @@ interface Rig {
   inv: [Inventory, Inventory]
   bmcs: Bmcs
   ids: string[]
-  manager(who: 'A' | 'B', settings?: Partial<PowerManagerSettings>, leases?: Inventory['bmcLeases']): { power: PowerManager; metrics: Registry }
+  manager(who: 'A' | 'B', settings?: Partial<PowerManagerSettings>, leases?: Inventory['bmcLeases'], clock?: Clock): { power: PowerManager; metrics: Registry }
 }
+
+/** The real clock, with its time `offsetMs` off (a host whose clock is wrong): timers run as they do. */
+const skewed = (offsetMs: number): Clock => ({ ...systemClock, now: () => Date.now() + offsetMs })
 
 /**
  * Two inventory handles on one database (PostgreSQL: two pools, as two instances have; SQLite: one handle twice), with
@@ -126,10 +132,11 @@ async function rig(t: TestContext, backend: Backend, machines = 1): Promise<Rig>
   const inv: [Inventory, Inventory] = [first, second]
   return {
     inv, bmcs, ids,
-    manager(who, settings = {}, leases) {
+    manager(who, settings = {}, leases, clock) {
       const inventory = inv[who === 'A' ? 0 : 1]
       const metrics = createMetricsRegistry()
       const power = createPowerManager({
+        ...(clock ? { clock } : {}),
         bmcs: inventory.bmcs,
         leases: leases ?? inventory.bmcLeases,
         instanceId: `test-host:${who}`,
@@ -155,6 +162,9 @@ for (const backend of inventoryBackends()) {
   test(`the lease row: one winner among racing instances, taken over once expired, released only by its holder [${backend.name}]`, async (t) => {
     if (await skipped(t, backend)) return
     const [one, two] = await openTwice(t, backend)
+    // The row's rules under times given by hand: the database takes the caller's now (PostgreSQL's own clock, which
+    // decides between hosts, is the tests with skewed clocks below).
+    for (const handle of [one, two]) useCallerClock((handle as unknown as { db: Kysely<any> }).db)
     const m = await one.machines.create({ serial: 'L1' }, Date.now())
     const now = 1_000_000
     // Twenty acquirers through both handles at once: exactly one is granted, the others are told who holds it.
@@ -348,6 +358,68 @@ for (const backend of inventoryBackends()) {
     assert.ok(readElsewhere >= n * 2, detail)
     assert.deepEqual(bmcs.overlaps(), [])
     console.log(`pollers [${backend.name}]: ${detail}`)
+  })
+}
+
+// Hosts whose clocks disagree (PostgreSQL only: SQLite has one host, whose clock is the database's). Every expiry and
+// the reboot interval go by the database's clock, so an instance whose clock is 60 s ahead of the holder's neither takes
+// its live lease nor reboots inside the interval, and one whose clock is 60 s behind is not kept waiting for a minute.
+for (const backend of inventoryBackends().filter((b) => b.name === 'postgres')) {
+  test(`a BMC lease held by an instance is not taken by one whose clock is 120 s ahead; it waits for the operation [${backend.name}]`, { timeout: 120_000 }, async (t) => {
+    if (await skipped(t, backend)) return
+    const { bmcs, ids, manager, inv } = await rig(t, backend)
+    const [m1] = ids as [string]
+    const a = manager('A', {}, undefined, skewed(-60_000)).power
+    const b = manager('B', {}, undefined, skewed(60_000)).power
+    // A's power on takes 2 s at the BMC (over three TTLs: A renews its lease meanwhile).
+    let slow = true
+    bmcs.hook = async (c) => {
+      if (c.who === 'A' && c.op === 'power' && slow) {
+        slow = false
+        await sleep(2_000)
+      }
+    }
+    const aOn = a.power(m1, 'on')
+    while (bmcs.commands.filter((c) => c.op === 'power').length === 0) await sleep(5)
+    assert.equal((await inv[1].bmcLeases!.get(m1))?.holder, 'test-host:A')
+    // Read with B's now, the lease's times are on B's clock: live, expiring within a TTL of B's now.
+    const bNow = Date.now() + 60_000
+    const seen = await inv[1].bmcLeases!.get(m1, bNow)
+    assert.ok(seen && seen.expiresAt > bNow && seen.expiresAt <= bNow + FAST.leaseTtlMs! + 50 && seen.acquiredAt! <= bNow,
+      `on B's clock: ${JSON.stringify(seen)}, now ${bNow}`)
+    const cycle = await b.power(m1, 'cycle').then(() => null, (e: unknown) => e)
+    const on = await aOn.then((o) => o, (e: unknown) => e)
+    assert.deepEqual(bmcs.overlaps(m1).map(([x, y]) => `${x.who}:${x.op} ${x.start.toFixed(1)}-${x.end?.toFixed(1)} / ${y.who}:${y.op} ${y.start.toFixed(1)}`), [],
+      'no two commands at the BMC at once')
+    assert.equal((on as { verified?: boolean }).verified, true, String(on))
+    assert.equal(cycle, null)
+    const lastA = Math.max(...bmcs.commands.filter((c) => c.who === 'A').map((c) => c.end!))
+    const firstB = bmcs.commands.find((c) => c.who === 'B')!
+    assert.ok(firstB.start >= lastA, 'B waited for A\'s power on (with its read-back) to end')
+    assert.equal(await inv[0].bmcLeases!.get(m1), null, 'both released their leases')
+  })
+
+  test(`the reboot interval holds between instances whose clocks are 60 s off, either way [${backend.name}]`, { timeout: 120_000 }, async (t) => {
+    if (await skipped(t, backend)) return
+    const { bmcs, ids, manager } = await rig(t, backend)
+    const [m1] = ids as [string]
+    const interval = 1_500
+    const a = manager('A', { minRebootIntervalMs: interval }).power
+    // B's clock is 60 s ahead of A's (and of the database's); B2 (on B's handle) 60 s behind.
+    const ahead = manager('B', { minRebootIntervalMs: interval }, undefined, skewed(60_000)).power
+    const behind = manager('B', { minRebootIntervalMs: interval }, undefined, skewed(-60_000)).power
+    bmcs.power.set(m1, 'on')
+    const rebooted = performance.now()
+    assert.equal((await a.power(m1, 'cycle')).verified, true)
+    // Inside the interval: refused, though to the instance ahead A's reboot looks a minute old by the hosts' clocks.
+    const err = await ahead.power(m1, 'cycle').then(() => null, (e: unknown) => e)
+    assert.ok(isPowerError(err, 'too-soon'), String(err))
+    assert.match((err as Error).message, /was rebooted [01] s ago/)
+    // Once the interval is over (by real time), the instance behind reboots it: not refused for another minute.
+    await sleep(interval - (performance.now() - rebooted) + 100)
+    const late = await behind.power(m1, 'cycle').then((o) => o, (e: unknown) => e)
+    assert.equal((late as { verified?: boolean }).verified, true, String(late))
+    assert.equal(bmcs.commands.filter((c) => c.op === 'power').length, 2)
   })
 }
 

@@ -53,3 +53,25 @@ export async function hasTable(db: Kysely<any>, name: string): Promise<boolean> 
     : await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`.execute(db)
   return Number(r.rows[0]?.n ?? 0) > 0
 }
+
+const callerClocks = new WeakSet<Kysely<any>>()
+
+/**
+ * The database's "now" (ms since the epoch) for times that instances on different hosts write and compare: leases and
+ * the shared reboot record. PostgreSQL: its statement_timestamp(), so that whether a lease has expired never depends
+ * on the hosts' clocks agreeing (one statement, one value; it is when the statement began, never later than when it
+ * writes). SQLite has one host, whose clock is the database's: the caller's `now`, which fake clocks in tests drive.
+ */
+export function databaseNow(db: Kysely<any>, now: number): RawBuilder<number> {
+  return dialectOf(db) === 'postgres' && !callerClocks.has(db)
+    ? sql<number>`(extract(epoch from statement_timestamp()) * 1000)::bigint`
+    : sql<number>`cast(${Math.round(now)} as bigint)` // typed: PostgreSQL cannot infer `$1 + $2`
+}
+
+/**
+ * For tests that drive one fake clock for every instance on a PostgreSQL database: statements on this handle (not
+ * its transactions) take the caller's `now` as the database's, as on SQLite.
+ */
+export function useCallerClock(db: Kysely<any>): void {
+  callerClocks.add(db)
+}

@@ -1,9 +1,12 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
+import { databaseNow } from './dialect.js'
 
 // Leader leases (issue 16, migration 0014): which instance holds a role that only one may hold at a time. Taking or
 // renewing is one conditional upsert, as for BMC leases (bmc-leases.ts): granted when there is no row, the row
-// expired (expires_at <= now), or `holder` holds it already; PostgreSQL's `on conflict do update ... where` locks the
-// row and re-checks the condition against its newest version, so of two instances racing exactly one gets a row back.
+// expired (expires_at <= the database's now), or `holder` holds it already; PostgreSQL's `on conflict do update ...
+// where` locks the row and re-checks the condition against its newest version, so of two instances racing exactly one
+// gets a row back. As there, rows hold the database's times and expiry is decided by the database's clock alone, so
+// hosts whose clocks disagree never both hold the role; the caller's `now` only puts returned times on its clock.
 
 interface LeaderLeasesTable {
   name: string
@@ -19,27 +22,41 @@ export interface LeaderLease {
 }
 
 export interface LeaderLeaseStore {
-  /** Takes or extends `name` for `holder` until now + ttlMs. held: false with who holds it when refused. */
+  /**
+   * Takes or extends `name` for `holder` for ttlMs from the database's now. held: false with who holds it when
+   * refused. `now` is the caller's clock: the lease's times come back on it.
+   */
   acquire(name: string, holder: string, ttlMs: number, now: number): Promise<{ held: boolean; lease: LeaderLease | null }>
   /** Gives it up (only `holder`'s own), so another instance need not wait for it to expire. */
   release(name: string, holder: string): Promise<boolean>
-  get(name: string): Promise<LeaderLease | null>
+  /** The lease; with `now`, its times on the caller's clock (else the database's). */
+  get(name: string, now?: number): Promise<LeaderLease | null>
 }
 
-const toLease = (r: LeaderLeasesTable): LeaderLease => ({ holder: r.holder, acquiredAt: Number(r.acquired_at), expiresAt: Number(r.expires_at) })
+const toLease = (r: LeaderLeasesTable, clock?: { now: number; dbNow: number | string }): LeaderLease => {
+  // As far from the caller's now as from the database's.
+  const local = (t: number | string) => (clock ? clock.now + Number(t) - Number(clock.dbNow) : Number(t))
+  return { holder: r.holder, acquiredAt: local(r.acquired_at), expiresAt: local(r.expires_at) }
+}
 
 export function createSqlLeaderLeases(database: Kysely<any>): LeaderLeaseStore {
   // The table is this module's own (schema.ts need not know it).
   const db = database as Kysely<{ leader_leases: LeaderLeasesTable }>
-  const get = async (name: string): Promise<LeaderLease | null> => {
-    const r = await db.selectFrom('leader_leases').selectAll().where('name', '=', name).executeTakeFirst()
-    return r ? toLease(r) : null
+  const get = async (name: string, now?: number): Promise<LeaderLease | null> => {
+    if (now === undefined) {
+      const r = await db.selectFrom('leader_leases').selectAll().where('name', '=', name).executeTakeFirst()
+      return r ? toLease(r) : null
+    }
+    const r = await db.selectFrom('leader_leases').selectAll().select(databaseNow(db, now).as('db_now'))
+      .where('name', '=', name).executeTakeFirst()
+    return r ? toLease(r, { now, dbNow: r.db_now }) : null
   }
   return {
     get,
     async acquire(name, holder, ttlMs, now) {
+      const at = databaseNow(db, now)
       const row = await db.insertInto('leader_leases')
-        .values({ name, holder, acquired_at: now, expires_at: now + ttlMs })
+        .values({ name, holder, acquired_at: at, expires_at: sql<number>`${at} + ${ttlMs}` })
         .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({
           holder: eb.ref('excluded.holder'),
           // A holder renewing keeps the time it took the role.
@@ -47,13 +64,14 @@ export function createSqlLeaderLeases(database: Kysely<any>): LeaderLeaseStore {
             .else(eb.ref('excluded.acquired_at')).end(),
           expires_at: eb.ref('excluded.expires_at'),
         })).where((eb) => eb.or([
-          eb('leader_leases.expires_at', '<=', now),
+          eb('leader_leases.expires_at', '<=', at),
           eb('leader_leases.holder', '=', eb.ref('excluded.holder')),
         ])))
         .returningAll()
+        .returning(at.as('db_now'))
         .executeTakeFirst()
-      if (row) return { held: true, lease: toLease(row) }
-      return { held: false, lease: await get(name) }
+      if (row) return { held: true, lease: toLease(row, { now, dbNow: row.db_now }) }
+      return { held: false, lease: await get(name, now) }
     },
     async release(name, holder) {
       const res = await db.deleteFrom('leader_leases').where('name', '=', name).where('holder', '=', holder).executeTakeFirst()
