@@ -137,7 +137,9 @@ const deepFrozen = new WeakSet<object>()
 /** Freezes JSON-like data all the way down (objects already deep-frozen are not walked again); returns it. */
 export function deepFreeze<T>(value: T): T {
   if (typeof value !== 'object' || value === null || deepFrozen.has(value)) return value
-  for (const child of Object.values(value)) deepFreeze(child)
+  // (for...in: no array of values made for every object of every machine's config.)
+  const obj = value as Record<string, unknown>
+  for (const key in obj) if (Object.hasOwn(obj, key)) deepFreeze(obj[key])
   Object.freeze(value)
   deepFrozen.add(value)
   return value
@@ -146,6 +148,21 @@ export function deepFreeze<T>(value: T): T {
 /** Whether deepFreeze froze this object (Object.isFrozen alone says nothing about its children). */
 export function isDeepFrozen(value: unknown): boolean {
   return typeof value === 'object' && value !== null && deepFrozen.has(value)
+}
+
+// A machine's documents are copies of its profile's, changed on a few paths (render.ts). Which object a copy was
+// made from lets the lint compare the two and check only what differs (lint.ts); it is a hint, never trusted for
+// content: the lint compares the objects themselves.
+const copiedFrom = new WeakMap<object, object>()
+
+/** Records that `copy` was made from `original` (a shallow copy, then changed). */
+export function recordCopy(copy: object, original: object): void {
+  copiedFrom.set(copy, original)
+}
+
+/** The object `copy` was made from, if recorded. */
+export function originalOf(copy: object): object | undefined {
+  return copiedFrom.get(copy)
 }
 
 function isPlainRecord(value: unknown): value is Record<string, unknown> {
@@ -183,15 +200,95 @@ function indented(text: string, depth: number): string {
   return text.split('\n').map((line) => (line === '' ? line : pad + line)).join('\n')
 }
 
+// Per-machine strings (a hostname, an address) are new in every config, and writing each through the YAML library
+// was most of a machine's render. A string of these characters, not read back as a number, boolean or null, is
+// written as it is (a plain scalar, never folded at lineWidth 0): `key: value`, `- value`. Conservative on purpose
+// (anything number-like, or starting with '.' or '-', goes to the writer); test/talos/render-cache.test.ts holds it
+// against the writer.
+const PLAIN_CHARS = /^[A-Za-z0-9_/][A-Za-z0-9_./-]*$/
+const NUMBER_LIKE = /^[0-9._+-]*(?:[eE][0-9._+-]*)?$|^0[xXoObB]/
+const RESERVED_WORDS = /^(?:true|True|TRUE|false|False|FALSE|null|Null|NULL)$/
+
+/** Whether the writer writes this string plain, as it is (when false, it may or may not). */
+export function writtenPlain(value: string): boolean {
+  return value.length <= SCALAR_PAIR_MAX_CHARS && PLAIN_CHARS.test(value) && !NUMBER_LIKE.test(value) && !RESERVED_WORDS.test(value)
+}
+
+// A value that is new in every config (a machine's addresses, routes, nameservers) has a shape shared by many: the
+// same keys, numbers, booleans and other strings, different plain strings. The shape is written once, with a marker
+// in place of each plain string, and each config's text is that text with its own strings put back in the markers'
+// places (a value with no plain string is its own shape: written once too).
+const SLOT = 'rbslot'
+const SLOT_RE = /rbslot[0-9]+x/g
+/** Text of a shape by depth and key, with slots; bounded like scalarPairs. */
+let shapeTexts = new Map<string, string[] | null>()
+const SHAPE_MAX_CHARS = 2048
+
+/** The shape of a value (plain strings replaced by numbered markers) and its strings, or null when it has none to share. */
+function shapeOf(value: unknown, strings: string[]): unknown {
+  if (typeof value === 'string') {
+    if (!writtenPlain(value)) return value
+    strings.push(value)
+    return `${SLOT}${strings.length - 1}x`
+  }
+  if (typeof value === 'number') return Object.is(value, -0) ? undefined : value
+  if (typeof value !== 'object' || value === null) return typeof value === 'boolean' || value === null ? value : undefined
+  if (Array.isArray(value)) {
+    const out: unknown[] = []
+    for (const v of value) {
+      const s = shapeOf(v, strings)
+      if (s === undefined) return undefined
+      out.push(s)
+    }
+    return out
+  }
+  if (!isPlainRecord(value)) return undefined
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(value)) {
+    const v = value[key]
+    if (v === undefined) continue
+    const s = shapeOf(v, strings)
+    if (s === undefined) return undefined
+    out[key] = s
+  }
+  return out
+}
+
+function writtenPair(key: string, value: object, depth: number): string {
+  const strings: string[] = []
+  const shape = shapeOf(value, strings)
+  if (shape === undefined) return indented(stringifyConfigDocument({ [key]: value }), depth)
+  const id = `${depth}\0${key}\0${JSON.stringify(shape)}`
+  // Large values (certificate lists) are kept by identity when frozen (pairTexts), not here: the map stays small.
+  if (id.length > SHAPE_MAX_CHARS) return indented(stringifyConfigDocument({ [key]: value }), depth)
+  let parts = shapeTexts.get(id)
+  if (parts === undefined) {
+    const text = indented(stringifyConfigDocument({ [key]: shape }), depth)
+    // The markers must come back one each, in order; a key or string that happens to hold one is written whole.
+    const found = text.match(SLOT_RE) ?? []
+    parts = found.length === strings.length && found.every((m, i) => m === `${SLOT}${i}x`) ? text.split(SLOT_RE) : null
+    if (shapeTexts.size >= SCALAR_PAIRS_MAX) shapeTexts = new Map()
+    shapeTexts.set(id, parts)
+  }
+  if (parts === null) return indented(stringifyConfigDocument({ [key]: value }), depth)
+  let out = parts[0]!
+  for (let i = 0; i < strings.length; i++) out += strings[i]! + parts[i + 1]!
+  return out
+}
+
 function pairText(key: string, value: unknown, depth: number): string {
   if (typeof value === 'object' && value !== null) {
-    if (!isDeepFrozen(value)) return indented(stringifyConfigDocument({ [key]: value }), depth)
+    if (!isDeepFrozen(value)) return writtenPair(key, value, depth)
     let byKey = pairTexts.get(value)
     if (!byKey) pairTexts.set(value, (byKey = new Map()))
     const id = `${depth}\0${key}`
     let text = byKey.get(id)
-    if (text === undefined) byKey.set(id, (text = indented(stringifyConfigDocument({ [key]: value }), depth)))
+    if (text === undefined) byKey.set(id, (text = writtenPair(key, value, depth)))
     return text
+  }
+  if (typeof value === 'string' && writtenPlain(value)) {
+    const prefix = keyPrefix(key)
+    if (prefix !== null) return `${' '.repeat(4 * depth)}${prefix} ${value}\n`
   }
   // (String(-0) is '0', but the writer tells them apart.)
   const id = `${depth}\0${typeof value}\0${key}\0${Object.is(value, -0) ? '-0' : String(value)}`

@@ -69,6 +69,8 @@ export class Lru<V> {
   }
 
   private evict(): void {
+    // (Most calls are within bounds: no iterator for them.)
+    if (this.map.size <= this.limits.maxEntries && this.total <= this.limits.maxBytes) return
     for (const [k, e] of this.map) {
       if (this.map.size <= this.limits.maxEntries && this.total <= this.limits.maxBytes) break
       this.map.delete(k)

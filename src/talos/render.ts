@@ -7,6 +7,7 @@ import {
   isRecord,
   isV1Alpha1Document,
   parseConfigDocuments,
+  recordCopy,
   stringifyConfigDocuments,
   stringifyConfigDocumentsIncremental,
   type ConfigDocument,
@@ -76,6 +77,8 @@ class Writer {
     if (this.owned.has(obj)) return obj
     const copy = { ...obj }
     this.owned.add(copy)
+    // The lint checks only what the copy changed (lint.ts).
+    recordCopy(copy, obj)
     return copy
   }
 
@@ -255,15 +258,27 @@ function applyStages(input: RenderMachineConfigInput): ConfigDocument[] {
 // Everything the prepared config is made of, as one hash: the Talos version, the base (its YAML text, or documents
 // as JSON) and each patch list as JSON, stage by stage. Inputs with the same JSON make the same config (YAML and JSON
 // data hold nothing JSON text drops, and the prepared documents are read back from their own YAML anyway).
+// The hash of a base text is remembered by that text: a profile's base config (several KiB of certificates) is the
+// same string every request, and a Map finds a string it has seen by its cached hash, without reading it again.
+const MAX_KEYED_BASES = 256
+let keysByBase = new Map<string, Map<string, string>>()
+
 function preparedKey(input: RenderMachineConfigInput, v: TalosVersion): string {
   const base = input.base
   const text = typeof base === 'string' || 'yaml' in base
   const baseText = typeof base === 'string' ? base : 'yaml' in base ? base.yaml : JSON.stringify(base)
-  return createHash('sha256')
-    .update(JSON.stringify([formatTalosVersion(v), text ? 'text' : 'documents', input.classPatches ?? [], input.profilePatches ?? [], input.machinePatches ?? []]))
-    .update('\0')
-    .update(baseText)
-    .digest('base64url')
+  const rest = JSON.stringify([formatTalosVersion(v), text ? 'text' : 'documents', input.classPatches ?? [], input.profilePatches ?? [], input.machinePatches ?? []])
+  let keys = keysByBase.get(baseText)
+  const hit = keys?.get(rest)
+  if (hit !== undefined) return hit
+  const key = createHash('sha256').update(rest).update('\0').update(baseText).digest('base64url')
+  if (!keys) {
+    if (keysByBase.size >= MAX_KEYED_BASES) keysByBase = new Map()
+    keysByBase.set(baseText, (keys = new Map()))
+  }
+  if (keys.size >= MAX_KEYED_BASES) keys.clear()
+  keys.set(rest, key)
+  return key
 }
 
 function prepare(input: RenderMachineConfigInput, v: TalosVersion): PreparedConfig {

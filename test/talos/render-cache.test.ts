@@ -7,14 +7,16 @@ import {
   generateConfig,
   generateSecretsBundle,
   parseConfigDocuments,
+  parseSecretsBundle,
   renderMachineConfig,
+  secretsBundleToYaml,
   stringifyConfigDocuments,
   type ConfigDocument,
   type MachineValues,
   type PatchInput,
   type SecretsBundle,
 } from '../../src/talos/index.js'
-import { deepFreeze, stringifyConfigDocumentsIncremental } from '../../src/talos/documents.js'
+import { deepFreeze, stringifyConfigDocumentsIncremental, writtenPlain } from '../../src/talos/documents.js'
 import { clearRenderCache, configureRenderCache, DEFAULT_RENDER_CACHE_LIMITS, renderCacheStats } from '../../src/talos/render-cache.js'
 import { isRackbootError } from '../../src/errors.js'
 
@@ -221,8 +223,10 @@ const STRINGS = [
   'line1\nline2', 'line1\nline2\n', 'trailing\n\n', '\nleading newline', '  indented\nnext', 'a\n  b\n', '---', '--- x', '...', 'x\n---\ny',
   'tab\there', 'cr\rlf', 'u\u2028sep', 'ünïcødé', '*alias', '&anchor', '!tag', '%dir', '@at', '`tick', '{flow}', '[seq]', 'key: {}',
   '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', 'x'.repeat(300),
+  // Plain strings the writer's text is assembled around (documents.ts writtenPlain), and its own marker.
+  'node-7', 'eno1', '/dev/nvme0n1', '10.0.3.7/16', 'fd00::7/64', '10.0.0.53', 'rbslot0x', 'rbslot1x', 'a_b.c/d-e',
 ]
-const KEYS = ['a', 'b', 'machine', 'with space', 'dotted.key', 'colon:key', 'a: {}', '- dash', '"quoted"', '1', 'true', 'x'.repeat(1100), '#', '']
+const KEYS = ['a', 'b', 'machine', 'with space', 'dotted.key', 'colon:key', 'a: {}', '- dash', '"quoted"', '1', 'true', 'x'.repeat(1100), '#', '', 'rbslot0x']
 
 function randomValue(r: () => number, depth: number): unknown {
   const k = r()
@@ -266,6 +270,31 @@ test('incremental YAML: the same text as the writer on random data, frozen or no
   }
 })
 
+test('a string writtenPlain says is plain is written as it is, as a value and as a sequence item', () => {
+  // Every string of up to 4 characters from an alphabet that holds YAML's number, boolean and null spellings, and
+  // random longer ones: each the writer would write otherwise must be refused.
+  const alphabet = ['0', '1', '9', '.', '_', '-', '+', '/', 'e', 'E', 'x', 'o', 'b', 'n', 'N', 'a', 'i', 'f', 'y', 's', 't', 'u', 'l', 'T', 'F', ':', ' ', '#']
+  const words = ['true', 'True', 'TRUE', 'false', 'FALSE', 'null', 'Null', 'NULL', 'yes', 'no', 'on', 'off', 'y', 'n', 'nan', 'inf', '2001-12-14', '12:30', '0o17', '0x1f', '0b1', '1_000', '1e3', '1E+3', '.5', '5.', '-1', '+1', '08', 'Infinity', 'NaN']
+  const all: string[] = [...words]
+  const grow = (prefix: string, n: number): void => {
+    if (prefix) all.push(prefix)
+    if (n === 0) return
+    for (const c of alphabet) grow(prefix + c, n - 1)
+  }
+  grow('', 3)
+  const r = rng(7)
+  for (let i = 0; i < 3000; i++) all.push(Array.from({ length: 4 + Math.floor(r() * 10) }, () => alphabet[Math.floor(r() * alphabet.length)]).join(''))
+  let plain = 0
+  for (const s of all) {
+    if (!writtenPlain(s)) continue
+    plain++
+    assert.equal(stringifyConfigDocuments([{ k: s }]), `k: ${s}\n`, JSON.stringify(s))
+    assert.equal(stringifyConfigDocuments([{ k: [s, { m: s }] }]), `k:\n    - ${s}\n    - m: ${s}\n`, JSON.stringify(s))
+  }
+  assert.ok(plain > 1000, `only ${plain} plain strings checked`)
+  for (const s of ['node-00001', '/dev/nvme0n1', '10.0.0.9/16', 'eno1']) assert.equal(writtenPlain(s), true, s)
+})
+
 test('generateConfig is generated once per distinct options; callers get documents of their own', () => {
   const opts = { secrets: secretsA, clusterName: 'gen', endpoint: 'https://198.18.0.5:6443', talosVersion: 'v1.13.9', role: 'worker' as const }
   const a = generateConfig(opts)
@@ -284,4 +313,28 @@ test('generateConfig is generated once per distinct options; callers get documen
   // A generated config as the base of a render is read from its text.
   const out = renderMachineConfig({ base: generateConfig(opts), talosVersion: 'v1.13.9', values: values(1) })
   assert.equal(out.yaml, plainRender(generateConfig(opts).yaml, 'v1.13.9', [], values(1)))
+})
+
+test('bundles read from text (as a cluster\'s fetches read them): one per text, and each config has its own cluster\'s secrets', () => {
+  const textA = secretsBundleToYaml(secretsA)
+  const textB = secretsBundleToYaml(secretsB)
+  const a = parseSecretsBundle(textA)
+  // A fresh copy of the same text (as each fetch opens it from the database) is the same bundle.
+  assert.equal(parseSecretsBundle(`${textA}`.slice(0)), a)
+  assert.equal(parseSecretsBundle(textA.split('').join('')), a)
+  const b = parseSecretsBundle(textB)
+  assert.notEqual(a, b)
+  const opts = { clusterName: 'gen', endpoint: 'https://198.18.0.5:6443', talosVersion: 'v1.13.9', role: 'worker' as const }
+  for (let round = 0; round < 2; round++) {
+    const ya = generateConfig({ ...opts, secrets: a }).yaml
+    const yb = generateConfig({ ...opts, secrets: b }).yaml
+    assert.ok(ya.includes(secretsA.trustdinfo.token) && !ya.includes(secretsB.trustdinfo.token))
+    assert.ok(yb.includes(secretsB.trustdinfo.token) && !yb.includes(secretsA.trustdinfo.token))
+    // The same as from the generated (unfrozen) bundle, and every option still in the key.
+    assert.equal(ya, generateConfig({ ...opts, secrets: secretsA }).yaml)
+    assert.match(generateConfig({ ...opts, secrets: a, role: 'controlplane' }).yaml, /type: controlplane/)
+    assert.match(generateConfig({ ...opts, secrets: a, endpoint: 'https://198.18.0.6:6443' }).yaml, /198\.18\.0\.6/)
+    assert.match(generateConfig({ ...opts, secrets: b, installDisk: '/dev/vdb' }).yaml, /disk: \/dev\/vdb/)
+    assert.doesNotMatch(generateConfig({ ...opts, secrets: b }).yaml, /disk: \/dev\/vdb/)
+  }
 })
