@@ -6,10 +6,11 @@ import { Counter, type Registry } from 'prom-client'
 import { RackbootError } from '../errors.js'
 import {
   documentIdentity,
-  documentKey,
+  identityKey,
   isDeepFrozen,
   isRecord,
   isV1Alpha1Document,
+  originalOf,
   parseConfigDocuments,
   type ConfigDocument,
   type DocumentIdentity,
@@ -113,6 +114,9 @@ const SCHEMA_KIND_ALIASES: Readonly<Record<string, string>> = {
   KubeSpanEndpointsConfig: 'KubeSpanEndpoints',
 }
 
+/** The schema's spelling -> Talos's kind. */
+const TALOS_SPELLINGS: ReadonlyMap<string, string> = new Map(Object.entries(SCHEMA_KIND_ALIASES).map(([kind, alias]) => [alias, kind]))
+
 /** Kinds Talos decodes (from 1.13) that the schemas leave out. */
 const KINDS_MISSING_FROM_SCHEMA: ReadonlySet<string> = new Set(['ImageVerificationConfig'])
 
@@ -120,13 +124,16 @@ const SCHEMA_FILE_RE = /^talos-config(?:\.(v?\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.-]
 
 interface LoadedSchema {
   info: SchemaInfo
-  ajv: Ajv2020
+  /** Made at the first validator asked for: an older schema is often read only for its property names. */
+  ajv(): Ajv2020
   id: string
   /** `${apiVersion}/${kind}` (or 'v1alpha1') to $defs name. */
   defs: Map<string, string>
   validators: Map<string, ValidateFunction>
   /** Property names of a $defs entry. */
   properties: Map<string, Set<string>>
+  /** Validators of one field of a document by $defs name and path, null where it cannot be checked on its own (partValidator). */
+  parts: Map<string, ValidateFunction | null>
   raw: { $defs: Record<string, { properties?: Record<string, unknown> }> }
 }
 
@@ -272,10 +279,16 @@ function loadSchema(info: SchemaInfo): LoadedSchema {
     throw schemaError(`cannot read Talos schema ${info.file}`, cause)
   }
   if (!raw.$id || !raw.$defs || !Array.isArray(raw.oneOf)) throw schemaError(`${info.file} is not a Talos config schema`)
-  // strict: false because the schema carries markdownDescription / x-intellij-html-description keywords.
-  const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true })
-  ajv.addFormat('uri', (s: string) => URL.canParse(s))
-  ajv.addSchema(raw)
+  let ajv: Ajv2020 | null = null
+  const made = (): Ajv2020 => {
+    if (!ajv) {
+      // strict: false because the schema carries markdownDescription / x-intellij-html-description keywords.
+      ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true, validateSchema: false, code: { optimize: false } })
+      ajv.addFormat('uri', (s: string) => URL.canParse(s))
+      ajv.addSchema(raw)
+    }
+    return ajv
+  }
   const defs = new Map<string, string>()
   for (const ref of raw.oneOf) {
     const name = ref.$ref?.replace('#/$defs/', '')
@@ -289,20 +302,94 @@ function loadSchema(info: SchemaInfo): LoadedSchema {
     const apiVersions = (def.properties.apiVersion as { enum?: unknown[] } | undefined)?.enum ?? []
     for (const k of kinds) for (const a of apiVersions) defs.set(`${String(a)}/${String(k)}`, name)
   }
-  return { info, ajv, id: raw.$id, defs, validators: new Map(), properties: new Map(), raw: raw as LoadedSchema['raw'] }
+  return { info, ajv: made, id: raw.$id, defs, validators: new Map(), properties: new Map(), parts: new Map(), raw: raw as LoadedSchema['raw'] }
 }
 
 function validatorFor(schema: LoadedSchema, defName: string): ValidateFunction {
   let fn = schema.validators.get(defName)
   if (!fn) {
     try {
-      fn = schema.ajv.compile({ $ref: `${schema.id}#/$defs/${defName}` })
+      fn = schema.ajv().compile({ $ref: `${schema.id}#/$defs/${defName}` })
     } catch (cause) {
       throw schemaError(`cannot compile ${defName} from ${schema.info.file}`, cause)
     }
     schema.validators.set(defName, fn)
   }
   return fn
+}
+
+// Schema keywords under which an object is valid exactly when each of its properties is (for a given set of keys):
+// none relates one property to another. The Talos schemas use only these (and annotations) for v1alpha1.
+const PER_PROPERTY_KEYWORDS: ReadonlySet<string> = new Set([
+  '$ref', 'type', 'properties', 'additionalProperties', 'required', 'title', 'description', 'markdownDescription', 'x-intellij-html-description',
+])
+
+/**
+ * A validator of the field at `path` of a document of $defs `defName` on its own, from the schema node reached through
+ * `properties` (and local $refs); null when a node on the way has a keyword that relates properties to each other, or
+ * the field is not among the properties listed.
+ */
+function partValidator(schema: LoadedSchema, defName: string, path: readonly string[]): ValidateFunction | null {
+  const id = `${defName}\0${path.join('\0')}`
+  const known = schema.parts.get(id)
+  if (known !== undefined) return known
+  let fn: ValidateFunction | null = null
+  const defs = schema.raw.$defs as Record<string, unknown>
+  let at = `/$defs/${defName}`
+  let node: unknown = defs[defName]
+  let ok = true
+  for (const key of path) {
+    // Follow the node's $ref (a local one) to the object it names.
+    for (let hops = 0; ok && isRecord(node) && typeof node.$ref === 'string'; hops++) {
+      const m = /^#\/\$defs\/([A-Za-z0-9_.-]+)$/.exec(node.$ref)
+      ok = hops < 8 && !!m && Object.keys(node).every((k) => PER_PROPERTY_KEYWORDS.has(k))
+      if (ok) {
+        at = `/$defs/${m![1]}`
+        node = defs[m![1]!]
+      }
+    }
+    if (!ok || !isRecord(node) || node.type !== 'object' || !Object.keys(node).every((k) => PER_PROPERTY_KEYWORDS.has(k))) {
+      ok = false
+      break
+    }
+    const props = node.properties
+    if (!/^[A-Za-z0-9_.-]+$/.test(key) || !isRecord(props) || !isRecord(props[key])) {
+      ok = false
+      break
+    }
+    at = `${at}/properties/${key}`
+    node = props[key]
+  }
+  if (ok) {
+    try {
+      fn = schema.ajv().compile({ $ref: `${schema.id}#${at}` })
+    } catch {
+      fn = null
+    }
+  }
+  schema.parts.set(id, fn)
+  return fn
+}
+
+/**
+ * The paths where `doc` differs from the object it was copied from (descending into the objects it copied), or
+ * false when their keys differ (a key added, removed or moved changes what the lint reports about the keys).
+ */
+function changedPaths(doc: Record<string, unknown>, original: Record<string, unknown>, path: readonly string[], out: string[][]): boolean {
+  const keys = Object.keys(doc)
+  const was = Object.keys(original)
+  if (keys.length !== was.length) return false
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!
+    if (key !== was[i]) return false
+    const now = doc[key]
+    const before = original[key]
+    if (now === before) continue
+    if (isRecord(now) && isRecord(before) && originalOf(now) === before) {
+      if (!changedPaths(now, before, [...path, key], out)) return false
+    } else out.push([...path, key])
+  }
+  return true
 }
 
 function propertiesOf(schema: LoadedSchema, defName: string): Set<string> {
@@ -408,17 +495,57 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
       const hit = checkedDocuments.get(doc)?.get(ctx.key)
       if (hit) return hit
     }
-    const out: CheckedDocument = { issues: [], unattended: false }
-    const issue = (path: string, message: string, keyword: string, warning = false): void => {
-      out.issues.push({ path, message, keyword, warning })
+    let out = frozen ? checkedFromOriginal(doc, id, ctx) : null
+    if (!out) {
+      const checked: CheckedDocument = { issues: [], unattended: false }
+      const issue = (path: string, message: string, keyword: string, warning = false): void => {
+        checked.issues.push({ path, message, keyword, warning })
+      }
+      checkDocumentInto(doc, id, ctx, issue, checked)
+      out = checked
     }
-    checkDocumentInto(doc, id, ctx, issue, out)
     if (frozen) {
       let byContext = checkedDocuments.get(doc)
       if (!byContext) checkedDocuments.set(doc, (byContext = new Map()))
       byContext.set(ctx.key, out)
     }
     return out
+  }
+
+  // A machine's v1alpha1 document is its profile's with a few values written (render.ts: the install disk, ...).
+  // When the profile's document is checked and the machine's has the same keys everywhere, only the changed values
+  // need checking, each against its own part of the schema: if they all pass, the machine's document gets exactly
+  // the profile document's issues (nothing in the schema relates one field to another, see partValidator). Anything
+  // else (a changed value the profile's issues are about, a value that fails, a field the lint treats specially)
+  // gets the whole check, so the result is always the one the whole check gives.
+  // The same for a typed document (a LinkConfig, UnattendedInstallConfig, ... the machine's values are written in)
+  // whose identity did not change, checked against its kind's definition; HostnameConfig's own rule reads two
+  // fields, so a change to either gets the whole check.
+  function checkedFromOriginal(doc: ConfigDocument, id: DocumentIdentity, ctx: DocumentContext): CheckedDocument | null {
+    const original = originalOf(doc) as ConfigDocument | undefined
+    if (!original || !isDeepFrozen(original)) return null
+    const main = isV1Alpha1Document(doc)
+    if (main !== isV1Alpha1Document(original)) return null
+    let defName = 'v1alpha1.Config'
+    if (!main) {
+      const was = documentIdentity(original)
+      if (was.apiVersion !== id.apiVersion || was.kind !== id.kind || was.name !== id.name) return null
+      const def = ctx.schema.defs.get(`${id.apiVersion}/${SCHEMA_KIND_ALIASES[id.kind] ?? id.kind}`)
+      if (!def) return null
+      defName = def
+    }
+    const changed: string[][] = []
+    if (!changedPaths(doc, original, [], changed)) return null
+    const before = checkDocument(original, id, ctx)
+    for (const path of changed) {
+      if (main ? path[0] === 'machine' && path[1] === 'type' : ['apiVersion', 'kind', 'name'].includes(path[0]!)) return null
+      if (id.kind === 'HostnameConfig' && (path[0] === 'hostname' || path[0] === 'auto')) return null
+      const at = pointer(path)
+      if (before.issues.some((i) => i.path === at || at.startsWith(`${i.path}/`) || i.path.startsWith(`${at}/`))) return null
+      const check = partValidator(ctx.schema, defName, path)
+      if (!check || !check(getPath(doc, path))) return null
+    }
+    return before
   }
 
   function checkDocumentInto(doc: ConfigDocument, id: DocumentIdentity, ctx: DocumentContext, issue: IssueSink, out: CheckedDocument): void {
@@ -429,7 +556,7 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     }
     const schemaKind = SCHEMA_KIND_ALIASES[id.kind] ?? id.kind
     const defName = schema.defs.get(`${id.apiVersion}/${schemaKind}`)
-    const talosSpelling = Object.entries(SCHEMA_KIND_ALIASES).find(([, alias]) => alias === id.kind)?.[0]
+    const talosSpelling = TALOS_SPELLINGS.get(id.kind)
     if (talosSpelling) {
       issue('/kind', `Talos registers this kind as ${talosSpelling}; '${id.kind}' is only the schema's spelling`, 'kind')
       return
@@ -454,13 +581,32 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     }
   }
 
-  function lint(config: string | readonly ConfigDocument[], options: LintOptions): LintResult {
-    const v = parseTalosVersion(options.talosVersion)
-    const mode = options.mode ?? 'metal'
+  // The schema choice for a Talos version, made once per version (every config served asks for one).
+  const contexts = new Map<string, DocumentContext>()
+  function contextFor(talosVersion: string | TalosVersion): DocumentContext {
+    const asked = typeof talosVersion === 'string' ? talosVersion : null
+    const hit = asked === null ? undefined : contexts.get(asked)
+    if (hit) return hit
+    const v = parseTalosVersion(talosVersion)
     const info = chooseSchema(schemas(), v)
     const schema = load(info)
     const olderInfo = schemas().find((s) => compareVersions(s.version, info.version) < 0 && (s.version.minor !== info.version.minor || s.version.major !== info.version.major))
     const legacy = olderInfo ? load(olderInfo) : null
+    const exactMinor = info.version.major === v.major && info.version.minor === v.minor
+    // Without the target's own schema, unknown fields may just be from another version.
+    const lenient = (e: ErrorObject): boolean => !exactMinor && e.keyword === 'additionalProperties'
+    const ctx: DocumentContext = { key: `${info.file}\0${legacy?.info.file ?? ''}\0${formatTalosVersion(v)}`, v, info, schema, legacy, exactMinor, lenient }
+    if (asked !== null) {
+      if (contexts.size >= 64) contexts.clear()
+      contexts.set(asked, ctx)
+    }
+    return ctx
+  }
+
+  function lint(config: string | readonly ConfigDocument[], options: LintOptions): LintResult {
+    const mode = options.mode ?? 'metal'
+    const ctx = contextFor(options.talosVersion)
+    const { v, info, exactMinor } = ctx
     const errors: LintIssue[] = []
     const warnings: LintIssue[] = []
 
@@ -480,9 +626,6 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
       }
     } else docs = config
 
-    const exactMinor = info.version.major === v.major && info.version.minor === v.minor
-    // Without the target's own schema, unknown fields may just be from another version.
-    const lenient = (e: ErrorObject): boolean => !exactMinor && e.keyword === 'additionalProperties'
     if (!exactMinor) {
       warnings.push({ documentIndex: -1, kind: '', path: '', keyword: 'schema', message: `no schema for Talos ${v.major}.${v.minor}; using the nearest, ${info.label} (unknown fields and kinds are warnings)` })
     }
@@ -490,31 +633,34 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     const seen = new Map<string, number>()
     let v1alpha1: ConfigDocument | null = null
     let unattended = false
-    const ctx: DocumentContext = { key: `${info.file}\0${legacy?.info.file ?? ''}\0${formatTalosVersion(v)}`, v, info, schema, legacy, exactMinor, lenient }
-    docs.forEach((doc, index) => {
+    // (A plain loop and one issue writer: this runs for every document of every config served.)
+    const issue = (index: number, id: DocumentIdentity, path: string, message: string, keyword: string, warning = false): void => {
+      ;(warning ? warnings : errors).push(
+        id.name ? { documentIndex: index, kind: id.kind, name: id.name, path, message, keyword } : { documentIndex: index, kind: id.kind, path, message, keyword },
+      )
+    }
+    for (let index = 0; index < docs.length; index++) {
+      const doc = docs[index]!
       if (!isRecord(doc)) {
         errors.push({ documentIndex: index, kind: '', path: '', message: 'document is not a mapping', keyword: 'type' })
-        return
+        continue
       }
       const id = documentIdentity(doc)
-      const base = { documentIndex: index, kind: id.kind, ...(id.name ? { name: id.name } : {}) }
-      const issue = (path: string, message: string, keyword: string, warning = false): void => {
-        ;(warning ? warnings : errors).push({ ...base, path, message, keyword })
+      const main = isV1Alpha1Document(doc)
+      if (!main && (doc.kind === undefined || doc.apiVersion === undefined)) {
+        issue(index, id, '', doc.kind === undefined ? 'document has no kind (and is not the v1alpha1 document)' : 'document has no apiVersion', 'required')
+        continue
       }
-      if (!isV1Alpha1Document(doc) && (doc.kind === undefined || doc.apiVersion === undefined)) {
-        issue('', doc.kind === undefined ? 'document has no kind (and is not the v1alpha1 document)' : 'document has no apiVersion', 'required')
-        return
-      }
-      const key = documentKey(doc)
+      const key = identityKey(id)
       const first = seen.get(key)
-      if (first !== undefined) issue('', `duplicate document (also document ${first}); Talos rejects duplicates`, 'duplicate')
+      if (first !== undefined) issue(index, id, '', `duplicate document (also document ${first}); Talos rejects duplicates`, 'duplicate')
       else seen.set(key, index)
 
-      if (isV1Alpha1Document(doc)) v1alpha1 = doc
+      if (main) v1alpha1 = doc
       const checked = checkDocument(doc, id, ctx)
       if (checked.unattended) unattended = true
-      for (const i of checked.issues) issue(i.path, i.message, i.keyword, i.warning)
-    })
+      for (const i of checked.issues) issue(index, id, i.path, i.message, i.keyword, i.warning)
+    }
 
     const main = v1alpha1 as ConfigDocument | null
     if (!main) {

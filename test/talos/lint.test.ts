@@ -9,11 +9,14 @@ import {
   chooseSchema,
   createConfigLinter,
   listSchemas,
+  parseConfigDocuments,
   parseTalosVersion,
+  type ConfigDocument,
   type LintIssue,
   type SchemaInfo,
 } from '../../src/talos/index.js'
 import { isRackbootError } from '../../src/errors.js'
+import { deepFreeze, recordCopy } from '../../src/talos/documents.js'
 
 const linter = createConfigLinter()
 
@@ -208,4 +211,80 @@ test('lint counts runs by result', async () => {
   counted.lint(V1(''), { talosVersion: 'v1.13.9' })
   const values = (await registry.getSingleMetric('rackboot_talos_config_lint_total')!.get()).values
   assert.deepEqual(Object.fromEntries(values.map((v) => [v.labels.result, v.value])), { ok: 1, failed: 2 })
+})
+
+test('a machine\'s copy of a checked document: only the changed values are checked, with the whole check\'s result', () => {
+  // What render.ts does: the profile's document deep-frozen and checked once, each machine's a copy along the path
+  // to the values it writes. Each result must be the one a fresh linter gives the same documents, unfrozen.
+  const profile = deepFreeze(parseConfigDocuments(`${V1(INSTALL)}persist: true\n`))
+  const copyWith = (write: (machine: Record<string, any>, install: Record<string, any>) => void): ConfigDocument[] => {
+    const doc: Record<string, any> = { ...profile[0] }
+    const machine = (doc.machine = { ...doc.machine })
+    const install = (machine.install = { ...machine.install })
+    recordCopy(doc, profile[0]!)
+    recordCopy(machine, profile[0]!.machine as object)
+    recordCopy(install, (profile[0]!.machine as any).install)
+    write(machine, install)
+    return deepFreeze([doc])
+  }
+  const cached = createConfigLinter()
+  const fresh = (docs: ConfigDocument[]) => createConfigLinter().lint(structuredClone(docs) as ConfigDocument[], { talosVersion: 'v1.13.9' })
+  const first = cached.lint(profile, { talosVersion: 'v1.13.9' })
+  assert.equal(first.ok, true)
+  assert.deepEqual(first.warnings.map((w) => w.path), ['/persist'])
+  const cases: Array<[string, (m: Record<string, any>, i: Record<string, any>) => void, boolean]> = [
+    ['a good disk', (_m, i) => { i.disk = '/dev/nvme0n1' }, true],
+    ['a disk of the wrong type', (_m, i) => { i.disk = 42 }, false],
+    ['an unknown field in a changed section', (_m, i) => { i.disk = '/dev/sdb'; i.bogus = true }, false],
+    ['a wrong type one level up', (m) => { m.install = 'sda' }, false],
+    ['init, the legacy machine type', (m) => { m.type = 'init' }, true],
+    ['a bad machine type', (m) => { m.type = 'router' }, false],
+    ['a removed section', (m) => { delete m.install }, false],
+  ]
+  for (const [name, write, ok] of cases) {
+    const docs = copyWith(write)
+    const got = cached.lint(docs, { talosVersion: 'v1.13.9' })
+    assert.deepEqual(got, fresh(docs), name)
+    assert.equal(got.ok, ok, name)
+  }
+})
+
+test('a machine\'s copy of a checked typed document: the same, for the fields its values change', () => {
+  const profile = deepFreeze(parseConfigDocuments(`${V1(INSTALL)}---
+apiVersion: v1alpha1
+kind: LinkConfig
+name: eno1
+up: true
+mtu: 1500
+---
+apiVersion: v1alpha1
+kind: HostnameConfig
+hostname: base
+auto: off
+`))
+  const cached = createConfigLinter()
+  assert.equal(cached.lint(profile, { talosVersion: 'v1.13.9' }).ok, true)
+  const copyWith = (index: number, write: (doc: Record<string, any>) => void): ConfigDocument[] => {
+    const doc: Record<string, any> = { ...profile[index] }
+    recordCopy(doc, profile[index]!)
+    write(doc)
+    const docs = profile.slice()
+    docs[index] = doc
+    return deepFreeze(docs)
+  }
+  const cases: Array<[string, number, (d: Record<string, any>) => void, boolean]> = [
+    ['a good MTU', 1, (d) => { d.mtu = 9000 }, true],
+    ['an MTU of the wrong type', 1, (d) => { d.mtu = 'big' }, false],
+    ['addresses', 1, (d) => { d.addresses = [{ address: '10.0.0.9/16' }] }, true],
+    ['addresses of the wrong shape', 1, (d) => { d.addresses = [{ adress: '10.0.0.9/16' }] }, false],
+    ['another name: another document', 1, (d) => { d.name = 'eno2' }, true],
+    ['a hostname', 2, (d) => { d.hostname = 'node-1' }, true],
+    ['auto beside a hostname', 2, (d) => { d.auto = 'stable' }, false],
+  ]
+  for (const [name, index, write, ok] of cases) {
+    const docs = copyWith(index, write)
+    const got = cached.lint(docs, { talosVersion: 'v1.13.9' })
+    assert.deepEqual(got, createConfigLinter().lint(structuredClone(docs) as ConfigDocument[], { talosVersion: 'v1.13.9' }), name)
+    assert.equal(got.ok, ok, name)
+  }
 })
