@@ -3,7 +3,7 @@ import { RackbootError } from '../errors.js'
 import { createHash } from 'node:crypto'
 import { cloneValue, deepFreeze, stringifyConfigDocuments, type ConfigDocument } from './documents.js'
 import { entryBytes, Lru, type RenderedEntry } from './render-cache.js'
-import { decodePem, type SecretsBundle } from './secrets.js'
+import { decodePem, isFrozenBundle, type SecretsBundle } from './secrets.js'
 import { contractGreater, formatTalosVersion, minorKey, parseTalosVersion, versionAtLeast, type TalosVersion } from './version.js'
 
 // The documents `talosctl gen config` of a given Talos version writes (pkg/machinery/config/generate: init.go,
@@ -394,7 +394,7 @@ function multidocDocuments(c: Context): ConfigDocument[] {
 export function generateConfig(options: GenerateConfigOptions): RenderedConfig {
   // A cluster's machines all fetch configs generated from the same options (lifecycle's baseConfigFor, per fetch):
   // generated once, then shared (frozen; each caller that reads `documents` gets a copy of its own).
-  const key = createHash('sha256').update(JSON.stringify(options)).digest('base64url')
+  const key = generatedKey(options)
   let entry = generatedConfigs.get(key)
   if (!entry) {
     const fresh = generate(options)
@@ -412,6 +412,25 @@ export function generateConfig(options: GenerateConfigOptions): RenderedConfig {
 }
 
 const generatedConfigs = new Lru<RenderedEntry>({ maxEntries: 64, maxBytes: 16 * 1024 * 1024 })
+
+// The options as one hash. A bundle from parseSecretsBundle is frozen, the same object for every fetch of its
+// cluster: the hash is remembered on it, by the JSON of the other options (a few hundred bytes), instead of
+// serialising and hashing its keys and certificates on every fetch. The same options give the same key either way.
+const keysByBundle = new WeakMap<object, Map<string, string>>()
+
+function generatedKey(options: GenerateConfigOptions): string {
+  const hashed = (): string => createHash('sha256').update(JSON.stringify(options)).digest('base64url')
+  if (!isFrozenBundle(options.secrets)) return hashed()
+  const rest = JSON.stringify({ ...options, secrets: null })
+  let keys = keysByBundle.get(options.secrets)
+  if (!keys) keysByBundle.set(options.secrets, (keys = new Map()))
+  let key = keys.get(rest)
+  if (key === undefined) {
+    if (keys.size >= 64) keys.clear()
+    keys.set(rest, (key = hashed()))
+  }
+  return key
+}
 
 function generate(options: GenerateConfigOptions): RenderedConfig {
   const v = parseTalosVersion(options.talosVersion)

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hash as digest, randomBytes } from 'node:crypto'
 import type { Kysely, Selectable } from 'kysely'
 import type { BootTokenRepository } from '../repositories.js'
 import type { BootToken, BootTokenPurpose, BootTokenRefusal, MachineState } from '../types.js'
@@ -6,8 +6,9 @@ import { dialectOf } from './dialect.js'
 import type { BootTokensTable, Database } from './schema.js'
 import { precompile } from './precompiled.js'
 
+// (crypto.hash, one call: twice as fast as createHash for a token, hashed twice for every config served.)
 function hash(secret: string): string {
-  return createHash('sha256').update(secret, 'utf8').digest('hex')
+  return digest('sha256', secret, 'hex')
 }
 
 const SHAPE = /^[A-Za-z0-9]{16,64}$/
