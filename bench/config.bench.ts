@@ -1,12 +1,14 @@
-// `npm run bench -- config [--machines=2000] [--rounds=3] [--concurrency=32] [--only=render,service,http] [--cpu-prof=FILE]`
-// Talos configs at boot-storm rate: N distinct machines across 3 profiles (Talos 1.12, 1.13, 1.14 base configs, each
-// with profile patches, plus a class patch for a third of the machines, and static addresses for half) fetch their
+// `npm run bench -- config [--machines=2000] [--rounds=3] [--concurrency=32] [--only=render,service,http] [--fresh] [--cpu-prof=FILE]`
+// Talos configs at boot-storm rate: N distinct machines across 4 profiles (Talos 1.12, 1.13, 1.14 base configs, each
+// with profile patches; and, as in the storm bench, a profile without one whose machines are allocated to a cluster
+// made through the API; a class patch for a third of the machines, and static addresses for half) fetch their
 // config through the same path GET /talos/config takes (lifecycle's ConfigService: token check, profile, render,
 // lint, token consume, timeline), in three layers:
 //   render+lint   what src/talos does per machine (renderMachineConfig + linter.lint), CPU per machine;
 //   service       configs.configFor in process (adds SQLite: token, machine, profile, class, consume, timeline);
 //   HTTP          a loopback server, a client in a child process (so the CPU measured is the server's alone),
-//                 first fetch of every machine, then a second fetch of each (a boot's retry).
+//                 first fetch of every machine, then a second fetch of each (a boot's retry); keep-alive connections,
+//                 or with --fresh a new TCP connection per request, as iPXE and Talos fetch (and the storm bench does).
 // Each layer runs --rounds times (fresh tokens each round); medians are printed, with the load average.
 // Goal: render+lint < 1 ms CPU per machine, HTTP >= 2,000 machines/s.
 import { spawn } from 'node:child_process'
@@ -21,7 +23,7 @@ import { createDownloadGate } from '../src/http/download-gate.js'
 import { attachTimeline, createBootService, createConfigService, createLifecycle } from '../src/lifecycle/index.js'
 import { silentLogger } from '../src/log.js'
 import { createMetricsRegistry } from '../src/metrics.js'
-import { createConfigLinter, generateConfig, generateSecretsBundle, installDiskOf, renderMachineConfig } from '../src/talos/index.js'
+import { createConfigLinter, generateConfig, generateSecretsBundle, installDiskOf, renderMachineConfig, secretsBundleToYaml } from '../src/talos/index.js'
 import * as renderCache from '../src/talos/render-cache.js'
 import { flag, median } from './stats.js'
 
@@ -58,6 +60,9 @@ const PROFILES = [
       { machine: { sysctls: { 'vm.nr_hugepages': '128' } } },
     ],
   },
+  // As the storm bench's machines: a profile with no base config, the machine allocated through the API to a cluster
+  // whose sealed secrets give the base config (lifecycle's baseConfigFor: cluster, secrets, generateConfig per fetch).
+  { name: 'api113', talosVersion: 'v1.13.9', role: 'worker' as const, cluster: 'storm', patches: [] },
 ]
 
 const DISKS = (i: number): DiskFacts[] => [
@@ -82,8 +87,10 @@ export async function setup(dir: string, count: number) {
   for (const p of PROFILES) {
     const base = generateConfig({ secrets, clusterName: 'storm', endpoint: 'https://198.18.0.10:6443', talosVersion: p.talosVersion, role: p.role }).yaml
     bases.set(p.name, base)
-    await inventory.profiles.put({ name: p.name, description: null, talosVersion: p.talosVersion, arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: base, patches: p.patches, installDisk: { type: 'nvme' }, managedBy: null }, 1)
+    const own = 'cluster' in p ? null : base
+    await inventory.profiles.put({ name: p.name, description: null, talosVersion: p.talosVersion, arch: 'amd64', schematic: null, kernelArgs: [], baseConfig: own, patches: p.patches, installDisk: { type: 'nvme' }, managedBy: null }, 1)
   }
+  await inventory.clusters.create({ name: 'storm', endpoint: 'https://198.18.0.10:6443', talosVersion: 'v1.13.9', kubernetesVersion: null }, secretsBundleToYaml(secrets), Date.now())
   await inventory.classes.put({ name: 'tuned', description: null, selectors: ['serial =~ "^T"'], profile: null, patches: [{ machine: { sysctls: { 'kernel.pid_max': '4194304' } } }], managedBy: null }, 1)
   const machines: Machine[] = []
   for (let i = 0; i < count; i++) {
@@ -95,6 +102,13 @@ export async function setup(dir: string, count: number) {
     const m = await inventory.machines.create({ name: `node-${String(i).padStart(5, '0')}`, serial: `${i % 3 === 0 ? 'T' : 'S'}${i}`, state: 'provisioning', profile: p.name, network, nics: [{ mac, name: 'eno1', boot: true }] }, 1)
     await inventory.machines.setHardware(m.id, { disks: DISKS(i) }, 1)
     machines.push({ id: m.id, index: i })
+  }
+  const clustered = machines.filter((m) => 'cluster' in PROFILES[m.index % PROFILES.length]!)
+  if (clustered.length) {
+    await inventory.allocations.create(
+      { id: 'bench-allocation', idempotencyKey: null, requestHash: 'bench', class: null, selector: null, count: clustered.length, cluster: 'storm', role: 'worker', profile: 'api113', patches: [], machines: [], createdAt: Date.now() },
+      clustered.map((m) => ({ machineId: m.id, class: null, cluster: 'storm', role: 'worker' as const, profile: 'api113', previousProfile: 'api113', patches: [] })),
+    )
   }
   const configs = createConfigService({ inventory, lifecycle, log, clock, linter })
   const app = await buildApp({ inventory, lifecycle, log, registry, version: 'bench', boot: { service: createBootService({ inventory, lifecycle, log, clock, policy: { holdMode: 'retry', autoAccept: false } }), gate: createDownloadGate({ limit: 10, holdMs: 60_000 }), assetsDir: dir, publicUrl: '', hold: { seconds: 30, maxSeconds: 300 }, agent: { after: 'reboot', kernelArgs: { amd64: [], arm64: [] } }, configs } })
@@ -108,10 +122,21 @@ export async function issueTokens(inventory: Inventory, machines: Machine[]): Pr
 }
 
 // The load client, in its own process: GET /talos/config?t=... for each token, `concurrency` at a time.
+// With fresh: a new TCP connection per request (node:http, agent: false), as iPXE and Talos fetch.
 export const CLIENT = `
 import { Agent, request } from 'undici'
-const { base, tokens, concurrency } = JSON.parse(await new Promise((r) => { let s = ''; process.stdin.on('data', (d) => s += d); process.stdin.on('end', () => r(s)) }))
+import { get } from 'node:http'
+const { base, tokens, concurrency, fresh } = JSON.parse(await new Promise((r) => { let s = ''; process.stdin.on('data', (d) => s += d); process.stdin.on('end', () => r(s)) }))
 const agent = new Agent({ connections: concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
+const once = (url) => new Promise((resolve, reject) => {
+  get(url, { agent: false }, (res) => {
+    let body = ''
+    res.setEncoding('utf8')
+    res.on('data', (d) => body += d)
+    res.on('end', () => resolve({ statusCode: res.statusCode, body }))
+    res.on('error', reject)
+  }).on('error', reject)
+})
 const lat = []
 let next = 0, failed = 0, bytes = 0
 const t0 = performance.now()
@@ -119,9 +144,15 @@ await Promise.all(Array.from({ length: concurrency }, async () => {
   while (next < tokens.length) {
     const t = tokens[next++]
     const s = performance.now()
-    const r = await request(base + '/talos/config?t=' + t, { dispatcher: agent })
-    const body = await r.body.text()
-    if (r.statusCode !== 200) { failed++; if (failed < 3) console.error(r.statusCode, body.slice(0, 300)) }
+    const url = base + '/talos/config?t=' + t
+    let status, body
+    if (fresh) ({ statusCode: status, body } = await once(url))
+    else {
+      const r = await request(url, { dispatcher: agent })
+      status = r.statusCode
+      body = await r.body.text()
+    }
+    if (status !== 200) { failed++; if (failed < 3) console.error(status, body.slice(0, 300)) }
     bytes += body.length
     lat.push(performance.now() - s)
   }
@@ -131,12 +162,12 @@ await agent.close()
 process.stdout.write(JSON.stringify({ secs, lat, failed, bytes }))
 `
 
-export async function httpRound(base: string, tokens: string[], concurrency: number, clientFile: string) {
+export async function httpRound(base: string, tokens: string[], concurrency: number, clientFile: string, fresh = false) {
   const child = spawn(process.execPath, [clientFile], { stdio: ['pipe', 'pipe', 'inherit'], cwd: process.cwd() })
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })
   const c0 = cpuMs()
-  child.stdin.end(JSON.stringify({ base, tokens, concurrency }))
+  child.stdin.end(JSON.stringify({ base, tokens, concurrency, fresh }))
   await new Promise<void>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`load client exited ${code}`)))))
   const serverCpu = cpuMs() - c0
   const r = JSON.parse(out) as { secs: number; lat: number[]; failed: number; bytes: number }
@@ -157,11 +188,13 @@ async function renderLayer(s: Bench, rounds: number): Promise<void> {
     const machine = (await s.inventory.machines.get(m.id))!
     const profile = (await s.inventory.profiles.get(machine.profile!))!
     const disk = installDiskOf(machine, profile)
+    // (A cluster's machines: the base config generated from its secrets, as the service gets it.)
+    const base = profile.baseConfig ?? s.bases.get(profile.name)!
     const cls = m.index % 3 === 0 ? await s.inventory.classes.get('tuned') : null
     return {
       talosVersion: profile.talosVersion!,
       input: {
-        base: profile.baseConfig!, talosVersion: profile.talosVersion!,
+        base, talosVersion: profile.talosVersion!,
         ...(cls ? { classPatches: cls.patches as never } : {}),
         profilePatches: profile.patches as never,
         values: {
@@ -213,7 +246,7 @@ async function serviceLayer(s: Bench, rounds: number): Promise<void> {
 }
 
 /** Layer 3: GET /talos/config over loopback, the first fetch of each machine and the boot's retry. */
-async function httpLayer(s: Bench, rounds: number, concurrency: number, clientFile: string): Promise<void> {
+async function httpLayer(s: Bench, rounds: number, concurrency: number, clientFile: string, fresh: boolean): Promise<void> {
   const base = await s.app.listen({ host: '127.0.0.1', port: 0 })
   const first: Awaited<ReturnType<typeof httpRound>>[] = []
   const retry: Awaited<ReturnType<typeof httpRound>>[] = []
@@ -221,9 +254,9 @@ async function httpLayer(s: Bench, rounds: number, concurrency: number, clientFi
     const tokens = await issueTokens(s.inventory, s.machines)
     await s.timeline.flush()
     clearCaches()
-    first.push(await httpRound(base, tokens, concurrency, clientFile))
+    first.push(await httpRound(base, tokens, concurrency, clientFile, fresh))
     await s.timeline.flush()
-    retry.push(await httpRound(base, tokens, concurrency, clientFile))
+    retry.push(await httpRound(base, tokens, concurrency, clientFile, fresh))
     await s.timeline.flush()
   }
   const show = (label: string, xs: typeof first): number => {
@@ -231,7 +264,7 @@ async function httpLayer(s: Bench, rounds: number, concurrency: number, clientFi
     console.log(`  ${label.padEnd(22)} median ${rate.toFixed(0).padStart(6)} machines/s  server CPU ${median(xs.map((x) => x.cpuPer)).toFixed(3)} ms/machine  p50 ${median(xs.map((x) => x.p50)).toFixed(1)} ms  p99 ${median(xs.map((x) => x.p99)).toFixed(1)} ms  (${(median(xs.map((x) => x.bytes)) / 1024).toFixed(1)} KiB each; rounds ${xs.map((x) => x.rate.toFixed(0)).join(', ')}/s)`)
     return rate
   }
-  console.log(`\nGET /talos/config over loopback, client in a child process, ${concurrency} connections, ${rounds} rounds, load ${load()}:`)
+  console.log(`\nGET /talos/config over loopback, client in a child process, ${concurrency} ${fresh ? 'at a time, a new connection per request' : 'keep-alive connections'}, ${rounds} rounds, load ${load()}:`)
   const rate = show('first fetch', first)
   show('retry (same token)', retry)
   console.log(`  goal >= ${GOAL_RATE} machines/s: ${rate >= GOAL_RATE ? 'met' : 'NOT met'} (rackboot ${rate.toFixed(0)} / goal ${GOAL_RATE} = ${(rate / GOAL_RATE).toFixed(2)})`)
@@ -269,7 +302,7 @@ export async function run(args: string[]): Promise<void> {
     await profiled(args.find((a) => a.startsWith('--cpu-prof='))?.slice(11), async () => {
       if (only.includes('render')) await renderLayer(s, rounds)
       if (only.includes('service')) await serviceLayer(s, rounds)
-      if (only.includes('http')) await httpLayer(s, rounds, concurrency, clientFile)
+      if (only.includes('http')) await httpLayer(s, rounds, concurrency, clientFile, args.includes('--fresh'))
     })
     console.log(`\n(load average after the run: ${load()}; figures are noisy on shared machines)`)
   } finally {
