@@ -14,7 +14,7 @@ import { stringify } from 'yaml'
 import { which } from '../src/processes.js'
 import { BIN, REPO } from '../test/support/cli.js'
 import { createNetLab, stopChild, type NetLab, type Netns } from '../test/support/netns.js'
-import { ownedNetLab, sweepBeforeLab } from '../test/e2e/support/netns-sweep.js'
+import { ownedNetLab, statFields, sweepBeforeLab } from '../test/e2e/support/netns-sweep.js'
 import type { ClientResult, DhcpJob, DhcpOutcome, HttpJob, HttpOutcome } from './storm-client.js'
 
 export const SERVER_IP = '198.18.0.1'
@@ -57,14 +57,6 @@ export async function createStormLab(): Promise<StormLab> {
 
 const CLK_TCK = 100 // USER_HZ on Linux
 
-function statFields(pid: number): string[] | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  } catch {
-    return null
-  }
-}
 
 /** A process and its live children (nginx's workers). */
 function tree(pid: number): number[] {

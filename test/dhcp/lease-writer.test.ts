@@ -137,7 +137,8 @@ async function done(p: Promise<unknown>, time: { settle(): Promise<void> }): Pro
   return settled
 }
 
-test('back-to-back commits are spaced by the default interval, and writes arriving meanwhile share the next one', async () => {
+/** A writer on a fake clock over in-memory leases, recording when each commit went out and how many it held. */
+function timedWriter(options: { maxBatch?: number } = {}) {
   const time = fakeTime()
   const inner = memoryLeases()
   const commits: { at: number; size: number }[] = []
@@ -147,9 +148,15 @@ test('back-to-back commits are spaced by the default interval, and writes arrivi
       put: async (l: Lease) => { commits.push({ at: time.now, size: 1 }); await inner.put(l) },
       putMany: async (ls: Lease[]) => { commits.push({ at: time.now, size: ls.length }); for (const l of ls) await inner.put(l) },
     },
+    ...options,
     clock: time.clock,
     setTimer: time.setTimer,
   })
+  return { time, commits, w }
+}
+
+test('back-to-back commits are spaced by the default interval, and writes arriving meanwhile share the next one', async () => {
+  const { time, commits, w } = timedWriter()
   // An idle writer commits at once: no time passes.
   assert.equal(await done(w.write(lease('198.18.0.1')), time), true)
   assert.deepEqual(commits, [{ at: 0, size: 1 }])
@@ -171,19 +178,7 @@ test('back-to-back commits are spaced by the default interval, and writes arrivi
 })
 
 test('a full batch does not wait for the spacing', async () => {
-  const time = fakeTime()
-  const inner = memoryLeases()
-  const commits: { at: number; size: number }[] = []
-  const w = createLeaseWriter({
-    leases: {
-      ...inner,
-      put: async (l: Lease) => { commits.push({ at: time.now, size: 1 }); await inner.put(l) },
-      putMany: async (ls: Lease[]) => { commits.push({ at: time.now, size: ls.length }); for (const l of ls) await inner.put(l) },
-    },
-    maxBatch: 3,
-    clock: time.clock,
-    setTimer: time.setTimer,
-  })
+  const { time, commits, w } = timedWriter({ maxBatch: 3 })
   assert.equal(await done(w.write(lease('198.18.0.1')), time), true)
   // Five writes right after a commit: the first three fill a batch and go out now; the other two wait their turn.
   const writes = Array.from({ length: 5 }, (_, i) => w.write(lease(`198.18.0.${10 + i}`)))

@@ -11,7 +11,7 @@ import { openPostgresInventory, type PostgresInventory } from '../../src/invento
 import { createSqlLeaderLeases, type LeaderLeaseStore } from '../../src/inventory/sql/leader-leases.js'
 import { createLeadership, type Leadership } from '../../src/lifecycle/leader.js'
 import { silentLogger } from '../../src/log.js'
-import { pgCluster } from '../support/backends.js'
+import { pgClusterOrSkip } from '../support/backends.js'
 
 test('leader lease: one holder; lapses before its expiry, when renewals fail, and is taken over only once expired', async (t) => {
   const inventory = await openSqliteInventory({ file: ':memory:' })
@@ -68,12 +68,8 @@ const MARGIN = 300
  * answered (performance.now()); a sampler counts the moments both count themselves leader.
  */
 async function skewedPair(t: TestContext, offsets: { A: number; B: number }) {
-  const c = await pgCluster()
-  if ('skip' in c) {
-    t.skip(`PostgreSQL not available: ${c.skip}`)
-    console.warn(`# SKIPPED (loudly): ${t.name}: PostgreSQL not available: ${c.skip}`)
-    return null
-  }
+  const c = await pgClusterOrSkip(t)
+  if (!c) return null
   const url = await c.createDatabase()
   const grants: Record<'A' | 'B', { sent: number; answered: number }[]> = { A: [], B: [] }
   const led: Record<'A' | 'B', number | null> = { A: null, B: null }

@@ -14,7 +14,7 @@ import { attachTimeline, createLifecycle } from '../../src/lifecycle/index.js'
 import { createLeadership, type Leadership } from '../../src/lifecycle/leader.js'
 import { createRepair, type Admission, type Repair, type RepairPower, type RepairSettings } from '../../src/lifecycle/repair.js'
 import { silentLogger } from '../../src/log.js'
-import { pgCluster } from '../support/backends.js'
+import { pgClusterOrSkip } from '../support/backends.js'
 
 const S = 1000
 
@@ -37,12 +37,8 @@ interface Instance {
 }
 
 async function world(t: TestContext, settings: Partial<RepairSettings> = {}) {
-  const c = await pgCluster()
-  if ('skip' in c) {
-    t.skip(`PostgreSQL not available: ${c.skip}`)
-    console.warn(`# SKIPPED (loudly): ${t.name}: PostgreSQL not available: ${c.skip}`)
-    return null
-  }
+  const c = await pgClusterOrSkip(t)
+  if (!c) return null
   const url = await c.createDatabase()
   let now = 1_800_000_000_000
   const clock = { now: () => now }

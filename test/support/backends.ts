@@ -88,6 +88,15 @@ export function inventoryBackends(): Backend[] {
   return [sqlite, postgres]
 }
 
+/** The shared test cluster, or null after skipping `t` loudly when PostgreSQL cannot run here. */
+export async function pgClusterOrSkip(t: { name: string; skip(message?: string): void }): Promise<PgCluster | null> {
+  const c = await pgCluster()
+  if (!('skip' in c)) return c
+  t.skip(`PostgreSQL not available: ${c.skip}`)
+  console.warn(`# SKIPPED (loudly): ${t.name}: PostgreSQL not available: ${c.skip}`)
+  return null
+}
+
 /** Skips `t` loudly when the backend cannot run here; true when skipped. */
 export async function skipped(t: { skip(message?: string): void }, backend: Backend): Promise<boolean> {
   const why = await backend.skip()

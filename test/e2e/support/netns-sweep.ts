@@ -60,7 +60,8 @@ export function planSweep(seen: SeenNamespace[], alive: (owner: Owner) => boolea
   return verdicts
 }
 
-function statFields(pid: number): string[] | null {
+/** /proc/<pid>/stat's fields from the third (the state) on, or null when there is no such process. */
+export function statFields(pid: number): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // Fields after the command name (which may hold spaces and parentheses): [0] is field 3, the state.
