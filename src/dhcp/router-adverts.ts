@@ -22,7 +22,14 @@ export interface RouterAdvertsDeps {
   log: Logger
   /** The radvd binary; found on the usual paths when not given. */
   program?: string
-  /** Unsolicited advertisement interval bounds, seconds (radvd: min 3). Solicitations are answered at once. */
+  /**
+   * Unsolicited advertisement interval bounds, seconds (radvd's defaults, 200 and 600). Long on purpose: radvd answers
+   * a solicitation from a link-local address (iPXE, the agent, Talos) at once by unicast, but one from `::` (UEFI
+   * firmware before its address is ready: OVMF's PXEv6) by multicast, and sends no multicast advertisement within
+   * MinDelayBetweenRAs (3 s, its floor) of the last one: the firmware then waits ~5 s to solicit again. With
+   * advertisements every 3-10 s that was ~45 % of PXEv6 boots (bench/boot.bench.ts, mode uefi-pxe6); every 200-600 s,
+   * ~1 %.
+   */
   minIntervalSeconds?: number
   maxIntervalSeconds?: number
   /** A command that radvd's command line is appended to (tests run it inside a network namespace). */
@@ -61,7 +68,7 @@ export function findRadvd(): string | null {
  * radvd.conf for an advertisement with no prefix and router lifetime 0; with `managed`, the prefix (on-link, not
  * autonomous) and the M and O flags, still router lifetime 0.
  */
-export function radvdConfig(iface: string, minSeconds = 3, maxSeconds = 10, managed?: ManagedAdverts): string {
+export function radvdConfig(iface: string, minSeconds = 200, maxSeconds = 600, managed?: ManagedAdverts): string {
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(iface)) throw new Error(`not an interface name: ${JSON.stringify(iface)}`)
   if (!managed) {
     return [

@@ -40,6 +40,8 @@ test('radvd config: no prefix, router lifetime 0, no DHCPv6 flags; bad interface
   assert.match(conf, /AdvDefaultLifetime 0;/)
   assert.match(conf, /AdvManagedFlag off;/)
   assert.doesNotMatch(conf, /^\s*prefix /m)
+  // Long periodic intervals: a firmware's solicitation from :: within 3 s of a multicast advertisement gets none.
+  assert.match(conf, /MinRtrAdvInterval 200;\n\s*MaxRtrAdvInterval 600;/)
   assert.throws(() => radvdConfig('eth1; }; interface lo {'), /not an interface name/)
 })
 
@@ -61,20 +63,20 @@ test('router advertisements reach a host on the segment (ndisc6 rdisc6 asks), an
 })
 
 test('radvd config, managed (DHCPv6): the prefix on-link but not autonomous, M and O flags, still router lifetime 0', () => {
-  const conf = radvdConfig('eth1', 3, 10, { prefix: '2001:db8:7::/64' })
+  const conf = radvdConfig('eth1', 200, 600, { prefix: '2001:db8:7::/64' })
   assert.match(conf, /AdvManagedFlag on;/)
   assert.match(conf, /AdvOtherConfigFlag on;/)
   assert.match(conf, /AdvDefaultLifetime 0;/)
   assert.match(conf, /^\s*prefix 2001:db8:7::\/64 \{$/m)
   assert.match(conf, /AdvOnLink on;/)
   assert.match(conf, /AdvAutonomous off;/)
-  assert.match(radvdConfig('eth1', 3, 10, { prefix: '2001:db8:7::/64', autonomous: true }), /AdvAutonomous on;/, 'dhcp6.slaac: hosts may form their own address too')
+  assert.match(radvdConfig('eth1', 200, 600, { prefix: '2001:db8:7::/64', autonomous: true }), /AdvAutonomous on;/, 'dhcp6.slaac: hosts may form their own address too')
   // The default stays exactly as it was without `managed`.
-  assert.equal(radvdConfig('eth1', 3, 10, undefined), radvdConfig('eth1'))
+  assert.equal(radvdConfig('eth1', 200, 600, undefined), radvdConfig('eth1'))
   for (const bad of ['2001:db8::/64; }; interface lo {', '198.18.0.0/24', '2001:db8::/200', 'zz::/64']) {
-    assert.throws(() => radvdConfig('eth1', 3, 10, { prefix: bad }), /not an IPv6 prefix/, bad)
+    assert.throws(() => radvdConfig('eth1', 200, 600, { prefix: bad }), /not an IPv6 prefix/, bad)
   }
-  assert.throws(() => radvdConfig('eth1', 3, 10, { prefix: '2001:db8::/64', validSeconds: 10, preferredSeconds: 20 }), /exceeds/)
+  assert.throws(() => radvdConfig('eth1', 200, 600, { prefix: '2001:db8::/64', validSeconds: 10, preferredSeconds: 20 }), /exceeds/)
 })
 
 test('managed router advertisements carry the prefix and the stateful (M) flag (rdisc6 asks)', async (t) => {
