@@ -7,7 +7,7 @@ import { buildApp } from '../http/index.js'
 import { createDownloadGate } from '../http/download-gate.js'
 import { createApiAuth } from '../http/auth.js'
 import { IPXE_IDENTITY_QUERY } from '../http/ipxe/scripts.js'
-import { importInventory, loadInventoryFiles, openInventory, type OpenedInventory } from '../inventory/index.js'
+import { importInventory, loadInventoryFiles, openInventory, type Inventory, type OpenedInventory } from '../inventory/index.js'
 import {
   attachTimeline, createAllocator, createBootService, createConfigService, createDhcp6BootPort, createDhcpBootPort, createIdentityVerifier, createIpxeWait,
   createKernelNeighbourTable, createLifecycle, createNewMachineLimit, createPeerDirectory, createSecurityEvents, createTalosFeedback,
@@ -23,7 +23,7 @@ import { registerDatabaseMetrics } from '../inventory/metrics.js'
 import { createPowerManager, powerResultLine } from '../power/index.js'
 import { loadSettings, type Settings } from '../settings/index.js'
 import { publicBaseUrl } from '../settings/public-url.js'
-import { createConfigLinter } from '../talos/index.js'
+import { createConfigLinter, type ConfigLinter } from '../talos/index.js'
 import { createTftpServer } from '../tftp/index.js'
 import { createGrubTftp } from '../tftp/grub-source.js'
 import { createLoaderSource } from '../tftp/loader-source.js'
@@ -123,10 +123,11 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     tokenTtlMs: { agent: settings.security.agentTokenTtlSeconds * 1000, config: settings.security.configTokenTtlSeconds * 1000 },
     newMachines: createNewMachineLimit({ perAddressPerMinute: settings.security.newMachinesPerAddressPerMinute, perMinute: settings.security.newMachinesPerMinute }),
   })
+  const linter = createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) })
   const configs = createConfigService({
     inventory, lifecycle, log: log.child({ svc: 'talos-config' }), clock: systemClock, peers, identity, security,
     maxFetches: settings.security.configTokenMaxFetches,
-    linter: createConfigLinter({ registry, ...(settings.talos.schemasDir ? { schemasDir: settings.talos.schemasDir } : {}) }),
+    linter,
   })
   // Failure as routine: phase deadlines, the repair ladder (PXE + power cycle), quarantine in `failed`.
   const r = settings.repair
@@ -308,6 +309,10 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     database: `${inventory.backend} ${inventory.location}`, settings: settings.source ?? '(defaults)', version: VERSION,
   }, 'rackboot is serving')
 
+  // The first config of a Talos version compiles its schema's validator (a few hundred ms, on the event loop): done
+  // now, in the background, for the versions the profiles and clusters name, one per turn of the loop.
+  const lintWarm = warmLinter(inventory, linter, log)
+
   // Every boot leaves a token row behind; voided and expired ones go every few minutes.
   const purge = setInterval(() => {
     inventory.bootTokens.purge(Date.now()).catch((err) => log.warn({ err }, 'cannot purge boot tokens'))
@@ -323,6 +328,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
     process.once('SIGTERM', stop)
   })
   clearInterval(purge)
+  lintWarm.stop()
   await repair?.stop()
   await afterBoot.stop()
   await dhcp?.stop()
@@ -337,6 +343,33 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
   timeline.detach()
   await inventory.close()
   return 0
+}
+
+/**
+ * Warms the config linter for every Talos version a profile or a cluster names (ConfigLinter.warm), one version per
+ * turn of the event loop so requests that arrive meanwhile are served between them. A version that cannot be warmed
+ * (no schema) is left to the config fetch, which reports it. `done` settles when all are warm or it was stopped.
+ */
+export function warmLinter(inventory: Pick<Inventory, 'profiles' | 'clusters'>, linter: Pick<ConfigLinter, 'warm'>, log: Pick<ReturnType<typeof createLogger>, 'debug'>, startDelayMs = 2_000): { stop(): void; done: Promise<void> } {
+  let stopped = false
+  const done = (async () => {
+    // After the fastify schemas' own background compile (1 s after listen): a probe's first /healthz, and the first
+    // boots, do not wait behind it.
+    await new Promise<void>((resolve) => setTimeout(resolve, startDelayMs).unref())
+    if (stopped) return
+    const [profiles, clusters] = await Promise.all([inventory.profiles.list(), inventory.clusters.list()])
+    const versions = new Set([...profiles.map((p) => p.talosVersion), ...clusters.map((c) => c.talosVersion)].filter((v): v is string => !!v))
+    for (const v of versions) {
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      if (stopped) return
+      try {
+        linter.warm(v)
+      } catch (err) {
+        log.debug({ err, talosVersion: v }, 'cannot warm the config linter')
+      }
+    }
+  })().catch((err: unknown) => log.debug({ err }, 'cannot list the Talos versions to warm the config linter for'))
+  return { stop: () => void (stopped = true), done }
 }
 
 /**

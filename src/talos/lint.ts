@@ -81,6 +81,11 @@ export interface ConfigLinter {
   /** The schema that would be used for a Talos version. */
   schemaFor(talosVersion: string | TalosVersion): SchemaInfo
   schemas(): SchemaInfo[]
+  /**
+   * Loads the schema a Talos version's configs are checked against and compiles its v1alpha1 validator now (a few
+   * hundred ms), so the first config served for that version does not pay for it. Throws as lint would.
+   */
+  warm(talosVersion: string | TalosVersion): void
 }
 
 type IssueSink = (path: string, message: string, keyword: string, warning?: boolean) => void
@@ -685,5 +690,8 @@ export function createConfigLinter(deps: ConfigLinterDeps = {}): ConfigLinter {
     lint,
     schemaFor: (talosVersion) => chooseSchema(schemas(), talosVersion),
     schemas,
+    warm(talosVersion) {
+      validatorFor(contextFor(talosVersion).schema, 'v1alpha1.Config')
+    },
   }
 }
