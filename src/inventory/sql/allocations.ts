@@ -7,6 +7,7 @@ import type {
 } from '../types.js'
 import { dialectOf, isUniqueViolation } from './dialect.js'
 import { parseJson } from './json.js'
+import { precompile } from './precompiled.js'
 import { MAX_PAGE, createMachineScan, decodeCursor, encodeCursor, encodeMachineCursor, machineAddresses } from './machines.js'
 import type { Database } from './schema.js'
 import type { TrigramSampler } from './search-plan.js'
@@ -117,15 +118,16 @@ export function createSqlAllocations(base: Kysely<Database>): AllocationReposito
   // NULL-safe equality: SQLite's IS takes any value; PostgreSQL's IS only NULL, TRUE or FALSE (a value there is a
   // syntax error), its NULL-safe equality is IS NOT DISTINCT FROM.
   const sameAs = dialectOf(base) === 'postgres' ? 'is not distinct from' as const : 'is' as const
-  const current = (machineId: string) =>
-    db
-      .selectFrom('allocation_machines')
-      .selectAll()
-      .where('machine_id', '=', machineId)
-      .where('released_at', 'is', null)
-      .orderBy('allocated_at', 'desc')
-      .limit(1)
-      .executeTakeFirst()
+  // Every config fetch asks (lifecycle/config.ts): compiled once (precompiled.ts), and answered from the index on
+  // (machine_id, released_at, allocated_at) without a sort (migration 0016).
+  const currentRow = precompile(db, ['machineId'] as const, (v) => db
+    .selectFrom('allocation_machines')
+    .selectAll()
+    .where('machine_id', '=', v.machineId as string)
+    .where('released_at', 'is', null)
+    .orderBy('allocated_at', 'desc')
+    .limit(1))
+  const current = async (machineId: string): Promise<Selectable<AllocationMachinesTable> | undefined> => (await currentRow({ machineId })).rows[0]
 
   return {
     async byId(id) {

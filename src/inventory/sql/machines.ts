@@ -5,6 +5,7 @@ import type { MachineAddress, MachineFilter, MachinePage, MachineRepository, Mac
 import type { Arch, BmcType, BootMethod, Firmware, HardwareBounds, HardwareFacts, Machine, MachineInput, MachineNetwork, MachineState, Nic } from '../types.js'
 import { isUniqueViolation, withoutIndex, dialectOf, type SqlDialectName } from './dialect.js'
 import { parseJson } from './json.js'
+import { precompile } from './precompiled.js'
 import { summarizeFacts } from './migrations/0002-hardware-summary.js'
 import type { Database, MachinesTable } from './schema.js'
 import { containsPattern, searchMachineIds, type TrigramSampler } from './search-plan.js'
@@ -55,6 +56,19 @@ export function createSqlMachines(db: Kysely<Database>): MachineRepository {
     }
     const hwBy = new Map(hardware.map((h) => [h.machine_id, h]))
     return rows.map((r) => machineFromRow(r, nicsBy.get(r.id) ?? [], hwBy.get(r.id) ?? null))
+  }
+
+  // One machine by id, as every boot request asks (get): its three statements compiled once (precompiled.ts).
+  const rowById = precompile(db, ['id'] as const, (v) => db.selectFrom('machines').selectAll().where('id', '=', v.id as string))
+  const nicsById = precompile(db, ['id'] as const, (v) => db.selectFrom('nics').selectAll().where('machine_id', '=', v.id as string).orderBy('mac'))
+  const hardwareById = precompile(db, ['id'] as const, (v) => db.selectFrom('hardware').select(['machine_id', 'facts', 'reported_at']).where('machine_id', '=', v.id as string))
+  const nicById = precompile(db, ['mac'] as const, (v) => db.selectFrom('nics').select('machine_id').where('mac', '=', v.mac as string))
+
+  async function byId(id: string): Promise<Machine | null> {
+    const row = (await rowById({ id })).rows[0]
+    if (!row) return null
+    const [nics, hardware] = await Promise.all([nicsById({ id }), hardwareById({ id })])
+    return machineFromRow(row, nics.rows.map((n) => ({ mac: n.mac, name: n.name, boot: n.boot === 1 })), hardware.rows[0] ?? null)
   }
 
   async function one(rows: Selectable<MachinesTable>[]): Promise<Machine | null> {
@@ -121,15 +135,13 @@ export function createSqlMachines(db: Kysely<Database>): MachineRepository {
   }
 
   return {
-    async get(id) {
-      return one(await db.selectFrom('machines').selectAll().where('id', '=', id).execute())
-    },
+    get: byId,
     async byName(name) {
       return one(await db.selectFrom('machines').selectAll().where('name', '=', name).execute())
     },
     async byMac(mac) {
-      const nic = await db.selectFrom('nics').select('machine_id').where('mac', '=', normalizeMac(mac)).executeTakeFirst()
-      return nic ? this.get(nic.machine_id) : null
+      const nic = (await nicById({ mac: normalizeMac(mac) })).rows[0]
+      return nic ? byId(nic.machine_id) : null
     },
     async byUuid(uuid) {
       return one(await db.selectFrom('machines').selectAll().where('uuid', '=', normalizeUuid(uuid)).execute())

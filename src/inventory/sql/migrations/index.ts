@@ -14,6 +14,7 @@ import * as m0012 from './0012-postgres-search-paths.js'
 import * as m0013 from './0013-definitions-notify.js'
 import * as m0014 from './0014-leader-leases.js'
 import * as m0015 from './0015-install-slots.js'
+import * as m0016 from './0016-allocation-machine-index.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -32,6 +33,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0013-definitions-notify': m0013,
   '0014-leader-leases': m0014,
   '0015-install-slots': m0015,
+  '0016-allocation-machine-index': m0016,
 }
 
 export const migrationProvider: MigrationProvider = {
