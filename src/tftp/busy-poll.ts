@@ -9,7 +9,7 @@
 // the other work) it is waiting for. So it runs only while the CPU time used by everything except this process
 // leaves at least one core free, sampled from /proc/stat (Linux; elsewhere it stays off).
 import { readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 
 export interface BusyPoller {
   /** A datagram went out and an answer is expected soon: keep polling for up to the budget from now. */
@@ -80,12 +80,14 @@ function sample(): CpuSample | null {
 
 /**
  * A check, cheap enough to call per datagram, of whether the rest of the machine leaves a core idle: re-sampled at
- * most every `intervalMs`, from the busy time of all CPUs minus this process's own.
+ * most every `intervalMs`, from the busy time of all CPUs minus this process's own. Until the first interval has
+ * passed the load average answers: a server started just before a transfer (a restart, a fresh process per
+ * transfer) would otherwise never spin for its first quarter second, which is all of an iPXE download.
  */
-export function cpuHeadroom(intervalMs = 250, cores = availableParallelism()): () => boolean {
+export function cpuHeadroom(intervalMs = 250, cores = availableParallelism(), load = loadavg()[0]!): () => boolean {
   let last = sample()
   if (last === null) return () => false
-  let free = false
+  let free = cores - load >= 1.25
   return () => {
     const now = performance.now()
     if (now - last!.at < intervalMs) return free

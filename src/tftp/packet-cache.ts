@@ -19,10 +19,18 @@ export interface PacketCacheOptions {
 export interface PacketCache {
   /**
    * The file's DATA packets for `blksize` (packet i is block i + 1), from the cache or built by reading the whole
-   * file with `read`; null when the file is not cacheable (too large, or the cache is off). Concurrent callers for
+   * file with `read` (the file's bytes, or its packets already cut, source.ts readPackets); null when the file is not cacheable (too large, or the cache is off). Concurrent callers for
    * the same entry share one read.
    */
-  packets(identity: string, size: number, blksize: number, read: () => Promise<Buffer>): Promise<readonly Buffer[] | null>
+  packets(identity: string, size: number, blksize: number, read: () => Promise<Buffer | readonly Buffer[]>): Promise<readonly Buffer[] | null>
+  /**
+   * Like packets(), without waiting for a whole-file read: a cached entry (or one an earlier request is building)
+   * comes back as `packets`; on a miss the build starts for later requests and `packets` is null, so the caller
+   * streams this one (the first transfer of a 40 MiB file would otherwise send nothing until all of it was read
+   * and cut). `built`, for a build started here, resolves (never rejects) when it ends: to its error, or null;
+   * `read` is in use until then.
+   */
+  lookup(identity: string, size: number, blksize: number, read: () => Promise<Buffer | readonly Buffer[]>): { packets: Promise<readonly Buffer[]> | null; built: Promise<unknown> | null }
   readonly bytes: number
   readonly entries: number
 }
@@ -41,39 +49,50 @@ export function createPacketCache(o: PacketCacheOptions): PacketCache {
     }
   }
 
+  /** The entry's packets and whether this call started building them; null when not cacheable. */
+  const find = (identity: string, size: number, blksize: number, read: () => Promise<Buffer | readonly Buffer[]>): { packets: Promise<readonly Buffer[]>; miss: boolean } | null => {
+    if (o.maxBytes <= 0 || size > maxFile) {
+      o.onLookup?.('skip')
+      return null
+    }
+    const key = `${identity}|${blksize}`
+    const hit = entries.get(key)
+    if (hit) {
+      entries.delete(key)
+      entries.set(key, hit)
+      o.onLookup?.('hit')
+      return { packets: hit.packets, miss: false }
+    }
+    o.onLookup?.('miss')
+    const built = read().then((data) => {
+      const got = Buffer.isBuffer(data) ? data.length : data.reduce((n, p) => n + p.length - 4, 0)
+      if (got !== size) throw new Error(`read ${got} of ${size} bytes (file changed while cached?)`)
+      return Buffer.isBuffer(data) ? packetize(data, blksize) : data
+    })
+    const e = { size, packets: built }
+    entries.set(key, e)
+    bytes += size
+    evict()
+    // A failed read is not remembered: the next request tries again.
+    built.catch(() => {
+      if (entries.get(key) === e) {
+        entries.delete(key)
+        bytes -= size
+      }
+    })
+    return { packets: built, miss: true }
+  }
+
   return {
     async packets(identity, size, blksize, read) {
-      if (o.maxBytes <= 0 || size > maxFile) {
-        o.onLookup?.('skip')
-        return null
-      }
-      const key = `${identity}|${blksize}`
-      let e = entries.get(key)
-      if (e) {
-        entries.delete(key)
-        entries.set(key, e)
-        o.onLookup?.('hit')
-        return e.packets
-      }
-      o.onLookup?.('miss')
-      const built = read().then((data) => {
-        if (data.length !== size) throw new Error(`read ${data.length} of ${size} bytes (file changed while cached?)`)
-        return packetize(data, blksize)
-      })
-      e = { size, packets: built }
-      entries.set(key, e)
-      bytes += size
-      evict()
-      try {
-        return await built
-      } catch (err) {
-        // A failed read is not remembered: the next request tries again.
-        if (entries.get(key) === e) {
-          entries.delete(key)
-          bytes -= size
-        }
-        throw err
-      }
+      const found = find(identity, size, blksize, read)
+      return found ? await found.packets : null
+    },
+    lookup(identity, size, blksize, read) {
+      const found = find(identity, size, blksize, read)
+      if (found === null) return { packets: null, built: null }
+      if (!found.miss) return { packets: found.packets, built: null }
+      return { packets: null, built: found.packets.then(() => null, (err: unknown) => err ?? new Error('cache build failed')) }
     },
     get bytes() {
       return bytes

@@ -207,6 +207,25 @@ export function encodeOack(options: Map<string, string>): Buffer {
 }
 
 /**
+ * DATA packets laid out as packetize() lays them out, for `length` payload bytes, headers written and payloads not
+ * yet filled; `payloads` are the payload views, in order, for a read straight into the slab (no copy).
+ */
+export function packetSlab(length: number, blksize: number, firstBlock = 1, count = Math.floor(length / blksize) + 1): { packets: Buffer[]; payloads: Buffer[] } {
+  const slab = Buffer.allocUnsafe(count * 4 + length)
+  const packets = new Array<Buffer>(count)
+  const payloads = new Array<Buffer>(count)
+  let pos = 0
+  for (let i = 0; i < count; i++) {
+    const n = Math.max(0, Math.min(blksize, length - i * blksize))
+    writeDataHeader(slab, pos, firstBlock + i)
+    packets[i] = slab.subarray(pos, pos + 4 + n)
+    payloads[i] = slab.subarray(pos + 4, pos + 4 + n)
+    pos += 4 + n
+  }
+  return { packets, payloads }
+}
+
+/**
  * Cuts content into DATA packets in one slab, each packet a view of its header and payload. Blocks are numbered from
  * `firstBlock` (wrapping at 65536 on the wire). Without `count`, the whole content plus the final short (possibly
  * empty) block that ends a transfer; with it, exactly `count` blocks of `data`, the last ones possibly short or empty.

@@ -15,7 +15,7 @@ import type { Registry } from '../metrics.js'
 import { RackbootError } from '../errors.js'
 import { Opcode, ErrorCode, ackBlock, decode, encodeError, encodeOack, type DropReason, type RequestPacket } from './packet.js'
 import { negotiate, type NegotiationLimits } from './options.js'
-import { isDenied, type TftpClient, type TftpContent, type TftpSource } from './source.js'
+import { isDenied, readPackets, type TftpClient, type TftpContent, type TftpSource } from './source.js'
 import { Transfer, netasciiContent, systemClock, type TransferClock, type TransferResult } from './transfer.js'
 import { createTftpMetrics, type TftpMetrics } from './metrics.js'
 import { createBusyPoller, type BusyPoller } from './busy-poll.js'
@@ -175,6 +175,13 @@ function closeSocket(socket: Socket): Promise<void> {
 export const EVICT_GRACE_MS = 200
 
 /**
+ * Floor of a windowed transfer's round-trip timeout (transfer.ts, "Windows that fit the client"): a window's lost
+ * tail costs this long instead of retransmitMs. A LAN round trip is well under a millisecond; the floor leaves room
+ * for a slow firmware, and a spurious retransmission costs only one window.
+ */
+export const WINDOW_MIN_TIMEOUT_MS = 50
+
+/**
  * The local addresses of one family a per-address socket is bound to. IPv6 link-local addresses are left to the
  * wildcard: binding one needs its interface's scope, and boot-file URLs name a global address (dhcp6.serverAddress).
  */
@@ -209,15 +216,25 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
   let poller: BusyPoller | null = null
   const cache = createPacketCache({ maxBytes: (settings.cacheMiB ?? 128) * 1024 * 1024, onLookup: (result) => m.cacheLookups.inc({ result }) })
 
-  /** Ready packets for cacheable file content (octet mode only: netascii content is converted per transfer). */
-  async function cachedPackets(content: TftpContent, blksize: number, tlog: Logger): Promise<readonly Buffer[] | null> {
+  /**
+   * Ready packets for cacheable file content (octet mode only: netascii content is converted per transfer). The
+   * request that misses streams from disk while the cache entry is built from the same open file, so `content`
+   * comes back with a close() that waits for that read.
+   */
+  async function cachedPackets(content: TftpContent, blksize: number, tlog: Logger): Promise<{ packets: readonly Buffer[] | null; content: TftpContent }> {
     const { identity, size } = content
-    if (identity === undefined || size === null) return null
+    if (identity === undefined || size === null) return { packets: null, content }
+    const warn = (err: unknown) => tlog.warn({ err }, 'tftp cannot cache the file; sending it from disk')
+    const { packets, built } = cache.lookup(identity, size, blksize, () => readPackets(content, 0, size, blksize))
+    if (built !== null) {
+      void built.then((err) => err !== null && warn(err))
+      return { packets: null, content: { ...content, close: () => built.then(() => content.close()) } }
+    }
     try {
-      return await cache.packets(identity, size, blksize, () => content.read(0, size))
+      return { packets: packets ? await packets : null, content }
     } catch (err) {
-      tlog.warn({ err }, 'tftp cannot cache the file; sending it from disk')
-      return null
+      warn(err)
+      return { packets: null, content }
     }
   }
   let bound: { address: string; port: number } | null = null
@@ -390,7 +407,9 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
       }
       if (!running || transfers.get(key) !== entry) return // stopped, or superseded while opening
       const neg = negotiate(req.options, settings, content.size)
-      const packets = await cachedPackets(content, neg.blksize, tlog)
+      const cached = await cachedPackets(content, neg.blksize, tlog)
+      content = cached.content
+      const packets = cached.packets
       if (!running || transfers.get(key) !== entry) return
       const sockets = await openTransferSockets(localAddress, client)
       entry.sockets = sockets
@@ -410,6 +429,7 @@ export function createTftpServer(deps: TftpServerDeps): TftpServer {
         oack: neg.oack.size > 0 ? encodeOack(neg.oack) : null,
         clock,
         ...(packets ? { packets } : {}),
+        adaptive: { minTimeoutMs: Math.min(WINDOW_MIN_TIMEOUT_MS, settings.retransmitMs) },
         // No callback: a failed send is a lost datagram, which the retransmission timer already covers. The
         // try keeps a send on a socket closed under us (stop) from throwing out of a timer.
         send: (packet) => {

@@ -65,3 +65,11 @@ test('CPU headroom: other busy processes count against it', async (t) => {
   await sleep(300)
   assert.equal(headroom(), false, 'three busy processes on two cores leave no headroom')
 })
+
+test('CPU headroom: before its first interval, the load average decides', async (t) => {
+  const { cpuHeadroom } = await import('../../src/tftp/busy-poll.js')
+  const { existsSync } = await import('node:fs')
+  if (!existsSync('/proc/stat')) return t.skip('no /proc/stat (not Linux)')
+  assert.equal(cpuHeadroom(60_000, 2, 0.1)(), true, 'an idle machine: spin from the first transfer')
+  assert.equal(cpuHeadroom(60_000, 2, 5)(), false, 'a loaded one: not')
+})

@@ -72,3 +72,32 @@ test('a replaced or rewritten file is served new, never from a stale cache entry
   await utimes(file, new Date(2020, 0, 1), new Date(2020, 0, 1))
   assert.deepEqual(await fetch(), Buffer.alloc(5000, 2))
 })
+
+test('cache lookup: a miss starts the build and answers at once; later requests share it; a failed build is dropped', async () => {
+  const cache = createPacketCache({ maxBytes: 1 << 20 })
+  let release!: () => void
+  const gate = new Promise<void>((r) => (release = r))
+  let reads = 0
+  const slow = async () => {
+    reads++
+    await gate
+    return Buffer.alloc(1000, 3)
+  }
+  const first = cache.lookup('f', 1000, 512, slow)
+  assert.equal(first.packets, null, 'the request that misses streams instead of waiting')
+  assert.ok(first.built !== null)
+  const second = cache.lookup('f', 1000, 512, slow)
+  assert.ok(second.packets !== null, 'a later request waits for the build under way')
+  assert.equal(second.built, null)
+  release()
+  assert.equal(await first.built, null, 'built: no error')
+  assert.deepEqual((await second.packets!).map((p) => p.length), [516, 492])
+  assert.equal(reads, 1)
+  // Packets already cut (source.ts readPackets) are taken as they are, and checked against the size.
+  const cut = packetize(Buffer.alloc(600, 4), 512)
+  assert.equal(await cache.packets('g', 600, 512, async () => cut), cut)
+  await assert.rejects(cache.packets('h', 700, 512, async () => cut), /read 600 of 700/)
+  const failed = cache.lookup('bad', 10, 512, async () => Buffer.alloc(5))
+  assert.match(String(await failed.built), /read 5 of 10/)
+  assert.equal(cache.lookup('bad', 10, 512, async () => Buffer.alloc(10)).packets, null, 'not remembered: a miss again')
+})

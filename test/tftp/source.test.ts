@@ -111,3 +111,25 @@ test('routing source: handlers by path first, then the fallback; unsafe names ne
   assert.ok(denied !== null && isDenied(denied))
   assert.equal(seen.length, 1)
 })
+
+test('readPackets: a file is read straight into DATA packets, the same bytes packetize() cuts', async (t) => {
+  const { readPackets } = await import('../../src/tftp/source.js')
+  const { packetize } = await import('../../src/tftp/packet.js')
+  const { root } = await tree(t)
+  // 3000 blocks of 8: more iovecs than one preadv takes; a multiple of blksize, so an empty block ends it.
+  const data = Buffer.from(Array.from({ length: 24_000 }, (_, i) => (i * 7) & 0xff))
+  await writeFile(join(root, 'blocks.bin'), data)
+  const c = (await createFileSource({ root }).open('blocks.bin', client)) as TftpContent
+  t.after(() => c.close())
+  assert.ok(c.readInto, 'files read into buffers')
+  const whole = await readPackets(c, 0, data.length, 8)
+  assert.deepEqual(whole, packetize(data, 8))
+  // A window into the middle, as BlockStore reads chunks: blocks 101..150 at offset 800.
+  assert.deepEqual(await readPackets(c, 800, 400, 8, 101, 50), packetize(data.subarray(800, 1200), 8, 101, 50))
+  // The end: 16 bytes left, then the empty block.
+  assert.deepEqual(await readPackets(c, 23_984, 16, 8, 2999, 3), packetize(data.subarray(23_984), 8, 2999, 3))
+  // A file shorter than its size said (changed under us) is an error, not a short packet.
+  await assert.rejects(readPackets(c, 23_990, 16, 8), /short read at offset 23990: 10 of 16/)
+  // Content without readInto is read and cut.
+  assert.deepEqual(await readPackets(bufferContent(data), 800, 400, 8, 101, 50), packetize(data.subarray(800, 1200), 8, 101, 50))
+})

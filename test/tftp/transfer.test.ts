@@ -396,3 +396,101 @@ test('netascii: LF becomes CR LF, CR becomes CR NUL', async () => {
   assert.equal((await c.read(0, 100)).toString('latin1'), 'x\r\ny\r\n')
   assert.deepEqual(await netasciiContent(bufferContent('0123456789'), 5), { tooLarge: true })
 })
+
+// Adaptive windows (transfer.ts, "Windows that fit the client"): the pause between bursts is a queue run by hand.
+function deferQueue() {
+  const q: (() => void)[] = []
+  return {
+    defer: (fn: () => void) => void q.push(fn),
+    /** Runs the queued continuations (and those they queue) one turn at a time; returns the blocks each turn sent. */
+    drain(take: () => Sent[]): (string | number | undefined)[][] {
+      const turns = [blocks(take())]
+      while (q.length > 0) {
+        for (const fn of q.splice(0)) fn()
+        turns.push(blocks(take()))
+      }
+      return turns
+    },
+  }
+}
+
+test('adaptive windows: a partial ACK makes later windows go out in bursts the client can take', async () => {
+  const d = deferQueue()
+  const h = harness(bufferContent(Buffer.alloc(8 * 40, 7)), { windowsize: 4, adaptive: { minTimeoutMs: 50, defer: d.defer } })
+  h.t.start()
+  await flush()
+  assert.deepEqual(blocks(h.take()), [1, 2, 3, 4], 'no loss yet: the whole window at once')
+  h.t.handleAck(4)
+  await flush()
+  assert.deepEqual(blocks(h.take()), [5, 6, 7, 8])
+  h.t.handleAck(7) // the client got 3 in a row, lost 8
+  assert.deepEqual(d.drain(() => h.take()), [[8, 9], [10, 11]], 'bursts of 2 (one fewer than it took), the rest a turn later')
+  h.t.handleAck(11)
+  await flush()
+  assert.deepEqual(d.drain(() => h.take()), [[12, 13], [14, 15]])
+  // A burst of a superseded window never goes out: the ACK moved the transfer on before the loop turned.
+  h.t.handleAck(15)
+  await flush()
+  assert.deepEqual(blocks(h.take()), [16, 17])
+  h.t.handleAck(16) // short again (17 was sent): bursts of one, and the queued [18, 19] of the old window is dropped
+  assert.deepEqual(d.drain(() => h.take()), [[17], [18], [19], [20]])
+  assert.equal(h.result(), null)
+})
+
+test('adaptive windows: after a measured round trip a lost tail is resent after minTimeoutMs; early resends are not retries', async () => {
+  const h = harness(bufferContent(Buffer.alloc(8 * 40, 7)), { windowsize: 4, maxRetries: 2, adaptive: { minTimeoutMs: 50 } })
+  h.t.start()
+  await flush()
+  h.take()
+  h.clock.advance(2) // a 2 ms round trip
+  h.t.handleAck(4)
+  await flush()
+  assert.deepEqual(blocks(h.take()), [5, 6, 7, 8])
+  h.clock.advance(49)
+  assert.deepEqual(h.take(), [], 'not before the floor')
+  h.clock.advance(1)
+  assert.deepEqual(blocks(h.take()), [5, 6, 7, 8], 'the window again after 50 ms, not 1 s')
+  h.t.handleAck(8)
+  await flush()
+  assert.deepEqual(blocks(h.take()), [9, 10, 11, 12])
+  // The client goes away: early resends at 50, 100, 200, 400, 800 ms, then the counted retries at 1 s and 2 s
+  // (maxRetries 2), then the ERROR, as without adaptation plus the early ones.
+  const at: number[] = []
+  let t = 0
+  for (let step = 0; step < 10_000 && h.result() === null; step++) {
+    h.clock.advance(1)
+    t++
+    if (h.take().some((s) => s.op === Opcode.DATA)) at.push(t)
+  }
+  assert.deepEqual(at, [50, 150, 350, 750, 1550, 2550, 4550])
+  const r = h.result()!
+  assert.equal(r.outcome, 'timeout')
+})
+
+test('adaptive windows stay off for lock-step and for a client-chosen timeout', async () => {
+  for (const over of [{ windowsize: 1 }, { windowsize: 4, backoff: false }]) {
+    const h = harness(bufferContent(Buffer.alloc(8 * 40, 7)), { ...over, adaptive: { minTimeoutMs: 50 } })
+    h.t.start()
+    await flush()
+    const first = blocks(h.take())
+    h.t.handleAck(first[first.length - 1] as number)
+    await flush()
+    h.take()
+    h.clock.advance(999)
+    assert.deepEqual(h.take(), [], `no early resend (${JSON.stringify(over)})`)
+    h.clock.advance(1)
+    assert.ok(h.take().length > 0)
+  }
+})
+
+test('adaptive windows: the OACK round trip already times the first window', async () => {
+  const h = harness(bufferContent(Buffer.alloc(8 * 40, 7)), { windowsize: 4, oack: encodeOack(new Map([['windowsize', '4']])), adaptive: { minTimeoutMs: 50 } })
+  h.t.start()
+  h.take()
+  h.clock.advance(1)
+  h.t.handleAck(0)
+  await flush()
+  assert.deepEqual(blocks(h.take()), [1, 2, 3, 4])
+  h.clock.advance(50)
+  assert.deepEqual(blocks(h.take()), [1, 2, 3, 4], 'the lost first window again after 50 ms, not 1 s')
+})
