@@ -74,8 +74,12 @@ export async function prepareAssets(dir: string, arm64: boolean): Promise<string
 // ---------------------------------------------------------------------------------------------------------------
 // rackboot
 
-export function rackbootPeer(lab: VmLab, assetsDir: string): Peer {
-  const dir = join(lab.tmpDir, 'rackboot')
+/**
+ * rackboot on the lab's segment. `variant` is another segment setup (bench/boot-lab-ipv6.ts): its own directory
+ * (inventory, config) and top-level settings replacing the IPv4 ones below.
+ */
+export function rackbootPeer(lab: VmLab, assetsDir: string, variant: { name: string; settings: Record<string, unknown> } | null = null): Peer {
+  const dir = join(lab.tmpDir, variant?.name ?? 'rackboot')
   mkdirSync(dir, { recursive: true })
   const url = `http://${lab.serverIp}:${HTTP_PORT}`
   const config = join(dir, 'rackboot.yaml')
@@ -90,6 +94,7 @@ export function rackbootPeer(lab: VmLab, assetsDir: string): Peer {
       subnets: [{ subnet: lab.subnet, rangeStart: lab.address(100), rangeEnd: lab.address(199), routers: [lab.serverIp], leaseSeconds: 600 }],
     },
     boot: { agentAfter: 'poweroff', holdSeconds: 5, agentKernelArgs: ['console=ttyS0,115200'] },
+    ...variant?.settings,
   }))
   const lines: { at: number; text: string }[] = []
   let child: ChildProcess | null = null
@@ -163,11 +168,53 @@ server.keepAliveTimeout = 5000
 server.listen(Number(port), host, () => console.log('listening'))
 `
 
-export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
-  const dir = join(lab.tmpDir, 'dnsmasq')
+/** How dnsmasq's side sits on the segment: its directory, the HTTP server's address and dnsmasq's DHCP options. */
+export interface DnsmasqNet {
+  name: string
+  /** The static server's address as URLs write it (198.18.X.1, [2001:db8:X::1]). */
+  urlHost: string
+  /** The same for nginx's listen and the Node fallback (which takes a bare IPv6 address). */
+  listen: string
+  bind: string
+  /** dnsmasq's DHCP, TFTP and RA options; `base` is the static server's URL, `tftp` the TFTP root. */
+  dhcpArgs(base: string, tftp: string): string[]
+}
+
+/** DHCPv4 per arch (lab.md's options) and RAs for the lab's IPv6 prefix (ra-only: no DHCPv6). */
+function ipv4Net(lab: VmLab): DnsmasqNet {
+  const octet = Number(lab.serverIp.split('.')[2])
+  return {
+    name: 'dnsmasq', urlHost: lab.serverIp, listen: `${lab.serverIp}:${HTTP_PORT}`, bind: lab.serverIp,
+    dhcpArgs: (base, tftp) => [
+      `--dhcp-range=${lab.address(100)},${lab.address(199)},255.255.255.0,1h`,
+      `--dhcp-option=option:router,${lab.serverIp}`,
+      '--dhcp-userclass=set:ipxe,iPXE', '--dhcp-match=set:ipxe,175',
+      '--dhcp-match=set:efi64,option:client-arch,7', '--dhcp-match=set:efi64,option:client-arch,9',
+      '--dhcp-match=set:efihttp,option:client-arch,16',
+      '--dhcp-match=set:arm64,option:client-arch,11',
+      '--dhcp-match=set:arm64http,option:client-arch,19',
+      `--dhcp-boot=tag:ipxe,${base}/boot.ipxe`,
+      '--dhcp-boot=tag:efi64,tag:!ipxe,ipxe.efi',
+      `--dhcp-boot=tag:efihttp,tag:!ipxe,${base}/ipxe.efi`,
+      '--dhcp-option-force=tag:efihttp,60,HTTPClient',
+      '--dhcp-boot=tag:arm64,tag:!ipxe,grub/grubnetaa64.efi',
+      `--dhcp-boot=tag:arm64http,tag:!ipxe,${base}/grub/grubnetaa64.efi`,
+      '--dhcp-option-force=tag:arm64http,60,HTTPClient',
+      '--dhcp-boot=tag:!efi64,tag:!efihttp,tag:!arm64,tag:!arm64http,tag:!ipxe,undionly.kpxe',
+      '--dhcp-option=tag:ipxe,encap:175,176,1b',
+      '--enable-tftp', `--tftp-root=${tftp}`,
+      '--enable-ra', `--dhcp-range=2001:2:0:${octet.toString(16)}::,ra-only,64`,
+    ],
+  }
+}
+
+/** dnsmasq + a static HTTP server; `variant` another segment setup (bench/boot-lab-ipv6.ts), IPv4 by default. */
+export function dnsmasqPeer(lab: VmLab, assetsDir: string, variant?: DnsmasqNet): Peer {
+  const net = variant ?? ipv4Net(lab)
+  const dir = join(lab.tmpDir, net.name)
   const tftp = join(dir, 'tftp')
   const www = join(dir, 'www')
-  const base = `http://${lab.serverIp}:${HTTP_PORT}`
+  const base = `http://${net.urlHost}:${HTTP_PORT}`
   const nginx = which('nginx')
   const accessLog = join(dir, 'access.log')
   mkdirSync(join(tftp, 'grub'), { recursive: true })
@@ -209,7 +256,6 @@ export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
   writeFileSync(join(tftp, 'grub', 'grub.cfg'), grubCfg)
   writeFileSync(join(www, 'grub', 'grub.cfg'), grubCfg)
 
-  const octet = Number(lab.serverIp.split('.')[2])
   const lines: { at: number; text: string }[] = []
   let dns: ChildProcess | null = null
   let http: ChildProcess | null = null
@@ -222,12 +268,12 @@ export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
         writeFileSync(join(dir, 'nginx.conf'), nginxConfig({
           dir, workers: 1, workerConnections: 1024, asRoot: true,
           accessLog: { path: accessLog, format: { name: 'bench', spec: '$msec $status $request_method $uri' } },
-          listen: `${lab.serverIp}:${HTTP_PORT}`, server: [`root ${www};`, 'location = /report { return 204; }'],
+          listen: net.listen, server: [`root ${www};`, 'location = /report { return 204; }'],
         }))
         http = lab.spawn(['nginx', '-e', join(dir, 'error.log'), '-p', dir, '-c', join(dir, 'nginx.conf')])
       } else {
         writeFileSync(join(dir, 'static.mjs'), NODE_STATIC)
-        http = lab.spawn(['node', join(dir, 'static.mjs'), www, lab.serverIp, String(HTTP_PORT), accessLog])
+        http = lab.spawn(['node', join(dir, 'static.mjs'), www, net.bind, String(HTTP_PORT), accessLog])
       }
       timedLines(http, lines)
       await new Promise((r) => setTimeout(r, 700))
@@ -236,24 +282,7 @@ export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
         'dnsmasq', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--port=0', '--user=root',
         `--interface=${lab.serverInterface}`, '--bind-interfaces', '--no-ping', '--log-dhcp', '--log-facility=-',
         `--pid-file=${join(dir, 'dnsmasq.pid')}`, `--dhcp-leasefile=${join(dir, 'dnsmasq.leases')}`,
-        `--dhcp-range=${lab.address(100)},${lab.address(199)},255.255.255.0,1h`,
-        `--dhcp-option=option:router,${lab.serverIp}`,
-        '--dhcp-userclass=set:ipxe,iPXE', '--dhcp-match=set:ipxe,175',
-        '--dhcp-match=set:efi64,option:client-arch,7', '--dhcp-match=set:efi64,option:client-arch,9',
-        '--dhcp-match=set:efihttp,option:client-arch,16',
-        '--dhcp-match=set:arm64,option:client-arch,11',
-        '--dhcp-match=set:arm64http,option:client-arch,19',
-        `--dhcp-boot=tag:ipxe,${base}/boot.ipxe`,
-        '--dhcp-boot=tag:efi64,tag:!ipxe,ipxe.efi',
-        `--dhcp-boot=tag:efihttp,tag:!ipxe,${base}/ipxe.efi`,
-        '--dhcp-option-force=tag:efihttp,60,HTTPClient',
-        '--dhcp-boot=tag:arm64,tag:!ipxe,grub/grubnetaa64.efi',
-        `--dhcp-boot=tag:arm64http,tag:!ipxe,${base}/grub/grubnetaa64.efi`,
-        '--dhcp-option-force=tag:arm64http,60,HTTPClient',
-        '--dhcp-boot=tag:!efi64,tag:!efihttp,tag:!arm64,tag:!arm64http,tag:!ipxe,undionly.kpxe',
-        '--dhcp-option=tag:ipxe,encap:175,176,1b',
-        '--enable-tftp', `--tftp-root=${tftp}`,
-        '--enable-ra', `--dhcp-range=2001:2:0:${octet.toString(16)}::,ra-only,64`,
+        ...net.dhcpArgs(base, tftp),
       ]
       dns = lab.spawn(['timeout', '7200', ...args])
       timedLines(dns, lines)
@@ -267,7 +296,7 @@ export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
     },
     async phases(mac, since) {
       const m = mac.toLowerCase()
-      const dhcp = lines.find((l) => l.at >= since && /DHCPDISCOVER/.test(l.text) && l.text.toLowerCase().includes(m))?.at ?? null
+      const dhcp = lines.find((l) => l.at >= since && /DHCP(DISCOVER|SOLICIT)/.test(l.text) && l.text.toLowerCase().includes(m))?.at ?? null
       // The boot's HTTP requests: the access log (end of each request, epoch seconds), from `since` on. One VM at
       // a time, so every request after `since` is this boot's.
       const access = (existsSync(accessLog) ? readFileSync(accessLog, 'utf8') : '')
@@ -292,18 +321,19 @@ export function dnsmasqPeer(lab: VmLab, assetsDir: string): Peer {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// First DHCPDISCOVER on the wire (the same clock and source for both peers): tcpdump on the lab's bridge.
+// First DHCPDISCOVER (DHCPv6 SOLICIT) on the wire (the same clock and source for both peers): tcpdump on the
+// lab's bridge.
 
 export interface DhcpCapture {
-  /** Epoch ms of the first packet to port 67 from `mac` (its DISCOVER), or null. */
+  /** Epoch ms of the first packet to port 67 (547 for DHCPv6) from `mac` (its DISCOVER / SOLICIT), or null. */
   first(mac: string): number | null
   stop(): Promise<void>
 }
 
 /** tcpdump (Debian package tcpdump) on the bridge; null when it is missing (then the servers' logs are used). */
-export async function captureDhcp(lab: VmLab): Promise<DhcpCapture | null> {
+export async function captureDhcp(lab: VmLab, ipv6 = false): Promise<DhcpCapture | null> {
   if (!which('tcpdump')) return null
-  const child = lab.bridgeNs.spawn(['timeout', '900', 'tcpdump', '-i', 'br0', '-n', '-l', '-tt', '-e', 'udp and dst port 67'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = lab.bridgeNs.spawn(['timeout', '900', 'tcpdump', '-i', 'br0', '-n', '-l', '-tt', '-e', `udp and dst port ${ipv6 ? 547 : 67}`], { stdio: ['ignore', 'pipe', 'pipe'] })
   const packets: { at: number; text: string }[] = []
   let out = ''
   child.stdout?.on('data', (d: Buffer) => {

@@ -1,4 +1,4 @@
-// `npm run bench -- boot [--rounds=N] [--modes=bios,uefi,uefi-http,arm64,arm64-http]`
+// `npm run bench -- boot [--rounds=N] [--modes=bios,uefi,uefi-http,arm64,arm64-http,uefi-pxe6]`
 // Whole network boots under QEMU (TCG), rackboot against dnsmasq, in the same run, the same netns lab
 // (test/e2e/support/lab.ts, IPv6 on so both peers send RAs) and the same VM arguments (q35 or virt/cortex-a57, 512 MiB,
 // 1 vCPU, virtio NIC on a tap, one 64 MiB virtio disk; a fresh random MAC and SMBIOS UUID per boot, so every boot is
@@ -10,7 +10,10 @@
 //             HTTP boot) -> static boot.ipxe -> the same agent kernel + initramfs with the same kernel arguments
 //             (console, rackboot.report=, rackboot.after=poweroff; the report goes to a static 204 on nginx); arm64:
 //             AAVMF -> the GRUB image of `rackboot assets fetch grub` -> static grub.cfg -> the arm64 agent.
-// Phases, seconds after QEMU start (lab.md's table): first DISCOVER (on the wire: tcpdump on the lab's bridge, the
+// uefi-pxe6: IPv6 only on the segment (no DHCPv4 from either peer), OVMF's PXEv6 (fw_cfg, test/e2e/support/vm.ts) ->
+// DHCPv6 option 59 tftp://[server]/ipxe.efi -> iPXE's DHCPv6 -> boot.ipxe over HTTP/IPv6 -> the agent, which takes
+// its address from the RAs (SLAAC) and reports over IPv6; both peers as bench/boot-lab-ipv6.ts sets them up.
+// Phases, seconds after QEMU start (lab.md's table): first DISCOVER (SOLICIT in uefi-pxe6; on the wire: tcpdump on the lab's bridge, the
 // same clock for both peers; without tcpdump, the servers' logs: rackboot's boot.dhcp event, dnsmasq's DHCPDISCOVER
 // line, which dnsmasq writes late under load), NBP done (serial: ipxe.efi's "iPXE initialising" / "Welcome to GRUB!"; none in bios, where
 // the NIC ROM is iPXE), script fetched, kernel and initramfs downloaded (rackboot's boot.script / boot.asset
@@ -23,8 +26,8 @@
 // rackboot/dnsmasq per phase, and the 1-minute load average is printed per boot and per round (TCG times move
 // with load: ±30 % at load 2 on 2 cores).
 // Needs root, iproute2, qemu-system-x86 (qemu-system-arm for arm64), ipxe-qemu, ipxe, ovmf (qemu-efi-aarch64),
-// dnsmasq-base, nginx (or nginx-light; optional, see above), tcpdump (optional, see above), and the agent assets (built into the e2e test cache
-// on first use: a Debian kernel .deb via apt, busybox-static, kmod). Hard timeout 300 s per boot.
+// dnsmasq-base, radvd (uefi-pxe6: rackboot's RAs), nginx (or nginx-light; optional, see above), tcpdump (optional, see above), and the agent assets (built into the e2e test cache
+// on first use: a Debian kernel .deb via apt, busybox-static, kmod). Hard timeout 300 s per boot (420 s in uefi-pxe6).
 import { readFile } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { which } from '../src/processes.js'
@@ -39,22 +42,27 @@ import {
   type VmLab,
 } from '../test/e2e/support/index.js'
 import { captureDhcp, dnsmasqPeer, prepareAssets, rackbootPeer, type Peer } from './boot-lab.js'
+import { ipv6Peers } from './boot-lab-ipv6.js'
 
 const HARD_TIMEOUT_MS = 300_000
-const ALL_MODES = ['bios', 'uefi', 'uefi-http', 'arm64', 'arm64-http'] as const
+// ipv6-pxe.test.ts measured 155-280 s per PXEv6 boot at load 10-25 (OVMF ~50 s to the NBP, iPXE's futile DHCPv4).
+const HARD_TIMEOUT_PXE6_MS = 420_000
+const ALL_MODES = ['bios', 'uefi', 'uefi-http', 'arm64', 'arm64-http', 'uefi-pxe6'] as const
 type ModeName = (typeof ALL_MODES)[number]
-const MODE: Record<ModeName, { arch: VmArch; mode: BootMode }> = {
+/** ipv6: the mode runs on the IPv6-only segment, against the peers of bench/boot-lab-ipv6.ts. */
+const MODE: Record<ModeName, { arch: VmArch; mode: BootMode; ipv6?: true }> = {
   bios: { arch: 'x86_64', mode: 'bios' },
   uefi: { arch: 'x86_64', mode: 'uefi' },
   'uefi-http': { arch: 'x86_64', mode: 'uefi-http' },
   arm64: { arch: 'arm64', mode: 'uefi' },
   'arm64-http': { arch: 'arm64', mode: 'uefi-http' },
+  'uefi-pxe6': { arch: 'x86_64', mode: 'uefi-pxe6', ipv6: true },
 }
 
 const PHASES = ['discover', 'nbp', 'script', 'kernel', 'initramfs', 'init', 'network', 'report', 'off'] as const
 type Phase = (typeof PHASES)[number]
 const HEADINGS: Record<Phase, string> = {
-  discover: 'first DISCOVER', nbp: 'NBP done', script: 'script', kernel: 'kernel', initramfs: 'initramfs',
+  discover: 'first DISCOVER/SOLICIT', nbp: 'NBP done', script: 'script', kernel: 'kernel', initramfs: 'initramfs',
   init: '/init', network: 'network up', report: 'report*', off: 'power-off',
 }
 
@@ -93,14 +101,15 @@ function stuck(vm: Vm): string | null {
 }
 
 async function boot(lab: VmLab, peer: Peer, name: ModeName, round: number): Promise<BootResult> {
-  const { arch, mode } = MODE[name]
+  const { arch, mode, ipv6 } = MODE[name]
+  const hardTimeoutMs = ipv6 ? HARD_TIMEOUT_PXE6_MS : HARD_TIMEOUT_MS
   const mac = randomMac()
-  const capture = await captureDhcp(lab)
+  const capture = await captureDhcp(lab, ipv6)
   const vm = await lab.startVm({
     arch, mode, mac,
     smbios: { uuid: randomUUID(), serial: `BENCH-${round}-${peer.key}-${name}`, manufacturer: 'LAB', product: 'bench' },
     disks: [{ sizeMiB: 64 }],
-    hardTimeoutMs: HARD_TIMEOUT_MS,
+    hardTimeoutMs,
     name: `r${round}-${peer.key}-${name}`,
   })
   let error: string | undefined
@@ -112,7 +121,7 @@ async function boot(lab: VmLab, peer: Peer, name: ModeName, round: number): Prom
         if (why) reject(new Error(why))
       }, 1_000)
     })
-    const end = await Promise.race([vm.waitFor(/rackboot-agent: (powering off|report failed|network failed)/, HARD_TIMEOUT_MS), early])
+    const end = await Promise.race([vm.waitFor(/rackboot-agent: (powering off|report failed|network failed)/, hardTimeoutMs), early])
     if (!/powering off/.test(end.line)) error = end.line
     await vm.waitForExit(30_000).catch(() => vm.stop())
   } catch (err) {
@@ -185,7 +194,7 @@ function printTable(results: BootResult[], modes: ModeName[], labels: Record<Pee
   }
   if (fromDiscover) return
   console.log('* report: rackboot stores the agent report in its inventory; dnsmasq\'s side is a static 204 from the HTTP server.')
-  console.log('  The last phase that is the same work on both servers is "network up" (the agent\'s DHCP lease).')
+  console.log('  The last phase that is the same work on both servers is "network up" (the agent\'s DHCP lease; its SLAAC address in uefi-pxe6).')
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -206,7 +215,8 @@ export async function run(args: string[]): Promise<void> {
 
   const modes: ModeName[] = []
   for (const m of modeArg as ModeName[]) {
-    const why = vmSkipReason(MODE[m].mode, ['dnsmasq'], MODE[m].arch) ?? (await agentAssetsSkipReason(MODE[m].arch === 'arm64' ? 'arm64' : 'amd64'))
+    // rackboot's RAs on the IPv6-only segment come from radvd (src/dhcp/router-adverts.ts).
+    const why = vmSkipReason(MODE[m].mode, MODE[m].ipv6 ? ['dnsmasq', 'radvd'] : ['dnsmasq'], MODE[m].arch) ?? (await agentAssetsSkipReason(MODE[m].arch === 'arm64' ? 'arm64' : 'amd64'))
     if (why) console.log(`SKIP mode ${m}: ${why}`)
     else modes.push(m)
   }
@@ -229,25 +239,32 @@ export async function run(args: string[]): Promise<void> {
       modes.splice(0, modes.length, ...modes.filter((m) => MODE[m].arch !== 'arm64'))
       return prepareAssets(lab.tmpDir, false)
     })
-    const peers: Record<Peer['key'], Peer> = { rackboot: rackbootPeer(lab, assetsDir), dnsmasq: dnsmasqPeer(lab, assetsDir) }
-    const labels = { rackboot: peers.rackboot.label, dnsmasq: peers.dnsmasq.label }
+    // One server pair per segment setup: the IPv4 modes' and, when asked, the IPv6-only one's; each peer serves its
+    // IPv4 modes, then (restarted in its IPv6-only setup) its IPv6 ones.
+    const families: { modes: ModeName[]; peers: Record<Peer['key'], Peer> }[] = []
+    const v4 = modes.filter((m) => !MODE[m].ipv6)
+    const v6 = modes.filter((m) => MODE[m].ipv6)
+    if (v4.length) families.push({ modes: v4, peers: { rackboot: rackbootPeer(lab, assetsDir), dnsmasq: dnsmasqPeer(lab, assetsDir) } })
+    if (v6.length) families.push({ modes: v6, peers: await ipv6Peers(lab, assetsDir) })
+    const labels = { rackboot: families[0]!.peers.rackboot.label, dnsmasq: families[0]!.peers.dnsmasq.label }
     console.log(`boot: ${rounds} round(s), modes ${modes.join(', ')}; peers: ${labels.rackboot} | ${labels.dnsmasq}; lab ${lab.subnet}; load ${await loadavg()}`)
 
     const results: BootResult[] = []
     for (let round = 1; round <= rounds; round++) {
-      const order: Peer[] = round % 2 === 1 ? [peers.rackboot, peers.dnsmasq] : [peers.dnsmasq, peers.rackboot]
-      console.log(`round ${round}: ${order.map((p) => p.key).join(' then ')}, load at start ${await loadavg()}`)
-      for (const peer of order) {
+      const order: Peer['key'][] = round % 2 === 1 ? ['rackboot', 'dnsmasq'] : ['dnsmasq', 'rackboot']
+      console.log(`round ${round}: ${order.join(' then ')}, load at start ${await loadavg()}`)
+      for (const [key, family] of order.flatMap((k) => families.map((f) => [k, f] as const))) {
+        const peer = family.peers[key]
         try {
           await peer.start()
         } catch (err) {
           console.log(`  ! ${peer.key} did not start: ${(err as Error).message}`)
-          for (const mode of modes) results.push({ round, mode, peer: peer.key, ok: false, error: 'server did not start', times: Object.fromEntries(PHASES.map((p) => [p, null])) as Times, load: await loadavg() })
+          for (const mode of family.modes) results.push({ round, mode, peer: peer.key, ok: false, error: 'server did not start', times: Object.fromEntries(PHASES.map((p) => [p, null])) as Times, load: await loadavg() })
           await peer.stop()
           continue
         }
         try {
-          for (const mode of modes) {
+          for (const mode of family.modes) {
             const r = await boot(lab, peer, mode, round)
             results.push(r)
             console.log(`  ${peer.key.padEnd(8)} ${mode.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'} ${PHASES.map((p) => `${p}=${fmt(r.times[p])}`).join(' ')}  load ${r.load}`)
