@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely'
 import type { BmcLease, BmcLeaseRepository } from '../repositories.js'
-import { databaseNow } from './dialect.js'
+import { databaseNow, onCallerClock, type CallerClock } from './dialect.js'
 import type { BmcLeasesTable, Database } from './schema.js'
 
 // BMC leases (issue 16): which rackboot instance may send commands to a machine's BMC now. Taking a lease is one
@@ -13,11 +13,8 @@ import type { BmcLeasesTable, Database } from './schema.js'
 // whether a lease has expired. What callers pass in and get back is on their own clock (`now`): a row's time is
 // returned as far from `now` as it is from the database's now, and a reboot at `at` is recorded `now - at` before it.
 
-/** A time read with the database's now of the same statement, moved onto the caller's clock (whose time is `now`). */
-const onCallerClock = (t: number | string, dbNow: number | string, now: number): number => now + Number(t) - Number(dbNow)
-
-function toLease(r: Selectable<BmcLeasesTable>, clock?: { now: number; dbNow: number | string }): BmcLease {
-  const local = (t: number | string) => (clock ? onCallerClock(t, clock.dbNow, clock.now) : Number(t))
+function toLease(r: Selectable<BmcLeasesTable>, clock?: CallerClock): BmcLease {
+  const local = (t: number | string) => onCallerClock(t, clock)
   return {
     machineId: r.machine_id,
     holder: r.holder,
@@ -29,13 +26,9 @@ function toLease(r: Selectable<BmcLeasesTable>, clock?: { now: number; dbNow: nu
 
 export function createSqlBmcLeases(db: Kysely<Database>): BmcLeaseRepository {
   const get = async (machineId: string, now?: number): Promise<BmcLease | null> => {
-    if (now === undefined) {
-      const r = await db.selectFrom('bmc_leases').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
-      return r ? toLease(r) : null
-    }
-    const r = await db.selectFrom('bmc_leases').selectAll().select(databaseNow(db, now).as('db_now'))
+    const r = await db.selectFrom('bmc_leases').selectAll().select(databaseNow(db, now ?? 0).as('db_now'))
       .where('machine_id', '=', machineId).executeTakeFirst()
-    return r ? toLease(r, { now, dbNow: r.db_now }) : null
+    return r ? toLease(r, now === undefined ? undefined : { now, dbNow: r.db_now }) : null
   }
   return {
     get,
@@ -79,13 +72,9 @@ export function createSqlBmcLeases(db: Kysely<Database>): BmcLeaseRepository {
         .execute()
     },
     async lastReboot(machineId, now) {
-      if (now === undefined) {
-        const r = await db.selectFrom('machine_reboots').select('rebooted_at').where('machine_id', '=', machineId).executeTakeFirst()
-        return r ? Number(r.rebooted_at) : null
-      }
-      const r = await db.selectFrom('machine_reboots').select(['rebooted_at', databaseNow(db, now).as('db_now')])
+      const r = await db.selectFrom('machine_reboots').select(['rebooted_at', databaseNow(db, now ?? 0).as('db_now')])
         .where('machine_id', '=', machineId).executeTakeFirst()
-      return r ? onCallerClock(r.rebooted_at, r.db_now, now) : null
+      return r ? onCallerClock(r.rebooted_at, now === undefined ? undefined : { now, dbNow: r.db_now }) : null
     },
   }
 }

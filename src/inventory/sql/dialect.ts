@@ -75,3 +75,14 @@ export function databaseNow(db: Kysely<any>, now: number): RawBuilder<number> {
 export function useCallerClock(db: Kysely<any>): void {
   callerClocks.add(db)
 }
+
+/** A row's time, read with the database's now of the same statement (`dbNow`), on the clock of a caller whose time is `now`. */
+export interface CallerClock {
+  now: number
+  dbNow: number | string
+}
+
+/** `t` moved onto the caller's clock: as far from `clock.now` as from the database's now (no clock: as stored). */
+export function onCallerClock(t: number | string, clock?: CallerClock): number {
+  return clock ? clock.now + Number(t) - Number(clock.dbNow) : Number(t)
+}

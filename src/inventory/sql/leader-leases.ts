@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely'
-import { databaseNow } from './dialect.js'
+import { databaseNow, onCallerClock, type CallerClock } from './dialect.js'
 
 // Leader leases (issue 16, migration 0014): which instance holds a role that only one may hold at a time. Taking or
 // renewing is one conditional upsert, as for BMC leases (bmc-leases.ts): granted when there is no row, the row
@@ -33,23 +33,16 @@ export interface LeaderLeaseStore {
   get(name: string, now?: number): Promise<LeaderLease | null>
 }
 
-const toLease = (r: LeaderLeasesTable, clock?: { now: number; dbNow: number | string }): LeaderLease => {
-  // As far from the caller's now as from the database's.
-  const local = (t: number | string) => (clock ? clock.now + Number(t) - Number(clock.dbNow) : Number(t))
-  return { holder: r.holder, acquiredAt: local(r.acquired_at), expiresAt: local(r.expires_at) }
-}
+const toLease = (r: LeaderLeasesTable, clock?: CallerClock): LeaderLease =>
+  ({ holder: r.holder, acquiredAt: onCallerClock(r.acquired_at, clock), expiresAt: onCallerClock(r.expires_at, clock) })
 
 export function createSqlLeaderLeases(database: Kysely<any>): LeaderLeaseStore {
   // The table is this module's own (schema.ts need not know it).
   const db = database as Kysely<{ leader_leases: LeaderLeasesTable }>
   const get = async (name: string, now?: number): Promise<LeaderLease | null> => {
-    if (now === undefined) {
-      const r = await db.selectFrom('leader_leases').selectAll().where('name', '=', name).executeTakeFirst()
-      return r ? toLease(r) : null
-    }
-    const r = await db.selectFrom('leader_leases').selectAll().select(databaseNow(db, now).as('db_now'))
+    const r = await db.selectFrom('leader_leases').selectAll().select(databaseNow(db, now ?? 0).as('db_now'))
       .where('name', '=', name).executeTakeFirst()
-    return r ? toLease(r, { now, dbNow: r.db_now }) : null
+    return r ? toLease(r, now === undefined ? undefined : { now, dbNow: r.db_now }) : null
   }
   return {
     get,
