@@ -54,6 +54,8 @@ test('through the API: inventory import twice (the second changes nothing), mach
     api.cli(['machines', 'show', 'r12-u02', '--json']),
     api.cli(['classes', 'test', 'r12-u02', '--json']),
   ])
+  // Each ended well, or says why (the output of a command that failed would be empty).
+  for (const r of [list, json, show, fixed, fixedJson, classes]) assert.equal(r.code, 0, r.stderr)
   assert.match(list.stdout, /r12-u07\s+new\s+7XK4Q93\s+b0:7b:25:de:07:10\s+r12\/u7/)
   assert.match(list.stdout, /^ID\s+NAME\s+STATE\s+SERIAL/m)
   assert.match(list.stdout, /4 of 4 machines/)
