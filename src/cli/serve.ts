@@ -355,7 +355,8 @@ export function warmLinter(inventory: Pick<Inventory, 'profiles' | 'clusters'>, 
   const done = (async () => {
     // After the fastify schemas' own background compile (1 s after listen): a probe's first /healthz, and the first
     // boots, do not wait behind it.
-    await new Promise<void>((resolve) => setTimeout(resolve, startDelayMs).unref())
+    // (Unref'd: it must not hold a stopping server; a test that waits for it asks for no delay.)
+    if (startDelayMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, startDelayMs).unref())
     if (stopped) return
     const [profiles, clusters] = await Promise.all([inventory.profiles.list(), inventory.clusters.list()])
     const versions = new Set([...profiles.map((p) => p.talosVersion), ...clusters.map((c) => c.talosVersion)].filter((v): v is string => !!v))
