@@ -80,7 +80,9 @@ export function rackbootAsync(args: string[], options: { cwd: string; env?: Node
     child.stdout.on('data', (d) => (stdout += d))
     child.stderr.on('data', (d) => (stderr += d))
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
-    child.once('exit', (code) => {
+    // 'close', not 'exit': a process can exit before its piped output has been read here (a quick command's
+    // stdout then arrived empty, now and then).
+    child.once('close', (code) => {
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
