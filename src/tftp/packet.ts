@@ -231,16 +231,7 @@ export function packetSlab(length: number, blksize: number, firstBlock = 1, coun
  * empty) block that ends a transfer; with it, exactly `count` blocks of `data`, the last ones possibly short or empty.
  */
 export function packetize(data: Buffer, blksize: number, firstBlock = 1, count = Math.floor(data.length / blksize) + 1): Buffer[] {
-  const slab = Buffer.allocUnsafe(count * 4 + data.length)
-  const out = new Array<Buffer>(count)
-  let pos = 0
-  for (let i = 0; i < count; i++) {
-    const s = Math.min(i * blksize, data.length)
-    const e = Math.min(s + blksize, data.length)
-    writeDataHeader(slab, pos, firstBlock + i)
-    if (e > s) data.copy(slab, pos + 4, s, e)
-    out[i] = slab.subarray(pos, pos + 4 + (e - s))
-    pos += 4 + (e - s)
-  }
-  return out
+  const { packets, payloads } = packetSlab(data.length, blksize, firstBlock, count)
+  for (let i = 0; i < count; i++) if (payloads[i]!.length > 0) data.copy(payloads[i]!, 0, i * blksize)
+  return packets
 }
