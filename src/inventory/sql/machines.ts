@@ -40,6 +40,11 @@ function atomic<T>(db: Kysely<Database>, fn: (db: Kysely<Database>) => Promise<T
   return db.isTransaction ? fn(db) : db.transaction().execute(fn)
 }
 
+/** A NIC as stored (a row, or an element of a page's NICs column) as the domain has it. */
+function nicFromRow(n: { mac: string; name: string | null; boot: number }): Nic {
+  return { mac: n.mac, name: n.name, boot: n.boot === 1 }
+}
+
 export function createSqlMachines(db: Kysely<Database>): MachineRepository {
   async function hydrate(rows: Selectable<MachinesTable>[]): Promise<Machine[]> {
     if (rows.length === 0) return []
@@ -51,7 +56,7 @@ export function createSqlMachines(db: Kysely<Database>): MachineRepository {
     const nicsBy = new Map<string, Nic[]>()
     for (const n of nics) {
       const list = nicsBy.get(n.machine_id) ?? []
-      list.push({ mac: n.mac, name: n.name, boot: n.boot === 1 })
+      list.push(nicFromRow(n))
       nicsBy.set(n.machine_id, list)
     }
     const hwBy = new Map(hardware.map((h) => [h.machine_id, h]))
@@ -68,7 +73,7 @@ export function createSqlMachines(db: Kysely<Database>): MachineRepository {
     const row = (await rowById({ id })).rows[0]
     if (!row) return null
     const [nics, hardware] = await Promise.all([nicsById({ id }), hardwareById({ id })])
-    return machineFromRow(row, nics.rows.map((n) => ({ mac: n.mac, name: n.name, boot: n.boot === 1 })), hardware.rows[0] ?? null)
+    return machineFromRow(row, nics.rows.map(nicFromRow), hardware.rows[0] ?? null)
   }
 
   async function one(rows: Selectable<MachinesTable>[]): Promise<Machine | null> {
@@ -474,7 +479,7 @@ function nicsColumn(dialect: SqlDialectName) {
 
 function scannedMachine(r: ScanRow): Machine {
   const nics = r.nics ? (JSON.parse(r.nics) as { mac: string; name: string | null; boot: number }[]) : []
-  return machineFromRow(r, nics.map((n) => ({ mac: n.mac, name: n.name, boot: n.boot === 1 })), r.facts === null ? null : { facts: r.facts, reported_at: r.reported_at ?? 0 })
+  return machineFromRow(r, nics.map(nicFromRow), r.facts === null ? null : { facts: r.facts, reported_at: r.reported_at ?? 0 })
 }
 
 /**
