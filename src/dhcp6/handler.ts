@@ -155,7 +155,6 @@ export function createDhcp6Handler(deps: Dhcp6HandlerDeps): Dhcp6Handler {
     })
   }
 
-
   /** Netboot and DNS options for ADVERTISE and REPLY (not for RELEASE/DECLINE/CONFIRM answers). */
   const configOptions = async (f: RequestFacts6, receivedAt: number): Promise<{ options: Options6; boot: BootChoice | null }> => {
     const options: Options6 = []
