@@ -330,6 +330,20 @@ export interface DhcpCapture {
   stop(): Promise<void>
 }
 
+/**
+ * Every packet on the bridge, headers and the first 512 bytes, to `file` (the boot bench's --pcap=DIR, for reading a
+ * boot's timing on the wire afterwards: `tcpdump -r FILE -n -tt -v`); null when tcpdump is missing.
+ */
+export async function capturePackets(lab: VmLab, file: string): Promise<{ stop(): Promise<void> } | null> {
+  if (!which('tcpdump')) return null
+  const child = lab.bridgeNs.spawn(['timeout', '900', 'tcpdump', '-i', 'br0', '-n', '-s', '512', '-U', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()))
+  const t0 = Date.now()
+  while (!/listening on/.test(err) && child.exitCode === null && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50))
+  return { stop: () => stopChild(child, 2_000) }
+}
+
 /** tcpdump (Debian package tcpdump) on the bridge; null when it is missing (then the servers' logs are used). */
 export async function captureDhcp(lab: VmLab, ipv6 = false): Promise<DhcpCapture | null> {
   if (!which('tcpdump')) return null

@@ -1,4 +1,4 @@
-// `npm run bench -- boot [--rounds=N] [--modes=bios,uefi,uefi-http,arm64,arm64-http,uefi-pxe6]`
+// `npm run bench -- boot [--rounds=N] [--modes=bios,uefi,uefi-http,arm64,arm64-http,uefi-pxe6] [--pcap=DIR]`
 // Whole network boots under QEMU (TCG), rackboot against dnsmasq, in the same run, the same netns lab
 // (test/e2e/support/lab.ts, IPv6 on so both peers send RAs) and the same VM arguments (q35 or virt/cortex-a57, 512 MiB,
 // 1 vCPU, virtio NIC on a tap, one 64 MiB virtio disk; a fresh random MAC and SMBIOS UUID per boot, so every boot is
@@ -28,7 +28,8 @@
 // Needs root, iproute2, qemu-system-x86 (qemu-system-arm for arm64), ipxe-qemu, ipxe, ovmf (qemu-efi-aarch64),
 // dnsmasq-base, radvd (uefi-pxe6: rackboot's RAs), nginx (or nginx-light; optional, see above), tcpdump (optional, see above), and the agent assets (built into the e2e test cache
 // on first use: a Debian kernel .deb via apt, busybox-static, kmod). Hard timeout 300 s per boot (420 s in uefi-pxe6).
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { which } from '../src/processes.js'
 import {
@@ -41,7 +42,7 @@ import {
   type VmArch,
   type VmLab,
 } from '../test/e2e/support/index.js'
-import { captureDhcp, dnsmasqPeer, prepareAssets, rackbootPeer, type Peer } from './boot-lab.js'
+import { captureDhcp, capturePackets, dnsmasqPeer, prepareAssets, rackbootPeer, type Peer } from './boot-lab.js'
 import { ipv6Peers } from './boot-lab-ipv6.js'
 
 const HARD_TIMEOUT_MS = 300_000
@@ -100,11 +101,12 @@ function stuck(vm: Vm): string | null {
   return null
 }
 
-async function boot(lab: VmLab, peer: Peer, name: ModeName, round: number): Promise<BootResult> {
+async function boot(lab: VmLab, peer: Peer, name: ModeName, round: number, pcapDir?: string): Promise<BootResult> {
   const { arch, mode, ipv6 } = MODE[name]
   const hardTimeoutMs = ipv6 ? HARD_TIMEOUT_PXE6_MS : HARD_TIMEOUT_MS
   const mac = randomMac()
   const capture = await captureDhcp(lab, ipv6)
+  const packets = pcapDir ? await capturePackets(lab, join(pcapDir, `r${round}-${peer.key}-${name}.pcap`)) : null
   const vm = await lab.startVm({
     arch, mode, mac,
     smbios: { uuid: randomUUID(), serial: `BENCH-${round}-${peer.key}-${name}`, manufacturer: 'LAB', product: 'bench' },
@@ -130,6 +132,7 @@ async function boot(lab: VmLab, peer: Peer, name: ModeName, round: number): Prom
   } finally {
     clearInterval(poll)
     await capture?.stop()
+    await packets?.stop()
   }
   const wire = capture?.first(mac) ?? null
   const server = await peer.phases(mac, vm.startedAt).catch(() => null)
@@ -199,6 +202,9 @@ function printTable(results: BootResult[], modes: ModeName[], labels: Record<Pee
 
 export async function run(args: string[]): Promise<void> {
   const rounds = Number(flag(args, 'rounds') ?? 3)
+  const pcapArg = flag(args, 'pcap')
+  const pcapDir = pcapArg ? resolve(pcapArg) : undefined
+  if (pcapDir) await mkdir(pcapDir, { recursive: true })
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer')
   const modeArg = (flag(args, 'modes') ?? 'bios,uefi,uefi-http').split(',').map((s) => s.trim()).filter(Boolean)
   for (const m of modeArg) if (!(ALL_MODES as readonly string[]).includes(m)) throw new Error(`unknown mode '${m}' (${ALL_MODES.join(', ')})`)
@@ -265,7 +271,7 @@ export async function run(args: string[]): Promise<void> {
         }
         try {
           for (const mode of family.modes) {
-            const r = await boot(lab, peer, mode, round)
+            const r = await boot(lab, peer, mode, round, pcapDir)
             results.push(r)
             console.log(`  ${peer.key.padEnd(8)} ${mode.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'} ${PHASES.map((p) => `${p}=${fmt(r.times[p])}`).join(' ')}  load ${r.load}`)
           }
