@@ -10,14 +10,15 @@ packages=(
   qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf grub-efi-amd64-bin busybox-static cpio kmod xz-utils dash
   qemu-system-arm qemu-efi-aarch64
   chromium fonts-liberation
-  radvd ndisc6 libcap2-bin
+  radvd ndisc6 libcap2-bin tcpdump
   python3-flask python3-requests python3-tenacity python3-bcrypt python3-webob
   xorriso mtools isolinux syslinux-common
   postgresql
   # python3-*: sushy-emulator (../shared/harness/sushy-tools), the Redfish peer; xorriso, mtools, isolinux: the
   # virtual media ISO rackboot builds
   # postgresql: the shared inventory backend; tests start their own clusters (initdb + pg_ctl), never the service
-  # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does
+  # radvd: rackboot's router advertisements; ndisc6 (rdisc6) asks for them as iPXE does; tcpdump counts the ones
+  # sent unasked (and is the boot bench's wire clock)
   # dnsmasq-base also is the DHCP relay (--dhcp-relay) of the relayed segment in test/e2e/matrix.test.ts, radvd its router
   # chromium: the web UI tests drive Debian's browser through playwright-core
   # qemu-system-arm, qemu-efi-aarch64: the arm64 guests (qemu-system-aarch64 -M virt, AAVMF) of test/e2e/arm64.test.ts

@@ -224,6 +224,7 @@ async function serveWith(settings: Settings, log: ReturnType<typeof createLogger
         // Several instances on one PostgreSQL database: every binding is a claim the database arbitrates, as DHCPv4's.
         ...(inventory.backend === 'postgres' ? { sharedLeases: true } : {}),
         bootPort: createDhcp6BootPort({ lifecycle, log, ipxeWait, clock: systemClock }),
+        firmwareBound: (linkLocal) => adverts?.routeFor(linkLocal),
       })
     : null
   if (dhcp6 && !settings.http.listen.includes(':')) {

@@ -55,9 +55,33 @@ export interface ManagedAdverts {
 export interface RouterAdverts {
   start(): Promise<void>
   stop(): Promise<void>
+  /**
+   * A route for UEFI firmware that has just been given its DHCPv6 address (PXEv6, HTTPv6 boot), at its link-local
+   * address. Before it loads anything the firmware waits up to 10 s for a route to its boot server in its IPv6 route
+   * table (edk2 UefiPxeBcDxe PxeBcCheckRouteTable, polled once a second). Only a default router ends that wait: the
+   * on-link prefix of an advertisement sent during the wait does not (measured: bench/boot.bench.ts --pcap, mode
+   * uefi-pxe6); dnsmasq, a default router to the whole segment, skips it whenever its next advertisement lands
+   * inside the wait. rackboot routes nothing and the segment's advertisement keeps router lifetime 0, so the default
+   * route goes only to the firmware: a second radvd sends unicast advertisements (its `clients` list: no multicast,
+   * solicitations from anyone else ignored) with router lifetime BOOT_ROUTER_LIFETIME_S at low preference, to each
+   * address given here for BOOT_CLIENT_TTL_MS, then stops with a final advertisement of lifetime 0 (radvd's own, on
+   * SIGTERM). Only in managed mode (the advertisement carries the prefix the firmware's address is in).
+   */
+  routeFor(linkLocal: string): void
   /** True while radvd runs. */
   readonly running: boolean
 }
+
+/** How long a firmware stays on the boot router's list: its 10 s wait, and a margin. */
+export const BOOT_CLIENT_TTL_MS = 15_000
+/** At most this many firmware on the list at once (a boot storm's newest win; an older one may wait its 10 s). */
+export const BOOT_CLIENTS_MAX = 64
+/** Router lifetime of the boot router's advertisements (radvd: at least its MaxRtrAdvInterval, here 4 s). */
+const BOOT_ROUTER_LIFETIME_S = 30
+/** Config rereads (SIGHUP: radvd advertises to every listed client at once) no closer than this. */
+const BOOT_RELOAD_GAP_MS = 250
+/** No reread sooner than this after start: radvd handles SIGHUP only from its main loop on. */
+const BOOT_START_MS = 500
 
 /** The radvd binary, or null when the package is not installed. */
 export function findRadvd(): string | null {
@@ -115,6 +139,28 @@ export function radvdConfig(iface: string, minSeconds = 200, maxSeconds = 600, m
   ].join('\n')
 }
 
+/**
+ * radvd.conf of the boot router (RouterAdverts.routeFor): unicast to `clients` only, router lifetime
+ * BOOT_ROUTER_LIFETIME_S at low preference, the same flags and prefix as the segment's advertisement (so neither
+ * radvd reports the other's as inconsistent), every 3-4 s while listed.
+ */
+export function bootRouterConfig(iface: string, managed: ManagedAdverts, clients: readonly string[]): string {
+  const base = radvdConfig(iface, 3, 4, managed)
+  const list = clients.map((c) => {
+    if (!isLinkLocal(c)) throw new Error(`not a link-local IPv6 address: ${JSON.stringify(c)}`)
+    return `    ${c};`
+  })
+  return base
+    .replace(/^# written by rackboot:.*$/m, '# written by rackboot: a default route for network-boot firmware only (unicast to the clients below), ended by its final advertisement')
+    .replace('  AdvDefaultLifetime 0;', `  AdvDefaultLifetime ${BOOT_ROUTER_LIFETIME_S};\n  AdvDefaultPreference low;`)
+    .replace(/\};\n$/, `  clients {\n${list.join('\n')}\n  };\n};\n`)
+}
+
+/** fe80::/10, no zone, as a DHCPv6 client on the link sends from. */
+export function isLinkLocal(address: string): boolean {
+  return !address.includes('%') && isIPv6(address) && /^fe[89ab][0-9a-f]?:/i.test(address)
+}
+
 /** An IPv6 prefix as radvd reads it; anything else (or text that could break out of the config) is refused. */
 function managedPrefix(text: string): string {
   const m = /^([0-9a-fA-F:]{2,39})\/(\d{1,3})$/.exec(text)
@@ -136,12 +182,131 @@ function stopLeftover(pidFile: string, conf: string, log: Logger): void {
   }
 }
 
+/** SIGTERM (radvd then sends its final advertisement), SIGKILL after 3 s. */
+function terminate(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve()
+  return new Promise<void>((resolve) => {
+    const kill = setTimeout(() => p.kill('SIGKILL'), 3000)
+    p.once('exit', () => {
+      clearTimeout(kill)
+      resolve()
+    })
+    p.kill('SIGTERM')
+  })
+}
+
+/**
+ * The boot router of RouterAdverts.routeFor: a radvd that runs while any firmware is listed. A new client rewrites
+ * the config and makes radvd reread it (SIGHUP: it advertises to every listed client at once), or starts it (it
+ * advertises at start); the list empty, it is stopped.
+ */
+function createBootRouter(deps: RouterAdvertsDeps, managed: ManagedAdverts, log: Logger, radvd: () => string | null) {
+  const clients = new Map<string, number>() // address -> listed until (ms, monotonic)
+  const conf = join(deps.runDir, 'radvd-boot.conf')
+  const pidFile = join(deps.runDir, 'radvd-boot.pid')
+  let child: ChildProcess | null = null
+  let expiry: NodeJS.Timeout | null = null
+  let reload: NodeJS.Timeout | null = null
+  let lastReload = -Infinity
+
+  const write = () => writeFileSync(conf, bootRouterConfig(deps.interface, managed, [...clients.keys()]))
+  const schedule = () => {
+    if (expiry) clearTimeout(expiry)
+    expiry = null
+    if (clients.size === 0) return
+    const next = Math.min(...clients.values())
+    expiry = setTimeout(expire, Math.max(0, next - performance.now()) + 10)
+    expiry.unref()
+  }
+  const expire = () => {
+    const now = performance.now()
+    for (const [c, until] of clients) if (until <= now) clients.delete(c)
+    if (clients.size === 0) {
+      // Its final advertisement (lifetime 0) goes to the clients still in its config: their route ends now.
+      const p = child
+      child = null
+      if (p) void terminate(p)
+      return
+    }
+    write()
+    schedule()
+  }
+  const sighup = () => {
+    reload = null
+    lastReload = performance.now()
+    child?.kill('SIGHUP')
+  }
+  const launch = (program: string): void => {
+    stopLeftover(pidFile, conf, log)
+    const argv = [...(deps.wrap ?? []), program, '--nodaemon', '-C', conf, '-p', pidFile, '-m', 'stderr']
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
+    child = p
+    // radvd takes SIGHUP only once it is in its main loop (before, the signal ends it): rereads wait a while.
+    lastReload = performance.now() + BOOT_START_MS
+    p.stderr?.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n').filter(Boolean)) log.debug({ radvd: line }, 'radvd (boot router)')
+    })
+    p.on('error', (err) => log.warn({ err }, 'the boot router (radvd) could not be started: UEFI firmware waits 10 s for a route before it loads its boot file'))
+    p.on('exit', (code, signal) => {
+      if (child !== p) return
+      child = null
+      // Still needed (it was not stopped here): again, with every listed client, at most once a second.
+      if (clients.size > 0 && radvd()) {
+        log.debug({ code, signal }, 'boot router exited; restarting')
+        const again = setTimeout(() => {
+          const program = radvd()
+          if (!child && clients.size > 0 && program) launch(program)
+        }, 1000)
+        again.unref()
+      }
+    })
+  }
+
+  return {
+    add(from: string) {
+      const address = from.split('%')[0]! // a datagram's source may carry its zone (fe80::1%eth0)
+      const program = radvd()
+      if (!program || !isLinkLocal(address)) return
+      const known = clients.has(address)
+      clients.delete(address)
+      clients.set(address, performance.now() + BOOT_CLIENT_TTL_MS)
+      // The oldest make room (Map keeps insertion order; a returning client was moved to the end above).
+      for (const c of clients.keys()) {
+        if (clients.size <= BOOT_CLIENTS_MAX) break
+        clients.delete(c)
+      }
+      write()
+      schedule()
+      if (child && child.exitCode === null) {
+        if (!known && !reload) {
+          reload = setTimeout(sighup, Math.max(0, lastReload + BOOT_RELOAD_GAP_MS - performance.now()))
+          reload.unref()
+        }
+        return
+      }
+      launch(program)
+      log.debug({ client: address }, 'boot router started')
+    },
+    async stop() {
+      if (expiry) clearTimeout(expiry)
+      if (reload) clearTimeout(reload)
+      expiry = reload = null
+      clients.clear()
+      const p = child
+      child = null
+      if (p) await terminate(p)
+    },
+  }
+}
+
 export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
   const log = deps.log.child({ svc: 'ra', interface: deps.interface })
   let child: ChildProcess | null = null
   let stopping = false
   let restarts = 0
   let restartTimer: NodeJS.Timeout | null = null
+  let program: string | null = null
+  const bootRouter = deps.managed ? createBootRouter(deps, deps.managed, log, () => (stopping ? null : program)) : null
 
   const launch = (program: string, conf: string, pid: string): void => {
     const argv = [...(deps.wrap ?? []), program, '--nodaemon', '-C', conf, '-p', pid, '-m', 'stderr']
@@ -166,7 +331,7 @@ export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
 
   return {
     async start() {
-      const program = deps.program ?? findRadvd()
+      program = deps.program ?? findRadvd()
       if (!program) {
         log.warn('radvd is not installed (Debian package radvd): no router advertisements, so iPXE waits ~16 s for IPv6 autoconfiguration on this segment unless a router advertises')
         return
@@ -181,19 +346,14 @@ export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
       if (deps.managed) log.info({ prefix: deps.managed.prefix }, 'sending IPv6 router advertisements (prefix on-link, managed: hosts use DHCPv6; lifetime 0)')
       else log.info('sending IPv6 router advertisements (no prefix, lifetime 0) so iPXE does not wait for IPv6')
     },
+    routeFor(linkLocal) {
+      bootRouter?.add(linkLocal)
+    },
     async stop() {
       stopping = true
       if (restartTimer) clearTimeout(restartTimer)
-      const p = child
-      if (!p || p.exitCode !== null) return
-      await new Promise<void>((resolve) => {
-        const kill = setTimeout(() => p.kill('SIGKILL'), 3000)
-        p.once('exit', () => {
-          clearTimeout(kill)
-          resolve()
-        })
-        p.kill('SIGTERM')
-      })
+      await bootRouter?.stop()
+      if (child) await terminate(child)
     },
     get running() {
       return child !== null && child.exitCode === null

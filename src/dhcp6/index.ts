@@ -14,6 +14,7 @@ import { bigintToIpv6, inPrefix, ipv6ToBigint, isLinkLocal, parsePrefix } from '
 import { loadServerDuid } from './duid.js'
 import { bootUrl, createDhcp6Handler, type Dhcp6AdviceRequest, type Dhcp6Handler, type Dhcp6Result } from './handler.js'
 import { Lease6Store, type Lease6, type Range6 } from './leases.js'
+import { Option6, allOptions, decodeIaAddr, decodeIaNa } from './options.js'
 import { createDhcp6Metrics } from './metrics.js'
 import { createDhcp6Socket, type Dhcp6Socket } from './server.js'
 import { bindingOfRow, createShared6, leaseClientId } from './shared.js'
@@ -46,6 +47,11 @@ export interface Dhcp6ServerDeps {
   sharedLeases?: boolean
   /** Network-boot clients' exchanges go to their machines' timelines through this. */
   bootPort?: Dhcp6BootPort
+  /**
+   * Called after an address is bound for UEFI firmware on this link (not iPXE, not relayed), with the link-local
+   * address it asked from: it now waits for a route to its boot server (RouterAdverts.routeFor).
+   */
+  firmwareBound?: (linkLocal: string) => void
   now?: () => number
 }
 
@@ -95,6 +101,24 @@ function bootEvent(r: Extract<Dhcp6Result, { kind: 'reply' }>, store: Lease6Stor
   }
 }
 
+/**
+ * The link-local address UEFI firmware on this link sent from, when this reply has just bound it an address (a REPLY
+ * to its REQUEST, or to a rapid-commit SOLICIT): it now waits for a route to its boot server (firmwareBound). Not
+ * iPXE (its own stack takes what the segment advertises), not a relayed client (another link), not a reply that
+ * bound nothing.
+ */
+export function firmwareAwaitingRoute(r: Dhcp6Result, source: string | null | undefined): string | null {
+  if (r.kind !== 'reply' || r.type !== 'reply' || !source) return null
+  const f = r.facts
+  if (f.clientType === null || f.isIpxe || f.linkAddress !== null || (f.message !== 'request' && f.message !== 'solicit')) return null
+  const address = source.split('%')[0]!
+  if (!isLinkLocal(address)) return null
+  const bound = allOptions(r.reply.message.options, Option6.IaNa).some((raw) => {
+    const ia = decodeIaNa(raw)
+    return !!ia && allOptions(ia.options, Option6.IaAddr).some((a) => (decodeIaAddr(a)?.valid ?? 0) > 0)
+  })
+  return bound ? address : null
+}
 
 export interface Dhcp6ServerInfo {
   serverAddress: string
@@ -212,11 +236,16 @@ export function createDhcp6Server(deps: Dhcp6ServerDeps): Dhcp6Server {
         ...(shared ? { shared } : {}),
       })
       const port = deps.bootPort
-      const observed: Dhcp6Handler = port
+      const bound = deps.firmwareBound
+      const observed: Dhcp6Handler = port || bound
         ? {
             async handle(req, source) {
               const r = await handler.handle(req, source)
-              if (r.kind === 'reply' && r.facts.isNetboot && r.facts.mac) port.seen(bootEvent(r, leases, serverAddress))
+              if (r.kind !== 'reply') return r
+              const f = r.facts
+              if (port && f.isNetboot && f.mac) port.seen(bootEvent(r, leases, serverAddress))
+              const firmware = bound ? firmwareAwaitingRoute(r, source) : null
+              if (firmware) bound!(firmware)
               return r
             },
           }

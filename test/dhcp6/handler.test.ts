@@ -8,7 +8,7 @@ import { decode6, encode6, type Dhcp6Decoded } from '../../src/dhcp6/codec.js'
 import { duidUuid, loadServerDuid, macFromDuid, SERVER_DUID_FILE } from '../../src/dhcp6/duid.js'
 import { createDhcp6Handler, type Dhcp6AdviceRequest, type Dhcp6HandlerConfig, type Dhcp6HandlerDeps, type Dhcp6Result } from '../../src/dhcp6/handler.js'
 import type { DhcpBootAdvice } from '../../src/dhcp/ports.js'
-import { rangeFromSettings } from '../../src/dhcp6/index.js'
+import { firmwareAwaitingRoute, rangeFromSettings } from '../../src/dhcp6/index.js'
 import { Lease6Store } from '../../src/dhcp6/leases.js'
 import {
   MessageType6, Option6, StatusCode6, allOptions, decodeAddressList, decodeIaAddr, decodeIaNa, decodeStatus, decodeVendorClass6,
@@ -365,4 +365,30 @@ test("per-machine advice as DHCPv4's: maintenance keeps the address but drops th
   const before = asked.length
   await solicit({})
   assert.equal(asked.length, before)
+})
+
+test('firmwareAwaitingRoute: UEFI firmware on the link that was just bound an address, at its link-local; not iPXE, a relayed client, a SOLICIT answered by ADVERTISE, or a reply that bound nothing', async () => {
+  const { handle } = setup({ rangeEnd: '2001:db8:7::100' })
+  const LL = 'fe80::5054:ff:fe12:3456'
+  const pxe = { arch: 7, vendorClass: 'PXEClient:Arch:00007:UNDI:003016' }
+  const adv = await handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }], ...pxe })))
+  assert.equal(firmwareAwaitingRoute(adv, LL), null, 'an ADVERTISE binds nothing yet')
+  const offered = iaAddrs(reply(adv).options)[0]!.addrs[0]!.address
+  const bound = await handle(direct(clientMessage(MessageType6.Request, { serverId: SERVER_DUID, ias: [{ iaid: 1, addresses: [offered] }], ...pxe })))
+  assert.equal(firmwareAwaitingRoute(bound, `${LL}%eth0`), LL, 'the firmware, zone dropped')
+  assert.equal(firmwareAwaitingRoute(bound, null), null)
+  assert.equal(firmwareAwaitingRoute(bound, '2001:db8:7::99'), null, 'not from a link-local address')
+  const http = await handle(direct(clientMessage(MessageType6.Solicit, { ias: [{ iaid: 1 }], arch: 16, vendorClass: 'HTTPClient:Arch:00016:UNDI:003016', rapidCommit: true })))
+  assert.equal(firmwareAwaitingRoute(http, LL), LL, 'HTTP boot firmware, rapid commit')
+  const ipxe = await handle(direct(clientMessage(MessageType6.Request, { serverId: SERVER_DUID, ias: [{ iaid: 1, addresses: [offered] }], ...pxe, userClass: 'iPXE' })))
+  assert.equal(firmwareAwaitingRoute(ipxe, LL), null, 'iPXE')
+  const os = await handle(direct(clientMessage(MessageType6.Request, { serverId: SERVER_DUID, ias: [{ iaid: 1, addresses: [offered] }] })))
+  assert.equal(firmwareAwaitingRoute(os, LL), null, 'not a network-boot client')
+  const viaRelay = await handle(relayed(clientMessage(MessageType6.Request, { serverId: SERVER_DUID, ias: [{ iaid: 1, addresses: [offered] }], ...pxe }), [{ linkAddress: '2001:db8:7::2', peerAddress: LL }]))
+  assert.equal(firmwareAwaitingRoute(viaRelay, LL), null, 'relayed: another link')
+  // The one address is taken: the next firmware's REPLY says NoAddrsAvail and binds nothing.
+  const other = await handle(direct(clientMessage(MessageType6.Request, { duid: duidUuid(), serverId: SERVER_DUID, ias: [{ iaid: 2, addresses: [offered] }], ...pxe })))
+  assert.equal(reply(other).type, MessageType6.Reply)
+  assert.equal(iaAddrs(reply(other).options)[0]!.addrs.filter((a) => a.valid > 0).length, 0)
+  assert.equal(firmwareAwaitingRoute(other, 'fe80::1'), null, 'nothing bound')
 })
