@@ -15,6 +15,7 @@ import * as m0013 from './0013-definitions-notify.js'
 import * as m0014 from './0014-leader-leases.js'
 import * as m0015 from './0015-install-slots.js'
 import * as m0016 from './0016-allocation-machine-index.js'
+import * as m0017 from './0017-install-slots-backfill.js'
 
 // Numbered migrations, applied in name order at start-up. Never edit one that has shipped: add the next number.
 export const MIGRATIONS: Record<string, Migration> = {
@@ -34,6 +35,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0014-leader-leases': m0014,
   '0015-install-slots': m0015,
   '0016-allocation-machine-index': m0016,
+  '0017-install-slots-backfill': m0017,
 }
 
 export const migrationProvider: MigrationProvider = {
