@@ -42,7 +42,8 @@ export interface MachineRepository {
 }
 
 export interface BmcRepository {
-  get(machineId: string): Promise<Bmc | null>
+  /** With `now` (the caller's clock), the power state's checkedAt on the caller's clock (recordPower). */
+  get(machineId: string, now?: number): Promise<Bmc | null>
   put(machineId: string, input: BmcInput): Promise<Bmc>
   remove(machineId: string): Promise<boolean>
   /** The decrypted credentials, for the power drivers only. */
@@ -51,8 +52,12 @@ export interface BmcRepository {
   many(machineIds: readonly string[]): Promise<Map<string, Bmc>>
   /** Ids of the machines that have a BMC (the power poller's list). */
   machineIds(): Promise<string[]>
-  /** Stores the last power state read; a no-op for a machine without a BMC. */
-  recordPower(machineId: string, power: BmcPowerState): Promise<void>
+  /**
+   * Stores the last power state read; a no-op for a machine without a BMC. With `now` (the caller's clock),
+   * checkedAt is stored as the database's time, as far before its now as it is before `now` (instances on several
+   * hosts compare it); without, as given.
+   */
+  recordPower(machineId: string, power: BmcPowerState, now?: number): Promise<void>
   setClearOverrideAfterBoot(machineId: string, value: boolean): Promise<void>
 }
 

@@ -764,7 +764,9 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
       const checkedAt = clock.now()
       recorded.set(machineId, checkedAt)
       ownChecks.set(machineId, checkedAt)
-      written = deps.bmcs.recordPower(machineId, { state, checkedAt, error: error ?? null })
+      // Shared: stored on the database's clock and read back onto each reader's (readElsewhere compares it with
+      // another host's now); this instance's own reads back as checkedAt.
+      written = deps.bmcs.recordPower(machineId, { state, checkedAt, error: error ?? null }, leases ? checkedAt : undefined)
         .catch((err) => log.warn({ machineId, err: (err as Error).message }, 'cannot record the power state'))
     }
     if (!changed || !observer?.status) return written
@@ -937,7 +939,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
     }
     polling.add(machineId)
     try {
-      const bmc = await deps.bmcs.get(machineId)
+      const bmc = await deps.bmcs.get(machineId, leases ? clock.now() : undefined)
       if (!bmc) {
         pollsSkipped?.inc({ reason: 'no-bmc' })
         return
@@ -959,7 +961,7 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
         await withBmc(machineId, 'status', async (ctx) => {
           // Asked again under the lease, where it is exact: the instance that read it last stored it before letting go.
           if (leases) {
-            const now = await deps.bmcs.get(machineId)
+            const now = await deps.bmcs.get(machineId, clock.now())
             if (now && readElsewhere(machineId, now)) {
               remembered = true
               pollsSkipped?.inc({ reason: 'read-elsewhere' })
@@ -995,7 +997,8 @@ export function createPowerManager(deps: PowerManagerDeps): PowerManager {
    * With shared leases: another instance read this BMC's power within the poll interval (the power_checked_at it
    * stored is not this instance's). Its state is taken over as last known, without a report (that instance made it).
    * The interval is widened by the jitter both ways: the instance polling it now reads it again within that, and
-   * another instance takes over only once it stopped.
+   * another instance takes over only once it stopped. Both times are on this host's clock: the row's is the
+   * database's, read onto it (bmcs.ts), so hosts whose clocks disagree still agree on how old a read is.
    */
   function readElsewhere(machineId: string, bmc: Bmc): boolean {
     const p = bmc.power

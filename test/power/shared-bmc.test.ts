@@ -421,6 +421,37 @@ for (const backend of inventoryBackends().filter((b) => b.name === 'postgres')) 
     assert.equal((late as { verified?: boolean }).verified, true, String(late))
     assert.equal(bmcs.commands.filter((c) => c.op === 'power').length, 2)
   })
+
+  test(`two pollers whose clocks are 60 s off poll each BMC about once per interval in total; one takes over soon after the other stops [${backend.name}]`, { timeout: 120_000 }, async (t) => {
+    if (await skipped(t, backend)) return
+    const n = 12
+    const { bmcs, ids, manager } = await rig(t, backend, n)
+    // Whether another instance read a BMC within the interval is decided from power_checked_at: on the hosts' clocks,
+    // B (60 s ahead) would find A's reads two minutes old and poll every BMC again, and A would find B's two minutes
+    // ahead and leave them to B until long after B stopped.
+    const a = manager('A', {}, undefined, skewed(-60_000))
+    const b = manager('B', {}, undefined, skewed(60_000))
+    const interval = FAST.pollIntervalMs!
+    a.power.startPolling(() => ids)
+    b.power.startPolling(() => ids)
+    await sleep(interval * 3.5)
+    await b.power.stop()
+    const polls = bmcs.commands.filter((c) => c.op === 'status')
+    const skips = { A: await skipCounts(a.metrics), B: await skipCounts(b.metrics) }
+    const detail = `${polls.length} polls of ${n} BMCs (A ${polls.filter((c) => c.who === 'A').length}, B ${polls.filter((c) => c.who === 'B').length}); skipped ${JSON.stringify(skips)}`
+    assert.ok(polls.length >= n * 3 && polls.length <= n * 4 + 2, detail)
+    // Each leaves to the other the BMCs it read last (by the hosts' clocks, B never would: A's reads look 2 min old).
+    const readElsewhere = [skips.A['read-elsewhere'] ?? 0, skips.B['read-elsewhere'] ?? 0]
+    assert.ok(readElsewhere[0]! >= 1 && readElsewhere[1]! >= 1 && readElsewhere[0]! + readElsewhere[1]! >= n * 2, detail)
+    // B stopped: A polls every BMC within about an interval of B's last read (its reads look too old 1.2 intervals on).
+    const stoppedAt = bmcs.commands.length
+    await sleep(interval * 3)
+    await a.power.stop()
+    const after = bmcs.commands.slice(stoppedAt).filter((c) => c.op === 'status')
+    assert.deepEqual(ids.filter((id) => !after.some((c) => c.who === 'A' && c.machineId === id)), [], `A took over every BMC (${after.length} polls); ${detail}`)
+    assert.deepEqual(bmcs.overlaps(), [])
+    console.log(`skewed pollers [${backend.name}]: ${detail}; then A alone: ${after.length} polls in 3 intervals`)
+  })
 }
 
 const simSkip = missing('ipmi_sim')

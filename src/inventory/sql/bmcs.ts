@@ -1,7 +1,8 @@
-import type { Kysely, Selectable } from 'kysely'
+import { sql, type Kysely, type Selectable } from 'kysely'
 import type { SecretBox } from '../secret-box.js'
 import type { BmcRepository } from '../repositories.js'
 import type { Bmc, BmcAuth, BmcPrivilege, BmcType, BootMethod, IpmiCipherSuite } from '../types.js'
+import { databaseNow, onCallerClock } from './dialect.js'
 import type { BmcsTable, Database } from './schema.js'
 
 function suitesOf(text: string | null): IpmiCipherSuite[] | null {
@@ -14,7 +15,7 @@ function suitesOf(text: string | null): IpmiCipherSuite[] | null {
   }
 }
 
-function toBmc(r: Selectable<BmcsTable>): Bmc {
+function toBmc(r: Selectable<BmcsTable>, checkedAt: (stored: number | string) => number = Number): Bmc {
   return {
     machineId: r.machine_id,
     type: r.type as BmcType,
@@ -35,17 +36,32 @@ function toBmc(r: Selectable<BmcsTable>): Bmc {
     hasKg: r.kg_sealed !== null,
     kgRef: r.kg_ref,
     power: r.power_checked_at === null ? null : {
-      state: r.power_state as 'on' | 'off' | null, checkedAt: Number(r.power_checked_at), error: r.power_error,
+      state: r.power_state as 'on' | 'off' | null, checkedAt: checkedAt(r.power_checked_at), error: r.power_error,
     },
     clearOverrideAfterBoot: r.clear_override_after_boot === 1,
   }
 }
 
+// power_checked_at (issue 16): instances sharing a database tell from it whether another one read a BMC's power within
+// the poll interval (power/manager.ts, readElsewhere), comparing it with their own now. Recorded with the caller's
+// `now`, it holds the database's time (databaseNow: PostgreSQL's clock, not the writing host's) and is read with
+// `now` onto the reader's clock, as BMC leases are (bmc-leases.ts); without `now` it is stored and read as given.
+// A read this handle recorded reads back as exactly the time it was given: moved onto the clock it would be off by
+// the two statements' latencies, and the power manager tells its own reads from other instances' by that time.
+
 export function createSqlBmcs(db: Kysely<Database>, box: SecretBox): BmcRepository {
+  /** Per machine, the power_checked_at this handle last recorded with `now`, and the caller's time it was given as. */
+  const recorded = new Map<string, { stored: number; checkedAt: number }>()
   return {
-    async get(machineId) {
-      const r = await db.selectFrom('bmcs').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
-      return r ? toBmc(r) : null
+    async get(machineId, now) {
+      if (now === undefined) {
+        const r = await db.selectFrom('bmcs').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
+        return r ? toBmc(r) : null
+      }
+      const r = await db.selectFrom('bmcs').selectAll().select(databaseNow(db, now).as('db_now')).where('machine_id', '=', machineId).executeTakeFirst()
+      if (!r) return null
+      const own = recorded.get(machineId)
+      return toBmc(r, (t) => (own && own.stored === Number(t) ? own.checkedAt : onCallerClock(t, { now, dbNow: r.db_now })))
     },
     async put(machineId, input) {
       const existing = await db.selectFrom('bmcs').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
@@ -80,6 +96,7 @@ export function createSqlBmcs(db: Kysely<Database>, box: SecretBox): BmcReposito
       return (await this.get(machineId))!
     },
     async remove(machineId) {
+      recorded.delete(machineId)
       const res = await db.deleteFrom('bmcs').where('machine_id', '=', machineId).executeTakeFirst()
       return Number(res.numDeletedRows) === 1
     },
@@ -107,10 +124,12 @@ export function createSqlBmcs(db: Kysely<Database>, box: SecretBox): BmcReposito
       const rows = await db.selectFrom('bmcs').select('machine_id').orderBy('machine_id').execute()
       return rows.map((r) => r.machine_id)
     },
-    async recordPower(machineId, power) {
-      await db.updateTable('bmcs')
-        .set({ power_state: power.state, power_checked_at: power.checkedAt, power_error: power.error })
-        .where('machine_id', '=', machineId).execute()
+    async recordPower(machineId, power, now) {
+      const checkedAt = now === undefined ? power.checkedAt : sql<number>`${databaseNow(db, now)} - ${Math.round(now - power.checkedAt)}`
+      const row = await db.updateTable('bmcs')
+        .set({ power_state: power.state, power_checked_at: checkedAt, power_error: power.error })
+        .where('machine_id', '=', machineId).returning('power_checked_at').executeTakeFirst()
+      if (now !== undefined && row?.power_checked_at != null) recorded.set(machineId, { stored: Number(row.power_checked_at), checkedAt: power.checkedAt })
     },
     async setClearOverrideAfterBoot(machineId, value) {
       await db.updateTable('bmcs').set({ clear_override_after_boot: value ? 1 : 0 }).where('machine_id', '=', machineId).execute()
