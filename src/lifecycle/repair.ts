@@ -101,6 +101,22 @@ const LADDER_EVENTS = ['machine.state', 'boot.script', 'boot.asset', 'boot.confi
 /** BMC operations that change nothing: one left behind by a stopped instance says nothing about a power cycle. */
 const READ_ONLY_OPERATIONS = new Set(['status', 'get-boot', 'capabilities', 'identify'])
 
+/**
+ * The machine's shared reboot record and BMC lease (bmc-leases.ts) as stored: the database's times, whichever instance
+ * reads them (null: no row, or a lease with no time).
+ */
+interface SharedRows {
+  reboot: number | null
+  lease: number | null
+}
+
+function sharedRowsOf(v: unknown): SharedRows | null {
+  const o = v as Partial<Record<keyof SharedRows, unknown>> | null
+  if (o === null || typeof o !== 'object') return null
+  const time = (t: unknown) => (typeof t === 'number' ? t : null)
+  return { reboot: time(o.reboot), lease: time(o.lease) }
+}
+
 interface Attempt {
   machineId: string
   phase: BootPhase
@@ -114,6 +130,8 @@ interface Attempt {
   /** When the scheduled repair was decided, and when it is due (null: none scheduled). */
   scheduledAt: number | null
   dueAt: number
+  /** The shared reboot record and BMC lease as the decision found them (null: not known; see `earlier`). */
+  seen: SharedRows | null
   /** Holds an install slot (admission): from its first install script until it leaves provisioning. */
   admitted: boolean
   rack: string | null
@@ -213,7 +231,7 @@ export function createRepair(deps: RepairDeps): Repair {
   }
 
   function begin(machineId: string, at: number, deadlines: PhaseDeadlines): void {
-    attempts.set(machineId, { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: { total: 0, byPhase: {} }, repairing: false, scheduledAt: null, dueAt: 0, failedThisBoot: false, admitted: false, rack: null, deadlines })
+    attempts.set(machineId, { machineId, phase: 'boot', phaseSince: at, scripts: 0, assets: new Set(), failures: { total: 0, byPhase: {} }, repairing: false, scheduledAt: null, dueAt: 0, seen: null, failedThisBoot: false, admitted: false, rack: null, deadlines })
   }
 
   /** A new boot of the same attempt (after a power cycle, or a wait for one without a BMC): back to waiting for its script. */
@@ -273,10 +291,12 @@ export function createRepair(deps: RepairDeps): Repair {
       return
     }
     const wait = backoff(a.failures.total)
+    const seen = await sharedRows(a.machineId)
     a.repairing = true
     a.scheduledAt = clock.now()
     a.dueAt = a.scheduledAt + wait
-    lifecycle.record(a.machineId, 'boot.repair', `next boot PXE and a power cycle in ${Math.round(wait / 1000)} s (failure ${a.failures.total} of ${settings.maxFailures})`, { action: 'scheduled', inMs: wait, failures: a.failures.total })
+    a.seen = seen
+    lifecycle.record(a.machineId, 'boot.repair', `next boot PXE and a power cycle in ${Math.round(wait / 1000)} s (failure ${a.failures.total} of ${settings.maxFailures})`, { action: 'scheduled', inMs: wait, failures: a.failures.total, ...(seen ? { seen } : {}) })
     schedule(a, wait)
   }
 
@@ -306,6 +326,19 @@ export function createRepair(deps: RepairDeps): Repair {
   /** Whether this instance may act: always alone; with others, while it holds the leader lease and has rebuilt as leader. */
   const mayAct = () => !deps.shared || (acting && deps.shared.leadership.isLeader())
 
+  /** The shared rows as they stand; null without them (an inventory without BMC leases) or when they cannot be read. */
+  async function sharedRows(machineId: string): Promise<SharedRows | null> {
+    const leases = inventory.bmcLeases
+    if (!leases) return null
+    try {
+      const [reboot, lease] = await Promise.all([leases.lastReboot(machineId), leases.get(machineId)])
+      return { reboot, lease: lease?.acquiredAt ?? null }
+    } catch (err) {
+      log.warn({ err, machineId }, 'repair: cannot read the shared reboot record when scheduling a repair; it is told apart by time')
+      return null
+    }
+  }
+
   type Earlier = { kind: 'busy' } | { kind: 'done'; at: number } | { kind: 'unknown'; holder: string; operation: string | null }
 
   /**
@@ -314,20 +347,36 @@ export function createRepair(deps: RepairDeps): Repair {
    * the old leader just before it stopped, or a person: done), or an operation begun since then was left unfinished
    * by an instance that stopped (its outcome unknown: not sent again, the deadline catches a machine that did not
    * come back).
+   *
+   * "Since it was decided" is told by the rows, not by the time: the decision kept them as it found them (`seen`), and
+   * a reboot record or lease other than those came later. scheduledAt is on the clock of the instance that decided,
+   * which for a repair resumed from the old leader is not this host's: by it, a reboot the old leader sent just after
+   * deciding would look older than the decision on a host whose clock is behind its (sent again), or one from before
+   * it newer on a host ahead (not sent). The rows' own times are all the database's. A repair scheduled without them
+   * (by an older version, or when they could not be read) is told by time, as on one host.
    */
   async function earlier(a: Attempt): Promise<Earlier | null> {
     const leases = inventory.bmcLeases
     if (!leases || a.scheduledAt === null) return null
-    // Read onto this host's clock (the rows hold the database's), which scheduledAt is on when this instance
-    // scheduled the repair; one scheduled by another instance is on its host's clock, off by the skew between them.
     const now = clock.now()
-    const last = await leases.lastReboot(a.machineId, now)
-    if (last !== null && last >= a.scheduledAt) return { kind: 'done', at: last }
+    const seen = a.seen
+    if (seen) {
+      // The record only ever moves forward (recordReboot): another value is a later reboot.
+      const stored = await leases.lastReboot(a.machineId)
+      if (stored !== null && stored !== seen.reboot) return { kind: 'done', at: (await leases.lastReboot(a.machineId, now)) ?? now }
+    } else {
+      const last = await leases.lastReboot(a.machineId, now)
+      if (last !== null && last >= a.scheduledAt) return { kind: 'done', at: last }
+    }
     const me = deps.shared?.leadership.holder
     const lease = me === undefined ? null : await leases.get(a.machineId, now)
     if (lease && lease.holder !== me && !READ_ONLY_OPERATIONS.has(lease.operation ?? '')) {
       if (lease.expiresAt > now) return { kind: 'busy' }
-      if (lease.acquiredAt !== null && lease.acquiredAt >= a.scheduledAt) return { kind: 'unknown', holder: lease.holder, operation: lease.operation }
+      // Taken after the decision: a lease other than the one it found (one extended by its holder keeps its time).
+      const begun = seen
+        ? await leases.get(a.machineId).then((l) => l?.acquiredAt != null && l.acquiredAt !== seen.lease)
+        : lease.acquiredAt !== null && lease.acquiredAt >= a.scheduledAt
+      if (begun) return { kind: 'unknown', holder: lease.holder, operation: lease.operation }
     }
     return null
   }
@@ -482,6 +531,7 @@ export function createRepair(deps: RepairDeps): Repair {
           a.repairing = true
           a.scheduledAt = e.at
           a.dueAt = e.at + (Number(d.inMs) || 0)
+          a.seen = sharedRowsOf(d.seen)
         } else if (d.action === 'pxe-cycle') {
           a.repairing = false
           a.scheduledAt = null

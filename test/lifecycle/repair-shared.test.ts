@@ -9,7 +9,7 @@ import { createEventBus } from '../../src/events/bus.js'
 import { openPostgresInventory, type PostgresInventory } from '../../src/inventory/postgres/open.js'
 import { useCallerClock } from '../../src/inventory/sql/dialect.js'
 import { createSqlLeaderLeases } from '../../src/inventory/sql/leader-leases.js'
-import type { Machine } from '../../src/inventory/index.js'
+import type { BmcLease, BmcLeaseRepository, Machine } from '../../src/inventory/index.js'
 import { attachTimeline, createLifecycle } from '../../src/lifecycle/index.js'
 import { createLeadership, type Leadership } from '../../src/lifecycle/leader.js'
 import { createRepair, type Admission, type Repair, type RepairPower, type RepairSettings } from '../../src/lifecycle/repair.js'
@@ -36,7 +36,36 @@ interface Instance {
   dead: Promise<void>
 }
 
-async function world(t: TestContext, settings: Partial<RepairSettings> = {}) {
+/**
+ * The shared rows as PostgreSQL gives them to a host whose clock is `offsetMs` off the database's (dialect.ts): the
+ * rows hold the database's times (here the test's clock, which useCallerClock makes the database's), and what is
+ * passed in and read back with `now` is on the host's clock.
+ */
+function onHostClock(leases: BmcLeaseRepository, offsetMs: number): BmcLeaseRepository {
+  const toDb = (t: number) => t - offsetMs
+  const shift = (l: BmcLease): BmcLease => ({ ...l, acquiredAt: l.acquiredAt === null ? null : l.acquiredAt + offsetMs, expiresAt: l.expiresAt + offsetMs })
+  return {
+    acquire: async (id, holder, operation, ttlMs, now) => {
+      const g = await leases.acquire(id, holder, operation, ttlMs, toDb(now))
+      return g.granted ? { granted: true, lease: shift(g.lease) } : { granted: false, lease: g.lease ? shift(g.lease) : null }
+    },
+    renew: (id, holder, ttlMs, now) => leases.renew(id, holder, ttlMs, toDb(now)),
+    release: (id, holder) => leases.release(id, holder),
+    get: async (id, now) => {
+      if (now === undefined) return leases.get(id)
+      const l = await leases.get(id, toDb(now))
+      return l ? shift(l) : null
+    },
+    recordReboot: (id, at, holder, now = at) => leases.recordReboot(id, toDb(at), holder, toDb(now)),
+    lastReboot: async (id, now) => {
+      if (now === undefined) return leases.lastReboot(id)
+      const t = await leases.lastReboot(id, toDb(now))
+      return t === null ? null : t + offsetMs
+    },
+  }
+}
+
+async function world(t: TestContext, settings: Partial<RepairSettings> = {}, skews: Record<string, number> = {}) {
   const c = await pgClusterOrSkip(t)
   if (!c) return null
   const url = await c.createDatabase()
@@ -60,9 +89,14 @@ async function world(t: TestContext, settings: Partial<RepairSettings> = {}) {
     const inventory = await openPostgresInventory({ url, connectTimeoutMs: 30_000 })
     // One fake clock drives every instance here: the leases' times are the test's, not PostgreSQL's.
     useCallerClock(inventory.db)
+    // A host whose clock is off (`skews`): its timeline and ladder go by it; the shared rows by the database's. (The
+    // leader lease, which decides between hosts by the database's clock too, is left on the test's.)
+    const offset = skews[name] ?? 0
+    const host = offset === 0 ? clock : { now: () => now + offset }
+    const shared = offset === 0 ? inventory : { ...inventory, bmcLeases: onHostClock(inventory.bmcLeases!, offset) }
     const bus = createEventBus()
     const timeline = attachTimeline({ inventory, bus, log })
-    const lifecycle = createLifecycle({ inventory, bus, log, clock })
+    const lifecycle = createLifecycle({ inventory, bus, log, clock: host })
     const timers: Timer[] = []
     const setTimer = (fn: () => void, ms: number) => {
       const timer = { at: now + ms, fn, cancelled: false }
@@ -89,7 +123,7 @@ async function world(t: TestContext, settings: Partial<RepairSettings> = {}) {
       onChange: () => self.repair.roleChanged(),
     })
     self.repair = createRepair({
-      inventory, lifecycle, bus, log, clock, power, random: () => 1, setTimer,
+      inventory: shared, lifecycle, bus, log, clock: host, power, random: () => 1, setTimer,
       settings: { sweepMs: 60 * 60 * S, ...settings },
       shared: { leadership: self.leadership, pollMs: 60 * 60 * S },
     })
@@ -263,6 +297,48 @@ test('the leader is killed in the middle of a power cycle: the new leader does n
       assert.deepEqual(w.powerCalls.map((c) => c.by), ['A', 'B'])
     })
   }
+})
+
+test('hosts whose clocks are 120 s off: whether the killed leader\'s repair was done is told by the shared rows, not by the hosts\' times', async (t) => {
+  // The old leader's repair is resumed from its timeline, where the decision is on the old leader's clock; the reboot
+  // record and the BMC lease are read onto the new leader's. By the times, a leader 120 s ahead decided "after" its
+  // own power cycle (the new leader sends it again), and one 120 s behind decided "before" a person's reboot of ten
+  // seconds earlier (the new leader takes that reboot for the repair and sends nothing).
+  await t.test('the leader was ahead and power-cycled the machine before it died: not sent again', async (t) => {
+    const w = await world(t, { backoffMs: 30 * S, maxPhaseFailures: 3 }, { A: 120 * S })
+    if (!w) return
+    const a = await w.start('A')
+    const b = await w.start('B')
+    const m = await w.machine(a, 'ahead')
+    a.powerMode = 'killed-after-send'
+    await w.advance(601 * S)
+    await w.advance(31 * S)
+    assert.deepEqual(w.powerCalls, [{ id: m.id, by: 'A' }])
+    // B takes over and resumes the repair, due 30 s after the decision by A's clock: 150 s from now by B's.
+    for (let k = 0; k < 20; k++) await w.advance(10 * S)
+    assert.ok(b.leadership.isLeader())
+    assert.deepEqual(w.powerCalls, [{ id: m.id, by: 'A' }], 'no second power cycle for the same deadline')
+    const last = (await b.inventory.events.list({ machineId: m.id, types: ['boot.repair'] })).at(-1)!
+    assert.deepEqual([last.data.action, last.data.already], ['pxe-cycle', 'done'], last.message)
+  })
+  await t.test('the leader was behind and died before the repair was due; a person rebooted the machine just before the decision: sent once', async (t) => {
+    const w = await world(t, { backoffMs: 30 * S, maxPhaseFailures: 3 }, { A: -120 * S })
+    if (!w) return
+    const a = await w.start('A')
+    const b = await w.start('B')
+    const m = await w.machine(a, 'behind')
+    await w.advance(591 * S)
+    // Rebooted by hand (through an instance's power manager) ten seconds before its boot deadline.
+    await b.inventory.bmcLeases!.recordReboot(m.id, w.clock.now(), 'person')
+    await w.advance(10 * S)
+    assert.deepEqual(await w.ladder(m.id), ['boot.failure deadline', 'boot.repair scheduled'])
+    w.kill(a)
+    for (let k = 0; k < 10; k++) await w.advance(10 * S)
+    assert.ok(b.leadership.isLeader())
+    assert.deepEqual(w.powerCalls, [{ id: m.id, by: 'B' }], 'the repair the killed leader decided is sent once, by B')
+    const last = (await b.inventory.events.list({ machineId: m.id, types: ['boot.repair'] })).at(-1)!
+    assert.deepEqual([last.data.action, last.data.ok, last.data.already], ['pxe-cycle', true, undefined], last.message)
+  })
 })
 
 test('admission: provisioning.maxConcurrent holds across both instances', async (t) => {
