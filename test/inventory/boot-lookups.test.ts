@@ -1,9 +1,12 @@
 // The lookups every config fetch makes (issue 15), compiled once (precompiled.ts): a machine by id or MAC with its
 // NICs and hardware, and its open allocation, newest first, from the index migration 0016 makes. On both backends.
 import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import SQLite from 'better-sqlite3'
 import { sql } from 'kysely'
 import type { Inventory } from '../../src/inventory/index.js'
 import { eachBackend } from '../support/backends.js'
+import { openSqliteInventory } from './helpers.js'
 
 const NOW = 1_800_000_000_000
 
@@ -55,6 +58,29 @@ eachBackend('allocations.current: the newest open allocation of the machine, nev
   assert.equal((await inv.allocations.release(m.id, NOW + 50))?.allocationId, 'a1')
   assert.equal(await inv.allocations.current(m.id), null)
   assert.equal((await inv.allocations.current(other.id))?.allocationId, 'a3')
+})
+
+// SQLite re-prepares a statement each time a LIMIT parameter is bound (the value feeds its planner): a bound
+// `limit ?` made this one-row read several times dearer on every config fetch. The limit is written in the SQL.
+test('allocations.current on SQLite: its LIMIT is in the SQL, not a bound parameter', async (t) => {
+  const inv = await openSqliteInventory({ file: ':memory:' })
+  t.after(() => inv.close())
+  const m = await inv.machines.create({ name: 'alloc', nics: [] }, NOW)
+  await allocate(inv, 'a1', m.id, NOW + 10)
+  const prepared: string[] = []
+  const prepare = SQLite.prototype.prepare
+  SQLite.prototype.prepare = function (this: SQLite.Database, source: string) {
+    prepared.push(source)
+    return prepare.call(this, source)
+  } as typeof prepare
+  try {
+    assert.equal((await inv.allocations.current(m.id))?.allocationId, 'a1')
+  } finally {
+    SQLite.prototype.prepare = prepare
+  }
+  const reads = prepared.filter((s) => s.includes('"allocation_machines"'))
+  assert.equal(reads.length, 1, `the open-allocation read was prepared: ${JSON.stringify(prepared)}`)
+  assert.match(reads[0]!, /\blimit 1$/)
 })
 
 eachBackend('a 0015 database gains the allocation index (0016), in place of the one it extends', async (t, backend) => {
