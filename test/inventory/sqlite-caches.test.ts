@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import SQLite from 'better-sqlite3'
-import { sql } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { openSqliteInventory } from './helpers.js'
 import { StatementCache } from '../../src/inventory/sqlite/driver.js'
 import { PROFILES_KEPT } from '../../src/inventory/sqlite/definitions-cache.js'
@@ -155,4 +155,21 @@ test('cached classes and profiles are frozen: a caller cannot change what later 
   const p = (await inv.profiles.get('w'))!
   assert.throws(() => { (p as { talosVersion: string }).talosVersion = 'x' }, TypeError)
   await inv.close()
+})
+
+test('SQLite statements carry integer LIMIT and OFFSET in their text (a bound LIMIT makes SQLite prepare again at every run); other values stay parameters', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-limit-'))
+  const inv = await openSqliteInventory({ file: join(dir, 'inv.db') })
+  try {
+    const db = inv.db as Kysely<any>
+    const q = db.selectFrom('machines').select('id').orderBy('id').limit(3).offset(7).compile()
+    assert.match(q.sql, / limit 3 offset 7$/)
+    assert.deepEqual(q.parameters, [])
+    const odd = db.selectFrom('machines').select('id').limit(2.5 as number).compile()
+    assert.match(odd.sql, / limit \?$/, 'not an integer: bound as before')
+    assert.deepEqual((await db.selectFrom('machines').select('id').limit(1).execute()), [])
+  } finally {
+    await inv.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
 })

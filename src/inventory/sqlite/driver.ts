@@ -1,7 +1,7 @@
 import type SQLite from 'better-sqlite3'
 import {
-  CompiledQuery, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
-  type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult,
+  CompiledQuery, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, ValueNode,
+  type DatabaseConnection, type Dialect, type Driver, type Kysely, type LimitNode, type OffsetNode, type QueryResult,
 } from 'kysely'
 import { RackbootError } from '../../errors.js'
 
@@ -367,6 +367,23 @@ export class BusyRetryingSqliteDriver implements Driver {
   }
 }
 
+/**
+ * Integer LIMIT and OFFSET values go into the SQL text instead of as parameters: SQLite prepares a statement whose
+ * LIMIT is bound again at every run (the value feeds its planner), ~6 µs a run against ~1.5 µs for `limit 1`
+ * (better-sqlite3, an indexed read). Page sizes then make distinct statement texts, which the statement cache holds
+ * like any other (StatementCache, least recently used out). Anything but a safe integer stays a parameter.
+ */
+class LiteralLimitQueryCompiler extends SqliteQueryCompiler {
+  protected override visitLimit(node: LimitNode): void {
+    if (ValueNode.is(node.limit) && Number.isSafeInteger(node.limit.value)) this.append(`limit ${node.limit.value as number}`)
+    else super.visitLimit(node)
+  }
+  protected override visitOffset(node: OffsetNode): void {
+    if (ValueNode.is(node.offset) && Number.isSafeInteger(node.offset.value)) this.append(`offset ${node.offset.value as number}`)
+    else super.visitOffset(node)
+  }
+}
+
 export class BusyRetryingSqliteDialect implements Dialect {
   constructor(readonly driver: BusyRetryingSqliteDriver) {}
   createAdapter() {
@@ -376,7 +393,7 @@ export class BusyRetryingSqliteDialect implements Dialect {
     return this.driver
   }
   createQueryCompiler() {
-    return new SqliteQueryCompiler()
+    return new LiteralLimitQueryCompiler()
   }
   createIntrospector(db: Kysely<any>) {
     return new SqliteIntrospector(db)
