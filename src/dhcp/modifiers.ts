@@ -20,7 +20,8 @@ export function replyTo(req: DhcpPacket, ...mods: Modifier[]): DhcpPacket {
     yiaddr: '0.0.0.0',
     siaddr: '0.0.0.0',
     giaddr: req.giaddr,
-    chaddr: Buffer.from(req.chaddr),
+    // Shared, not copied: encode only reads it, and no modifier writes it.
+    chaddr: req.chaddr,
     sname: '',
     file: '',
     options: new Map(),

@@ -286,7 +286,8 @@ export function createDhcpSockets(deps: DhcpSocketsDeps): DhcpSockets {
   const onMessage = (localPort: () => number) => (buf: Buffer, rinfo: RemoteInfo) => {
     const started = performance.now()
     try {
-      const decoded = tryDecode(buf)
+      // dgram gives every datagram a buffer of its own: decode may keep views into it.
+      const decoded = tryDecode(buf, true)
       if (!decoded.ok) {
         metrics.dropped(`malformed:${decoded.reason}`)
         if (log.isLevelEnabled('debug')) log.debug({ from: rinfo.address, bytes: buf.length, reason: decoded.reason }, 'dhcp malformed datagram dropped')

@@ -6,7 +6,7 @@ import {
 } from '../../src/dhcp/codec.js'
 import { isRackbootError } from '../../src/errors.js'
 import {
-  OptionCode, formatGuid, getClientArchs, getClientId, getClientUuid, getIps, getMaxMessageSize, getString, guidBytes,
+  MessageType, OptionCode, formatGuid, getClientArchs, getClientId, getClientUuid, getIps, getMaxMessageSize, getString, guidBytes,
   setString,
 } from '../../src/dhcp/options.js'
 import { FIRMWARE, request } from './packets.js'
@@ -212,4 +212,16 @@ test('random option sets survive encode/decode at any maximum size (overload and
     assert.deepEqual(new Map([...back.options].sort((a, b) => a[0] - b[0])), new Map([...p.options].sort((a, b) => a[0] - b[0])), `round ${round}`)
     assert.equal(back.file, p.file)
   }
+})
+
+test('tryDecode copies the datagram unless the caller owns it: a reused input buffer does not change a decoded packet', () => {
+  const bytes = encode(request({ type: MessageType.Discover, mac: '52:54:00:12:34:56', hostname: 'node-1' }))
+  const copied = tryDecode(bytes)
+  const viewed = tryDecode(bytes, true)
+  assert.ok(copied.ok && viewed.ok)
+  bytes.fill(0xee)
+  assert.equal(hardwareAddress(copied.packet), '52:54:00:12:34:56')
+  assert.equal(copied.packet.options.get(OptionCode.HostName)?.toString(), 'node-1')
+  // Owned: views into the caller's buffer, no copy (the server passes each datagram's own buffer).
+  assert.equal(viewed.packet.options.get(OptionCode.HostName)?.[0], 0xee)
 })
