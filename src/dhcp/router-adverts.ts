@@ -182,6 +182,22 @@ function stopLeftover(pidFile: string, conf: string, log: Logger): void {
   }
 }
 
+/**
+ * radvd in the foreground on `conf`, its log lines at debug level; `tail()` is the last of its stderr (for a warning
+ * when it exits), `failed` is logged if it cannot be started at all.
+ */
+function spawnRadvd(deps: RouterAdvertsDeps, program: string, conf: string, pidFile: string, log: Logger, name: string, failed: string) {
+  const argv = [...(deps.wrap ?? []), program, '--nodaemon', '-C', conf, '-p', pidFile, '-m', 'stderr']
+  const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
+  let tail = ''
+  p.stderr?.on('data', (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-2000)
+    for (const line of d.toString().split('\n').filter(Boolean)) log.debug({ radvd: line }, name)
+  })
+  p.on('error', (err) => log.warn({ err }, failed))
+  return { p, tail: () => tail.trim() }
+}
+
 /** SIGTERM (radvd then sends its final advertisement), SIGKILL after 3 s. */
 function terminate(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve()
@@ -238,15 +254,11 @@ function createBootRouter(deps: RouterAdvertsDeps, managed: ManagedAdverts, log:
   }
   const launch = (program: string): void => {
     stopLeftover(pidFile, conf, log)
-    const argv = [...(deps.wrap ?? []), program, '--nodaemon', '-C', conf, '-p', pidFile, '-m', 'stderr']
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
+    const { p } = spawnRadvd(deps, program, conf, pidFile, log, 'radvd (boot router)',
+      'the boot router (radvd) could not be started: UEFI firmware waits 10 s for a route before it loads its boot file')
     child = p
     // radvd takes SIGHUP only once it is in its main loop (before, the signal ends it): rereads wait a while.
     lastReload = performance.now() + BOOT_START_MS
-    p.stderr?.on('data', (d: Buffer) => {
-      for (const line of d.toString().split('\n').filter(Boolean)) log.debug({ radvd: line }, 'radvd (boot router)')
-    })
-    p.on('error', (err) => log.warn({ err }, 'the boot router (radvd) could not be started: UEFI firmware waits 10 s for a route before it loads its boot file'))
     p.on('exit', (code, signal) => {
       if (child !== p) return
       child = null
@@ -309,21 +321,14 @@ export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
   const bootRouter = deps.managed ? createBootRouter(deps, deps.managed, log, () => (stopping ? null : program)) : null
 
   const launch = (program: string, conf: string, pid: string): void => {
-    const argv = [...(deps.wrap ?? []), program, '--nodaemon', '-C', conf, '-p', pid, '-m', 'stderr']
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
+    const { p, tail } = spawnRadvd(deps, program, conf, pid, log, 'radvd', 'radvd could not be started; iPXE will wait ~16 s for IPv6 on this segment')
     child = p
-    let tail = ''
-    p.stderr?.on('data', (d: Buffer) => {
-      tail = (tail + d.toString()).slice(-2000)
-      for (const line of d.toString().split('\n').filter(Boolean)) log.debug({ radvd: line }, 'radvd')
-    })
-    p.on('error', (err) => log.warn({ err }, 'radvd could not be started; iPXE will wait ~16 s for IPv6 on this segment'))
     p.on('exit', (code, signal) => {
       if (child === p) child = null
       if (stopping) return
       // Unexpected: restart with backoff, so a flapping interface does not spin.
       const wait = Math.min(60_000, 1000 * 2 ** Math.min(restarts++, 6))
-      log.warn({ code, signal, retryInMs: wait, stderr: tail.trim() }, 'radvd exited; restarting')
+      log.warn({ code, signal, retryInMs: wait, stderr: tail() }, 'radvd exited; restarting')
       restartTimer = setTimeout(() => launch(program, conf, pid), wait)
       restartTimer.unref()
     })
