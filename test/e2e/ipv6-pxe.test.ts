@@ -4,8 +4,9 @@
 // ipv6.test.ts (agent over SLAAC -> discovered; allocated -> the Talos stand-in fetches its config over IPv6).
 // fw_cfg turns PXEv4 off and PXEv6 on (mode 'uefi-pxe6'): OVMF's first network entry is then "UEFI PXEv6", so no
 // ~70 s HTTPv4 attempt comes first as in ipv6.test.ts. What OVMF (Debian 2022.11) did here: DHCPv6 for its own
-// config (no arch), then SOLICIT/REQUEST with arch 7 and vendor class PXEClient, ~17 s (TCG, loaded) before its RRQ
-// (a tsize probe it aborts, then the download), a RELEASE after. iPXE's "Configuring" then takes ~30 s although its
+// config (no arch), then SOLICIT/REQUEST with arch 7 and vendor class PXEClient, then up to 10 s polling for a
+// default route before its RRQ (~17 s in all, TCG, loaded; rackboot's boot router now ends that wait within about a
+// second: src/dhcp/router-adverts.ts routeFor), a tsize probe it aborts, then the download, a RELEASE after. iPXE's "Configuring" then takes ~30 s although its
 // DHCPv6 REPLY comes at once: its DHCPv4 attempt has no server to answer on this segment.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
