@@ -147,6 +147,26 @@ eachBackend('leases and reservations', async (t, backend) => {
   )
 })
 
+eachBackend('a lease write keeps or moves the address: same client updates its state and times, another client takes the whole row', async (t, backend) => {
+  const inv = await backend.open()
+  t.after(() => inv.close())
+  const base = { ip: '198.18.0.20', mac: '02:00:00:00:00:21', clientId: '01020000000021', subnet: '198.18.0.0/24', hostname: null } as const
+  const put = (l: Parameters<typeof inv.leases.put>[0]) => ('putMany' in inv.leases ? (inv.leases as { putMany(ls: typeof l[]): Promise<void> }).putMany([l]) : inv.leases.put(l))
+  await put({ ...base, state: 'offered', expiresAt: NOW + 30, updatedAt: NOW })
+  await put({ ...base, state: 'bound', hostname: 'n1', expiresAt: NOW + 3600, updatedAt: NOW + 1 })
+  assert.deepEqual(await inv.leases.byIp(base.ip), { ...base, state: 'bound', hostname: 'n1', expiresAt: NOW + 3600, updatedAt: NOW + 1 })
+  // Another client (MAC, client id, even subnet) takes the address: every column is the new lease's.
+  const moved = { ip: base.ip, mac: '02:00:00:00:00:22', clientId: null, subnet: '198.18.0.0/23', state: 'offered', hostname: null, expiresAt: NOW + 60, updatedAt: NOW + 2 } as const
+  await put(moved)
+  assert.deepEqual(await inv.leases.byIp(base.ip), moved)
+  assert.equal(await inv.leases.byClient('02:00:00:00:00:21', '01020000000021'), null, 'the old client holds nothing')
+  assert.equal((await inv.leases.byClient('02:00:00:00:00:22', null))?.ip, base.ip)
+  // Only the client id differs: still a move.
+  await put({ ...moved, clientId: '01020000000022', updatedAt: NOW + 3 })
+  assert.equal((await inv.leases.byIp(base.ip))?.clientId, '01020000000022')
+  assert.equal((await inv.leases.list({ mac: '02:00:00:00:00:21' })).length, 0)
+})
+
 eachBackend('lease writes share the connection safely: batched, rolled back with a failed transaction, never inside another caller\'s transaction', async (t, backend) => {
   const inv = await backend.open()
   t.after(() => inv.close())

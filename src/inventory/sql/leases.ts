@@ -21,10 +21,18 @@ function toLease(r: Selectable<LeasesTable>): Lease {
 /** Leases plus a batch write: DHCP commits the leases of a burst of ACKs in one call (the boot-storm path). */
 export type SqlLeaseRepository = LeaseRepository & { putMany(leases: Lease[]): Promise<void> }
 
+// A lease's identity columns (mac, client_id, subnet) are indexed; an UPDATE that assigns one rewrites its index
+// entries even to the same value. Nearly every write keeps them (the ACK after the OFFER, a renewal): the upsert
+// updates only the other columns, and only when those three are unchanged; a write that moves the address to another
+// client (the upsert changes nothing then) is the full UPDATE. 10-18 µs less SQLite CPU per DORA, measured on an
+// OFFER + ACK pair per client in batches of 10 (standalone better-sqlite3, WAL).
 const UPSERT_SQL = `insert into leases (ip, mac, client_id, subnet, state, hostname, expires_at, updated_at)
   values (?, ?, ?, ?, ?, ?, ?, ?)
-  on conflict (ip) do update set mac = excluded.mac, client_id = excluded.client_id, subnet = excluded.subnet,
-    state = excluded.state, hostname = excluded.hostname, expires_at = excluded.expires_at, updated_at = excluded.updated_at`
+  on conflict (ip) do update set state = excluded.state, hostname = excluded.hostname, expires_at = excluded.expires_at,
+    updated_at = excluded.updated_at
+  where mac is excluded.mac and client_id is excluded.client_id and subnet is excluded.subnet`
+const MOVE_SQL = `update leases set mac = ?, client_id = ?, subnet = ?, state = ?, hostname = ?, expires_at = ?, updated_at = ?
+  where ip = ?`
 
 /**
  * The lease upsert is DHCP's hot path (every ACK). Kysely's SQLite driver prepares every statement anew and a
@@ -58,9 +66,13 @@ export function createSqlLeases(db: Kysely<Database>, raw: RawLeaseWrites | null
   let writeAll: ((leases: Lease[]) => void) | null = null
   const prepared = (): ((leases: Lease[]) => void) => {
     if (writeAll) return writeAll
-    const stmt = raw!.handle.prepare(UPSERT_SQL)
+    const upsertRow = raw!.handle.prepare(UPSERT_SQL)
+    const moveRow = raw!.handle.prepare(MOVE_SQL)
     writeAll = raw!.handle.transaction((leases: Lease[]) => {
-      for (const l of leases) stmt.run(l.ip, l.mac, l.clientId, l.subnet, l.state, l.hostname, l.expiresAt, l.updatedAt)
+      for (const l of leases) {
+        if (upsertRow.run(l.ip, l.mac, l.clientId, l.subnet, l.state, l.hostname, l.expiresAt, l.updatedAt).changes > 0) continue
+        moveRow.run(l.mac, l.clientId, l.subnet, l.state, l.hostname, l.expiresAt, l.updatedAt, l.ip)
+      }
     })
     return writeAll
   }
