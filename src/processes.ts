@@ -1,4 +1,5 @@
-// Other programs and processes: finding an executable, telling whether a pid is still alive.
+// Other programs and processes: finding an executable, telling whether a pid is still alive, stopping a child.
+import type { ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 
@@ -26,4 +27,28 @@ export function processAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited (at once when it already has). */
+export function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve()
+    const timer = setTimeout(() => {
+      try {
+        child.kill('SIGKILL')
+      } catch {
+        // already gone
+      }
+    }, graceMs)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    try {
+      child.kill('SIGTERM')
+    } catch {
+      clearTimeout(timer)
+      resolve()
+    }
+  })
 }

@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { isIPv6 } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from '../log.js'
-import { which } from '../processes.js'
+import { stopChild, which } from '../processes.js'
 
 export interface RouterAdvertsDeps {
   /** The provisioning interface (radvd advertises on one named interface). */
@@ -198,18 +198,8 @@ function spawnRadvd(deps: RouterAdvertsDeps, program: string, conf: string, pidF
   return { p, tail: () => tail.trim() }
 }
 
-/** SIGTERM (radvd then sends its final advertisement), SIGKILL after 3 s. */
-function terminate(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve()
-  return new Promise<void>((resolve) => {
-    const kill = setTimeout(() => p.kill('SIGKILL'), 3000)
-    p.once('exit', () => {
-      clearTimeout(kill)
-      resolve()
-    })
-    p.kill('SIGTERM')
-  })
-}
+/** radvd's grace on SIGTERM, in which it sends its final advertisement; SIGKILL after. */
+const RADVD_STOP_MS = 3000
 
 /**
  * The boot router of RouterAdverts.routeFor: a radvd that runs while any firmware is listed. A new client rewrites
@@ -241,7 +231,7 @@ function createBootRouter(deps: RouterAdvertsDeps, managed: ManagedAdverts, log:
       // Its final advertisement (lifetime 0) goes to the clients still in its config: their route ends now.
       const p = child
       child = null
-      if (p) void terminate(p)
+      if (p) void stopChild(p, RADVD_STOP_MS)
       return
     }
     write()
@@ -306,7 +296,7 @@ function createBootRouter(deps: RouterAdvertsDeps, managed: ManagedAdverts, log:
       clients.clear()
       const p = child
       child = null
-      if (p) await terminate(p)
+      if (p) await stopChild(p, RADVD_STOP_MS)
     },
   }
 }
@@ -358,7 +348,7 @@ export function createRouterAdverts(deps: RouterAdvertsDeps): RouterAdverts {
       stopping = true
       if (restartTimer) clearTimeout(restartTimer)
       await bootRouter?.stop()
-      if (child) await terminate(child)
+      if (child) await stopChild(child, RADVD_STOP_MS)
     },
     get running() {
       return child !== null && child.exitCode === null

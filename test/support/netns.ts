@@ -10,7 +10,7 @@
 // createNetLab(t) registers lab.destroy() with t.after, so namespaces go away also when the test fails.
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { which } from '../../src/processes.js'
+import { stopChild, which } from '../../src/processes.js'
 
 export interface ExecResult {
   code: number | null
@@ -152,29 +152,8 @@ interface AfterContext {
   after(fn: () => Promise<void> | void): void
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited (at once when it already has). */
-export function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve()
-    const timer = setTimeout(() => {
-      try {
-        child.kill('SIGKILL')
-      } catch {
-        // already gone
-      }
-    }, graceMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    try {
-      child.kill('SIGTERM')
-    } catch {
-      clearTimeout(timer)
-      resolve()
-    }
-  })
-}
+// stopChild lives with the other process helpers (src/processes.ts); re-exported for the tests and benches.
+export { stopChild }
 
 /**
  * Creates a lab. With a test context, its teardown is registered with `t.after` (runs also on failure);

@@ -2,6 +2,7 @@
 // requests it prints.
 import type { ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import { stopChild } from '../../../src/processes.js'
 import type { SinkConfig, SinkRoute } from './sink-server.js'
 
 export type { SinkConfig, SinkResponse, SinkRoute } from './sink-server.js'
@@ -107,16 +108,6 @@ export async function startSinkProcess(spawn: (argv: string[]) => ChildProcess, 
         listeners.add(check)
       })
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => child.kill('SIGKILL'), 2_000)
-        child.once('exit', () => {
-          clearTimeout(t)
-          resolve()
-        })
-        child.kill('SIGTERM')
-      })
-    },
+    stop: () => stopChild(child, 2_000),
   }
 }
