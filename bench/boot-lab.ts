@@ -330,24 +330,30 @@ export interface DhcpCapture {
   stop(): Promise<void>
 }
 
+/** tcpdump on the lab's bridge with `args`, once it says it is listening (or gave up: 10 s, or it exited). */
+async function tcpdumpOnBridge(lab: VmLab, args: string[], stdout: 'pipe' | 'ignore') {
+  const child = lab.bridgeNs.spawn(['timeout', '900', 'tcpdump', '-i', 'br0', '-n', ...args], { stdio: ['ignore', stdout, 'pipe'] })
+  let err = ''
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()))
+  const t0 = Date.now()
+  while (!/listening on/.test(err) && child.exitCode === null && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50))
+  return { child, listening: /listening on/.test(err), err }
+}
+
 /**
  * Every packet on the bridge, headers and the first 512 bytes, to `file` (the boot bench's --pcap=DIR, for reading a
  * boot's timing on the wire afterwards: `tcpdump -r FILE -n -tt -v`); null when tcpdump is missing.
  */
 export async function capturePackets(lab: VmLab, file: string): Promise<{ stop(): Promise<void> } | null> {
   if (!which('tcpdump')) return null
-  const child = lab.bridgeNs.spawn(['timeout', '900', 'tcpdump', '-i', 'br0', '-n', '-s', '512', '-U', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let err = ''
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()))
-  const t0 = Date.now()
-  while (!/listening on/.test(err) && child.exitCode === null && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50))
+  const { child } = await tcpdumpOnBridge(lab, ['-s', '512', '-U', '-w', file], 'ignore')
   return { stop: () => stopChild(child, 2_000) }
 }
 
 /** tcpdump (Debian package tcpdump) on the bridge; null when it is missing (then the servers' logs are used). */
 export async function captureDhcp(lab: VmLab, ipv6 = false): Promise<DhcpCapture | null> {
   if (!which('tcpdump')) return null
-  const child = lab.bridgeNs.spawn(['timeout', '900', 'tcpdump', '-i', 'br0', '-n', '-l', '-tt', '-e', `udp and dst port ${ipv6 ? 547 : 67}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const { child, listening, err } = await tcpdumpOnBridge(lab, ['-l', '-tt', '-e', `udp and dst port ${ipv6 ? 547 : 67}`], 'pipe')
   const packets: { at: number; text: string }[] = []
   let out = ''
   child.stdout?.on('data', (d: Buffer) => {
@@ -358,11 +364,7 @@ export async function captureDhcp(lab: VmLab, ipv6 = false): Promise<DhcpCapture
       if (Number.isFinite(at)) packets.push({ at, text: p.toLowerCase() })
     }
   })
-  let err = ''
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()))
-  const t0 = Date.now()
-  while (!/listening on/.test(err) && child.exitCode === null && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50))
-  if (!/listening on/.test(err)) {
+  if (!listening) {
     await stopChild(child, 5_000)
     console.log(`NOTE: tcpdump did not start (${err.trim().split('\n').pop()}): first DISCOVER from the servers' logs`)
     return null

@@ -202,10 +202,10 @@ function printTable(results: BootResult[], modes: ModeName[], labels: Record<Pee
 
 export async function run(args: string[]): Promise<void> {
   const rounds = Number(flag(args, 'rounds') ?? 3)
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer')
   const pcapArg = flag(args, 'pcap')
   const pcapDir = pcapArg ? resolve(pcapArg) : undefined
   if (pcapDir) await mkdir(pcapDir, { recursive: true })
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer')
   const modeArg = (flag(args, 'modes') ?? 'bios,uefi,uefi-http').split(',').map((s) => s.trim()).filter(Boolean)
   for (const m of modeArg) if (!(ALL_MODES as readonly string[]).includes(m)) throw new Error(`unknown mode '${m}' (${ALL_MODES.join(', ')})`)
 
