@@ -54,12 +54,10 @@ export function createSqlBmcs(db: Kysely<Database>, box: SecretBox): BmcReposito
   const recorded = new Map<string, { stored: number; checkedAt: number }>()
   return {
     async get(machineId, now) {
-      if (now === undefined) {
-        const r = await db.selectFrom('bmcs').selectAll().where('machine_id', '=', machineId).executeTakeFirst()
-        return r ? toBmc(r) : null
-      }
-      const r = await db.selectFrom('bmcs').selectAll().select(databaseNow(db, now).as('db_now')).where('machine_id', '=', machineId).executeTakeFirst()
+      // One read whether or not the caller gives its clock, as bmc-leases.ts reads.
+      const r = await db.selectFrom('bmcs').selectAll().select(databaseNow(db, now ?? 0).as('db_now')).where('machine_id', '=', machineId).executeTakeFirst()
       if (!r) return null
+      if (now === undefined) return toBmc(r)
       const own = recorded.get(machineId)
       return toBmc(r, (t) => (own && own.stored === Number(t) ? own.checkedAt : onCallerClock(t, { now, dbNow: r.db_now })))
     },
