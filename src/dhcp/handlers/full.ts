@@ -14,7 +14,7 @@ import {
   replyTo, withBroadcastFlag, withCiaddr, withEchoes, withHostName, withLeaseTime, withMessage, withMessageType,
   withNetwork, withOption, withServerId, withYiaddr, type Modifier,
 } from '../modifiers.js'
-import { MessageType, OptionCode, intToIp, ipBytes, ipToInt, type DhcpOptions } from '../options.js'
+import { MessageType, OptionCode, intToIp, ipBytes, ipToInt, type DhcpOptions, type MessageName } from '../options.js'
 import { LeasePool, isActive, sameClient, toLease, type ClientKey, type PoolEntry } from '../pool.js'
 import { indexReservations, loadReservations, type ReservationIndex } from '../reservations.js'
 import { findSubnet, subnetContains, type Subnet } from '../subnet.js'
@@ -127,17 +127,17 @@ export function createFullHandler(deps: FullHandlerDeps): FullHandler {
   ): { choice: BootChoice; advice: DhcpBootAdvice } | Promise<{ choice: BootChoice; advice: DhcpBootAdvice }> => {
     const planned = chooseBoot(f, deps.boot)
     if (!shouldInspect(f) || f.message === 'unknown') return { choice: planned, advice: {} }
-    return adviseBoot(f, event, planned)
+    return adviseBoot(f, f.message, event, planned)
   }
   const adviseBoot = async (
     f: RequestFacts,
+    message: MessageName,
     event: { reply: 'offer' | 'ack'; ip?: string; subnet?: string },
     planned: BootChoice,
   ): Promise<{ choice: BootChoice; advice: DhcpBootAdvice }> => {
-    if (f.message === 'unknown') return { choice: planned, advice: {} }
     const bootFile = choiceTarget(planned)
     const advice = await consultBootPort(deps.advice, f, {
-      message: f.message,
+      message,
       mode: 'full',
       reply: event.reply,
       ...(event.ip ? { ip: event.ip } : {}),
