@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
-import { BOOT_CLIENT_TTL_MS, bootRouterConfig, createRouterAdverts, findRadvd, radvdConfig } from '../../src/dhcp/router-adverts.js'
+import { BOOT_CLIENT_TTL_MS, bootRouterConfig, createRouterAdverts, findRadvd, radvdConfig, type ManagedAdverts } from '../../src/dhcp/router-adverts.js'
 import { silentLogger } from '../../src/log.js'
 import { createNetLab, skipUnlessNetns, waitFor, type Netns } from '../support/netns.js'
 
@@ -25,6 +25,17 @@ async function raSegment(t: TestContext, prefix: string) {
   return { srv, cli, dir }
 }
 
+
+/** rackboot's router advertisements on `srv`'s eth0 (radvd run inside its namespace), stopped at the test's end. */
+async function startAdverts(t: TestContext, srv: Netns, runDir: string, managed?: ManagedAdverts) {
+  const ra = createRouterAdverts({
+    interface: 'eth0', runDir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name],
+    ...(managed ? { managed } : {}),
+  })
+  await ra.start()
+  t.after(() => ra.stop())
+  return ra
+}
 
 /** rdisc6 sends router solicitations, as iPXE does; the advertisement it prints. */
 function askRouter(cli: Netns): Promise<string> {
@@ -48,9 +59,7 @@ test('radvd config: no prefix, router lifetime 0, no DHCPv6 flags; bad interface
 test('router advertisements reach a host on the segment (ndisc6 rdisc6 asks), and stop with rackboot', async (t) => {
   if (skipUnlessNetns(t, ['radvd', 'rdisc6'])) return
   const { srv, cli, dir } = await raSegment(t, 'ra')
-  const ra = createRouterAdverts({ interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name] })
-  await ra.start()
-  t.after(() => ra.stop())
+  const ra = await startAdverts(t, srv, dir)
   const answer = await askRouter(cli)
   assert.match(answer, /Router lifetime\s*:\s*0\b/, answer)
   assert.doesNotMatch(answer, /Prefix\s*:/, 'no prefix advertised')
@@ -82,12 +91,7 @@ test('radvd config, managed (DHCPv6): the prefix on-link but not autonomous, M a
 test('managed router advertisements carry the prefix and the stateful (M) flag (rdisc6 asks)', async (t) => {
   if (skipUnlessNetns(t, ['radvd', 'rdisc6'])) return
   const { srv, cli, dir } = await raSegment(t, 'ram')
-  const ra = createRouterAdverts({
-    interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name],
-    managed: { prefix: '2001:db8:7::/64' },
-  })
-  await ra.start()
-  t.after(() => ra.stop())
+  const ra = await startAdverts(t, srv, dir, { prefix: '2001:db8:7::/64' })
   const answer = await askRouter(cli)
   assert.match(answer, /Stateful address conf\.\s*:\s*Yes/, answer)
   assert.match(answer, /Stateful other conf\.\s*:\s*Yes/)
@@ -128,12 +132,7 @@ async function watchAdverts(t: TestContext, ns: Netns) {
 test('routeFor: the firmware alone gets a default route (unicast, lifetime 30, low), soon; the segment keeps lifetime 0; a final lifetime-0 advertisement ends it', async (t) => {
   if (skipUnlessNetns(t, ['radvd', 'tcpdump'])) return
   const { srv, cli, dir } = await raSegment(t, 'rab')
-  const ra = createRouterAdverts({
-    interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name],
-    managed: { prefix: '2001:db8:7::/64' },
-  })
-  await ra.start()
-  t.after(() => ra.stop())
+  const ra = await startAdverts(t, srv, dir, { prefix: '2001:db8:7::/64' })
   const linkLocal = (await cli.exec(['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'link'])).stdout.match(/inet6 (fe80::[0-9a-f:]+)/)![1]!
   // radvd's start-up advertisement, then none for 16 s: whatever is seen below is the boot router's.
   await new Promise((r) => setTimeout(r, 1000))
@@ -160,12 +159,7 @@ test('routeFor: the firmware alone gets a default route (unicast, lifetime 30, l
 test('routeFor: addresses that are not link-local are ignored; the boot router stops once its clients expire', async (t) => {
   if (skipUnlessNetns(t, ['radvd'])) return
   const { srv, dir } = await raSegment(t, 'rae')
-  const ra = createRouterAdverts({
-    interface: 'eth0', runDir: dir, log: silentLogger(), program: findRadvd()!, wrap: ['ip', 'netns', 'exec', srv.name],
-    managed: { prefix: '2001:db8:7::/64' },
-  })
-  await ra.start()
-  t.after(() => ra.stop())
+  const ra = await startAdverts(t, srv, dir, { prefix: '2001:db8:7::/64' })
   const bootRadvd = async () => (await srv.exec(['pgrep', '-f', 'radvd-boot.conf'], { check: false })).stdout.trim()
   ra.routeFor('2001:db8:7::5')
   ra.routeFor('not an address')
