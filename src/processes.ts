@@ -29,13 +29,16 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited (at once when it already has). */
-export function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+/**
+ * SIGTERM, then after `graceMs` SIGKILL (or `forceKill`, e.g. for a whole process group); resolves when the child has
+ * exited (at once when it already has).
+ */
+export function stopChild(child: ChildProcess, graceMs: number, forceKill: () => void = () => child.kill('SIGKILL')): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve()
     const timer = setTimeout(() => {
       try {
-        child.kill('SIGKILL')
+        forceKill()
       } catch {
         // already gone
       }

@@ -14,6 +14,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { copyFileSync, existsSync, openSync, closeSync, ftruncateSync } from 'node:fs'
 import { join } from 'node:path'
+import { stopChild } from '../../../src/processes.js'
 import type { Netns } from '../../support/netns.js'
 import { SerialLog, type SerialMatch } from './serial-log.js'
 import { acquireVmSlot, type VmSlot } from './slots.js'
@@ -246,22 +247,7 @@ function killGroup(child: ChildProcess): void {
 }
 
 /** SIGTERM (coreutils timeout passes it on to QEMU), SIGKILL to the group after `graceMs`. */
-function kill(child: ChildProcess, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve()
-    const timer = setTimeout(() => killGroup(child), graceMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    try {
-      child.kill('SIGTERM')
-    } catch {
-      clearTimeout(timer)
-      resolve()
-    }
-  })
-}
+const kill = (child: ChildProcess, graceMs: number): Promise<void> => stopChild(child, graceMs, () => killGroup(child))
 
 /**
  * Starts a guest on a new tap in `ctx.ns` (already enslaved to the lab's bridge by the caller). Waits for one of
